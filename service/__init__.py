@@ -1,0 +1,1 @@
+"""Serving: the FastAPI app on ONNX Runtime. Never imports torch or training."""

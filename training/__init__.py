@@ -1,0 +1,1 @@
+"""Training: MNIST -> LeNet-5 -> verified ONNX artifact. Never imports service."""
