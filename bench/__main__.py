@@ -1,0 +1,115 @@
+"""``python -m bench``: measure the service side by side with its own ceilings; print one table.
+
+Starts the service (with its real settings, from DIGITS_* variables) on loopback in a
+subprocess, drives each scenario with wrk for a bounded time, runs ONNX Runtime alone in this
+process for the model's own limit, and checks the issue's targets as ratios of the same run.
+
+    python -m bench                      # about 2 minutes
+    python -m bench --duration 3 --overload-duration 3 --ort-duration 1   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import httpx
+
+from bench.inprocess import run_onnxruntime
+from bench.loadgen import run_wrk, wrk_binary
+from bench.payloads import Payload, digit_png, multipart, photo_jpeg, v2_binary
+from bench.report import Row, Targets, accepted_p99, format_table, scrape
+from bench.server import running_service
+from service.settings import Settings
+
+NOOP_PATH = "/bench/noop"
+BATCH_FILES = 64
+V2_BATCH = 256
+OVERLOAD_CONCURRENCY = 256
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    parser.add_argument("--overload-duration", type=float, default=10.0, help="seconds at c=256")
+    parser.add_argument("--ort-duration", type=float, default=3.0, help="seconds per ORT run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up load")
+    parser.add_argument("--concurrency", type=int, default=16, help="for no-op, JPEG, ratios")
+    parser.add_argument("--batch-concurrency", type=int, default=4, help="for batch and V2 runs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    wrk_binary()  # fail before anything starts when the generator is missing
+    settings = Settings()
+    png, jpeg = digit_png(), photo_jpeg()
+    one_png = multipart("file", [("digit.png", png, "image/png")])
+    one_jpeg = multipart("file", [("photo.jpg", jpeg, "image/jpeg")])
+    many_png = multipart("files", [(f"d{i}.png", png, "image/png") for i in range(BATCH_FILES)])
+    v2 = v2_binary(V2_BATCH)
+    c, bc = args.concurrency, args.batch_concurrency
+    started = time.monotonic()
+
+    # The model alone first, while no server competes for the cores.
+    ort = {b: run_onnxruntime(settings, b, args.ort_duration) for b in (1, V2_BATCH)}
+    rows: dict[str, Row] = {}
+    with running_service({}) as server:
+        url = server.base_url
+        run_wrk(f"{url}/predict", one_png, connections=c, duration_s=args.warmup)
+
+        def load(key: str, name: str, path: str, payload: Payload, conn: int) -> None:
+            result = run_wrk(f"{url}{path}", payload, connections=conn, duration_s=args.duration)
+            rows[key] = Row.from_load(name, conn, result, payload.images)
+
+        load("noop", "no-op route, multipart 28x28 PNG", NOOP_PATH, one_png, c)
+        for conn in (1, c, 64):
+            load(f"png_c{conn}", "/predict 28x28 PNG", "/predict", one_png, conn)
+        load("jpeg", "/predict 600x600 JPEG photo", "/predict", one_jpeg, c)
+        load("batch", f"/predict/batch {BATCH_FILES} PNGs", "/predict/batch", many_png, bc)
+        # The model keeps its own name in V2 paths: ask the service, never assume "lenet5".
+        v2_path = f"/v2/models/{httpx.get(f'{url}/model').json()['name']}/infer"
+        load("v2", f"V2 binary infer, batch {V2_BATCH}", v2_path, v2, bc)
+        before = scrape(url)
+        overload = run_wrk(
+            f"{url}/predict",
+            one_png,
+            connections=OVERLOAD_CONCURRENCY,
+            duration_s=args.overload_duration,
+            count_503=True,
+        )
+        overload_p99 = accepted_p99(before, scrape(url), route="/predict")
+        rows["overload"] = Row.from_load(
+            "overload: /predict PNG", OVERLOAD_CONCURRENCY, overload, one_png.images
+        )
+    for batch, result in ort.items():
+        rows[f"ort_{batch}"] = Row.from_inprocess(
+            f"ONNX Runtime in-process, batch {batch}", batch, result
+        )
+
+    targets = Targets.evaluate(rows, c, overload, overload_p99)
+    wall = time.monotonic() - started
+    # The table is the program's output (stdout); logs stay on stderr.
+    sys.stdout.write(f"{format_table(list(rows.values()))}\n\n{targets.format()}\n\n")
+    sys.stdout.write(f"settings: {_describe(settings)}; wall time {wall:.0f} s\n")
+    return 0 if targets.all_passed else 1
+
+
+def _describe(settings: Settings) -> str:
+    return (
+        f"provider={settings.provider} intra_op_threads={settings.intra_op_threads} "
+        f"batch_max_size={settings.batch_max_size} "
+        f"batch_max_delay_us={settings.batch_max_delay_us} "
+        f"batch_max_queue_images={settings.batch_max_queue_images}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The app under benchmark: the real service plus a no-op route, the HTTP ceiling.
+
+The no-op route lives in the same app, behind the same middleware (request id, metrics,
+access log, body limit), and reads the upload with the same function ``/predict`` uses; it
+answers a constant prediction-shaped JSON instead of decoding and running the model. So
+"/predict vs no-op" isolates exactly the work of decoding, preprocessing and inference.
+It exists only in this benchmark app, never in the shipped service.
+
+``python -m bench.app`` runs it the way ``python -m service`` runs the service.
+"""
+
+from __future__ import annotations
+
+import uvicorn
+from fastapi import FastAPI, Request
+from starlette.responses import JSONResponse
+
+from service.app import create_app
+from service.logs import configure_logging
+from service.routes.predict import _single_upload
+from service.settings import Settings
+
+NOOP_PATH = "/bench/noop"
+_CONSTANT_ANSWER = {
+    "digit": 7,
+    "confidence": 0.998,
+    "probabilities": [0.0002] * 9 + [0.998],
+    "model": {"name": "noop", "version": "0"},
+}
+
+
+async def noop(request: Request) -> JSONResponse:
+    """Read the image exactly as /predict does, then answer without looking at it."""
+    await _single_upload(request)
+    return JSONResponse(_CONSTANT_ANSWER)
+
+
+def create_bench_app() -> FastAPI:
+    app = create_app()
+    app.add_api_route(NOOP_PATH, noop, methods=["POST"], include_in_schema=False)
+    return app
+
+
+def main() -> None:
+    """Same server options as ``service.__main__``: one worker, JSON logs, graceful stop."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "bench.app:create_bench_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""The benchmark's table and the issue's targets, each a ratio or bound from the same run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.inprocess import InProcessResult
+from bench.loadgen import LoadResult
+
+# Targets of issue 4, on a 2-core machine.
+PREDICT_VS_NOOP_RPS = 0.80
+PREDICT_VS_NOOP_P99 = 2.0
+V2_VS_ORT_IMAGES = 0.50
+BATCH_IMAGES_PER_S = 10_000.0
+# Accepted requests under overload must stay well inside any client's timeout: the bounded
+# queue caps the wait at (queue bound / throughput), a fraction of this.
+OVERLOAD_P99_BOUND_S = 1.0
+_DURATION = "digits_http_request_duration_seconds"
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    concurrency: str
+    requests_per_s: float
+    images_per_s: float
+    p50_s: float
+    p90_s: float
+    p99_s: float
+    errors: str
+    failures: int
+
+    @classmethod
+    def from_load(cls, scenario: str, connections: int, result: LoadResult, images: int) -> Row:
+        rps = result.requests_per_s
+        errors = f"{result.non_2xx} non-2xx, {result.socket_errors} socket"
+        if result.overloaded:
+            errors += f" ({result.overloaded} were 503)"
+        return cls(
+            scenario,
+            str(connections),
+            rps,
+            rps * images,
+            result.p50_s,
+            result.p90_s,
+            result.p99_s,
+            errors,
+            result.non_2xx + result.socket_errors,
+        )
+
+    @classmethod
+    def from_inprocess(cls, scenario: str, batch: int, result: InProcessResult) -> Row:
+        cps = result.calls_per_s
+        return cls(
+            scenario, "1 thread", cps, cps * batch, result.p50_s, result.p90_s, result.p99_s, "-", 0
+        )
+
+
+def format_table(rows: list[Row]) -> str:
+    """A Markdown table: readable in a terminal and pasteable into the README as is."""
+    header = ["scenario", "conc.", "req/s", "images/s", "p50 ms", "p90 ms", "p99 ms", "errors"]
+    lines = [
+        [
+            row.scenario,
+            row.concurrency,
+            f"{row.requests_per_s:,.0f}",
+            f"{row.images_per_s:,.0f}",
+            f"{row.p50_s * 1000:.2f}",
+            f"{row.p90_s * 1000:.2f}",
+            f"{row.p99_s * 1000:.2f}",
+            row.errors,
+        ]
+        for row in rows
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
+
+    def render(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    separator = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([render(header), separator, *(render(line) for line in lines)])
+
+
+def scrape(base_url: str) -> dict[tuple[str, str, str, float], float]:
+    """Cumulative request-duration bucket counts by (route, method, status, le)."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10.0).text
+    buckets: dict[tuple[str, str, str, float], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != _DURATION:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                labels = sample.labels
+                key = (labels["route"], labels["method"], labels["status"], float(labels["le"]))
+                buckets[key] = sample.value
+    return buckets
+
+
+def accepted_p99(
+    before: dict[tuple[str, str, str, float], float],
+    after: dict[tuple[str, str, str, float], float],
+    route: str,
+) -> float | None:
+    """The 99th percentile (upper bucket edge) of 2xx answers on ``route`` between scrapes."""
+    counts: dict[float, float] = {}
+    for key, value in after.items():
+        if key[0] == route and key[2].startswith("2"):
+            counts[key[3]] = counts.get(key[3], 0.0) + value - before.get(key, 0.0)
+    if not counts or counts.get(float("inf"), 0.0) <= 0:
+        return None
+    total = counts[float("inf")]
+    return next(le for le in sorted(counts) if counts[le] >= 0.99 * total)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    measured: str
+    target: str
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Targets:
+    checks: list[Check]
+
+    @property
+    def all_passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @classmethod
+    def evaluate(
+        cls,
+        rows: dict[str, Row],
+        concurrency: int,
+        overload: LoadResult,
+        overload_p99: float | None,
+    ) -> Targets:
+        noop, png = rows["noop"], rows[f"png_c{concurrency}"]
+        v2, ort, batch = rows["v2"], rows["ort_256"], rows["batch"]
+        rps_ratio = png.requests_per_s / noop.requests_per_s
+        p99_ratio = png.p99_s / noop.p99_s
+        v2_ratio = v2.images_per_s / ort.images_per_s
+        other_failures = overload.non_2xx - overload.overloaded + overload.socket_errors
+        p99_text = "n/a" if overload_p99 is None else f"{overload_p99 * 1000:.0f} ms"
+        return cls(
+            [
+                Check(
+                    f"/predict PNG c={concurrency} req/s vs no-op",
+                    f"{rps_ratio:.0%}",
+                    f">= {PREDICT_VS_NOOP_RPS:.0%}",
+                    rps_ratio >= PREDICT_VS_NOOP_RPS and png.failures == 0,
+                ),
+                Check(
+                    f"/predict PNG c={concurrency} p99 vs no-op p99",
+                    f"{p99_ratio:.2f}x",
+                    f"<= {PREDICT_VS_NOOP_P99:.0f}x",
+                    p99_ratio <= PREDICT_VS_NOOP_P99,
+                ),
+                Check(
+                    "V2 binary batch 256 images/s vs ONNX Runtime batch 256",
+                    f"{v2_ratio:.0%}",
+                    f">= {V2_VS_ORT_IMAGES:.0%}",
+                    v2_ratio >= V2_VS_ORT_IMAGES and v2.failures == 0,
+                ),
+                Check(
+                    "/predict/batch 64 PNGs images/s",
+                    f"{batch.images_per_s:,.0f}",
+                    f">= {BATCH_IMAGES_PER_S:,.0f}",
+                    batch.images_per_s >= BATCH_IMAGES_PER_S and batch.failures == 0,
+                ),
+                Check(
+                    "overload c=256: failures other than 503",
+                    str(other_failures),
+                    "0",
+                    other_failures == 0,
+                ),
+                Check(
+                    "overload c=256: p99 of accepted (server histogram bucket)",
+                    p99_text,
+                    f"<= {OVERLOAD_P99_BOUND_S * 1000:.0f} ms",
+                    overload_p99 is not None and overload_p99 <= OVERLOAD_P99_BOUND_S,
+                ),
+            ]
+        )
+
+    def format(self) -> str:
+        width = max(len(check.name) for check in self.checks)
+        return "\n".join(
+            f"{'PASS' if c.passed else 'FAIL'}  {c.name.ljust(width)}  {c.measured:>8}  "
+            f"(target {c.target})"
+            for c in self.checks
+        )

@@ -1,0 +1,356 @@
+"""Wire format of the KServe V2 / Open Inference Protocol inference request and response.
+
+Transport-free: bytes and headers in, numpy out (and back). The routes only move bytes.
+Both encodings of the protocol are read: JSON tensors (``data``) and the binary tensor data
+extension (a JSON header of ``Inference-Header-Content-Length`` bytes followed by the raw
+little-endian tensors, each sized by its ``binary_data_size`` parameter). Every mistake a
+client can make is a :class:`V2Error` naming the bad value, so nothing reaches a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from service.v2.errors import V2Error
+
+FP32 = "FP32"
+BYTES = "BYTES"
+# The tensor dtype of FP32 on the wire: the protocol fixes little-endian byte order.
+_WIRE_FP32 = np.dtype("<f4")
+# MNIST convention of the model's input (docs/design.md, section 1).
+PIXEL_MIN, PIXEL_MAX = 0.0, 1.0
+# Request body encodings the Triton clients can send (``request_compression_algorithm``).
+_DECOMPRESSORS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+@dataclass(frozen=True)
+class TensorSignature:
+    """Name and shape of one model tensor; the batch dimension is -1 and is not stored."""
+
+    name: str
+    item_shape: tuple[int, ...]
+
+    @property
+    def shape(self) -> list[int]:
+        return [-1, *self.item_shape]
+
+    @property
+    def item_size(self) -> int:
+        return math.prod(self.item_shape)
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    """One output the client asked for, and how it wants it back."""
+
+    name: str
+    binary: bool
+    class_count: int = 0
+
+
+@dataclass
+class InferRequest:
+    """A decoded, validated inference request: the images and what to answer."""
+
+    images: np.ndarray
+    outputs: list[RequestedOutput]
+    request_id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+    """Undo ``Content-Encoding: gzip|deflate``, refusing to inflate past ``max_bytes``."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    wbits = _DECOMPRESSORS.get(encoding)
+    if wbits is None:
+        raise V2Error(
+            f"unsupported Content-Encoding '{content_encoding}'; use gzip, deflate or none"
+        )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        plain = inflater.decompress(body, max_bytes)
+    except zlib.error as exc:
+        raise V2Error(f"request body is not valid {encoding} data: {exc}") from None
+    if inflater.unconsumed_tail:
+        raise V2Error(f"decompressed request body exceeds the limit of {max_bytes} bytes")
+    return plain
+
+
+def parse_infer_request(
+    body: bytes,
+    *,
+    header_length: str | None,
+    content_type: str | None,
+    model_input: TensorSignature,
+    model_outputs: list[TensorSignature],
+    max_batch_size: int,
+) -> InferRequest:
+    """Read one infer request; JSON unless ``Inference-Header-Content-Length`` is present.
+
+    tritonclient sends no Content-Type at all, for JSON and binary alike, so the header, not
+    the media type, decides the layout; ``application/octet-stream`` without it is an error.
+    """
+    if header_length is None:
+        if _media_type(content_type) == "application/octet-stream":
+            raise V2Error(
+                "binary request (application/octet-stream) needs the "
+                "Inference-Header-Content-Length header"
+            )
+        header, binary = _load_json(body), memoryview(b"")
+    else:
+        size = _parse_header_length(header_length, len(body))
+        header, binary = _load_json(body[:size]), memoryview(body)[size:]
+    return _read_request(header, binary, model_input, model_outputs, max_batch_size)
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _parse_header_length(value: str, body_length: int) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        raise V2Error(
+            f"Inference-Header-Content-Length must be an integer, got '{value[:40]}'"
+        ) from None
+    if not 0 < size <= body_length:
+        raise V2Error(
+            f"Inference-Header-Content-Length {size} is outside the body of {body_length} bytes"
+        )
+    return size
+
+
+def _load_json(raw: bytes | memoryview) -> dict[str, Any]:
+    try:
+        document = json.loads(bytes(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise V2Error(f"request is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise V2Error("request JSON is nested too deeply") from None
+    if not isinstance(document, dict):
+        raise V2Error(f"request must be a JSON object, got {type(document).__name__}")
+    return document
+
+
+def _read_request(
+    header: dict[str, Any],
+    binary: memoryview,
+    model_input: TensorSignature,
+    model_outputs: list[TensorSignature],
+    max_batch_size: int,
+) -> InferRequest:
+    request_id = header.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise V2Error(f"'id' must be a string, got {type(request_id).__name__}")
+    parameters = _object(header.get("parameters", {}), "request 'parameters'")
+    inputs = header.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1:
+        raise V2Error(f"'inputs' must be a list with exactly one tensor, '{model_input.name}'")
+    images, consumed = _read_input(inputs[0], binary, model_input, max_batch_size)
+    if consumed != len(binary):
+        raise V2Error(
+            f"body carries {len(binary)} bytes of binary tensor data but the inputs "
+            f"declare {consumed} (binary_data_size)"
+        )
+    binary_default = parameters.get("binary_data_output", False)
+    if not isinstance(binary_default, bool):
+        raise V2Error("parameter 'binary_data_output' must be a boolean")
+    outputs = _read_outputs(header.get("outputs"), model_outputs, binary_default)
+    return InferRequest(images, outputs, request_id, parameters)
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise V2Error(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _read_input(
+    tensor: Any, binary: memoryview, spec: TensorSignature, max_batch_size: int
+) -> tuple[np.ndarray, int]:
+    tensor = _object(tensor, "an input tensor")
+    name = tensor.get("name")
+    if name != spec.name:
+        raise V2Error(f"unknown input '{name}'; the model's input is '{spec.name}'")
+    datatype = tensor.get("datatype")
+    if datatype != FP32:
+        raise V2Error(f"input '{spec.name}' must have datatype FP32, got '{datatype}'")
+    batch = _check_shape(tensor.get("shape"), spec, max_batch_size)
+    count = batch * spec.item_size
+    parameters = _object(tensor.get("parameters", {}), f"parameters of input '{spec.name}'")
+    size = parameters.get("binary_data_size")
+    if size is not None:
+        if "data" in tensor:
+            raise V2Error(f"input '{spec.name}' has both 'data' and binary_data_size")
+        flat = _binary_values(size, count, binary, spec.name)
+        consumed = size
+    else:
+        flat = _json_values(tensor.get("data"), count, spec.name)
+        consumed = 0
+    images = flat.reshape(batch, *spec.item_shape)
+    _check_range(images, spec.name)
+    return images, consumed
+
+
+def _check_shape(shape: Any, spec: TensorSignature, max_batch_size: int) -> int:
+    expected = f"[N, {', '.join(map(str, spec.item_shape))}]"
+    if (
+        not isinstance(shape, list)
+        or not all(type(dim) is int for dim in shape)
+        or tuple(shape[1:]) != spec.item_shape
+        or len(shape) != len(spec.item_shape) + 1
+    ):
+        raise V2Error(f"input '{spec.name}' must have shape {expected}, got {shape}")
+    batch = shape[0]
+    if not 1 <= batch <= max_batch_size:
+        raise V2Error(
+            f"input '{spec.name}' batch size {batch} is outside 1..{max_batch_size} "
+            "(max_batch_size in the model config)"
+        )
+    return batch
+
+
+def _binary_values(size: Any, count: int, binary: memoryview, name: str) -> np.ndarray:
+    if type(size) is not int or size < 0:
+        raise V2Error(f"binary_data_size of input '{name}' must be a non-negative integer")
+    expected = count * _WIRE_FP32.itemsize
+    if size != expected:
+        raise V2Error(
+            f"input '{name}' declares binary_data_size {size} but its shape needs "
+            f"{expected} bytes of FP32"
+        )
+    if size > len(binary):
+        raise V2Error(
+            f"input '{name}' declares {size} bytes of binary data but the body has "
+            f"{len(binary)} after the JSON header"
+        )
+    return np.frombuffer(binary[:size], dtype=_WIRE_FP32).astype(np.float32, copy=False)
+
+
+def _json_values(data: Any, count: int, name: str) -> np.ndarray:
+    if data is None:
+        raise V2Error(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
+    try:
+        # No dtype here: numpy would happily parse "0.5" strings into floats.
+        values = np.asarray(data)
+    except (ValueError, TypeError):
+        raise V2Error(f"'data' of input '{name}' is not a regular array of numbers") from None
+    if values.dtype.kind not in "iuf":
+        raise V2Error(f"'data' of input '{name}' must hold numbers only")
+    if values.size != count:
+        raise V2Error(f"input '{name}' has {values.size} values but its shape needs {count}")
+    return values.astype(np.float32).reshape(-1)
+
+
+def _check_range(images: np.ndarray, name: str) -> None:
+    low, high = float(images.min()), float(images.max())
+    # Written so that NaN fails too: every comparison with NaN is false.
+    if not (low >= PIXEL_MIN and high <= PIXEL_MAX):
+        raise V2Error(
+            f"input '{name}' values must lie in {PIXEL_MIN:g}..{PIXEL_MAX:g} (MNIST convention: "
+            f"white digit on black, scaled to 0..1); got min {low:g}, max {high:g}"
+        )
+
+
+def _read_outputs(
+    requested: Any, model_outputs: list[TensorSignature], binary_default: bool
+) -> list[RequestedOutput]:
+    known = {output.name for output in model_outputs}
+    if requested is None:
+        return [RequestedOutput(output.name, binary_default) for output in model_outputs]
+    if not isinstance(requested, list) or not requested:
+        raise V2Error("'outputs' must be a non-empty list when present")
+    outputs = []
+    for entry in requested:
+        entry = _object(entry, "a requested output")
+        name = entry.get("name")
+        if name not in known:
+            raise V2Error(f"unknown output '{name}'; the model's outputs are {sorted(known)}")
+        parameters = _object(entry.get("parameters", {}), f"parameters of output '{name}'")
+        binary = parameters.get("binary_data", binary_default)
+        class_count = parameters.get("classification", 0)
+        if not isinstance(binary, bool):
+            raise V2Error(f"binary_data of output '{name}' must be a boolean")
+        if type(class_count) is not int or class_count < 0:
+            raise V2Error(f"classification of output '{name}' must be a non-negative integer")
+        outputs.append(RequestedOutput(name, binary, class_count))
+    return outputs
+
+
+def encode_infer_response(
+    *,
+    model_name: str,
+    model_version: str,
+    request: InferRequest,
+    results: dict[str, np.ndarray],
+    labels: list[str],
+) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header's length when binary tensors follow it."""
+    tensors: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for output in request.outputs:
+        values = results[output.name]
+        if output.class_count:
+            tensor, raw = _classification(output, values, labels)
+        else:
+            tensor, raw = _fp32_tensor(output, values)
+        if raw is not None:
+            chunks.append(raw)
+        tensors.append(tensor)
+    document: dict[str, Any] = {
+        "model_name": model_name,
+        "model_version": model_version,
+        "outputs": tensors,
+    }
+    if request.request_id is not None:
+        document["id"] = request.request_id
+    header = json.dumps(document, separators=(",", ":")).encode()
+    if not chunks:
+        return header, None
+    return b"".join([header, *chunks]), len(header)
+
+
+def _fp32_tensor(
+    output: RequestedOutput, values: np.ndarray
+) -> tuple[dict[str, Any], bytes | None]:
+    tensor: dict[str, Any] = {"name": output.name, "datatype": FP32, "shape": list(values.shape)}
+    if output.binary:
+        raw = np.ascontiguousarray(values, dtype=_WIRE_FP32).tobytes()
+        tensor["parameters"] = {"binary_data_size": len(raw)}
+        return tensor, raw
+    tensor["data"] = values.astype(np.float32, copy=False).ravel().tolist()
+    return tensor, None
+
+
+def _classification(
+    output: RequestedOutput, values: np.ndarray, labels: list[str]
+) -> tuple[dict[str, Any], bytes | None]:
+    """The classification extension: the top ``class_count`` as "score:index:label" strings."""
+    count = min(output.class_count, values.shape[1])
+    top = np.argsort(-values, axis=1, kind="stable")[:, :count]
+    rows = [
+        [_class_entry(float(row[index]), int(index), labels) for index in order]
+        for row, order in zip(values, top, strict=True)
+    ]
+    tensor: dict[str, Any] = {"name": output.name, "datatype": BYTES, "shape": [len(rows), count]}
+    if not output.binary:
+        tensor["data"] = [entry for row in rows for entry in row]
+        return tensor, None
+    encoded = [entry.encode() for row in rows for entry in row]
+    raw = b"".join(len(item).to_bytes(4, "little") + item for item in encoded)
+    tensor["parameters"] = {"binary_data_size": len(raw)}
+    return tensor, raw
+
+
+def _class_entry(score: float, index: int, labels: list[str]) -> str:
+    label = labels[index] if index < len(labels) else ""
+    return f"{score:f}:{index}:{label}" if label else f"{score:f}:{index}"

@@ -1,0 +1,173 @@
+"""The real ``tritonclient[http]`` against the real server: what V2 users will run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from tests.v2.conftest import MODEL_NAME, MODEL_VERSION, LiveServer
+
+
+@pytest.fixture
+def triton(v2_server: LiveServer) -> Iterator[httpclient.InferenceServerClient]:
+    client = httpclient.InferenceServerClient(v2_server.url, network_timeout=30.0)
+    yield client
+    client.close()
+
+
+def _images(batch: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((batch, 1, 28, 28), dtype=np.float32)
+
+
+def _local(model_path: object, images: np.ndarray) -> np.ndarray:
+    """The same model file run by ONNX Runtime right here: the reference answer."""
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    (probabilities,) = session.run(["probabilities"], {"image": images})
+    return np.asarray(probabilities)
+
+
+def _infer(
+    client: httpclient.InferenceServerClient,
+    images: np.ndarray,
+    *,
+    binary_in: bool,
+    binary_out: bool | None,
+    **kwargs: object,
+) -> httpclient.InferResult:
+    tensor = httpclient.InferInput("image", list(images.shape), "FP32")
+    tensor.set_data_from_numpy(images, binary_data=binary_in)
+    outputs = (
+        None
+        if binary_out is None
+        else [httpclient.InferRequestedOutput("probabilities", binary_data=binary_out)]
+    )
+    return client.infer(MODEL_NAME, [tensor], outputs=outputs, **kwargs)  # type: ignore[arg-type]
+
+
+def test_server_is_live_ready_and_describes_itself(
+    triton: httpclient.InferenceServerClient,
+) -> None:
+    assert triton.is_server_live()
+    assert triton.is_server_ready()
+    metadata = triton.get_server_metadata()
+    assert metadata["name"] == "digits"
+    assert "binary_tensor_data" in metadata["extensions"]
+
+
+def test_model_ready_metadata_and_config(triton: httpclient.InferenceServerClient) -> None:
+    assert triton.is_model_ready(MODEL_NAME)
+    assert triton.is_model_ready(MODEL_NAME, model_version=MODEL_VERSION)
+    assert not triton.is_model_ready("mnist")
+    metadata = triton.get_model_metadata(MODEL_NAME)
+    assert metadata["name"] == MODEL_NAME
+    assert metadata["versions"] == [MODEL_VERSION]
+    assert metadata["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]
+    assert metadata["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}]
+    config = triton.get_model_config(MODEL_NAME)
+    assert config["max_batch_size"] >= 256
+    assert config["input"][0] | {"format": None} == {
+        "name": "image",
+        "data_type": "TYPE_FP32",
+        "format": None,
+        "dims": [1, 28, 28],
+    }
+    assert config["output"][0]["dims"] == [10]
+
+
+@pytest.mark.parametrize(
+    ("binary_in", "binary_out"),
+    [(False, False), (True, True), (False, True), (True, False), (True, None)],
+    ids=["json", "binary", "json-in-binary-out", "binary-in-json-out", "binary_data_output"],
+)
+def test_infer_matches_local_onnxruntime(
+    triton: httpclient.InferenceServerClient,
+    v2_server: LiveServer,
+    binary_in: bool,
+    binary_out: bool | None,
+) -> None:
+    images = _images(5, seed=3)
+    result = _infer(triton, images, binary_in=binary_in, binary_out=binary_out, request_id="r-42")
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities is not None and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities, _local(v2_server.model_path, images), rtol=1e-5)
+    response = result.get_response()
+    assert response["id"] == "r-42"
+    assert response["model_name"] == MODEL_NAME
+    assert response["model_version"] == MODEL_VERSION
+
+
+def test_versioned_path_and_gzip_request(
+    triton: httpclient.InferenceServerClient, v2_server: LiveServer
+) -> None:
+    images = _images(2, seed=4)
+    result = _infer(
+        triton,
+        images,
+        binary_in=True,
+        binary_out=True,
+        model_version=MODEL_VERSION,
+        request_compression_algorithm="gzip",
+    )
+    expected = _local(v2_server.model_path, images)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-5)
+
+
+def test_classification_extension_gives_top_classes(
+    triton: httpclient.InferenceServerClient, v2_server: LiveServer
+) -> None:
+    images = _images(3, seed=5)
+    tensor = httpclient.InferInput("image", list(images.shape), "FP32")
+    tensor.set_data_from_numpy(images)
+    output = httpclient.InferRequestedOutput("probabilities", class_count=2)
+    result = triton.infer(MODEL_NAME, [tensor], outputs=[output])
+    classes = result.as_numpy("probabilities")
+    assert classes is not None and classes.shape == (3, 2)
+    expected = _local(v2_server.model_path, images)
+    for row, probabilities in zip(classes, expected, strict=True):
+        score, index, label = row[0].decode().split(":")
+        assert int(index) == int(probabilities.argmax()) and label == index
+        assert float(score) == pytest.approx(float(probabilities.max()), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "datatype", "shape", "status", "message"),
+    [
+        ("image", "FP64", [1, 1, 28, 28], "400", "must have datatype FP32"),
+        ("image", "FP32", [1, 28, 28], "400", "must have shape [N, 1, 28, 28]"),
+        ("pixels", "FP32", [1, 1, 28, 28], "400", "unknown input 'pixels'"),
+    ],
+)
+def test_wrong_input_is_a_400_with_the_protocol_error(
+    triton: httpclient.InferenceServerClient,
+    name: str,
+    datatype: str,
+    shape: list[int],
+    status: str,
+    message: str,
+) -> None:
+    dtype = np.float64 if datatype == "FP64" else np.float32
+    tensor = httpclient.InferInput(name, shape, datatype)
+    tensor.set_data_from_numpy(np.zeros(shape, dtype=dtype))
+    with pytest.raises(InferenceServerException) as caught:
+        triton.infer(MODEL_NAME, [tensor])
+    assert caught.value.status() == status
+    assert message in caught.value.message()
+
+
+def test_wrong_model_name_and_version_are_404(triton: httpclient.InferenceServerClient) -> None:
+    images = _images(1)
+    tensor = httpclient.InferInput("image", list(images.shape), "FP32")
+    tensor.set_data_from_numpy(images)
+    with pytest.raises(InferenceServerException) as caught:
+        triton.infer("mnist", [tensor])
+    assert caught.value.status() == "404"
+    assert "unknown model 'mnist'" in caught.value.message()
+    with pytest.raises(InferenceServerException) as caught:
+        triton.get_model_metadata(MODEL_NAME, model_version="7")
+    assert caught.value.status() == "404"
+    assert "unknown version '7'" in caught.value.message()

@@ -1,0 +1,171 @@
+"""The V2 wire format byte by byte: what hand-written and other V2 clients may send."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.errors import Overloaded
+from service.settings import Settings
+from tests.v2.conftest import MODEL_NAME, LiveServer
+
+INFER = f"/v2/models/{MODEL_NAME}/infer"
+
+
+@pytest.fixture
+def http(v2_server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=v2_server.base_url, timeout=30.0) as client:
+        yield client
+
+
+def _header(batch: int = 1, **tensor: Any) -> dict[str, Any]:
+    return {
+        "inputs": [{"name": "image", "datatype": "FP32", "shape": [batch, 1, 28, 28], **tensor}]
+    }
+
+
+def _binary(images: np.ndarray, size: int | None = None) -> tuple[bytes, dict[str, str]]:
+    raw = images.astype("<f4").tobytes()
+    header = json.dumps(
+        _header(len(images), parameters={"binary_data_size": len(raw) if size is None else size})
+    ).encode()
+    return header + raw, {"Inference-Header-Content-Length": str(len(header))}
+
+
+def test_health_bodies_are_what_kserve_sdk_reads(http: httpx.Client) -> None:
+    assert http.get("/v2/health/live").json() == {"live": True}
+    assert http.get("/v2/health/ready").json() == {"ready": True}
+    assert http.get(f"/v2/models/{MODEL_NAME}/ready").json() == {"name": MODEL_NAME, "ready": True}
+
+
+def test_json_without_content_type_is_json(http: httpx.Client) -> None:
+    body = json.dumps(_header(data=[0.5] * 784, id="x")).encode()
+    response = http.post(INFER, content=body, headers={"Content-Type": ""})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    (output,) = response.json()["outputs"]
+    assert output["shape"] == [1, 10] and len(output["data"]) == 10
+    assert sum(output["data"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_nested_json_data_is_accepted(http: httpx.Client) -> None:
+    nested = np.full((2, 1, 28, 28), 0.25).tolist()
+    response = http.post(INFER, json=_header(2, data=nested))
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["shape"] == [2, 10]
+
+
+def test_octet_stream_binary_answers_binary(http: httpx.Client) -> None:
+    body, headers = _binary(np.zeros((3, 1, 28, 28), dtype=np.float32))
+    headers["Content-Type"] = "application/octet-stream"
+    response = http.post(INFER, content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    # No outputs listed and no binary_data_output: the answer is plain JSON.
+    assert response.json()["outputs"][0]["shape"] == [3, 10]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "message"),
+    [
+        (b"{not json", {}, "not valid JSON"),
+        (b"[1, 2]", {}, "must be a JSON object"),
+        (json.dumps({"inputs": []}).encode(), {}, "exactly one tensor"),
+        (json.dumps(_header(data=[0.5] * 783)).encode(), {}, "has 783 values"),
+        (json.dumps(_header(data=["0.5"] * 784)).encode(), {}, "must hold numbers only"),
+        (json.dumps(_header(data=[[0.5], [0.5, 0.5]])).encode(), {}, "not a regular array"),
+        (json.dumps(_header(data=[255.0] * 784)).encode(), {}, "values must lie in 0..1"),
+        (json.dumps(_header(data=[float("nan")] * 784)).encode(), {}, "values must lie in 0..1"),
+        (json.dumps(_header(0, data=[])).encode(), {}, "batch size 0 is outside"),
+        (json.dumps(_header(shape=[1, 1, 28, 28.0], data=[0] * 784)).encode(), {}, "shape"),
+        (json.dumps(_header()).encode(), {}, "neither 'data' nor"),
+        (
+            json.dumps({**_header(data=[0.5] * 784), "outputs": [{"name": "logits"}]}).encode(),
+            {},
+            "unknown output 'logits'",
+        ),
+        (b"{}", {"Content-Type": "application/octet-stream"}, "needs the Inference-Header"),
+        (b"{}", {"Inference-Header-Content-Length": "abc"}, "must be an integer"),
+        (b"{}", {"Inference-Header-Content-Length": "99"}, "outside the body"),
+        (b"{}", {"Content-Encoding": "br"}, "unsupported Content-Encoding"),
+        (b"{}", {"Content-Encoding": "gzip"}, "not valid gzip"),
+    ],
+)
+def test_malformed_requests_are_400_with_error_string(
+    http: httpx.Client, body: bytes, headers: dict[str, str], message: str
+) -> None:
+    response = http.post(INFER, content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert isinstance(error, str) and message in error
+
+
+def test_binary_size_mismatches_are_400(http: httpx.Client) -> None:
+    images = np.zeros((2, 1, 28, 28), dtype=np.float32)
+    body, headers = _binary(images, size=100)
+    response = http.post(INFER, content=body, headers=headers)
+    assert response.status_code == 400
+    assert "declares binary_data_size 100" in response.json()["error"]
+    body, headers = _binary(images)
+    response = http.post(INFER, content=body + b"\0\0\0\0", headers=headers)
+    assert response.status_code == 400
+    assert "binary tensor data" in response.json()["error"]
+    response = http.post(INFER, content=body[:-4], headers=headers)
+    assert response.status_code == 400
+    assert "the body has" in response.json()["error"]
+
+
+def test_gzip_bomb_is_refused(http: httpx.Client, v2_server: LiveServer) -> None:
+    bomb = gzip.compress(b"\0" * (Settings().max_body_bytes + 1024))
+    response = http.post(INFER, content=bomb, headers={"Content-Encoding": "gzip"})
+    assert response.status_code == 400
+    assert "exceeds the limit" in response.json()["error"]
+
+
+def test_server_keeps_serving_and_counts_by_route_template(http: httpx.Client) -> None:
+    for _ in range(3):
+        http.post(INFER, content=b"garbage")
+    good = http.post(INFER, json=_header(data=[0.1] * 784))
+    assert good.status_code == 200
+    metrics = http.get("/metrics").text
+    assert 'route="/v2/models/{model_name}/infer"' in metrics
+    assert 'status="400"' in metrics
+
+
+def test_not_ready_before_the_model_is_loaded(v2_model: Path) -> None:
+    app = create_app(Settings(model_path=v2_model, access_log=False))
+    from service.v2 import router  # TEMPORARY until create_app includes it
+
+    app.include_router(router)
+    client = TestClient(app)  # no `with`: the lifespan (model load) has not run
+    response = client.get("/v2/health/ready")
+    assert response.status_code == 503 and response.json() == {"ready": False}
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get(f"/v2/models/{MODEL_NAME}/ready").status_code == 503
+    response = client.post(INFER, json=_header(data=[0.1] * 784))
+    assert response.status_code == 503 and "not loaded" in response.json()["error"]
+
+
+def test_overload_is_503_with_retry_after(v2_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(Settings(model_path=v2_model, access_log=False, retry_after_seconds=2))
+    from service.v2 import router  # TEMPORARY until create_app includes it
+
+    app.include_router(router)
+    with TestClient(app) as client:
+
+        async def full(images: np.ndarray) -> np.ndarray:
+            raise Overloaded("inference queue full", 2)
+
+        monkeypatch.setattr(app.state.batcher, "submit", full)
+        response = client.post(INFER, json=_header(data=[0.1] * 784))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.json() == {"error": "inference queue full"}
