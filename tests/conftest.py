@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,3 +42,83 @@ def require_binary(name: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+# --- Service fixtures (issue 3): a tiny valid model, settings and an in-process client. ---
+
+
+def build_onnx_model(
+    path: Path,
+    *,
+    input_name: str = "image",
+    output_name: str = "probabilities",
+    input_dims: tuple[int, ...] = (1, 28, 28),
+    classes: int = 10,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """A small valid ONNX classifier (flatten -> matmul -> softmax) built without torch.
+
+    The weights are fixed pseudo-random numbers: answers are deterministic but meaningless,
+    which is all the HTTP tests need. Accuracy tests use the shipped model.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    features = int(np.prod(input_dims))
+    rng = np.random.default_rng(0)
+    weights = rng.normal(0.0, 0.05, (features, classes)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", [input_name], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], [output_name], axis=1),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", *input_dims])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", classes])],
+        initializer=[numpy_helper.from_array(weights, "weights")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in (metadata or {"name": "tiny", "version": "0.0.1"}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid model with the service contract: image [N,1,28,28] -> probabilities [N,10]."""
+    return build_onnx_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    """models/lenet5.onnx; CI must have it (it is committed), locally it may not exist yet."""
+    if not SHIPPED_MODEL.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SHIPPED_MODEL} is missing")
+        pytest.skip(f"{SHIPPED_MODEL} not trained yet")
+    return SHIPPED_MODEL
+
+
+@pytest.fixture
+def service_settings(tiny_onnx: Path) -> Any:
+    """Settings for an app on the tiny model (no environment read for the model path)."""
+    from service.settings import Settings
+
+    return Settings(model_path=tiny_onnx, batch_max_delay_us=0)
+
+
+@pytest.fixture
+def client(service_settings: Any) -> Iterator[Any]:
+    """A TestClient whose lifespan ran: model loaded, warmed up, batcher started."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    with TestClient(create_app(service_settings)) as test_client:
+        yield test_client

@@ -1,0 +1,134 @@
+"""Image bytes -> one grayscale float32 array (0..255), refusing what must not be decoded.
+
+Limits come first: the format allow-list and the pixel limit are checked from the header,
+before a single pixel is decoded, so a few-KB decompression bomb costs nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Collection
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.errors import ImageTooLarge, InvalidImage, ServiceError, UnsupportedMediaType
+
+logger = logging.getLogger("service.decoding")
+
+# JPEG can decode at 1/2, 1/4 or 1/8 scale for free; the normaliser never needs more than this.
+DRAFT_SIZE = 512
+_MAX_MESSAGE = 160
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def _identify_elsewhere(data: bytes) -> str | None:
+    """The format name of an image Pillow knows but we do not allow (header only)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format
+    except Exception:  # anything unreadable is simply not an image
+        return None
+
+
+def open_image(data: bytes, allowed_formats: Collection[str], max_pixels: int) -> Image.Image:
+    """Decode the first frame of an allowed image no larger than ``max_pixels``."""
+    if not data:
+        raise InvalidImage("the image is empty (0 bytes)")
+    allowed = sorted(allowed_formats)
+    try:
+        image = Image.open(io.BytesIO(data), formats=allowed)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(
+            f"image refused before decoding: {exc}; the limit is {max_pixels} pixels"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        other = _identify_elsewhere(data)
+        if other:
+            raise UnsupportedMediaType(
+                f"image format {other} is not accepted; send one of {', '.join(allowed)}"
+            ) from exc
+        raise InvalidImage(
+            f"cannot identify an image in {len(data)} bytes; send one of {', '.join(allowed)}"
+        ) from exc
+    except Exception as exc:
+        raise InvalidImage(f"cannot read the image header: {exc}"[:_MAX_MESSAGE]) from exc
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidImage(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels"
+        )
+    if image.format == "JPEG" and image.mode in ("RGB", "L"):
+        image.draft("L", (DRAFT_SIZE, DRAFT_SIZE))
+    try:
+        image.load()
+    except Exception as exc:  # truncated or corrupt data: every Pillow plugin raises its own
+        raise InvalidImage(
+            f"cannot decode the {image.format} image (truncated or corrupt): {exc}"[:_MAX_MESSAGE]
+        ) from exc
+    return _upright(image)
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation (phone photos); a broken EXIF block is ignored, not fatal."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:
+        logger.debug("ignoring unreadable EXIF orientation", exc_info=True)
+        return image
+
+
+def _flatten_alpha(image: Image.Image) -> np.ndarray:
+    """Composite on a background that contrasts with the ink: transparent means background.
+
+    When few pixels are opaque they are the strokes (a canvas that draws ink only through
+    alpha), so the background is chosen against their colour. When most are opaque they
+    include the paper, and transparency takes the paper's colour.
+    """
+    luminance, alpha = (np.asarray(band, dtype=np.float32) for band in image.convert("LA").split())
+    weight = alpha / 255.0
+    if weight.min() >= 1.0:
+        return luminance
+    total = float(weight.sum())
+    if total <= 0.0:
+        return np.zeros_like(luminance)  # fully transparent: nothing drawn
+    opaque = weight > 0.5
+    if opaque.mean() < 0.5:
+        ink = float((luminance * weight).sum() / total)
+        background = 255.0 if ink < 128.0 else 0.0
+    else:
+        background = float(np.median(luminance[opaque]))
+    return luminance * weight + background * (1.0 - weight)
+
+
+def to_grayscale(image: Image.Image) -> np.ndarray:
+    """Luminance 0..255 as float32 (H, W), whatever the mode, with alpha flattened."""
+    if image.mode == "P":
+        has_alpha = "transparency" in image.info or image.palette.mode == "RGBA"
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    if image.mode in _ALPHA_MODES:
+        return _flatten_alpha(image)
+    if image.mode in _WIDE_MODES:
+        wide = np.asarray(image, dtype=np.float32)
+        peak = float(wide.max()) if wide.size else 0.0
+        if peak <= 255.0:
+            return wide
+        return wide * (255.0 / (65535.0 if peak <= 65535.0 else peak))
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def decode_grayscale(data: bytes, allowed_formats: Collection[str], max_pixels: int) -> np.ndarray:
+    """Bytes -> upright grayscale float32 (H, W) in 0..255; typed errors for bad input."""
+    image = open_image(data, allowed_formats, max_pixels)
+    try:
+        return to_grayscale(image)
+    except ServiceError:
+        raise
+    except Exception as exc:
+        raise InvalidImage(f"cannot convert the {image.mode} image: {exc}"[:_MAX_MESSAGE]) from exc

@@ -1,0 +1,208 @@
+"""The ONNX Runtime session behind the service: load, check the contract, warm up, predict.
+
+No HTTP here. One ``DigitClassifier`` per process; ``predict`` is thread-safe because an
+ONNX Runtime ``InferenceSession.run`` is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+logger = logging.getLogger("service.model")
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+INPUT_SHAPE = (1, 28, 28)  # after the dynamic batch axis
+NUM_CLASSES = 10
+DEFAULT_LABELS = tuple(str(digit) for digit in range(NUM_CLASSES))
+_CPU, _CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+
+
+class ModelLoadError(RuntimeError):
+    """The model file cannot be served; the message is one line naming what is wrong."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the service knows about the model it serves (GET /model, digits_model_info)."""
+
+    name: str
+    version: str
+    sha256: str
+    provider: str
+    path: str
+    input_name: str
+    input_shape: tuple[str | int, ...]
+    output_name: str
+    output_shape: tuple[str | int, ...]
+    labels: tuple[str, ...]
+    val_accuracy: float | None
+    test_accuracy: float | None
+    created_at: str | None
+    metadata: dict[str, str] = field(default_factory=dict)
+    card: dict[str, Any] | None = None
+
+
+def choose_providers(requested: str, available: list[str] | None = None) -> list[str]:
+    """Execution providers for a configured ``cpu``/``cuda``/``auto``, CPU always last."""
+    available = ort.get_available_providers() if available is None else available
+    if requested == "cpu":
+        return [_CPU]
+    if _CUDA in available:
+        return [_CUDA, _CPU]
+    if requested == "cuda":
+        logger.warning(
+            "provider cuda requested but CUDAExecutionProvider is not available "
+            "(available: %s); falling back to CPU",
+            ", ".join(available),
+        )
+    else:
+        logger.info("provider auto: CUDA not available, using CPU")
+    return [_CPU]
+
+
+def _dims(shape: list[Any]) -> tuple[str | int, ...]:
+    return tuple(dim if isinstance(dim, int) else str(dim or "N") for dim in shape)
+
+
+def _check_signature(session: ort.InferenceSession, path: Path) -> None:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if [i.name for i in inputs] != [INPUT_NAME]:
+        raise ModelLoadError(
+            f"{path}: model inputs are {[i.name for i in inputs]}, expected ['{INPUT_NAME}']"
+        )
+    if OUTPUT_NAME not in [o.name for o in outputs]:
+        raise ModelLoadError(
+            f"{path}: model outputs are {[o.name for o in outputs]}, expected '{OUTPUT_NAME}'"
+        )
+    image = inputs[0]
+    if image.type != "tensor(float)":
+        raise ModelLoadError(f"{path}: input '{INPUT_NAME}' is {image.type}, expected float32")
+    if len(image.shape) != 4 or tuple(image.shape[1:]) != INPUT_SHAPE:
+        raise ModelLoadError(
+            f"{path}: input '{INPUT_NAME}' has shape {list(image.shape)}, expected [N, 1, 28, 28]"
+        )
+    output = next(o for o in outputs if o.name == OUTPUT_NAME)
+    if len(output.shape) != 2 or output.shape[1] != NUM_CLASSES:
+        raise ModelLoadError(
+            f"{path}: output '{OUTPUT_NAME}' has shape {list(output.shape)}, expected [N, 10]"
+        )
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_card(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        logger.warning("model card %s is unreadable (%s); ignoring it", path, exc)
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def _labels(metadata: dict[str, str]) -> tuple[str, ...]:
+    try:
+        labels = json.loads(metadata.get("labels", ""))
+    except ValueError:
+        return DEFAULT_LABELS
+    if isinstance(labels, list) and len(labels) == NUM_CLASSES:
+        return tuple(str(label) for label in labels)
+    return DEFAULT_LABELS
+
+
+class DigitClassifier:
+    """One ONNX Runtime session serving LeNet-5's contract (docs/design.md section 1)."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        provider: str = "cpu",
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        card_path: Path | None = None,
+    ) -> None:
+        if not model_path.is_file():
+            raise ModelLoadError(f"model file not found: {model_path}")
+        data = model_path.read_bytes()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = inter_op_threads
+        # Spinning workers burn a core each while idle; a small CNN gains nothing from them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(
+                data, sess_options=options, providers=choose_providers(provider)
+            )
+        except Exception as exc:  # ORT raises its own untyped errors for every bad file
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+            raise ModelLoadError(
+                f"{model_path} is not a loadable ONNX model: {first_line}"
+            ) from exc
+        _check_signature(self._session, model_path)
+        self.info = self._describe(model_path, data, card_path)
+
+    def _describe(self, path: Path, data: bytes, card_path: Path | None) -> ModelInfo:
+        meta = self._session.get_modelmeta()
+        metadata = dict(meta.custom_metadata_map)
+        sha256 = hashlib.sha256(data).hexdigest()
+        card = _read_card(card_path) if card_path else None
+        if card and card.get("sha256") and card["sha256"] != sha256:
+            logger.warning(
+                "model card %s says sha256 %s but %s has %s",
+                card_path,
+                card["sha256"],
+                path,
+                sha256,
+            )
+        source = {**(card or {}), **metadata}
+        image = self._session.get_inputs()[0]
+        output = next(o for o in self._session.get_outputs() if o.name == OUTPUT_NAME)
+        return ModelInfo(
+            name=metadata.get("name") or meta.graph_name or path.stem,
+            version=metadata.get("version") or str(meta.version),
+            sha256=sha256,
+            provider=self._session.get_providers()[0],
+            path=str(path),
+            input_name=image.name,
+            input_shape=_dims(image.shape),
+            output_name=output.name,
+            output_shape=_dims(output.shape),
+            labels=_labels(metadata),
+            val_accuracy=_float_or_none(source.get("val_accuracy")),
+            test_accuracy=_float_or_none(source.get("test_accuracy")),
+            created_at=metadata.get("created_at") or (card or {}).get("created_at"),
+            metadata=metadata,
+            card=card,
+        )
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, 10) for float32 images (N, 1, 28, 28) in MNIST convention."""
+        (probabilities,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: images})
+        return np.asarray(probabilities, dtype=np.float32)
+
+    def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
+        """Run each batch size once so the first real request pays no allocation cost."""
+        for size in batch_sizes:
+            probabilities = self.predict(np.zeros((size, *INPUT_SHAPE), dtype=np.float32))
+            if probabilities.shape != (size, NUM_CLASSES) or not np.isfinite(probabilities).all():
+                raise ModelLoadError(
+                    f"{self.info.path}: warm-up batch of {size} gave shape "
+                    f"{probabilities.shape} or non-finite values, expected ({size}, 10)"
+                )

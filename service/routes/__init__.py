@@ -1,0 +1,1 @@
+"""HTTP routes, one module per group; each only translates between HTTP and the domain."""

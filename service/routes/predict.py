@@ -1,0 +1,152 @@
+"""POST /predict and /predict/batch: find the image bytes in the request, ask the Predictor."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.datastructures import UploadFile
+from starlette.responses import JSONResponse
+
+from service.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from service.predictor import Upload
+from service.routes.state import PredictorDep
+from service.schemas import BatchPrediction, ErrorBody, ImagePayload, Prediction
+
+router = APIRouter(tags=["predict"])
+
+RAW_TYPES = ("image/", "application/octet-stream")
+ACCEPTED = "multipart/form-data (field 'file'), image/* or application/json {\"image\": base64}"
+IncludeImage = Query(
+    False, description="Also return the 28x28 image the model saw, as a base64 PNG."
+)
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in {
+        400: "Undecodable image (`invalid_image`) or malformed request (`bad_request`)",
+        413: "Body over the limit (`payload_too_large`) or too many pixels (`image_too_large`)",
+        415: "Unsupported content type or image format (`unsupported_media_type`)",
+        422: "Invalid parameters (`validation_error`) or a blank image (`no_ink`)",
+        503: "Queue full (`overloaded`, with Retry-After) or model not ready (`not_ready`)",
+    }.items()
+}
+_BINARY = {"type": "string", "format": "binary"}
+_SINGLE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": _BINARY}, "required": ["file"]}
+            },
+            "image/*": {"schema": _BINARY},
+            "application/json": {"schema": ImagePayload.model_json_schema()},
+        },
+    }
+}
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"files": {"type": "array", "items": _BINARY}},
+                    "required": ["files"],
+                }
+            }
+        },
+    }
+}
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _from_base64(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise ValidationFailed(f"field 'image' must be a base64 string, got {type(text).__name__}")
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationFailed(f"field 'image' is not valid base64: {exc}") from exc
+
+
+async def _json_image(request: Request) -> bytes:
+    try:
+        payload = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict) or "image" not in payload:
+        raise ValidationFailed('JSON body must be an object {"image": "<base64>"}')
+    extra = sorted(set(payload) - {"image"})
+    if extra:
+        raise ValidationFailed(f"unexpected JSON field(s) {extra}; only 'image' is accepted")
+    return _from_base64(payload["image"])
+
+
+async def _form_files(request: Request, field: str, max_files: int) -> list[UploadFile]:
+    form = await request.form(max_files=max_files, max_fields=max_files + 16)
+    values = form.getlist(field)
+    if not values:
+        raise ValidationFailed(f"multipart field '{field}' is missing (fields: {list(form)})")
+    not_files = [value for value in values if not isinstance(value, UploadFile)]
+    if not_files:
+        raise ValidationFailed(f"multipart field '{field}' must carry a file, not text")
+    return [value for value in values if isinstance(value, UploadFile)]
+
+
+async def _single_upload(request: Request) -> Upload:
+    media_type = _media_type(request)
+    if media_type == "multipart/form-data":
+        (upload, *rest) = await _form_files(request, "file", max_files=1)
+        return Upload(await upload.read(), upload.filename)
+    if media_type == "application/json":
+        return Upload(await _json_image(request))
+    if media_type.startswith(RAW_TYPES) and media_type != "image/svg+xml":
+        return Upload(await request.body())
+    raise UnsupportedMediaType(
+        f"content type '{media_type or '(none)'}' is not accepted; send {ACCEPTED}"
+    )
+
+
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    responses=_ERRORS,
+    openapi_extra=_SINGLE_BODY,
+    summary="Read the digit in one image",
+)
+async def predict(
+    request: Request, predictor: PredictorDep, include_image: bool = IncludeImage
+) -> JSONResponse:
+    """One image as multipart `file`, a raw `image/*` body, or JSON `{"image": base64}`."""
+    upload = await _single_upload(request)
+    return JSONResponse(await predictor.predict(upload, include_image))
+
+
+@router.post(
+    "/predict/batch",
+    response_model=BatchPrediction,
+    responses=_ERRORS,
+    openapi_extra=_BATCH_BODY,
+    summary="Read the digits in several images",
+)
+async def predict_batch(
+    request: Request, predictor: PredictorDep, include_image: bool = IncludeImage
+) -> JSONResponse:
+    """Multipart with repeated `files`; one answer per file, in order, errors per entry."""
+    if _media_type(request) != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"content type '{_media_type(request) or '(none)'}' is not accepted; "
+            "send multipart/form-data with repeated field 'files'"
+        )
+    limit = request.app.state.settings.max_batch_files
+    files = await _form_files(request, "files", max_files=limit)
+    uploads = [Upload(await file.read(), file.filename) for file in files]
+    return JSONResponse({"predictions": await predictor.predict_batch(uploads, include_image)})

@@ -1,0 +1,29 @@
+"""Typed access to what the lifespan put on ``app.state`` (503 not_ready until it did)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.errors import NotReady
+from service.model import DigitClassifier
+from service.predictor import Predictor
+
+
+def get_predictor(request: Request) -> Predictor:
+    predictor: Predictor | None = getattr(request.app.state, "predictor", None)
+    if predictor is None or not getattr(request.app.state, "ready", False):
+        raise NotReady("the model is not loaded yet; retry when GET /readyz answers 200")
+    return predictor
+
+
+def get_classifier(request: Request) -> DigitClassifier:
+    classifier: DigitClassifier | None = getattr(request.app.state, "classifier", None)
+    if classifier is None:
+        raise NotReady("the model is not loaded yet; retry when GET /readyz answers 200")
+    return classifier
+
+
+PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+ClassifierDep = Annotated[DigitClassifier, Depends(get_classifier)]

@@ -1,0 +1,151 @@
+"""The one configuration class of the service: every knob, its default and why.
+
+Values come from the environment (prefix ``DIGITS_``); nothing else in ``service/`` reads
+``os.environ``. Invalid values stop start-up with a message that names the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The package sits at <repo>/service, so the repository (and models/) is its parent. Installed
+# wheels have no models/ there; the current directory is tried next (the container's WORKDIR).
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = Path("models") / "lenet5.onnx"
+KNOWN_IMAGE_FORMATS = frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM", "ICO"})
+
+Provider = Literal["cpu", "cuda", "auto"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def resolve_model_path(path: Path) -> Path:
+    """An absolute path as given; a relative one against the cwd, then the repository root."""
+    if path.is_absolute():
+        return path
+    for base in (Path.cwd(), _PACKAGE_ROOT):
+        candidate = base / path
+        if candidate.exists():
+            return candidate.resolve()
+    return (_PACKAGE_ROOT / path).resolve()
+
+
+class Settings(BaseSettings):
+    """Service configuration; each field is the environment variable ``DIGITS_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DIGITS_", env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+    model_path: Path = Field(
+        DEFAULT_MODEL,
+        description="ONNX model to serve. Relative paths are tried against the working "
+        "directory, then the repository root.",
+    )
+    model_card_path: Path | None = Field(
+        None,
+        description="Model card JSON (accuracy, sha256). Default: the model path with .json.",
+    )
+    provider: Provider = Field(
+        "cpu",
+        description="ONNX Runtime execution provider: cpu, cuda (falls back to CPU with a "
+        "warning when CUDA is unavailable) or auto (CUDA when available, else CPU).",
+    )
+    intra_op_threads: int = Field(
+        1,
+        ge=0,
+        description="ONNX Runtime threads inside one operator. 1 suits LeNet-5 on small "
+        "machines: the default pool spins and doubles CPU for no gain. 0 = ORT default.",
+    )
+    inter_op_threads: int = Field(
+        1, ge=0, description="ONNX Runtime threads across operators. 0 = ORT default."
+    )
+    host: str = Field("127.0.0.1", description="Address uvicorn binds (0.0.0.0 in containers).")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port uvicorn listens on.")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body in bytes (413 payload_too_large above), checked "
+        "from Content-Length and while reading, never after buffering.",
+    )
+    max_image_pixels: int = Field(
+        40_000_000,
+        ge=784,
+        description="Largest image (width x height) decoded; checked from the image header "
+        "before any pixel is decoded (413 image_too_large above): stops decompression bombs.",
+    )
+    max_batch_files: int = Field(
+        64, ge=1, description="Most images in one POST /predict/batch request."
+    )
+    allowed_image_formats: frozenset[str] = Field(
+        frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"}),
+        description="Image formats (Pillow names) accepted; others are 415. In the "
+        'environment a JSON list, e.g. \'["PNG","JPEG"]\'.',
+    )
+    batch_max_size: int = Field(
+        32, ge=1, description="Most images the micro-batcher merges into one ONNX Runtime call."
+    )
+    batch_max_delay_us: int = Field(
+        200,
+        ge=0,
+        description="Longest time (microseconds) the micro-batcher waits for more inputs "
+        "before running a partial batch. 0 = run whatever is queued at once.",
+    )
+    batch_max_queue_images: int = Field(
+        1024,
+        ge=1,
+        description="Most images waiting for inference; beyond it requests are refused at once "
+        "with 503 overloaded + Retry-After instead of queueing without bound.",
+    )
+    retry_after_seconds: int = Field(
+        1, ge=0, description="Retry-After header value sent with 503 answers."
+    )
+    log_level: LogLevel = Field("INFO", description="Log level of the JSON logs on stderr.")
+    access_log: bool = Field(True, description="One JSON access-log line per request.")
+    graceful_shutdown_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="After SIGTERM, how long requests in flight may take to finish before "
+        "the server exits anyway (a stalled upload must not block shutdown forever).",
+    )
+
+    @field_validator("allowed_image_formats", mode="after")
+    @classmethod
+    def _known_formats(cls, value: frozenset[str]) -> frozenset[str]:
+        upper = frozenset(name.upper() for name in value)
+        unknown = sorted(upper - KNOWN_IMAGE_FORMATS)
+        if unknown:
+            raise ValueError(
+                f"unknown image format(s) {unknown}; known: {sorted(KNOWN_IMAGE_FORMATS)}"
+            )
+        if not upper:
+            raise ValueError("at least one image format must be allowed")
+        return upper
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent_limits(self) -> Self:
+        if self.max_batch_files > self.batch_max_queue_images:
+            raise ValueError(
+                f"max_batch_files ({self.max_batch_files}) must not exceed "
+                f"batch_max_queue_images ({self.batch_max_queue_images}): such a batch "
+                "could never be queued"
+            )
+        return self
+
+    @property
+    def resolved_model_path(self) -> Path:
+        return resolve_model_path(self.model_path)
+
+    @property
+    def resolved_model_card_path(self) -> Path:
+        if self.model_card_path is not None:
+            return resolve_model_path(self.model_card_path)
+        return self.resolved_model_path.with_suffix(".json")

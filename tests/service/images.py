@@ -1,0 +1,43 @@
+"""Images as people send them, built in memory (no files in the repository)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]  # a 7 as a polyline in unit coordinates
+ONE = [(0.5, 0.15), (0.5, 0.85)]
+
+
+def draw_digit(
+    size: tuple[int, int] = (200, 200),
+    stroke: list[tuple[float, float]] = SEVEN,
+    *,
+    ink: int = 0,
+    paper: int = 255,
+    width: int = 14,
+    offset: tuple[int, int] = (0, 0),
+) -> Image.Image:
+    """A grayscale image with one polyline digit: black on white by default."""
+    image = Image.new("L", size, paper)
+    w, h = size
+    points = [(x * min(w, h) + offset[0], y * min(w, h) + offset[1]) for x, y in stroke]
+    ImageDraw.Draw(image).line(points, fill=ink, width=width, joint="curve")
+    return image
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def png(image: Image.Image) -> bytes:
+    return encode(image, "PNG")
+
+
+def mnist_like(digit: np.ndarray) -> bytes:
+    """A 28x28 uint8 MNIST array (white on black) as a PNG, exactly those pixels."""
+    return png(Image.fromarray(digit.astype(np.uint8), mode="L"))

@@ -1,0 +1,197 @@
+"""A corpus of hostile and broken requests: each gets the right 4xx JSON, none a 500, and the
+service still answers a good request afterwards."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from service.app import create_app
+from service.settings import Settings
+from tests.service.images import draw_digit, encode, png
+
+GOOD = png(draw_digit())
+PNG_DATA = encode(draw_digit().convert("RGB"), "PNG")
+JPEG_DATA = encode(draw_digit().convert("RGB"), "JPEG")
+BOMB = encode(Image.new("1", (30000, 30000), 0), "PNG", optimize=True)
+WIDE = encode(Image.new("1", (100_000, 500), 1), "PNG", optimize=True)
+RAW = {"Content-Type": "image/png"}
+MAX_BODY = 256 * 1024
+
+# (name, request kwargs, status, code)
+CORPUS = [
+    ("zero bytes", {"content": b"", "headers": RAW}, 400, "invalid_image"),
+    ("random bytes", {"content": os.urandom(4096), "headers": RAW}, 400, "invalid_image"),
+    (
+        "truncated png",
+        {"content": PNG_DATA[: len(PNG_DATA) // 2], "headers": RAW},
+        400,
+        "invalid_image",
+    ),
+    (
+        "truncated jpeg",
+        {"content": JPEG_DATA[:300], "headers": {"Content-Type": "image/jpeg"}},
+        400,
+        "invalid_image",
+    ),
+    ("png header only", {"content": PNG_DATA[:33], "headers": RAW}, 400, "invalid_image"),
+    ("decompression bomb", {"content": BOMB, "headers": RAW}, 413, "image_too_large"),
+    ("huge dimensions", {"content": WIDE, "headers": RAW}, 413, "image_too_large"),
+    ("blank white", {"content": png(Image.new("L", (64, 64), 255)), "headers": RAW}, 422, "no_ink"),
+    ("blank black", {"content": png(Image.new("L", (28, 28), 0)), "headers": RAW}, 422, "no_ink"),
+    (
+        "svg",
+        {
+            "content": b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+            "headers": {"Content-Type": "image/svg+xml"},
+        },
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "text/plain",
+        {"content": GOOD, "headers": {"Content-Type": "text/plain"}},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "no content type",
+        {"content": GOOD, "headers": {"Content-Type": ""}},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "format not allowed",
+        {"content": encode(draw_digit(), "ICO"), "headers": RAW},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "pdf as image",
+        {"content": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n", "headers": RAW},
+        400,
+        "invalid_image",
+    ),
+    (
+        "bad json",
+        {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+        400,
+        "bad_request",
+    ),
+    ("json not an object", {"json": [1, 2, 3]}, 422, "validation_error"),
+    ("json without image", {"json": {"picture": "x"}}, 422, "validation_error"),
+    ("json image not a string", {"json": {"image": 42}}, 422, "validation_error"),
+    (
+        "json extra field",
+        {"json": {"image": base64.b64encode(GOOD).decode(), "x": 1}},
+        422,
+        "validation_error",
+    ),
+    ("bad base64", {"json": {"image": "***not base64***"}}, 422, "validation_error"),
+    (
+        "base64 of garbage",
+        {"json": {"image": base64.b64encode(b"hello").decode()}},
+        400,
+        "invalid_image",
+    ),
+    (
+        "json utf-16 junk",
+        {"content": b"\xff\xfe\x00", "headers": {"Content-Type": "application/json"}},
+        400,
+        "bad_request",
+    ),
+    (
+        "multipart without file",
+        {"files": {"other": ("a.png", GOOD, "image/png")}},
+        422,
+        "validation_error",
+    ),
+    (
+        "multipart text field",
+        {"data": {"file": "not a file"}, "files": {"x": ("x", b"", "text/plain")}},
+        422,
+        "validation_error",
+    ),
+    (
+        "multipart broken",
+        {
+            "content": b"--zz\r\nbroken",
+            "headers": {"Content-Type": "multipart/form-data; boundary=zz"},
+        },
+        422,
+        "validation_error",
+    ),
+    (
+        "multipart no boundary",
+        {"content": b"abc", "headers": {"Content-Type": "multipart/form-data"}},
+        400,
+        "bad_request",
+    ),
+    (
+        "over body limit",
+        {"content": b"\0" * (MAX_BODY + 1), "headers": RAW},
+        413,
+        "payload_too_large",
+    ),
+    (
+        "multipart over body limit",
+        {"files": {"file": ("big.png", b"\0" * (MAX_BODY + 1), "image/png")}},
+        413,
+        "payload_too_large",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def hardened(tiny_onnx: Path) -> Iterator[TestClient]:
+    settings = Settings(model_path=tiny_onnx, max_body_bytes=MAX_BODY, batch_max_delay_us=0)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("name", "request_kwargs", "status", "code"), CORPUS, ids=[c[0] for c in CORPUS]
+)
+def test_bad_input_gets_a_clear_4xx(
+    hardened: TestClient, name: str, request_kwargs: dict, status: int, code: str
+) -> None:
+    response = hardened.post("/predict", **request_kwargs)
+    assert response.status_code == status, f"{name}: {response.status_code} {response.text}"
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"] and len(error["message"]) < 400
+    assert response.headers["x-request-id"]
+    follow_up = hardened.post("/predict", content=GOOD, headers=RAW)
+    assert follow_up.status_code == 200  # still serving
+
+
+def test_chunked_body_over_the_limit_is_stopped_while_reading(hardened: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: only counting receive() can stop it
+        for _ in range(8):
+            yield b"\0" * (MAX_BODY // 4)
+
+    response = hardened.post("/predict", content=chunks(), headers=RAW)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_lying_content_length_is_refused_before_reading(hardened: TestClient) -> None:
+    response = hardened.post(
+        "/predict", content=b"x", headers={**RAW, "Content-Length": str(MAX_BODY * 10)}
+    )
+    assert response.status_code == 413
+    assert str(MAX_BODY * 10) in response.json()["error"]["message"]
+
+
+def test_batch_with_only_bad_files_answers_each(hardened: TestClient) -> None:
+    files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate([b"", BOMB])]
+    response = hardened.post("/predict/batch", files=files)
+    assert response.status_code == 200
+    codes = [entry["error"]["code"] for entry in response.json()["predictions"]]
+    assert codes == ["invalid_image", "image_too_large"]

@@ -1,0 +1,87 @@
+"""Metrics through a real scrape: parse the exposition, assert that values move."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.app import create_app
+from service.settings import Settings
+from tests.service.images import draw_digit, png
+
+SEVEN = png(draw_digit())
+
+
+def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_request_and_prediction_metrics_move(client: TestClient) -> None:
+    before = scrape(client)
+    for _ in range(3):
+        assert client.post(
+            "/predict", content=SEVEN, headers={"Content-Type": "image/png"}
+        ).is_success
+    client.post("/predict", content=b"junk", headers={"Content-Type": "image/png"})
+    client.get("/healthz")
+    client.get("/no/such/path")
+    after = scrape(client)
+    ok = {"route": "/predict", "method": "POST", "status": "200"}
+    assert (
+        value(after, "digits_http_requests_total", **ok)
+        - value(before, "digits_http_requests_total", **ok)
+        == 3
+    )
+    bad = {"route": "/predict", "method": "POST", "status": "400"}
+    assert value(after, "digits_http_requests_total", **bad) == 1
+    assert value(after, "digits_http_request_duration_seconds_count", **ok) == 3
+    assert (
+        value(after, "digits_http_requests_total", route="<unmatched>", method="GET", status="404")
+        == 1
+    )
+    assert not any(
+        labels and dict(labels).get("route") in ("/healthz", "/metrics") for (_, labels) in after
+    )
+    predicted = sum(value(after, "digits_predictions_total", digit=str(d)) for d in range(10))
+    assert predicted == 3
+    assert value(after, "digits_prediction_confidence_count") == 3
+    assert value(after, "digits_preprocess_duration_seconds_count") == 4  # the junk too
+    assert value(after, "digits_inference_duration_seconds_count") >= 3
+    assert value(after, "digits_batch_size_sum") >= 3
+    assert value(after, "digits_queue_wait_seconds_count") >= 3
+    assert value(after, "digits_http_requests_in_flight") == 0
+
+
+def test_model_info_ready_and_process_metrics(client: TestClient) -> None:
+    samples = scrape(client)
+    info = [labels for (name, labels) in samples if name == "digits_model_info"]
+    assert len(info) == 1
+    labels = dict(info[0])
+    assert labels["name"] == "tiny" and labels["version"] == "0.0.1"
+    assert labels["provider"] == "CPUExecutionProvider" and len(labels["sha256"]) == 64
+    assert value(samples, "digits_model_ready") == 1
+    assert value(samples, "process_resident_memory_bytes") > 0
+    assert any(name.startswith("python_info") for (name, _) in samples)
+    assert value(samples, "digits_rejected_total", reason="overloaded") == 0
+
+
+def test_two_apps_in_one_process_have_separate_registries(tiny_onnx: Path) -> None:
+    settings = Settings(model_path=tiny_onnx)
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        first.post("/predict", content=SEVEN, headers={"Content-Type": "image/png"})
+        labels = {"route": "/predict", "method": "POST", "status": "200"}
+        assert value(scrape(first), "digits_http_requests_total", **labels) == 1
+        assert value(scrape(second), "digits_http_requests_total", **labels) == 0

@@ -1,0 +1,192 @@
+"""Preprocessing through its public functions: real-world shapes in, MNIST convention out."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.errors import ImageTooLarge, InvalidImage, NoInk, UnsupportedMediaType
+from service.preprocessing import encode_png, preprocess_image
+from tests.service.images import ONE, draw_digit, encode, png
+
+FORMATS = frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"})
+LIMIT = 40_000_000
+
+
+def run(data: bytes, formats: frozenset[str] = FORMATS, max_pixels: int = LIMIT) -> np.ndarray:
+    return preprocess_image(data, allowed_formats=formats, max_pixels=max_pixels)
+
+
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.indices(image.shape)
+    return float((image * rows).sum() / image.sum()), float((image * cols).sum() / image.sum())
+
+
+def ink_box(image: np.ndarray) -> tuple[int, int]:
+    rows = np.flatnonzero(image.max(axis=1) > 0.05)
+    cols = np.flatnonzero(image.max(axis=0) > 0.05)
+    return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def test_black_on_white_becomes_white_on_black_centred_in_a_20_box() -> None:
+    out = run(png(draw_digit((300, 240), offset=(-40, 30))))
+    assert out.shape == (28, 28) and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() == pytest.approx(1.0)
+    assert out[0].max() == 0 and out[:, 0].max() == 0  # background is black
+    cy, cx = centre_of_mass(out)
+    assert abs(cy - 14) <= 0.75 and abs(cx - 14) <= 0.75
+    assert max(ink_box(out)) in (19, 20, 21)
+
+
+def test_polarity_does_not_matter() -> None:
+    dark = run(png(draw_digit(ink=255, paper=0)))
+    light = run(png(draw_digit(ink=0, paper=255)))
+    assert np.abs(dark - light).max() < 0.05
+
+
+def test_thin_digit_keeps_its_aspect_ratio() -> None:
+    out = run(png(draw_digit((200, 200), ONE, width=10)))
+    height, width = ink_box(out)
+    assert height >= 19 and width <= 4
+
+
+def test_mnist_formatted_input_passes_untouched() -> None:
+    rng = np.random.default_rng(3)
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    digit[4:24, 10:18] = rng.integers(100, 256, (20, 8))
+    out = run(png(Image.fromarray(digit)))
+    np.testing.assert_array_equal(out, digit.astype(np.float32) / 255.0)
+
+
+def test_paper_tint_and_jpeg_noise_are_removed() -> None:
+    image = draw_digit(ink=60, paper=200).convert("RGB")
+    tint = np.asarray(image, dtype=np.float32) * np.array([1.0, 0.95, 0.8])
+    noisy = tint + np.random.default_rng(0).normal(0, 6, tint.shape)
+    data = encode(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), "JPEG", quality=70)
+    clean = run(png(draw_digit()))
+    out = run(data)
+    assert (out[clean == 0] > 0.1).mean() < 0.01  # background stays black
+    assert np.abs(out - clean).mean() < 0.06
+
+
+def test_specks_away_from_the_digit_are_ignored() -> None:
+    image = draw_digit((300, 300))
+    pixels = np.asarray(image).copy()
+    pixels[10:13, 10:13] = 0  # a dust speck in the corner
+    pixels[280:283, 20:23] = 0
+    with_specks = run(png(Image.fromarray(pixels)))
+    np.testing.assert_allclose(with_specks, run(png(image)), atol=1e-6)
+
+
+def test_uneven_light_gradient_is_not_ink() -> None:
+    pixels = np.asarray(draw_digit((240, 240), ink=30), dtype=np.float32)
+    gradient = np.linspace(0, 50, 240, dtype=np.float32)[np.newaxis, :]
+    shaded = np.clip(pixels - gradient, 0, 255).astype(np.uint8)
+    out = run(png(Image.fromarray(shaded)))
+    clean = run(png(draw_digit((240, 240), ink=30)))
+    assert np.abs(out - clean).mean() < 0.05
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "P", "1", "I;16", "CMYK"])
+def test_every_pixel_mode_reads_the_same_digit(mode: str) -> None:
+    reference = run(png(draw_digit()))
+    image = draw_digit()
+    converted = image.convert(mode) if mode != "I;16" else image.convert("I;16")
+    fmt = "JPEG" if mode == "CMYK" else ("TIFF" if mode == "I;16" else "PNG")
+    out = run(encode(converted, fmt))
+    assert np.abs(out - reference).mean() < 0.03
+
+
+def test_alpha_only_canvas_drawing_is_read_as_ink() -> None:
+    stroke = np.asarray(draw_digit(ink=255, paper=0))  # alpha = where the pen went
+    rgba = np.zeros((*stroke.shape, 4), dtype=np.uint8)  # black RGB everywhere
+    rgba[..., 3] = stroke
+    out = run(png(Image.fromarray(rgba, mode="RGBA")))
+    assert np.abs(out - run(png(draw_digit()))).mean() < 0.03
+
+
+def test_white_pen_on_transparent_canvas_is_read_as_ink() -> None:
+    stroke = np.asarray(draw_digit(ink=255, paper=0))
+    rgba = np.full((*stroke.shape, 4), 255, dtype=np.uint8)
+    rgba[..., 3] = stroke
+    out = run(png(Image.fromarray(rgba, mode="RGBA")))
+    assert np.abs(out - run(png(draw_digit()))).mean() < 0.03
+
+
+def test_exif_rotated_photo_is_turned_upright() -> None:
+    upright = draw_digit((240, 160), ONE, width=12).convert("RGB")
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # as the sensor saved it
+    exif = Image.Exif()
+    exif[0x0112] = 8  # orientation: rotate 90 CW to display
+    data = encode(stored, "JPEG", quality=95, exif=exif.tobytes())
+    out = run(data)
+    height, width = ink_box(out)
+    assert height > 3 * width  # a vertical stroke, not a horizontal one
+
+
+def test_first_frame_of_an_animation_is_used() -> None:
+    first = draw_digit()
+    second = draw_digit(stroke=ONE)
+    buffer = io.BytesIO()
+    first.save(buffer, format="GIF", save_all=True, append_images=[second])
+    assert np.abs(run(buffer.getvalue()) - run(png(first))).mean() < 0.03
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"])
+def test_allowed_formats_decode(fmt: str) -> None:
+    out = run(encode(draw_digit().convert("RGB"), fmt))
+    assert out.max() == pytest.approx(1.0) and out.sum() > 20
+
+
+def test_format_outside_the_allow_list_is_415() -> None:
+    with pytest.raises(UnsupportedMediaType, match="TIFF"):
+        run(encode(draw_digit(), "TIFF"), formats=frozenset({"PNG"}))
+
+
+@pytest.mark.parametrize("paper", [0, 128, 255])
+def test_blank_image_is_no_ink(paper: int) -> None:
+    with pytest.raises(NoInk, match="no ink"):
+        run(png(Image.new("L", (100, 100), paper)))
+
+
+def test_fully_transparent_image_is_no_ink() -> None:
+    with pytest.raises(NoInk):
+        run(png(Image.new("RGBA", (64, 64), (0, 0, 0, 0))))
+
+
+@pytest.mark.parametrize("side", [8000, 30000])  # under and over Pillow's own guard
+def test_decompression_bomb_is_refused_from_the_header(side: int) -> None:
+    bomb = encode(Image.new("1", (side, side), 0), "PNG", optimize=True)
+    assert len(bomb) < 200_000
+    started = time.perf_counter()
+    with pytest.raises(ImageTooLarge, match="limit is 40000000 pixels"):
+        run(bomb)
+    assert time.perf_counter() - started < 1.0  # not decoded: decoding takes far longer
+
+
+def test_pixel_limit_is_configurable() -> None:
+    with pytest.raises(ImageTooLarge, match="limit is 10000 pixels"):
+        run(png(draw_digit((200, 200))), max_pixels=10_000)
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])
+def test_garbage_is_invalid_image(data: bytes) -> None:
+    with pytest.raises(InvalidImage):
+        run(data)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_image_is_invalid_image(fmt: str) -> None:
+    data = encode(draw_digit().convert("RGB"), fmt)
+    with pytest.raises(InvalidImage):
+        run(data[: len(data) // 2])
+
+
+def test_encode_png_round_trips_what_the_model_saw() -> None:
+    out = run(png(draw_digit()))
+    decoded = np.asarray(Image.open(io.BytesIO(encode_png(out))), dtype=np.float32) / 255
+    assert decoded.shape == (28, 28) and np.abs(decoded - out).max() <= 0.5 / 255 + 1e-6

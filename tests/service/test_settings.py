@@ -1,0 +1,56 @@
+"""Settings: environment prefix, defaults, validation that fails fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings
+from tests.conftest import REPO_ROOT
+
+
+def test_defaults_suit_a_small_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("DIGITS_"):
+            monkeypatch.delenv(name)
+    settings = Settings()
+    assert settings.host == "127.0.0.1" and settings.port == 8000
+    assert settings.intra_op_threads == 1 and settings.inter_op_threads == 1
+    assert settings.provider == "cpu"
+    assert settings.resolved_model_path == REPO_ROOT / "models" / "lenet5.onnx"
+    assert settings.resolved_model_card_path == REPO_ROOT / "models" / "lenet5.json"
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DIGITS_PORT", "9001")
+    monkeypatch.setenv("DIGITS_PROVIDER", "auto")
+    monkeypatch.setenv("DIGITS_ALLOWED_IMAGE_FORMATS", '["png", "jpeg"]')
+    monkeypatch.setenv("DIGITS_MODEL_PATH", str(tmp_path / "m.onnx"))
+    monkeypatch.setenv("DIGITS_LOG_LEVEL", "debug")
+    settings = Settings()
+    assert settings.port == 9001 and settings.provider == "auto"
+    assert settings.allowed_image_formats == frozenset({"PNG", "JPEG"})
+    assert settings.resolved_model_card_path == tmp_path / "m.json"
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("provider", "tpu", "'cpu', 'cuda' or 'auto'"),
+        ("allowed_image_formats", ["PNG", "PSD"], "unknown image format(s) ['PSD']"),
+        ("port", 0, "greater than or equal to 1"),
+        ("max_batch_files", 5000, "must not exceed batch_max_queue_images"),
+    ],
+)
+def test_invalid_values_name_the_problem(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(**{field: value})
+    assert message in str(caught.value)
+
+
+def test_every_field_is_documented() -> None:
+    undocumented = [name for name, f in Settings.model_fields.items() if not f.description]
+    assert undocumented == []
