@@ -17,6 +17,7 @@ from service.model import DigitClassifier
 from service.predictor import Predictor
 from service.routes import health, metrics, model_info, predict
 from service.settings import Settings
+from service.v2 import router as v2_router
 
 logger = logging.getLogger("service.app")
 
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(model_info.router)
     app.include_router(metrics.router)
+    app.include_router(v2_router)
     # Added last = outermost: the request id, timing and metrics cover the 413 too.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(Observability, metrics=app.state.metrics, access_log=settings.access_log)

@@ -46,9 +46,6 @@ def v2_server(v2_model: Path) -> Iterator[LiveServer]:
     settings = Settings(model_path=v2_model, access_log=False)
     port = _free_port()
     app = create_app(settings)
-    from service.v2 import router  # TEMPORARY until create_app includes it
-
-    app.include_router(router)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="v2-test-server", daemon=True)

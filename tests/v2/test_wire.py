@@ -142,9 +142,6 @@ def test_server_keeps_serving_and_counts_by_route_template(http: httpx.Client) -
 
 def test_not_ready_before_the_model_is_loaded(v2_model: Path) -> None:
     app = create_app(Settings(model_path=v2_model, access_log=False))
-    from service.v2 import router  # TEMPORARY until create_app includes it
-
-    app.include_router(router)
     client = TestClient(app)  # no `with`: the lifespan (model load) has not run
     response = client.get("/v2/health/ready")
     assert response.status_code == 503 and response.json() == {"ready": False}
@@ -156,9 +153,6 @@ def test_not_ready_before_the_model_is_loaded(v2_model: Path) -> None:
 
 def test_overload_is_503_with_retry_after(v2_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = create_app(Settings(model_path=v2_model, access_log=False, retry_after_seconds=2))
-    from service.v2 import router  # TEMPORARY until create_app includes it
-
-    app.include_router(router)
     with TestClient(app) as client:
 
         async def full(images: np.ndarray) -> np.ndarray:
