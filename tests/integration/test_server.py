@@ -1,0 +1,77 @@
+"""The service as operators run it: python -m service, a real socket, signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Server
+from tests.service.images import draw_digit, png
+
+pytestmark = pytest.mark.slow
+SEVEN = png(draw_digit())
+
+
+def test_start_ready_predict_and_log(server: Server) -> None:
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    response = httpx.post(
+        f"{server.url}/predict",
+        content=SEVEN,
+        headers={"Content-Type": "image/png", "X-Request-ID": "it-1"},
+    )
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "it-1"
+    assert 0 <= response.json()["digit"] <= 9
+    server.process.send_signal(signal.SIGTERM)
+    output, _ = server.process.communicate(timeout=15)
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    access = [line for line in lines if line.get("logger") == "service.access"]
+    assert any(
+        line["request_id"] == "it-1" and line["route"] == "/predict" and line["status"] == 200
+        for line in access
+    )
+
+
+def test_sigterm_answers_the_request_in_flight(server: Server) -> None:
+    body = SEVEN
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head + body[: len(body) // 2])  # half an upload: the request is in flight
+        time.sleep(0.2)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert server.process.poll() is None  # still draining
+        sock.sendall(body[len(body) // 2 :])
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b'"digit"' in answer
+    server.process.wait(timeout=15)
+    with pytest.raises(httpx.TransportError):  # and it no longer listens
+        httpx.get(f"{server.url}/healthz", timeout=1.0)
+
+
+def test_promtool_accepts_a_real_scrape(server: Server) -> None:
+    from tests.conftest import require_binary
+
+    promtool = require_binary("promtool")
+    httpx.post(f"{server.url}/predict", content=SEVEN, headers={"Content-Type": "image/png"})
+    scrape = httpx.get(f"{server.url}/metrics").text
+    assert "digits_http_requests_total" in scrape
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=scrape, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
