@@ -1,0 +1,46 @@
+"""Median and percentiles of small arrays at a fraction of numpy's per-call cost.
+
+``np.percentile`` and ``np.median`` spend 25-60 us per call in Python-level set-up on a
+28x28 image, more than the arithmetic, and preprocessing calls them five times per image
+while holding the GIL that the event loop needs. These give numpy's answers (the default
+"linear" method; equal to the last bit of a float64 or one unit in it) with a single
+``np.partition``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def median(values: np.ndarray) -> float:
+    """``float(np.median(values))`` for a non-empty array without NaN."""
+    flat = values.ravel()
+    half = flat.size // 2
+    if flat.size % 2:
+        return float(np.partition(flat, half)[half])
+    part = np.partition(flat, (half - 1, half))
+    return float(np.mean(part[half - 1 : half + 1]))
+
+
+def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``np.percentile(values, qs)`` (linear method) for a non-empty array without NaN."""
+    flat = values.ravel()
+    last = flat.size - 1
+    spots: list[tuple[int, int, float]] = []
+    for q in qs:
+        virtual = q / 100 * last
+        low = min(max(math.floor(virtual), 0), last)
+        spots.append((low, min(low + 1, last), virtual - low))
+    part = np.partition(flat, sorted({index for spot in spots for index in spot[:2]}))
+    answers = []
+    for low, high, gamma in spots:
+        below, above = part[low], part[high]
+        diff = float(above - below)  # in the input's precision, as numpy does
+        # numpy's _lerp: interpolate from the nearer end for accuracy.
+        if gamma >= 0.5:
+            answers.append(float(above) - diff * (1 - gamma))
+        else:
+            answers.append(float(below) + diff * gamma)
+    return answers
