@@ -28,6 +28,8 @@ NOISE_SIGMAS = 3.0  # background noise floor, in robust standard deviations of t
 STRONG = 0.5  # "certainly ink": half the ink level above the floor
 WEAK = 0.04  # faint anti-aliased edges are kept when they touch certain ink
 SPECK_FRACTION = 0.08  # ink components smaller than this share of the largest are specks
+BOX_LEVEL = 0.3  # pixels at least this inked define the 20x20 box
+MARGIN = 3  # output pixels of faint halo kept around the box
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
@@ -134,26 +136,37 @@ def _keep_strokes(ink: np.ndarray) -> np.ndarray:
     return np.where(np.isin(weak, touching[touching > 0]), ink, 0.0)
 
 
-def _crop(ink: np.ndarray) -> np.ndarray:
-    rows = np.flatnonzero(ink.any(axis=1))
-    cols = np.flatnonzero(ink.any(axis=0))
-    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-
-
 def _fit_and_centre(ink: np.ndarray) -> np.ndarray:
-    height, width = ink.shape
+    """Scale the ink's box to 20 pixels, then place the centre of mass at (14, 14).
+
+    The box is measured on clearly inked pixels (faint anti-aliasing halos would make every
+    digit a little smaller than MNIST's), but the halo itself is kept: a margin around the box
+    is resized with it.
+    """
+    rows = np.flatnonzero((ink >= BOX_LEVEL).any(axis=1))
+    cols = np.flatnonzero((ink >= BOX_LEVEL).any(axis=0))
+    height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
     scale = BOX / max(height, width)
-    fitted = _resize(ink, max(1, round(width * scale)), max(1, round(height * scale)))
+    margin = int(np.ceil(MARGIN / scale))
+    top, left = max(rows[0] - margin, 0), max(cols[0] - margin, 0)
+    region = ink[top : rows[-1] + 1 + margin, left : cols[-1] + 1 + margin]
+    fitted = _resize(
+        region,
+        max(1, round(region.shape[1] * scale)),
+        max(1, round(region.shape[0] * scale)),
+    )
     peak = float(fitted.max())
     if peak <= 0.0:
         raise NoInk("no ink found after resizing")
     fitted = np.clip(fitted / peak, 0.0, 1.0)
     cy, cx = _centre_of_mass(fitted)
-    fh, fw = fitted.shape
-    top = int(np.clip(round(CENTRE - cy), 0, SIZE - fh))
-    left = int(np.clip(round(CENTRE - cx), 0, SIZE - fw))
     canvas = np.zeros((SIZE, SIZE), dtype=np.float32)
-    canvas[top : top + fh, left : left + fw] = fitted
+    dy, dx = round(CENTRE - cy), round(CENTRE - cx)
+    # Paste with clipping: the halo may reach past the 28x28 edge, the ink does not.
+    y0, x0 = max(dy, 0), max(dx, 0)
+    y1 = min(dy + fitted.shape[0], SIZE)
+    x1 = min(dx + fitted.shape[1], SIZE)
+    canvas[y0:y1, x0:x1] = fitted[y0 - dy : y1 - dy, x0 - dx : x1 - dx]
     return canvas
 
 
@@ -163,4 +176,4 @@ def normalize_digit(gray: np.ndarray) -> np.ndarray:
     if passthrough is not None:
         return passthrough
     ink = _keep_strokes(_stretch(_ink_up(_reduce(gray))))
-    return _fit_and_centre(_crop(ink))
+    return _fit_and_centre(ink)
