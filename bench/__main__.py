@@ -20,7 +20,7 @@ import httpx
 from bench.inprocess import run_onnxruntime
 from bench.loadgen import run_wrk, wrk_binary
 from bench.payloads import Payload, digit_png, multipart, photo_jpeg, v2_binary
-from bench.report import Row, Targets, accepted_p99, format_table, scrape
+from bench.report import Row, Targets, accepted_p99, format_table, scrape, wait_idle
 from bench.server import running_service
 from service.settings import Settings
 
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         run_wrk(f"{url}/predict", one_png, connections=c, duration_s=args.warmup)
 
         def load(key: str, name: str, path: str, payload: Payload, conn: int) -> None:
+            wait_idle(url)
             result = run_wrk(f"{url}{path}", payload, connections=conn, duration_s=args.duration)
             rows[key] = Row.from_load(name, conn, result, payload.images)
 
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         # The model keeps its own name in V2 paths: ask the service, never assume "lenet5".
         v2_path = f"/v2/models/{httpx.get(f'{url}/model').json()['name']}/infer"
         load("v2", f"V2 binary infer, batch {V2_BATCH}", v2_path, v2, bc)
+        wait_idle(url)
         before = scrape(url)
         overload = run_wrk(
             f"{url}/predict",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -19,6 +20,7 @@ BATCH_IMAGES_PER_S = 10_000.0
 # queue caps the wait at (queue bound / throughput), a fraction of this.
 OVERLOAD_P99_BOUND_S = 1.0
 _DURATION = "digits_http_request_duration_seconds"
+_IN_FLIGHT = "digits_http_requests_in_flight"
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,18 @@ def scrape(base_url: str) -> dict[tuple[str, str, str, float], float]:
                 key = (labels["route"], labels["method"], labels["status"], float(labels["le"]))
                 buckets[key] = sample.value
     return buckets
+
+
+def wait_idle(base_url: str, timeout_s: float = 30.0) -> None:
+    """Wait until no request is in flight: wrk stops sending, but the server still finishes
+    what it accepted, and that backlog must not spill into the next scenario's figures."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{base_url}/metrics", timeout=10.0).text
+        for family in text_string_to_metric_families(text):
+            if family.name == _IN_FLIGHT and family.samples[0].value <= 0:
+                return
+        time.sleep(0.05)
 
 
 def accepted_p99(

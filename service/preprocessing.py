@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from service.decoding import decode_grayscale
 from service.errors import NoInk
+from service.quantiles import median, percentiles
 
 SIZE = 28  # model input side
 BOX = 20  # MNIST fits the ink into a 20x20 box...
@@ -73,7 +74,7 @@ def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:
 def _already_mnist(gray: np.ndarray) -> np.ndarray | None:
     """A 28x28 image on a dark background that is centred like MNIST passes untouched, so the
     service answers exactly what offline evaluation of the same pixels answers."""
-    if gray.shape != (SIZE, SIZE) or float(np.median(_border(gray))) > 64.0:
+    if gray.shape != (SIZE, SIZE) or median(_border(gray)) > 64.0:
         return None
     image = gray / 255.0
     if float(image.max()) < MIN_CONTRAST / 255.0:
@@ -104,22 +105,22 @@ def _reduce(gray: np.ndarray) -> np.ndarray:
 
 def _ink_up(gray: np.ndarray) -> np.ndarray:
     """Make the ink the bright side: whichever extreme lies farther from the background."""
-    background = float(np.median(_border(gray)))
-    low, high = np.percentile(gray, (0.1, 99.9))
+    background = median(_border(gray))
+    low, high = percentiles(gray, (0.1, 99.9))
     return 255.0 - gray if background - low > high - background else gray
 
 
 def _stretch(ink_up: np.ndarray) -> np.ndarray:
     """Background and its noise to 0, ink to 1: removes paper tint and JPEG noise."""
     border = _border(ink_up)
-    background = float(np.median(border))
-    sigma = 1.4826 * float(np.median(np.abs(border - background)))
+    background = median(border)
+    sigma = 1.4826 * median(np.abs(border - background))
     floor = background + NOISE_SIGMAS * sigma
-    peak = float(np.percentile(ink_up, 99.9))
+    (peak,) = percentiles(ink_up, (99.9,))
     if peak - floor < MIN_CONTRAST and float(ink_up.max()) - floor < MIN_CONTRAST:
         raise NoInk("no ink found: the image is blank or has too little contrast")
     top = ink_up[ink_up > floor + 0.5 * (float(ink_up.max()) - floor)]
-    level = float(np.percentile(top, 90)) if top.size else float(ink_up.max())
+    level = percentiles(top, (90,))[0] if top.size else float(ink_up.max())
     return np.clip((ink_up - floor) / max(level - floor, 1.0), 0.0, 1.0)
 
 
@@ -130,10 +131,15 @@ def _keep_strokes(ink: np.ndarray) -> np.ndarray:
         raise NoInk("no ink found: nothing stands out from the background")
     areas = np.bincount(strong.ravel())[1:]
     kept = np.flatnonzero(areas >= SPECK_FRACTION * areas.max()) + 1
-    strokes = np.isin(strong, kept)
-    weak, _ = ndimage.label(ink > WEAK, structure=_EIGHT_CONNECTED)
-    touching = np.unique(weak[strokes])
-    return np.where(np.isin(weak, touching[touching > 0]), ink, 0.0)
+    # Label lookup tables instead of np.isin/np.unique: same masks, a tenth of the cost.
+    keep_strong = np.zeros(count + 1, dtype=bool)
+    keep_strong[kept] = True
+    strokes = keep_strong[strong]
+    weak, weak_count = ndimage.label(ink > WEAK, structure=_EIGHT_CONNECTED)
+    touching = np.zeros(weak_count + 1, dtype=bool)
+    touching[weak[strokes]] = True
+    touching[0] = False
+    return np.where(touching[weak], ink, 0.0)
 
 
 def _fit_and_centre(ink: np.ndarray) -> np.ndarray:
