@@ -1,0 +1,52 @@
+"""``python -m bench`` end to end with tiny durations: every row and every target is printed.
+
+No figure is asserted (speed is checked by running the benchmark, not by tests); this only
+proves the shipped command works: service start, wrk scripts, metrics scrape, table, verdicts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, require_binary
+
+ROWS = [
+    "no-op route, multipart 28x28 PNG",
+    "/predict 28x28 PNG",
+    "/predict 600x600 JPEG photo",
+    "/predict/batch 64 PNGs",
+    "V2 binary infer, batch 256",
+    "overload: /predict PNG",
+    "ONNX Runtime in-process, batch 1",
+    "ONNX Runtime in-process, batch 256",
+]
+
+
+@pytest.mark.slow
+def test_bench_prints_every_scenario_and_verdict(tiny_onnx: Path) -> None:
+    require_binary("wrk")
+    env = {**os.environ, "DIGITS_MODEL_PATH": str(tiny_onnx), "DIGITS_ACCESS_LOG": "false"}
+    quick = ["--duration", "1", "--overload-duration", "1", "--ort-duration", "0.2"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *quick, "--warmup", "1"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr  # 1 = a target missed, not a crash
+    lines = done.stdout.splitlines()
+    for row in ROWS:
+        assert any(line.startswith(f"| {row}") for line in lines), (row, done.stdout)
+    assert sum(line.startswith("| /predict 28x28 PNG ") for line in lines) == 3
+    verdicts = [line for line in lines if line.startswith(("PASS", "FAIL"))]
+    assert len(verdicts) == 6, done.stdout
+    # The overload run must never fail with anything but 503, whatever the machine's speed.
+    assert any(line.startswith("PASS") and "other than 503" in line for line in verdicts)
