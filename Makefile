@@ -29,6 +29,9 @@ test: $(VENV)/.dev-installed  ## run the test suite
 train: $(VENV)/.dev-installed  ## retrain and export models/lenet5.onnx
 	$(BIN)/python -m training train --data-dir $${DIGITS_DATA_DIR:-../shared/data/mnist}
 
+bench: $(VENV)/.dev-installed  ## throughput table vs its own ceilings (needs wrk), ~2 min
+	$(BIN)/python -m bench
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
