@@ -15,7 +15,7 @@ from service.metrics import Metrics
 from service.middleware import BodyLimit, Observability
 from service.model import DigitClassifier
 from service.predictor import Predictor
-from service.routes import health, metrics, model_info, predict
+from service.routes import health, metrics, model_info, page, predict
 from service.settings import Settings
 from service.v2 import router as v2_router
 
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(model_info.router)
     app.include_router(metrics.router)
     app.include_router(v2_router)
+    app.include_router(page.router)
     # Added last = outermost: the request id, timing and metrics cover the 413 too.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(Observability, metrics=app.state.metrics, access_log=settings.access_log)

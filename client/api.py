@@ -1,0 +1,204 @@
+"""HTTP side of the client: POST /predict/batch for a chunk of files, one result per file.
+
+A file fails alone (the service's per-entry error); a whole request that fails gives its error
+to every file it carried, except where retrying or splitting can still save them: 503 answers
+are retried after Retry-After, and a chunk over the body limit (413) is split in halves.
+Anything that shows the service cannot be reached or is not a digits service at all raises
+ServiceUnavailable, because every further chunk would fail the same way.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BATCH_ROUTE = "/predict/batch"
+MAX_RETRY_AFTER_SECONDS = 10.0
+DEFAULT_RETRIES = 3
+
+
+class ServiceUnavailable(Exception):
+    """The service cannot be used at all (unreachable, timed out, not a digits service)."""
+
+
+class InvalidURL(ValueError):
+    """The --url value is not an http(s) URL with a host."""
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What the service said about one file: a digit, or an error code and message."""
+
+    path: Path
+    digit: int | None = None
+    confidence: float | None = None
+    probabilities: tuple[float, ...] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None
+
+    @classmethod
+    def failed(cls, path: Path, code: str, message: str) -> FileResult:
+        return cls(path, error_code=code, error_message=message)
+
+
+def normalise_url(url: str) -> str:
+    """``http(s)://host[:port][/prefix]`` without a trailing slash; raises InvalidURL."""
+    try:
+        parsed = httpx.URL(url.strip())
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise InvalidURL(f"invalid --url {url!r}: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidURL(
+            f"invalid --url {url!r}: expected http://HOST[:PORT], e.g. http://127.0.0.1:8000"
+        )
+    return str(parsed.copy_with(query=None, fragment=None)).rstrip("/")
+
+
+def _reason(exc: Exception) -> str:
+    """'[Errno 111] Connection refused' -> 'connection refused': short, for one line."""
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(exc).strip()) or type(exc).__name__
+    return text[0].lower() + text[1:]
+
+
+def _error_of(body: Any) -> tuple[str, str] | None:
+    """(code, message) of the service's error body, None when the body is not one."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        return str(error.get("code", "error")), str(error.get("message", ""))
+    return None
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+class DigitsClient:
+    """A connection to one service; use as a context manager."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 30.0,
+        retries: int = DEFAULT_RETRIES,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = normalise_url(url)
+        self.timeout = timeout
+        self.retries = retries
+        self._sleep = sleep
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+
+    def __enter__(self) -> DigitsClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._http.close()
+
+    def predict(self, paths: list[Path]) -> list[FileResult]:
+        """One result per path, in order (the chunk is sent as one batch request)."""
+        results: dict[int, FileResult] = {}
+        payloads: list[tuple[int, Path, bytes]] = []
+        for index, path in enumerate(paths):
+            try:
+                payloads.append((index, path, path.read_bytes()))
+            except OSError as exc:
+                results[index] = FileResult.failed(path, "unreadable_file", _reason(exc))
+        if payloads:
+            sent = self._send(payloads)
+            results.update(zip((index for index, _, _ in payloads), sent, strict=True))
+        return [results[index] for index in range(len(paths))]
+
+    def _post(self, payloads: list[tuple[int, Path, bytes]]) -> httpx.Response:
+        files = [
+            (
+                "files",
+                (path.name, data, mimetypes.guess_type(path.name)[0] or "application/octet-stream"),
+            )
+            for _, path, data in payloads
+        ]
+        endpoint = self.url + BATCH_ROUTE
+        try:
+            return self._http.post(endpoint, files=files)
+        except httpx.TimeoutException as exc:
+            raise ServiceUnavailable(
+                f"no answer from {endpoint} within {self.timeout:g} s (raise --timeout?)"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                f"cannot connect to {self.url}: {_reason(exc)}; is the service running there? "
+                "(set --url)"
+            ) from exc
+
+    def _send(self, payloads: list[tuple[int, Path, bytes]]) -> list[FileResult]:
+        response = self._post(payloads)
+        for _ in range(self.retries):
+            if response.status_code != 503:
+                break
+            self._sleep(_retry_after(response))
+            response = self._post(payloads)
+        body = _json(response)
+        paths = [path for _, path, _ in payloads]
+        if response.status_code == 200 and isinstance(body, dict):
+            return _batch_results(paths, body, self.url)
+        error = _error_of(body)
+        if error is None or response.status_code in (404, 405):
+            raise ServiceUnavailable(
+                f"{self.url} does not look like a digits service: POST {BATCH_ROUTE} answered "
+                f"HTTP {response.status_code} {response.reason_phrase} (check --url)"
+            )
+        code, message = error
+        if response.status_code == 413 and code == "payload_too_large" and len(payloads) > 1:
+            middle = len(payloads) // 2
+            return self._send(payloads[:middle]) + self._send(payloads[middle:])
+        return [FileResult.failed(path, code, message) for path in paths]
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        seconds = float(response.headers.get("retry-after", "1"))
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def _batch_results(paths: list[Path], body: dict[str, Any], url: str) -> list[FileResult]:
+    entries = body.get("predictions")
+    if not isinstance(entries, list) or len(entries) != len(paths):
+        raise ServiceUnavailable(
+            f"{url} answered POST {BATCH_ROUTE} with an unexpected body (not one prediction "
+            f"per file); is it a digits service?"
+        )
+    results = []
+    for path, entry in zip(paths, entries, strict=True):
+        error = _error_of(entry)
+        if error is not None:
+            results.append(FileResult.failed(path, *error))
+            continue
+        try:
+            result = FileResult(
+                path,
+                digit=int(entry["digit"]),
+                confidence=float(entry["confidence"]),
+                probabilities=tuple(float(p) for p in entry["probabilities"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ServiceUnavailable(
+                f"{url} answered POST {BATCH_ROUTE} with a malformed entry for {path} ({exc!r})"
+            ) from exc
+        results.append(result)
+    return results

@@ -1,0 +1,166 @@
+"""``digits``: read handwritten digits from image files with a running digits service.
+
+    digits predict scans/ extra.png                       # a table: file, digit, confidence
+    digits predict scans/ --json > digits.json            # or --csv
+    digits predict scans/ --url http://digits.internal:8000 --batch-size 64
+
+Files are sent to POST /predict/batch in chunks of --batch-size. Exit status: 0 when every
+file was read, 1 when any file failed (the server's message is shown for it), 2 for bad
+usage, 3 when the service cannot be reached or is not a digits service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from client import output
+from client.api import DigitsClient, FileResult, InvalidURL, ServiceUnavailable, normalise_url
+from client.files import IMAGE_EXTENSIONS, NoSuchPath, collect
+
+EXIT_OK = 0
+EXIT_FILE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SERVICE = 3
+EXIT_INTERRUPTED = 130
+URL_ENV = "DIGITS_URL"
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_BATCH_SIZE = 32  # the service's default DIGITS_MAX_BATCH_FILES is 64
+DEFAULT_TIMEOUT = 30.0
+PROG = "digits"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Client of the digits service: reads handwritten digits from images.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    predict = commands.add_parser(
+        "predict",
+        help="read the digit in each image file",
+        description="Send image files (folders are searched recursively for "
+        f"{', '.join(sorted(IMAGE_EXTENSIONS))}) to the service and print one line per file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    predict.add_argument(
+        "--url",
+        default=os.environ.get(URL_ENV, DEFAULT_URL),
+        help=f"base URL of the service (environment: {URL_ENV})",
+    )
+    fmt = predict.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    fmt.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    predict.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help="files per request (at most the service's DIGITS_MAX_BATCH_FILES)",
+    )
+    predict.add_argument(
+        "--timeout", type=_positive_float, default=DEFAULT_TIMEOUT, help="seconds per request"
+    )
+    predict.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal and there is more "
+        "than one request to make)",
+    )
+    return parser
+
+
+def _chunks(paths: list[Path], size: int) -> list[list[Path]]:
+    return [paths[start : start + size] for start in range(0, len(paths), size)]
+
+
+def _say(line: str) -> None:
+    """A diagnostic on stderr, where it never mixes with the table / JSON / CSV on stdout."""
+    sys.stderr.write(f"{PROG}: {line}\n")
+
+
+def _fail(message: str, status: int) -> int:
+    _say(f"error: {message}")
+    return status
+
+
+def _render(results: list[FileResult], args: argparse.Namespace) -> str:
+    if args.json:
+        return output.as_json(results)
+    if args.csv:
+        return output.as_csv(results)
+    return output.table(results)
+
+
+def predict(args: argparse.Namespace) -> int:
+    """The ``predict`` command; returns the exit status."""
+    try:
+        url = normalise_url(args.url)
+        paths = collect(args.paths)
+    except (InvalidURL, NoSuchPath) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if not paths:
+        shown = " ".join(str(path) for path in args.paths)
+        return _fail(f"no image files found in {shown}", EXIT_USAGE)
+    chunks = _chunks(paths, args.batch_size)
+    show_progress = args.progress
+    if show_progress is None:
+        show_progress = sys.stderr.isatty() and len(chunks) > 1
+    results: list[FileResult] = []
+    try:
+        with (
+            DigitsClient(url, timeout=args.timeout) as client,
+            tqdm(
+                total=len(paths),
+                unit="file",
+                desc="reading digits",
+                file=sys.stderr,
+                disable=not show_progress,
+                dynamic_ncols=True,
+            ) as progress,
+        ):
+            for chunk in chunks:
+                results.extend(client.predict(chunk))
+                progress.update(len(chunk))
+    except ServiceUnavailable as exc:
+        return _fail(str(exc), EXIT_SERVICE)
+    sys.stdout.write(_render(results, args))
+    sys.stdout.flush()
+    failed = [result for result in results if not result.ok]
+    if failed and (args.json or args.csv):
+        # The table carries the messages; machine formats keep stdout clean, so say it here.
+        for result in failed:
+            _say(f"{result.path}: {result.error_code}: {result.error_message}")
+    if failed:
+        _say(f"{len(failed)} of {len(results)} files failed")
+        return EXIT_FILE_FAILED
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``digits`` console script and ``python -m client``."""
+    args = build_parser().parse_args(argv)
+    try:
+        return predict(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)

@@ -1,0 +1,48 @@
+"""Which files to send: the paths given, folders searched recursively for images."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+# The formats the service accepts by default (DIGITS_ALLOWED_IMAGE_FORMATS). A file named
+# explicitly is sent whatever its name: the service, not the extension, decides.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+class NoSuchPath(Exception):
+    """A path given on the command line does not exist."""
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def images_in(folder: Path) -> list[Path]:
+    """Image files under ``folder`` at any depth, sorted; hidden files and folders skipped."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_EXTENSIONS
+        and path.is_file()
+        and not _is_hidden(path, folder)
+    )
+
+
+def collect(paths: Iterable[Path]) -> list[Path]:
+    """Files to send, in the order given, each once; raises NoSuchPath for a missing path."""
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            candidates = images_in(path)
+        elif path.exists():
+            candidates = [path]
+        else:
+            raise NoSuchPath(f"no such file or folder: {path}")
+        for candidate in candidates:
+            key = candidate.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(candidate)
+    return found

@@ -1,0 +1,79 @@
+"""Rendering results: an aligned table for people, JSON or CSV for programs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from client.api import FileResult
+
+CSV_COLUMNS = ("file", "digit", "confidence", "error_code", "error_message")
+
+
+def _error_text(result: FileResult) -> str:
+    return f"{result.error_code}: {result.error_message}" if not result.ok else ""
+
+
+def table(results: Sequence[FileResult]) -> str:
+    """FILE / DIGIT / CONFIDENCE columns, plus ERROR with the server's message if any failed."""
+    header = ["FILE", "DIGIT", "CONFIDENCE"]
+    with_errors = any(not result.ok for result in results)
+    if with_errors:
+        header.append("ERROR")
+    rows = [header]
+    for result in results:
+        row = [
+            str(result.path),
+            "-" if result.digit is None else str(result.digit),
+            "-" if result.confidence is None else f"{result.confidence:.2%}",
+        ]
+        if with_errors:
+            row.append(_error_text(result))
+        rows.append(row)
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [
+            # numbers right-aligned under their headings, text left-aligned
+            cell.rjust(width) if column in (1, 2) else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def as_record(result: FileResult) -> dict[str, Any]:
+    return {
+        "file": str(result.path),
+        "digit": result.digit,
+        "confidence": result.confidence,
+        "probabilities": list(result.probabilities) if result.probabilities else None,
+        "error": None
+        if result.ok
+        else {"code": result.error_code, "message": result.error_message},
+    }
+
+
+def as_json(results: Sequence[FileResult]) -> str:
+    """A JSON array, one object per file in input order (null fields where not applicable)."""
+    return json.dumps([as_record(result) for result in results], indent=2) + "\n"
+
+
+def as_csv(results: Sequence[FileResult]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for result in results:
+        writer.writerow(
+            [
+                str(result.path),
+                "" if result.digit is None else result.digit,
+                "" if result.confidence is None else repr(result.confidence),
+                result.error_code or "",
+                result.error_message or "",
+            ]
+        )
+    return buffer.getvalue()

@@ -1,0 +1,446 @@
+// The drawing page: a canvas to draw on, upload / drop / paste of an image file, and the
+// service's answer (digit, ten probabilities, the 28x28 image the model saw).
+// Plain ES2020, no build step, no third-party code: the page must work with no internet.
+// URLs are relative so the page also works behind a reverse proxy under a path prefix.
+"use strict";
+
+(() => {
+  const PREDICT_URL = "predict?include_image=true";
+  const MODEL_URL = "model";
+  // Pen width as a fraction of the pad's side: about the stroke-to-height ratio of MNIST
+  // digits when a person fills most of the pad, so drawings look like what the model learnt.
+  const STROKE_FRACTION = 0.07;
+  const INK = "#111111";
+  const PAPER = "#ffffff";
+  // While drawing, ask at most this often (and never with a request still in flight).
+  const LIVE_INTERVAL_MS = 350;
+  const UNREACHABLE =
+    "Cannot reach the digits service. Check that it is running and your connection, then try again.";
+
+  const byId = (id) => document.getElementById(id);
+  const pad = byId("pad");
+  const ctx = pad.getContext("2d");
+  const ui = {
+    hint: byId("pad-hint"),
+    dropZone: byId("drop-zone"),
+    clear: byId("clear"),
+    upload: byId("upload"),
+    file: byId("file"),
+    error: byId("error"),
+    result: byId("result"),
+    digit: byId("digit"),
+    confidence: byId("confidence"),
+    announce: byId("announce"),
+    bars: byId("bars"),
+    seen: byId("seen"),
+    seenEmpty: byId("seen-empty"),
+    modelInfo: byId("model-info"),
+    quick: byId("quick-result"),
+  };
+
+  // ---- The pad -------------------------------------------------------------------------
+
+  let stroke = null; // {pointerId, points: [{x, y}]} while a pointer draws
+  let hasInk = false;
+  let showingUpload = false;
+  let lastLiveAt = 0;
+  let liveInFlight = false;
+
+  function fillPaper() {
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = PAPER;
+    ctx.fillRect(0, 0, pad.width, pad.height);
+    ctx.restore();
+  }
+
+  function penStyle() {
+    ctx.strokeStyle = INK;
+    ctx.fillStyle = INK;
+    ctx.lineWidth = Math.max(2, pad.width * STROKE_FRACTION);
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+  }
+
+  // Backing store = displayed size x devicePixelRatio: crisp strokes on phones, and what is
+  // already drawn survives a resize (rotation, window change).
+  function fitPadToDisplay() {
+    const side = Math.round(pad.getBoundingClientRect().width * (window.devicePixelRatio || 1));
+    if (side < 1 || side === pad.width) return;
+    const copy = document.createElement("canvas");
+    copy.width = pad.width;
+    copy.height = pad.height;
+    copy.getContext("2d").drawImage(pad, 0, 0);
+    pad.width = side;
+    pad.height = side;
+    fillPaper();
+    ctx.drawImage(copy, 0, 0, side, side);
+    penStyle();
+  }
+
+  function clearPad() {
+    fillPaper();
+    penStyle();
+    hasInk = false;
+    showingUpload = false;
+    ui.hint.textContent = "Draw one digit here, or drop an image file";
+    ui.hint.hidden = false;
+  }
+
+  function pointFrom(event) {
+    const rect = pad.getBoundingClientRect();
+    return {
+      x: ((event.clientX - rect.left) * pad.width) / rect.width,
+      y: ((event.clientY - rect.top) * pad.height) / rect.height,
+    };
+  }
+
+  const midpoint = (a, b) => ({ x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 });
+
+  // Smooth strokes: quadratic curves through the midpoints of successive samples, so fast
+  // movements draw curves instead of polygons.
+  function extendStroke(point) {
+    const points = stroke.points;
+    points.push(point);
+    const n = points.length;
+    ctx.beginPath();
+    if (n === 1) {
+      ctx.arc(point.x, point.y, ctx.lineWidth / 2, 0, 2 * Math.PI);
+      ctx.fill();
+      return;
+    }
+    if (n === 2) {
+      const end = midpoint(points[0], points[1]);
+      ctx.moveTo(points[0].x, points[0].y);
+      ctx.lineTo(end.x, end.y);
+    } else {
+      const start = midpoint(points[n - 3], points[n - 2]);
+      const end = midpoint(points[n - 2], points[n - 1]);
+      ctx.moveTo(start.x, start.y);
+      ctx.quadraticCurveTo(points[n - 2].x, points[n - 2].y, end.x, end.y);
+    }
+    ctx.stroke();
+  }
+
+  function finishStroke() {
+    const points = stroke.points;
+    const n = points.length;
+    if (n >= 2) {
+      const start = midpoint(points[n - 2], points[n - 1]);
+      ctx.beginPath();
+      ctx.moveTo(start.x, start.y);
+      ctx.lineTo(points[n - 1].x, points[n - 1].y);
+      ctx.stroke();
+    }
+    stroke = null;
+  }
+
+  pad.addEventListener("pointerdown", (event) => {
+    if (stroke || (event.pointerType === "mouse" && event.button !== 0)) return;
+    event.preventDefault();
+    if (showingUpload) clearPad();
+    pad.setPointerCapture(event.pointerId);
+    ui.hint.hidden = true;
+    hasInk = true;
+    stroke = { pointerId: event.pointerId, points: [] };
+    extendStroke(pointFrom(event));
+  });
+
+  pad.addEventListener("pointermove", (event) => {
+    if (!stroke || event.pointerId !== stroke.pointerId) return;
+    event.preventDefault();
+    // Coalesced events: every sample the device produced, not one per animation frame.
+    const samples = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+    for (const sample of samples.length ? samples : [event]) extendStroke(pointFrom(sample));
+    predictWhileDrawing();
+  });
+
+  function endStroke(event) {
+    if (!stroke || event.pointerId !== stroke.pointerId) return;
+    finishStroke();
+    predictDrawing(false);
+  }
+  pad.addEventListener("pointerup", endStroke);
+  pad.addEventListener("pointercancel", endStroke);
+
+  // ---- Asking the service --------------------------------------------------------------
+
+  let sequence = 0; // only the newest request may change what is shown
+
+  function padBlob() {
+    return new Promise((resolve) => pad.toBlob(resolve, "image/png"));
+  }
+
+  function predictWhileDrawing() {
+    const now = performance.now();
+    if (liveInFlight || now - lastLiveAt < LIVE_INTERVAL_MS) return;
+    lastLiveAt = now;
+    predictDrawing(true);
+  }
+
+  function predictDrawing(live) {
+    if (!hasInk) return;
+    // Claim the sequence number now, synchronously: an older answer that lands while the
+    // PNG is being encoded must not be shown as the answer to the finished drawing.
+    const mine = ++sequence;
+    if (!live) setState("pending");
+    if (live) liveInFlight = true;
+    padBlob().then((blob) =>
+      send(blob, "drawing.png", mine, live).finally(() => {
+        if (live) liveInFlight = false;
+      }),
+    );
+  }
+
+  async function readJson(response) {
+    try {
+      return await response.json();
+    } catch {
+      return null;
+    }
+  }
+
+  async function send(blob, name, mine, live) {
+    const body = new FormData();
+    body.append("file", blob, name);
+    let response;
+    let data;
+    try {
+      response = await fetch(PREDICT_URL, { method: "POST", body });
+      data = await readJson(response);
+    } catch {
+      if (mine === sequence && !live) showError("No answer", UNREACHABLE);
+      return;
+    }
+    if (mine !== sequence) return;
+    if (response.ok && data && Array.isArray(data.probabilities)) {
+      showResult(data);
+    } else if (!live) {
+      // A half-drawn digit may be refused (too little ink): only the final drawing reports.
+      showError(...describeFailure(response, data));
+    }
+  }
+
+  function describeFailure(response, data) {
+    const message =
+      (data && data.error && data.error.message) ||
+      (data && typeof data.detail === "string" && data.detail) ||
+      `The service answered HTTP ${response.status} ${response.statusText}.`.trim();
+    const code = data && data.error && data.error.code;
+    if (code === "overloaded") return ["The service is busy", `${message} Try again in a moment.`];
+    if (code === "not_ready") return ["The model is still loading", `${message} Try again shortly.`];
+    if (response.status >= 500) return ["The service had a problem", message];
+    return ["This image could not be read", message];
+  }
+
+  // ---- Showing answers -----------------------------------------------------------------
+
+  const barFills = [];
+  const barValues = [];
+  const barRows = [];
+
+  function buildBars() {
+    for (let digit = 0; digit < 10; digit += 1) {
+      const row = document.createElement("li");
+      row.className = "bar";
+      const label = document.createElement("span");
+      label.className = "bar-label";
+      label.textContent = String(digit);
+      const track = document.createElement("span");
+      track.className = "bar-track";
+      track.setAttribute("aria-hidden", "true");
+      const fill = document.createElement("span");
+      fill.className = "bar-fill";
+      track.append(fill);
+      const value = document.createElement("span");
+      value.className = "bar-value";
+      row.append(label, track, value);
+      ui.bars.append(row);
+      barRows.push(row);
+      barFills.push(fill);
+      barValues.push(value);
+    }
+  }
+
+  const percent = (p) => `${(p * 100).toFixed(1)}%`;
+
+  function showBars(probabilities, best) {
+    probabilities.forEach((p, digit) => {
+      barFills[digit].style.width = `${Math.max(0, Math.min(1, p)) * 100}%`;
+      barValues[digit].textContent = percent(p);
+      barRows[digit].classList.toggle("best", digit === best);
+      barRows[digit].setAttribute("aria-label", `${digit}: ${percent(p)}`);
+    });
+  }
+
+  function setState(state) {
+    ui.result.dataset.state = state;
+    ui.result.setAttribute("aria-busy", state === "pending" ? "true" : "false");
+  }
+
+  function showResult(data) {
+    ui.error.hidden = true;
+    ui.digit.textContent = String(data.digit);
+    ui.confidence.textContent = `${percent(data.confidence)} confident`;
+    showBars(data.probabilities, data.digit);
+    if (data.normalized_image) {
+      ui.seen.src = `data:image/png;base64,${data.normalized_image}`;
+      ui.seen.alt = `The 28 by 28 pixel image the model read as ${data.digit}`;
+      ui.seen.hidden = false;
+      ui.seenEmpty.hidden = true;
+    }
+    ui.announce.textContent = `Predicted digit ${data.digit}, ${percent(data.confidence)} confident.`;
+    ui.quick.textContent = `Reads as ${data.digit} (${percent(data.confidence)})`;
+    setState("done");
+  }
+
+  function resetResult(text) {
+    ui.digit.textContent = "?";
+    ui.confidence.textContent = text;
+    showBars(new Array(10).fill(0), -1);
+    ui.seen.hidden = true;
+    ui.seen.removeAttribute("src");
+    ui.seenEmpty.hidden = false;
+    ui.quick.textContent = "";
+  }
+
+  function showError(title, message) {
+    ui.error.replaceChildren();
+    const strong = document.createElement("strong");
+    strong.textContent = title;
+    const text = document.createElement("span");
+    text.textContent = message;
+    ui.error.append(strong, text);
+    ui.error.hidden = false;
+    resetResult("No prediction");
+    ui.announce.textContent = "";
+    setState("error");
+  }
+
+  // ---- Files: upload, drop, paste ------------------------------------------------------
+
+  async function previewOnPad(file) {
+    fillPaper();
+    try {
+      const bitmap = await createImageBitmap(file);
+      const scale = Math.min(pad.width / bitmap.width, pad.height / bitmap.height);
+      const w = bitmap.width * scale;
+      const h = bitmap.height * scale;
+      ctx.imageSmoothingEnabled = scale < 4; // tiny images (28x28) stay crisp when enlarged
+      ctx.drawImage(bitmap, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
+      bitmap.close();
+      return true;
+    } catch {
+      return false; // not an image the browser can show; the service still gets to judge it
+    } finally {
+      penStyle();
+    }
+  }
+
+  async function readFile(file) {
+    if (!file) return;
+    const mine = ++sequence;
+    setState("pending");
+    ui.error.hidden = true;
+    hasInk = false;
+    showingUpload = true;
+    const shown = await previewOnPad(file);
+    ui.hint.hidden = false;
+    ui.hint.textContent = shown
+      ? `${file.name || "Pasted image"}: draw to start over`
+      : `${file.name || "Pasted file"} (no preview): draw to start over`;
+    await send(file, file.name || "pasted.png", mine, false);
+  }
+
+  ui.upload.addEventListener("click", () => ui.file.click());
+  ui.file.addEventListener("change", () => {
+    const [file] = ui.file.files;
+    readFile(file);
+    ui.file.value = ""; // choosing the same file again must read it again
+  });
+
+  let dragDepth = 0;
+  const hasFiles = (event) => Array.from(event.dataTransfer?.types || []).includes("Files");
+  ui.dropZone.addEventListener("dragenter", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    dragDepth += 1;
+    ui.dropZone.classList.add("dragging");
+  });
+  ui.dropZone.addEventListener("dragover", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+  });
+  ui.dropZone.addEventListener("dragleave", () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (dragDepth === 0) ui.dropZone.classList.remove("dragging");
+  });
+  ui.dropZone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    dragDepth = 0;
+    ui.dropZone.classList.remove("dragging");
+    readFile(event.dataTransfer.files[0]);
+  });
+  // A file dropped next to the pad would make the browser navigate away from the page.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+  window.addEventListener("paste", (event) => {
+    const file = Array.from(event.clipboardData?.files || []).find((f) =>
+      f.type.startsWith("image/"),
+    );
+    if (file) {
+      event.preventDefault();
+      readFile(file);
+    }
+  });
+
+  ui.clear.addEventListener("click", () => {
+    sequence += 1; // answers still on their way belong to the old drawing
+    clearPad();
+    ui.error.hidden = true;
+    resetResult("Draw something to start");
+    ui.announce.textContent = "Cleared.";
+    setState("idle");
+  });
+
+  // ---- The model -----------------------------------------------------------------------
+
+  function chip(text, className) {
+    const span = document.createElement("span");
+    span.className = `chip ${className}`;
+    span.textContent = text;
+    return span;
+  }
+
+  async function loadModelInfo() {
+    try {
+      const response = await fetch(MODEL_URL, { headers: { Accept: "application/json" } });
+      const data = await readJson(response);
+      if (!response.ok || !data) {
+        const [, message] = describeFailure(response, data);
+        ui.modelInfo.textContent = `Model information unavailable: ${message}`;
+        return;
+      }
+      const accuracy =
+        typeof data.test_accuracy === "number"
+          ? `test accuracy ${(data.test_accuracy * 100).toFixed(2)}%`
+          : "test accuracy not recorded";
+      const provider = String(data.provider || "").replace(/ExecutionProvider$/, "");
+      ui.modelInfo.replaceChildren(
+        chip(`${data.name} v${data.version}`, "model-name"),
+        chip(accuracy, "model-accuracy"),
+        ...(provider ? [chip(`on ${provider}`, "model-provider")] : []),
+      );
+    } catch {
+      ui.modelInfo.textContent = "Model information unavailable: the service did not answer.";
+    }
+  }
+
+  buildBars();
+  resetResult("Draw something to start");
+  clearPad();
+  fitPadToDisplay();
+  new ResizeObserver(fitPadToDisplay).observe(pad);
+  loadModelInfo();
+})();

@@ -1,0 +1,233 @@
+"""The drawing page in a real browser: draw, upload, errors, keyboard, two widths."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.page.conftest import DESKTOP, PHONE
+from tests.page.strokes import DIGITS, Stroke
+
+pytestmark = pytest.mark.slow
+MOVE_STEPS = 4  # intermediate pointer events per segment, as a real mouse sends them
+
+
+def draw(page: Any, strokes: list[Stroke]) -> None:
+    """Press, move and release the mouse along each stroke, like a person drawing."""
+    box = page.locator("#pad").bounding_box()
+
+    def at(point: tuple[float, float]) -> tuple[float, float]:
+        return box["x"] + point[0] * box["width"], box["y"] + point[1] * box["height"]
+
+    for stroke in strokes:
+        page.mouse.move(*at(stroke[0]))
+        page.mouse.down()
+        for point in stroke[1:]:
+            page.mouse.move(*at(point), steps=MOVE_STEPS)
+        page.mouse.up()
+
+
+def shown_result(page: Any) -> dict[str, Any]:
+    """The answer on screen once the request for the finished drawing has come back."""
+    page.wait_for_selector('#result[data-state="done"]')
+    values = [
+        float(text.rstrip("%")) / 100 for text in page.locator(".bar-value").all_inner_texts()
+    ]
+    return {
+        "digit": int(page.inner_text("#digit")),
+        "probabilities": values,
+        "best_bar": int(page.inner_text(".bar.best .bar-label")),
+        "announce": page.inner_text("#announce"),
+        "seen_size": page.eval_on_selector(
+            "#seen", "img => img.hidden ? null : [img.naturalWidth, img.naturalHeight]"
+        ),
+    }
+
+
+def mnist_samples(mnist_dir: Path, count: int) -> list[tuple[np.ndarray, int]]:
+    def read(name: str, offset: int) -> np.ndarray:
+        return np.frombuffer(gzip.open(mnist_dir / f"{name}.gz").read(), np.uint8, offset=offset)
+
+    images = read("t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28)
+    labels = read("t10k-labels-idx1-ubyte", 8)
+    return [(images[index], int(labels[index])) for index in range(count)]
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("digit", sorted(DIGITS))
+def test_a_drawn_digit_is_read(page: Any, digit: int) -> None:
+    draw(page, DIGITS[digit])
+    result = shown_result(page)
+    assert result["digit"] == digit
+    assert result["best_bar"] == digit
+    assert sum(result["probabilities"]) == pytest.approx(1.0, abs=0.01)
+    assert result["seen_size"] == [28, 28]  # the normalised input, decoded by the browser
+    assert f"Predicted digit {digit}" in result["announce"]
+
+
+def test_clear_resets_the_pad_and_the_answer(page: Any) -> None:
+    draw(page, DIGITS[7])
+    shown_result(page)
+    page.click("#clear")
+    assert page.inner_text("#digit") == "?"
+    assert page.get_attribute("#result", "data-state") == "idle"
+    assert page.is_hidden("#seen")
+    ink = page.evaluate(
+        """() => {
+            const pad = document.getElementById('pad');
+            const data = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
+            let dark = 0;
+            for (let i = 0; i < data.length; i += 4) if (data[i] < 128) dark += 1;
+            return dark;
+        }"""
+    )
+    assert ink == 0
+
+
+def test_an_uploaded_file_is_read(page: Any, mnist_dir: Path, tmp_path: Path) -> None:
+    for index, (pixels, label) in enumerate(mnist_samples(mnist_dir, 3)):
+        # As a person would photograph or scan it: dark ink on light paper, larger than 28 px.
+        image = Image.fromarray(255 - pixels).resize((112, 112), Image.Resampling.BILINEAR)
+        path = tmp_path / f"digit-{index}.png"
+        path.write_bytes(png_bytes(image))
+        page.set_input_files("#file", str(path))
+        result = shown_result(page)
+        assert result["digit"] == label, path.name
+        assert result["seen_size"] == [28, 28]
+        assert path.name in page.inner_text("#pad-hint")
+
+
+def test_a_dropped_file_is_read(page: Any, mnist_dir: Path) -> None:
+    pixels, label = mnist_samples(mnist_dir, 1)[0]
+    data = list(png_bytes(Image.fromarray(255 - pixels)))
+    page.evaluate(
+        """(bytes) => {
+            const file = new File([new Uint8Array(bytes)], 'dropped.png', {type: 'image/png'});
+            const transfer = new DataTransfer();
+            transfer.items.add(file);
+            const zone = document.getElementById('drop-zone');
+            for (const type of ['dragenter', 'dragover', 'drop']) {
+                zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true,
+                                                        cancelable: true}));
+            }
+        }""",
+        data,
+    )
+    assert shown_result(page)["digit"] == label
+
+
+def test_a_non_image_is_refused_kindly(page: Any, tmp_path: Path, artifacts: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("this is not a picture of a digit")
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector('#result[data-state="error"]')
+    alert = page.locator("#error[role=alert]")
+    assert alert.is_visible()
+    assert "could not be read" in alert.inner_text()
+    assert "cannot identify an image" in alert.inner_text()  # the API's error.message
+    assert page.inner_text("#digit") == "?"
+    page.screenshot(path=str(artifacts / "page-error-1280.png"), full_page=True)
+
+
+def test_a_blank_drawing_is_never_sent(page: Any) -> None:
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.click("#clear")
+    page.wait_for_timeout(300)
+    assert not [url for url in requests if "/predict" in url]
+
+
+def test_server_errors_show_the_api_message(page: Any) -> None:
+    body = {"error": {"code": "overloaded", "message": "the inference queue is full (1024)"}}
+    page.route(
+        "**/predict*",
+        lambda route: route.fulfill(
+            status=503, content_type="application/json", body=json.dumps(body)
+        ),
+    )
+    draw(page, DIGITS[1])
+    page.wait_for_selector('#result[data-state="error"]')
+    text = page.inner_text("#error")
+    assert "busy" in text and "the inference queue is full (1024)" in text
+
+
+def test_a_network_failure_is_explained(page: Any) -> None:
+    page.route("**/predict*", lambda route: route.abort("connectionrefused"))
+    draw(page, DIGITS[1])
+    page.wait_for_selector('#result[data-state="error"]')
+    assert "Cannot reach the digits service" in page.inner_text("#error")
+
+
+def test_model_name_version_and_accuracy_come_from_the_api(page: Any, page_url: str) -> None:
+    model = httpx.get(page_url + "model").json()
+    assert page.inner_text(".model-name") == f"{model['name']} v{model['version']}"
+    accuracy = page.inner_text(".model-accuracy")
+    if model["test_accuracy"] is None:
+        assert accuracy == "test accuracy not recorded"
+    else:
+        assert accuracy == f"test accuracy {model['test_accuracy'] * 100:.2f}%"
+
+
+def test_buttons_work_from_the_keyboard(page: Any, mnist_dir: Path, tmp_path: Path) -> None:
+    draw(page, DIGITS[7])
+    shown_result(page)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "clear"
+    page.keyboard.press("Enter")
+    assert page.inner_text("#digit") == "?"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "upload"
+    pixels, label = mnist_samples(mnist_dir, 1)[0]
+    path = tmp_path / "keyboard.png"
+    path.write_bytes(png_bytes(Image.fromarray(pixels)))  # white on black, MNIST's own way
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(path))
+    assert shown_result(page)["digit"] == label
+
+
+def test_the_page_is_self_contained(page: Any, page_url: str) -> None:
+    """Everything the page loads comes from the app: it must work with no internet."""
+    loaded: list[str] = []
+    page.on("request", lambda request: loaded.append(request.url))
+    page.reload()
+    page.wait_for_selector("#model-info .model-name")
+    assert loaded and all(url.startswith(page_url) for url in loaded), loaded
+    answer = httpx.get(page_url)
+    assert "default-src 'self'" in answer.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize(("name", "viewport"), [("phone", PHONE), ("desktop", DESKTOP)])
+def test_screenshots_at_phone_and_desktop_widths(
+    browser: Any, page_url: str, artifacts: Path, name: str, viewport: dict[str, int]
+) -> None:
+    context = browser.new_context(viewport=viewport, device_scale_factor=2)
+    page = context.new_page()
+    try:
+        page.goto(page_url)
+        page.wait_for_selector("#model-info .model-name")
+        pad = page.locator("#pad").bounding_box()
+        assert pad["width"] >= min(300, viewport["width"] - 60)  # big enough to draw on
+        draw(page, DIGITS[3])
+        assert shown_result(page)["digit"] == 3
+        # Nothing sticks out sideways: no horizontal scrolling on a phone.
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        path = artifacts / f"page-{viewport['width']}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert re.match(rb"\x89PNG", path.read_bytes()[:4])
+    finally:
+        context.close()
