@@ -1,0 +1,55 @@
+"""Client behaviour the real service cannot be made to show on demand (503 then success)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from client.api import DigitsClient
+
+PREDICTION = {
+    "digit": 3,
+    "confidence": 0.9,
+    "probabilities": [0.0, 0.0, 0.05, 0.9, 0.0, 0.0, 0.0, 0.0, 0.05, 0.0],
+    "model": {"name": "m", "version": "1"},
+}
+
+
+def test_overloaded_answers_are_retried_after_retry_after(tmp_path: Path) -> None:
+    image = tmp_path / "a.png"
+    image.write_bytes(b"png bytes")
+    answers = [
+        httpx.Response(
+            503,
+            headers={"Retry-After": "2"},
+            json={"error": {"code": "overloaded", "message": "queue full"}},
+        ),
+        httpx.Response(200, json={"predictions": [{**PREDICTION, "filename": "a.png"}]}),
+    ]
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers.pop(0)
+
+    slept: list[float] = []
+    with DigitsClient(
+        "http://digits.test/", transport=httpx.MockTransport(handler), sleep=slept.append
+    ) as client:
+        (result,) = client.predict([image])
+    assert slept == [2.0]
+    assert [request.url.path for request in seen] == ["/predict/batch"] * 2
+    assert result.ok and result.digit == 3
+
+
+def test_still_overloaded_after_the_retries_fails_the_files(tmp_path: Path) -> None:
+    image = tmp_path / "a.png"
+    image.write_bytes(b"png bytes")
+    busy = {"error": {"code": "overloaded", "message": "queue full"}}
+    transport = httpx.MockTransport(lambda request: httpx.Response(503, json=busy))
+    with DigitsClient(
+        "http://digits.test", transport=transport, retries=2, sleep=lambda _: None
+    ) as client:
+        (result,) = client.predict([image])
+    assert (result.error_code, result.error_message) == ("overloaded", "queue full")

@@ -1,0 +1,268 @@
+"""The ``digits`` command line against the real app on a real uvicorn."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from client.cli import EXIT_FILE_FAILED, EXIT_OK, EXIT_SERVICE, EXIT_USAGE, main
+from tests.client.conftest import mnist_test_images
+from tests.client.live import live_server
+from tests.conftest import REPO_ROOT
+
+FILES_IN_FOLDER = 12
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = main(["predict", *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def table_rows(text: str) -> list[list[str]]:
+    lines = text.strip().splitlines()
+    return [re.split(r"\s{2,}", line.strip()) for line in lines]
+
+
+def server_answer(url: str, path: Path) -> dict[str, object]:
+    """What the service says about one file through the single-image route."""
+    with path.open("rb") as handle:
+        return httpx.post(f"{url}/predict", files={"file": (path.name, handle)}).json()
+
+
+def batch_requests(url: str, status: str | None = None) -> float:
+    """Answered POST /predict/batch requests so far (with that status), from the metrics."""
+    families = text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+    return sum(
+        sample.value
+        for family in families
+        if family.name == "digits_http_requests"
+        for sample in family.samples
+        if sample.name == "digits_http_requests_total"
+        and sample.labels["route"] == "/predict/batch"
+        and status in (None, sample.labels["status"])
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_table_has_one_row_per_image_with_the_services_answer(
+    capsys: pytest.CaptureFixture[str], service_url: str, digit_folder: Path
+) -> None:
+    status, out, err = run(capsys, str(digit_folder), "--url", service_url)
+    assert status == EXIT_OK, err
+    header, *rows = table_rows(out)
+    assert header == ["FILE", "DIGIT", "CONFIDENCE"]
+    assert len(rows) == FILES_IN_FOLDER  # README.txt and the hidden folder are skipped
+    assert [Path(row[0]).name for row in rows] == sorted(
+        path.name for path in digit_folder.rglob("*-label*")
+    )
+    for file, digit, confidence in rows:
+        expected = server_answer(service_url, Path(file))
+        assert int(digit) == expected["digit"]
+        assert float(confidence.rstrip("%")) == pytest.approx(
+            100 * float(expected["confidence"]), abs=0.01
+        )
+    assert err == ""  # no progress bar when stderr is not a terminal
+
+
+def test_json_gives_probabilities_and_nulls(
+    capsys: pytest.CaptureFixture[str], service_url: str, digit_folder: Path
+) -> None:
+    status, out, _ = run(capsys, str(digit_folder), "--url", service_url, "--json")
+    assert status == EXIT_OK
+    records = json.loads(out)
+    assert len(records) == FILES_IN_FOLDER
+    for record in records:
+        assert set(record) == {"file", "digit", "confidence", "probabilities", "error"}
+        assert record["error"] is None
+        probabilities = record["probabilities"]
+        assert len(probabilities) == 10 and math.isclose(sum(probabilities), 1.0, abs_tol=1e-4)
+        assert record["digit"] == int(np.argmax(probabilities))
+        assert record["confidence"] == pytest.approx(max(probabilities))
+
+
+def test_csv_is_parseable(
+    capsys: pytest.CaptureFixture[str], service_url: str, digit_folder: Path
+) -> None:
+    status, out, _ = run(capsys, str(digit_folder), "--url", service_url, "--csv")
+    assert status == EXIT_OK
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == ["file", "digit", "confidence", "error_code", "error_message"]
+    assert len(rows) == FILES_IN_FOLDER
+    assert all(0 <= int(row["digit"]) <= 9 and 0 < float(row["confidence"]) <= 1 for row in rows)
+    assert all(row["error_code"] == "" for row in rows)
+
+
+def test_a_folder_goes_in_chunks_with_a_progress_bar(
+    capsys: pytest.CaptureFixture[str], service_url: str, digit_folder: Path
+) -> None:
+    before = batch_requests(service_url)
+    status, out, err = run(
+        capsys, str(digit_folder), "--url", service_url, "--batch-size", "5", "--json", "--progress"
+    )
+    assert status == EXIT_OK
+    assert batch_requests(service_url) - before == math.ceil(FILES_IN_FOLDER / 5)
+    assert len(json.loads(out)) == FILES_IN_FOLDER
+    assert f"{FILES_IN_FOLDER}/{FILES_IN_FOLDER}" in err and "reading digits" in err
+
+
+def test_a_bad_file_fails_alone_with_the_servers_message(
+    capsys: pytest.CaptureFixture[str], service_url: str, digit_folder: Path
+) -> None:
+    broken = digit_folder / "batch-a" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    status, out, err = run(capsys, str(digit_folder), "--url", service_url, "--batch-size", "4")
+    assert status == EXIT_FILE_FAILED
+    header, *rows = table_rows(out)
+    assert header == ["FILE", "DIGIT", "CONFIDENCE", "ERROR"]
+    failed = [row for row in rows if row[0] == str(broken)]
+    assert len(failed) == 1 and failed[0][1:3] == ["-", "-"]
+    assert failed[0][3].startswith("invalid_image: ")
+    assert len([row for row in rows if len(row) == 3]) == FILES_IN_FOLDER  # the rest were read
+    assert f"1 of {FILES_IN_FOLDER + 1} files failed" in err
+
+    status, out, err = run(capsys, str(broken), "--url", service_url, "--json")
+    assert status == EXIT_FILE_FAILED
+    (record,) = json.loads(out)
+    assert record["error"]["code"] == "invalid_image"
+    assert record["error"]["message"] in err  # also said on stderr, stdout stays JSON
+
+
+def test_a_chunk_over_the_body_limit_is_split(
+    capsys: pytest.CaptureFixture[str], tiny_onnx: Path, digit_folder: Path, tmp_path: Path
+) -> None:
+    from service.settings import Settings
+
+    noise = np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)
+    huge = tmp_path / "huge.png"
+    Image.fromarray(noise).save(huge)  # incompressible: far over the 2 KiB limit alone
+    settings = Settings(
+        model_path=tiny_onnx, max_body_bytes=2048, batch_max_delay_us=0, access_log=False
+    )
+    with live_server(settings) as url:
+        status, out, err = run(capsys, str(digit_folder), str(huge), "--url", url, "--json")
+        answered = batch_requests(url, "200")
+    # 13 files fit one chunk of 32: more than one answered request means the refused chunk
+    # was halved (and halved again) until each part fitted under the limit.
+    assert answered >= 2
+    records = {Path(record["file"]).name: record for record in json.loads(out)}
+    assert status == EXIT_FILE_FAILED
+    assert records.pop("huge.png")["error"]["code"] == "payload_too_large"
+    assert len(records) == FILES_IN_FOLDER
+    assert all(record["error"] is None for record in records.values())
+
+
+def test_connection_refused_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str], digit_folder: Path
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    status, out, err = run(capsys, str(digit_folder), "--url", url)
+    assert status == EXIT_SERVICE
+    assert out == ""
+    assert err.strip() == (
+        f"digits: error: cannot connect to {url}: connection refused; "
+        "is the service running there? (set --url)"
+    )
+
+
+def test_a_url_that_is_not_the_service_is_named(
+    capsys: pytest.CaptureFixture[str], service_url: str, digit_folder: Path
+) -> None:
+    status, _, err = run(capsys, str(digit_folder), "--url", f"{service_url}/docs")
+    assert status == EXIT_SERVICE
+    assert "does not look like a digits service" in err and "HTTP 404" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--url", "ftp://example"], "invalid --url 'ftp://example'"),
+        (["--url", "127.0.0.1:8000"], "expected http://HOST[:PORT]"),
+    ],
+)
+def test_usage_errors(
+    capsys: pytest.CaptureFixture[str], digit_folder: Path, args: list[str], message: str
+) -> None:
+    status, _, err = run(capsys, str(digit_folder), *args)
+    assert status == EXIT_USAGE
+    assert message in err
+
+
+def test_missing_paths_and_empty_folders_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    status, _, err = run(capsys, str(tmp_path / "nope.png"))
+    assert status == EXIT_USAGE and f"no such file or folder: {tmp_path / 'nope.png'}" in err
+    status, _, err = run(capsys, str(tmp_path))
+    assert status == EXIT_USAGE and "no image files found" in err
+
+
+def test_bad_numbers_are_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", "x.png", "--batch-size", "0"])
+    assert exited.value.code == EXIT_USAGE
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_console_script_and_python_m_client(service_url: str, digit_folder: Path) -> None:
+    script = Path(sys.executable).parent / "digits"
+    one_file = next(digit_folder.rglob("*.png"))
+    for command in ([sys.executable, "-m", "client"], [str(script)]):
+        done = subprocess.run(
+            [*command, "predict", str(one_file), "--url", service_url, "--csv"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO_ROOT,
+            env={**os.environ, "DIGITS_URL": "http://unused.invalid"},
+        )
+        assert done.returncode == EXIT_OK, done.stderr
+        assert done.stdout.splitlines()[1].startswith(f"{one_file},")
+
+
+def test_url_comes_from_the_environment(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    service_url: str,
+    digit_folder: Path,
+) -> None:
+    monkeypatch.setenv("DIGITS_URL", service_url)
+    status, out, _ = run(capsys, str(digit_folder), "--csv")
+    assert status == EXIT_OK and len(out.splitlines()) == FILES_IN_FOLDER + 1
+
+
+def test_the_shipped_model_reads_mnist_files(
+    capsys: pytest.CaptureFixture[str], shipped_model: Path, mnist_dir: Path, tmp_path: Path
+) -> None:
+    from service.settings import Settings
+
+    expected = {}
+    for index, (pixels, label) in enumerate(mnist_test_images(mnist_dir, 20)):
+        path = tmp_path / f"{index:02d}.png"
+        Image.fromarray(255 - pixels).resize((84, 84)).save(path)
+        expected[str(path)] = label
+    settings = Settings(model_path=shipped_model, batch_max_delay_us=0, access_log=False)
+    with live_server(settings) as url:
+        status, out, _ = run(capsys, str(tmp_path), "--url", url, "--json")
+    assert status == EXIT_OK
+    assert {record["file"]: record["digit"] for record in json.loads(out)} == expected
