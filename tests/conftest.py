@@ -22,9 +22,10 @@ def _default_mnist_dir() -> Path:
 def mnist_dir() -> Path:
     """The real MNIST IDX files; CI always has them in ../shared, so absence is a failure."""
     path = _default_mnist_dir()
-    if not (path / "t10k-images-idx3-ubyte.gz").exists() and not (
-        path / "t10k-images-idx3-ubyte"
-    ).exists():
+    if (
+        not (path / "t10k-images-idx3-ubyte.gz").exists()
+        and not (path / "t10k-images-idx3-ubyte").exists()
+    ):
         pytest.fail(f"MNIST data not found in {path}; set DIGITS_DATA_DIR")
     return path
 
