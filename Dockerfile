@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1
+# The digits service: ONNX Runtime + FastAPI, no torch, non-root, configured by DIGITS_* env vars.
+#
+#   docker build -t digits .                      # python:3.12-slim from Docker Hub
+#   docker run -p 127.0.0.1:8000:8000 digits
+#
+# A machine without a registry passes a local base with python3 + venv, e.g.
+#   --build-arg BASE_IMAGE=localhost/debian-python:bookworm   (scripts/container-smoke.sh)
+ARG BASE_IMAGE=python:3.12-slim
+
+# --- deps: the pinned, hash-checked serving stack in a venv (wheels only: no compilers) ------
+FROM ${BASE_IMAGE} AS deps
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv /opt/venv
+COPY requirements/serve.lock /tmp/serve.lock
+# --no-deps: the lock is complete; --require-hashes: nothing unpinned or tampered gets in.
+RUN /opt/venv/bin/pip install --no-deps --require-hashes --only-binary=:all: -r /tmp/serve.lock \
+    && find /opt/venv -depth -type d -name __pycache__ -exec rm -rf {} +
+
+# --- runtime: the venv, service/ and models/, nothing else ----------------------------------
+FROM ${BASE_IMAGE} AS runtime
+ARG UID=10001
+LABEL org.opencontainers.image.title="digits" \
+      org.opencontainers.image.description="Handwritten-digit classifier: LeNet-5 on ONNX Runtime behind FastAPI" \
+      org.opencontainers.image.licenses="MIT"
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    DIGITS_HOST=0.0.0.0 \
+    DIGITS_PORT=8000 \
+    DIGITS_MODEL_PATH=/app/models/lenet5.onnx
+RUN useradd --uid "${UID}" --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin digits
+COPY --from=deps /opt/venv /opt/venv
+WORKDIR /app
+# Root owns the code and model; the service user can only read them.
+COPY service/ ./service/
+COPY models/ ./models/
+USER ${UID}
+EXPOSE 8000
+# Readiness, not liveness: healthy means the model is loaded and warmed up (/readyz 200).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('DIGITS_PORT', '8000'), timeout=2)"]
+# One process per container: scale with replicas. uvicorn drains requests on SIGTERM.
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "service"]

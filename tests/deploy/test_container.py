@@ -1,0 +1,144 @@
+"""Dockerfile, .dockerignore and the runtime lock (the built image: scripts/container-smoke.sh)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests.conftest import REPO_ROOT
+from tests.deploy.tools import DOCKERFILE, venv_tool
+
+LOCK = REPO_ROOT / "requirements" / "serve.lock"
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    pairs = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            pairs.append((keyword.upper(), rest.strip()))
+    return pairs
+
+
+def runtime_stage() -> list[tuple[str, str]]:
+    """The instructions of the last stage: what the shipped image is made of."""
+    steps = instructions(DOCKERFILE.read_text())
+    last_from = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
+    return steps[last_from:]
+
+
+def test_hadolint_is_clean() -> None:
+    result = subprocess.run(
+        [venv_tool("hadolint"), "--failure-threshold", "warning", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_rejects_a_sloppy_dockerfile(tmp_path: Path) -> None:
+    """Proves the check above can fail: unpinned apt installs and `latest` are warnings."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian:latest\nRUN apt-get update && apt-get install -y curl\n")
+    result = subprocess.run(
+        [venv_tool("hadolint"), "--failure-threshold", "warning", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout and "DL3008" in result.stdout
+
+
+def test_base_image_is_a_build_arg_defaulting_to_official_slim_python() -> None:
+    steps = instructions(DOCKERFILE.read_text())
+    assert ("ARG", "BASE_IMAGE=python:3.12-slim") in steps
+    froms = [args for keyword, args in steps if keyword == "FROM"]
+    assert len(froms) >= 2, "multi-stage: dependencies are built apart from the runtime"
+    assert all(args.startswith("${BASE_IMAGE}") for args in froms)
+
+
+def test_runtime_stage_is_non_root_with_readiness_healthcheck() -> None:
+    stage = runtime_stage()
+    users = [args for keyword, args in stage if keyword == "USER"]
+    assert users and users[-1] not in {"0", "root"}
+    healthcheck = " ".join(args for keyword, args in stage if keyword == "HEALTHCHECK")
+    assert "/readyz" in healthcheck and "urllib" in healthcheck
+    assert ("EXPOSE", "8000") in stage
+    env = " ".join(args for keyword, args in stage if keyword == "ENV")
+    assert "DIGITS_HOST=0.0.0.0" in env and "DIGITS_PORT=8000" in env
+    assert ("CMD", '["python", "-m", "service"]') in stage
+
+
+def test_runtime_stage_copies_only_the_venv_service_and_models() -> None:
+    copies = [args for keyword, args in runtime_stage() if keyword == "COPY"]
+    sources = sorted(args.split()[-2] for args in copies)
+    assert sources == ["/opt/venv", "models/", "service/"], copies
+    commands = " ".join(args for _, args in instructions(DOCKERFILE.read_text()))
+    assert "torch" not in commands.lower()
+
+
+def test_dockerignore_lets_in_only_what_the_image_copies() -> None:
+    lines = [
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*", "exclude everything first"
+    allowed = sorted(line[1:] for line in lines if line.startswith("!"))
+    assert allowed == ["models/", "requirements/serve.lock", "service/"]
+
+
+def _lock_pins() -> dict[str, tuple[str, int]]:
+    """name -> (version, number of hashes) for every pin of the lock file."""
+    pins: dict[str, tuple[str, int]] = {}
+    text = re.sub(r"\\\n\s*", " ", LOCK.read_text())
+    for line in text.splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)", line)
+        if match:
+            name = canonicalize_name(match.group(1))
+            pins[name] = (match.group(2), line.count("--hash=sha256:"))
+    return pins
+
+
+def _serve_requirements() -> list[Requirement]:
+    """The `serve` extra with its self-references (digits[api]) expanded."""
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    optional = extras["optional-dependencies"]
+    pending, found = ["serve"], []
+    while pending:
+        for spec in optional[pending.pop()]:
+            requirement = Requirement(spec)
+            if canonicalize_name(requirement.name) == "digits":
+                pending.extend(requirement.extras)
+            else:
+                found.append(requirement)
+    return found + [Requirement(spec) for spec in extras["dependencies"]]
+
+
+def test_lock_pins_every_serving_dependency_with_hashes() -> None:
+    pins = _lock_pins()
+    requirements = _serve_requirements()
+    assert len(requirements) >= 8
+    for requirement in requirements:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is in the serve extra but not in {LOCK.name}: run make lock"
+        version, hashes = pins[name]
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"{name}=={version} does not satisfy {requirement.specifier}: run make lock"
+        )
+        assert hashes >= 1, f"{name} has no --hash in {LOCK.name}"
+    assert all(hashes >= 1 for _, hashes in pins.values())
+
+
+@pytest.mark.parametrize("heavy", ["torch", "onnx", "matplotlib", "pytest"])
+def test_lock_keeps_training_and_test_tools_out(heavy: str) -> None:
+    assert heavy not in _lock_pins()

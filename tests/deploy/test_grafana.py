@@ -1,0 +1,103 @@
+"""The provisioned Grafana dashboard: valid JSON, complete, and on the documented metric names."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.deploy.tools import DASHBOARD, GRAFANA_DIR, load_yaml
+
+# docs/design.md section 3: the names dashboards may use.
+DESIGN_METRICS = {
+    "digits_http_requests_total",
+    "digits_http_request_duration_seconds",
+    "digits_http_requests_in_flight",
+    "digits_preprocess_duration_seconds",
+    "digits_inference_duration_seconds",
+    "digits_queue_wait_seconds",
+    "digits_batch_size",
+    "digits_rejected_total",
+    "digits_predictions_total",
+    "digits_prediction_confidence",
+    "digits_model_info",
+    "digits_model_ready",
+}
+HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text())
+
+
+def panel_exprs(dashboard: dict[str, Any]) -> list[str]:
+    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+
+
+def metric_names(expr: str) -> set[str]:
+    names = set(re.findall(r"\b(digits_[a-z_]+)", expr))
+    return {
+        HISTOGRAM_SUFFIX.sub("", name) if not name.endswith("_total") else name for name in names
+    }
+
+
+def test_dashboard_is_identified_and_panels_do_not_overlap(dashboard: dict[str, Any]) -> None:
+    assert dashboard["uid"] == "digits-service" and dashboard["title"]
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        area = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not area & cells, f"{panel['title']} overlaps another panel"
+        cells |= area
+
+
+def test_every_panel_queries_prometheus(dashboard: dict[str, Any]) -> None:
+    panels = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+    assert len(panels) >= 15
+    for panel in panels:
+        assert panel["datasource"]["type"] == "prometheus", panel["title"]
+        assert panel["targets"], panel["title"]
+        assert all(target["expr"].strip() for target in panel["targets"]), panel["title"]
+
+
+def test_dashboard_uses_only_documented_metrics(dashboard: dict[str, Any]) -> None:
+    used = set().union(*(metric_names(expr) for expr in panel_exprs(dashboard)))
+    assert used <= DESIGN_METRICS, f"undocumented metric names: {sorted(used - DESIGN_METRICS)}"
+    assert used == DESIGN_METRICS, f"metrics without a panel: {sorted(DESIGN_METRICS - used)}"
+
+
+@pytest.mark.parametrize(
+    ("title_part", "metric"),
+    [
+        ("Request rate", "digits_http_requests_total"),
+        ("Error rate", "digits_http_requests_total"),
+        ("latency percentiles", "digits_http_request_duration_seconds_bucket"),
+        ("Batch size", "digits_batch_size"),
+        ("Predictions per digit", "digits_predictions_total"),
+        ("Confidence distribution", "digits_prediction_confidence_bucket"),
+        ("Model info", "digits_model_info"),
+    ],
+)
+def test_required_panels_exist(dashboard: dict[str, Any], title_part: str, metric: str) -> None:
+    matching = [panel for panel in dashboard["panels"] if title_part in panel["title"]]
+    assert matching, f"no panel titled '{title_part}'"
+    assert any(metric in target["expr"] for panel in matching for target in panel["targets"])
+
+
+def test_provisioned_datasource_is_the_default_prometheus(dashboard: dict[str, Any]) -> None:
+    datasource = load_yaml(GRAFANA_DIR / "provisioning/datasources/prometheus.yml")
+    (source,) = datasource["datasources"]
+    assert source["type"] == "prometheus" and source["isDefault"] is True
+    variables = {var["name"]: var for var in dashboard["templating"]["list"]}
+    assert variables["datasource"]["query"] == "prometheus"
+    assert variables["instance"]["allValue"] == ".+"
