@@ -44,6 +44,7 @@ IMAGE       ?= localhost/digits:latest
 BASE_IMAGE  ?= python:3.12-slim
 ENGINE      ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
 image:  ## build the runtime image (no torch, non-root) as $(IMAGE)
+	if [ "$(ENGINE)" = podman ]; then . scripts/podman-env.sh; fi; \
 	$(ENGINE) build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
 
 # Build the real Dockerfile with podman, run it, check health/predictions/metrics/user (CI).

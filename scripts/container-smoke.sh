@@ -43,21 +43,8 @@ if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}: $(el "$t") s"
 fi
 
-# --- 1. podman settings for this kind of VM ---------------------------------------------------
-# runc, not crun (crun 1.8 refuses cgroup v1+v2 "hybrid" hosts); explicit ulimits (rootful
-# defaults exceed the hard limits and CAP_SYS_RESOURCE is absent); no systemd, no journald.
-nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] && nofile=1048576
-nproc=$(ulimit -Hu); { [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ]; } && nproc=32768
-cat > "$WORK/containers.conf" <<EOC
-[containers]
-default_ulimits = ["nofile=${nofile}:${nofile}", "nproc=${nproc}:${nproc}"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-EOC
-export CONTAINERS_CONF="$WORK/containers.conf"
-export BUILDAH_FORMAT=docker # the OCI format drops HEALTHCHECK
+# --- 1. podman settings for this kind of VM (runc, ulimits, cgroupfs, docker format) -------
+PODMAN_CONF_DIR="$WORK" . scripts/podman-env.sh
 
 # --- 2. local base image (no registry), built once ------------------------------------------
 if [ "$BASE_IMAGE" = "$LOCAL_BASE" ] && ! podman image exists "$LOCAL_BASE"; then
@@ -90,15 +77,17 @@ t=$(ts)
 podman build -q --format docker --network host --build-arg BASE_IMAGE="$BASE_IMAGE" \
   -t "$IMAGE" . > "$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; fail "podman build"; }
 log "podman build: $(el "$t") s"
+podman image prune -f >/dev/null 2>&1 || true # earlier builds' untagged layers
 
-# --- 4. run it as compose does: read-only root, tmpfs /tmp, loopback only -------------------
+# --- 4. run it as compose does: read-only root, tmpfs /tmp, no capabilities, loopback -----
 cleanup() { podman rm -f -t 2 "$NAME" >/dev/null 2>&1 || true; rm -rf "$WORK/digits"; }
 trap cleanup EXIT
 cleanup
 PORT=${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 URL="http://127.0.0.1:$PORT"
 t=$(ts)
-podman run -d --name "$NAME" --network host --read-only --tmpfs /tmp \
+podman run -d --name "$NAME" --network host --read-only --tmpfs /tmp:size=64m \
+  --cap-drop ALL --security-opt no-new-privileges \
   -e DIGITS_HOST=127.0.0.1 -e DIGITS_PORT="$PORT" "$IMAGE" >/dev/null 2>"$WORK/run.err" \
   || { cat "$WORK/run.err"; fail "podman run"; }
 # podman's healthcheck timers need systemd (absent here), so the check is run by hand: it is
