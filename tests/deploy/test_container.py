@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -142,3 +145,30 @@ def test_lock_pins_every_serving_dependency_with_hashes() -> None:
 @pytest.mark.parametrize("heavy", ["torch", "onnx", "matplotlib", "pytest"])
 def test_lock_keeps_training_and_test_tools_out(heavy: str) -> None:
     assert heavy not in _lock_pins()
+
+
+def _third_party_imports(package: Path) -> set[str]:
+    """Top-level modules imported anywhere in `package`, minus the stdlib and itself."""
+    modules: set[str] = set()
+    for source in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(), filename=str(source))):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules.add(node.module.split(".")[0])
+    return modules - set(sys.stdlib_module_names) - {package.name}
+
+
+def test_lock_provides_every_module_the_service_imports() -> None:
+    """The image installs only the lock: an import missing from it crashes the container."""
+    pins = _lock_pins()
+    providers = importlib.metadata.packages_distributions()
+    imports = _third_party_imports(REPO_ROOT / "service")
+    assert {"fastapi", "onnxruntime", "numpy"} <= imports
+    for module in sorted(imports):
+        distributions = {canonicalize_name(name) for name in providers.get(module, [])}
+        assert distributions, f"service/ imports {module}, which no installed package provides"
+        assert distributions & pins.keys(), (
+            f"service/ imports {module} ({sorted(distributions)}), absent from {LOCK.name}: "
+            "add it to the api extra in pyproject.toml, then run make lock"
+        )
