@@ -77,7 +77,6 @@ t=$(ts)
 podman build -q --format docker --network host --build-arg BASE_IMAGE="$BASE_IMAGE" \
   -t "$IMAGE" . > "$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; fail "podman build"; }
 log "podman build: $(el "$t") s"
-podman image prune -f >/dev/null 2>&1 || true # earlier builds' untagged layers
 
 # --- 4. run it as compose does: read-only root, tmpfs /tmp, no capabilities, loopback -----
 cleanup() { podman rm -f -t 2 "$NAME" >/dev/null 2>&1 || true; rm -rf "$WORK/digits"; }
