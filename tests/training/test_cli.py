@@ -1,0 +1,103 @@
+"""The command line: one-line errors with a non-zero status, never a traceback."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from training.__main__ import main
+
+
+def _run(*args: str, env_data_dir: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DIGITS_DATA_DIR"}
+    if env_data_dir is not None:
+        env["DIGITS_DATA_DIR"] = env_data_dir
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _only_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_train_with_missing_data_subprocess(tmp_path: Path) -> None:
+    result = _run("train", "--data-dir", str(tmp_path), "--out", str(tmp_path / "m.onnx"))
+    assert result.returncode == 1
+    line = _only_error_line(result.stderr)
+    assert line.startswith(f"error: {tmp_path / 'train-images-idx3-ubyte.gz'}: missing")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_evaluate_reads_data_dir_from_environment(tmp_path: Path) -> None:
+    result = _run("evaluate", env_data_dir=str(tmp_path))
+    assert result.returncode == 1
+    assert _only_error_line(result.stderr).startswith(
+        f"error: {tmp_path / 't10k-images-idx3-ubyte.gz'}: missing"
+    )
+
+
+def test_corrupt_data_file(
+    tmp_path: Path, mnist_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(mnist_dir / name, tmp_path / name)
+    damaged = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    content = bytearray(gzip.decompress(damaged.read_bytes()))
+    content[100] ^= 0xFF  # one flipped label byte
+    damaged.write_bytes(gzip.compress(bytes(content)))
+    assert main(["evaluate", "--data-dir", str(tmp_path)]) == 1
+    line = _only_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {damaged}: checksum mismatch")
+
+
+def test_missing_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.onnx"
+    assert main(["evaluate", "--model", str(missing), "--data-dir", str(tmp_path)]) == 1
+    assert _only_error_line(capsys.readouterr().err) == f"error: {missing}: model file not found"
+
+
+def test_garbage_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"this is not a protobuf")
+    assert main(["evaluate", "--model", str(garbage), "--data-dir", str(tmp_path)]) == 1
+    line = _only_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {garbage}: not a loadable ONNX model")
+
+
+def test_export_without_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = tmp_path / "best.pt"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.onnx")]) == 1
+    assert _only_error_line(capsys.readouterr().err).startswith(
+        f"error: {checkpoint}: checkpoint not found"
+    )
+
+
+def test_download_offline_is_one_line(tmp_path: Path) -> None:
+    # No internet on CI machines: every mirror fails, and the user gets one clear line.
+    result = _run("train", "--download", "--data-dir", str(tmp_path / "mnist"))
+    assert result.returncode == 1
+    line = _only_error_line(result.stderr)
+    assert "train-images-idx3-ubyte.gz: download failed from every mirror" in line
+
+
+def test_help_shows_defaults() -> None:
+    result = _run("train", "--help")
+    assert result.returncode == 0
+    assert "--epochs" in result.stdout and "(default: " in result.stdout

@@ -1,0 +1,88 @@
+"""Training on a small real subset: learns, is deterministic, resumes exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.training.conftest import SMALL
+from training.augment import AugmentConfig, augment
+from training.config import TrainConfig
+from training.data import MnistSplit
+from training.model import LeNet5, count_parameters
+from training.train import History, TrainResult, evaluate_model, fit, to_tensor
+
+
+def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [value.clone() for value in model.state_dict().values()]
+
+
+def test_lenet5_is_paper_sized() -> None:
+    model = LeNet5()
+    # 61 706 weights of the paper's LeNet-5 (full C3 table) + 44 batch-norm scales and shifts.
+    assert count_parameters(model) == 61_706 + 44
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+
+
+def test_augment_keeps_shape_range_and_ink() -> None:
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 6:22, 12:16] = 1.0  # a "1"
+    out = augment(x, AugmentConfig(), torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    assert bool((out.amax(dim=(1, 2, 3)) > 0.99).all())  # every digit still has full ink
+    assert not torch.equal(out[0], out[1])  # per-image randomness
+
+
+def test_short_run_beats_chance_widely(tiny_result: TrainResult, test_split: MnistSplit) -> None:
+    result = tiny_result
+    assert result.val_accuracy > 0.8  # chance is 0.1
+    _, test_accuracy = evaluate_model(
+        result.model,
+        to_tensor(test_split.images[:1000]),
+        torch.from_numpy(test_split.labels[:1000]),
+    )
+    assert test_accuracy > 0.8
+    assert len(result.history.val_accuracy) == SMALL.epochs
+    assert result.history.val_accuracy[result.best_epoch - 1] == result.val_accuracy
+
+
+def test_same_seed_same_weights(train_split: MnistSplit, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=1, batch_size=64, limit_train=600, val_size=100, seed=7)
+    first = fit(config, train_split, tmp_path / "a", progress=False)
+    second = fit(config, train_split, tmp_path / "b", progress=False)
+    for a, b in zip(_weights(first.model), _weights(second.model), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_resume_continues_exactly(train_split: MnistSplit, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=2, batch_size=64, limit_train=600, val_size=100, seed=5)
+    straight = fit(config, train_split, tmp_path / "straight", progress=False)
+
+    def stop_after_first(epoch: int, history: History) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, train_split, tmp_path / "resumed", progress=False, on_epoch=stop_after_first)
+    resumed = fit(config, train_split, tmp_path / "resumed", resume=True, progress=False)
+    assert resumed.history.val_accuracy == straight.history.val_accuracy
+    for a, b in zip(_weights(straight.model), _weights(resumed.model), strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_resume_refuses_other_config(train_split: MnistSplit, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=1, batch_size=64, limit_train=300, val_size=60, seed=5)
+    fit(config, train_split, tmp_path, progress=False)
+    assert (tmp_path / "last.pt").is_file()
+    with pytest.raises(ValueError, match="different config"):
+        fit(
+            TrainConfig(epochs=1, batch_size=32, limit_train=300, val_size=60, seed=5),
+            train_split,
+            tmp_path,
+            resume=True,
+            progress=False,
+        )

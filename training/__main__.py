@@ -1,0 +1,194 @@
+"""`python -m training {train,export,evaluate}` (also installed as `digits-train`).
+
+    $ python -m training train --data-dir ../shared/data/mnist    # train, export, report
+    $ python -m training export --checkpoint runs/lenet5/best.pt  # re-export a checkpoint
+    $ python -m training evaluate --model models/lenet5.onnx      # ORT accuracy on MNIST test
+
+Known failures (missing or corrupt data, missing model or checkpoint, failed parity) end with
+one line on stderr naming the file and the problem, and exit status 1; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from training.config import DEFAULT_OUT, DEFAULT_RUN_DIR, TrainConfig, default_data_dir
+from training.data import DataError
+
+logger = logging.getLogger("training")
+DEFAULTS = TrainConfig()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train LeNet-5 on MNIST, export it to ONNX, evaluate ONNX files.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+
+    def data_arguments(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--data-dir",
+            type=Path,
+            default=None,
+            help="folder with the four MNIST IDX files, .gz or raw "
+            "(default: $DIGITS_DATA_DIR, then ./data/mnist)",
+        )
+
+    train = commands.add_parser(
+        "train", help="train, then export + verify + report", formatter_class=formatter
+    )
+    data_arguments(train)
+    train.add_argument(
+        "--download", action="store_true", help="fetch missing data files from public mirrors"
+    )
+    train.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    train.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    train.add_argument("--lr", type=float, default=DEFAULTS.lr, help="peak one-cycle LR")
+    train.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    train.add_argument("--threads", type=int, default=DEFAULTS.threads, help="CPU threads")
+    train.add_argument("--out", type=Path, default=DEFAULT_OUT, help="ONNX file to write")
+    train.add_argument(
+        "--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="checkpoints (last.pt, best.pt)"
+    )
+    train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    train.add_argument(
+        "--limit-train", type=int, default=None, help="use only the first N training images"
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    export = commands.add_parser(
+        "export", help="export a checkpoint to ONNX + card + reports", formatter_class=formatter
+    )
+    data_arguments(export)
+    export.add_argument("--checkpoint", type=Path, default=DEFAULT_RUN_DIR / "best.pt")
+    export.add_argument("--out", type=Path, default=DEFAULT_OUT)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="MNIST test accuracy of an ONNX file", formatter_class=formatter
+    )
+    data_arguments(evaluate)
+    evaluate.add_argument("--model", type=Path, default=DEFAULT_OUT)
+    evaluate.add_argument(
+        "--min-accuracy",
+        type=float,
+        default=None,
+        help="exit with status 1 when the accuracy (fraction) is below this",
+    )
+    return parser
+
+
+def _train(args: argparse.Namespace, started: float) -> int:
+    import torch
+
+    from training.augment import AugmentConfig
+    from training.data import download, load_split
+    from training.pipeline import save_best, ship
+    from training.train import fit
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda: CUDA is not available on this machine")
+    if args.download:
+        download(args.data_dir)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        limit_train=args.limit_train,
+    )
+    augment_config = AugmentConfig()
+    train_split = load_split(args.data_dir, train=True)
+    load_split(args.data_dir, train=False)  # fail now, not after minutes of training
+    result = fit(
+        config,
+        train_split,
+        args.run_dir,
+        device=args.device,
+        resume=args.resume,
+        progress=not args.no_progress,
+        augment_config=augment_config,
+    )
+    save_best(args.run_dir, result, config, augment_config)
+    training_config = {**config.to_dict(), "augment": augment_config.__dict__}
+    card = ship(result, training_config, args.data_dir, args.out, started)
+    _summary(card)
+    return 0
+
+
+def _export(args: argparse.Namespace, started: float) -> int:
+    from training.pipeline import load_best, ship
+
+    result, training_config = load_best(args.checkpoint)
+    card = ship(result, training_config, args.data_dir, args.out, started - result.seconds)
+    _summary(card)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_file
+    from training.report import format_table, per_class_table
+
+    evaluation = evaluate_file(args.model, args.data_dir)
+    sys.stdout.write(
+        f"{args.model}: MNIST test accuracy {evaluation.accuracy:.2%} "
+        f"({evaluation.images} images, ONNX Runtime)\n"
+        f"{format_table(per_class_table(evaluation.confusion))}\n"
+    )
+    if args.min_accuracy is not None and evaluation.accuracy < args.min_accuracy:
+        sys.stderr.write(
+            f"error: {args.model}: accuracy {evaluation.accuracy:.4f} is below "
+            f"--min-accuracy {args.min_accuracy}\n"
+        )
+        return 1
+    return 0
+
+
+def _summary(card: dict[str, Any]) -> None:
+    sys.stdout.write(
+        f"{card['file']}: validation accuracy {card['val_accuracy']:.2%} "
+        f"(epoch {card['best_epoch']}), test accuracy {card['test_accuracy']:.2%} "
+        f"(ONNX Runtime), {card['param_count']} parameters, wall time "
+        f"{card['wall_time_seconds']:.0f} s, sha256 {card['sha256']}\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
+    args = _parser().parse_args(argv)
+    if args.data_dir is None:
+        args.data_dir = default_data_dir()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from training.evaluate import ModelFileError
+
+    handled: tuple[type[Exception], ...] = (DataError, ModelFileError)
+    try:
+        if args.command == "evaluate":
+            return _evaluate(args)
+        from training.export import ExportError
+        from training.pipeline import CheckpointError
+
+        handled = (DataError, ModelFileError, ExportError, CheckpointError)
+        if args.command == "train":
+            return _train(args, started)
+        return _export(args, started)
+    except handled as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted (resume with --resume)\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

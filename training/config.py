@@ -1,0 +1,52 @@
+"""The one home of hyperparameters and MNIST constants.
+
+The defaults are the shipped model's recipe: they reach >= 99.5 % MNIST test accuracy (ONNX
+Runtime, checkpoint chosen on validation) in under five minutes on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+# Pixel statistics of the MNIST training set, 0..1 scale (the usual published values).
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+NUM_CLASSES = 10
+IMAGE_SIDE = 28
+LABELS = [str(digit) for digit in range(NUM_CLASSES)]
+
+DATA_DIR_ENV = "DIGITS_DATA_DIR"
+DEFAULT_DATA_DIR = Path("data/mnist")
+DEFAULT_OUT = Path("models/lenet5.onnx")
+DEFAULT_RUN_DIR = Path("runs/lenet5")
+MODEL_NAME = "lenet5"
+MODEL_VERSION = "1.0.0"
+OPSET = 18
+
+
+def default_data_dir() -> Path:
+    """--data-dir default: $DIGITS_DATA_DIR, then ./data/mnist."""
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that changes the trained weights; stored in the checkpoint and model card."""
+
+    epochs: int = 18
+    batch_size: int = 128
+    lr: float = 0.05  # peak learning rate of the one-cycle schedule
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.05
+    ema_decay: float = 0.999  # weights averaged over ~1000 steps are smoother than the last step
+    val_size: int = 5000  # held out of the 60 000 training images to pick the checkpoint
+    seed: int = 1
+    augment: bool = True
+    threads: int = 2  # the target machine has 2 cores; more threads only add contention
+    limit_train: int | None = None  # use only the first N training images (tests, smoke runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

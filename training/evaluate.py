@@ -1,0 +1,72 @@
+"""Accuracy of any ONNX digit model on the MNIST test set, with ONNX Runtime alone.
+
+No torch import here: this is what the service will see, so it is measured the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from training.config import IMAGE_SIDE, NUM_CLASSES
+from training.data import MnistSplit, load_split
+
+BATCH = 1000
+
+
+class ModelFileError(Exception):
+    """The ONNX file is missing or not loadable; str() is one line naming it."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    confusion: np.ndarray  # (10, 10) int64: rows true label, columns prediction
+    images: int
+
+    @property
+    def per_class_accuracy(self) -> list[float]:
+        totals = self.confusion.sum(axis=1)
+        return [float(self.confusion[k, k] / max(totals[k], 1)) for k in range(NUM_CLASSES)]
+
+
+def open_session(model_path: Path) -> ort.InferenceSession:
+    if not model_path.is_file():
+        raise ModelFileError(f"{model_path}: model file not found")
+    try:
+        return ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # ORT raises its own untyped errors for bad files
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unknown"
+        raise ModelFileError(f"{model_path}: not a loadable ONNX model ({first_line})") from None
+
+
+def predict(session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
+    """Predicted labels for uint8 (N, 28, 28) images, in batches."""
+    input_name = session.get_inputs()[0].name
+    labels = []
+    for start in range(0, len(images), BATCH):
+        chunk = images[start : start + BATCH].astype(np.float32) / 255.0
+        probs = session.run(None, {input_name: chunk.reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE)})[0]
+        labels.append(np.asarray(probs).argmax(axis=1))
+    return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+
+
+def evaluate_split(model_path: Path, split: MnistSplit) -> Evaluation:
+    predicted = predict(open_session(model_path), split.images)
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    np.add.at(confusion, (split.labels, predicted), 1)
+    return Evaluation(
+        accuracy=float((predicted == split.labels).mean()),
+        confusion=confusion,
+        images=len(split.labels),
+    )
+
+
+def evaluate_file(model_path: Path, data_dir: Path) -> Evaluation:
+    """The MNIST test-set accuracy of the ONNX file at model_path."""
+    session_check = open_session(model_path)  # fail on the model before reading 10 000 images
+    del session_check
+    return evaluate_split(model_path, load_split(data_dir, train=False))

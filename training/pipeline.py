@@ -1,0 +1,146 @@
+"""From trained weights to the shipped artifact: ONNX + parity, ORT test accuracy, reports, card.
+
+`train` and `export` both end here, so a re-export from a checkpoint produces exactly the same
+kind of artifact as a fresh training run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.augment import AugmentConfig
+from training.config import (
+    IMAGE_SIDE,
+    LABELS,
+    MNIST_MEAN,
+    MNIST_STD,
+    MODEL_NAME,
+    MODEL_VERSION,
+    OPSET,
+    TrainConfig,
+)
+from training.data import data_checksums, load_split
+from training.evaluate import evaluate_split
+from training.export import INPUT_NAME, OUTPUT_NAME, export_onnx, write_metadata
+from training.model import LeNet5, count_parameters
+from training.report import confusion_png, curves_png, per_class_table
+from training.train import History, TrainResult
+
+logger = logging.getLogger("training")
+
+BEST_NAME = "best.pt"
+INPUT_CONVENTION = "mnist: float32 0..1, white on black, 20x20 box centred by mass in 28x28"
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing or unusable; str() is one line naming it."""
+
+
+def save_best(run_dir: Path, result: TrainResult, config: TrainConfig, aug: AugmentConfig) -> Path:
+    """The chosen weights with everything needed to export them again later."""
+    path = run_dir / BEST_NAME
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "model": result.model.state_dict(),
+            "config": config.to_dict(),
+            "augment": asdict(aug),
+            "history": result.history.__dict__,
+            "best_epoch": result.best_epoch,
+            "val_accuracy": result.val_accuracy,
+            "train_seconds": result.seconds,
+        },
+        path,
+    )
+    return path
+
+
+def load_best(path: Path) -> tuple[TrainResult, dict[str, Any]]:
+    """(result, training config incl. augmentation) from a file written by save_best."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found (run `python -m training train`)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model = LeNet5()
+        model.load_state_dict(state["model"])
+    except Exception as error:  # torch raises many types for damaged files
+        raise CheckpointError(f"{path}: not a usable checkpoint ({error})") from None
+    model.eval()
+    result = TrainResult(
+        model=model,
+        best_epoch=state["best_epoch"],
+        val_accuracy=state["val_accuracy"],
+        history=History(**state["history"]),
+        seconds=state["train_seconds"],
+    )
+    return result, {**state["config"], "augment": state["augment"]}
+
+
+def ship(
+    result: TrainResult,
+    training_config: dict[str, Any],
+    data_dir: Path,
+    out: Path,
+    started: float,
+) -> dict[str, Any]:
+    """Export, verify, measure on the test set with ONNX Runtime, report; return the card."""
+    test = load_split(data_dir, train=False)
+    parity = export_onnx(result.model, out, test.images.astype("float32") / 255.0)
+    evaluation = evaluate_split(out, test)
+    confusion_path = out.with_suffix(".confusion.png")
+    curves_path = out.with_suffix(".curves.png")
+    confusion_png(evaluation.confusion, evaluation.accuracy, confusion_path)
+    curves_png(result.history, result.best_epoch, curves_path)
+    metadata: dict[str, Any] = {
+        "name": MODEL_NAME,
+        "version": MODEL_VERSION,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "labels": LABELS,
+        "input_convention": INPUT_CONVENTION,
+        "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD, "in_graph": True},
+        "val_accuracy": f"{result.val_accuracy:.4f}",
+        "test_accuracy": f"{evaluation.accuracy:.4f}",
+        "param_count": str(count_parameters(result.model)),
+        "training_config": training_config,
+        "seed": str(training_config["seed"]),
+        "data_sha256": data_checksums(),
+    }
+    sha256 = write_metadata(out, metadata)
+    card: dict[str, Any] = {
+        **metadata,
+        "val_accuracy": round(result.val_accuracy, 6),
+        "test_accuracy": round(evaluation.accuracy, 6),
+        "param_count": count_parameters(result.model),
+        "seed": training_config["seed"],
+        "sha256": sha256,
+        "file": out.name,
+        "opset": OPSET,
+        "input": {
+            "name": INPUT_NAME,
+            "dtype": "float32",
+            "shape": ["N", 1, IMAGE_SIDE, IMAGE_SIDE],
+        },
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["N", len(LABELS)]},
+        "best_epoch": result.best_epoch,
+        "test_images": evaluation.images,
+        "test_errors": int(evaluation.confusion.sum() - evaluation.confusion.trace()),
+        "per_class_accuracy": per_class_table(evaluation.confusion),
+        "confusion_matrix": evaluation.confusion.tolist(),
+        "parity": parity.to_dict(),
+        "history": result.history.__dict__,
+        "train_seconds": round(result.seconds, 1),
+        "wall_time_seconds": round(time.monotonic() - started, 1),
+        "reports": {"confusion": confusion_path.name, "curves": curves_path.name},
+    }
+    card_path = out.with_suffix(".json")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    logger.info("wrote %s, %s, %s, %s", out, card_path, confusion_path.name, curves_path.name)
+    return card

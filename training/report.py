@@ -1,0 +1,102 @@
+"""Pictures and tables a person reads: confusion matrix, training curves, per-class accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from training.config import LABELS  # noqa: E402
+from training.train import History  # noqa: E402
+
+DPI = 120
+
+
+def confusion_png(confusion: np.ndarray, accuracy: float, path: Path) -> None:
+    """Counts per (true, predicted) cell; the diagonal is muted so the errors stand out."""
+    errors = confusion.astype(float).copy()
+    np.fill_diagonal(errors, 0.0)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    image = ax.imshow(errors, cmap="Reds", vmin=0, vmax=max(errors.max(), 1.0))
+    for (row, col), count in np.ndenumerate(confusion):
+        if count:
+            ax.text(
+                col,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="dimgray" if row == col else "black",
+                fontweight="normal" if row == col else "bold",
+            )
+    ax.set_xticks(range(len(LABELS)), LABELS)
+    ax.set_yticks(range(len(LABELS)), LABELS)
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    wrong = int(confusion.sum() - np.trace(confusion))
+    ax.set_title(
+        f"MNIST test set, ONNX Runtime: accuracy {accuracy:.2%} "
+        f"({wrong} errors of {int(confusion.sum())})"
+    )
+    fig.colorbar(image, ax=ax, label="errors (off-diagonal counts)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def curves_png(history: History, best_epoch: int, path: Path) -> None:
+    """Loss and accuracy per epoch, training (augmented) and validation, best epoch marked."""
+    epochs = np.arange(1, len(history.train_loss) + 1)
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    loss_ax.plot(epochs, history.train_loss, "o-", label="train (augmented, smoothed labels)")
+    loss_ax.plot(epochs, history.val_loss, "s-", label="validation")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("cross-entropy")
+    loss_ax.set_title("loss")
+    acc_ax.plot(epochs, np.array(history.train_accuracy) * 100, "o-", label="train (augmented)")
+    acc_ax.plot(epochs, np.array(history.val_accuracy) * 100, "s-", label="validation")
+    acc_ax.axvline(best_epoch, color="gray", linestyle="--", label=f"chosen: epoch {best_epoch}")
+    acc_ax.set_ylim(max(90.0, min(history.val_accuracy + history.train_accuracy) * 100 - 1), 100)
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("accuracy (%)")
+    acc_ax.set_title("accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_xticks(epochs)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def per_class_table(confusion: np.ndarray) -> list[dict[str, Any]]:
+    """One row per digit: images, correct, accuracy; for the model card and the console."""
+    rows = []
+    for digit, label in enumerate(LABELS):
+        total = int(confusion[digit].sum())
+        correct = int(confusion[digit, digit])
+        rows.append(
+            {
+                "digit": label,
+                "images": total,
+                "correct": correct,
+                "accuracy": round(correct / max(total, 1), 6),
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["digit  images  correct  accuracy"]
+    for row in rows:
+        lines.append(
+            f"{row['digit']:>5}  {row['images']:>6}  {row['correct']:>7}  {row['accuracy']:>8.2%}"
+        )
+    return "\n".join(lines)

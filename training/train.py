@@ -1,0 +1,290 @@
+"""The training loop: seeded, validated, checkpointed, resumable.
+
+    $ python -m training train --epochs 16 --seed 1
+
+The validation split is carved out of the 60 000 training images (seeded, class-mixed) and is
+the only thing that picks the checkpoint; the test set is never looked at here.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from training.augment import AugmentConfig, augment
+from training.config import MNIST_MEAN, MNIST_STD, TrainConfig
+from training.data import MnistSplit
+from training.model import LeNet5
+
+logger = logging.getLogger("training")
+
+CHECKPOINT_NAME = "last.pt"
+EVAL_BATCH = 1000
+
+
+@dataclass
+class History:
+    """Per-epoch figures, for the curves report and the model card."""
+
+    train_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    model: LeNet5  # the checkpoint with the best validation accuracy, in eval mode
+    best_epoch: int
+    val_accuracy: float
+    history: History
+    seconds: float
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    # Every op this model uses on CPU is deterministic already; this guards future edits.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in 0..1."""
+    return torch.from_numpy(images).to(torch.float32).div_(255.0).unsqueeze(1)
+
+
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    return (x - MNIST_MEAN) / MNIST_STD
+
+
+def split_validation(split: MnistSplit, val_size: int, seed: int) -> tuple[MnistSplit, MnistSplit]:
+    """Seeded random hold-out: (train, validation)."""
+    order = np.random.default_rng(seed).permutation(len(split.labels))
+    val_idx, train_idx = np.sort(order[:val_size]), np.sort(order[val_size:])
+    return (
+        MnistSplit(split.images[train_idx], split.labels[train_idx]),
+        MnistSplit(split.images[val_idx], split.labels[val_idx]),
+    )
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(mean loss, accuracy) of a model on 0..1 images."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(y), EVAL_BATCH):
+        logits = model(standardise(x[start : start + EVAL_BATCH]))
+        target = y[start : start + EVAL_BATCH]
+        loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == target).sum())
+    return loss_sum / len(y), correct / len(y)
+
+
+class WeightAverage:
+    """Exponential moving average of the weights (and batch-norm statistics).
+
+    The decay warms up as (1 + n) / (10 + n) so that short runs are not dominated by the random
+    initial weights; it then settles at `decay`.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(model).eval()
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        averaged = self.module.state_dict()
+        for name, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                averaged[name].mul_(decay).add_(value.detach(), alpha=1 - decay)
+            else:
+                averaged[name].copy_(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = state["updates"]
+
+
+def _state(
+    epoch: int,
+    model: nn.Module,
+    ema: WeightAverage,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+    history: History,
+    best: dict[str, Any],
+    config: TrainConfig,
+) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "ema": ema.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "history": history.__dict__,
+        "best": best,
+        "config": config.to_dict(),
+    }
+
+
+def fit(
+    config: TrainConfig,
+    train_split: MnistSplit,
+    run_dir: Path,
+    device: str = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+    augment_config: AugmentConfig | None = None,
+    on_epoch: Callable[[int, History], None] | None = None,
+) -> TrainResult:
+    """Train LeNet-5; keep the weights (EMA) with the best validation accuracy."""
+    started = time.monotonic()
+    torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    augment_config = augment_config or AugmentConfig()
+    if config.limit_train is not None:
+        train_split = MnistSplit(
+            train_split.images[: config.limit_train], train_split.labels[: config.limit_train]
+        )
+    val_size = min(config.val_size, len(train_split.labels) // 5)
+    train_part, val_part = split_validation(train_split, val_size, config.seed)
+    x_train, y_train = to_tensor(train_part.images), torch.from_numpy(train_part.labels)
+    x_val, y_val = to_tensor(val_part.images).to(device), torch.from_numpy(val_part.labels)
+    y_val = y_val.to(device)
+
+    model = LeNet5().to(device)
+    ema = WeightAverage(model, config.ema_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=config.weight_decay,
+    )
+    steps_per_epoch = (len(y_train) + config.batch_size - 1) // config.batch_size
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=config.lr,
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+        pct_start=0.2,
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    history = History()
+    best: dict[str, Any] = {"epoch": 0, "val_accuracy": -1.0, "state": None}
+    first_epoch = 1
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    if resume and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if state["config"] != config.to_dict():
+            raise ValueError(
+                f"{checkpoint_path}: was trained with a different config; "
+                "resume needs the same flags (or start afresh without --resume)"
+            )
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        history = History(**state["history"])
+        best = state["best"]
+        first_epoch = state["epoch"] + 1
+        logger.info("resumed from %s after epoch %d", checkpoint_path, state["epoch"])
+
+    for epoch in range(first_epoch, config.epochs + 1):
+        model.train()
+        order = torch.randperm(len(y_train), generator=generator)
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+            unit="batch",
+        )
+        for step in bar:
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            xb = x_train[idx]
+            if config.augment:
+                xb = augment(xb, augment_config, generator)
+            xb, yb = standardise(xb).to(device), y_train[idx].to(device)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            ema.update(model)
+            loss_sum += loss.item() * len(yb)
+            correct += int((logits.argmax(dim=1) == yb).sum())
+            seen += len(yb)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+        bar.close()
+        val_loss, val_accuracy = evaluate_model(ema.module, x_val, y_val)
+        history.train_loss.append(loss_sum / seen)
+        history.train_accuracy.append(correct / seen)
+        history.val_loss.append(val_loss)
+        history.val_accuracy.append(val_accuracy)
+        history.lr.append(optimizer.param_groups[0]["lr"])
+        # ">=": on a tie the later, longer-trained (and EMA-smoother) weights win.
+        if val_accuracy >= best["val_accuracy"]:
+            best = {
+                "epoch": epoch,
+                "val_accuracy": val_accuracy,
+                "state": copy.deepcopy(ema.module.state_dict()),
+            }
+        logger.info(
+            "epoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  best %.4f (epoch %d)"
+            "  %.0fs",
+            epoch,
+            config.epochs,
+            loss_sum / seen,
+            correct / seen,
+            val_loss,
+            val_accuracy,
+            best["val_accuracy"],
+            best["epoch"],
+            time.monotonic() - started,
+        )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        state = _state(epoch, model, ema, optimizer, scheduler, generator, history, best, config)
+        torch.save(state, checkpoint_path.with_suffix(".tmp"))
+        checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
+        if on_epoch is not None:
+            on_epoch(epoch, history)
+
+    final = LeNet5()
+    final.load_state_dict(best["state"])
+    final.eval()
+    return TrainResult(
+        model=final,
+        best_epoch=best["epoch"],
+        val_accuracy=best["val_accuracy"],
+        history=history,
+        seconds=time.monotonic() - started,
+    )
