@@ -45,3 +45,44 @@ def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
         else:
             answers.append(float(below) + diff * gamma)
     return answers
+
+
+def weighted_percentiles(
+    values: np.ndarray, counts: np.ndarray, qs: tuple[float, ...]
+) -> list[float]:
+    """``np.percentile`` (linear method) of the multiset where ``values[i]`` occurs
+    ``counts[i]`` times; ``values`` ascending, at least one count positive.
+
+    With a 256-bin histogram of 8-bit pixels this answers in a few microseconds whatever the
+    image size: no partition of the pixels, no copy.
+    """
+    cumulative = np.cumsum(counts)
+    last = int(cumulative[-1]) - 1
+    spots: list[tuple[int, int, float]] = []
+    for q in qs:
+        virtual = q / 100 * last
+        low = min(max(math.floor(virtual), 0), last)
+        spots.append((low, min(low + 1, last), virtual - low))
+    ranks = [rank for spot in spots for rank in spot[:2]]
+    found = values[np.searchsorted(cumulative, ranks, side="right")].tolist()
+    answers = []
+    for index, (_, _, gamma) in enumerate(spots):
+        below, above = found[2 * index], found[2 * index + 1]
+        diff = above - below
+        answers.append(above - diff * (1 - gamma) if gamma >= 0.5 else below + diff * gamma)
+    return answers
+
+
+_LEVELS = np.arange(256, dtype=np.float64)
+
+
+def histogram_percentiles(histogram: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """Percentiles of 8-bit pixels from their 256-bin histogram (bin index = pixel value)."""
+    return weighted_percentiles(_LEVELS, histogram, qs)
+
+
+def histogram_median_deviation(histogram: np.ndarray, centre: float) -> float:
+    """``median(|pixels - centre|)`` from the pixels' 256-bin histogram."""
+    deviations = np.abs(_LEVELS - centre)
+    order = np.argsort(deviations, kind="stable")
+    return weighted_percentiles(deviations[order], histogram[order], (50.0,))[0]

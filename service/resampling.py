@@ -1,0 +1,52 @@
+"""Pillow's antialiased Lanczos resize of a float image as two small matrix products.
+
+``Image.fromarray(a, "F").resize(size, LANCZOS)`` costs ~40 us on a 30x30 image, nearly all
+of it Python and mode plumbing, with the GIL held. The filter is separable and linear, so the
+same result is ``rows @ image @ cols.T`` with Pillow's own coefficients (same support, same
+centre rounding, same normalisation; Resample.c ``precompute_coeffs``). The coefficient
+matrices depend only on the sizes, so they are cached; the products run in BLAS without the
+GIL. Results match Pillow's float resize to float32 rounding.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+LANCZOS_SUPPORT = 3.0
+_CACHE_SIZE = 1024  # distinct (input, output) side pairs kept; each matrix is a few KB
+
+
+def _lanczos(x: np.ndarray) -> np.ndarray:
+    inside = (x >= -LANCZOS_SUPPORT) & (x < LANCZOS_SUPPORT)
+    return np.where(inside, np.sinc(x) * np.sinc(x / LANCZOS_SUPPORT), 0.0)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def lanczos_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """(out_size, in_size) float32 weights: output pixel i = sum_j w[i, j] * input pixel j."""
+    scale = in_size / out_size
+    filter_scale = max(scale, 1.0)
+    support = LANCZOS_SUPPORT * filter_scale
+    weights = np.zeros((out_size, in_size), dtype=np.float64)
+    for out in range(out_size):
+        centre = (out + 0.5) * scale
+        low = max(int(centre - support + 0.5), 0)  # C's (int) truncation, as Pillow rounds
+        high = min(int(centre + support + 0.5), in_size)
+        taps = _lanczos((np.arange(low, high) - centre + 0.5) / filter_scale)
+        total = float(taps.sum())
+        weights[out, low:high] = taps / total if total != 0.0 else taps
+    matrix = weights.astype(np.float32)
+    matrix.flags.writeable = False  # shared by every caller through the cache
+    return matrix
+
+
+def resize_lanczos(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """float32 (H, W) -> float32 (height, width), Pillow LANCZOS semantics, no clipping."""
+    source = np.asarray(image, dtype=np.float32)
+    if source.shape == (height, width):
+        return source.copy()  # Pillow returns a copy for an unchanged size
+    rows = lanczos_matrix(source.shape[0], height)
+    cols = lanczos_matrix(source.shape[1], width)
+    return rows @ source @ cols.T
