@@ -69,6 +69,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ready = False
         app_metrics.model_ready.set(0)
         await batcher.stop()
+        app.state.predictor.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

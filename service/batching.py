@@ -1,20 +1,26 @@
 """Micro-batching: merge the images of concurrent requests into one ONNX Runtime call.
 
-Callers ``await submit(images)``; a collector task on the event loop takes whatever is queued
-(up to ``max_batch_size`` images, waiting at most ``max_delay_us`` for more), runs it on ONE
-dedicated worker thread (never on the event loop), and hands each caller its rows. While a
-batch runs, new inputs queue up, so batches grow with load by themselves. The queue is bounded
-in images: a full queue refuses at once (Overloaded -> 503 + Retry-After), never grows memory.
+Callers ``await submit(images)``. The queue and the batch collector live on ONE dedicated
+inference thread, not on the event loop: it takes whatever is queued (up to
+``max_batch_size`` images, waiting at most ``max_delay_us`` for more), runs the model, and
+hands every caller of the batch its rows with a single ``call_soon_threadsafe``. The event
+loop's whole share of a request is therefore: reserve room, append, one future. While a batch
+runs, new inputs queue up, so batches grow with load by themselves.
+
+The queue is bounded in images and the room is reserved when a request is admitted, before
+its image is even decoded (``reserve``; the predictor decodes in worker threads and then
+``enqueue``s from there): a full service refuses at once (Overloaded -> 503 + Retry-After)
+instead of growing memory or latency without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +31,7 @@ from service.metrics import Metrics
 logger = logging.getLogger("service.batching")
 
 Predict = Callable[[np.ndarray], np.ndarray]
+_STOP_POLL_S = 0.05
 
 
 @dataclass(slots=True)
@@ -54,59 +61,78 @@ class MicroBatcher:
         self._retry_after = retry_after_seconds
         self._metrics = metrics
         self._queue: deque[_Pending] = deque()
-        self._queued_images = 0
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._queued = 0  # images in the queue
+        self._reserved = 0  # images admitted and not yet taken into a batch (queued or not)
+        self._ready = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
 
     @property
     def queued_images(self) -> int:
-        return self._queued_images
+        return self._reserved
 
     def start(self) -> None:
-        """Start the collector on the running loop (call from the app's lifespan)."""
-        if self._task is not None:
+        """Start the inference thread; answers go to the running loop (the app's lifespan)."""
+        if self._thread is not None:
             return
+        self._loop = asyncio.get_running_loop()
         self._closing = False
-        self._wakeup = asyncio.Event()  # bound to this loop: a restarted app gets a fresh one
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digits-infer")
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="digits-batcher")
+        self._thread = threading.Thread(target=self._run, name="digits-infer", daemon=True)
+        self._thread.start()
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the collector and the worker thread."""
-        if self._task is None:
+        """Finish what is queued, then stop the inference thread."""
+        thread = self._thread
+        if thread is None:
             return
-        self._closing = True
-        self._wakeup.set()
-        try:
-            await self._task
-        finally:
-            self._task = None
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
+        while thread.is_alive():  # the last answers arrive through this loop: keep it running
+            await asyncio.sleep(_STOP_POLL_S)
+        self._thread = None
+        await asyncio.sleep(0)  # deliver the answers of the last batch
+
+    def reserve(self, count: int) -> None:
+        """Admit ``count`` images or raise Overloaded at once (call on the event loop)."""
+        with self._ready:
+            if self._thread is None or self._closing:
+                raise Overloaded("the inference queue is not running", self._retry_after)
+            if self._reserved + count > self.max_queue_images:
+                waiting = self._reserved
+            else:
+                self._reserved += count
+                return
+        if self._metrics is not None:
+            self._metrics.rejected.labels("overloaded").inc(count)
+        raise Overloaded(
+            f"inference queue full ({waiting} of {self.max_queue_images} images waiting); "
+            "retry later",
+            self._retry_after,
+        )
+
+    def release(self, count: int) -> None:
+        """Give back reserved room whose images never came (refused by preprocessing)."""
+        with self._ready:
+            self._reserved -= count
+
+    def enqueue(self, images: np.ndarray, future: asyncio.Future[np.ndarray]) -> None:
+        """Queue reserved images (from any thread); ``future`` gets their (n, 10) rows."""
+        with self._ready:
+            self._queue.append(_Pending(images, future))
+            self._queued += int(images.shape[0])
+            self._ready.notify()
 
     async def submit(self, images: np.ndarray) -> np.ndarray:
         """Probabilities (n, 10) for float32 images (n, 1, 28, 28), batched with others."""
-        count = int(images.shape[0])
-        if self._task is None or self._closing:
-            raise Overloaded("the inference queue is not running", self._retry_after)
-        if self._queued_images + count > self.max_queue_images:
-            if self._metrics is not None:
-                self._metrics.rejected.labels("overloaded").inc(count)
-            raise Overloaded(
-                f"inference queue full ({self._queued_images} of {self.max_queue_images} "
-                f"images waiting); retry later",
-                self._retry_after,
-            )
+        self.reserve(int(images.shape[0]))
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(images, future))
-        self._queued_images += count
-        self._wakeup.set()
+        self.enqueue(images, future)
         return await future
 
     def _take_batch(self) -> list[_Pending]:
+        """Called with the lock held."""
         batch: list[_Pending] = []
         size = 0
         while self._queue:
@@ -115,53 +141,68 @@ class MicroBatcher:
             if batch and size + count > self.max_batch_size:
                 break
             self._queue.popleft()
-            self._queued_images -= count
+            self._queued -= count
+            self._reserved -= count
             if head.future.done():  # the caller went away (client disconnected)
                 continue
             batch.append(head)
             size += count
         return batch
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._queue:
+    def _next_batch(self) -> list[_Pending] | None:
+        """Block until a batch is due; None once closing and drained."""
+        with self._ready:
+            while not self._queue:
                 if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            if self.max_delay_s > 0 and self._queued_images < self.max_batch_size:
-                await asyncio.sleep(self.max_delay_s)
-            batch = self._take_batch()
-            if batch:
-                await self._run_batch(loop, batch)
+                    return None
+                self._ready.wait()
+            if self.max_delay_s > 0 and self._queued < self.max_batch_size:
+                deadline = time.monotonic() + self.max_delay_s
+                while self._queued < self.max_batch_size and not self._closing:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self._ready.wait(left):
+                        break
+            return self._take_batch()
 
-    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            if batch:
+                self._run_batch(batch)
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
         started = time.monotonic()
         images = batch[0].images if len(batch) == 1 else np.concatenate([p.images for p in batch])
         try:
-            probabilities = await loop.run_in_executor(self._executor, self._timed, images)
+            probabilities = self._predict(images)
         except Exception as exc:  # one failed call fails exactly the callers in it
             logger.exception("inference failed for a batch of %d images", images.shape[0])
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
+            self._deliver(_fail, batch, exc)
             return
         if self._metrics is not None:
+            self._metrics.inference_duration.observe(time.monotonic() - started)
             self._metrics.batch_size.observe(images.shape[0])
             for pending in batch:
                 self._metrics.queue_wait.observe(started - pending.queued_at)
-        offset = 0
-        for pending in batch:
-            count = pending.images.shape[0]
-            if not pending.future.done():
-                pending.future.set_result(probabilities[offset : offset + count])
-            offset += count
+        self._deliver(_answer, batch, probabilities)
 
-    def _timed(self, images: np.ndarray) -> np.ndarray:
-        started = time.perf_counter()
-        probabilities = self._predict(images)
-        if self._metrics is not None:
-            self._metrics.inference_duration.observe(time.perf_counter() - started)
-        return probabilities
+    def _deliver(self, how: Callable[..., None], batch: list[_Pending], value: object) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(how, batch, value)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            logger.debug("event loop closed; dropping the answers of %d callers", len(batch))
+
+
+def _answer(batch: list[_Pending], probabilities: np.ndarray) -> None:
+    offset = 0
+    for pending in batch:
+        count = pending.images.shape[0]
+        if not pending.future.done():
+            pending.future.set_result(probabilities[offset : offset + count])
+        offset += count
+
+
+def _fail(batch: list[_Pending], exc: Exception) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(exc)

@@ -1,19 +1,24 @@
 """Transport-free prediction logic: bytes in, answer dicts out (routes only translate).
 
-Decode + normalisation run in the thread pool (Pillow and numpy release the GIL for the heavy
-parts), inference goes through the micro-batcher's single thread, and the answer is a plain
-dict so the route can serialise it without FastAPI's jsonable_encoder.
+Decode + normalisation run in a small pool of worker threads sized to the cores (Pillow's
+decoders, OpenCV and BLAS release the GIL for the pixel work). A worker hands its image
+straight to the micro-batcher's queue, and the inference thread answers the request's future:
+the event loop's share of a /predict is one pool submission and one future, with the queue
+room reserved up front so overload is refused before any decoding. A /predict/batch is cut
+into one chunk per worker, normalised in parallel. Answers are plain dicts so the route can
+serialise them without FastAPI's jsonable_encoder.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 
 from service.batching import MicroBatcher
 from service.errors import ServiceError
@@ -40,6 +45,12 @@ class Predictor:
         self._batcher = batcher
         self._metrics = metrics
         self._model_ref = {"name": info.name, "version": info.version}
+        self._workers = settings.resolved_preprocess_threads
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="digits-prep")
+
+    def close(self) -> None:
+        """Stop the worker threads (after the batcher has drained)."""
+        self._pool.shutdown(wait=True)
 
     def _preprocess(self, data: bytes) -> np.ndarray:
         started = time.perf_counter()
@@ -73,17 +84,43 @@ class Predictor:
             answer["normalized_image"] = base64.b64encode(encode_png(image)).decode("ascii")
         return answer
 
+    def _prepare_and_queue(
+        self, data: bytes, future: asyncio.Future[np.ndarray], seen: list[np.ndarray] | None
+    ) -> None:
+        """Worker thread: decode + normalise, then queue for inference (room was reserved)."""
+        try:
+            image = self._preprocess(data)
+        except BaseException as exc:  # a bad image, or a bug: the caller gets it either way
+            self._batcher.release(1)
+            future.get_loop().call_soon_threadsafe(_fail, future, exc)
+            return
+        if seen is not None:  # the caller wants the 28x28 image back
+            seen.append(image)
+        self._batcher.enqueue(image[np.newaxis, np.newaxis], future)
+
     async def predict(self, upload: Upload, include_image: bool = False) -> dict[str, Any]:
         """The answer for one image; raises ServiceError for bad input or overload."""
-        image = await run_in_threadpool(self._preprocess, upload.data)
-        probabilities = await self._batcher.submit(image[np.newaxis, np.newaxis])
-        return self._answer(probabilities[0], image if include_image else None)
+        self._batcher.reserve(1)  # 503 at once when full, before any decoding
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        seen: list[np.ndarray] | None = [] if include_image else None
+        self._pool.submit(self._prepare_and_queue, upload.data, future, seen)
+        probabilities = await future
+        return self._answer(probabilities[0], seen[0] if seen else None)
 
     async def predict_batch(
         self, uploads: list[Upload], include_image: bool = False
     ) -> list[dict[str, Any]]:
         """One entry per upload in order; a bad image fails its own entry only."""
-        prepared = await run_in_threadpool(self._preprocess_many, uploads)
+        loop = asyncio.get_running_loop()
+        step = -(-len(uploads) // self._workers)  # one chunk per worker, in parallel
+        chunks = [uploads[start : start + step] for start in range(0, len(uploads), step)]
+        prepared = [
+            item
+            for part in await asyncio.gather(
+                *(loop.run_in_executor(self._pool, self._preprocess_many, c) for c in chunks)
+            )
+            for item in part
+        ]
         good = [item for item in prepared if isinstance(item, np.ndarray)]
         rows = iter(await self._batcher.submit(np.stack(good)[:, np.newaxis]) if good else [])
         entries: list[dict[str, Any]] = []
@@ -94,3 +131,8 @@ class Predictor:
             answer = self._answer(next(rows), item if include_image else None)
             entries.append({**answer, "filename": upload.filename})
         return entries
+
+
+def _fail(future: asyncio.Future[np.ndarray], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -6,6 +6,7 @@ Values come from the environment (prefix ``DIGITS_``); nothing else in ``service
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal, Self
 
@@ -100,6 +101,12 @@ class Settings(BaseSettings):
         description="Most images waiting for inference; beyond it requests are refused at once "
         "with 503 overloaded + Retry-After instead of queueing without bound.",
     )
+    preprocess_threads: int = Field(
+        0,
+        ge=0,
+        description="Worker threads that decode and normalise images (the event loop never "
+        "does). 0 = one per CPU core available to the process.",
+    )
     retry_after_seconds: int = Field(
         1, ge=0, description="Retry-After header value sent with 503 answers."
     )
@@ -139,6 +146,12 @@ class Settings(BaseSettings):
                 "could never be queued"
             )
         return self
+
+    @property
+    def resolved_preprocess_threads(self) -> int:
+        if self.preprocess_threads:
+            return self.preprocess_threads
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
     @property
     def resolved_model_path(self) -> Path:
