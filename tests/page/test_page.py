@@ -183,6 +183,9 @@ def test_model_name_version_and_accuracy_come_from_the_api(page: Any, page_url: 
 
 
 def test_buttons_work_from_the_keyboard(page: Any, mnist_dir: Path, tmp_path: Path) -> None:
+    # Playwright switches on file-chooser interception without waiting for Chromium to
+    # confirm; listening from the start makes sure it is on before Enter is pressed.
+    page.on("filechooser", lambda chooser: None)
     draw(page, DIGITS[7])
     shown_result(page)
     page.keyboard.press("Tab")
@@ -215,7 +218,8 @@ def test_the_page_is_self_contained(page: Any, page_url: str) -> None:
 def test_screenshots_at_phone_and_desktop_widths(
     browser: Any, page_url: str, artifacts: Path, name: str, viewport: dict[str, int]
 ) -> None:
-    context = browser.new_context(viewport=viewport, device_scale_factor=2)
+    # Reduced motion: the bars are drawn at their final length, not mid-animation.
+    context = browser.new_context(viewport=viewport, device_scale_factor=2, reduced_motion="reduce")
     page = context.new_page()
     try:
         page.goto(page_url)
@@ -231,3 +235,55 @@ def test_screenshots_at_phone_and_desktop_widths(
         assert re.match(rb"\x89PNG", path.read_bytes()[:4])
     finally:
         context.close()
+
+
+def test_a_finger_draws_on_a_phone(browser: Any, page_url: str) -> None:
+    """Touch input (pointer events of type touch) draws, and does not scroll the page."""
+    context = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    try:
+        page.goto(page_url)
+        page.wait_for_selector("#model-info .model-name")
+        page.evaluate("window.scrollTo(0, 0)")
+        box = page.locator("#pad").bounding_box()
+        cdp = context.new_cdp_session(page)
+
+        def touch(kind: str, point: tuple[float, float] | None) -> None:
+            points = []
+            if point is not None:
+                points = [
+                    {
+                        "x": box["x"] + point[0] * box["width"],
+                        "y": box["y"] + point[1] * box["height"],
+                    }
+                ]
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+        (stroke,) = DIGITS[7]
+        touch("touchStart", stroke[0])
+        for (x0, y0), (x1, y1) in zip(stroke, stroke[1:], strict=False):
+            for step in range(1, 9):
+                touch("touchMove", (x0 + (x1 - x0) * step / 8, y0 + (y1 - y0) * step / 8))
+        touch("touchEnd", None)
+        assert shown_result(page)["digit"] == 7
+        assert page.evaluate("window.scrollY") == 0
+        assert page.inner_text("#quick-result").startswith("Reads as 7")
+    finally:
+        context.close()
+
+
+def test_the_answer_updates_while_drawing(page: Any) -> None:
+    """Before the mouse is released, the page has already asked about the drawing so far."""
+    box = page.locator("#pad").bounding_box()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    (stroke,) = DIGITS[0]
+    page.mouse.move(box["x"] + stroke[0][0] * box["width"], box["y"] + stroke[0][1] * box["height"])
+    page.mouse.down()
+    for x, y in stroke[1:]:
+        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=2)
+        page.wait_for_timeout(40)
+    page.wait_for_function("document.getElementById('digit').textContent !== '?'")
+    assert any("/predict" in url for url in asked)
+    page.mouse.up()
+    assert shown_result(page)["digit"] == 0
