@@ -43,7 +43,8 @@ def confusion_png(confusion: np.ndarray, accuracy: float, path: Path) -> None:
     wrong = int(confusion.sum() - np.trace(confusion))
     ax.set_title(
         f"MNIST test set, ONNX Runtime: accuracy {accuracy:.2%} "
-        f"({wrong} errors of {int(confusion.sum())})"
+        f"({wrong} errors of {int(confusion.sum())})",
+        fontsize=10,
     )
     fig.colorbar(image, ax=ax, label="errors (off-diagonal counts)")
     fig.tight_layout()

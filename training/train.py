@@ -145,6 +145,7 @@ def _state(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),  # dropout draws from the global generator
         "history": history.__dict__,
         "best": best,
         "config": config.to_dict(),
@@ -210,6 +211,7 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
         history = History(**state["history"])
         best = state["best"]
         first_epoch = state["epoch"] + 1
