@@ -18,7 +18,7 @@ from tests.page.conftest import DESKTOP, PHONE
 from tests.page.strokes import DIGITS, Stroke
 
 pytestmark = pytest.mark.slow
-MOVE_STEPS = 4  # intermediate pointer events per segment, as a real mouse sends them
+MOVE_STEPS = 2  # intermediate pointer events per segment, as a real mouse sends them
 
 
 def draw(page: Any, strokes: list[Stroke]) -> None:
