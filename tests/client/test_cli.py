@@ -266,3 +266,18 @@ def test_the_shipped_model_reads_mnist_files(
         status, out, _ = run(capsys, str(tmp_path), "--url", url, "--json")
     assert status == EXIT_OK
     assert {record["file"]: record["digit"] for record in json.loads(out)} == expected
+
+
+def test_the_client_needs_neither_the_service_nor_numpy_nor_torch() -> None:
+    """It installs with the `client` extra alone (httpx + tqdm) on any machine."""
+    code = (
+        "import sys, client.cli\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'service', 'training', 'torch', 'numpy', 'onnxruntime', 'fastapi', 'PIL'})\n"
+        "print(heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
