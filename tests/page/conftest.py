@@ -26,7 +26,7 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def page_url(shipped_model: Path) -> Iterator[str]:
     """The drawing page of the app serving the shipped model, on a real uvicorn."""
     from service.settings import Settings
@@ -36,8 +36,10 @@ def page_url(shipped_model: Path) -> Iterator[str]:
         yield url + "/"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """Package-scoped: sync Playwright keeps an asyncio loop running in this thread until it
+    closes, and later tests that call asyncio.run() must not find it."""
     executable = require_binary("chromium")
     from playwright.sync_api import sync_playwright
 
