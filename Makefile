@@ -23,7 +23,8 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.serve-installed  ## start the service on the shipped model
 	$(BIN)/python -m service
 
-test: $(VENV)/.dev-installed  ## run the test suite
+test: $(VENV)/.dev-installed  ## install missing test tools (wrk, prometheus, chromium), run the tests
+	bash scripts/test-tools.sh
 	$(BIN)/python -m pytest
 
 train: $(VENV)/.dev-installed  ## retrain and export models/lenet5.onnx
