@@ -36,7 +36,7 @@ def default_data_dir() -> Path:
 class TrainConfig:
     """Everything that changes the trained weights; stored in the checkpoint and model card."""
 
-    epochs: int = 18
+    epochs: int = 36
     batch_size: int = 128
     lr: float = 0.05  # peak learning rate of the one-cycle schedule
     weight_decay: float = 5e-4
@@ -45,6 +45,7 @@ class TrainConfig:
     val_size: int = 5000  # held out of the 60 000 training images to pick the checkpoint
     seed: int = 1
     augment: bool = True
+    font_fraction: float = 0.05  # batch share replaced by printed digits (training/fonts.py)
     threads: int = 2  # the target machine has 2 cores; more threads only add contention
     limit_train: int | None = None  # use only the first N training images (tests, smoke runs)
 

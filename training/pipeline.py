@@ -57,6 +57,7 @@ def save_best(run_dir: Path, result: TrainResult, config: TrainConfig, aug: Augm
             "best_epoch": result.best_epoch,
             "val_accuracy": result.val_accuracy,
             "train_seconds": result.seconds,
+            "fonts": result.fonts,
         },
         path,
     )
@@ -80,6 +81,7 @@ def load_best(path: Path) -> tuple[TrainResult, dict[str, Any]]:
         val_accuracy=state["val_accuracy"],
         history=History(**state["history"]),
         seconds=state["train_seconds"],
+        fonts=state.get("fonts", {}),
     )
     return result, {**state["config"], "augment": state["augment"]}
 
@@ -112,6 +114,7 @@ def ship(
         "training_config": training_config,
         "seed": str(training_config["seed"]),
         "data_sha256": data_checksums(),
+        "fonts": result.fonts,
     }
     sha256 = write_metadata(out, metadata)
     card: dict[str, Any] = {

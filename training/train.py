@@ -26,6 +26,7 @@ from tqdm import tqdm
 from training.augment import AugmentConfig, augment
 from training.config import MNIST_MEAN, MNIST_STD, TrainConfig
 from training.data import MnistSplit
+from training.fonts import FontDigits, find_fonts, render_font_digits
 from training.model import LeNet5
 
 logger = logging.getLogger("training")
@@ -52,6 +53,7 @@ class TrainResult:
     val_accuracy: float
     history: History
     seconds: float
+    fonts: dict[str, str] = field(default_factory=dict)  # printed digits' fonts: name -> sha256
 
 
 def seed_everything(seed: int) -> None:
@@ -145,11 +147,45 @@ def _state(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "generator": generator.get_state(),
-        "torch_rng": torch.get_rng_state(),  # dropout draws from the global generator
+        "torch_rng": torch.get_rng_state(),  # for any layer drawing from the global generator
         "history": history.__dict__,
         "best": best,
         "config": config.to_dict(),
     }
+
+
+def printed_digits(fraction: float) -> FontDigits | None:
+    """The installed fonts' digits, or None when not asked for or no font is installed."""
+    if fraction <= 0:
+        return None
+    digits = render_font_digits(find_fonts())
+    if not len(digits.labels):
+        logger.warning("font_fraction=%s but no usable font found: MNIST only", fraction)
+        return None
+    logger.info("mixing in %d printed digits from %d fonts", len(digits.labels), len(digits.fonts))
+    return digits
+
+
+def mix_printed(
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    printed: FontDigits,
+    fraction: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace the batch's first share with random glyphs (drawn from the seeded generator).
+
+    The batch is already a random draw, so its first rows are as good as any; the glyphs then
+    go through the same augmentation as the handwriting.
+    """
+    count = round(fraction * len(yb))
+    if count == 0:
+        return xb, yb
+    pick = torch.randint(len(printed.labels), (count,), generator=generator).numpy()
+    xb, yb = xb.clone(), yb.clone()
+    xb[:count] = to_tensor(printed.images[pick])
+    yb[:count] = torch.from_numpy(printed.labels[pick])
+    return xb, yb
 
 
 def fit(
@@ -217,6 +253,7 @@ def fit(
         first_epoch = state["epoch"] + 1
         logger.info("resumed from %s after epoch %d", checkpoint_path, state["epoch"])
 
+    printed = printed_digits(config.font_fraction)
     for epoch in range(first_epoch, config.epochs + 1):
         model.train()
         order = torch.randperm(len(y_train), generator=generator)
@@ -230,10 +267,12 @@ def fit(
         )
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            xb = x_train[idx]
+            xb, yb = x_train[idx], y_train[idx]
+            if printed is not None:
+                xb, yb = mix_printed(xb, yb, printed, config.font_fraction, generator)
             if config.augment:
                 xb = augment(xb, augment_config, generator)
-            xb, yb = standardise(xb).to(device), y_train[idx].to(device)
+            xb, yb = standardise(xb).to(device), yb.to(device)
             logits = model(xb)
             loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -289,4 +328,5 @@ def fit(
         val_accuracy=best["val_accuracy"],
         history=history,
         seconds=time.monotonic() - started,
+        fonts=printed.fonts if printed is not None else {},
     )

@@ -1,0 +1,54 @@
+"""Printed digits mixed into training: MNIST-shaped glyphs, the requested share, seeded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.fonts import BOX, find_fonts, render_font_digits
+from training.train import mix_printed
+
+FONTS = find_fonts()
+needs_fonts = pytest.mark.skipif(not FONTS, reason="no DejaVu/Liberation fonts installed")
+
+
+@needs_fonts
+def test_glyphs_are_mnist_shaped() -> None:
+    digits = render_font_digits(FONTS[:3])
+    assert digits.images.shape == (30, 28, 28) and digits.images.dtype == np.uint8
+    assert list(digits.labels) == list(range(10)) * 3
+    assert len(digits.fonts) == 3 and all(len(sha) == 64 for sha in digits.fonts.values())
+    for image in digits.images:
+        rows, cols = np.nonzero(image >= 32)
+        longest = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+        assert BOX - 2 <= longest <= BOX + 1  # MNIST's 20-pixel box
+        mass = image.astype(np.float64)
+        centre_y = (mass.sum(axis=1) * np.arange(28)).sum() / mass.sum()
+        centre_x = (mass.sum(axis=0) * np.arange(28)).sum() / mass.sum()
+        assert abs(centre_y - 14) < 1.5 and abs(centre_x - 14) < 1.5  # centred by mass
+
+
+def test_unreadable_font_is_skipped(tmp_path: Path) -> None:
+    bogus = tmp_path / "Broken.ttf"
+    bogus.write_bytes(b"not a font")
+    digits = render_font_digits([bogus])
+    assert digits.images.shape == (0, 28, 28) and digits.fonts == {}
+
+
+@needs_fonts
+def test_mix_replaces_requested_share_deterministically() -> None:
+    digits = render_font_digits(FONTS[:2])
+    xb, yb = torch.zeros(100, 1, 28, 28), torch.full((100,), -1)
+
+    def mix(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return mix_printed(xb, yb, digits, 0.1, torch.Generator().manual_seed(seed))
+
+    x1, y1 = mix(3)
+    x2, y2 = mix(3)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert int((y1 >= 0).sum()) == 10  # exactly the share asked for carries glyph labels
+    assert bool((x1[:10].amax(dim=(1, 2, 3)) > 0.5).all()) and float(x1[10:].abs().sum()) == 0
+    assert float(xb.abs().sum()) == 0 and bool((yb == -1).all())  # the caller's batch untouched
