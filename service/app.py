@@ -51,7 +51,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     batcher.start()
     app.state.classifier = classifier
     app.state.batcher = batcher
-    app.state.predictor = Predictor(settings, classifier.info, batcher, app_metrics)
+    predictor = Predictor(settings, classifier.info, batcher, app_metrics)
+    await predictor.start()
+    app.state.predictor = predictor
     app.state.ready = True
     app_metrics.model_ready.set(1)
     info = classifier.info
@@ -69,7 +71,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ready = False
         app_metrics.model_ready.set(0)
         await batcher.stop()
-        app.state.predictor.close()
+        predictor.close()  # after the batcher: images decoded by now still got their answer
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

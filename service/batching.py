@@ -8,8 +8,8 @@ loop's whole share of a request is therefore: reserve room, append, one future. 
 runs, new inputs queue up, so batches grow with load by themselves.
 
 The queue is bounded in images and the room is reserved when a request is admitted, before
-its image is even decoded (``reserve``; the predictor decodes in worker threads and then
-``enqueue``s from there): a full service refuses at once (Overloaded -> 503 + Retry-After)
+its image is even decoded (``reserve``; the predictor has it decoded in a worker process and
+then ``enqueue``s it): a full service refuses at once (Overloaded -> 503 + Retry-After)
 instead of growing memory or latency without bound.
 """
 

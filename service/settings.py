@@ -101,11 +101,17 @@ class Settings(BaseSettings):
         description="Most images waiting for inference; beyond it requests are refused at once "
         "with 503 overloaded + Retry-After instead of queueing without bound.",
     )
-    preprocess_threads: int = Field(
+    preprocess_workers: int = Field(
         0,
         ge=0,
-        description="Worker threads that decode and normalise images (the event loop never "
-        "does). 0 = one per CPU core available to the process.",
+        description="Worker processes that decode and normalise images, so that this Python "
+        "work never holds the event loop's GIL. 0 = one per CPU core available to the process.",
+    )
+    preprocess_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Longest time one image may spend in decode + normalisation; past it the "
+        "image is refused (400 invalid_image) and its worker process is replaced.",
     )
     retry_after_seconds: int = Field(
         1, ge=0, description="Retry-After header value sent with 503 answers."
@@ -148,9 +154,9 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def resolved_preprocess_threads(self) -> int:
-        if self.preprocess_threads:
-            return self.preprocess_threads
+    def resolved_preprocess_workers(self) -> int:
+        if self.preprocess_workers:
+            return self.preprocess_workers
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
     @property
