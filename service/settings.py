@@ -6,6 +6,7 @@ Values come from the environment (prefix ``DIGITS_``); nothing else in ``service
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Literal, Self
@@ -17,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # wheels have no models/ there; the current directory is tried next (the container's WORKDIR).
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = Path("models") / "lenet5.onnx"
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
 KNOWN_IMAGE_FORMATS = frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM", "ICO"})
 
 Provider = Literal["cpu", "cuda", "auto"]
@@ -32,6 +34,23 @@ def resolve_model_path(path: Path) -> Path:
         if candidate.exists():
             return candidate.resolve()
     return (_PACKAGE_ROOT / path).resolve()
+
+
+def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """Cores this process may use: its CPU affinity, capped by a container's CPU quota.
+
+    A pod limited to one CPU on a 32-core node sees 32 cores through the affinity mask alone;
+    one worker process per core there would mean 32 workers fighting over one CPU's quota.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = max(1, cores or 1)
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 here, or a format we do not know: no cap
+        pass
+    return cores
 
 
 class Settings(BaseSettings):
@@ -105,7 +124,8 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="Worker processes that decode and normalise images, so that this Python "
-        "work never holds the event loop's GIL. 0 = one per CPU core available to the process.",
+        "work never holds the event loop's GIL. 0 = one per CPU core available to the process "
+        "(its affinity, capped by a cgroup CPU quota).",
     )
     preprocess_timeout_seconds: float = Field(
         10.0,
@@ -155,9 +175,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_preprocess_workers(self) -> int:
-        if self.preprocess_workers:
-            return self.preprocess_workers
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+        return self.preprocess_workers or available_cpus()
 
     @property
     def resolved_model_path(self) -> Path:

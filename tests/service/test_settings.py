@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings
+from service.settings import Settings, available_cpus
 from tests.conftest import REPO_ROOT
 
 
@@ -54,3 +55,22 @@ def test_invalid_values_name_the_problem(field: str, value: object, message: str
 def test_every_field_is_documented() -> None:
     undocumented = [name for name, f in Settings.model_fields.items() if not f.description]
     assert undocumented == []
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000\n", None), ("100000 100000\n", 1), ("150000 100000\n", 2), ("1000 100000", 1)],
+)
+def test_worker_count_respects_a_container_cpu_quota(
+    tmp_path: Path, cpu_max: str, expected: int | None
+) -> None:
+    cores = len(os.sched_getaffinity(0))
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    assert available_cpus(path) == (cores if expected is None else min(cores, expected))
+    assert available_cpus(tmp_path / "missing") == cores  # no cgroup v2: the affinity mask
+
+
+def test_explicit_worker_count_wins() -> None:
+    assert Settings(preprocess_workers=3).resolved_preprocess_workers == 3
+    assert Settings().resolved_preprocess_workers == available_cpus()
