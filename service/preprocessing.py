@@ -3,15 +3,16 @@
 MNIST convention: white ink on black, 0..1, the ink fitted into a 20x20 box with its aspect
 kept, placed in 28x28 so that its centre of mass sits at pixel (14, 14). Real images are black
 ink on light, tinted, noisy paper, of any size and anywhere in the frame, so the steps are:
-polarity from the border, background and noise floor removal, specks dropped by connected
-components, crop, fit, centre.
+polarity from the border, uneven lighting (shadows) removed, background and noise floor
+removal, specks dropped by connected components, crop, fit, centre.
 
-How, and why this way: this runs once per image on the request path, in threads that share
-the GIL with the event loop. So the pixels stay 8-bit until the final crop, every statistic
-(border median and spread, percentiles) comes from one 256-bin histogram, the stretch is a
-256-entry lookup table (so every "ink >= level" mask is an 8-bit threshold), and the image
-work is done by OpenCV (which releases the GIL) and by BLAS products (the Lanczos resize):
-a handful of calls per image instead of dozens of numpy calls on tiny arrays.
+How, and why this way: this runs once per image on the request path (in the worker processes
+of service/workers.py), and its cost bounds the service's throughput. So the pixels stay
+8-bit until the final crop, every statistic (border median and spread, percentiles) comes
+from one 256-bin histogram, the stretch is a 256-entry lookup table (so every "ink >= level"
+mask is an 8-bit threshold), and the image work is done by OpenCV and by BLAS products (the
+Lanczos resize): a handful of calls per image instead of dozens of numpy calls on tiny arrays.
+The lighting fit runs only for images whose border is not evenly lit.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ WEAK = 0.04  # faint anti-aliased edges are kept when they touch certain ink
 SPECK_FRACTION = 0.08  # ink components smaller than this share of the largest are specks
 BOX_LEVEL = 0.3  # pixels at least this inked define the 20x20 box
 MARGIN = 3  # output pixels of faint halo kept around the box
+LIGHTING_SIDE = 64  # uneven lighting is estimated on a copy this small: it varies slowly
+UNEVEN_SPREAD = 6.0  # border spread (robust sigma, of 255) above which lighting is looked at
+UNEVEN_LEVELS = MIN_CONTRAST  # paper varying by more than this (of 255) gets its lighting removed
+LIGHTING_FITS = 3  # fits of the lighting surface, each without the previous one's ink outliers
+LIGHTING_OUTLIER_SIGMAS = 2.5  # border pixels this far above the fitted paper are ink
+LIGHTING_MAX_RESIDUAL = 12.0  # paper fits its surface this well (robust sigma, of 255), or no fix
 PASSTHROUGH_BACKGROUND = 64.0  # a 28x28 image on a darker border may already be MNIST
 _MAX_LOOKUPS = 8  # kept components looked up one by one; more go through a label table
 _LEVELS = np.arange(256, dtype=np.float32)
@@ -76,6 +83,10 @@ def normalize_digit(gray: np.ndarray) -> np.ndarray:
     if work is not pixels:
         border = _border_histogram(work)
     ink, histogram, border = _ink_up(work, border)
+    flattened = _flatten_lighting(ink, border)
+    if flattened is not ink:
+        ink, border = flattened, _border_histogram(flattened)
+        histogram = cv2.calcHist([ink], [0], None, [256], (0, 256)).ravel().astype(np.float64)
     lut = _stretch(histogram, border)
     return _fit_and_centre(_keep_strokes(ink, lut), lut)
 
@@ -149,6 +160,54 @@ def _ink_up(pixels: np.ndarray, border: np.ndarray) -> tuple[np.ndarray, np.ndar
     if background - low > high - background:
         return cv2.bitwise_not(pixels), histogram[::-1], border[::-1]
     return pixels, histogram, border
+
+
+def _flatten_lighting(ink: np.ndarray, border: np.ndarray) -> np.ndarray:
+    """Subtract the paper's own brightness where it varies (a shadow across a phone photo,
+    vignetting), so that one noise floor fits the whole image; otherwise return ``ink`` as is.
+
+    The lighting is a quadratic surface fitted to the border pixels, which are mostly paper;
+    ink there (brighter than the paper, in this polarity) is dropped by refitting without the
+    bright outliers. Only the border is used, so a digit's thick strokes are never taken for
+    lighting; a border that no smooth surface fits (a digit filling the frame, its strokes
+    running along the edges) is left alone. An evenly lit border (small spread), the common
+    case, costs nothing more.
+    """
+    background = histogram_percentiles(border, (50.0,))[0]
+    if 1.4826 * histogram_median_deviation(border, background) < UNEVEN_SPREAD:
+        return ink
+    height, width = ink.shape
+    scale = min(1.0, LIGHTING_SIDE / max(height, width))
+    small = ink
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small = cv2.resize(ink, size, interpolation=cv2.INTER_AREA)
+    terms = _quadratic_terms(*small.shape)
+    edge = np.zeros(small.shape, dtype=bool)
+    for part in _border_slices(edge):
+        part[...] = True  # views: marks the same border the statistics use
+    design, values = terms[edge.ravel()], small[edge].astype(np.float64)
+    keep = np.ones(len(values), dtype=bool)
+    for _ in range(LIGHTING_FITS):
+        coefficients = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
+        residual = values - design @ coefficients
+        sigma = 1.4826 * median(np.abs(residual[keep])) + 1.0
+        keep = residual < LIGHTING_OUTLIER_SIGMAS * sigma
+        if keep.sum() < design.shape[1]:
+            return ink
+    surface = (terms @ coefficients).reshape(small.shape)
+    if float(np.ptp(surface)) < UNEVEN_LEVELS or sigma > LIGHTING_MAX_RESIDUAL:
+        return ink  # even after all, or the border is not smooth paper (ink runs along it)
+    if surface.shape != ink.shape:
+        surface = cv2.resize(surface, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(ink - surface + surface.min(), 0, 255).astype(np.uint8)
+
+
+def _quadratic_terms(height: int, width: int) -> np.ndarray:
+    """(H*W, 6): 1, x, y, x*x, x*y, y*y on -1..1 coordinates, row-major."""
+    ys, xs = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij")
+    xs, ys = xs.ravel(), ys.ravel()
+    return np.stack([np.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys], axis=1)
 
 
 def _stretch(histogram: np.ndarray, border: np.ndarray) -> np.ndarray:

@@ -91,6 +91,45 @@ def test_uneven_light_gradient_is_not_ink() -> None:
     assert np.abs(out - clean).mean() < 0.05
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_strong_shadow_across_a_photo_is_removed(fmt: str) -> None:
+    """Paper from 45 % to 100 % brightness, darker than the pen's contrast: once refused as
+    "no ink", since no single noise floor fits both ends."""
+    pixels = np.asarray(draw_digit((320, 280), ink=40, paper=235), dtype=np.float32)
+    ys, xs = np.mgrid[0:280, 0:320].astype(np.float32)
+    light = 0.45 + 0.55 * (xs / 319) * (0.8 + 0.2 * ys / 279)
+    shaded = Image.fromarray(np.clip(pixels * light, 0, 255).astype(np.uint8))
+    out = run(encode(shaded, fmt, **({"quality": 80} if fmt == "JPEG" else {})))
+    clean = run(png(draw_digit((320, 280), ink=40, paper=235)))
+    assert np.abs(out - clean).mean() < 0.05
+    assert abs(centre_of_mass(out)[1] - centre_of_mass(clean)[1]) < 1.0
+
+
+def test_digit_filling_the_frame_is_not_taken_for_a_shadow() -> None:
+    """An enlarged 8x8 "2" whose strokes run along the top and bottom edges: its border looks
+    unevenly lit, but it is ink; it must read the same as with a white margin around it."""
+    bitmap = np.array(
+        [
+            [0, 2, 13, 16, 16, 10, 0, 0],
+            [2, 15, 12, 7, 10, 16, 0, 0],
+            [0, 3, 1, 0, 12, 13, 0, 0],
+            [0, 0, 0, 3, 16, 4, 0, 0],
+            [0, 0, 0, 13, 9, 0, 0, 0],
+            [0, 0, 6, 15, 3, 0, 0, 0],
+            [0, 0, 16, 10, 6, 8, 8, 1],
+            [0, 2, 15, 16, 16, 12, 12, 1],
+        ],
+        dtype=np.float32,
+    )
+    pixels = (255 - bitmap * (255 / 16)).astype(np.uint8)
+    tight = Image.fromarray(pixels).resize((96, 96), Image.Resampling.BILINEAR)
+    margin = Image.new("L", (160, 160), 255)
+    margin.paste(tight, (32, 32))
+    out, reference = run(png(tight)), run(png(margin))  # a "shadow" removal would refuse it
+    assert float(out.sum()) > 0.7 * float(reference.sum())  # its strokes kept, not hollowed
+    assert np.abs(out - reference).mean() < 0.08  # (the ink-heavy border raises the floor)
+
+
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "P", "1", "I;16", "CMYK"])
 def test_every_pixel_mode_reads_the_same_digit(mode: str) -> None:
     reference = run(png(draw_digit()))
