@@ -43,6 +43,7 @@ NOISE_SIGMAS = 3.0  # background noise floor, in robust standard deviations of t
 STRONG = 0.5  # "certainly ink": half the ink level above the floor
 WEAK = 0.04  # faint anti-aliased edges are kept when they touch certain ink
 SPECK_FRACTION = 0.08  # ink components smaller than this share of the largest are specks
+EDGE_OBJECT_THICKNESS = 2.5  # edge-touching ink this many times thicker than the strokes: not ink
 BOX_LEVEL = 0.3  # pixels at least this inked define the 20x20 box
 MARGIN = 3  # output pixels of faint halo kept around the box
 LIGHTING_SIDE = 64  # uneven lighting is estimated on a copy this small: it varies slowly
@@ -239,12 +240,14 @@ def _keep_strokes(ink: np.ndarray, lut: np.ndarray) -> np.ndarray:
     Returns the 8-bit ink-up pixels with everything else set to 0 (and ``lut[0]`` is 0).
     """
     strong_from = int(np.searchsorted(lut, STRONG, side="left"))  # lut never decreases
+    strong = _at_least(ink, strong_from)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
-        _at_least(ink, strong_from), connectivity=8, ltype=cv2.CV_32S
+        strong, connectivity=8, ltype=cv2.CV_32S
     )
     if strong_from > 255 or count <= 1:
         raise NoInk("no ink found: nothing stands out from the background")
-    areas = stats[1:, cv2.CC_STAT_AREA]
+    areas = stats[1:, cv2.CC_STAT_AREA].copy()
+    areas[_edge_objects(strong, labels, stats)] = 0
     kept = np.flatnonzero(areas >= SPECK_FRACTION * areas.max()) + 1
     weak = _at_least(ink, int(np.searchsorted(lut, WEAK, side="right")))
     weak_count, weak_labels = cv2.connectedComponents(weak, connectivity=8, ltype=cv2.CV_32S)
@@ -260,6 +263,32 @@ def _keep_strokes(ink: np.ndarray, lut: np.ndarray) -> np.ndarray:
     table = np.zeros(weak_count, dtype=bool)
     table[list(touching)] = True
     return np.where(table[weak_labels], ink, np.uint8(0))
+
+
+def _edge_objects(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Indices (into ``stats[1:]``) of dark things cut by the frame, not part of the digit: a
+    finger, the table, a shadowed corner of a photo.
+
+    They touch the image's edge and are far thicker than the strokes away from the edge; a
+    digit's own strokes that reach the edge have the pen's width and are kept. Images whose
+    ink all touches the edge (a tightly cropped digit) or none of it are left as they are.
+    """
+    height, width = labels.shape
+    left, top = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
+    right = left + stats[1:, cv2.CC_STAT_WIDTH]
+    bottom = top + stats[1:, cv2.CC_STAT_HEIGHT]
+    at_edge = (left == 0) | (top == 0) | (right >= width) | (bottom >= height)
+    if at_edge.all() or not at_edge.any():
+        return np.zeros(0, dtype=np.intp)
+    inside = np.flatnonzero(~at_edge)
+    inside_areas = stats[1:, cv2.CC_STAT_AREA][inside]
+    inside = inside[inside_areas >= SPECK_FRACTION * inside_areas.max()]  # strokes, not specks
+    distance = cv2.distanceTransform(strong, cv2.DIST_L2, 3)
+    radius = np.zeros(len(stats), dtype=np.float32)  # half the thickest part, per component
+    np.maximum.at(radius, labels.ravel(), distance.ravel())
+    stroke = float(radius[inside + 1].max())
+    edge = np.flatnonzero(at_edge)
+    return edge[radius[edge + 1] > EDGE_OBJECT_THICKNESS * stroke]
 
 
 def _weak_components_of(

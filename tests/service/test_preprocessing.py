@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from service.errors import ImageTooLarge, InvalidImage, NoInk, UnsupportedMediaType
 from service.preprocessing import encode_png, preprocess_image
@@ -128,6 +128,26 @@ def test_digit_filling_the_frame_is_not_taken_for_a_shadow() -> None:
     out, reference = run(png(tight)), run(png(margin))  # a "shadow" removal would refuse it
     assert float(out.sum()) > 0.7 * float(reference.sum())  # its strokes kept, not hollowed
     assert np.abs(out - reference).mean() < 0.08  # (the ink-heavy border raises the floor)
+
+
+def test_dark_object_cut_by_the_frame_is_not_ink() -> None:
+    """A finger or the table in a photo's corner: far thicker than the pen, touching the edge."""
+    image = draw_digit((300, 300), width=12, offset=(40, 20))
+    clean = run(png(image))
+    ImageDraw.Draw(image).ellipse((220, 220, 360, 360), fill=40)
+    out = run(png(image))
+    assert np.abs(out - clean).mean() < 0.02
+
+
+def test_pen_stroke_reaching_the_edge_is_kept() -> None:
+    """A 7 whose stem runs off the bottom edge and whose bar stands apart: both are ink."""
+    image = draw_digit((200, 200), stroke=[(0.2, 0.15), (0.8, 0.15), (0.45, 1.0)], width=14)
+    ImageDraw.Draw(image).line((55, 110, 105, 110), fill=0, width=14)  # apart from the stem
+    out = run(png(image))
+    rows = np.flatnonzero(out.max(axis=1) > 0.3)
+    assert rows[-1] - rows[0] + 1 >= 19  # the stem's full height is in the 20-pixel box
+    middle = out[int(rows[0]) + 9 : int(rows[0]) + 12]  # the crossbar's rows
+    assert (middle > 0.5).sum() >= 8  # the bar is there too, beside the stem
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "P", "1", "I;16", "CMYK"])
