@@ -17,6 +17,7 @@ The lighting fit runs only for images whose border is not evenly lit.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Collection
 
@@ -183,11 +184,8 @@ def _flatten_lighting(ink: np.ndarray, border: np.ndarray) -> np.ndarray:
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         small = cv2.resize(ink, size, interpolation=cv2.INTER_AREA)
-    terms = _quadratic_terms(*small.shape)
-    edge = np.zeros(small.shape, dtype=bool)
-    for part in _border_slices(edge):
-        part[...] = True  # views: marks the same border the statistics use
-    design, values = terms[edge.ravel()], small[edge].astype(np.float64)
+    terms, edge = _lighting_grid(*small.shape)
+    design, values = terms[edge], small.ravel()[edge].astype(np.float64)
     keep = np.ones(len(values), dtype=bool)
     for _ in range(LIGHTING_FITS):
         coefficients = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
@@ -199,16 +197,26 @@ def _flatten_lighting(ink: np.ndarray, border: np.ndarray) -> np.ndarray:
     surface = (terms @ coefficients).reshape(small.shape)
     if float(np.ptp(surface)) < UNEVEN_LEVELS or sigma > LIGHTING_MAX_RESIDUAL:
         return ink  # even after all, or the border is not smooth paper (ink runs along it)
-    if surface.shape != ink.shape:
-        surface = cv2.resize(surface, (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip(ink - surface + surface.min(), 0, 255).astype(np.uint8)
+    # 8-bit shading to subtract (saturating): lighting is smooth, half a level of rounding is
+    # far below the noise floor.
+    shading = np.clip(np.rint(surface - surface.min()), 0, 255).astype(np.uint8)
+    if shading.shape != ink.shape:
+        shading = cv2.resize(shading, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.subtract(ink, shading)
 
 
-def _quadratic_terms(height: int, width: int) -> np.ndarray:
-    """(H*W, 6): 1, x, y, x*x, x*y, y*y on -1..1 coordinates, row-major."""
+@functools.lru_cache(maxsize=64)
+def _lighting_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H*W, 6) terms 1, x, y, x*x, x*y, y*y on -1..1 coordinates, row-major, and the flat
+    indices of the border pixels (the border the statistics use). Cached: sizes repeat."""
     ys, xs = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij")
     xs, ys = xs.ravel(), ys.ravel()
-    return np.stack([np.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys], axis=1)
+    terms = np.stack([np.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys], axis=1)
+    edge = np.zeros((height, width), dtype=bool)
+    for part in _border_slices(edge):
+        part[...] = True  # views into ``edge``
+    terms.flags.writeable = False
+    return terms, np.flatnonzero(edge)
 
 
 def _stretch(histogram: np.ndarray, border: np.ndarray) -> np.ndarray:
