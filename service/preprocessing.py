@@ -44,6 +44,12 @@ NOISE_SIGMAS = 3.0  # background noise floor, in robust standard deviations of t
 STRONG = 0.5  # "certainly ink": half the ink level above the floor
 WEAK = 0.04  # faint anti-aliased edges are kept when they touch certain ink
 SPECK_FRACTION = 0.08  # ink components smaller than this share of the largest are specks
+RULE_ASPECT = 4.0  # a separate line this many times wider than high, below the digit,...
+RULE_THICKNESS = 0.25  # ...at most this share of the digit's height,...
+RULE_FILL = 0.5  # ...and straight (filling this share of its bounding box) is a form's rule
+OUTLINE_BAND = 0.12  # of a frame's shorter side: how close to its box edges its ink lies...
+OUTLINE_SHARE = 0.85  # ...for this share of its pixels
+OUTLINE_FILL = 0.3  # a frame covers at most this share of its bounding box
 EDGE_OBJECT_THICKNESS = 2.5  # edge-touching ink this many times thicker than the strokes: not ink
 BOX_LEVEL = 0.3  # pixels at least this inked define the 20x20 box
 MARGIN = 3  # output pixels of faint halo kept around the box
@@ -257,6 +263,8 @@ def _keep_strokes(ink: np.ndarray, lut: np.ndarray) -> np.ndarray:
     areas = stats[1:, cv2.CC_STAT_AREA].copy()
     areas[_edge_objects(strong, labels, stats)] = 0
     kept = np.flatnonzero(areas >= SPECK_FRACTION * areas.max()) + 1
+    if len(kept) > 1:
+        kept = _without_form_lines(kept, labels, stats)
     weak = _at_least(ink, int(np.searchsorted(lut, WEAK, side="right")))
     weak_count, weak_labels = cv2.connectedComponents(weak, connectivity=8, ltype=cv2.CV_32S)
     # Strong ink is also weak ink, so each kept stroke lies inside exactly one weak component.
@@ -297,6 +305,54 @@ def _edge_objects(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> 
     stroke = float(radius[inside + 1].max())
     edge = np.flatnonzero(at_edge)
     return edge[radius[edge + 1] > EDGE_OBJECT_THICKNESS * stroke]
+
+
+def _without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """``kept`` less the printed lines of a form: a box drawn around the digit (a thin,
+    rectangular outline enclosing all the other ink) and a rule under it (a long flat line
+    below all the other ink). A digit's own parts are never both, so they stay; and when
+    nothing else would remain, nothing is dropped.
+    """
+    left, top = stats[kept, cv2.CC_STAT_LEFT], stats[kept, cv2.CC_STAT_TOP]
+    width, height = stats[kept, cv2.CC_STAT_WIDTH], stats[kept, cv2.CC_STAT_HEIGHT]
+    right, bottom = left + width, top + height
+    drop = np.zeros(len(kept), dtype=bool)
+    for i, component in enumerate(kept.tolist()):
+        others = np.arange(len(kept)) != i
+        encloses = (
+            (left[others] > left[i]).all()
+            and (top[others] > top[i]).all()
+            and (right[others] < right[i]).all()
+            and (bottom[others] < bottom[i]).all()
+        )
+        if encloses and _is_outline(labels, stats[component], component):
+            drop[i] = True
+        elif _is_rule(stats[component], top[others].min(), bottom[others].max()):
+            drop[i] = True
+    return kept if drop.all() else kept[~drop]
+
+
+def _is_rule(box: np.ndarray, ink_top: int, ink_bottom: int) -> bool:
+    """Whether the component is a straight line under the rest of the ink, thin beside the
+    digit's height: a form's rule. (A 5's or a 2's separate bottom stroke is curved or thick.)"""
+    _, top, width, height, area = (int(v) for v in box[:5])
+    return (
+        top >= ink_bottom
+        and width >= RULE_ASPECT * height
+        and height <= RULE_THICKNESS * (ink_bottom - ink_top)
+        and area >= RULE_FILL * width * height
+    )
+
+
+def _is_outline(labels: np.ndarray, box: np.ndarray, component: int) -> bool:
+    """Whether nearly all of the component lies along its bounding box's edges (a frame), not
+    across it (a 0 touches its box at four points only)."""
+    left, top, width, height, area = (int(v) for v in box[:5])
+    band = max(2, round(OUTLINE_BAND * min(width, height)))
+    if width <= 2 * band or height <= 2 * band or area > OUTLINE_FILL * width * height:
+        return False
+    inner = labels[top + band : top + height - band, left + band : left + width - band]
+    return int(np.count_nonzero(inner == component)) <= (1 - OUTLINE_SHARE) * area
 
 
 def _weak_components_of(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,6 +150,35 @@ def test_pen_stroke_reaching_the_edge_is_kept() -> None:
     assert rows[-1] - rows[0] + 1 >= 19  # the stem's full height is in the 20-pixel box
     middle = out[int(rows[0]) + 9 : int(rows[0]) + 12]  # the crossbar's rows
     assert (middle > 0.5).sum() >= 8  # the bar is there too, beside the stem
+
+
+def test_printed_box_around_the_digit_is_not_ink() -> None:
+    """A digit written in a form's box reads as the digit alone, not a digit in a frame."""
+    image = draw_digit((300, 300), width=12, offset=(30, 20))
+    clean = run(png(image))
+    ImageDraw.Draw(image).rectangle((40, 35, 285, 290), outline=30, width=4)
+    out = run(png(image))
+    assert np.abs(out - clean).mean() < 0.02
+
+
+def test_rule_under_the_digit_is_not_ink() -> None:
+    image = draw_digit((300, 320), width=12, offset=(30, 0))
+    clean = run(png(image))
+    ImageDraw.Draw(image).line((40, 290, 280, 290), fill=20, width=5)
+    out = run(png(image))
+    assert np.abs(out - clean).mean() < 0.02
+
+
+def test_a_writers_separate_bottom_stroke_is_kept(mnist_dir: Path) -> None:
+    """MNIST test digit 856: a 5 whose belly stands apart below its top, flat enough to pass
+    for an underline. It is the digit: the 20-pixel box must still span top to belly."""
+    raw = gzip.decompress((mnist_dir / "t10k-images-idx3-ubyte.gz").read_bytes())
+    five = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 28, 28)[856]
+    sheet = Image.new("L", (200, 200), 255)
+    sheet.paste(Image.fromarray(255 - five).resize((140, 140), Image.Resampling.BILINEAR), (30, 30))
+    out = run(png(sheet))
+    rows = np.flatnonzero(out.max(axis=1) > 0.3)
+    assert rows[-1] - rows[0] + 1 >= 16  # 18 rows with its belly, 12 without
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "P", "1", "I;16", "CMYK"])
