@@ -91,11 +91,12 @@ def normalize_digit(gray: np.ndarray) -> np.ndarray:
     if work is not pixels:
         border = _border_histogram(work)
     ink, histogram, border = _ink_up(work, border)
-    flattened = _flatten_lighting(ink, border)
+    paper = _paper(border)
+    flattened = _flatten_lighting(ink, paper[1])
     if flattened is not ink:
-        ink, border = flattened, _border_histogram(flattened)
-        histogram = cv2.calcHist([ink], [0], None, [256], (0, 256)).ravel().astype(np.float64)
-    lut = _stretch(histogram, border)
+        ink, histogram = flattened, _histogram(flattened)
+        paper = _paper(_border_histogram(flattened))
+    lut = _stretch(histogram, paper)
     return _fit_and_centre(_keep_strokes(ink, lut), lut)
 
 
@@ -157,12 +158,23 @@ def _reduce(pixels: np.ndarray) -> np.ndarray:
     return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
 
 
+def _histogram(pixels: np.ndarray) -> np.ndarray:
+    """The 256-bin histogram of 8-bit pixels, as float64 counts."""
+    return cv2.calcHist([pixels], [0], None, [256], (0, 256)).ravel().astype(np.float64)
+
+
+def _paper(border: np.ndarray) -> tuple[float, float]:
+    """The paper's level and its noise (robust sigma), from the border's histogram."""
+    background = histogram_percentiles(border, (50.0,))[0]
+    return background, 1.4826 * histogram_median_deviation(border, background)
+
+
 def _ink_up(pixels: np.ndarray, border: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Make the ink the bright side: whichever extreme lies farther from the background.
 
     Returns the pixels, their histogram and the border's histogram, all in ink-up polarity.
     """
-    histogram = cv2.calcHist([pixels], [0], None, [256], (0, 256)).ravel().astype(np.float64)
+    histogram = _histogram(pixels)
     background = histogram_percentiles(border, (50.0,))[0]
     low, high = histogram_percentiles(histogram, (0.1, 99.9))
     if background - low > high - background:
@@ -170,7 +182,7 @@ def _ink_up(pixels: np.ndarray, border: np.ndarray) -> tuple[np.ndarray, np.ndar
     return pixels, histogram, border
 
 
-def _flatten_lighting(ink: np.ndarray, border: np.ndarray) -> np.ndarray:
+def _flatten_lighting(ink: np.ndarray, border_sigma: float) -> np.ndarray:
     """Subtract the paper's own brightness where it varies (a shadow across a phone photo,
     vignetting), so that one noise floor fits the whole image; otherwise return ``ink`` as is.
 
@@ -181,8 +193,7 @@ def _flatten_lighting(ink: np.ndarray, border: np.ndarray) -> np.ndarray:
     running along the edges) is left alone. An evenly lit border (small spread), the common
     case, costs nothing more.
     """
-    background = histogram_percentiles(border, (50.0,))[0]
-    if 1.4826 * histogram_median_deviation(border, background) < UNEVEN_SPREAD:
+    if border_sigma < UNEVEN_SPREAD:
         return ink
     height, width = ink.shape
     scale = min(1.0, LIGHTING_SIDE / max(height, width))
@@ -225,11 +236,11 @@ def _lighting_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return terms, np.flatnonzero(edge)
 
 
-def _stretch(histogram: np.ndarray, border: np.ndarray) -> np.ndarray:
-    """The 256-entry table taking background and its noise to 0 and ink to 1 (removes paper
-    tint and JPEG noise): the pixel values are only ever used through it."""
-    background = histogram_percentiles(border, (50.0,))[0]
-    sigma = 1.4826 * histogram_median_deviation(border, background)
+def _stretch(histogram: np.ndarray, paper: tuple[float, float]) -> np.ndarray:
+    """The 256-entry table taking background and its noise (``paper``: level, sigma) to 0 and
+    ink to 1 (removes paper tint and JPEG noise): the pixel values are only ever used through it.
+    """
+    background, sigma = paper
     floor = background + NOISE_SIGMAS * sigma
     (peak,) = histogram_percentiles(histogram, (99.9,))
     brightest = float(np.flatnonzero(histogram)[-1])
