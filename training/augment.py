@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-BOX = 20.0  # MNIST fits the ink into a 20x20 box inside the 28x28 image
+from training.config import DIGIT_BOX
+
 INK_THRESHOLD = 0.1  # what counts as ink when measuring the box
 
 
@@ -121,7 +122,7 @@ def _pixel_centres(side: int, dtype: torch.dtype) -> torch.Tensor:
 def geometry(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """Affine distortion, elastic wobble and the refit into the MNIST box, as ONE resampling.
 
-    The refit fits the ink into the 20x20 box again (longer side BOX pixels, centre of mass at
+    The refit fits the ink into the 20x20 box again (longer side DIGIT_BOX pixels, centre of mass at
     the centre, with a little jitter): a slanted or thickened digit reaches the model only after
     the service's normalisation, so training sees it the same way. Its box and centre of mass
     are measured on the ink's pixel centres moved by the affine map, not on a resampled image,
@@ -146,7 +147,7 @@ def geometry(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) ->
     extent = torch.where(has_ink, extent, torch.ones_like(extent))
     mass = weight.sum(dim=1, keepdim=True).clamp_min(1e-6)
     centre = (moved * weight.unsqueeze(-1)).sum(dim=1) / mass  # (N, 2) normalised
-    box = BOX * _per_image(n, *cfg.box_scale, generator)
+    box = DIGIT_BOX * _per_image(n, *cfg.box_scale, generator)
     scale = torch.where(has_ink, box / extent.clamp_min(1), torch.ones_like(box))
     jitter = (
         torch.stack(

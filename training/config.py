@@ -16,6 +16,7 @@ MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 NUM_CLASSES = 10
 IMAGE_SIDE = 28
+DIGIT_BOX = 20  # MNIST fits each digit's ink into a 20x20 box inside the 28x28 image
 LABELS = [str(digit) for digit in range(NUM_CLASSES)]
 
 DATA_DIR_ENV = "DIGITS_DATA_DIR"

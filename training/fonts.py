@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from training.config import IMAGE_SIDE, NUM_CLASSES
+from training.config import DIGIT_BOX, IMAGE_SIDE, NUM_CLASSES
 
 logger = logging.getLogger("training.fonts")
 
@@ -30,7 +30,6 @@ FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
 # Text faces with ordinary digits; symbol and maths fonts are left out.
 FONT_PATTERNS = ("DejaVuSans*.ttf", "DejaVuSerif*.ttf", "Liberation*.ttf")
 RENDER_SIZE = 96  # glyphs are drawn large, then reduced like MNIST's 20-pixel box
-BOX = 20
 INK_LEVEL = 32  # of 255: what counts as ink when measuring the glyph's box
 
 
@@ -66,7 +65,7 @@ def render_digit(font: ImageFont.FreeTypeFont, digit: int) -> np.ndarray | None:
     if rows.size == 0:
         return None
     glyph = canvas.crop((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))
-    scale = BOX / max(glyph.size)
+    scale = DIGIT_BOX / max(glyph.size)
     size = (max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale)))
     small = np.asarray(glyph.resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
     total = small.sum()

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.fonts import BOX, find_fonts, render_font_digits
+from training.config import DIGIT_BOX
+from training.fonts import find_fonts, render_font_digits
 from training.train import mix_printed
 
 FONTS = find_fonts()
@@ -24,7 +25,7 @@ def test_glyphs_are_mnist_shaped() -> None:
     for image in digits.images:
         rows, cols = np.nonzero(image >= 32)
         longest = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
-        assert BOX - 2 <= longest <= BOX + 1  # MNIST's 20-pixel box
+        assert DIGIT_BOX - 2 <= longest <= DIGIT_BOX + 1  # MNIST's 20-pixel box
         mass = image.astype(np.float64)
         centre_y = (mass.sum(axis=1) * np.arange(28)).sum() / mass.sum()
         centre_x = (mass.sum(axis=0) * np.arange(28)).sum() / mass.sum()
