@@ -1,4 +1,8 @@
-"""Typed access to what the lifespan put on ``app.state`` (503 not_ready until it did)."""
+"""Typed access to what the lifespan put on ``app.state`` (503 not_ready until it did).
+
+The getters are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in a worker
+thread, a thread hop per request for two attribute reads.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,14 @@ from service.model import DigitClassifier
 from service.predictor import Predictor
 
 
-def get_predictor(request: Request) -> Predictor:
+async def get_predictor(request: Request) -> Predictor:
     predictor: Predictor | None = getattr(request.app.state, "predictor", None)
     if predictor is None or not getattr(request.app.state, "ready", False):
         raise NotReady("the model is not loaded yet; retry when GET /readyz answers 200")
     return predictor
 
 
-def get_classifier(request: Request) -> DigitClassifier:
+async def get_classifier(request: Request) -> DigitClassifier:
     classifier: DigitClassifier | None = getattr(request.app.state, "classifier", None)
     if classifier is None:
         raise NotReady("the model is not loaded yet; retry when GET /readyz answers 200")
