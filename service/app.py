@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,7 +10,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import __version__
-from service.batching import MicroBatcher
 from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import BodyLimit, Observability
@@ -33,27 +33,28 @@ def load_classifier(settings: Settings) -> DigitClassifier:
     )
 
 
+def _freeze_startup_objects() -> None:
+    """Keep the objects of start-up (modules, FastAPI's routes and models, the session) out of
+    every later garbage collection. Unfrozen, each full collection walked them all: 6 pauses
+    of ~21 ms in 5 s at 2,000 req/s, each stalling every request in flight (p99 3x p50)."""
+    gc.collect()
+    gc.freeze()
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     app_metrics: Metrics = app.state.metrics
+    # The server's own session serves no requests (the workers run theirs): it checks the
+    # model once, with a one-line error, before any worker starts, and describes it.
     classifier = load_classifier(settings)
     classifier.warm_up((1, settings.batch_max_size))
     app_metrics.set_model(classifier.info)
-    batcher = MicroBatcher(
-        classifier.predict,
-        max_batch_size=settings.batch_max_size,
-        max_delay_us=settings.batch_max_delay_us,
-        max_queue_images=settings.batch_max_queue_images,
-        retry_after_seconds=settings.retry_after_seconds,
-        metrics=app_metrics,
-    )
-    batcher.start()
     app.state.classifier = classifier
-    app.state.batcher = batcher
-    predictor = Predictor(settings, classifier.info, batcher, app_metrics)
+    predictor = Predictor(settings, classifier.info, app_metrics)
     await predictor.start()
     app.state.predictor = predictor
+    _freeze_startup_objects()
     app.state.ready = True
     app_metrics.model_ready.set(1)
     info = classifier.info
@@ -70,8 +71,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.ready = False
         app_metrics.model_ready.set(0)
-        await batcher.stop()
-        predictor.close()  # after the batcher: images decoded by now still got their answer
+        # uvicorn runs this after the requests in flight were answered (or the graceful
+        # shutdown timeout passed): the workers have nothing left that anyone waits for.
+        predictor.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -75,7 +75,7 @@ class Metrics:
         )
         self.queue_wait = Histogram(
             "digits_queue_wait_seconds",
-            "Time an input waited in the micro-batcher before its batch ran.",
+            "Time an input waited for its model call, besides its own decoding.",
             buckets=STEP_BUCKETS,
             registry=self.registry,
         )

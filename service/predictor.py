@@ -1,13 +1,12 @@
 """Transport-free prediction logic: bytes in, answer dicts out (routes only translate).
 
-Process layout: the event loop parses HTTP; decode + normalisation run in a pool of spawned
-worker processes (service/workers.py, one per core by default), because that work is mostly
-Python/numpy glue that would hold the event loop's GIL; ONNX Runtime runs on the
-micro-batcher's inference thread. A /predict reserves queue room up front (overload is refused
-before any decoding), sends the bytes to the least busy worker, and when the 28x28 image comes
-back, queues it for inference from the event loop: the loop's share is two frames and two
-futures. A /predict/batch sends all its images at once, spread over the workers. Answers are
-plain dicts so the route can serialise them without FastAPI's jsonable_encoder.
+Process layout: the event loop parses HTTP and nothing else; decoding, normalisation and the
+model run in a pool of spawned worker processes (service/workers.py, one per core by default),
+each batching what arrives together into one ONNX Runtime call (service/batching.py). A
+/predict is admitted (or refused with 503 at once), sent to the least busy worker, and
+answered when its probabilities come back; a /predict/batch sends all its images at once,
+spread over the workers. Answers are plain dicts so the route can serialise them without
+FastAPI's jsonable_encoder.
 """
 
 from __future__ import annotations
@@ -19,13 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from service.batching import MicroBatcher
 from service.errors import ServiceError
 from service.metrics import Metrics
 from service.model import ModelInfo
 from service.preprocessing import encode_png
 from service.settings import Settings
-from service.workers import PreprocessPool
+from service.workers import ModelSpec, PoolOptions, Result, WorkerPool
 
 
 @dataclass(frozen=True)
@@ -36,27 +34,39 @@ class Upload:
     filename: str | None = None
 
 
+def pool_options(settings: Settings) -> PoolOptions:
+    """The worker pool as the settings describe it."""
+    return PoolOptions(
+        workers=settings.resolved_preprocess_workers,
+        model=ModelSpec(
+            path=str(settings.resolved_model_path),
+            provider=settings.provider,
+            intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads,
+        ),
+        allowed_formats=settings.allowed_image_formats,
+        max_pixels=settings.max_image_pixels,
+        timeout_seconds=settings.preprocess_timeout_seconds,
+        max_batch_size=settings.batch_max_size,
+        max_delay_us=settings.batch_max_delay_us,
+        max_queue_images=settings.batch_max_queue_images,
+        retry_after_seconds=settings.retry_after_seconds,
+        niceness=settings.worker_niceness,
+    )
+
+
 class Predictor:
-    def __init__(
-        self, settings: Settings, info: ModelInfo, batcher: MicroBatcher, metrics: Metrics
-    ) -> None:
-        self._batcher = batcher
+    def __init__(self, settings: Settings, info: ModelInfo, metrics: Metrics) -> None:
         self._metrics = metrics
         self._model_ref = {"name": info.name, "version": info.version}
-        self.pool = PreprocessPool(
-            workers=settings.resolved_preprocess_workers,
-            allowed_formats=settings.allowed_image_formats,
-            max_pixels=settings.max_image_pixels,
-            timeout_seconds=settings.preprocess_timeout_seconds,
-            observe=metrics.preprocess_duration.observe,  # refused images count too
-        )
+        self.pool = WorkerPool(pool_options(settings), metrics)
 
     async def start(self) -> None:
-        """Spawn the preprocessing workers (on the running loop: replies arrive through it)."""
+        """Spawn the workers (on the running loop: replies arrive through it)."""
         await self.pool.start()
 
     def close(self) -> None:
-        """Stop the worker processes (after the batcher has drained)."""
+        """Stop the worker processes; what they were still working on fails with 503."""
         self.pool.close()
 
     def _answer(self, probabilities: np.ndarray, image: np.ndarray | None) -> dict[str, Any]:
@@ -75,33 +85,26 @@ class Predictor:
 
     async def predict(self, upload: Upload, include_image: bool = False) -> dict[str, Any]:
         """The answer for one image; raises ServiceError for bad input or overload."""
-        self._batcher.reserve(1)  # 503 at once when full, before any decoding
-        try:
-            image = await self.pool.preprocess(upload.data)
-        except BaseException:  # a bad image, a dead worker, or the client went away
-            self._batcher.release(1)
-            raise
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._batcher.enqueue(image[np.newaxis, np.newaxis], future)
-        probabilities = await future
-        return self._answer(probabilities[0], image if include_image else None)
+        result = await self.pool.classify(upload.data, include_image)
+        return self._answer(result.probabilities[0], result.image)
 
     async def predict_batch(
         self, uploads: list[Upload], include_image: bool = False
     ) -> list[dict[str, Any]]:
         """One entry per upload in order; a bad image fails its own entry only."""
-        futures = self.pool.preprocess_many(upload.data for upload in uploads)
-        prepared = await asyncio.gather(*futures, return_exceptions=True)
-        for item in prepared:
-            if not isinstance(item, np.ndarray | ServiceError):
-                raise item  # not the image's fault (cancelled, a bug): the whole request fails
-        good = [item for item in prepared if isinstance(item, np.ndarray)]
-        rows = iter(await self._batcher.submit(np.stack(good)[:, np.newaxis]) if good else [])
+        futures = self.pool.classify_many((upload.data for upload in uploads), include_image)
+        results = await asyncio.gather(*futures, return_exceptions=True)
         entries: list[dict[str, Any]] = []
-        for upload, item in zip(uploads, prepared, strict=True):
+        for upload, item in zip(uploads, results, strict=True):
             if isinstance(item, ServiceError):
                 entries.append({"filename": upload.filename, "error": item.to_dict()})
-                continue
-            answer = self._answer(next(rows), item if include_image else None)
-            entries.append({**answer, "filename": upload.filename})
+            elif isinstance(item, Result):
+                answer = self._answer(item.probabilities[0], item.image)
+                entries.append({**answer, "filename": upload.filename})
+            else:
+                raise item  # not the image's fault (cancelled, a bug): the whole request fails
         return entries
+
+    async def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(n, 10) for float32 images (n, 1, 28, 28) in MNIST convention (the V2 endpoint)."""
+        return (await self.pool.classify_tensor(images)).probabilities

@@ -1,59 +1,55 @@
-"""The preprocessing process pool: decode + normalisation in worker processes.
+"""The worker pool, as the server sees it: decode, normalise and classify in worker processes.
 
-Why processes: ``preprocess_image`` is mostly Python/numpy glue that holds the GIL for a few
-hundred microseconds per small PNG; run in threads of the server process it starves the event
-loop. Workers are *spawned*: a fresh interpreter is exec'd (the parent has threads and an ONNX
-Runtime session: never fork it), without multiprocessing's re-import of ``__main__`` (a script
-without a main guard would make every worker die at start) or its exit hook that joins
-children. Each worker talks to the parent over its own socketpair, with fixed struct frames
-and no pickle. The parent side is an asyncio Protocol per worker, so the event loop's share of an
-image is one frame written, one frame parsed and one future: no helper threads in the parent.
+Why processes: decoding and normalising an image is mostly Python/numpy glue that holds the
+GIL for a few hundred microseconds, and a model-running thread beside the event loop waits
+for the GIL several times per batch (service/batching.py says what that cost). So the server
+process keeps one thread, the event loop, which only moves bytes; each worker process
+(service/worker_main.py) decodes its images and runs its own ONNX Runtime session on the
+batches it takes.
 
-Robustness: a worker answers its requests in order, so the oldest unanswered one is the image
-it is working on. That image gets ``timeout_seconds``; past that, or when the worker dies
-(segfault, OOM kill), it fails as ``invalid_image``, the worker is replaced, and the requests
-queued behind it are sent again (once). A worker that dies before it is ready (a broken
-install) fails its requests with 503 and is restarted only after ``RESTART_BACKOFF_S``.
-Workers ignore SIGINT/SIGTERM (the parent drains, then stops them) and exit when their
-socket closes, so a killed parent leaves no orphans.
+Workers are *spawned*: a fresh interpreter is exec'd (the parent has an ONNX Runtime session:
+never fork it), without multiprocessing's re-import of ``__main__`` or its exit hook that joins
+children. Each talks to the server over its own socketpair in fixed struct frames
+(service/worker_protocol.py); the event loop's share of an image is one frame written, one
+frame parsed and one future.
+
+Admission: the pool counts the images sent and not yet answered; past ``max_queue_images`` a
+request is refused at once (Overloaded: 503 + Retry-After) before anything is sent, so an
+overloaded service neither queues without bound nor decodes what it will refuse.
+
+Robustness: a worker writes which image it is decoding, and since when, into a progress slot
+shared with the server. An image past ``timeout_seconds``, or one under which the worker died
+(segfault, OOM kill), fails as ``invalid_image``; the worker is replaced and its other inputs
+are sent again (once). A worker that dies before it is ready (a broken install, an unloadable
+model) fails its requests with 503 and is restarted only after ``RESTART_BACKOFF_S``. Workers
+ignore SIGINT/SIGTERM (the server drains, then stops them) and exit when their socket closes,
+so a killed server leaves no orphans.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import os
-import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-import traceback
-from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
 
-import cv2
 import numpy as np
 
-from service.errors import InvalidImage, NotReady, ServiceError
-from service.preprocessing import SIZE, preprocess_image
+from service import worker_protocol as wire
+from service.errors import InvalidImage, NotReady, Overloaded, ServiceError
+from service.metrics import Metrics
 
 logger = logging.getLogger("service.workers")
 
-# Frame: request id, kind, seconds the worker spent (replies only), payload length; payload.
-_HEADER = struct.Struct("<IBdI")
-_ERROR_HEAD = struct.Struct("<HH")  # an error payload: status, code length; code; message
-_REQUEST, _IMAGE, _ERROR, _READY = 1, 2, 3, 4
-_ID_LIMIT = 2**32  # request ids wrap around within the header's uint32
-IMAGE_SHAPE = (SIZE, SIZE)
-_IMAGE_BYTES = SIZE * SIZE * np.dtype(np.float32).itemsize
-
-SHUTDOWN_GRACE_S = 2.0  # a worker finishing its current image before it is killed
-STARTUP_ALLOWANCE_S = 60.0  # importing OpenCV and numpy on a busy machine, before any timeout
+SHUTDOWN_GRACE_S = 2.0  # a worker finishing its current batch before it is killed
+STARTUP_ALLOWANCE_S = 60.0  # importing OpenCV, numpy and ONNX Runtime on a busy machine
 _WATCH_FRACTION = 0.25  # the watchdog looks this often per timeout...
 _WATCH_MAX_S = 1.0  # ...and at least once a second
 # Set before numpy loads: the pool is the parallelism. With OpenBLAS's default thread per
@@ -61,138 +57,70 @@ _WATCH_MAX_S = 1.0  # ...and at least once a second
 _SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 RESTART_BACKOFF_S = 1.0  # a worker that dies while starting is not respawned in a tight loop
 _RETIRED_LOAD = sys.maxsize  # a dead worker is never the least busy
-_INTERNAL_STATUS = 500
 # The worker's first statements: ignore the signals before the slow imports, then serve.
-_BOOT = (
+BOOT = (
     "import signal, sys, json; "
     "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN); "
     "config = json.loads(sys.argv[1]); sys.path[:0] = config['path']; "
-    "from service.workers import worker_main; worker_main(config)"
+    "from service.worker_main import worker_main; worker_main(config)"
 )
+DEFAULT_PREPROCESS = "service.preprocessing:preprocess_image"
 
 
-class Preprocess(Protocol):
-    """``preprocess_image``'s signature; tests inject slow or crashing stand-ins."""
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a worker needs to open its own session (DigitClassifier's arguments)."""
 
-    def __call__(
-        self, data: bytes, *, allowed_formats: Collection[str], max_pixels: int
-    ) -> np.ndarray: ...
+    path: str
+    provider: str = "cpu"
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
 
-
-# --- The worker process -------------------------------------------------------------------
-
-
-def worker_main(config: dict[str, Any]) -> None:
-    """Entry point of a worker process (see ``_BOOT``): ``config`` is what ``_spawn`` sent."""
-    cv2.setNumThreads(1)  # as _SINGLE_THREADED: one thread per worker, the pool is the parallelism
-    module, _, name = str(config["preprocess"]).partition(":")
-    preprocess: Preprocess = getattr(importlib.import_module(module), name)
-    sock = socket.socket(fileno=int(config["fd"]))
-    _serve(sock, frozenset(config["formats"]), int(config["max_pixels"]), preprocess)
+    def to_config(self) -> dict[str, Any]:
+        options = {
+            "provider": self.provider,
+            "intra_op_threads": self.intra_op_threads,
+            "inter_op_threads": self.inter_op_threads,
+        }
+        return {"path": self.path, "options": options}
 
 
-def _serve(
-    sock: socket.socket,
-    allowed_formats: frozenset[str],
-    max_pixels: int,
-    preprocess: Preprocess,
-) -> None:
-    """Worker main loop: one framed request in, one framed reply out, until the socket closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent drains first, then stops us
-    sock.sendall(_HEADER.pack(0, _READY, 0.0, 0))
-    stream = sock.makefile("rb")
-    while True:
-        header = stream.read(_HEADER.size)
-        if len(header) < _HEADER.size:
-            return  # the parent closed the socket (or died)
-        request_id, _, _, length = _HEADER.unpack(header)
-        data = stream.read(length)
-        if len(data) < length:
-            return
-        sock.sendall(_reply(request_id, data, allowed_formats, max_pixels, preprocess))
+@dataclass(frozen=True, slots=True)
+class Result:
+    """Class probabilities (count, 10); for an encoded image, optionally the 28x28 it became."""
 
-
-def _reply(
-    request_id: int,
-    data: bytes,
-    allowed_formats: frozenset[str],
-    max_pixels: int,
-    preprocess: Preprocess,
-) -> bytes:
-    started = time.perf_counter()
-    try:
-        image = np.asarray(
-            preprocess(data, allowed_formats=allowed_formats, max_pixels=max_pixels),
-            dtype=np.float32,
-        )
-        if image.shape != IMAGE_SHAPE:
-            raise ValueError(f"preprocessing returned shape {image.shape}, not {IMAGE_SHAPE}")
-        kind, payload = _IMAGE, image.tobytes()
-    except ServiceError as exc:
-        kind, payload = _ERROR, _encode_error(exc)
-    except Exception:  # a bug, never the client's fault: say so, keep serving
-        traceback.print_exc()
-        bug = ServiceError(_INTERNAL_STATUS, "internal_error", "internal server error")
-        kind, payload = _ERROR, _encode_error(bug)
-    seconds = time.perf_counter() - started
-    return _HEADER.pack(request_id, kind, seconds, len(payload)) + payload
-
-
-def _encode_error(exc: ServiceError) -> bytes:
-    code = exc.code.encode()
-    return _ERROR_HEAD.pack(exc.status_code, len(code)) + code + exc.message.encode()
-
-
-def _error_classes() -> dict[str, type[ServiceError]]:
-    """Fixed-code ServiceError subclasses by code, to raise the same class as in-process."""
-    found: dict[str, type[ServiceError]] = {}
-    pending: list[type[ServiceError]] = [ServiceError]
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        code = getattr(cls, "error_code", None)
-        if isinstance(code, str) and not cls.__subclasses__():
-            found.setdefault(code, cls)
-    return found
-
-
-_ERROR_CLASSES = _error_classes()
-
-
-def _decode_error(payload: bytes) -> ServiceError:
-    status, code_length = _ERROR_HEAD.unpack_from(payload)
-    code = payload[_ERROR_HEAD.size : _ERROR_HEAD.size + code_length].decode()
-    message = payload[_ERROR_HEAD.size + code_length :].decode()
-    cls = _ERROR_CLASSES.get(code, ServiceError)
-    exc = cls.__new__(cls)  # subclasses fix status/code in __init__; set the sent ones
-    ServiceError.__init__(exc, status, code, message)
-    return exc
-
-
-# --- The parent side ----------------------------------------------------------------------
+    probabilities: np.ndarray
+    image: np.ndarray | None = None
 
 
 @dataclass(slots=True)
 class _Request:
     request_id: int
     frame: bytes
-    future: asyncio.Future[np.ndarray]
+    count: int  # images, for admission
+    with_image: bool
+    encoded: bool  # decoded by the worker (its decode time is a metric)
+    future: asyncio.Future[Result]
     retried: bool = False
 
 
 class _Worker(asyncio.Protocol):
-    """One worker process and its socket, as seen from the event loop."""
+    """One worker process, its socket and its progress slot, as seen from the event loop."""
 
     def __init__(
-        self, pool: PreprocessPool, process: subprocess.Popen[bytes], sock: socket.socket
+        self,
+        pool: WorkerPool,
+        process: subprocess.Popen[bytes],
+        sock: socket.socket,
+        slot: wire.ProgressSlot,
     ) -> None:
         self.pool = pool
         self.process = process
         self.sock = sock
+        self.slot = slot
         self.spawned_at = time.monotonic()
-        self.head_started = self.spawned_at  # when the oldest unanswered request began
         self.outstanding: dict[int, _Request] = {}  # insertion order = the worker's order
+        self.images = 0  # images outstanding: the load the pool balances
         self.ready = False
         self.retired = False
         self._transport: asyncio.Transport | None = None
@@ -201,9 +129,14 @@ class _Worker(asyncio.Protocol):
 
     def track(self, request: _Request) -> None:
         """Count ``request`` as this worker's (its frame is written by the caller)."""
-        if not self.outstanding and self.ready:
-            self.head_started = time.monotonic()
         self.outstanding[request.request_id] = request
+        self.images += request.count
+
+    def untrack(self, request_id: int) -> _Request | None:
+        request = self.outstanding.pop(request_id, None)
+        if request is not None:
+            self.images -= request.count
+        return request
 
     def write(self, data: bytes) -> None:
         if self._transport is None:
@@ -221,33 +154,16 @@ class _Worker(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
         buffer += data
-        offset, size = 0, _HEADER.size
+        offset, size = 0, wire.REPLY.size
         while len(buffer) - offset >= size:
-            request_id, kind, seconds, length = _HEADER.unpack_from(buffer, offset)
-            end = offset + size + length
+            fields = wire.REPLY.unpack_from(buffer, offset)
+            end = offset + size + fields[-1]
             if len(buffer) < end:
                 break
-            self._on_frame(request_id, kind, seconds, bytes(buffer[offset + size : end]))
+            self.pool.on_reply(self, fields, bytes(buffer[offset + size : end]))
             offset = end
         if offset:
             del buffer[:offset]
-
-    def _on_frame(self, request_id: int, kind: int, seconds: float, payload: bytes) -> None:
-        if kind == _READY:
-            self.ready = True
-            self.head_started = time.monotonic()
-            return
-        request = self.outstanding.pop(request_id, None)
-        self.head_started = time.monotonic()
-        if request is None or request.future.done():  # timed out, or the caller went away
-            return
-        self.pool.observe(seconds)
-        if kind == _IMAGE and len(payload) == _IMAGE_BYTES:
-            request.future.set_result(np.frombuffer(payload, np.float32).reshape(IMAGE_SHAPE))
-        elif kind == _ERROR:
-            request.future.set_exception(_decode_error(payload))
-        else:
-            request.future.set_exception(RuntimeError(f"bad reply frame kind {kind}"))
 
     def eof_received(self) -> bool:
         return False  # close our end too: connection_lost follows
@@ -264,7 +180,7 @@ class _Worker(asyncio.Protocol):
         self._drop_socket()
 
     def close_gracefully(self) -> None:
-        """Tell the worker to exit after its current image: EOF on its socket."""
+        """Tell the worker to exit after its current batch: EOF on its socket."""
         self.retired = True
         try:
             self.sock.shutdown(socket.SHUT_WR)
@@ -284,34 +200,42 @@ class _Worker(asyncio.Protocol):
 
 
 def _load(worker: _Worker) -> int:
-    return _RETIRED_LOAD if worker.retired else len(worker.outstanding)
+    return _RETIRED_LOAD if worker.retired else worker.images
 
 
-class PreprocessPool:
-    """``workers`` spawned processes running ``preprocess``; results come back as futures."""
+@dataclass
+class PoolOptions:
+    """How the workers decode, batch and admit (the Settings fields they come from)."""
 
-    def __init__(
-        self,
-        *,
-        workers: int,
-        allowed_formats: Collection[str],
-        max_pixels: int,
-        timeout_seconds: float,
-        observe: Callable[[float], None] = lambda seconds: None,
-        preprocess: Preprocess = preprocess_image,
-    ) -> None:
-        self._size = max(1, workers)
-        self._formats = frozenset(allowed_formats)
-        self._max_pixels = max_pixels
-        self.timeout_seconds = timeout_seconds
-        self.observe = observe
-        self._preprocess = f"{preprocess.__module__}:{preprocess.__qualname__}"
+    workers: int
+    model: ModelSpec
+    allowed_formats: Collection[str] = frozenset({"PNG", "JPEG"})
+    max_pixels: int = 40_000_000
+    timeout_seconds: float = 10.0
+    max_batch_size: int = 32
+    max_delay_us: int = 0
+    max_queue_images: int = 1024
+    retry_after_seconds: int = 1
+    niceness: int = 0
+    preprocess: str = DEFAULT_PREPROCESS  # "module:function"; tests inject stand-ins
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class WorkerPool:
+    """``workers`` spawned processes that turn images into class probabilities, as futures."""
+
+    def __init__(self, options: PoolOptions, metrics: Metrics | None = None) -> None:
+        self.options = options
+        self.timeout_seconds = options.timeout_seconds
+        self._metrics = metrics
+        self._size = max(1, options.workers)
         self._workers: list[_Worker] = []
         self._retired: list[subprocess.Popen[bytes]] = []
         self._connecting: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watch: asyncio.TimerHandle | None = None
         self._next_id = 0
+        self._in_flight = 0  # images sent and not yet answered
         self._closed = False
 
     @property
@@ -319,35 +243,42 @@ class PreprocessPool:
         """The live workers' process ids (for operators and tests)."""
         return [worker.process.pid for worker in self._workers if not worker.retired]
 
+    @property
+    def queued_images(self) -> int:
+        return self._in_flight
+
     async def start(self) -> None:
-        """Spawn the workers; requests sent before they finished importing wait in the socket."""
+        """Spawn the workers; requests sent before they are ready wait in their sockets."""
         self._loop = asyncio.get_running_loop()
         self._workers = [self._spawn() for _ in range(self._size)]
         if self._connecting:
             await asyncio.gather(*self._connecting)
         self._schedule_watch()
 
-    def preprocess(self, data: bytes) -> asyncio.Future[np.ndarray]:
-        """The (28, 28) float32 image, or the ServiceError preprocess_image raised for it."""
-        worker = self._pick()
-        request = self._request(data)
-        worker.track(request)
-        worker.write(request.frame)
-        return request.future
+    def classify(self, data: bytes, with_image: bool = False) -> asyncio.Future[Result]:
+        """Probabilities (1, 10) for one encoded image, or the ServiceError it earned."""
+        return self.classify_many([data], with_image)[0]
 
-    def preprocess_many(self, items: Iterable[bytes]) -> list[asyncio.Future[np.ndarray]]:
-        """One future per image, spread over the workers, one socket write per worker."""
-        frames: dict[_Worker, list[bytes]] = {}
-        futures: list[asyncio.Future[np.ndarray]] = []
-        for data in items:
-            worker = self._pick()
-            request = self._request(data)
-            worker.track(request)
-            frames.setdefault(worker, []).append(request.frame)
-            futures.append(request.future)
-        for worker, parts in frames.items():
-            worker.write(b"".join(parts))
-        return futures
+    def classify_many(
+        self, items: Iterable[bytes], with_image: bool = False
+    ) -> list[asyncio.Future[Result]]:
+        """One future per encoded image, spread over the workers, one write per worker.
+        All are admitted or none (Overloaded, raised before anything is sent)."""
+        items = list(items)
+        self._admit(len(items))
+        flags = wire.WITH_IMAGE if with_image else 0
+        requests = [self._request(wire.ENCODED, flags, 1, data) for data in items]
+        self._send(requests)
+        return [request.future for request in requests]
+
+    def classify_tensor(self, images: np.ndarray) -> asyncio.Future[Result]:
+        """Probabilities (n, 10) for float32 images (n, 1, 28, 28) that need no decoding."""
+        count = int(images.shape[0])
+        self._admit(count)
+        data = np.ascontiguousarray(images, dtype=np.float32).tobytes()
+        request = self._request(wire.TENSOR, 0, count, data)
+        self._send([request])
+        return request.future
 
     def close(self) -> None:
         """Stop every worker: EOF first, a kill after SHUTDOWN_GRACE_S; fail what is left."""
@@ -363,51 +294,150 @@ class PreprocessPool:
             try:
                 worker.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                logger.warning("image worker %s did not stop in time; killed", worker.process.pid)
+                logger.warning("worker %s did not stop in time; killed", worker.process.pid)
             worker.stop()
             worker.process.wait()
-            self._fail_all(worker, NotReady("the service is shutting down"))
+            worker.slot.close()
+            for request in list(worker.outstanding.values()):
+                self._fail(worker, request, NotReady("the service is shutting down"))
         for process in self._retired:
             process.wait()
         self._retired.clear()
 
+    # --- replies and failures ------------------------------------------------------------
+
+    def on_reply(self, worker: _Worker, fields: tuple[Any, ...], payload: bytes) -> None:
+        request_id, kind, batch_size, decode_s, wait_s, model_s, _ = fields
+        if kind == wire.READY:
+            worker.ready = True
+            return
+        request = worker.untrack(request_id)
+        if request is None:  # timed out and already answered
+            return
+        self._in_flight -= request.count
+        self._observe(request, kind, batch_size, decode_s, wait_s, model_s)
+        if request.future.done():  # the caller went away
+            return
+        if kind == wire.RESULT:
+            request.future.set_result(_result(request, payload))
+        elif kind == wire.ERROR:
+            request.future.set_exception(wire.decode_error(payload))
+        else:
+            request.future.set_exception(RuntimeError(f"bad reply frame kind {kind}"))
+
     def lost(self, worker: _Worker) -> None:
-        """A worker's socket closed: unless we retired it, the process died under an image."""
+        """A worker's socket closed: unless we retired it, the process died."""
         if worker.retired:
             return
-        logger.warning("image worker %s died; restarting", worker.process.pid)
+        logger.warning("worker %s died; restarting", worker.process.pid)
         self._replace(worker, InvalidImage("the image crashed the decoder"))
 
-    def _request(self, data: bytes) -> _Request:
+    def _observe(
+        self,
+        request: _Request,
+        kind: int,
+        batch_size: int,
+        decode_s: float,
+        wait_s: float,
+        model_s: float,
+    ) -> None:
+        metrics = self._metrics
+        if metrics is None:
+            return
+        if request.encoded:
+            metrics.preprocess_duration.observe(decode_s)  # refused images count too
+        if kind == wire.RESULT:
+            metrics.queue_wait.observe(wait_s)
+        if batch_size:
+            metrics.batch_size.observe(batch_size)
+            metrics.inference_duration.observe(model_s)
+
+    def _fail(self, worker: _Worker | None, request: _Request, exc: ServiceError) -> None:
+        if worker is not None:
+            worker.untrack(request.request_id)
+        self._in_flight -= request.count
+        if not request.future.done():
+            request.future.set_exception(exc)
+
+    # --- sending -------------------------------------------------------------------------
+
+    def _admit(self, count: int) -> None:
+        if self._closed:
+            raise NotReady("the service is shutting down")
+        limit = self.options.max_queue_images
+        if self._in_flight + count <= limit:
+            self._in_flight += count
+            return
+        if self._metrics is not None:
+            self._metrics.rejected.labels("overloaded").inc(count)
+        raise Overloaded(
+            f"inference queue full ({self._in_flight} of {limit} images waiting); retry later",
+            self.options.retry_after_seconds,
+        )
+
+    def _request(self, kind: int, flags: int, count: int, data: bytes) -> _Request:
         assert self._loop is not None, "start() the pool first"
         request_id = self._next_id
-        self._next_id = (request_id + 1) % _ID_LIMIT
-        frame = _HEADER.pack(request_id, _REQUEST, 0.0, len(data)) + data
-        return _Request(request_id, frame, self._loop.create_future())
+        self._next_id = (request_id + 1) % wire.ID_LIMIT
+        head = wire.REQUEST.pack(request_id, kind, flags, count, time.monotonic(), len(data))
+        return _Request(
+            request_id,
+            head + data,
+            count,
+            bool(flags & wire.WITH_IMAGE),
+            kind == wire.ENCODED,
+            self._loop.create_future(),
+        )
+
+    def _send(self, requests: list[_Request]) -> None:
+        if all(worker.retired for worker in self._workers):
+            error = NotReady("the workers are restarting; retry later")
+            for request in requests:
+                self._fail(None, request, error)
+            raise error
+        frames: dict[_Worker, list[bytes]] = {}
+        for request in requests:
+            worker = self._pick()
+            worker.track(request)
+            frames.setdefault(worker, []).append(request.frame)
+        for worker, parts in frames.items():
+            worker.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def _pick(self) -> _Worker:
         worker = min(self._workers, key=_load)
         if worker.retired:  # every worker died while starting and waits for its backoff
-            raise NotReady("the image workers are restarting; retry later")
+            raise NotReady("the workers are restarting; retry later")
         return worker
 
+    # --- processes -----------------------------------------------------------------------
+
     def _spawn(self) -> _Worker:
+        options = self.options
         parent_sock, child_sock = socket.socketpair()
+        slot, slot_fd = wire.ProgressSlot.new()
         config = {
             "fd": child_sock.fileno(),
-            "formats": sorted(self._formats),
-            "max_pixels": self._max_pixels,
-            "preprocess": self._preprocess,
+            "progress_fd": slot_fd,
+            "formats": sorted(options.allowed_formats),
+            "max_pixels": options.max_pixels,
+            "max_batch_size": options.max_batch_size,
+            "max_delay_us": options.max_delay_us,
+            "niceness": options.niceness,
+            "model": options.model.to_config(),
+            "preprocess": options.preprocess,
             "path": [entry for entry in sys.path if entry],
         }
-        process = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, json.dumps(config)],
-            pass_fds=(child_sock.fileno(),),
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **_SINGLE_THREADED},
-        )
-        child_sock.close()
-        worker = _Worker(self, process, parent_sock)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", BOOT, json.dumps(config)],
+                pass_fds=(child_sock.fileno(), slot_fd),
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **_SINGLE_THREADED, **options.extra_env},
+            )
+        finally:
+            child_sock.close()
+            os.close(slot_fd)
+        worker = _Worker(self, process, parent_sock, slot)
         task = asyncio.ensure_future(self._connect(worker))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
@@ -420,28 +450,33 @@ class PreprocessPool:
         except (OSError, ValueError):  # closed before it connected: retired or shutting down
             self.lost(worker)
 
-    def _replace(self, worker: _Worker, head_error: ServiceError | None) -> None:
-        """Kill ``worker``, start its successor, fail its current image, resend the others."""
+    def _replace(self, worker: _Worker, culprit_error: ServiceError | None) -> None:
+        """Kill ``worker``, start its successor, fail the image it was decoding (if any),
+        send its other inputs again (once)."""
         started = worker.ready  # one that never got ready died of itself, not of an image
+        progress = worker.slot.read()
         worker.stop()
+        worker.slot.close()
         self._retired = [process for process in self._retired if process.poll() is None]
         self._retired.append(worker.process)
         pending = list(worker.outstanding.values())
-        worker.outstanding.clear()
+        for request in pending:
+            worker.untrack(request.request_id)
         if self._closed or not started:
-            reason = "shutting down" if self._closed else "an image worker failed to start"
+            reason = "shutting down" if self._closed else "a worker failed to start"
             for request in pending:
-                _fail(request, NotReady(f"{reason}; retry later"))
+                self._fail(None, request, NotReady(f"{reason}; retry later"))
             if not self._closed:
                 assert self._loop is not None
                 self._loop.call_later(RESTART_BACKOFF_S, self._respawn, worker)
             return
         self._respawn(worker)
-        for position, request in enumerate(pending):
-            if position == 0 and head_error is not None:
-                _fail(request, head_error)
+        decoding = progress.request_id if progress.since != wire.IDLE else None
+        for request in pending:
+            if culprit_error is not None and request.request_id == decoding:
+                self._fail(None, request, culprit_error)
             elif request.retried:
-                _fail(request, NotReady("image workers keep failing; retry later"))
+                self._fail(None, request, NotReady("workers keep failing; retry later"))
             else:
                 request.retried = True
                 successor = self._pick()
@@ -458,36 +493,37 @@ class PreprocessPool:
         self._watch = self._loop.call_later(interval, self._check_timeouts)
 
     def _check_timeouts(self) -> None:
-        """Watchdog: a worker past its deadline on one image is killed and replaced."""
+        """Watchdog: a worker past the deadline on one image is killed and replaced."""
         now = time.monotonic()
         for worker in list(self._workers):
-            if not worker.outstanding:
+            if worker.retired:
                 continue
-            if worker.ready and now - worker.head_started > self.timeout_seconds:
-                head_id = next(iter(worker.outstanding))
-                request = worker.outstanding.pop(head_id)
-                self.observe(now - worker.head_started)
-                logger.warning(
-                    "image worker %s timed out on an image; restarting", worker.process.pid
-                )
-                _fail(
-                    request,
-                    InvalidImage(
-                        f"the image took longer than {self.timeout_seconds:g} s to decode"
-                    ),
-                )
-                self._replace(worker, None)
-            elif not worker.retired and not worker.ready:
+            if not worker.ready:
                 if now - worker.spawned_at > STARTUP_ALLOWANCE_S:
                     self._replace(worker, None)
+                continue
+            progress = worker.slot.read()
+            if progress.since == wire.IDLE or now - progress.since <= self.timeout_seconds:
+                continue
+            logger.warning("worker %s timed out on an image; restarting", worker.process.pid)
+            request = worker.outstanding.get(progress.request_id)
+            if request is not None:
+                if self._metrics is not None:
+                    self._metrics.preprocess_duration.observe(now - progress.since)
+                limit = f"{self.timeout_seconds:g} s"
+                error = InvalidImage(f"the image took longer than {limit} to decode")
+                self._fail(worker, request, error)
+            self._replace(worker, None)
         self._schedule_watch()
 
-    def _fail_all(self, worker: _Worker, exc: ServiceError) -> None:
-        for request in worker.outstanding.values():
-            _fail(request, exc)
-        worker.outstanding.clear()
 
-
-def _fail(request: _Request, exc: ServiceError) -> None:
-    if not request.future.done():
-        request.future.set_exception(exc)
+def _result(request: _Request, payload: bytes) -> Result:
+    rows = request.count * wire.CLASSES
+    probabilities = np.frombuffer(payload, np.float32, rows).reshape(request.count, wire.CLASSES)
+    image = None
+    if request.with_image:
+        offset = rows * wire.FLOAT_BYTES
+        image = np.frombuffer(payload, np.float32, wire.IMAGE_FLOATS, offset).reshape(
+            wire.SIDE, wire.SIDE
+        )
+    return Result(probabilities, image)

@@ -1,9 +1,9 @@
 """KServe V2 / Open Inference Protocol REST routes (health, metadata, config, infer).
 
 The routes only move bytes: :mod:`service.v2.codec` reads and writes the wire format, the
-app's micro-batcher runs the model. Handlers take the raw ``Request`` and return ``Response``
-objects directly: no pydantic models or ``jsonable_encoder`` on the inference path, where the
-HTTP handling, not the model, sets the price (SERVING-FACTS.md).
+app's worker pool batches and runs the model. Handlers take the raw ``Request`` and return
+``Response`` objects directly: no pydantic models or ``jsonable_encoder`` on the inference
+path, where the HTTP handling, not the model, sets the price (SERVING-FACTS.md).
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
     try:
         model = _model_for(request, model_name, version)
         parsed = await _read_request(request, model)
-        probabilities = await request.app.state.batcher.submit(parsed.images)
+        probabilities = await request.app.state.predictor.probabilities(parsed.images)
     except V2Error as exc:
         return exc.response()
     except ServiceError as exc:

@@ -1,4 +1,4 @@
-"""The preprocessing process pool: same answers as in-process, and it survives its workers."""
+"""The worker pool: same answers as in-process, batching, admission, and it survives its workers."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.errors import ServiceError
+from service.errors import Overloaded, ServiceError
+from service.metrics import Metrics
+from service.model import DigitClassifier
 from service.preprocessing import preprocess_image
 from service.settings import Settings
-from service.workers import PreprocessPool
+from service.workers import ModelSpec, PoolOptions, Result, WorkerPool
 from tests.service.images import draw_digit, encode, png
 
 FORMATS = frozenset({"PNG", "JPEG"})
@@ -53,15 +55,20 @@ def thread_settings(
     return image
 
 
-def _pool(**options: Any) -> PreprocessPool:
-    defaults: dict[str, Any] = {
-        "workers": 2,
-        "allowed_formats": FORMATS,
-        "max_pixels": MAX_PIXELS,
-        "timeout_seconds": 5.0,
-        "preprocess": slow_or_real,
-    }
-    return PreprocessPool(**{**defaults, **options})
+@pytest.fixture
+def make_pool(tiny_onnx: Path) -> Any:
+    def make(**options: Any) -> WorkerPool:
+        defaults: dict[str, Any] = {
+            "workers": 2,
+            "model": ModelSpec(str(tiny_onnx)),
+            "allowed_formats": FORMATS,
+            "max_pixels": MAX_PIXELS,
+            "timeout_seconds": 5.0,
+            "preprocess": f"{__name__}:slow_or_real",
+        }
+        return WorkerPool(PoolOptions(**{**defaults, **options}))
+
+    return make
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -87,15 +94,19 @@ def _in_process(data: bytes) -> np.ndarray | ServiceError:
         return exc
 
 
-def test_results_match_preprocess_image_in_process() -> None:
+def test_results_match_preprocessing_and_the_model_in_process(
+    make_pool: Any, tiny_onnx: Path
+) -> None:
     async def scenario() -> list[Any]:
-        pool = _pool(preprocess=preprocess_image)
+        pool = make_pool(preprocess=f"{preprocess_image.__module__}:preprocess_image")
         await pool.start()
         try:
-            return await asyncio.gather(*pool.preprocess_many(GOOD + BAD), return_exceptions=True)
+            futures = pool.classify_many(GOOD + BAD, with_image=True)
+            return await asyncio.gather(*futures, return_exceptions=True)
         finally:
             pool.close()
 
+    model = DigitClassifier(tiny_onnx)
     for data, got in zip(GOOD + BAD, _run(scenario()), strict=True):
         expected = _in_process(data)
         if isinstance(expected, ServiceError):
@@ -106,18 +117,72 @@ def test_results_match_preprocess_image_in_process() -> None:
                 expected.message,
             )
         else:
-            assert isinstance(got, np.ndarray) and got.dtype == np.float32
-            np.testing.assert_array_equal(got, expected)
+            assert isinstance(got, Result) and got.image is not None
+            np.testing.assert_array_equal(got.image, expected)
+            np.testing.assert_allclose(
+                got.probabilities, model.predict(expected[None, None]), rtol=1e-6, atol=1e-7
+            )
 
 
-def test_workers_run_single_threaded() -> None:
+def test_tensors_and_images_sent_together_share_one_model_call(make_pool: Any) -> None:
+    """One worker, inputs sent while it is busy: the next batch takes them all at once."""
+    metrics = Metrics()
+
+    async def scenario() -> list[Any]:
+        pool = make_pool(workers=1)
+        pool._metrics = metrics
+        await pool.start()
+        try:
+            await pool.classify(GOOD[0])  # the worker is up
+            busy = pool.classify(SLEEP + b"x")
+            await asyncio.sleep(SLEEP_S / 4)
+            together = [*pool.classify_many(GOOD), pool.classify_tensor(np.zeros((5, 1, 28, 28)))]
+            return await asyncio.gather(busy, *together)
+        finally:
+            pool.close()
+
+    results = _run(scenario())
+    assert [r.probabilities.shape for r in results[1:]] == [(1, 10)] * 3 + [(5, 10)]
+    sizes = _histogram_values(metrics.batch_size)
+    assert sizes["count"] == 3 and sizes["sum"] == 1 + 1 + 3 + 5  # warm-up, busy, together
+
+
+def _histogram_values(histogram: Any) -> dict[str, float]:
+    values = {}
+    for metric in histogram.collect():
+        for sample in metric.samples:
+            if sample.name.endswith(("_count", "_sum")):
+                values[sample.name.rsplit("_", 1)[1]] = sample.value
+    return values
+
+
+def test_a_full_queue_refuses_at_once_and_sends_nothing(make_pool: Any) -> None:
+    async def scenario() -> tuple[ServiceError, list[Any], int]:
+        pool = make_pool(workers=1, max_queue_images=3, retry_after_seconds=2)
+        await pool.start()
+        try:
+            admitted = [pool.classify(SLEEP + b"a"), *pool.classify_many(GOOD[:2])]
+            with pytest.raises(Overloaded) as caught:
+                pool.classify_many(GOOD[:1])
+            results = await asyncio.gather(*admitted)
+            return caught.value, results, pool.queued_images
+        finally:
+            pool.close()
+
+    error, results, left = _run(scenario())
+    assert error.status_code == 503 and error.headers["Retry-After"] == "2"
+    assert "3 of 3 images" in error.message
+    assert len(results) == 3 and left == 0
+
+
+def test_workers_run_single_threaded(make_pool: Any) -> None:
     """Per-core BLAS/OpenCV thread pools in every worker made two workers 5x slower on photos."""
 
     async def scenario() -> np.ndarray:
-        pool = _pool(preprocess=thread_settings)
+        pool = make_pool(preprocess=f"{__name__}:thread_settings")
         await pool.start()
         try:
-            return await pool.preprocess(b"any")
+            return (await pool.classify(b"any", with_image=True)).image
         finally:
             pool.close()
 
@@ -125,19 +190,19 @@ def test_workers_run_single_threaded() -> None:
     assert (image[0, 0], image[0, 1]) == (1.0, 1.0)
 
 
-def test_a_killed_worker_fails_only_its_request_and_is_replaced() -> None:
+def test_a_killed_worker_fails_only_its_request_and_is_replaced(make_pool: Any) -> None:
     async def scenario() -> tuple[list[Any], list[int], list[int], np.ndarray]:
-        pool = _pool()
+        pool = make_pool()
         await pool.start()
         try:
-            await asyncio.gather(*pool.preprocess_many(GOOD[:2]))  # both workers are up
+            await asyncio.gather(*pool.classify_many(GOOD[:2]))  # both workers are up
             before = pool.pids
-            futures = pool.preprocess_many([SLEEP + b"a", SLEEP + b"b"])  # one per worker
+            futures = pool.classify_many([SLEEP + b"a", SLEEP + b"b"])  # one per worker
             await asyncio.sleep(SLEEP_S / 4)
             os.kill(before[0], signal.SIGKILL)
             results = await asyncio.gather(*futures, return_exceptions=True)
             after = pool.pids
-            image = await pool.preprocess(GOOD[0])
+            image = (await pool.classify(GOOD[0], with_image=True)).image
             return results, before, after, image
         finally:
             pool.close()
@@ -147,25 +212,26 @@ def test_a_killed_worker_fails_only_its_request_and_is_replaced() -> None:
     assert len(failed) == 1, results
     assert (failed[0].status_code, failed[0].code) == (400, "invalid_image")
     assert "crashed" in failed[0].message
-    assert sum(isinstance(item, np.ndarray) for item in results) == 1
+    assert sum(isinstance(item, Result) for item in results) == 1
     assert before[0] not in after and before[1] in after and len(after) == len(before)
     np.testing.assert_array_equal(image, _in_process(GOOD[0]))
 
 
-def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving() -> None:
+def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving(make_pool: Any) -> None:
     timeout = 0.5
 
     async def scenario() -> tuple[BaseException | None, float, np.ndarray, list[int]]:
-        pool = _pool(workers=1, timeout_seconds=timeout)
+        pool = make_pool(workers=1, timeout_seconds=timeout)
         await pool.start()
         try:
-            await pool.preprocess(GOOD[0])  # started: the timeout is about images only
+            await pool.classify(GOOD[0])  # started: the timeout is about images only
             stuck = pool.pids[0]
             started = time.monotonic()
-            spin, queued = pool.preprocess(SPIN), pool.preprocess(GOOD[1])
+            # In one batch, the stuck image is not first: the progress slot names it anyway.
+            queued, spin = pool.classify_many([GOOD[1], SPIN], with_image=True)
             error = (await asyncio.gather(spin, return_exceptions=True))[0]
             waited = time.monotonic() - started
-            return error, waited, await queued, [stuck, *pool.pids]
+            return error, waited, (await queued).image, [stuck, *pool.pids]
         finally:
             pool.close()
 
@@ -181,11 +247,11 @@ def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving() -> None
     assert _gone(stuck)
 
 
-def test_close_leaves_no_child_processes() -> None:
+def test_close_leaves_no_child_processes(make_pool: Any) -> None:
     async def scenario() -> list[int]:
-        pool = _pool()
+        pool = make_pool()
         await pool.start()
-        await pool.preprocess(GOOD[0])
+        await pool.classify(GOOD[0])
         pids = pool.pids
         pool.close()
         return pids

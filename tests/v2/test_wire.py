@@ -155,10 +155,10 @@ def test_overload_is_503_with_retry_after(v2_model: Path, monkeypatch: pytest.Mo
     app = create_app(Settings(model_path=v2_model, access_log=False, retry_after_seconds=2))
     with TestClient(app) as client:
 
-        async def full(images: np.ndarray) -> np.ndarray:
+        def full(images: np.ndarray) -> np.ndarray:
             raise Overloaded("inference queue full", 2)
 
-        monkeypatch.setattr(app.state.batcher, "submit", full)
+        monkeypatch.setattr(app.state.predictor.pool, "classify_tensor", full)
         response = client.post(INFER, json=_header(data=[0.1] * 784))
     assert response.status_code == 503
     assert response.headers["retry-after"] == "2"

@@ -1,0 +1,258 @@
+"""A worker process: decode, normalise and classify what the server sends, in batches.
+
+Started by service/workers.py as a fresh interpreter (see ``BOOT`` there). It loads its own
+ONNX Runtime session, then loops: take a batch of frames (service/batching.py), decode and
+normalise the images one by one (writing which one to the progress slot, so that the server
+can tell a stuck or crashing image from its neighbours), run the model once for the batch,
+and send every reply in one write. A bad image fails only its own reply; a failed model call
+fails the inputs of that call.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import select
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from service import worker_protocol as wire
+from service.batching import collect
+from service.errors import ServiceError
+from service.model import DigitClassifier
+
+RECEIVE_BYTES = 1 << 20
+_INTERNAL_STATUS = 500
+
+
+class Preprocess(Protocol):
+    """``preprocess_image``'s signature; tests inject slow or crashing stand-ins."""
+
+    def __call__(
+        self, data: bytes, *, allowed_formats: Collection[str], max_pixels: int
+    ) -> np.ndarray: ...
+
+
+@dataclass(slots=True)
+class Frame:
+    """One input as received: an encoded image (count 1) or ``count`` ready images."""
+
+    request_id: int
+    kind: int
+    flags: int
+    count: int
+    sent_at: float
+    payload: bytes
+
+
+class SocketInbox:
+    """Frames from the server's socket, for ``collect``: blocking, polling or timed."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+        self._pushed: list[Frame] = []
+        self._closed = False
+
+    def next(self, timeout: float | None) -> Frame | None:
+        if self._pushed:
+            return self._pushed.pop()
+        while True:
+            frame = self._parse()
+            if frame is not None or self._closed:
+                return frame
+            if not self._receive(timeout):
+                return None
+
+    def push_back(self, item: Frame) -> None:
+        self._pushed.append(item)
+
+    def _receive(self, timeout: float | None) -> bool:
+        if timeout is not None and not select.select([self._sock], [], [], timeout)[0]:
+            return False
+        chunk = self._sock.recv(RECEIVE_BYTES)
+        if not chunk:
+            self._closed = True  # the server closed the socket (or died): finish and exit
+        self._buffer += chunk
+        return True
+
+    def _parse(self) -> Frame | None:
+        buffer = self._buffer
+        if len(buffer) < wire.REQUEST.size:
+            return None
+        request_id, kind, flags, count, sent_at, length = wire.REQUEST.unpack_from(buffer)
+        end = wire.REQUEST.size + length
+        if len(buffer) < end:
+            return None
+        payload = bytes(buffer[wire.REQUEST.size : end])
+        del buffer[:end]
+        return Frame(request_id, kind, flags, count, sent_at, payload)
+
+
+@dataclass(frozen=True)
+class Limits:
+    allowed_formats: frozenset[str]
+    max_pixels: int
+    max_batch_size: int
+    max_delay_s: float
+
+
+def worker_main(config: dict[str, Any]) -> None:
+    """Entry point of a worker process: ``config`` is what the server's ``_spawn`` sent."""
+    cv2.setNumThreads(1)  # one thread per worker: the pool is the parallelism
+    if config["niceness"]:
+        os.nice(int(config["niceness"]))
+    module, _, name = str(config["preprocess"]).partition(":")
+    preprocess: Preprocess = getattr(importlib.import_module(module), name)
+    model = DigitClassifier(Path(config["model"]["path"]), **config["model"]["options"])
+    model.warm_up((1, int(config["max_batch_size"])))
+    limits = Limits(
+        frozenset(config["formats"]),
+        int(config["max_pixels"]),
+        int(config["max_batch_size"]),
+        float(config["max_delay_us"]) / 1_000_000,
+    )
+    sock = socket.socket(fileno=int(config["fd"]))
+    slot = wire.ProgressSlot(int(config["progress_fd"]))
+    os.close(int(config["progress_fd"]))
+    gc.collect()
+    gc.freeze()  # as in the server (service/app.py): full collections skip the start-up objects
+    serve(sock, slot, preprocess, model, limits)
+
+
+def serve(
+    sock: socket.socket,
+    slot: wire.ProgressSlot,
+    preprocess: Preprocess,
+    model: DigitClassifier,
+    limits: Limits,
+) -> None:
+    """Batches in, replies out, until the server closes the socket."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the server drains first, then stops us
+    sock.sendall(wire.REPLY.pack(0, wire.READY, 0, 0.0, 0.0, 0.0, 0))
+    inbox = SocketInbox(sock)
+    while (batch := collect(inbox, limits.max_batch_size, limits.max_delay_s)) is not None:
+        sock.sendall(run_batch(batch, slot, preprocess, model, limits))
+
+
+@dataclass(slots=True)
+class _Outcome:
+    frame: Frame
+    seconds: float  # decode + normalisation
+    inputs: np.ndarray | None = None  # (count, 784) for the model
+    error: bytes | None = None  # an encoded ServiceError
+
+
+def run_batch(
+    batch: list[Frame],
+    slot: wire.ProgressSlot,
+    preprocess: Preprocess,
+    model: DigitClassifier,
+    limits: Limits,
+) -> bytes:
+    """The replies to ``batch``, concatenated: one model call for all its good inputs."""
+    outcomes = [_prepare(frame, slot, preprocess, limits) for frame in batch]
+    slot.idle()
+    good = [outcome for outcome in outcomes if outcome.inputs is not None]
+    started = time.monotonic()
+    probabilities = np.empty((0, wire.CLASSES), np.float32)
+    if good:
+        try:
+            stacked = np.concatenate([outcome.inputs for outcome in good])  # type: ignore[misc]
+            probabilities = model.predict(stacked.reshape(-1, 1, wire.SIDE, wire.SIDE))
+        except Exception:  # never the client's fault: fail exactly the inputs of this call
+            traceback.print_exc()
+            for outcome in good:
+                outcome.inputs, outcome.error = None, _internal_error()
+            good = []
+    seconds = time.monotonic() - started
+    return b"".join(_replies(outcomes, good, probabilities, started, seconds))
+
+
+def _prepare(
+    frame: Frame, slot: wire.ProgressSlot, preprocess: Preprocess, limits: Limits
+) -> _Outcome:
+    if frame.kind == wire.TENSOR:
+        inputs = np.frombuffer(frame.payload, np.float32).reshape(frame.count, wire.IMAGE_FLOATS)
+        return _Outcome(frame, 0.0, inputs=inputs)
+    slot.decoding(frame.request_id)
+    started = time.perf_counter()
+    try:
+        image = np.asarray(
+            preprocess(
+                frame.payload, allowed_formats=limits.allowed_formats, max_pixels=limits.max_pixels
+            ),
+            dtype=np.float32,
+        )
+        if image.shape != (wire.SIDE, wire.SIDE):
+            raise ValueError(f"preprocessing returned shape {image.shape}, not (28, 28)")
+        return _Outcome(frame, time.perf_counter() - started, inputs=image.reshape(1, -1))
+    except ServiceError as exc:
+        return _Outcome(frame, time.perf_counter() - started, error=wire.encode_error(exc))
+    except Exception:  # a bug, never the client's fault: say so, keep serving
+        traceback.print_exc()
+        return _Outcome(frame, time.perf_counter() - started, error=_internal_error())
+
+
+def _internal_error() -> bytes:
+    return wire.encode_error(ServiceError(_INTERNAL_STATUS, "internal_error", "internal error"))
+
+
+def _replies(
+    outcomes: list[_Outcome],
+    good: list[_Outcome],
+    probabilities: np.ndarray,
+    started: float,
+    seconds: float,
+) -> list[bytes]:
+    rows = iter(np.split(probabilities, np.cumsum([o.frame.count for o in good])[:-1]))
+    parts: list[bytes] = []
+    first = True
+    for outcome in outcomes:
+        frame = outcome.frame
+        if outcome.inputs is None:
+            payload = outcome.error or b""
+            parts.append(_reply(frame, wire.ERROR, 0, outcome.seconds, 0.0, 0.0, payload))
+            continue
+        payload = next(rows).tobytes()
+        if frame.flags & wire.WITH_IMAGE:
+            payload += outcome.inputs.tobytes()
+        waited = max(0.0, started - frame.sent_at - outcome.seconds)
+        size = len(probabilities) if first else 0
+        parts.append(
+            _reply(
+                frame,
+                wire.RESULT,
+                size,
+                outcome.seconds,
+                waited,
+                seconds if first else 0.0,
+                payload,
+            )
+        )
+        first = False
+    return parts
+
+
+def _reply(
+    frame: Frame,
+    kind: int,
+    size: int,
+    decode_s: float,
+    wait_s: float,
+    model_s: float,
+    payload: bytes,
+) -> bytes:
+    header = wire.REPLY.pack(frame.request_id, kind, size, decode_s, wait_s, model_s, len(payload))
+    return header + payload
