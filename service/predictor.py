@@ -1,12 +1,12 @@
 """Transport-free prediction logic: bytes in, answer dicts out (routes only translate).
 
 Process layout: the event loop parses HTTP and nothing else; decoding, normalisation and the
-model run in a pool of spawned worker processes (service/workers.py, one per core by default),
-each batching what arrives together into one ONNX Runtime call (service/batching.py). A
-/predict is admitted (or refused with 503 at once), sent to the least busy worker, and
-answered when its probabilities come back; a /predict/batch sends all its images at once,
-spread over the workers. Answers are plain dicts so the route can serialise them without
-FastAPI's jsonable_encoder.
+model run in a pool of spawned worker processes (service/workers.py; by default one per core
+but the event loop's), each batching what arrives together into one ONNX Runtime call
+(service/batching.py). A /predict is admitted (or refused with 503 at once), sent to the
+least busy worker, and answered when its probabilities come back; a /predict/batch sends all
+its images at once, spread over the workers. Answers are plain dicts so the route can
+serialise them without FastAPI's jsonable_encoder.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ def pool_options(settings: Settings) -> PoolOptions:
         max_delay_us=settings.batch_max_delay_us,
         max_queue_images=settings.batch_max_queue_images,
         retry_after_seconds=settings.retry_after_seconds,
-        niceness=settings.worker_niceness,
     )
 
 

@@ -110,8 +110,6 @@ class Limits:
 def worker_main(config: dict[str, Any]) -> None:
     """Entry point of a worker process: ``config`` is what the server's ``_spawn`` sent."""
     cv2.setNumThreads(1)  # one thread per worker: the pool is the parallelism
-    if config["niceness"]:
-        os.nice(int(config["niceness"]))
     module, _, name = str(config["preprocess"]).partition(":")
     preprocess: Preprocess = getattr(importlib.import_module(module), name)
     model = DigitClassifier(Path(config["model"]["path"]), **config["model"]["options"])

@@ -216,7 +216,6 @@ class PoolOptions:
     max_delay_us: int = 0
     max_queue_images: int = 1024
     retry_after_seconds: int = 1
-    niceness: int = 0
     preprocess: str = DEFAULT_PREPROCESS  # "module:function"; tests inject stand-ins
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -422,7 +421,6 @@ class WorkerPool:
             "max_pixels": options.max_pixels,
             "max_batch_size": options.max_batch_size,
             "max_delay_us": options.max_delay_us,
-            "niceness": options.niceness,
             "model": options.model.to_config(),
             "preprocess": options.preprocess,
             "path": [entry for entry in sys.path if entry],
