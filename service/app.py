@@ -14,7 +14,7 @@ from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import BodyLimit, Observability
 from service.model import DigitClassifier
-from service.predictor import Predictor
+from service.predictor import Predictor, model_spec
 from service.routes import health, metrics, model_info, page, predict
 from service.settings import Settings
 from service.v2 import router as v2_router
@@ -24,13 +24,7 @@ logger = logging.getLogger("service.app")
 
 def load_classifier(settings: Settings) -> DigitClassifier:
     """The configured model, contract-checked (raises ModelLoadError with one line)."""
-    return DigitClassifier(
-        settings.resolved_model_path,
-        provider=settings.provider,
-        intra_op_threads=settings.intra_op_threads,
-        inter_op_threads=settings.inter_op_threads,
-        card_path=settings.resolved_model_card_path,
-    )
+    return model_spec(settings).open(card_path=settings.resolved_model_card_path)
 
 
 def _freeze_startup_objects() -> None:

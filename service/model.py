@@ -125,6 +125,26 @@ def _labels(metadata: dict[str, str]) -> tuple[str, ...]:
     return DEFAULT_LABELS
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to open the configured model. The server and every worker process open their own
+    session from the same spec (workers receive it as JSON)."""
+
+    path: str
+    provider: str = "cpu"
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+
+    def open(self, card_path: Path | None = None) -> DigitClassifier:
+        return DigitClassifier(
+            Path(self.path),
+            provider=self.provider,
+            intra_op_threads=self.intra_op_threads,
+            inter_op_threads=self.inter_op_threads,
+            card_path=card_path,
+        )
+
+
 class DigitClassifier:
     """One ONNX Runtime session serving LeNet-5's contract (docs/design.md section 1)."""
 

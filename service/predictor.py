@@ -20,10 +20,10 @@ import numpy as np
 
 from service.errors import ServiceError
 from service.metrics import Metrics
-from service.model import ModelInfo
+from service.model import ModelInfo, ModelSpec
 from service.preprocessing import encode_png
 from service.settings import Settings
-from service.workers import ModelSpec, PoolOptions, Result, WorkerPool
+from service.workers import PoolOptions, Result, WorkerPool
 
 
 @dataclass(frozen=True)
@@ -34,16 +34,21 @@ class Upload:
     filename: str | None = None
 
 
+def model_spec(settings: Settings) -> ModelSpec:
+    """The configured model, as the server and every worker open it."""
+    return ModelSpec(
+        path=str(settings.resolved_model_path),
+        provider=settings.provider,
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+    )
+
+
 def pool_options(settings: Settings) -> PoolOptions:
     """The worker pool as the settings describe it."""
     return PoolOptions(
         workers=settings.resolved_preprocess_workers,
-        model=ModelSpec(
-            path=str(settings.resolved_model_path),
-            provider=settings.provider,
-            intra_op_threads=settings.intra_op_threads,
-            inter_op_threads=settings.inter_op_threads,
-        ),
+        model=model_spec(settings),
         allowed_formats=settings.allowed_image_formats,
         max_pixels=settings.max_image_pixels,
         timeout_seconds=settings.preprocess_timeout_seconds,

@@ -20,7 +20,6 @@ import time
 import traceback
 from collections.abc import Collection
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import cv2
@@ -29,7 +28,7 @@ import numpy as np
 from service import worker_protocol as wire
 from service.batching import collect
 from service.errors import ServiceError
-from service.model import DigitClassifier
+from service.model import DigitClassifier, ModelSpec
 
 RECEIVE_BYTES = 1 << 20
 _INTERNAL_STATUS = 500
@@ -112,7 +111,7 @@ def worker_main(config: dict[str, Any]) -> None:
     cv2.setNumThreads(1)  # one thread per worker: the pool is the parallelism
     module, _, name = str(config["preprocess"]).partition(":")
     preprocess: Preprocess = getattr(importlib.import_module(module), name)
-    model = DigitClassifier(Path(config["model"]["path"]), **config["model"]["options"])
+    model = ModelSpec(**config["model"]).open()
     model.warm_up((1, int(config["max_batch_size"])))
     limits = Limits(
         frozenset(config["formats"]),
@@ -173,9 +172,8 @@ def run_batch(
             traceback.print_exc()
             for outcome in good:
                 outcome.inputs, outcome.error = None, _internal_error()
-            good = []
     seconds = time.monotonic() - started
-    return b"".join(_replies(outcomes, good, probabilities, started, seconds))
+    return b"".join(_replies(outcomes, probabilities, started, seconds))
 
 
 def _prepare(
@@ -209,12 +207,12 @@ def _internal_error() -> bytes:
 
 def _replies(
     outcomes: list[_Outcome],
-    good: list[_Outcome],
     probabilities: np.ndarray,
     started: float,
     seconds: float,
 ) -> list[bytes]:
-    rows = iter(np.split(probabilities, np.cumsum([o.frame.count for o in good])[:-1]))
+    counts = [outcome.frame.count for outcome in outcomes if outcome.inputs is not None]
+    rows = iter(np.split(probabilities, np.cumsum(counts)[:-1]))
     parts: list[bytes] = []
     first = True
     for outcome in outcomes:

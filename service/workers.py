@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -45,6 +45,7 @@ import numpy as np
 from service import worker_protocol as wire
 from service.errors import InvalidImage, NotReady, Overloaded, ServiceError
 from service.metrics import Metrics
+from service.model import ModelSpec
 
 logger = logging.getLogger("service.workers")
 
@@ -65,24 +66,6 @@ BOOT = (
     "from service.worker_main import worker_main; worker_main(config)"
 )
 DEFAULT_PREPROCESS = "service.preprocessing:preprocess_image"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a worker needs to open its own session (DigitClassifier's arguments)."""
-
-    path: str
-    provider: str = "cpu"
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
-
-    def to_config(self) -> dict[str, Any]:
-        options = {
-            "provider": self.provider,
-            "intra_op_threads": self.intra_op_threads,
-            "inter_op_threads": self.inter_op_threads,
-        }
-        return {"path": self.path, "options": options}
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +200,6 @@ class PoolOptions:
     max_queue_images: int = 1024
     retry_after_seconds: int = 1
     preprocess: str = DEFAULT_PREPROCESS  # "module:function"; tests inject stand-ins
-    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 class WorkerPool:
@@ -225,7 +207,6 @@ class WorkerPool:
 
     def __init__(self, options: PoolOptions, metrics: Metrics | None = None) -> None:
         self.options = options
-        self.timeout_seconds = options.timeout_seconds
         self._metrics = metrics
         self._size = max(1, options.workers)
         self._workers: list[_Worker] = []
@@ -421,7 +402,7 @@ class WorkerPool:
             "max_pixels": options.max_pixels,
             "max_batch_size": options.max_batch_size,
             "max_delay_us": options.max_delay_us,
-            "model": options.model.to_config(),
+            "model": asdict(options.model),
             "preprocess": options.preprocess,
             "path": [entry for entry in sys.path if entry],
         }
@@ -430,7 +411,7 @@ class WorkerPool:
                 [sys.executable, "-c", BOOT, json.dumps(config)],
                 pass_fds=(child_sock.fileno(), slot_fd),
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **_SINGLE_THREADED, **options.extra_env},
+                env={**os.environ, **_SINGLE_THREADED},
             )
         finally:
             child_sock.close()
@@ -487,12 +468,12 @@ class WorkerPool:
 
     def _schedule_watch(self) -> None:
         assert self._loop is not None
-        interval = min(self.timeout_seconds * _WATCH_FRACTION, _WATCH_MAX_S)
+        interval = min(self.options.timeout_seconds * _WATCH_FRACTION, _WATCH_MAX_S)
         self._watch = self._loop.call_later(interval, self._check_timeouts)
 
     def _check_timeouts(self) -> None:
         """Watchdog: a worker past the deadline on one image is killed and replaced."""
-        now = time.monotonic()
+        now, timeout = time.monotonic(), self.options.timeout_seconds
         for worker in list(self._workers):
             if worker.retired:
                 continue
@@ -501,14 +482,14 @@ class WorkerPool:
                     self._replace(worker, None)
                 continue
             progress = worker.slot.read()
-            if progress.since == wire.IDLE or now - progress.since <= self.timeout_seconds:
+            if progress.since == wire.IDLE or now - progress.since <= timeout:
                 continue
             logger.warning("worker %s timed out on an image; restarting", worker.process.pid)
             request = worker.outstanding.get(progress.request_id)
             if request is not None:
                 if self._metrics is not None:
                     self._metrics.preprocess_duration.observe(now - progress.since)
-                limit = f"{self.timeout_seconds:g} s"
+                limit = f"{timeout:g} s"
                 error = InvalidImage(f"the image took longer than {limit} to decode")
                 self._fail(worker, request, error)
             self._replace(worker, None)

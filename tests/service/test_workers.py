@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.errors import Overloaded, ServiceError
 from service.metrics import Metrics
-from service.model import DigitClassifier
+from service.model import DigitClassifier, ModelSpec
 from service.preprocessing import preprocess_image
 from service.settings import Settings
-from service.workers import ModelSpec, PoolOptions, Result, WorkerPool
+from service.workers import PoolOptions, Result, WorkerPool
 from tests.service.images import draw_digit, encode, png
 
 FORMATS = frozenset({"PNG", "JPEG"})
