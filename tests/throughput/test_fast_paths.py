@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service import decoding
 from service.decoding import decode_gray, decode_grayscale
+from service.errors import ImageTooLarge, InvalidImage
 from service.quantiles import histogram_median_deviation, histogram_percentiles
 from service.resampling import resize_lanczos
 from tests.service.images import draw_digit, encode
@@ -40,12 +42,73 @@ def test_histogram_statistics_match_numpy(size: int) -> None:
     assert histogram_median_deviation(histogram, centre) == pytest.approx(expected)
 
 
+def _noise(mode: str, side: int = 40) -> Image.Image:
+    bands = len(mode)
+    pixels = np.random.default_rng(bands).integers(0, 256, (side, side, bands), dtype=np.uint8)
+    return Image.fromarray(pixels.squeeze(axis=2) if bands == 1 else pixels, mode=mode)
+
+
 def test_eight_bit_decode_is_the_float_decode_without_the_copy() -> None:
-    for image in (draw_digit(), draw_digit().convert("RGB")):
-        data = encode(image, "PNG")
+    for data in (encode(draw_digit(), "PNG"), encode(draw_digit().convert("RGB"), "JPEG")):
         fast = decode_gray(data, FORMATS, 10**7)
         assert fast.dtype == np.uint8
         np.testing.assert_array_equal(fast, decode_grayscale(data, FORMATS, 10**7))
+
+
+@pytest.mark.parametrize(("mode", "interlace"), [("L", 0), ("L", 1), ("RGB", 0), ("RGBA", 0)])
+def test_opencv_reads_plain_pngs_as_pillow_does(mode: str, interlace: int) -> None:
+    """Gray bit for bit; colour within one level (OpenCV rounds ITU-R 601 its own way)."""
+    image = _noise(mode)
+    if mode == "RGBA":  # a canvas: opaque strokes on transparent paper, and a half-clear edge
+        alpha = np.zeros((40, 40), dtype=np.uint8)
+        alpha[10:30, 15:20], alpha[10:30, 20] = 255, 128
+        image.putalpha(Image.fromarray(alpha))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", interlace=interlace)
+    data = buffer.getvalue()
+    assert decoding._decode_plain_png(data, 10**7) is not None  # the fast path took it
+    fast = decode_gray(data, FORMATS, 10**7)
+    pillow = decode_grayscale(data, FORMATS, 10**7)
+    tolerance = 0 if mode == "L" else 1
+    np.testing.assert_allclose(fast, pillow, rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        _noise("L").convert("P"),  # palette
+        _noise("LA"),  # gray + alpha
+        Image.fromarray(np.full((40, 40), 40000, dtype=np.uint16)),  # 16-bit
+    ],
+    ids=["palette", "gray-alpha", "16-bit"],
+)
+def test_unusual_pngs_are_left_to_pillow(image: Image.Image) -> None:
+    data = encode(image, "PNG")
+    assert decoding._decode_plain_png(data, 10**7) is None
+    np.testing.assert_array_equal(
+        decode_gray(data, FORMATS, 10**7), decode_grayscale(data, FORMATS, 10**7)
+    )
+
+
+def test_a_transparency_key_is_left_to_pillow() -> None:
+    buffer = io.BytesIO()
+    _noise("L").save(buffer, format="PNG", transparency=0)
+    assert decoding._decode_plain_png(buffer.getvalue(), 10**7) is None
+
+
+def test_corrupt_png_data_gets_pillows_error() -> None:
+    data = bytearray(encode(_noise("L"), "PNG"))
+    idat = data.index(b"IDAT")
+    data[idat + 20] ^= 0xFF  # the CRC no longer matches
+    with pytest.raises(InvalidImage):
+        decode_gray(bytes(data), FORMATS, 10**7)
+
+
+def test_png_over_the_pixel_limit_is_refused_before_opencv_sees_it() -> None:
+    data = encode(_noise("L"), "PNG")
+    assert decoding._decode_plain_png(data, 40 * 40 - 1) is None
+    with pytest.raises(ImageTooLarge):
+        decode_gray(data, FORMATS, 40 * 40 - 1)
 
 
 def test_exif_orientation_in_a_png_is_still_applied() -> None:
