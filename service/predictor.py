@@ -55,6 +55,7 @@ def pool_options(settings: Settings) -> PoolOptions:
         max_batch_size=settings.batch_max_size,
         max_delay_us=settings.batch_max_delay_us,
         max_queue_images=settings.batch_max_queue_images,
+        overflow_backlog_images=settings.overflow_backlog_images,
         retry_after_seconds=settings.retry_after_seconds,
     )
 

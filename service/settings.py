@@ -129,8 +129,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Worker processes that decode, normalise and run the model, so that this "
         "work never holds the event loop's GIL. 0 = one per CPU core available to the process "
-        "(its affinity, capped by a cgroup CPU quota) less the event loop's, at least 1. Set "
-        "it to the core count for batch- or photo-heavy traffic.",
+        "(its affinity, capped by a cgroup CPU quota).",
+    )
+    overflow_backlog_images: int = Field(
+        32,
+        ge=0,
+        description="With several workers, the last one shares a core with the event loop: "
+        "it gets images only while every other worker has at least this many waiting (bulk "
+        "traffic: /predict/batch, V2 batches), so that single-image traffic, where the event "
+        "loop needs its whole core, never competes with it. 0 = every worker alike.",
     )
     preprocess_timeout_seconds: float = Field(
         10.0,
@@ -180,10 +187,9 @@ class Settings(BaseSettings):
 
     @property
     def resolved_preprocess_workers(self) -> int:
-        """One worker per core but the one the event loop needs: at full HTTP load it takes
-        most of a core itself (0.9 at 2,200 req/s), and a worker beside it on that core cost
-        /predict 7 % of its req/s and doubled its p99 on 2 cores."""
-        return self.preprocess_workers or max(1, available_cpus() - 1)
+        """One worker per core; the one sharing the event loop's core is the overflow worker
+        (``overflow_backlog_images``)."""
+        return self.preprocess_workers or available_cpus()
 
     @property
     def resolved_model_path(self) -> Path:

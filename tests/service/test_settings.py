@@ -73,4 +73,4 @@ def test_worker_count_respects_a_container_cpu_quota(
 
 def test_explicit_worker_count_wins() -> None:
     assert Settings(preprocess_workers=3).resolved_preprocess_workers == 3
-    assert Settings().resolved_preprocess_workers == max(1, available_cpus() - 1)
+    assert Settings().resolved_preprocess_workers == available_cpus()

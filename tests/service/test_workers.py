@@ -55,6 +55,13 @@ def thread_settings(
     return image
 
 
+def worker_pid(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> np.ndarray:
+    """A stand-in that says which worker process read the image (pixels 0 and 1)."""
+    image = np.zeros((28, 28), np.float32)
+    image[0, :2] = divmod(os.getpid(), 4096)
+    return image
+
+
 @pytest.fixture
 def make_pool(tiny_onnx: Path) -> Any:
     def make(**options: Any) -> WorkerPool:
@@ -154,6 +161,22 @@ def _histogram_values(histogram: Any) -> dict[str, float]:
             if sample.name.endswith(("_count", "_sum")):
                 values[sample.name.rsplit("_", 1)[1]] = sample.value
     return values
+
+
+@pytest.mark.parametrize(("images", "backlog", "workers_used"), [(3, 4, 1), (9, 4, 2), (2, 0, 2)])
+def test_the_overflow_worker_takes_images_only_behind_a_backlog(
+    make_pool: Any, images: int, backlog: int, workers_used: int
+) -> None:
+    async def scenario() -> set[int]:
+        pool = make_pool(preprocess=f"{__name__}:worker_pid", overflow_backlog_images=backlog)
+        await pool.start()
+        try:
+            results = await asyncio.gather(*pool.classify_many([b"x"] * images, True))
+            return {int(r.image[0, 0]) * 4096 + int(r.image[0, 1]) for r in results}
+        finally:
+            pool.close()
+
+    assert len(_run(scenario())) == workers_used
 
 
 def test_a_full_queue_refuses_at_once_and_sends_nothing(make_pool: Any) -> None:
