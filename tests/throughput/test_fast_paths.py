@@ -11,7 +11,7 @@ from PIL import Image
 from service import decoding
 from service.decoding import decode_gray, decode_grayscale
 from service.errors import ImageTooLarge, InvalidImage
-from service.quantiles import histogram_median_deviation, histogram_percentiles
+from service.quantiles import PixelHistogram
 from service.resampling import resize_lanczos
 from tests.service.images import draw_digit, encode
 
@@ -34,12 +34,22 @@ def test_matrix_lanczos_matches_pillow(height: int, width: int, out_h: int, out_
 def test_histogram_statistics_match_numpy(size: int) -> None:
     pixels = np.random.default_rng(size).integers(0, 256, size).astype(np.uint8)
     pixels[: size // 2] = 250  # a dominant background, as on paper
-    histogram = np.bincount(pixels, minlength=256).astype(np.float64)
+    histogram = PixelHistogram(np.bincount(pixels, minlength=256))
     qs = (0.1, 50.0, 90.0, 99.9)
-    np.testing.assert_allclose(histogram_percentiles(histogram, qs), np.percentile(pixels, qs))
+    np.testing.assert_allclose(histogram.percentiles(qs), np.percentile(pixels, qs))
     centre = float(np.median(pixels))
     expected = float(np.median(np.abs(pixels.astype(np.float64) - centre)))
-    assert histogram_median_deviation(histogram, centre) == pytest.approx(expected)
+    assert histogram.median_deviation(centre) == pytest.approx(expected)
+    assert histogram.brightest() == pixels.max()
+    inverted = histogram.reversed()
+    np.testing.assert_allclose(inverted.percentiles(qs), np.percentile(255 - pixels, qs))
+    for cut in (-3.0, 0.0, 99.5, 249.0, 250.0, 300.0):
+        above = pixels[pixels > cut]
+        assert histogram.count_above(cut) == above.size
+        if above.size:
+            np.testing.assert_allclose(
+                histogram.percentiles((10.0, 90.0), above=cut), np.percentile(above, (10, 90))
+            )
 
 
 def _noise(mode: str, side: int = 40) -> Image.Image:
