@@ -8,11 +8,11 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse
 
 from service.errors import BadRequest, UnsupportedMediaType, ValidationFailed
 from service.predictor import Upload
+from service.routes.multipart import boundary_of, read_files
 from service.routes.state import PredictorDep
 from service.schemas import BatchPrediction, ErrorBody, ImagePayload, Prediction
 
@@ -90,22 +90,17 @@ async def _json_image(request: Request) -> bytes:
     return _from_base64(payload["image"])
 
 
-async def _form_files(request: Request, field: str, max_files: int) -> list[UploadFile]:
-    form = await request.form(max_files=max_files, max_fields=max_files + 16)
-    values = form.getlist(field)
-    if not values:
-        raise ValidationFailed(f"multipart field '{field}' is missing (fields: {list(form)})")
-    not_files = [value for value in values if not isinstance(value, UploadFile)]
-    if not_files:
-        raise ValidationFailed(f"multipart field '{field}' must carry a file, not text")
-    return [value for value in values if isinstance(value, UploadFile)]
+async def _form_files(request: Request, field: str, max_files: int) -> list[Upload]:
+    boundary = boundary_of(request.headers.get("content-type", ""))
+    files = read_files(await request.body(), boundary, field, max_files)
+    return [Upload(file.data, file.filename) for file in files]
 
 
 async def _single_upload(request: Request) -> Upload:
     media_type = _media_type(request)
     if media_type == "multipart/form-data":
-        (upload, *rest) = await _form_files(request, "file", max_files=1)
-        return Upload(await upload.read(), upload.filename)
+        (upload,) = await _form_files(request, "file", max_files=1)
+        return upload
     if media_type == "application/json":
         return Upload(await _json_image(request))
     if media_type.startswith(RAW_TYPES) and media_type != "image/svg+xml":
@@ -147,6 +142,5 @@ async def predict_batch(
             "send multipart/form-data with repeated field 'files'"
         )
     limit = request.app.state.settings.max_batch_files
-    files = await _form_files(request, "files", max_files=limit)
-    uploads = [Upload(await file.read(), file.filename) for file in files]
+    uploads = await _form_files(request, "files", max_files=limit)
     return JSONResponse({"predictions": await predictor.predict_batch(uploads, include_image)})

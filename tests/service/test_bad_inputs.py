@@ -124,8 +124,8 @@ CORPUS = [
             "content": b"--zz\r\nbroken",
             "headers": {"Content-Type": "multipart/form-data; boundary=zz"},
         },
-        422,
-        "validation_error",
+        400,
+        "bad_request",
     ),
     (
         "multipart no boundary",

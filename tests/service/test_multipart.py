@@ -1,0 +1,94 @@
+"""Multipart bodies as real clients frame them, and as broken or hostile ones do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.images import draw_digit, png
+
+SEVEN = png(draw_digit())
+TYPE = "multipart/form-data; boundary={}"
+
+
+def _part(name: str, data: bytes, filename: str | None = "d.png", boundary: str = "b0") -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: image/png\r\n\r\n"
+    return head.encode() + data + b"\r\n"
+
+
+def _post(client: TestClient, path: str, body: bytes, boundary: str = "b0") -> Any:
+    return client.post(path, content=body, headers={"Content-Type": TYPE.format(boundary)})
+
+
+def _reference(client: TestClient) -> Any:
+    """The answer for SEVEN sent the way an HTTP library frames it."""
+    return client.post("/predict", files={"file": ("d.png", SEVEN, "image/png")}).json()
+
+
+def test_preamble_epilogue_padding_and_a_quoted_boundary_are_read(client: TestClient) -> None:
+    body = (
+        b"a preamble that clients may send\r\n"
+        + _part("file", SEVEN, boundary="x y")
+        + b"--x y-- \r\nan epilogue"
+    )
+    response = _post(client, "/predict", body, boundary='"x y"')
+    assert response.status_code == 200, response.text
+    assert response.json() == _reference(client)
+
+
+def test_file_bytes_that_look_like_framing_are_kept(client: TestClient) -> None:
+    tricky = b"\r\n--b\r\n\r\n--b0x" + b"\0" * 8  # CRLF, dashes, a longer boundary-like run
+    body = _part("files", SEVEN) + _part("files", tricky, "t.bin") + b"--b0--\r\n"
+    entries = _post(client, "/predict/batch", body).json()["predictions"]
+    assert [entry["filename"] for entry in entries] == ["d.png", "t.bin"]
+    assert entries[0]["digit"] == _reference(client)["digit"]
+    assert entries[1]["error"]["code"] == "invalid_image"
+
+
+def test_batch_keeps_order_and_ignores_other_fields(client: TestClient) -> None:
+    body = (
+        _part("note", b"hello", filename=None)
+        + b"".join(_part("files", SEVEN, f"{i}.png") for i in range(3))
+        + b"--b0--\r\n"
+    )
+    entries = _post(client, "/predict/batch", body).json()["predictions"]
+    assert [entry["filename"] for entry in entries] == ["0.png", "1.png", "2.png"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (_part("file", SEVEN), 400, "not closed"),  # no closing delimiter: truncated
+        (b"no boundary anywhere", 400, "never appears"),
+        (b"--b0--\r\n", 422, "no parts"),
+        (b"--b0junk\r\n" + _part("file", SEVEN)[5:] + b"--b0--", 400, "boundary line"),
+        (b"--b0\r\nContent-Type: image/png\r\n\r\nxx\r\n--b0--", 400, "Content-Disposition"),
+        (b"--b0\r\n" + b"X: " + b"y" * 20_000 + b"\r\n\r\nxx\r\n--b0--", 400, "headers"),
+        (_part("file", b"text", filename=None) + b"--b0--", 422, "not text"),
+        (_part("other", SEVEN) + b"--b0--", 422, "missing"),
+        (_part("file", SEVEN) * 2 + b"--b0--", 400, "too many files"),
+        (_part("x", b"", None) * 40 + _part("file", SEVEN) + b"--b0--", 400, "too many"),
+    ],
+    ids=[
+        "truncated",
+        "no-boundary",
+        "no-parts",
+        "broken-delimiter",
+        "no-disposition",
+        "huge-headers",
+        "text-not-file",
+        "wrong-field",
+        "two-files-for-one",
+        "too-many-parts",
+    ],
+)
+def test_broken_bodies_get_a_clear_error(
+    client: TestClient, body: bytes, status: int, words: str
+) -> None:
+    response = _post(client, "/predict", body)
+    assert response.status_code == status, response.text
+    assert words in response.json()["error"]["message"]
+    assert _post(client, "/predict", _part("file", SEVEN) + b"--b0--").status_code == 200
