@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import uvicorn
 from fastapi import FastAPI, Request
-from starlette.responses import JSONResponse
 
 from service.app import create_app
 from service.logs import configure_logging
 from service.routes.predict import _single_upload
+from service.routes.responses import FastJSONResponse
 from service.settings import Settings
 
 NOOP_PATH = "/bench/noop"
@@ -29,10 +29,10 @@ _CONSTANT_ANSWER = {
 }
 
 
-async def noop(request: Request) -> JSONResponse:
+async def noop(request: Request) -> FastJSONResponse:
     """Read the image exactly as /predict does, then answer without looking at it."""
     await _single_upload(request)
-    return JSONResponse(_CONSTANT_ANSWER)
+    return FastJSONResponse(_CONSTANT_ANSWER)
 
 
 def create_bench_app() -> FastAPI:

@@ -8,11 +8,11 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from starlette.responses import JSONResponse
 
 from service.errors import BadRequest, UnsupportedMediaType, ValidationFailed
 from service.predictor import Upload
 from service.routes.multipart import boundary_of, read_files
+from service.routes.responses import FastJSONResponse
 from service.routes.state import PredictorDep
 from service.schemas import BatchPrediction, ErrorBody, ImagePayload, Prediction
 
@@ -119,10 +119,10 @@ async def _single_upload(request: Request) -> Upload:
 )
 async def predict(
     request: Request, predictor: PredictorDep, include_image: bool = IncludeImage
-) -> JSONResponse:
+) -> FastJSONResponse:
     """One image as multipart `file`, a raw `image/*` body, or JSON `{"image": base64}`."""
     upload = await _single_upload(request)
-    return JSONResponse(await predictor.predict(upload, include_image))
+    return FastJSONResponse(await predictor.predict(upload, include_image))
 
 
 @router.post(
@@ -134,7 +134,7 @@ async def predict(
 )
 async def predict_batch(
     request: Request, predictor: PredictorDep, include_image: bool = IncludeImage
-) -> JSONResponse:
+) -> FastJSONResponse:
     """Multipart with repeated `files`; one answer per file, in order, errors per entry."""
     if _media_type(request) != "multipart/form-data":
         raise UnsupportedMediaType(
@@ -143,4 +143,5 @@ async def predict_batch(
         )
     limit = request.app.state.settings.max_batch_files
     uploads = await _form_files(request, "files", max_files=limit)
-    return JSONResponse({"predictions": await predictor.predict_batch(uploads, include_image)})
+    entries = await predictor.predict_batch(uploads, include_image)
+    return FastJSONResponse({"predictions": entries})
