@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _describe(settings: Settings) -> str:
     return (
-        f"provider={settings.provider} intra_op_threads={settings.intra_op_threads} "
+        f"provider={settings.provider} event_loop={settings.event_loop} "
+        f"intra_op_threads={settings.intra_op_threads} "
         f"batch_max_size={settings.batch_max_size} "
         f"batch_max_delay_us={settings.batch_max_delay_us} "
         f"batch_max_queue_images={settings.batch_max_queue_images}"

@@ -11,13 +11,13 @@ It exists only in this benchmark app, never in the shipped service.
 
 from __future__ import annotations
 
-import uvicorn
 from fastapi import FastAPI, Request
 
 from service.app import create_app
 from service.logs import configure_logging
 from service.routes.predict import _single_upload
 from service.routes.responses import FastJSONResponse
+from service.server import run_server
 from service.settings import Settings
 
 NOOP_PATH = "/bench/noop"
@@ -42,20 +42,10 @@ def create_bench_app() -> FastAPI:
 
 
 def main() -> None:
-    """Same server options as ``service.__main__``: one worker, JSON logs, graceful stop."""
+    """The shipped server options (``service.server``) around the bench app."""
     settings = Settings()
     configure_logging(settings.log_level)
-    uvicorn.run(
-        "bench.app:create_bench_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=1,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
-        server_header=False,
-    )
+    run_server(settings, "bench.app:create_bench_app")
 
 
 if __name__ == "__main__":

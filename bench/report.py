@@ -17,7 +17,9 @@ PREDICT_VS_NOOP_P99 = 2.0
 V2_VS_ORT_IMAGES = 0.50
 BATCH_IMAGES_PER_S = 10_000.0
 # Accepted requests under overload must stay well inside any client's timeout: the bounded
-# queue caps the wait at (queue bound / throughput), a fraction of this.
+# queue caps the wait at (queue bound / throughput), a fraction of this. Checked twice: by the
+# server's histogram (from the app's first look at the request) and by wrk, which also sees
+# the time a request waits before the server reads it (a connection not yet accepted).
 OVERLOAD_P99_BOUND_S = 1.0
 _DURATION = "digits_http_request_duration_seconds"
 _IN_FLIGHT = "digits_http_requests_in_flight"
@@ -160,6 +162,7 @@ class Targets:
         v2_ratio = v2.images_per_s / ort.images_per_s
         other_failures = overload.non_2xx - overload.overloaded + overload.socket_errors
         p99_text = "n/a" if overload_p99 is None else f"{overload_p99 * 1000:.0f} ms"
+        bound = f"<= {OVERLOAD_P99_BOUND_S * 1000:.0f} ms"
         return cls(
             [
                 Check(
@@ -195,8 +198,16 @@ class Targets:
                 Check(
                     "overload c=256: p99 of accepted (server histogram bucket)",
                     p99_text,
-                    f"<= {OVERLOAD_P99_BOUND_S * 1000:.0f} ms",
+                    bound,
                     overload_p99 is not None and overload_p99 <= OVERLOAD_P99_BOUND_S,
+                ),
+                # With 503s in the mix this is a lower bound for accepted requests; the
+                # server's figure above is the exact one for them.
+                Check(
+                    "overload c=256: p99 the client saw (wrk, every answer)",
+                    f"{overload.p99_s * 1000:.0f} ms",
+                    bound,
+                    overload.p99_s <= OVERLOAD_P99_BOUND_S,
                 ),
             ]
         )

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import sys
 
-import uvicorn
 from pydantic import ValidationError
 
 from service.app import load_classifier
 from service.logs import configure_logging
 from service.model import ModelLoadError
+from service.server import run_server
 from service.settings import Settings
 
 logger = logging.getLogger("service")
@@ -40,17 +40,7 @@ def main() -> None:
     except ModelLoadError as exc:
         logger.error("cannot serve the model: %s", exc)
         sys.exit(EXIT_BAD_CONFIG)
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=1,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
-        server_header=False,
-    )
+    run_server(settings)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ KNOWN_IMAGE_FORMATS = frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "P
 
 Provider = Literal["cpu", "cuda", "auto"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+EventLoop = Literal["asyncio", "uvloop"]
 
 
 def resolve_model_path(path: Path) -> Path:
@@ -147,6 +148,12 @@ class Settings(BaseSettings):
     )
     retry_after_seconds: int = Field(
         1, ge=0, description="Retry-After header value sent with 503 answers."
+    )
+    event_loop: EventLoop = Field(
+        "asyncio",
+        description="Event loop under uvicorn. asyncio accepts every waiting connection "
+        "at once; uvloop (libuv) accepted about one per loop iteration on a busy server, so "
+        "new connections waited seconds behind established ones (README, Benchmark).",
     )
     log_level: LogLevel = Field("INFO", description="Log level of the JSON logs on stderr.")
     access_log: bool = Field(True, description="One JSON access-log line per request.")

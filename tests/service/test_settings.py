@@ -20,6 +20,7 @@ def test_defaults_suit_a_small_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.host == "127.0.0.1" and settings.port == 8000
     assert settings.intra_op_threads == 1 and settings.inter_op_threads == 1
     assert settings.provider == "cpu"
+    assert settings.event_loop == "asyncio"  # uvloop starved new connections under load
     assert settings.resolved_model_path == REPO_ROOT / "models" / "lenet5.onnx"
     assert settings.resolved_model_card_path == REPO_ROOT / "models" / "lenet5.json"
 
@@ -41,6 +42,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     ("field", "value", "message"),
     [
         ("provider", "tpu", "'cpu', 'cuda' or 'auto'"),
+        ("event_loop", "tokio", "'asyncio' or 'uvloop'"),
         ("allowed_image_formats", ["PNG", "PSD"], "unknown image format(s) ['PSD']"),
         ("port", 0, "greater than or equal to 1"),
         ("max_batch_files", 5000, "must not exceed batch_max_queue_images"),
