@@ -18,7 +18,7 @@ import time
 import httpx
 
 from bench.inprocess import run_onnxruntime
-from bench.loadgen import run_wrk, wrk_binary
+from bench.loadgen import LoadResult, combine, run_wrk, wrk_binary
 from bench.payloads import Payload, digit_png, multipart, photo_jpeg, v2_binary
 from bench.report import Row, Targets, accepted_p99, format_table, scrape, wait_idle
 from bench.server import running_service
@@ -42,6 +42,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up load")
     parser.add_argument("--concurrency", type=int, default=16, help="for no-op, JPEG, ratios")
     parser.add_argument("--batch-concurrency", type=int, default=4, help="for batch and V2 runs")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="the no-op and /predict runs of the ratio targets alternate this many times",
+    )
     return parser.parse_args(argv)
 
 
@@ -65,14 +71,26 @@ def main(argv: list[str] | None = None) -> int:
         url = server.base_url
         run_wrk(f"{url}/predict", one_png, connections=c, duration_s=args.warmup)
 
-        def load(key: str, name: str, path: str, payload: Payload, conn: int) -> None:
+        def measure(path: str, payload: Payload, conn: int, seconds: float) -> LoadResult:
             wait_idle(url)
-            result = run_wrk(f"{url}{path}", payload, connections=conn, duration_s=args.duration)
+            return run_wrk(f"{url}{path}", payload, connections=conn, duration_s=seconds)
+
+        def load(key: str, name: str, path: str, payload: Payload, conn: int) -> None:
+            result = measure(path, payload, conn, args.duration)
             rows[key] = Row.from_load(name, conn, result, payload.images)
 
-        load("noop", "no-op route, multipart 28x28 PNG", NOOP_PATH, one_png, c)
-        for conn in (1, c, 64):
-            load(f"png_c{conn}", "/predict 28x28 PNG", "/predict", one_png, conn)
+        # The ratio targets compare two runs; this machine's speed drifts by 20-30 % within a
+        # minute (shared cores), so the two alternate in short slices and share the drift.
+        ceiling: list[LoadResult] = []
+        predict: list[LoadResult] = []
+        for _ in range(args.rounds):
+            ceiling.append(measure(NOOP_PATH, one_png, c, args.duration / args.rounds))
+            predict.append(measure("/predict", one_png, c, args.duration / args.rounds))
+        noop_name, png_name = "no-op route, multipart 28x28 PNG", "/predict 28x28 PNG"
+        rows["noop"] = Row.from_load(noop_name, c, combine(ceiling), one_png.images)
+        load("png_c1", png_name, "/predict", one_png, 1)
+        rows[f"png_c{c}"] = Row.from_load(png_name, c, combine(predict), one_png.images)
+        load("png_c64", png_name, "/predict", one_png, 64)
         load("jpeg", "/predict 600x600 JPEG photo", "/predict", one_jpeg, c)
         load("batch", f"/predict/batch {BATCH_FILES} PNGs", "/predict/batch", many_png, bc)
         # The model keeps its own name in V2 paths: ask the service, never assume "lenet5".

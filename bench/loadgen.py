@@ -132,3 +132,23 @@ def run_wrk(
         p90_s=raw["p90"] / 1e6,
         p99_s=raw["p99"] / 1e6,
     )
+
+
+def combine(results: list[LoadResult]) -> LoadResult:
+    """Several runs of one scenario as one: counts summed, each percentile the median of the
+    runs' (wrk reports percentiles, not samples, so they cannot be merged exactly)."""
+
+    def middle(values: list[float]) -> float:
+        ordered = sorted(values)
+        return ordered[len(ordered) // 2]
+
+    return LoadResult(
+        requests=sum(r.requests for r in results),
+        duration_s=sum(r.duration_s for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        overloaded=sum(r.overloaded for r in results),
+        p50_s=middle([r.p50_s for r in results]),
+        p90_s=middle([r.p90_s for r in results]),
+        p99_s=middle([r.p99_s for r in results]),
+    )

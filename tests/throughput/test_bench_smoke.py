@@ -32,6 +32,7 @@ def test_bench_prints_every_scenario_and_verdict(tiny_onnx: Path) -> None:
     require_binary("wrk")
     env = {**os.environ, "DIGITS_MODEL_PATH": str(tiny_onnx), "DIGITS_ACCESS_LOG": "false"}
     quick = ["--duration", "1", "--overload-duration", "1", "--ort-duration", "0.2"]
+    quick += ["--rounds", "2"]
     done = subprocess.run(
         [sys.executable, "-m", "bench", *quick, "--warmup", "1"],
         cwd=REPO_ROOT,
