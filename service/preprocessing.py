@@ -267,20 +267,17 @@ def _keep_strokes(ink: np.ndarray, lut: np.ndarray) -> np.ndarray:
     Returns the 8-bit ink-up pixels with everything else set to 0 (and ``lut[0]`` is 0).
     """
     strong_from = int(lut.searchsorted(STRONG, side="left"))  # lut never decreases
-    if strong_from > 255:
+    if strong_from > 255 or cv2.minMaxLoc(ink)[1] < strong_from:
         raise NoInk("no ink found: nothing stands out from the background")
-    strong = _at_least(ink, strong_from)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(
-        strong, connectivity=8, ltype=cv2.CV_32S
-    )
-    if count <= 1:
-        raise NoInk("no ink found: nothing stands out from the background")
+    # Strong ink (lut >= STRONG) is also weak ink (lut > WEAK): each stroke lies inside
+    # exactly one weak component.
     weak = _at_least(ink, int(lut.searchsorted(WEAK, side="right")))
     weak_count, weak_labels = cv2.connectedComponents(weak, connectivity=8, ltype=cv2.CV_32S)
     if weak_count == 2:  # one weak component, so it holds every stroke: the common case
         return cv2.bitwise_and(ink, weak)
+    strong = _at_least(ink, strong_from)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(strong, connectivity=8, ltype=cv2.CV_32S)
     kept = _strokes(strong, labels, stats)
-    # Strong ink is also weak ink, so each kept stroke lies inside exactly one weak component.
     touching = _weak_components_of(kept, labels, stats, weak_labels, weak_count)
     if len(touching) == weak_count - 1:
         return cv2.bitwise_and(ink, weak)
