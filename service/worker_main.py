@@ -220,17 +220,17 @@ def _replies(
     started: float,
     seconds: float,
 ) -> list[bytes]:
-    counts = [outcome.frame.count for outcome in outcomes if outcome.inputs is not None]
-    rows = iter(np.split(probabilities, np.cumsum(counts)[:-1]))
     parts: list[bytes] = []
     first = True
+    row = 0  # the good inputs' rows follow one another in ``probabilities``
     for outcome in outcomes:
         frame = outcome.frame
         if outcome.inputs is None:
             payload = outcome.error or b""
             parts.append(_reply(frame, wire.ERROR, 0, outcome.seconds, 0.0, 0.0, payload))
             continue
-        payload = next(rows).tobytes()
+        payload = probabilities[row : row + frame.count].tobytes()
+        row += frame.count
         if frame.flags & wire.WITH_IMAGE:
             payload += outcome.inputs.tobytes()
         waited = max(0.0, started - frame.sent_at - outcome.seconds)
