@@ -57,6 +57,9 @@ LIGHTING_OUTLIER_SIGMAS = 2.5  # border pixels this far above the fitted paper a
 LIGHTING_MAX_RESIDUAL = 12.0  # paper fits its surface this well (robust sigma, of 255), or no fix
 PASSTHROUGH_BACKGROUND = 64.0  # a 28x28 image on a darker border may already be MNIST
 _MAX_LOOKUPS = 8  # kept components looked up one by one; more go through a label table
+# Histograms of images up to this many pixels by np.bincount, larger ones by cv2.calcHist:
+# calcHist's set-up costs more than the counting below it (28x28: 5.5 us against 3 us).
+_BINCOUNT_PIXELS = 4096
 _LEVELS = np.arange(256, dtype=np.float32)
 _SOLE_COMPONENT = np.ones(1, dtype=np.intp)
 
@@ -152,6 +155,8 @@ def _reduce(pixels: np.ndarray) -> np.ndarray:
 
 
 def _histogram(pixels: np.ndarray) -> PixelHistogram:
+    if pixels.size <= _BINCOUNT_PIXELS:
+        return PixelHistogram(np.bincount(pixels.ravel(), minlength=256))
     return PixelHistogram(cv2.calcHist([pixels], [0], None, [256], (0, 256)).ravel())
 
 
@@ -423,8 +428,8 @@ def _fit_and_centre(kept: np.ndarray, lut: np.ndarray) -> np.ndarray:
     peak = float(fitted.max())
     if peak <= 0.0:
         raise NoInk("no ink found after resizing")
-    np.divide(fitted, peak, out=fitted)
-    _clip_unit(fitted)
+    np.divide(fitted, peak, out=fitted)  # at most 1: the peak divided by itself
+    np.maximum(fitted, 0.0, out=fitted)  # Lanczos' negative lobes
     cy, cx = _centre_of_mass(fitted)
     canvas = np.zeros((SIZE, SIZE), dtype=np.float32)
     dy, dx = round(CENTRE - cy), round(CENTRE - cx)
