@@ -167,6 +167,13 @@ def test_openapi_documents_bodies_answers_and_examples(client: TestClient) -> No
     assert {"200", "400", "413", "415", "422", "503"} <= set(predict["responses"])
     assert schema["components"]["schemas"]["Prediction"]["examples"][0]["digit"] == 7
     assert "/predict/batch" in schema["paths"] and "/model" in schema["paths"]
+    for path in ("/predict", "/predict/batch"):
+        (flag,) = schema["paths"][path]["post"]["parameters"]
+        assert (flag["name"], flag["in"], flag["schema"]["type"]) == (
+            "include_image",
+            "query",
+            "boolean",
+        )
     assert client.get("/docs").status_code == 200
 
 
@@ -180,9 +187,21 @@ def test_unknown_route_and_wrong_method_use_the_error_body(client: TestClient) -
 
 
 def test_bad_query_parameter_is_a_validation_error(client: TestClient) -> None:
+    for value in ("maybe", ""):
+        response = client.post(
+            f"/predict?include_image={value}", content=SEVEN, headers={"Content-Type": "image/png"}
+        )
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "validation_error"
+        assert "include_image" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("value", "included"), [("TRUE", True), ("yes", True), ("0", False)])
+def test_include_image_reads_booleans_as_pydantic_does(
+    client: TestClient, value: str, included: bool
+) -> None:
     response = client.post(
-        "/predict?include_image=maybe", content=SEVEN, headers={"Content-Type": "image/png"}
+        f"/predict?include_image={value}", content=SEVEN, headers={"Content-Type": "image/png"}
     )
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] == "validation_error"
-    assert "include_image" in response.json()["error"]["message"]
+    assert response.status_code == 200
+    assert ("normalized_image" in response.json()) is included
