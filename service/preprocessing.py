@@ -113,9 +113,22 @@ def _border_slices(image: np.ndarray) -> tuple[np.ndarray, ...]:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _border_indices(height: int, width: int) -> np.ndarray:
+    """Flat indices of the border pixels, in ``_border_slices`` order: one ``take`` per image
+    instead of four slices, four ravels and a concatenation. Cached: sizes repeat."""
+    flat = np.arange(height * width, dtype=np.intp).reshape(height, width)
+    indices = np.concatenate([part.ravel() for part in _border_slices(flat)])
+    indices.flags.writeable = False
+    return indices
+
+
+def _border_pixels(image: np.ndarray) -> np.ndarray:
+    return image.take(_border_indices(*image.shape))
+
+
 def _border_histogram(pixels: np.ndarray) -> PixelHistogram:
-    flat = np.concatenate([part.ravel() for part in _border_slices(pixels)])
-    return PixelHistogram(np.bincount(flat, minlength=256))
+    return PixelHistogram(np.bincount(_border_pixels(pixels), minlength=256))
 
 
 def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:
@@ -128,7 +141,7 @@ def _already_mnist(gray: np.ndarray, background: float) -> np.ndarray | None:
     service answers exactly what offline evaluation of the same pixels answers.
     ``background``: the median of its border, in 8-bit levels."""
     if gray.dtype != np.uint8:
-        background = median(np.concatenate([part.ravel() for part in _border_slices(gray)]))
+        background = median(_border_pixels(gray))
     if background > PASSTHROUGH_BACKGROUND:
         return None
     image = gray.astype(np.float32) / np.float32(255.0)
