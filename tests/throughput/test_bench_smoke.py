@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.__main__ import main as bench_main
 from tests.conftest import REPO_ROOT, require_binary
 
 ROWS = [
@@ -51,3 +52,16 @@ def test_bench_prints_every_scenario_and_verdict(tiny_onnx: Path) -> None:
     assert len(verdicts) == 7, done.stdout
     # The overload run must never fail with anything but 503, whatever the machine's speed.
     assert any(line.startswith("PASS") and "other than 503" in line for line in verdicts)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["--rounds", "0"], ["--duration", "0"], ["--concurrency", "-1"], ["--warmup", "nan"]],
+)
+def test_bench_refuses_empty_runs_before_starting(
+    arguments: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        bench_main(arguments)
+    assert exited.value.code == 2
+    assert arguments[0] in capsys.readouterr().err
