@@ -22,26 +22,13 @@ from bench.loadgen import LoadResult, combine, run_wrk, wrk_binary
 from bench.payloads import Payload, digit_png, multipart, photo_jpeg, v2_binary
 from bench.report import Row, Targets, accepted_p99, format_table, scrape, wait_idle
 from bench.server import running_service
+from client.cli import positive_float, positive_int
 from service.settings import Settings
 
 NOOP_PATH = "/bench/noop"
 BATCH_FILES = 64
 V2_BATCH = 256
 OVERLOAD_CONCURRENCY = 256
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
-    return value
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,26 +38,26 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--duration", type=_positive_seconds, default=10.0, help="seconds per scenario"
+        "--duration", type=positive_float, default=10.0, help="seconds per scenario"
     )
     parser.add_argument(
-        "--overload-duration", type=_positive_seconds, default=10.0, help="seconds at c=256"
+        "--overload-duration", type=positive_float, default=10.0, help="seconds at c=256"
     )
     parser.add_argument(
-        "--ort-duration", type=_positive_seconds, default=3.0, help="seconds per ORT run"
+        "--ort-duration", type=positive_float, default=3.0, help="seconds per ORT run"
     )
     parser.add_argument(
-        "--warmup", type=_positive_seconds, default=2.0, help="seconds of warm-up load"
+        "--warmup", type=positive_float, default=2.0, help="seconds of warm-up load"
     )
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=16, help="for no-op, JPEG, ratios"
+        "--concurrency", type=positive_int, default=16, help="for no-op, JPEG, ratios"
     )
     parser.add_argument(
-        "--batch-concurrency", type=_positive_int, default=4, help="for batch and V2 runs"
+        "--batch-concurrency", type=positive_int, default=4, help="for batch and V2 runs"
     )
     parser.add_argument(
         "--rounds",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         help="the no-op and /predict runs of the ratio targets alternate this many times",
     )

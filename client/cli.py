@@ -35,14 +35,16 @@ DEFAULT_TIMEOUT = 30.0
 PROG = "digits"
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (also used by ``python -m bench``)."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0, NaN refused (also used by ``python -m bench``)."""
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
@@ -73,12 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     predict.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_BATCH_SIZE,
         help="files per request (at most the service's DIGITS_MAX_BATCH_FILES)",
     )
     predict.add_argument(
-        "--timeout", type=_positive_float, default=DEFAULT_TIMEOUT, help="seconds per request"
+        "--timeout", type=positive_float, default=DEFAULT_TIMEOUT, help="seconds per request"
     )
     predict.add_argument(
         "--progress",
