@@ -176,6 +176,8 @@ def _histogram(pixels: np.ndarray) -> PixelHistogram:
 def _paper(border: PixelHistogram) -> tuple[float, float]:
     """The paper's level and its noise (robust sigma), from the border's histogram."""
     (background,) = border.percentiles((50.0,))
+    if border.count_above(background - 1.0) - border.count_above(background) == border.total:
+        return background, 0.0  # one level all round (a canvas, a clean scan): no spread
     return background, 1.4826 * border.median_deviation(background)
 
 
