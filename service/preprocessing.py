@@ -244,11 +244,9 @@ def _lighting_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     ys, xs = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij")
     xs, ys = xs.ravel(), ys.ravel()
     terms = np.stack([np.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys], axis=1)
-    edge = np.zeros((height, width), dtype=bool)
-    for part in _border_slices(edge):
-        part[...] = True  # views into ``edge``
     terms.flags.writeable = False
-    return terms, np.flatnonzero(edge)
+    # Each border pixel once, ascending (the statistics' order repeats the corners).
+    return terms, np.unique(_border_indices(height, width))
 
 
 def _stretch(histogram: PixelHistogram, paper: tuple[float, float]) -> np.ndarray:
