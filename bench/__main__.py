@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -31,36 +32,30 @@ V2_BATCH = 256
 OVERLOAD_CONCURRENCY = 256
 
 
+_OPTIONS: tuple[tuple[str, Callable[[str], float], float, str], ...] = (
+    ("--duration", positive_float, 10.0, "seconds per scenario"),
+    ("--overload-duration", positive_float, 10.0, "seconds at c=256"),
+    ("--ort-duration", positive_float, 3.0, "seconds per ORT run"),
+    ("--warmup", positive_float, 2.0, "seconds of warm-up load"),
+    ("--concurrency", positive_int, 16, "for no-op, JPEG, ratios"),
+    ("--batch-concurrency", positive_int, 4, "for batch and V2 runs"),
+    (
+        "--rounds",
+        positive_int,
+        5,
+        "the no-op and /predict runs of the ratio targets alternate this many times",
+    ),
+)
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--duration", type=positive_float, default=10.0, help="seconds per scenario"
-    )
-    parser.add_argument(
-        "--overload-duration", type=positive_float, default=10.0, help="seconds at c=256"
-    )
-    parser.add_argument(
-        "--ort-duration", type=positive_float, default=3.0, help="seconds per ORT run"
-    )
-    parser.add_argument(
-        "--warmup", type=positive_float, default=2.0, help="seconds of warm-up load"
-    )
-    parser.add_argument(
-        "--concurrency", type=positive_int, default=16, help="for no-op, JPEG, ratios"
-    )
-    parser.add_argument(
-        "--batch-concurrency", type=positive_int, default=4, help="for batch and V2 runs"
-    )
-    parser.add_argument(
-        "--rounds",
-        type=positive_int,
-        default=5,
-        help="the no-op and /predict runs of the ratio targets alternate this many times",
-    )
+    for flag, kind, default, help_text in _OPTIONS:
+        parser.add_argument(flag, type=kind, default=default, help=help_text)
     return parser.parse_args(argv)
 
 
