@@ -2,9 +2,10 @@
 
 Started by service/workers.py as a fresh interpreter (see ``BOOT`` there). It loads its own
 ONNX Runtime session, then loops: take a batch of frames (service/batching.py), decode and
-normalise the images one by one (writing which one to the progress slot, so that the server
-can tell a stuck or crashing image from its neighbours), run the model once for the batch,
-and send every reply in one write. A bad image fails only its own reply; a failed model call
+normalise its images stage by stage (each stage of every image, then the next stage; before
+each, the image's id goes to the progress slot, so that the server can tell a stuck or
+crashing image from its neighbours), run the model once for the batch, and send every reply
+in one write. A bad image fails only its own reply; a failed model call
 fails the inputs of that call.
 """
 
@@ -18,7 +19,7 @@ import signal
 import socket
 import time
 import traceback
-from collections.abc import Collection
+from collections.abc import Collection, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,11 +36,12 @@ _INTERNAL_STATUS = 500
 
 
 class Preprocess(Protocol):
-    """``preprocess_image``'s signature; tests inject slow or crashing stand-ins."""
+    """``preprocess_steps``'s signature: one image's stages (a generator whose return value is
+    the (28, 28) image); tests inject slow or crashing stand-ins."""
 
     def __call__(
         self, data: bytes, *, allowed_formats: Collection[str], max_pixels: int
-    ) -> np.ndarray: ...
+    ) -> Generator[None, None, np.ndarray]: ...
 
 
 @dataclass(slots=True)
@@ -168,7 +170,7 @@ def run_batch(
     limits: Limits,
 ) -> bytes:
     """The replies to ``batch``, concatenated: one model call for all its good inputs."""
-    outcomes = [_prepare(frame, slot, preprocess, limits) for frame in batch]
+    outcomes = _prepare(batch, slot, preprocess, limits)
     slot.idle()
     good = [outcome for outcome in outcomes if outcome.inputs is not None]
     started = time.monotonic()
@@ -186,28 +188,65 @@ def run_batch(
 
 
 def _prepare(
-    frame: Frame, slot: wire.ProgressSlot, preprocess: Preprocess, limits: Limits
-) -> _Outcome:
-    if frame.kind == wire.TENSOR:
-        inputs = np.frombuffer(frame.payload, np.float32).reshape(frame.count, wire.IMAGE_FLOATS)
-        return _Outcome(frame, 0.0, inputs=inputs)
-    slot.decoding(frame.request_id)
+    batch: list[Frame], slot: wire.ProgressSlot, preprocess: Preprocess, limits: Limits
+) -> list[_Outcome]:
+    """Every input of ``batch`` made ready for the model (or failed), the encoded images
+    stage by stage: each stage of every image before the next stage of any (why:
+    ``service.preprocessing.preprocess_steps``)."""
+    outcomes: list[_Outcome] = []
+    running: list[tuple[_Outcome, Generator[None, None, np.ndarray]]] = []
+    for frame in batch:
+        if frame.kind == wire.TENSOR:
+            inputs = np.frombuffer(frame.payload, np.float32).reshape(
+                frame.count, wire.IMAGE_FLOATS
+            )
+            outcomes.append(_Outcome(frame, 0.0, inputs=inputs))
+            continue
+        outcome = _Outcome(frame, 0.0)
+        outcomes.append(outcome)
+        steps = preprocess(
+            frame.payload, allowed_formats=limits.allowed_formats, max_pixels=limits.max_pixels
+        )
+        running.append((outcome, steps))
+    while running:
+        running = [(outcome, steps) for outcome, steps in running if _stage(outcome, steps, slot)]
+    return outcomes
+
+
+def _stage(
+    outcome: _Outcome, steps: Generator[None, None, np.ndarray], slot: wire.ProgressSlot
+) -> bool:
+    """Run the next stage of one image; False once it has its input row or its error. The
+    progress slot names the image during each of its stages: a stage that hangs or crashes
+    the worker is blamed on its own image."""
+    slot.decoding(outcome.frame.request_id)
     started = time.perf_counter()
     try:
-        image = np.asarray(
-            preprocess(
-                frame.payload, allowed_formats=limits.allowed_formats, max_pixels=limits.max_pixels
-            ),
-            dtype=np.float32,
-        )
-        if image.shape != (wire.SIDE, wire.SIDE):
-            raise ValueError(f"preprocessing returned shape {image.shape}, not (28, 28)")
-        return _Outcome(frame, time.perf_counter() - started, inputs=image.reshape(1, -1))
+        row = _advance(steps)
+        if row is None:
+            return True
+        outcome.inputs = row
     except ServiceError as exc:
-        return _Outcome(frame, time.perf_counter() - started, error=wire.encode_error(exc))
+        outcome.error = wire.encode_error(exc)
     except Exception:  # a bug, never the client's fault: say so, keep serving
         traceback.print_exc()
-        return _Outcome(frame, time.perf_counter() - started, error=_internal_error())
+        outcome.error = _internal_error()
+    finally:
+        outcome.seconds += time.perf_counter() - started
+    return False
+
+
+def _advance(steps: Generator[None, None, np.ndarray]) -> np.ndarray | None:
+    """The image's (1, 784) float32 input row once its last stage has run, None before."""
+    try:
+        next(steps)
+        return None
+    except StopIteration as done:
+        result = done.value
+    pixels = np.asarray(result, dtype=np.float32)
+    if pixels.shape != (wire.SIDE, wire.SIDE):
+        raise ValueError(f"preprocessing returned shape {pixels.shape}, not (28, 28)")
+    return pixels.reshape(1, -1)
 
 
 def _internal_error() -> bytes:

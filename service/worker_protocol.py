@@ -7,7 +7,8 @@ that the server would execute.
 The progress slot is a few shared bytes per worker (a memfd mapped by both processes) in
 which the worker writes which request it is decoding and since when. Workers take their
 inputs in batches, so the order of the replies no longer says which image a stuck or crashed
-worker was on; the slot does, at the cost of one memory write per image and no syscall.
+worker was on; the slot does, at the cost of one memory write per image and stage and no
+syscall.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ BOOT = (
     "config = json.loads(sys.argv[1]); sys.path[:0] = config['path']; "
     "from service.worker_main import worker_main; worker_main(config)"
 )
-DEFAULT_PREPROCESS = "service.preprocessing:preprocess_image"
+DEFAULT_PREPROCESS = "service.preprocessing:preprocess_steps"
 
 
 @dataclass(frozen=True, slots=True)

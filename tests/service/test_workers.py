@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Collection, Coroutine
+from collections.abc import Collection, Coroutine, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ from service.app import create_app
 from service.errors import Overloaded, ServiceError
 from service.metrics import Metrics
 from service.model import DigitClassifier, ModelSpec
-from service.preprocessing import preprocess_image
+from service.preprocessing import preprocess_image, preprocess_steps
 from service.settings import Settings
 from service.workers import PoolOptions, Result, WorkerPool
 from tests.service.images import draw_digit, encode, png
@@ -31,32 +31,38 @@ SLEEP_S = 1.0
 T = TypeVar("T")
 
 
-def slow_or_real(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> np.ndarray:
-    """A stand-in for preprocess_image that can keep a worker busy (runs in the worker)."""
+Steps = Generator[None, None, np.ndarray]
+
+
+def slow_or_real(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> Steps:
+    """A stand-in for preprocess_steps that can keep a worker busy (runs in the worker), in
+    its second stage: after the other images of its batch have run their first."""
+    yield
     if data.startswith(SLEEP):
         time.sleep(SLEEP_S)
     elif data.startswith(SPIN):
         while True:
             pass
     else:
-        return preprocess_image(data, allowed_formats=allowed_formats, max_pixels=max_pixels)
+        steps = preprocess_steps(data, allowed_formats=allowed_formats, max_pixels=max_pixels)
+        return (yield from steps)
     return np.zeros((28, 28), np.float32)
 
 
-def thread_settings(
-    data: bytes, *, allowed_formats: Collection[str], max_pixels: int
-) -> np.ndarray:
+def thread_settings(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> Steps:
     """A stand-in that reports the worker's BLAS and OpenCV thread counts in pixels 0 and 1."""
     import cv2
 
+    yield
     image = np.zeros((28, 28), np.float32)
     image[0, 0] = float(os.environ.get("OPENBLAS_NUM_THREADS", "0"))
     image[0, 1] = float(cv2.getNumThreads())
     return image
 
 
-def worker_pid(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> np.ndarray:
+def worker_pid(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> Steps:
     """A stand-in that says which worker process read the image (pixels 0 and 1)."""
+    yield
     image = np.zeros((28, 28), np.float32)
     image[0, :2] = divmod(os.getpid(), 4096)
     return image
@@ -105,7 +111,7 @@ def test_results_match_preprocessing_and_the_model_in_process(
     make_pool: Any, tiny_onnx: Path
 ) -> None:
     async def scenario() -> list[Any]:
-        pool = make_pool(preprocess=f"{preprocess_image.__module__}:preprocess_image")
+        pool = make_pool(preprocess=f"{preprocess_steps.__module__}:preprocess_steps")
         await pool.start()
         try:
             futures = pool.classify_many(GOOD + BAD, with_image=True)

@@ -1,0 +1,122 @@
+"""A worker's batch, in process: images run stage by stage, each failure stays with its image."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Generator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service import worker_protocol as wire
+from service.errors import InvalidImage, ServiceError
+from service.model import DigitClassifier, ModelSpec
+from service.preprocessing import preprocess_image, preprocess_steps
+from service.worker_main import Frame, Limits, Preprocess, run_batch
+from tests.service.images import draw_digit, png
+
+LIMITS = Limits(frozenset({"PNG", "JPEG"}), max_pixels=10_000_000, max_batch_size=32, max_delay_s=0)
+Steps = Generator[None, None, np.ndarray]
+
+
+class RecordingSlot:
+    """The progress slot's worker side, remembering which request each mark named."""
+
+    def __init__(self) -> None:
+        self.marks: list[int] = []
+
+    def decoding(self, request_id: int) -> None:
+        self.marks.append(request_id)
+
+    def idle(self) -> None:
+        self.marks.append(0)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_onnx: Path) -> DigitClassifier:
+    return ModelSpec(str(tiny_onnx)).open()
+
+
+def _frames(payloads: list[bytes]) -> list[Frame]:
+    return [Frame(i + 1, wire.ENCODED, 0, 1, 0.0, data) for i, data in enumerate(payloads)]
+
+
+def _replies(data: bytes) -> dict[int, tuple[int, bytes]]:
+    """request id -> (reply kind, payload)."""
+    replies, offset = {}, 0
+    while offset < len(data):
+        request_id, kind, _, _, _, _, length = wire.REPLY.unpack_from(data, offset)
+        offset += wire.REPLY.size
+        replies[request_id] = (kind, data[offset : offset + length])
+        offset += length
+    return replies
+
+
+def _logged(stages: int, log: list[str]) -> Preprocess:
+    """A stand-in preprocess: the image's bytes name it and how many stages it has; each stage
+    is logged; an image named "bad" fails in its second stage."""
+
+    def steps(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> Steps:
+        name = data.decode()
+        for stage in range(1, stages + (name != "short")):
+            log.append(f"{name}{stage}")
+            if name == "bad" and stage == 2:
+                raise InvalidImage("bad in its second stage")
+            yield
+        return np.full((28, 28), 0.5, np.float32)
+
+    return steps
+
+
+def test_each_stage_runs_for_every_image_before_the_next_stage(model: DigitClassifier) -> None:
+    log: list[str] = []
+    preprocess = _logged(3, log)
+    slot = RecordingSlot()
+    run_batch(_frames([b"a", b"short", b"b"]), slot, preprocess, model, LIMITS)
+    # "short" has one stage fewer: it leaves the round robin, the others go on.
+    assert log == ["a1", "short1", "b1", "a2", "short2", "b2", "a3", "b3"]
+    # The slot names the image of every stage (a hang or a crash is blamed on it), then idle.
+    assert slot.marks == [1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 3, 0]
+
+
+def test_an_image_failing_in_a_later_stage_fails_alone(model: DigitClassifier) -> None:
+    log: list[str] = []
+    replies = _replies(
+        run_batch(_frames([b"a", b"bad", b"b"]), RecordingSlot(), _logged(3, log), model, LIMITS)
+    )
+    assert "bad3" not in log and "b3" in log
+    kind, payload = replies[2]
+    assert kind == wire.ERROR
+    assert wire.decode_error(payload).code == "invalid_image"
+    for good in (1, 3):
+        kind, payload = replies[good]
+        assert kind == wire.RESULT
+        probabilities = np.frombuffer(payload, np.float32)
+        expected = model.predict(np.full((1, 1, 28, 28), 0.5, np.float32))[0]
+        np.testing.assert_allclose(probabilities, expected, rtol=1e-5)
+
+
+def test_staged_batches_give_the_one_by_one_answers(model: DigitClassifier) -> None:
+    images = [
+        png(draw_digit()),
+        png(draw_digit(ink=255, paper=0)),
+        png(draw_digit((300, 120), offset=(40, 0))),
+        b"not an image",
+        png(draw_digit(ink=255, paper=255)),  # blank
+    ]
+    replies = _replies(run_batch(_frames(images), RecordingSlot(), preprocess_steps, model, LIMITS))
+    errors = []
+    for request_id, data in enumerate(images, start=1):
+        kind, payload = replies[request_id]
+        try:
+            alone = preprocess_image(
+                data, allowed_formats=LIMITS.allowed_formats, max_pixels=LIMITS.max_pixels
+            )
+        except ServiceError as exc:
+            assert (kind, wire.decode_error(payload).code) == (wire.ERROR, exc.code)
+            errors.append(exc.code)
+            continue
+        assert kind == wire.RESULT
+        expected = model.predict(alone.reshape(1, 1, 28, 28))[0]
+        np.testing.assert_allclose(np.frombuffer(payload, np.float32), expected, rtol=1e-5)
+    assert errors == ["invalid_image", "no_ink"]
