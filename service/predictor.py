@@ -96,20 +96,38 @@ class Predictor:
     async def predict_batch(
         self, uploads: list[Upload], include_image: bool = False
     ) -> list[dict[str, Any]]:
-        """One entry per upload in order; a bad image fails its own entry only."""
+        """One entry per upload in order; a bad image fails its own entry only.
+
+        The futures are awaited one by one rather than through ``asyncio.gather``: they are
+        answered a worker batch at a time, so most are done when their turn comes, while
+        gather's callback per future cost the event loop 1-2 us more an image (64 futures
+        answered in two groups: 96-165 us against 24-37 us).
+        """
         futures = self.pool.classify_many((upload.data for upload in uploads), include_image)
-        results = await asyncio.gather(*futures, return_exceptions=True)
         entries: list[dict[str, Any]] = []
-        for upload, item in zip(uploads, results, strict=True):
-            if isinstance(item, ServiceError):
-                entries.append({"filename": upload.filename, "error": item.to_dict()})
-            elif isinstance(item, Result):
-                answer = self._answer(item.probabilities[0], item.image)
+        try:
+            for upload, future in zip(uploads, futures, strict=True):
+                try:
+                    result = await future
+                except ServiceError as exc:
+                    entries.append({"filename": upload.filename, "error": exc.to_dict()})
+                    continue
+                answer = self._answer(result.probabilities[0], result.image)
                 entries.append({**answer, "filename": upload.filename})
-            else:
-                raise item  # not the image's fault (cancelled, a bug): the whole request fails
+        finally:
+            _abandon(futures[len(entries) :])  # the request failed (cancelled, a bug)
         return entries
 
     async def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(n, 10) for float32 images (n, 1, 28, 28) in MNIST convention (the V2 endpoint)."""
         return (await self.pool.classify_tensor(images)).probabilities
+
+
+def _abandon(futures: list[asyncio.Future[Result]]) -> None:
+    """Let go of answers nobody will read: cancel the pending ones and mark the failed ones
+    as seen (asyncio logs an error for a future whose exception is never retrieved)."""
+    for future in futures:
+        if not future.done():
+            future.cancel()
+        elif not future.cancelled():
+            future.exception()
