@@ -217,9 +217,10 @@ def _stage(
     outcome: _Outcome, steps: Generator[None, None, np.ndarray], slot: wire.ProgressSlot
 ) -> bool:
     """Run the next stage of one image; False once it has its input row or its error. The
-    progress slot names the image during each of its stages: a stage that hangs or crashes
-    the worker is blamed on its own image."""
-    slot.decoding(outcome.frame.request_id)
+    progress slot names the image during each of its stages, with its time so far: a stage
+    that hangs or crashes the worker is blamed on its own image, and the timeout bounds the
+    image's own decode + normalisation time as when images ran one by one."""
+    slot.decoding(outcome.frame.request_id, outcome.seconds)
     started = time.perf_counter()
     try:
         row = _advance(steps)

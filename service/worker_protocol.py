@@ -64,8 +64,10 @@ class ProgressSlot:
         fd = _anonymous_file(SLOT.size)
         return cls(fd), fd
 
-    def decoding(self, request_id: int) -> None:
-        SLOT.pack_into(self._map, 0, request_id, time.monotonic())
+    def decoding(self, request_id: int, spent: float = 0.0) -> None:
+        """The worker is on ``request_id`` now, after ``spent`` seconds on it in earlier
+        stages: the server's watchdog sees the image's own time, not its batch's."""
+        SLOT.pack_into(self._map, 0, request_id, time.monotonic() - spent)
 
     def idle(self) -> None:
         SLOT.pack_into(self._map, 0, 0, IDLE)

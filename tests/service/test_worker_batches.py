@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Generator
 from pathlib import Path
 
@@ -24,9 +25,11 @@ class RecordingSlot:
 
     def __init__(self) -> None:
         self.marks: list[int] = []
+        self.spent: dict[int, list[float]] = {}
 
-    def decoding(self, request_id: int) -> None:
+    def decoding(self, request_id: int, spent: float = 0.0) -> None:
         self.marks.append(request_id)
+        self.spent.setdefault(request_id, []).append(spent)
 
     def idle(self) -> None:
         self.marks.append(0)
@@ -77,6 +80,26 @@ def test_each_stage_runs_for_every_image_before_the_next_stage(model: DigitClass
     assert log == ["a1", "short1", "b1", "a2", "short2", "b2", "a3", "b3"]
     # The slot names the image of every stage (a hang or a crash is blamed on it), then idle.
     assert slot.marks == [1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 3, 0]
+
+
+def test_the_slot_carries_each_images_own_time_for_the_timeout(model: DigitClassifier) -> None:
+    """The watchdog bounds an image's own decode + normalisation time, as when images ran
+    one by one: the other images' stages in between do not count."""
+    stage_s = 0.05
+
+    def slow(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> Steps:
+        for _ in range(3):
+            time.sleep(stage_s)
+            yield
+        return np.zeros((28, 28), np.float32)
+
+    slot = RecordingSlot()
+    run_batch(_frames([b"a", b"b", b"c"]), slot, slow, model, LIMITS)
+    for spent in slot.spent.values():
+        first, second, third, last = spent
+        assert first == 0.0 and second >= stage_s and third >= 2 * stage_s
+        # Its own three stages; counting the whole batch's, it would be about nine.
+        assert 3 * stage_s <= last < 6 * stage_s
 
 
 def test_an_image_failing_in_a_later_stage_fails_alone(model: DigitClassifier) -> None:
