@@ -5,8 +5,8 @@ ONNX Runtime session, then loops: take a batch of frames (service/batching.py), 
 normalise its images stage by stage (each stage of every image, then the next stage; before
 each, the image's id goes to the progress slot, so that the server can tell a stuck or
 crashing image from its neighbours), run the model once for the batch, and send every reply
-in one write. A bad image fails only its own reply; a failed model call
-fails the inputs of that call.
+in one write. A bad image fails only its own reply; a failed model call fails the inputs of
+that call.
 """
 
 from __future__ import annotations
