@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import time
+import tracemalloc
 from collections.abc import Collection, Generator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from service import worker_protocol as wire
 from service.errors import InvalidImage, ServiceError
@@ -143,3 +146,37 @@ def test_staged_batches_give_the_one_by_one_answers(model: DigitClassifier) -> N
         expected = model.predict(alone.reshape(1, 1, 28, 28))[0]
         np.testing.assert_allclose(np.frombuffer(payload, np.float32), expected, rtol=1e-5)
     assert errors == ["invalid_image", "no_ink"]
+
+
+def _large_png(side: int) -> bytes:
+    image = Image.new("L", (side, side), 255)
+    draw = ImageDraw.Draw(image)
+    draw.line(
+        [(side // 4, side // 5), (3 * side // 4, side // 5), (side // 2, 4 * side // 5)],
+        fill=0,
+        width=side // 20,
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_staged_batch_holds_one_full_size_image_at_a_time(model: DigitClassifier) -> None:
+    """Between stages an image keeps only its small work copy: a batch of large images peaks
+    at about one decoded image, not one per image."""
+    data = _large_png(2000)  # 4 MB decoded
+
+    def peak_bytes(count: int) -> int:
+        frames = _frames([data] * count)
+        tracemalloc.start()
+        try:
+            replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, LIMITS))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert [kind for kind, _ in replies.values()] == [wire.RESULT] * count
+        return peak
+
+    one, six = peak_bytes(1), peak_bytes(6)
+    assert one > 4_000_000  # the decoded image is seen
+    assert six < one + 2_000_000  # six images: not 6 x 4 MB
