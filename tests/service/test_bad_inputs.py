@@ -195,3 +195,31 @@ def test_batch_with_only_bad_files_answers_each(hardened: TestClient) -> None:
     assert response.status_code == 200
     codes = [entry["error"]["code"] for entry in response.json()["predictions"]]
     assert codes == ["invalid_image", "image_too_large"]
+
+
+def test_a_batch_mixing_good_and_hostile_images_answers_each_as_alone(
+    hardened: TestClient,
+) -> None:
+    """The worker prepares a batch's images stage by stage: failures at every stage, between
+    good images, must each stay with their own entry."""
+    images = [  # every bad image body of the corpus; one over the body limit fails the request
+        (name, kwargs["content"], code)
+        for name, kwargs, _, code in CORPUS
+        if kwargs.get("headers") in (RAW, {"Content-Type": "image/jpeg"})
+        and code != "payload_too_large"
+    ]
+    codes = {"invalid_image", "image_too_large", "no_ink", "unsupported_media_type"}
+    assert {code for _, _, code in images} == codes
+    good = [("good", data, None) for data in [png(draw_digit()), JPEG_DATA] * len(images)]
+    good = good[: len(images)]
+    mixed = [item for pair in zip(images, good, strict=True) for item in pair]  # bad, good, ...
+    files = [("files", (f"{i}.img", data, "image/png")) for i, (_, data, _) in enumerate(mixed)]
+    response = hardened.post("/predict/batch", files=files)
+    assert response.status_code == 200
+    for (name, data, code), entry in zip(mixed, response.json()["predictions"], strict=True):
+        if code is not None:
+            assert entry["error"]["code"] == code, name
+            continue
+        alone = hardened.post("/predict", content=data, headers=RAW).json()
+        assert entry["digit"] == alone["digit"], name
+        assert entry["probabilities"] == pytest.approx(alone["probabilities"], rel=1e-5, abs=1e-7)
