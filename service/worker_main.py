@@ -204,9 +204,14 @@ def _prepare(
             continue
         outcome = _Outcome(frame, 0.0)
         outcomes.append(outcome)
-        steps = preprocess(
-            frame.payload, allowed_formats=limits.allowed_formats, max_pixels=limits.max_pixels
-        )
+        try:  # a generator runs nothing yet; a stand-in that is not one may raise here
+            steps = preprocess(
+                frame.payload, allowed_formats=limits.allowed_formats, max_pixels=limits.max_pixels
+            )
+        except Exception:  # a bug, never the client's fault: say so, keep serving
+            traceback.print_exc()
+            outcome.error = _internal_error()
+            continue
         running.append((outcome, steps))
     while running:
         running = [(outcome, steps) for outcome, steps in running if _stage(outcome, steps, slot)]

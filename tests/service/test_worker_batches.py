@@ -122,6 +122,24 @@ def test_an_image_failing_in_a_later_stage_fails_alone(model: DigitClassifier) -
         np.testing.assert_allclose(probabilities, expected, rtol=1e-5)
 
 
+def test_a_preprocess_failing_before_its_first_stage_fails_its_image_only(
+    model: DigitClassifier,
+) -> None:
+    stages = _logged(2, [])
+
+    def eager(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> Steps:
+        if data == b"bug":
+            raise RuntimeError("a bug before the first stage")
+        return stages(data, allowed_formats=allowed_formats, max_pixels=max_pixels)
+
+    replies = _replies(
+        run_batch(_frames([b"a", b"bug", b"b"]), RecordingSlot(), eager, model, LIMITS)
+    )
+    assert [replies[i][0] for i in (1, 2, 3)] == [wire.RESULT, wire.ERROR, wire.RESULT]
+    error = wire.decode_error(replies[2][1])
+    assert (error.status_code, error.code) == (500, "internal_error")
+
+
 def test_staged_batches_give_the_one_by_one_answers(model: DigitClassifier) -> None:
     images = [
         png(draw_digit()),
