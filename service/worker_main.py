@@ -19,7 +19,7 @@ import signal
 import socket
 import time
 import traceback
-from collections.abc import Collection, Generator
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from service import worker_protocol as wire
 from service.batching import collect
 from service.errors import ServiceError
 from service.model import DigitClassifier, ModelSpec
+from service.preprocessing import Steps
 
 RECEIVE_BYTES = 1 << 20
 _INTERNAL_STATUS = 500
@@ -41,7 +42,7 @@ class Preprocess(Protocol):
 
     def __call__(
         self, data: bytes, *, allowed_formats: Collection[str], max_pixels: int
-    ) -> Generator[None, None, np.ndarray]: ...
+    ) -> Steps: ...
 
 
 @dataclass(slots=True)
@@ -194,7 +195,7 @@ def _prepare(
     stage by stage: each stage of every image before the next stage of any (why:
     ``service.preprocessing.preprocess_steps``)."""
     outcomes: list[_Outcome] = []
-    running: list[tuple[_Outcome, Generator[None, None, np.ndarray]]] = []
+    running: list[tuple[_Outcome, Steps]] = []
     for frame in batch:
         if frame.kind == wire.TENSOR:
             inputs = np.frombuffer(frame.payload, np.float32).reshape(
@@ -218,9 +219,7 @@ def _prepare(
     return outcomes
 
 
-def _stage(
-    outcome: _Outcome, steps: Generator[None, None, np.ndarray], slot: wire.ProgressSlot
-) -> bool:
+def _stage(outcome: _Outcome, steps: Steps, slot: wire.ProgressSlot) -> bool:
     """Run the next stage of one image; False once it has its input row or its error. The
     progress slot names the image during each of its stages, with its time so far: a stage
     that hangs or crashes the worker is blamed on its own image, and the timeout bounds the
@@ -242,7 +241,7 @@ def _stage(
     return False
 
 
-def _advance(steps: Generator[None, None, np.ndarray]) -> np.ndarray | None:
+def _advance(steps: Steps) -> np.ndarray | None:
     """The image's (1, 784) float32 input row once its last stage has run, None before."""
     try:
         next(steps)

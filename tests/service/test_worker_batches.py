@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 import tracemalloc
-from collections.abc import Collection, Generator
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +15,11 @@ from PIL import Image, ImageDraw
 from service import worker_protocol as wire
 from service.errors import InvalidImage, ServiceError
 from service.model import DigitClassifier, ModelSpec
-from service.preprocessing import preprocess_image, preprocess_steps
+from service.preprocessing import Steps, preprocess_image, preprocess_steps
 from service.worker_main import Frame, Limits, Preprocess, run_batch
 from tests.service.images import draw_digit, png
 
 LIMITS = Limits(frozenset({"PNG", "JPEG"}), max_pixels=10_000_000, max_batch_size=32, max_delay_s=0)
-Steps = Generator[None, None, np.ndarray]
 
 
 class RecordingSlot:

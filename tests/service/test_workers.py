@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Collection, Coroutine, Generator
+from collections.abc import Collection, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ from service.app import create_app
 from service.errors import Overloaded, ServiceError
 from service.metrics import Metrics
 from service.model import DigitClassifier, ModelSpec
-from service.preprocessing import preprocess_image, preprocess_steps
+from service.preprocessing import Steps, preprocess_image, preprocess_steps
 from service.settings import Settings
 from service.workers import PoolOptions, Result, WorkerPool
 from tests.service.images import draw_digit, encode, png
@@ -29,9 +29,6 @@ SLEEP = b"SLEEP"  # images starting with this make the test worker sleep...
 SPIN = b"SPIN"  # ...or spin forever
 SLEEP_S = 1.0
 T = TypeVar("T")
-
-
-Steps = Generator[None, None, np.ndarray]
 
 
 def slow_or_real(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> Steps:
