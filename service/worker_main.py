@@ -4,8 +4,9 @@ Started by service/workers.py as a fresh interpreter (see ``BOOT`` there). It lo
 ONNX Runtime session, then loops: take a batch of frames (service/batching.py), decode and
 normalise its images stage by stage (each stage of every image, then the next stage; before
 each, the image's id goes to the progress slot, so that the server can tell a stuck or
-crashing image from its neighbours), run the model once for the batch, and send every reply
-in one write. A bad image fails only its own reply; a failed model call fails the inputs of
+crashing image from its neighbours; the statistics of the decoded images are measured for
+the whole batch at once), run the model once for the batch, and send every reply in one
+write. A bad image fails only its own reply; a failed model call fails the inputs of
 that call.
 """
 
@@ -30,7 +31,7 @@ from service import worker_protocol as wire
 from service.batching import collect
 from service.errors import ServiceError
 from service.model import DigitClassifier, ModelSpec
-from service.preprocessing import Steps
+from service.preprocessing import Measure, Measurement, Steps, measure
 
 RECEIVE_BYTES = 1 << 20
 _INTERNAL_STATUS = 500
@@ -161,6 +162,8 @@ class _Outcome:
     seconds: float  # decode + normalisation
     inputs: np.ndarray | None = None  # (count, 784) for the model
     error: bytes | None = None  # an encoded ServiceError
+    asked: Measure | None = None  # what its last stage asked to have measured
+    answer: Measurement | None = None  # for its next stage
 
 
 def run_batch(
@@ -216,7 +219,34 @@ def _prepare(
         running.append((outcome, steps))
     while running:
         running = [(outcome, steps) for outcome, steps in running if _stage(outcome, steps, slot)]
+        running = _measure(running, slot)
     return outcomes
+
+
+def _measure(
+    running: list[tuple[_Outcome, Steps]], slot: wire.ProgressSlot
+) -> list[tuple[_Outcome, Steps]]:
+    """Answer the images whose last stage asked to be measured, all in one ``measure`` call,
+    each charged an equal share of its time; returns ``running`` less any it failed. The
+    progress slot names the first of them: numpy over a batch of bounded arrays does not
+    hang, and a bug here fails them all alike."""
+    asking = [outcome for outcome, _ in running if outcome.asked is not None]
+    if not asking:
+        return running
+    slot.decoding(asking[0].frame.request_id, asking[0].seconds)
+    started = time.perf_counter()
+    try:
+        answers = measure([outcome.asked.work for outcome in asking])  # type: ignore[union-attr]
+    except Exception:  # a bug, never the client's fault: say so, keep serving
+        traceback.print_exc()
+        for outcome in asking:
+            outcome.asked, outcome.error = None, _internal_error()
+        return [(outcome, steps) for outcome, steps in running if outcome.error is None]
+    share = (time.perf_counter() - started) / len(asking)
+    for outcome, answer in zip(asking, answers, strict=True):
+        outcome.asked, outcome.answer = None, answer
+        outcome.seconds += share
+    return running
 
 
 def _stage(outcome: _Outcome, steps: Steps, slot: wire.ProgressSlot) -> bool:
@@ -227,7 +257,7 @@ def _stage(outcome: _Outcome, steps: Steps, slot: wire.ProgressSlot) -> bool:
     slot.decoding(outcome.frame.request_id, outcome.seconds)
     started = time.perf_counter()
     try:
-        row = _advance(steps)
+        row = _advance(outcome, steps)
         if row is None:
             return True
         outcome.inputs = row
@@ -241,10 +271,12 @@ def _stage(outcome: _Outcome, steps: Steps, slot: wire.ProgressSlot) -> bool:
     return False
 
 
-def _advance(steps: Steps) -> np.ndarray | None:
-    """The image's (1, 784) float32 input row once its last stage has run, None before."""
+def _advance(outcome: _Outcome, steps: Steps) -> np.ndarray | None:
+    """The image's (1, 784) float32 input row once its last stage has run, None before (and
+    what the stage asked to have measured, if anything, in ``outcome.asked``)."""
+    answer, outcome.answer = outcome.answer, None
     try:
-        next(steps)
+        outcome.asked = steps.send(answer)
         return None
     except StopIteration as done:
         result = done.value

@@ -165,6 +165,38 @@ def test_staged_batches_give_the_one_by_one_answers(model: DigitClassifier) -> N
     assert errors == ["invalid_image", "no_ink"]
 
 
+@pytest.mark.parametrize("one_size", [True, False])
+def test_a_full_batch_measured_together_gives_the_one_by_one_images(
+    model: DigitClassifier, one_size: bool
+) -> None:
+    """32 images: the batch's statistics are measured together (service.preprocessing.
+    measure; all of one size, or not), and each image the model sees is bit for bit the one
+    it gets alone."""
+    images = [
+        png(draw_digit((28, 28), ink=ink, paper=255 - ink, width=2 + i % 3, offset=(i % 4, 0)))
+        for i, ink in enumerate([0, 255] * 14)
+    ]
+    others = [draw_digit((28, 28), offset=(5, 3)), draw_digit((28, 28), ink=200, paper=90)]
+    if not one_size:
+        others = [draw_digit((90, 60)), draw_digit((300, 120), offset=(40, 0))]
+    images += [png(draw_digit((28, 28), ink=0, paper=0)), png(others[0]), b"nope", png(others[1])]
+    frames = [Frame(i, wire.ENCODED, wire.WITH_IMAGE, 1, 0.0, d) for i, d in enumerate(images)]
+    replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, LIMITS))
+    kinds = []
+    for request_id, data in enumerate(images):
+        kind, payload = replies[request_id]
+        kinds.append(kind)
+        if kind == wire.ERROR:
+            continue
+        seen = np.frombuffer(payload, np.float32)[wire.CLASSES :].reshape(28, 28)
+        alone = preprocess_image(
+            data, allowed_formats=LIMITS.allowed_formats, max_pixels=LIMITS.max_pixels
+        )
+        np.testing.assert_array_equal(seen, alone)
+    assert kinds.count(wire.ERROR) == 2  # the blank and the non-image
+    assert kinds[28] == kinds[30] == wire.ERROR
+
+
 def _large_png(side: int) -> bytes:
     image = Image.new("L", (side, side), 255)
     draw = ImageDraw.Draw(image)

@@ -11,7 +11,8 @@ from PIL import Image
 from service import decoding
 from service.decoding import decode_gray, decode_grayscale
 from service.errors import ImageTooLarge, InvalidImage
-from service.quantiles import PixelHistogram
+from service.preprocessing import measure
+from service.quantiles import PixelHistogram, PixelHistograms
 from service.resampling import resize_lanczos
 from tests.service.images import draw_digit, encode
 
@@ -50,6 +51,76 @@ def test_histogram_statistics_match_numpy(size: int) -> None:
             np.testing.assert_allclose(
                 histogram.percentiles((10.0, 90.0), above=cut), np.percentile(above, (10, 90))
             )
+
+
+def _random_counts(rng: np.random.Generator, rows: int, size: int) -> np.ndarray:
+    """Histograms of ``rows`` random images of ``size`` pixels, half with a dominant level."""
+    counts = []
+    for _ in range(rows):
+        pixels = rng.integers(0, 256, size)
+        if rng.random() < 0.5:
+            pixels[: size // 2] = rng.integers(0, 256)
+        counts.append(np.bincount(pixels, minlength=256))
+    return np.stack(counts)
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 784, 65536])
+def test_histogram_rows_give_each_rows_own_statistics_bit_for_bit(size: int) -> None:
+    rng = np.random.default_rng(size)
+    counts = _random_counts(rng, 24, size)
+    rows = PixelHistograms(counts)
+    alone = [PixelHistogram(row) for row in counts]
+    qs = (0.1, 50.0, 90.0, 99.9)
+    flip = rng.random(len(counts)) < 0.5
+    flipped = rows.reversed_where(flip)
+    medians = rows.percentiles((50.0,))[:, 0]  # whole or half levels, as medians of pixels are
+    cuts = rng.uniform(-5.0, 300.0, len(counts))
+    inked = rows.count_above(cuts) > 0
+    above = rows.percentiles((90.0,), above=np.where(inked, cuts, -1.0))[:, 0]
+    for i, histogram in enumerate(alone):
+        assert rows.percentiles(qs)[i].tolist() == histogram.percentiles(qs)
+        reference = histogram.reversed() if flip[i] else histogram
+        assert flipped.percentiles(qs)[i].tolist() == reference.percentiles(qs)
+        assert rows.median_deviation(medians)[i] == histogram.median_deviation(medians[i])
+        assert rows.brightest()[i] == histogram.brightest()
+        assert rows.count_above(cuts)[i] == histogram.count_above(cuts[i])
+        if inked[i]:
+            assert above[i] == histogram.percentiles((90.0,), above=cuts[i])[0]
+
+
+def _work_images() -> list[np.ndarray]:
+    """8-bit images of every kind the normaliser meets: canvases both ways round, a blank,
+    noisy and unevenly lit paper, and sizes from 28x28 to a reduced photo."""
+    rng = np.random.default_rng(5)
+    images = []
+    for i in range(20):
+        ink, paper = (0, 255) if i % 3 else (255, 0)
+        image = np.asarray(draw_digit((28, 28), ink=ink, paper=paper, width=2 + i % 3))
+        images.append(image)
+    images.append(np.full((28, 28), 255, np.uint8))  # blank
+    for side in (60, 90, 256):
+        gradient = np.linspace(120, 230, side)[None, :] * np.ones((side, 1))
+        noisy = gradient + rng.normal(0, 8, (side, side))
+        digit = np.asarray(draw_digit((side, side), width=max(2, side // 12)), dtype=np.float64)
+        images.append(np.clip(np.minimum(noisy, digit), 0, 255).astype(np.uint8))
+    return images
+
+
+@pytest.mark.parametrize("same_size", [True, False])
+def test_a_batch_measured_together_gets_each_images_own_measurement(same_size: bool) -> None:
+    images = _work_images()
+    batch = [image for image in images if image.shape == (28, 28)] if same_size else images
+    assert len(batch) >= 16  # large enough to be measured in rows
+    for image, together in zip(batch, measure(batch), strict=True):
+        (alone,) = measure([image])
+        assert together[:3] == alone[:3]  # background, inverted, paper
+        if alone.lut is None:
+            assert together.lut is None
+        else:
+            assert together.lut is not None
+            np.testing.assert_array_equal(together.lut, alone.lut)
+    assert any(m.inverted for m in measure(batch)) and not all(m.inverted for m in measure(batch))
+    assert any(m.lut is None for m in measure(batch))  # the blank one
 
 
 def _noise(mode: str, side: int = 40) -> Image.Image:
