@@ -225,7 +225,7 @@ def _batch_counts(works: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     shape, rows = works[0].shape, len(works)
     if works[0].size > _BINCOUNT_PIXELS or any(work.shape != shape for work in works):
         return np.stack([_border_counts(w) for w in works]), np.stack([_counts(w) for w in works])
-    pixels = np.stack(works).reshape(rows, -1)
+    pixels = np.concatenate(works).reshape(rows, -1)  # np.stack's wrapper costs 40 us more
     shift = _row_shifts(rows)
     bins = rows * 256
     border = np.bincount((pixels[:, _border_indices(*shape)] + shift).ravel(), minlength=bins)

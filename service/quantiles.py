@@ -233,7 +233,9 @@ class PixelHistograms:
 
     def count_above(self, levels: np.ndarray) -> np.ndarray:
         """Per row, how many pixels are brighter than that row's level."""
-        first = np.clip(np.floor(levels).astype(np.int64) + 1, 0, 256)
+        first = np.floor(levels).astype(np.int64)
+        first += 1
+        np.minimum(np.maximum(first, 0, out=first), 256, out=first)  # np.clip's wrapper: 15 us
         below = self.cumulative.ravel()[_row_offsets(len(first))[1] + np.maximum(first - 1, 0)]
         return cast(np.ndarray, self.total - np.where(first > 0, below, 0))
 
