@@ -200,8 +200,9 @@ def test_batch_with_only_bad_files_answers_each(hardened: TestClient) -> None:
 def test_a_batch_mixing_good_and_hostile_images_answers_each_as_alone(
     hardened: TestClient,
 ) -> None:
-    """The worker prepares a batch's images stage by stage: failures at every stage, between
-    good images, must each stay with their own entry."""
+    """The worker prepares a batch's images stage by stage and measures their statistics
+    together (two good images per bad one: enough to be measured in rows): failures at every
+    stage, between good images, must each stay with their own entry."""
     images = [  # every bad image body of the corpus; one over the body limit fails the request
         (name, kwargs["content"], code)
         for name, kwargs, _, code in CORPUS
@@ -211,8 +212,9 @@ def test_a_batch_mixing_good_and_hostile_images_answers_each_as_alone(
     codes = {"invalid_image", "image_too_large", "no_ink", "unsupported_media_type"}
     assert {code for _, _, code in images} == codes
     good = [("good", data, None) for data in [png(draw_digit()), JPEG_DATA] * len(images)]
-    good = good[: len(images)]
-    mixed = [item for pair in zip(images, good, strict=True) for item in pair]  # bad, good, ...
+    pairs = zip(images, good[0::2], good[1::2], strict=True)
+    mixed = [item for trio in pairs for item in trio]  # bad, good, good, bad, ...
+    assert len(mixed) == 3 * len(images)
     files = [("files", (f"{i}.img", data, "image/png")) for i, (_, data, _) in enumerate(mixed)]
     response = hardened.post("/predict/batch", files=files)
     assert response.status_code == 200
