@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from service import worker_main
 from service import worker_protocol as wire
 from service.errors import InvalidImage, ServiceError
 from service.model import DigitClassifier, ModelSpec
@@ -137,6 +138,25 @@ def test_a_preprocess_failing_before_its_first_stage_fails_its_image_only(
     assert [replies[i][0] for i in (1, 2, 3)] == [wire.RESULT, wire.ERROR, wire.RESULT]
     error = wire.decode_error(replies[2][1])
     assert (error.status_code, error.code) == (500, "internal_error")
+
+
+def test_a_failing_measurement_fails_the_images_that_asked_and_nothing_else(
+    model: DigitClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(works: object) -> list[object]:
+        raise RuntimeError("a bug in the batch's statistics")
+
+    monkeypatch.setattr(worker_main, "measure", broken)
+    tensor = Frame(9, wire.TENSOR, 0, 2, 0.0, np.zeros((2, 1, 28, 28), np.float32).tobytes())
+    frames = [*_frames([png(draw_digit()), png(draw_digit(ink=255, paper=0))]), tensor]
+    replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, LIMITS))
+    for request_id in (1, 2):
+        kind, payload = replies[request_id]
+        assert kind == wire.ERROR
+        assert wire.decode_error(payload).code == "internal_error"
+    kind, payload = replies[9]
+    assert kind == wire.RESULT  # the V2 tensor in the same batch is answered
+    assert np.frombuffer(payload, np.float32).shape == (2 * wire.CLASSES,)
 
 
 def test_staged_batches_give_the_one_by_one_answers(model: DigitClassifier) -> None:
