@@ -30,7 +30,7 @@ from PIL import Image
 
 from service.decoding import DRAFT_SIZE, decode_gray
 from service.errors import NoInk
-from service.quantiles import PixelHistogram, PixelHistograms, median
+from service.quantiles import PixelHistogram, PixelHistograms, median, row_counts
 from service.resampling import resize_lanczos
 
 SIZE = 28  # model input side
@@ -80,7 +80,7 @@ class Measurement(NamedTuple):
 
     background: float  # the border's median level, as sent (for the MNIST passthrough)
     inverted: bool  # dark ink on light paper: inverted so that the ink is the bright side
-    paper: tuple[float, float]  # the paper's level and noise (robust sigma), ink up
+    sigma: float  # the paper's noise (robust sigma of the border)
     lut: np.ndarray | None  # the stretch table (paper to 0, ink to 1); None: no ink stands out
 
 
@@ -154,7 +154,7 @@ def _normalize_steps(gray: np.ndarray) -> Steps:
             return passthrough
     ink = cv2.bitwise_not(work) if measured.inverted else work
     lut = measured.lut
-    flattened = _flatten_lighting(ink, measured.paper[1])
+    flattened = _flatten_lighting(ink, measured.sigma)
     if flattened is not ink:
         ink = flattened
         lut = _stretch(_histogram(flattened), _paper(_border_histogram(flattened)))
@@ -193,11 +193,10 @@ def measure(works: Sequence[np.ndarray]) -> list[Measurement]:
     level = np.where(inverted, 255.0 - background, background)  # mirrored, same spread
     luts, blank = _stretch_rows(full.reversed_where(inverted), level, sigma)
     return [
-        Measurement(b, i, (p, s), None if k else lut)
-        for b, i, p, s, lut, k in zip(
+        Measurement(b, i, s, None if k else lut)
+        for b, i, s, lut, k in zip(
             background.tolist(),
             inverted.tolist(),
-            level.tolist(),
             sigma.tolist(),
             luts,
             blank.tolist(),
@@ -226,29 +225,13 @@ def _batch_counts(works: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     if works[0].size > _BINCOUNT_PIXELS or any(work.shape != shape for work in works):
         return np.stack([_border_counts(w) for w in works]), np.stack([_counts(w) for w in works])
     pixels = np.concatenate(works).reshape(rows, -1)  # np.stack's wrapper costs 40 us more
-    shift = _row_shifts(rows)
-    bins = rows * 256
-    border = np.bincount((pixels[:, _border_indices(*shape)] + shift).ravel(), minlength=bins)
-    counts = np.bincount((pixels + shift).ravel(), minlength=bins)
-    return border.reshape(rows, 256), counts.reshape(rows, 256)
-
-
-@functools.lru_cache(maxsize=64)
-def _row_shifts(rows: int) -> np.ndarray:
-    """(rows, 1): each row's first bin in a bincount of several images (256 bins each)."""
-    shifts = (np.arange(rows, dtype=np.intp) * 256)[:, None]
-    shifts.flags.writeable = False
-    return shifts
+    return row_counts(pixels[:, _border_indices(*shape)]), row_counts(pixels)
 
 
 def _measure_one(work: np.ndarray) -> Measurement:
     border_paper = _paper(_border_histogram(work))
     inverted, histogram, paper = _ink_up(work, border_paper)
-    try:
-        lut: np.ndarray | None = _stretch(histogram, paper)
-    except NoInk:
-        lut = None
-    return Measurement(border_paper[0], inverted, paper, lut)
+    return Measurement(border_paper[0], inverted, paper[1], _stretch(histogram, paper))
 
 
 def _as_uint8(gray: np.ndarray) -> np.ndarray:
@@ -413,16 +396,17 @@ def _lighting_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return terms, np.unique(_border_indices(height, width))
 
 
-def _stretch(histogram: PixelHistogram, paper: tuple[float, float]) -> np.ndarray:
+def _stretch(histogram: PixelHistogram, paper: tuple[float, float]) -> np.ndarray | None:
     """The 256-entry table taking background and its noise (``paper``: level, sigma) to 0 and
     ink to 1 (removes paper tint and JPEG noise): the pixel values are only ever used through it.
+    None when the image is blank: no ink stands out from the paper's noise.
     """
     background, sigma = paper
     floor = background + NOISE_SIGMAS * sigma
     (peak,) = histogram.percentiles((99.9,))
     brightest = float(histogram.brightest())
     if peak - floor < MIN_CONTRAST and brightest - floor < MIN_CONTRAST:
-        raise NoInk("no ink found: the image is blank or has too little contrast")
+        return None
     cut = floor + 0.5 * (brightest - floor)
     level = brightest
     if histogram.count_above(cut) > 0:
@@ -436,7 +420,7 @@ def _stretch_rows(
     histograms: PixelHistograms, background: np.ndarray, sigma: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """``_stretch`` for each row (ink up) at once: the tables (N, 256), and which rows are
-    blank (no table: ``_stretch`` raises NoInk for them)."""
+    blank (``_stretch`` returns None for them)."""
     floor = background + NOISE_SIGMAS * sigma
     peak = histograms.percentiles((99.9,))[:, 0]
     brightest = histograms.brightest().astype(np.float64)

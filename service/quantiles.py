@@ -158,6 +158,14 @@ def _row_offsets(rows: int) -> tuple[np.ndarray, np.ndarray]:
     return index * _ROW_STRIDE, index * 256
 
 
+def row_counts(pixels: np.ndarray) -> np.ndarray:
+    """The 256-bin counts (N, 256) of N rows of 8-bit pixels (N, P), in one ``bincount``:
+    each row's pixels shifted into its own 256 bins."""
+    rows = len(pixels)
+    shifted = pixels + _row_offsets(rows)[1][:, None]
+    return np.bincount(shifted.ravel(), minlength=rows * 256).reshape(rows, 256)
+
+
 def _search_rows(flat: np.ndarray, targets: np.ndarray, side: str) -> np.ndarray:
     """``searchsorted`` of each row's targets (N, k) in its row of ``flat``: the rows' running
     counts, each offset by ``_ROW_STRIDE`` so that one search serves every row."""
@@ -250,11 +258,10 @@ class PixelHistograms:
         within each distance is two lookups in the running count."""
         whole = np.floor(centres).astype(np.int64)
         half = centres - whole  # 0.0 or 0.5
-        starts = _row_offsets(len(centres))[1][:, None]
+        offsets, starts = (part[:, None] for part in _row_offsets(len(centres)))
         upper = np.minimum((whole + (half > 0))[:, None] + _DISTANCES, 255)
         lower = whole[:, None] - 1 - _DISTANCES
         flat = self.cumulative.ravel()
         within = flat[starts + upper] - np.where(lower >= 0, flat[starts + np.maximum(lower, 0)], 0)
-        offsets = _row_offsets(len(centres))[0][:, None]
         median = _lerp_rows((within + offsets).ravel(), self.total, _MEDIAN, values=half[:, None])
         return median[:, 0]
