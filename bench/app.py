@@ -14,9 +14,9 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 from service.app import create_app
+from service.http.responses import FastJSONResponse
+from service.http.uploads import single_upload
 from service.logs import configure_logging
-from service.routes.predict import _single_upload
-from service.routes.responses import FastJSONResponse
 from service.server import run_server
 from service.settings import Settings
 
@@ -31,7 +31,7 @@ _CONSTANT_ANSWER = {
 
 async def noop(request: Request) -> FastJSONResponse:
     """Read the image exactly as /predict does, then answer without looking at it."""
-    await _single_upload(request)
+    await single_upload(request)
     return FastJSONResponse(_CONSTANT_ANSWER)
 
 

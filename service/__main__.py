@@ -1,4 +1,4 @@
-"""``python -m service`` / ``digits-serve``: JSON logs, check the model, run uvicorn.
+"""``python -m service`` / ``digits-serve``: JSON logs, settings, then uvicorn.
 
 Configuration is the environment (DIGITS_*, see service/settings.py and the README).
 One process per container: scale with replicas, not workers (see the README).
@@ -6,23 +6,47 @@ One process per container: scale with replicas, not workers (see the README).
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
 import sys
+from dataclasses import asdict
 
 from pydantic import ValidationError
 
-from service.app import load_classifier
 from service.logs import configure_logging
-from service.model import ModelLoadError
+from service.predictor import model_spec
 from service.server import run_server
 from service.settings import Settings
 
 logger = logging.getLogger("service")
 EXIT_BAD_CONFIG = 2
+CHECK_TIMEOUT_S = 60.0  # importing ONNX Runtime and opening the model on a busy machine
+
+
+def model_problem(settings: Settings) -> str | None:
+    """Why the configured model cannot be served, in one line, or None. Checked in a child
+    process (``python -m service.model``): the server process never loads ONNX Runtime."""
+    spec = json.dumps(asdict(model_spec(settings)))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "service.model", spec],
+            capture_output=True,
+            text=True,
+            timeout=CHECK_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"opening the model took longer than {CHECK_TIMEOUT_S:g} s"
+    if done.returncode == 0:
+        return None
+    lines = done.stderr.strip().splitlines()
+    return lines[-1] if lines else f"the model check exited with {done.returncode}"
 
 
 def main() -> None:
-    """Start the server; a bad setting or model file exits 2 with one line saying what."""
+    """Start the server; a bad setting or a model that cannot be served exits 2, the log
+    saying what."""
     configure_logging()
     try:
         settings = Settings()
@@ -34,13 +58,13 @@ def main() -> None:
         logger.error("invalid configuration: %s", problems)
         sys.exit(EXIT_BAD_CONFIG)
     configure_logging(settings.log_level)
-    try:
-        # Fail before binding the port, with one line instead of a lifespan traceback.
-        load_classifier(settings)
-    except ModelLoadError as exc:
-        logger.error("cannot serve the model: %s", exc)
+    # Fail before binding the port, with one line instead of a lifespan traceback.
+    problem = model_problem(settings)
+    if problem is not None:
+        logger.error("cannot serve the model: %s", problem)
         sys.exit(EXIT_BAD_CONFIG)
-    run_server(settings)
+    if not run_server(settings):
+        sys.exit(EXIT_BAD_CONFIG)
 
 
 if __name__ == "__main__":

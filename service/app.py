@@ -1,4 +1,4 @@
-"""The application factory: ``create_app(settings)``; the model loads in the lifespan."""
+"""The application factory: ``create_app(settings)``; the workers start in the lifespan."""
 
 from __future__ import annotations
 
@@ -10,48 +10,45 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import __version__
-from service.errors import install_error_handlers
+from service.contract import ModelLoadError
+from service.http.errors import install_error_handlers
+from service.http.middleware import BodyLimit, Observability
+from service.http.routes import health, metrics, model_info, page, predict
+from service.http.state import ServiceState, app_state, attach_state
+from service.http.v2.metadata import served_model
+from service.http.v2.routes import router as v2_router
 from service.metrics import Metrics
-from service.middleware import BodyLimit, Observability
-from service.model import DigitClassifier
-from service.predictor import Predictor, model_spec
-from service.routes import health, metrics, model_info, page, predict
+from service.predictor import Predictor
 from service.settings import Settings
-from service.v2 import router as v2_router
 
 logger = logging.getLogger("service.app")
 
 
-def load_classifier(settings: Settings) -> DigitClassifier:
-    """The configured model, contract-checked (raises ModelLoadError with one line)."""
-    return model_spec(settings).open(card_path=settings.resolved_model_card_path)
-
-
 def _freeze_startup_objects() -> None:
-    """Keep the objects of start-up (modules, FastAPI's routes and models, the session) out of
-    every later garbage collection. Unfrozen, each full collection walked them all: 6 pauses
-    of ~21 ms in 5 s at 2,000 req/s, each stalling every request in flight (p99 3x p50)."""
+    """Keep the objects of start-up (modules, FastAPI's routes and models) out of every later
+    garbage collection: a full collection walking them all paused every request in flight
+    (docs/performance.md)."""
     gc.collect()
     gc.freeze()
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    app_metrics: Metrics = app.state.metrics
-    # The server's own session serves no requests (the workers run theirs): it checks the
-    # model once, with a one-line error, before any worker starts, and describes it.
-    classifier = load_classifier(settings)
-    classifier.warm_up((1, settings.batch_max_size))
-    app_metrics.set_model(classifier.info)
-    app.state.classifier = classifier
-    predictor = Predictor(settings, classifier.info, app_metrics)
-    await predictor.start()
-    app.state.predictor = predictor
+    state = app_state(app)
+    predictor = Predictor.from_settings(state.settings, state.metrics)
+    try:
+        # The workers open the model; a file they cannot serve stops start-up here, before
+        # uvicorn binds its port.
+        info = await predictor.start()
+    except ModelLoadError as exc:
+        logger.error("cannot serve the model: %s", exc)
+        raise
+    state.metrics.set_model(info)
+    state.model, state.predictor = info, predictor
+    state.v2_model = served_model(info, state.settings)
     _freeze_startup_objects()
-    app.state.ready = True
-    app_metrics.model_ready.set(1)
-    info = classifier.info
+    state.ready = True
+    state.metrics.model_ready.set(1)
     logger.info(
         "model %s %s ready on %s (sha256 %s)",
         info.name,
@@ -63,8 +60,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        app.state.ready = False
-        app_metrics.model_ready.set(0)
+        state.ready = False
+        state.metrics.model_ready.set(0)
         # uvicorn runs this after the requests in flight were answered (or the graceful
         # shutdown timeout passed): the workers have nothing left that anyone waits for.
         predictor.close()
@@ -79,9 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Reads handwritten digits from images (LeNet-5 on ONNX Runtime).",
         lifespan=_lifespan,
     )
-    app.state.settings = settings
-    app.state.metrics = Metrics()
-    app.state.ready = False
+    attach_state(app, ServiceState(settings, Metrics()))
     install_error_handlers(app)
     app.include_router(predict.router)
     app.include_router(health.router)
@@ -91,5 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(page.router)
     # Added last = outermost: the request id, timing and metrics cover the 413 too.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(Observability, metrics=app.state.metrics, access_log=settings.access_log)
+    app.add_middleware(
+        Observability, metrics=app_state(app).metrics, access_log=settings.access_log
+    )
     return app

@@ -24,7 +24,7 @@ from prometheus_client import (
     ProcessCollector as _ProcessCollector,
 )
 
-from service.model import ModelInfo
+from service.contract import ModelInfo
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Request latency: sub-millisecond answers up to slow uploads.

@@ -1,7 +1,7 @@
 """The ONNX Runtime session behind the service: load, check the contract, warm up, predict.
 
-No HTTP here. One ``DigitClassifier`` per process; ``predict`` is thread-safe because an
-ONNX Runtime ``InferenceSession.run`` is.
+Imported only by the worker processes (and tools that time the model alone): the server
+process knows the model through the ``ModelInfo`` a worker reports (service/contract.py).
 """
 
 from __future__ import annotations
@@ -9,46 +9,29 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from service.contract import (
+    INPUT_NAME,
+    INPUT_SHAPE,
+    NUM_CLASSES,
+    OUTPUT_NAME,
+    ModelInfo,
+    ModelLoadError,
+    ModelSpec,
+    float_or_none,
+    labels_of,
+    read_card,
+)
+
 logger = logging.getLogger("service.model")
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
-INPUT_SHAPE = (1, 28, 28)  # after the dynamic batch axis
-NUM_CLASSES = 10
-DEFAULT_LABELS = tuple(str(digit) for digit in range(NUM_CLASSES))
 _CPU, _CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
-
-
-class ModelLoadError(RuntimeError):
-    """The model file cannot be served; the message is one line naming what is wrong."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the service knows about the model it serves (GET /model, digits_model_info)."""
-
-    name: str
-    version: str
-    sha256: str
-    provider: str
-    path: str
-    input_name: str
-    input_shape: tuple[str | int, ...]
-    output_name: str
-    output_shape: tuple[str | int, ...]
-    labels: tuple[str, ...]
-    val_accuracy: float | None
-    test_accuracy: float | None
-    created_at: str | None
-    metadata: dict[str, str] = field(default_factory=dict)
-    card: dict[str, Any] | None = None
 
 
 def choose_providers(requested: str, available: list[str] | None = None) -> list[str]:
@@ -97,56 +80,9 @@ def _check_signature(session: ort.InferenceSession, path: Path) -> None:
         )
 
 
-def _float_or_none(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _read_card(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        logger.warning("model card %s is unreadable (%s); ignoring it", path, exc)
-        return None
-    return card if isinstance(card, dict) else None
-
-
-def _labels(metadata: dict[str, str]) -> tuple[str, ...]:
-    try:
-        labels = json.loads(metadata.get("labels", ""))
-    except ValueError:
-        return DEFAULT_LABELS
-    if isinstance(labels, list) and len(labels) == NUM_CLASSES:
-        return tuple(str(label) for label in labels)
-    return DEFAULT_LABELS
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to open the configured model. The server and every worker process open their own
-    session from the same spec (workers receive it as JSON)."""
-
-    path: str
-    provider: str = "cpu"
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
-
-    def open(self, card_path: Path | None = None) -> DigitClassifier:
-        return DigitClassifier(
-            Path(self.path),
-            provider=self.provider,
-            intra_op_threads=self.intra_op_threads,
-            inter_op_threads=self.inter_op_threads,
-            card_path=card_path,
-        )
-
-
 class DigitClassifier:
-    """One ONNX Runtime session serving LeNet-5's contract (docs/design.md section 1)."""
+    """One ONNX Runtime session serving LeNet-5's contract (docs/design.md section 1).
+    ``predict`` is thread-safe because ``InferenceSession.run`` is."""
 
     def __init__(
         self,
@@ -178,11 +114,21 @@ class DigitClassifier:
         _check_signature(self._session, model_path)
         self.info = self._describe(model_path, data, card_path)
 
+    @classmethod
+    def open(cls, spec: ModelSpec) -> DigitClassifier:
+        return cls(
+            Path(spec.path),
+            provider=spec.provider,
+            intra_op_threads=spec.intra_op_threads,
+            inter_op_threads=spec.inter_op_threads,
+            card_path=Path(spec.card_path) if spec.card_path else None,
+        )
+
     def _describe(self, path: Path, data: bytes, card_path: Path | None) -> ModelInfo:
         meta = self._session.get_modelmeta()
         metadata = dict(meta.custom_metadata_map)
         sha256 = hashlib.sha256(data).hexdigest()
-        card = _read_card(card_path) if card_path else None
+        card = read_card(card_path) if card_path else None
         if card and card.get("sha256") and card["sha256"] != sha256:
             logger.warning(
                 "model card %s says sha256 %s but %s has %s",
@@ -204,9 +150,9 @@ class DigitClassifier:
             input_shape=_dims(image.shape),
             output_name=output.name,
             output_shape=_dims(output.shape),
-            labels=_labels(metadata),
-            val_accuracy=_float_or_none(source.get("val_accuracy")),
-            test_accuracy=_float_or_none(source.get("test_accuracy")),
+            labels=labels_of(metadata),
+            val_accuracy=float_or_none(source.get("val_accuracy")),
+            test_accuracy=float_or_none(source.get("test_accuracy")),
             created_at=metadata.get("created_at") or (card or {}).get("created_at"),
             metadata=metadata,
             card=card,
@@ -226,3 +172,22 @@ class DigitClassifier:
                     f"{self.info.path}: warm-up batch of {size} gave shape "
                     f"{probabilities.shape} or non-finite values, expected ({size}, 10)"
                 )
+
+
+def check(argv: list[str]) -> int:
+    """``python -m service.model SPEC_JSON``: open the model once and write its ModelInfo JSON
+    on stdout, or its one-line ModelLoadError on stderr (exit 1). The server checks its model
+    this way before it binds its port, without loading ONNX Runtime itself."""
+    spec = ModelSpec(**json.loads(argv[0]))
+    try:
+        classifier = DigitClassifier.open(spec)
+        classifier.warm_up()
+    except ModelLoadError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    sys.stdout.write(classifier.info.to_json().decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(check(sys.argv[1:]))

@@ -1,12 +1,11 @@
 """Transport-free prediction logic: bytes in, answer dicts out (routes only translate).
 
 Process layout: the event loop parses HTTP and nothing else; decoding, normalisation and the
-model run in a pool of spawned worker processes (service/workers.py; by default one per core
-but the event loop's), each batching what arrives together into one ONNX Runtime call
-(service/batching.py). A /predict is admitted (or refused with 503 at once), sent to the
-least busy worker, and answered when its probabilities come back; a /predict/batch sends all
-its images at once, spread over the workers. Answers are plain dicts so the route can
-serialise them without FastAPI's jsonable_encoder.
+model run in a pool of spawned worker processes (service/workers/), each batching what
+arrives together into one ONNX Runtime call. A /predict is admitted (or refused with 503 at
+once), sent to the least busy worker, and answered when its probabilities come back; a
+/predict/batch sends all its images at once, spread over the workers. Answers are plain
+dicts so the route can serialise them without FastAPI's jsonable_encoder.
 """
 
 from __future__ import annotations
@@ -18,12 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from service.contract import ModelInfo, ModelSpec
 from service.errors import ServiceError
 from service.metrics import Metrics
-from service.model import ModelInfo, ModelSpec
-from service.preprocessing import encode_png
 from service.settings import Settings
-from service.workers import PoolOptions, Result, WorkerPool
+from service.workers.pool import PoolOptions, Result, WorkerPool
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,7 @@ def model_spec(settings: Settings) -> ModelSpec:
         provider=settings.provider,
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
+        card_path=str(settings.resolved_model_card_path),
     )
 
 
@@ -57,24 +56,34 @@ def pool_options(settings: Settings) -> PoolOptions:
         max_queue_images=settings.batch_max_queue_images,
         overflow_backlog_images=settings.overflow_backlog_images,
         retry_after_seconds=settings.retry_after_seconds,
+        log_level=settings.log_level,
     )
 
 
 class Predictor:
-    def __init__(self, settings: Settings, info: ModelInfo, metrics: Metrics) -> None:
-        self._metrics = metrics
-        self._model_ref = {"name": info.name, "version": info.version}
-        self.pool = WorkerPool(pool_options(settings), metrics)
+    """Answers for images and tensors, computed by the worker pool it owns."""
 
-    async def start(self) -> None:
-        """Spawn the workers (on the running loop: replies arrive through it)."""
-        await self.pool.start()
+    def __init__(self, pool: WorkerPool, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._model_ref: dict[str, str] = {}
+        self.pool = pool
+
+    @classmethod
+    def from_settings(cls, settings: Settings, metrics: Metrics) -> Predictor:
+        return cls(WorkerPool(pool_options(settings), metrics), metrics)
+
+    async def start(self) -> ModelInfo:
+        """Spawn the workers (on the running loop: replies arrive through it) and wait until
+        they have opened the model; what they opened. Raises ModelLoadError."""
+        info = await self.pool.start()
+        self._model_ref = {"name": info.name, "version": info.version}
+        return info
 
     def close(self) -> None:
         """Stop the worker processes; what they were still working on fails with 503."""
         self.pool.close()
 
-    def _answer(self, probabilities: np.ndarray, image: np.ndarray | None) -> dict[str, Any]:
+    def _answer(self, probabilities: np.ndarray, png: bytes | None) -> dict[str, Any]:
         digit = int(probabilities.argmax())
         confidence = float(probabilities[digit])
         self._metrics.observe_prediction(digit, confidence)
@@ -84,14 +93,14 @@ class Predictor:
             "probabilities": probabilities.tolist(),
             "model": self._model_ref,
         }
-        if image is not None:
-            answer["normalized_image"] = base64.b64encode(encode_png(image)).decode("ascii")
+        if png is not None:
+            answer["normalized_image"] = base64.b64encode(png).decode("ascii")
         return answer
 
     async def predict(self, upload: Upload, include_image: bool = False) -> dict[str, Any]:
         """The answer for one image; raises ServiceError for bad input or overload."""
         result = await self.pool.classify(upload.data, include_image)
-        return self._answer(result.probabilities[0], result.image)
+        return self._answer(result.probabilities[0], result.png)
 
     async def predict_batch(
         self, uploads: list[Upload], include_image: bool = False
@@ -99,9 +108,8 @@ class Predictor:
         """One entry per upload in order; a bad image fails its own entry only.
 
         The futures are awaited one by one rather than through ``asyncio.gather``: they are
-        answered a worker batch at a time, so most are done when their turn comes, while
-        gather's callback per future cost the event loop 1-2 us more an image (64 futures
-        answered in two groups: 96-165 us against 24-37 us).
+        answered a worker batch at a time, so most are done when their turn comes, and
+        gather's callback per future costs the event loop more (docs/performance.md).
         """
         futures = self.pool.classify_many((upload.data for upload in uploads), include_image)
         entries: list[dict[str, Any]] = []
@@ -112,7 +120,7 @@ class Predictor:
                 except ServiceError as exc:
                     entries.append({"filename": upload.filename, "error": exc.to_dict()})
                     continue
-                answer = self._answer(result.probabilities[0], result.image)
+                answer = self._answer(result.probabilities[0], result.png)
                 entries.append({**answer, "filename": upload.filename})
         finally:
             _abandon(futures[len(entries) :])  # the request failed (cancelled, a bug)

@@ -13,13 +13,14 @@ from service.settings import Settings
 SERVICE_APP = "service.app:create_app"
 
 
-def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> None:
-    """uvicorn with one worker, our JSON logs (not its own) and a bounded graceful stop.
+def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> bool:
+    """uvicorn with one worker, our JSON logs (not its own) and a bounded graceful stop;
+    False when the app never started (its lifespan failed: the model cannot be served).
 
     One process: the CPU work runs in the worker pool's processes, so more uvicorn workers
     would only add event loops that compete with it for the same cores.
     """
-    uvicorn.run(
+    config = uvicorn.Config(
         app_factory,
         factory=True,
         host=settings.host,
@@ -31,3 +32,6 @@ def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> None:
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
         server_header=False,
     )
+    server = uvicorn.Server(config)
+    server.run()
+    return server.started

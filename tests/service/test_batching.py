@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from service.batching import collect
+from service.workers.batching import collect
 
 
 @dataclass

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.model import DigitClassifier, ModelLoadError, choose_providers
+from service.contract import ModelLoadError
+from service.model import DigitClassifier, choose_providers
 from tests.conftest import REPO_ROOT, build_onnx_model
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,10 +13,8 @@ import pytest
 
 from service.errors import InvalidImage
 from service.metrics import Metrics
-from service.model import ModelSpec
 from service.predictor import Predictor, Upload
-from service.settings import Settings
-from service.workers import Result
+from service.workers.pool import Result
 
 
 class StandInPool:
@@ -31,11 +28,8 @@ class StandInPool:
         return self.futures
 
 
-def _predictor(tiny_onnx: Path, futures: list[asyncio.Future[Result]]) -> Predictor:
-    info = ModelSpec(str(tiny_onnx)).open().info
-    predictor = Predictor(Settings(model_path=tiny_onnx), info, Metrics())
-    predictor.pool = StandInPool(futures)  # type: ignore[assignment]
-    return predictor
+def _predictor(futures: list[asyncio.Future[Result]]) -> Predictor:
+    return Predictor(StandInPool(futures), Metrics())  # type: ignore[arg-type]
 
 
 def _answered(loop: asyncio.AbstractEventLoop, value: Result | Exception) -> asyncio.Future[Result]:
@@ -50,7 +44,7 @@ def _answered(loop: asyncio.AbstractEventLoop, value: Result | Exception) -> asy
 PROBABILITIES = np.eye(10, dtype=np.float32)[[3]]
 
 
-def test_each_entry_gets_its_answer_or_its_error(tiny_onnx: Path) -> None:
+def test_each_entry_gets_its_answer_or_its_error() -> None:
     async def scenario() -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         late: asyncio.Future[Result] = loop.create_future()
@@ -61,7 +55,7 @@ def test_each_entry_gets_its_answer_or_its_error(tiny_onnx: Path) -> None:
             late,
         ]
         uploads = [Upload(b"a", "a.png"), Upload(b"b", "b.png"), Upload(b"c", "c.png")]
-        return await _predictor(tiny_onnx, futures).predict_batch(uploads)
+        return await _predictor(futures).predict_batch(uploads)
 
     first, second, third = asyncio.run(scenario())
     assert (first["digit"], first["filename"]) == (3, "a.png")
@@ -72,9 +66,7 @@ def test_each_entry_gets_its_answer_or_its_error(tiny_onnx: Path) -> None:
     assert (third["digit"], third["filename"]) == (3, "c.png")
 
 
-def test_a_failed_request_cancels_what_is_pending_and_reads_what_failed(
-    tiny_onnx: Path,
-) -> None:
+def test_a_failed_request_cancels_what_is_pending_and_reads_what_failed() -> None:
     async def scenario() -> tuple[list[str], bool]:
         loop = asyncio.get_running_loop()
         complaints: list[str] = []
@@ -86,7 +78,7 @@ def test_a_failed_request_cancels_what_is_pending_and_reads_what_failed(
             pending,
             _answered(loop, InvalidImage("cannot identify an image")),
         ]
-        predictor = _predictor(tiny_onnx, futures)
+        predictor = _predictor(futures)
         with pytest.raises(RuntimeError, match="bad reply frame kind"):
             await asyncio.wait_for(predictor.predict_batch([Upload(b"x")] * 4), timeout=5)
         cancelled = pending.cancelled()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from service.errors import ImageTooLarge, InvalidImage, NoInk, UnsupportedMediaType
-from service.preprocessing import encode_png, preprocess_image
+from service.imaging import encode_png, preprocess_image
 from tests.service.images import ONE, draw_digit, encode, png
 
 FORMATS = frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"})

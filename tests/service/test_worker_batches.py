@@ -1,4 +1,8 @@
-"""A worker's batch, in process: images run stage by stage, each failure stays with its image."""
+"""A worker's batch, in process: images run stage by stage, each failure stays with its image.
+
+``run_batch`` is the worker's whole job for one batch (frames in, reply frames out);
+``prepare_batch`` is the imaging package's part of it.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from service import worker_main
-from service import worker_protocol as wire
+from service.contract import NUM_CLASSES
 from service.errors import InvalidImage, ServiceError
-from service.model import DigitClassifier, ModelSpec
-from service.preprocessing import Steps, preprocess_image, preprocess_steps
-from service.worker_main import Frame, Limits, Preprocess, run_batch
+from service.imaging import encode_png, prepare_batch, preprocess_image, preprocess_steps
+from service.imaging import pipeline as imaging_pipeline
+from service.imaging.pipeline import Steps, StepsFactory
+from service.model import DigitClassifier
+from service.workers import protocol as wire
+from service.workers.process import Frame, Limits, run_batch
 from tests.service.images import draw_digit, png
 
 LIMITS = Limits(frozenset({"PNG", "JPEG"}), max_pixels=10_000_000, max_batch_size=32, max_delay_s=0)
@@ -40,7 +46,7 @@ class RecordingSlot:
 
 @pytest.fixture(scope="module")
 def model(tiny_onnx: Path) -> DigitClassifier:
-    return ModelSpec(str(tiny_onnx)).open()
+    return DigitClassifier(tiny_onnx)
 
 
 def _frames(payloads: list[bytes]) -> list[Frame]:
@@ -51,14 +57,14 @@ def _replies(data: bytes) -> dict[int, tuple[int, bytes]]:
     """request id -> (reply kind, payload)."""
     replies, offset = {}, 0
     while offset < len(data):
-        request_id, kind, _, _, _, _, length = wire.REPLY.unpack_from(data, offset)
-        offset += wire.REPLY.size
-        replies[request_id] = (kind, data[offset : offset + length])
-        offset += length
+        head = wire.ReplyHead.unpack_from(data, offset)
+        offset += wire.REPLY_SIZE
+        replies[head.request_id] = (head.kind, data[offset : offset + head.length])
+        offset += head.length
     return replies
 
 
-def _logged(stages: int, log: list[str]) -> Preprocess:
+def _logged(stages: int, log: list[str]) -> StepsFactory:
     """A stand-in preprocess: the image's bytes name it and how many stages it has; each stage
     is logged; an image named "bad" fails in its second stage."""
 
@@ -146,7 +152,7 @@ def test_a_failing_measurement_fails_the_images_that_asked_and_nothing_else(
     def broken(works: object) -> list[object]:
         raise RuntimeError("a bug in the batch's statistics")
 
-    monkeypatch.setattr(worker_main, "measure", broken)
+    monkeypatch.setattr(imaging_pipeline, "measure", broken)
     tensor = Frame(9, wire.TENSOR, 0, 2, 0.0, np.zeros((2, 1, 28, 28), np.float32).tobytes())
     frames = [*_frames([png(draw_digit()), png(draw_digit(ink=255, paper=0))]), tensor]
     replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, LIMITS))
@@ -156,7 +162,7 @@ def test_a_failing_measurement_fails_the_images_that_asked_and_nothing_else(
         assert wire.decode_error(payload).code == "internal_error"
     kind, payload = replies[9]
     assert kind == wire.RESULT  # the V2 tensor in the same batch is answered
-    assert np.frombuffer(payload, np.float32).shape == (2 * wire.CLASSES,)
+    assert np.frombuffer(payload, np.float32).shape == (2 * NUM_CLASSES,)
 
 
 def test_staged_batches_give_the_one_by_one_answers(model: DigitClassifier) -> None:
@@ -185,13 +191,9 @@ def test_staged_batches_give_the_one_by_one_answers(model: DigitClassifier) -> N
     assert errors == ["invalid_image", "no_ink"]
 
 
-@pytest.mark.parametrize("one_size", [True, False])
-def test_a_full_batch_measured_together_gives_the_one_by_one_images(
-    model: DigitClassifier, one_size: bool
-) -> None:
-    """32 images: the batch's statistics are measured together (service.preprocessing.
-    measure; all of one size, or not), and each image the model sees is bit for bit the one
-    it gets alone."""
+def _full_batch(one_size: bool) -> list[bytes]:
+    """32 images: 28 small ones of both polarities, a blank, a non-image and two more, all
+    28x28 (``one_size``) or not."""
     images = [
         png(draw_digit((28, 28), ink=ink, paper=255 - ink, width=2 + i % 3, offset=(i % 4, 0)))
         for i, ink in enumerate([0, 255] * 14)
@@ -200,21 +202,49 @@ def test_a_full_batch_measured_together_gives_the_one_by_one_images(
     if not one_size:
         others = [draw_digit((90, 60)), draw_digit((300, 120), offset=(40, 0))]
     images += [png(draw_digit((28, 28), ink=0, paper=0)), png(others[0]), b"nope", png(others[1])]
+    return images
+
+
+@pytest.mark.parametrize("one_size", [True, False])
+def test_a_full_batch_measured_together_gives_the_one_by_one_images(one_size: bool) -> None:
+    """32 images: the batch's statistics are measured together (service.imaging.statistics.
+    measure; all of one size, or not), and each image is bit for bit the one it gets alone."""
+    images = _full_batch(one_size)
+    prepared = prepare_batch(
+        images, allowed_formats=LIMITS.allowed_formats, max_pixels=LIMITS.max_pixels
+    )
+    failed = []
+    for index, (data, result) in enumerate(zip(images, prepared, strict=True)):
+        try:
+            alone = preprocess_image(
+                data, allowed_formats=LIMITS.allowed_formats, max_pixels=LIMITS.max_pixels
+            )
+        except ServiceError as exc:
+            assert result.pixels is None and result.error is not None
+            assert (result.error.code, result.error.message) == (exc.code, exc.message)
+            failed.append(index)
+            continue
+        assert result.error is None and result.pixels is not None
+        np.testing.assert_array_equal(result.pixels, alone)
+    assert failed == [28, 30]  # the blank and the non-image
+
+
+def test_a_worker_sends_back_the_png_of_what_the_model_saw(model: DigitClassifier) -> None:
+    images = _full_batch(one_size=True)
     frames = [Frame(i, wire.ENCODED, wire.WITH_IMAGE, 1, 0.0, d) for i, d in enumerate(images)]
     replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, LIMITS))
-    kinds = []
     for request_id, data in enumerate(images):
         kind, payload = replies[request_id]
-        kinds.append(kind)
-        if kind == wire.ERROR:
+        if request_id in (28, 30):
+            assert kind == wire.ERROR
             continue
-        seen = np.frombuffer(payload, np.float32)[wire.CLASSES :].reshape(28, 28)
+        assert kind == wire.RESULT
         alone = preprocess_image(
             data, allowed_formats=LIMITS.allowed_formats, max_pixels=LIMITS.max_pixels
         )
-        np.testing.assert_array_equal(seen, alone)
-    assert kinds.count(wire.ERROR) == 2  # the blank and the non-image
-    assert kinds[28] == kinds[30] == wire.ERROR
+        assert wire.result_png(payload, 1) == encode_png(alone)
+        expected = model.predict(alone.reshape(1, 1, 28, 28))
+        np.testing.assert_allclose(wire.result_probabilities(payload, 1), expected, 1e-5)
 
 
 def _large_png(side: int) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import time
@@ -13,14 +14,18 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from service.app import create_app
+from service.contract import ModelSpec
 from service.errors import Overloaded, ServiceError
+from service.http.state import app_state
+from service.imaging import encode_png, preprocess_image, preprocess_steps
+from service.imaging.pipeline import Steps
 from service.metrics import Metrics
-from service.model import DigitClassifier, ModelSpec
-from service.preprocessing import Steps, preprocess_image, preprocess_steps
+from service.model import DigitClassifier
 from service.settings import Settings
-from service.workers import PoolOptions, Result, WorkerPool
+from service.workers.pool import PoolOptions, Result, WorkerPool
 from tests.service.images import draw_digit, encode, png
 
 FORMATS = frozenset({"PNG", "JPEG"})
@@ -46,37 +51,44 @@ def slow_or_real(data: bytes, *, allowed_formats: Collection[str], max_pixels: i
     return np.zeros((28, 28), np.float32)
 
 
+def _levels(*values: int) -> np.ndarray:
+    """An image whose first pixels carry ``values`` (0..255 each) through the PNG reply."""
+    image = np.zeros((28, 28), np.float32)
+    image[0, : len(values)] = np.array(values, np.float32) / 255
+    return image
+
+
+def _read_levels(png: bytes | None, count: int) -> list[int]:
+    assert png is not None
+    return np.asarray(Image.open(io.BytesIO(png)))[0, :count].tolist()
+
+
 def thread_settings(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> Steps:
     """A stand-in that reports the worker's BLAS and OpenCV thread counts in pixels 0 and 1."""
     import cv2
 
     yield
-    image = np.zeros((28, 28), np.float32)
-    image[0, 0] = float(os.environ.get("OPENBLAS_NUM_THREADS", "0"))
-    image[0, 1] = float(cv2.getNumThreads())
-    return image
+    return _levels(int(os.environ.get("OPENBLAS_NUM_THREADS", "0")), cv2.getNumThreads())
 
 
 def worker_pid(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> Steps:
-    """A stand-in that says which worker process read the image (pixels 0 and 1)."""
+    """A stand-in that says which worker process read the image (pixels 0 to 3)."""
     yield
-    image = np.zeros((28, 28), np.float32)
-    image[0, :2] = divmod(os.getpid(), 4096)
-    return image
+    return _levels(*os.getpid().to_bytes(4, "big"))
 
 
 @pytest.fixture
 def make_pool(tiny_onnx: Path) -> Any:
-    def make(**options: Any) -> WorkerPool:
+    def make(metrics: Metrics | None = None, **options: Any) -> WorkerPool:
         defaults: dict[str, Any] = {
             "workers": 2,
             "model": ModelSpec(str(tiny_onnx)),
             "allowed_formats": FORMATS,
             "max_pixels": MAX_PIXELS,
             "timeout_seconds": 5.0,
-            "preprocess": f"{__name__}:slow_or_real",
+            "steps": f"{__name__}:slow_or_real",
         }
-        return WorkerPool(PoolOptions(**{**defaults, **options}))
+        return WorkerPool(PoolOptions(**{**defaults, **options}), metrics)
 
     return make
 
@@ -108,7 +120,7 @@ def test_results_match_preprocessing_and_the_model_in_process(
     make_pool: Any, tiny_onnx: Path
 ) -> None:
     async def scenario() -> list[Any]:
-        pool = make_pool(preprocess=f"{preprocess_steps.__module__}:preprocess_steps")
+        pool = make_pool(steps=f"{preprocess_steps.__module__}:preprocess_steps")
         await pool.start()
         try:
             futures = pool.classify_many(GOOD + BAD, with_image=True)
@@ -127,8 +139,7 @@ def test_results_match_preprocessing_and_the_model_in_process(
                 expected.message,
             )
         else:
-            assert isinstance(got, Result) and got.image is not None
-            np.testing.assert_array_equal(got.image, expected)
+            assert isinstance(got, Result) and got.png == encode_png(expected)
             np.testing.assert_allclose(
                 got.probabilities, model.predict(expected[None, None]), rtol=1e-6, atol=1e-7
             )
@@ -139,8 +150,7 @@ def test_tensors_and_images_sent_together_share_one_model_call(make_pool: Any) -
     metrics = Metrics()
 
     async def scenario() -> list[Any]:
-        pool = make_pool(workers=1)
-        pool._metrics = metrics
+        pool = make_pool(metrics, workers=1)
         await pool.start()
         try:
             await pool.classify(GOOD[0])  # the worker is up
@@ -171,11 +181,11 @@ def test_the_overflow_worker_takes_images_only_behind_a_backlog(
     make_pool: Any, images: int, backlog: int, workers_used: int
 ) -> None:
     async def scenario() -> set[int]:
-        pool = make_pool(preprocess=f"{__name__}:worker_pid", overflow_backlog_images=backlog)
+        pool = make_pool(steps=f"{__name__}:worker_pid", overflow_backlog_images=backlog)
         await pool.start()
         try:
             results = await asyncio.gather(*pool.classify_many([b"x"] * images, True))
-            return {int(r.image[0, 0]) * 4096 + int(r.image[0, 1]) for r in results}
+            return {bytes(_read_levels(r.png, 4)) for r in results}
         finally:
             pool.close()
 
@@ -204,20 +214,19 @@ def test_a_full_queue_refuses_at_once_and_sends_nothing(make_pool: Any) -> None:
 def test_workers_run_single_threaded(make_pool: Any) -> None:
     """Per-core BLAS/OpenCV thread pools in every worker made two workers 5x slower on photos."""
 
-    async def scenario() -> np.ndarray:
-        pool = make_pool(preprocess=f"{__name__}:thread_settings")
+    async def scenario() -> bytes | None:
+        pool = make_pool(steps=f"{__name__}:thread_settings")
         await pool.start()
         try:
-            return (await pool.classify(b"any", with_image=True)).image
+            return (await pool.classify(b"any", with_image=True)).png
         finally:
             pool.close()
 
-    image = _run(scenario())
-    assert (image[0, 0], image[0, 1]) == (1.0, 1.0)
+    assert _read_levels(_run(scenario()), 2) == [1, 1]
 
 
 def test_a_killed_worker_fails_only_its_request_and_is_replaced(make_pool: Any) -> None:
-    async def scenario() -> tuple[list[Any], list[int], list[int], np.ndarray]:
+    async def scenario() -> tuple[list[Any], list[int], list[int], bytes | None]:
         pool = make_pool()
         await pool.start()
         try:
@@ -228,7 +237,7 @@ def test_a_killed_worker_fails_only_its_request_and_is_replaced(make_pool: Any) 
             os.kill(before[0], signal.SIGKILL)
             results = await asyncio.gather(*futures, return_exceptions=True)
             after = pool.pids
-            image = (await pool.classify(GOOD[0], with_image=True)).image
+            image = (await pool.classify(GOOD[0], with_image=True)).png
             return results, before, after, image
         finally:
             pool.close()
@@ -240,13 +249,13 @@ def test_a_killed_worker_fails_only_its_request_and_is_replaced(make_pool: Any) 
     assert "crashed" in failed[0].message
     assert sum(isinstance(item, Result) for item in results) == 1
     assert before[0] not in after and before[1] in after and len(after) == len(before)
-    np.testing.assert_array_equal(image, _in_process(GOOD[0]))
+    assert image == encode_png(_in_process(GOOD[0]))
 
 
 def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving(make_pool: Any) -> None:
     timeout = 0.5
 
-    async def scenario() -> tuple[BaseException | None, float, np.ndarray, list[int]]:
+    async def scenario() -> tuple[BaseException | None, float, bytes | None, list[int]]:
         pool = make_pool(workers=1, timeout_seconds=timeout)
         await pool.start()
         try:
@@ -257,7 +266,7 @@ def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving(make_pool
             queued, spin = pool.classify_many([GOOD[1], SPIN], with_image=True)
             error = (await asyncio.gather(spin, return_exceptions=True))[0]
             waited = time.monotonic() - started
-            return error, waited, (await queued).image, [stuck, *pool.pids]
+            return error, waited, (await queued).png, [stuck, *pool.pids]
         finally:
             pool.close()
 
@@ -265,7 +274,7 @@ def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving(make_pool
     assert isinstance(error, ServiceError) and error.code == "invalid_image"
     assert "longer than 0.5 s" in error.message
     assert timeout <= waited < timeout * 4
-    np.testing.assert_array_equal(queued_image, _in_process(GOOD[1]))  # resent, not failed
+    assert queued_image == encode_png(_in_process(GOOD[1]))  # resent, not failed
     assert stuck not in now
     deadline = time.monotonic() + 2
     while not _gone(stuck) and time.monotonic() < deadline:
@@ -323,7 +332,9 @@ def test_app_survives_a_killed_worker_and_stops_its_children(tiny_onnx: Path) ->
     settings = Settings(model_path=tiny_onnx, batch_max_delay_us=0, preprocess_workers=1)
     with TestClient(create_app(settings)) as client:
         assert client.post("/predict", files={"file": ("d.png", GOOD[0])}).status_code == 200
-        pool = client.app.state.predictor.pool  # type: ignore[attr-defined]
+        predictor = app_state(client.app).predictor  # type: ignore[arg-type]
+        assert predictor is not None
+        pool = predictor.pool
         (first,) = pool.pids
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 5

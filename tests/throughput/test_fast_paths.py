@@ -8,15 +8,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service import decoding
-from service.decoding import decode_gray, decode_grayscale
 from service.errors import ImageTooLarge, InvalidImage
-from service.preprocessing import measure
-from service.quantiles import PixelHistogram, PixelHistograms
-from service.resampling import resize_lanczos
+from service.imaging.decode import decode_gray, decode_plain_png, open_image, to_grayscale
+from service.imaging.geometry import WORK_SIDE
+from service.imaging.histograms import PixelHistogram, PixelHistograms
+from service.imaging.resampling import resize_lanczos
+from service.imaging.statistics import measure
 from tests.service.images import draw_digit, encode
 
 FORMATS = frozenset({"PNG", "JPEG"})
+
+
+def decode_grayscale(data: bytes, allowed_formats: frozenset[str], max_pixels: int) -> np.ndarray:
+    """The reference the fast 8-bit decode replaced: Pillow, then float32 luminance."""
+    return to_grayscale(open_image(data, allowed_formats, max_pixels))
 
 
 @pytest.mark.parametrize(
@@ -147,7 +152,7 @@ def test_opencv_reads_plain_pngs_as_pillow_does(mode: str, interlace: int) -> No
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", interlace=interlace)
     data = buffer.getvalue()
-    assert decoding._decode_plain_png(data, 10**7) is not None  # the fast path took it
+    assert decode_plain_png(data, 10**7) is not None  # the fast path took it
     fast = decode_gray(data, FORMATS, 10**7)
     pillow = decode_grayscale(data, FORMATS, 10**7)
     tolerance = 0 if mode == "L" else 1
@@ -165,7 +170,7 @@ def test_opencv_reads_plain_pngs_as_pillow_does(mode: str, interlace: int) -> No
 )
 def test_unusual_pngs_are_left_to_pillow(image: Image.Image) -> None:
     data = encode(image, "PNG")
-    assert decoding._decode_plain_png(data, 10**7) is None
+    assert decode_plain_png(data, 10**7) is None
     np.testing.assert_array_equal(
         decode_gray(data, FORMATS, 10**7), decode_grayscale(data, FORMATS, 10**7)
     )
@@ -174,7 +179,7 @@ def test_unusual_pngs_are_left_to_pillow(image: Image.Image) -> None:
 def test_a_transparency_key_is_left_to_pillow() -> None:
     buffer = io.BytesIO()
     _noise("L").save(buffer, format="PNG", transparency=0)
-    assert decoding._decode_plain_png(buffer.getvalue(), 10**7) is None
+    assert decode_plain_png(buffer.getvalue(), 10**7) is None
 
 
 def test_corrupt_png_data_gets_pillows_error() -> None:
@@ -187,7 +192,7 @@ def test_corrupt_png_data_gets_pillows_error() -> None:
 
 def test_png_over_the_pixel_limit_is_refused_before_opencv_sees_it() -> None:
     data = encode(_noise("L"), "PNG")
-    assert decoding._decode_plain_png(data, 40 * 40 - 1) is None
+    assert decode_plain_png(data, 40 * 40 - 1) is None
     with pytest.raises(ImageTooLarge):
         decode_gray(data, FORMATS, 40 * 40 - 1)
 
@@ -202,8 +207,6 @@ def test_exif_orientation_in_a_png_is_still_applied() -> None:
 
 
 def test_jpeg_draft_never_goes_below_the_work_side() -> None:
-    from service.preprocessing import WORK_SIDE
-
     photo = draw_digit((1100, 700)).convert("RGB")
     decoded = decode_gray(encode(photo, "JPEG", quality=90), FORMATS, 10**7)
     assert min(decoded.shape) >= WORK_SIDE and max(decoded.shape) < 1100

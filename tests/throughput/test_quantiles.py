@@ -1,13 +1,10 @@
-"""The fast median/percentiles must give numpy's answers exactly: preprocessing relies on it."""
+"""The fast median must give numpy's answer exactly: preprocessing relies on it."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from service.quantiles import median, percentiles
-
-QUANTILE_SETS = [(0.1, 99.9), (99.9,), (90,), (50,), (0, 100), (25, 75)]
+from service.imaging.histograms import median
 
 
 def _samples() -> list[np.ndarray]:
@@ -20,13 +17,6 @@ def _samples() -> list[np.ndarray]:
     return arrays
 
 
-@pytest.mark.parametrize("qs", QUANTILE_SETS)
-def test_percentiles_equal_numpy_bit_for_bit(qs: tuple[float, ...]) -> None:
-    for values in _samples():
-        expected = [float(x) for x in np.atleast_1d(np.percentile(values, qs))]
-        assert percentiles(values, qs) == expected, (values.shape, values.dtype)
-
-
 def test_median_equals_numpy_bit_for_bit() -> None:
     for values in _samples():
         assert median(values) == float(np.median(values)), (values.shape, values.dtype)
@@ -35,6 +25,5 @@ def test_median_equals_numpy_bit_for_bit() -> None:
 def test_inputs_are_not_modified() -> None:
     values = np.arange(10, 0, -1, dtype=np.float32)
     before = values.copy()
-    percentiles(values, (10, 90))
     median(values)
     np.testing.assert_array_equal(values, before)

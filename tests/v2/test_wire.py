@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.errors import Overloaded
+from service.http.state import app_state
 from service.settings import Settings
 from tests.v2.conftest import MODEL_NAME, LiveServer
 
@@ -158,7 +159,9 @@ def test_overload_is_503_with_retry_after(v2_model: Path, monkeypatch: pytest.Mo
         def full(images: np.ndarray) -> np.ndarray:
             raise Overloaded("inference queue full", 2)
 
-        monkeypatch.setattr(app.state.predictor.pool, "classify_tensor", full)
+        predictor = app_state(app).predictor
+        assert predictor is not None
+        monkeypatch.setattr(predictor.pool, "classify_tensor", full)
         response = client.post(INFER, json=_header(data=[0.1] * 784))
     assert response.status_code == 503
     assert response.headers["retry-after"] == "2"

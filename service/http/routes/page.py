@@ -1,7 +1,7 @@
 """GET / (the drawing page) and /static/* (its script and style sheet), served by the app.
 
 No build step and no CDN: many deployments have no internet, so every byte the page needs
-lives in service/static/ and ships inside the package.
+lives in service/http/static/ and ships inside the package.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ async def index() -> FileResponse:
 
 @router.api_route("/static/{path:path}", methods=["GET", "HEAD"])
 async def static_file(path: str, request: Request) -> Response:
-    """A file of service/static/ (StaticFiles refuses paths that leave the folder: 404)."""
+    """A file of service/http/static/ (StaticFiles refuses paths that leave the folder: 404)."""
     response = await _static.get_response(path, request.scope)
     response.headers.update(_HEADERS)
     return response

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.routes.state import ClassifierDep
-from service.schemas import ErrorBody, ModelDescription, Signature
+from service.http.schemas import ErrorBody, ModelDescription, Signature
+from service.http.state import ModelDep
 
 router = APIRouter(tags=["model"])
 
@@ -16,8 +16,7 @@ router = APIRouter(tags=["model"])
     responses={503: {"model": ErrorBody}},
     summary="Metadata of the served model",
 )
-async def model_info(classifier: ClassifierDep) -> ModelDescription:
-    info = classifier.info
+async def model_info(info: ModelDep) -> ModelDescription:
     return ModelDescription(
         name=info.name,
         version=info.version,

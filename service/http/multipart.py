@@ -1,9 +1,9 @@
 """multipart/form-data bodies -> the files of one field, for the prediction routes.
 
 Why not ``request.form()``: Starlette feeds python-multipart's byte-at-a-time state machine
-and wraps every file in an UploadFile over a SpooledTemporaryFile. For a /predict/batch of 64
-small PNGs that cost 1.26 ms of the event loop's time (20 us a file, measured), more than
-everything else the server does for those images. The body is already bounded by
+and wraps every file in an UploadFile over a SpooledTemporaryFile; for a /predict/batch of
+small PNGs that cost the event loop more than everything else the server does for those
+images (docs/performance.md). The body is already bounded by
 DIGITS_MAX_BODY_BYTES and read whole, so the framing (RFC 2046: ``--boundary`` lines) is found
 with ``bytes.find`` and each part's headers are parsed by python-multipart's own
 ``parse_options_header``. Files stay ``bytes`` slices; nothing touches the disk.
@@ -12,11 +12,11 @@ with ``bytes.find`` and each part's headers are parsed by python-multipart's own
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from python_multipart.multipart import parse_options_header
 
 from service.errors import BadRequest, ValidationFailed
+from service.predictor import Upload
 
 MAX_HEADER_BYTES = 16 * 1024  # of one part's header block; real clients send ~100 bytes
 EXTRA_PARTS = 16  # parts besides the files that a body may carry (other form fields)
@@ -25,14 +25,6 @@ _HEADERS_END = b"\r\n\r\n"
 _PLAIN_DISPOSITION = re.compile(
     rb'form-data; name="(?P<name>[^"\\\r\n]*)"(?:; filename="(?P<filename>[^"\\\r\n]*)")?'
 )
-
-
-@dataclass(frozen=True, slots=True)
-class FilePart:
-    """One uploaded file: its bytes and the client's file name."""
-
-    data: bytes
-    filename: str | None
 
 
 def boundary_of(content_type: str) -> bytes:
@@ -44,13 +36,13 @@ def boundary_of(content_type: str) -> bytes:
     return boundary
 
 
-def read_files(body: bytes, boundary: bytes, field: str, max_files: int) -> list[FilePart]:
+def read_files(body: bytes, boundary: bytes, field: str, max_files: int) -> list[Upload]:
     """The files sent under ``field``, in order; 400 for a malformed body or more than
     ``max_files`` files (or ``EXTRA_PARTS`` more parts), 422 when the field is missing or
     carries text."""
     delimiter = b"--" + boundary
     start = _first_part(body, delimiter)
-    files: list[FilePart] = []
+    files: list[Upload] = []
     names: list[str] = []
     while True:
         end, closing, following = _next_delimiter(body, delimiter, start)
@@ -63,7 +55,7 @@ def read_files(body: bytes, boundary: bytes, field: str, max_files: int) -> list
                 raise ValidationFailed(f"multipart field '{field}' must carry a file, not text")
             if len(files) == max_files:
                 raise BadRequest(f"too many files: at most {max_files} per request")
-            files.append(FilePart(data, filename))
+            files.append(Upload(data, filename))
         if closing:
             break  # anything after the closing delimiter is the epilogue
         start = following
@@ -117,7 +109,7 @@ def _line_end(body: bytes, at: int) -> int:
 
 
 def _disposition(value: bytes) -> tuple[bytes, dict[bytes, bytes]]:
-    """``parse_options_header`` for a Content-Disposition, 6x faster for the plain form every
+    """``parse_options_header`` for a Content-Disposition, faster for the plain form every
     HTTP library sends (``form-data; name="f"; filename="a.png"``, no escapes); anything else
     (escapes, RFC 2231 ``filename*``, odd spacing) goes to python-multipart."""
     match = _PLAIN_DISPOSITION.fullmatch(value)

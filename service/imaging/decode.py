@@ -4,11 +4,10 @@ Limits come first: the format allow-list and the pixel limit are checked from th
 before a single pixel is decoded, so a few-KB decompression bomb costs nothing.
 
 Plain 8-bit PNGs (gray, RGB, RGBA: what drawing canvases and scanners send) are decoded by
-OpenCV, 4x faster than Pillow on a small image (9 us against 37 us for a 28x28, measured),
-which matters because decoding runs once per image on the request path. Which PNGs qualify is
-read from the chunk list: anything unusual (16-bit, palette, transparency chunk, EXIF, a
-truncated or broken file) goes to Pillow, whose errors and orientation handling stay the
-reference.
+OpenCV, several times cheaper than Pillow on small images (docs/performance.md), because
+decoding runs once per image on the request path. Which PNGs qualify is read from the chunk
+list: anything unusual (16-bit, palette, transparency chunk, EXIF, a truncated or broken file)
+goes to Pillow, whose errors and orientation handling stay the reference.
 """
 
 from __future__ import annotations
@@ -24,11 +23,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import ImageTooLarge, InvalidImage, ServiceError, UnsupportedMediaType
 
-logger = logging.getLogger("service.decoding")
+logger = logging.getLogger("service.imaging")
 
-# JPEG can decode at 1/2, 1/4 or 1/8 scale for free (2-4x faster for a phone photo); the
-# normaliser reduces every image to this side anyway (service.preprocessing.WORK_SIDE), and
-# Pillow's draft never goes below the requested size.
+# JPEG can decode at 1/2, 1/4 or 1/8 scale for free; the normaliser reduces every image to
+# this side anyway (service.imaging.geometry.WORK_SIDE), and Pillow's draft never goes below
+# the requested size.
 DRAFT_SIZE = 256
 _MAX_MESSAGE = 160
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -99,7 +98,7 @@ def _upright(image: Image.Image) -> Image.Image:
 
     Only TIFF keeps orientation outside an EXIF block; for the others, no ``exif`` in the
     info (filled while reading the header and, for PNG, the chunks after the pixels) means
-    no orientation, and skipping the EXIF parse saves 5-20 us per image.
+    no orientation, and the EXIF parse is skipped.
     """
     if image.format != "TIFF" and "exif" not in image.info:
         return image
@@ -183,7 +182,7 @@ def _plain_png_colour(data: bytes, max_pixels: int) -> int | None:
     return None  # truncated: Pillow says how
 
 
-def _decode_plain_png(data: bytes, max_pixels: int) -> np.ndarray | None:
+def decode_plain_png(data: bytes, max_pixels: int) -> np.ndarray | None:
     """uint8 luminance (H, W) by OpenCV, with Pillow's ITU-R 601 weights; None if not plain."""
     colour = _plain_png_colour(data, max_pixels)
     if colour is None:
@@ -207,23 +206,12 @@ def decode_gray(data: bytes, allowed_formats: Collection[str], max_pixels: int) 
     """Bytes -> upright grayscale (H, W) 0..255, uint8 where the image is 8-bit gray or RGB
     (no float copy on the hot path), float32 otherwise; typed errors for bad input."""
     if "PNG" in allowed_formats:
-        plain = _decode_plain_png(data, max_pixels)
+        plain = decode_plain_png(data, max_pixels)
         if plain is not None:
             return plain
     image = open_image(data, allowed_formats, max_pixels)
     try:
         return to_gray_pixels(image)
-    except ServiceError:
-        raise
-    except Exception as exc:
-        raise InvalidImage(f"cannot convert the {image.mode} image: {exc}"[:_MAX_MESSAGE]) from exc
-
-
-def decode_grayscale(data: bytes, allowed_formats: Collection[str], max_pixels: int) -> np.ndarray:
-    """Bytes -> upright grayscale float32 (H, W) in 0..255; typed errors for bad input."""
-    image = open_image(data, allowed_formats, max_pixels)
-    try:
-        return to_grayscale(image)
     except ServiceError:
         raise
     except Exception as exc:

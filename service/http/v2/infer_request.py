@@ -1,6 +1,6 @@
-"""Wire format of the KServe V2 / Open Inference Protocol inference request and response.
+"""Wire format of the KServe V2 / Open Inference Protocol inference request.
 
-Transport-free: bytes and headers in, numpy out (and back). The routes only move bytes.
+Transport-free: bytes and headers in, numpy out. The routes only move bytes.
 Both encodings of the protocol are read: JSON tensors (``data``) and the binary tensor data
 extension (a JSON header of ``Inference-Header-Content-Length`` bytes followed by the raw
 little-endian tensors, each sized by its ``binary_data_size`` parameter). Every mistake a
@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from service.v2.errors import V2Error
+from service.http.v2.errors import V2Error
 
 FP32 = "FP32"
-BYTES = "BYTES"
 # The tensor dtype of FP32 on the wire: the protocol fixes little-endian byte order.
-_WIRE_FP32 = np.dtype("<f4")
+WIRE_FP32 = np.dtype("<f4")
 # MNIST convention of the model's input (docs/design.md, section 1).
 PIXEL_MIN, PIXEL_MAX = 0.0, 1.0
 # Request body encodings the Triton clients can send (``request_compression_algorithm``).
@@ -222,7 +221,7 @@ def _check_shape(shape: Any, spec: TensorSignature, max_batch_size: int) -> int:
 def _binary_values(size: Any, count: int, binary: memoryview, name: str) -> np.ndarray:
     if type(size) is not int or size < 0:
         raise V2Error(f"binary_data_size of input '{name}' must be a non-negative integer")
-    expected = count * _WIRE_FP32.itemsize
+    expected = count * WIRE_FP32.itemsize
     if size != expected:
         raise V2Error(
             f"input '{name}' declares binary_data_size {size} but its shape needs "
@@ -233,7 +232,7 @@ def _binary_values(size: Any, count: int, binary: memoryview, name: str) -> np.n
             f"input '{name}' declares {size} bytes of binary data but the body has "
             f"{len(binary)} after the JSON header"
         )
-    return np.frombuffer(binary[:size], dtype=_WIRE_FP32).astype(np.float32, copy=False)
+    return np.frombuffer(binary[:size], dtype=WIRE_FP32).astype(np.float32, copy=False)
 
 
 def _json_values(data: Any, count: int, name: str) -> np.ndarray:
@@ -284,73 +283,3 @@ def _read_outputs(
             raise V2Error(f"classification of output '{name}' must be a non-negative integer")
         outputs.append(RequestedOutput(name, binary, class_count))
     return outputs
-
-
-def encode_infer_response(
-    *,
-    model_name: str,
-    model_version: str,
-    request: InferRequest,
-    results: dict[str, np.ndarray],
-    labels: list[str],
-) -> tuple[bytes, int | None]:
-    """The response body, and the JSON header's length when binary tensors follow it."""
-    tensors: list[dict[str, Any]] = []
-    chunks: list[bytes] = []
-    for output in request.outputs:
-        values = results[output.name]
-        if output.class_count:
-            tensor, raw = _classification(output, values, labels)
-        else:
-            tensor, raw = _fp32_tensor(output, values)
-        if raw is not None:
-            chunks.append(raw)
-        tensors.append(tensor)
-    document: dict[str, Any] = {
-        "model_name": model_name,
-        "model_version": model_version,
-        "outputs": tensors,
-    }
-    if request.request_id is not None:
-        document["id"] = request.request_id
-    header = json.dumps(document, separators=(",", ":")).encode()
-    if not chunks:
-        return header, None
-    return b"".join([header, *chunks]), len(header)
-
-
-def _fp32_tensor(
-    output: RequestedOutput, values: np.ndarray
-) -> tuple[dict[str, Any], bytes | None]:
-    tensor: dict[str, Any] = {"name": output.name, "datatype": FP32, "shape": list(values.shape)}
-    if output.binary:
-        raw = np.ascontiguousarray(values, dtype=_WIRE_FP32).tobytes()
-        tensor["parameters"] = {"binary_data_size": len(raw)}
-        return tensor, raw
-    tensor["data"] = values.astype(np.float32, copy=False).ravel().tolist()
-    return tensor, None
-
-
-def _classification(
-    output: RequestedOutput, values: np.ndarray, labels: list[str]
-) -> tuple[dict[str, Any], bytes | None]:
-    """The classification extension: the top ``class_count`` as "score:index:label" strings."""
-    count = min(output.class_count, values.shape[1])
-    top = np.argsort(-values, axis=1, kind="stable")[:, :count]
-    rows = [
-        [_class_entry(float(row[index]), int(index), labels) for index in order]
-        for row, order in zip(values, top, strict=True)
-    ]
-    tensor: dict[str, Any] = {"name": output.name, "datatype": BYTES, "shape": [len(rows), count]}
-    if not output.binary:
-        tensor["data"] = [entry for row in rows for entry in row]
-        return tensor, None
-    encoded = [entry.encode() for row in rows for entry in row]
-    raw = b"".join(len(item).to_bytes(4, "little") + item for item in encoded)
-    tensor["parameters"] = {"binary_data_size": len(raw)}
-    return tensor, raw
-
-
-def _class_entry(score: float, index: int, labels: list[str]) -> str:
-    label = labels[index] if index < len(labels) else ""
-    return f"{score:f}:{index}:{label}" if label else f"{score:f}:{index}"

@@ -1,14 +1,10 @@
-"""Median and percentiles of small arrays at a fraction of numpy's per-call cost.
+"""Median and percentiles of 8-bit pixels at a fraction of numpy's per-call cost.
 
-``np.percentile`` and ``np.median`` spend 25-60 us per call in Python-level set-up on a
-28x28 image, more than the arithmetic, and preprocessing calls them five times per image
-while holding the GIL that the event loop needs. These give numpy's answers (the default
-"linear" method) with a single ``np.partition``: bit for bit as ``np.percentile(a, (q, ...))``
-answers. Called with a scalar ``q`` on float32 data numpy rounds to float32; these keep the
-float64 value, which differs by at most one float32 unit in the last place.
-
-``PixelHistogram`` answers the same questions from an 8-bit image's 256-bin histogram, and
-``PixelHistograms`` for a batch of such histograms at once (one row per image).
+``np.percentile`` and ``np.median`` spend more in Python-level set-up than in arithmetic on a
+28x28 image, and preprocessing asks them several questions per image. ``PixelHistogram``
+answers them from one 256-bin histogram, ``PixelHistograms`` for a batch of such histograms at
+once (one row per image), and ``median`` with a single ``np.partition``: bit for bit numpy's
+answers (the default "linear" method). docs/performance.md has the measurements.
 """
 
 from __future__ import annotations
@@ -31,28 +27,6 @@ def median(values: np.ndarray) -> float:
         return float(np.partition(flat, half)[half])
     part = np.partition(flat, (half - 1, half))
     return float(np.mean(part[half - 1 : half + 1]))
-
-
-def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    """``np.percentile(values, qs)`` (linear method) for a non-empty array without NaN."""
-    flat = values.ravel()
-    last = flat.size - 1
-    spots: list[tuple[int, int, float]] = []
-    for q in qs:
-        virtual = q / 100 * last
-        low = min(max(math.floor(virtual), 0), last)
-        spots.append((low, min(low + 1, last), virtual - low))
-    part = np.partition(flat, sorted({index for spot in spots for index in spot[:2]}))
-    answers = []
-    for low, high, gamma in spots:
-        below, above = part[low], part[high]
-        diff = float(above - below)  # in the input's precision, as numpy does
-        # numpy's _lerp: interpolate from the nearer end for accuracy.
-        if gamma >= 0.5:
-            answers.append(float(above) - diff * (1 - gamma))
-        else:
-            answers.append(float(below) + diff * gamma)
-    return answers
 
 
 def _spots(total: int, qs: tuple[float, ...]) -> tuple[list[int], list[float]]:
@@ -210,7 +184,7 @@ class PixelHistograms:
 
     Why: for one 28x28 image the statistics are a dozen numpy calls on 256 numbers, so their
     cost is the calls; a worker measures a whole batch's images together
-    (``service.preprocessing.measure``), 32 rows for about the price of three single ones.
+    (``service.imaging.statistics.measure``).
     """
 
     __slots__ = ("counts", "cumulative", "total", "_flat")
@@ -243,7 +217,7 @@ class PixelHistograms:
         """Per row, how many pixels are brighter than that row's level."""
         first = np.floor(levels).astype(np.int64)
         first += 1
-        np.minimum(np.maximum(first, 0, out=first), 256, out=first)  # np.clip's wrapper: 15 us
+        np.minimum(np.maximum(first, 0, out=first), 256, out=first)  # np.clip's wrapper costs more
         below = self.cumulative.ravel()[_row_offsets(len(first))[1] + np.maximum(first - 1, 0)]
         return cast(np.ndarray, self.total - np.where(first > 0, below, 0))
 

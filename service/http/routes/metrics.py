@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from service.http.state import state_of
 from service.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["operations"])
@@ -17,4 +18,4 @@ router = APIRouter(tags=["operations"])
     summary="Prometheus metrics",
 )
 async def metrics(request: Request) -> Response:
-    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)
+    return Response(state_of(request).metrics.exposition(), media_type=CONTENT_TYPE)

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
 from service.errors import NotReady
-from service.schemas import ErrorBody, Health, Readiness
+from service.http.schemas import ErrorBody, Health, Readiness
+from service.http.state import state_of
 
 router = APIRouter(tags=["health"])
 
@@ -23,6 +24,6 @@ async def healthz() -> JSONResponse:
     summary="Readiness: the model is loaded and warmed up",
 )
 async def readyz(request: Request) -> JSONResponse:
-    if not getattr(request.app.state, "ready", False):
+    if not state_of(request).ready:
         raise NotReady("the model is not loaded and warmed up yet")
     return JSONResponse({"status": "ready"})

@@ -1,7 +1,7 @@
 """Pillow's antialiased Lanczos resize of a float image as two small matrix products.
 
-``Image.fromarray(a, "F").resize(size, LANCZOS)`` costs ~40 us on a 30x30 image, nearly all
-of it Python and mode plumbing, with the GIL held. The filter is separable and linear, so the
+``Image.fromarray(a, "F").resize(size, LANCZOS)`` on a digit-sized image is nearly all Python
+and mode plumbing, with the GIL held. The filter is separable and linear, so the
 same result is ``rows @ image @ cols.T`` with Pillow's own coefficients (same support, same
 centre rounding, same normalisation; Resample.c ``precompute_coeffs``). The coefficient
 matrices depend only on the sizes, so they are cached; the products run in BLAS without the

@@ -14,7 +14,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge, error_response
+from service.errors import PayloadTooLarge
+from service.http.errors import error_response
 from service.logs import request_id
 from service.metrics import Metrics
 

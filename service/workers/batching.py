@@ -9,9 +9,8 @@ batch runs, so batches grow by themselves; idle, a lone request waits for nobody
 
 Why in the workers and not in a thread of the server process: a thread that needs the GIL a
 few times per batch while the event loop holds it waits for the interpreter's switch interval
-(5 ms) each time. Measured on 2 cores at 16 concurrent /predict: the thread version made
-inference calls take 0.35 ms instead of 0.05 ms and p99 latency 30 ms; in the workers the
-server process has one thread, the event loop, and never waits for a lock.
+each time (docs/performance.md); in the workers the server process has one thread, the event
+loop, and never waits for a lock.
 """
 
 from __future__ import annotations

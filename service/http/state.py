@@ -1,0 +1,69 @@
+"""Typed access to what the app holds: its settings and metrics from the start, the model and
+the predictor once the lifespan has started the workers (503 not_ready until then).
+
+Every route reaches the app's state through these functions and nothing else. They are
+plain functions, not FastAPI dependencies, on the prediction routes: solving a dependency
+costs the event loop more per request than the two attribute reads (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+
+from service.contract import ModelInfo
+from service.errors import NotReady
+from service.http.v2.metadata import ServedModel
+from service.metrics import Metrics
+from service.predictor import Predictor
+from service.settings import Settings
+
+_NOT_READY = "the model is not loaded yet; retry when GET /readyz answers 200"
+
+
+@dataclass
+class ServiceState:
+    """The one object on ``app.state``: what the lifespan built, and whether it is ready."""
+
+    settings: Settings
+    metrics: Metrics
+    predictor: Predictor | None = None
+    model: ModelInfo | None = None
+    v2_model: ServedModel | None = None
+    ready: bool = False
+
+
+def attach_state(app: FastAPI, state: ServiceState) -> None:
+    app.state.service = state
+
+
+def app_state(app: FastAPI) -> ServiceState:
+    state: ServiceState = app.state.service
+    return state
+
+
+def state_of(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+def predictor_of(request: Request) -> Predictor:
+    """The running Predictor; NotReady (503) until the lifespan has started it."""
+    state = state_of(request)
+    if state.predictor is None or not state.ready:
+        raise NotReady(_NOT_READY)
+    return state.predictor
+
+
+async def model_of(request: Request) -> ModelInfo:
+    """The served model's description; NotReady (503) until the workers have opened it.
+    ``async``: FastAPI runs a plain ``def`` dependency in a worker thread."""
+    model = state_of(request).model
+    if model is None:
+        raise NotReady(_NOT_READY)
+    return model
+
+
+ModelDep = Annotated[ModelInfo, Depends(model_of)]

@@ -1,0 +1,98 @@
+"""What the V2 protocol says about the server and its model: the server metadata, the model
+metadata and Triton's model configuration, built once from the served model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from service.contract import ModelInfo
+from service.http.v2.infer_request import FP32, TensorSignature
+from service.settings import Settings
+
+SERVER_NAME = "digits"
+# Extensions a client may rely on (names as Triton reports them in GET /v2).
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration"]
+PLATFORM = "onnxruntime_onnx"
+
+
+def _package_version() -> str:
+    try:
+        return version("digits")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+SERVER_VERSION = _package_version()
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The V2 view of the loaded model (``served_model`` builds it in the lifespan)."""
+
+    name: str
+    version: str
+    input: TensorSignature
+    output: TensorSignature
+    labels: list[str]
+    max_batch_size: int
+    max_queue_delay_us: int
+
+
+def served_model(info: ModelInfo, settings: Settings) -> ServedModel:
+    return ServedModel(
+        name=info.name,
+        version=info.version,
+        input=TensorSignature(info.input_name, tuple(int(d) for d in info.input_shape[1:])),
+        output=TensorSignature(info.output_name, tuple(int(d) for d in info.output_shape[1:])),
+        labels=list(info.labels),
+        # A request bigger than the whole inference queue could never be admitted.
+        max_batch_size=settings.batch_max_queue_images,
+        max_queue_delay_us=settings.batch_max_delay_us,
+    )
+
+
+def server_metadata() -> dict[str, Any]:
+    return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS}
+
+
+def _tensor_metadata(tensor: TensorSignature) -> dict[str, Any]:
+    return {"name": tensor.name, "datatype": FP32, "shape": tensor.shape}
+
+
+def model_metadata(model: ServedModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "versions": [model.version],
+        "platform": PLATFORM,
+        "inputs": [_tensor_metadata(model.input)],
+        "outputs": [_tensor_metadata(model.output)],
+    }
+
+
+def model_config(model: ServedModel) -> dict[str, Any]:
+    """Triton's model-config JSON: perf_analyzer stops without it."""
+    return {
+        "name": model.name,
+        "platform": PLATFORM,
+        "backend": "onnxruntime",
+        "max_batch_size": model.max_batch_size,
+        "input": [
+            {
+                "name": model.input.name,
+                "data_type": f"TYPE_{FP32}",
+                "format": "FORMAT_NONE",
+                "dims": list(model.input.item_shape),
+            }
+        ],
+        "output": [
+            {
+                "name": model.output.name,
+                "data_type": f"TYPE_{FP32}",
+                "dims": list(model.output.item_shape),
+            }
+        ],
+        "dynamic_batching": {"max_queue_delay_microseconds": model.max_queue_delay_us},
+        "version_policy": {"specific": {"versions": [model.version]}},
+    }

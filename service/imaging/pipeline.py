@@ -1,0 +1,227 @@
+"""Turn what people send into what LeNet-5 was trained on (docs/design.md section 1).
+
+MNIST convention: white ink on black, 0..1, the ink fitted into a 20x20 box with its aspect
+kept, placed in 28x28 so that its centre of mass sits at pixel (14, 14). Real images are black
+ink on light, tinted, noisy paper, of any size and anywhere in the frame, so the steps are:
+decode, the paper's statistics and the polarity, uneven lighting removed, the stretch from
+paper to ink, specks and form lines dropped, fit, centre.
+
+This runs once per image on the request path and its cost bounds the service's throughput.
+So the pixels stay 8-bit until the final crop, every statistic comes from a 256-bin
+histogram, the stretch is a 256-entry lookup table, and the image work is done by OpenCV and
+BLAS products: a handful of calls per image instead of dozens of numpy calls on tiny arrays.
+
+A run of one image is a generator paused between its stages (``Steps``), and a batch runs
+stage by stage: each stage for every image, then the next stage (``prepare_batch``). A stage
+is a few dozen numpy and OpenCV calls on tiny arrays, so an image's cost is mostly code
+paths, and the same stage run back to back for a batch finds them in the CPU's caches
+(docs/performance.md). This module is the only home of that protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Generator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+import cv2
+import numpy as np
+
+from service.errors import InternalError, NoInk, ServiceError
+from service.imaging.decode import decode_gray
+from service.imaging.geometry import (
+    SIZE,
+    already_mnist,
+    centre_by_mass,
+    fit_box,
+    reduce_to_work_side,
+)
+from service.imaging.lighting import flatten_lighting
+from service.imaging.statistics import Measurement, ink_table, measure
+from service.imaging.strokes import keep_strokes
+
+logger = logging.getLogger("service.imaging")
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """What a run yields once its image is decoded: a request for the statistics of its work
+    image, answered by sending back ``measure([work, ...])``'s entry for it."""
+
+    work: np.ndarray
+
+
+Steps = Generator[Measure | None, Measurement | None, np.ndarray]
+"""A preprocessing run paused between its stages; its return value is the (28, 28) image.
+A stage may end by yielding a ``Measure``: the next one must be sent its ``Measurement``."""
+
+
+class StepsFactory(Protocol):
+    """``preprocess_steps``'s signature; tests put slow or crashing stand-ins in its place."""
+
+    def __call__(
+        self, data: bytes, *, allowed_formats: Collection[str], max_pixels: int
+    ) -> Steps: ...
+
+
+OnStage = Callable[[int, float], None]
+"""Told before each stage which image of the batch runs it (its index) and how many seconds
+that image has spent in its earlier stages: the worker's watchdog names and times it."""
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One image of a batch made ready for the model, or the error it earned."""
+
+    pixels: np.ndarray | None = None  # (28, 28) float32, MNIST convention
+    error: ServiceError | None = None
+    seconds: float = 0.0  # its own decode + normalisation time
+
+
+def preprocess_image(
+    data: bytes, *, allowed_formats: Collection[str], max_pixels: int
+) -> np.ndarray:
+    """Image bytes -> float32 (28, 28) in MNIST convention; typed ServiceErrors for bad input."""
+    steps = preprocess_steps(data, allowed_formats=allowed_formats, max_pixels=max_pixels)
+    answer: Measurement | None = None
+    while True:
+        try:
+            request = steps.send(answer)
+        except StopIteration as done:
+            return cast(np.ndarray, done.value)
+        answer = measure([request.work])[0] if request is not None else None
+
+
+def preprocess_steps(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> Steps:
+    """``preprocess_image`` in stages. Between stages an image holds only its work copy (at
+    most ``WORK_SIDE`` square), never the full decoded image. The first stage ends by yielding
+    a ``Measure`` of the work image."""
+    return (yield from _normalize_steps(decode_gray(data, allowed_formats, max_pixels)))
+
+
+def _normalize_steps(gray: np.ndarray) -> Steps:
+    pixels = _as_uint8(gray)
+    work = reduce_to_work_side(pixels)
+    original = gray if pixels.shape == (SIZE, SIZE) else None  # may already be MNIST
+    del gray, pixels  # only the work copy (at most WORK_SIDE square) waits for the next stage
+    measured = yield Measure(work)
+    assert measured is not None, "a Measure is answered with its Measurement"
+    if original is not None:
+        passthrough = already_mnist(original, measured.background)
+        if passthrough is not None:
+            return passthrough
+    ink = cv2.bitwise_not(work) if measured.inverted else work
+    lut = measured.lut
+    flattened = flatten_lighting(ink, measured.sigma)
+    if flattened is not ink:
+        ink = flattened
+        lut = ink_table(flattened)
+    if lut is None:
+        raise NoInk("no ink found: the image is blank or has too little contrast")
+    yield None
+    kept = keep_strokes(ink, lut)
+    yield None
+    fitted = fit_box(kept, lut)
+    yield None
+    return centre_by_mass(fitted)
+
+
+def _as_uint8(gray: np.ndarray) -> np.ndarray:
+    if gray.dtype == np.uint8:
+        return np.ascontiguousarray(gray)
+    return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+
+
+def _nothing(index: int, spent: float) -> None:
+    pass
+
+
+@dataclass(slots=True)
+class _Run:
+    index: int
+    steps: Steps
+    prepared: Prepared
+    asked: Measure | None = None  # what its last stage asked to have measured
+    answer: Measurement | None = None  # for its next stage
+
+
+def prepare_batch(
+    payloads: Sequence[bytes],
+    *,
+    allowed_formats: Collection[str],
+    max_pixels: int,
+    steps: StepsFactory = preprocess_steps,
+    on_stage: OnStage = _nothing,
+) -> list[Prepared]:
+    """Every image of a batch made ready for the model, stage by stage; each image's result
+    is bit for bit what ``preprocess_image`` gives it alone. A bad image fails alone, with
+    its ServiceError; a bug fails it with InternalError (logged), never the batch."""
+    prepared = [Prepared() for _ in payloads]
+    runs: list[_Run] = []
+    for index, data in enumerate(payloads):
+        try:  # a generator runs nothing yet; a stand-in that is not one may raise here
+            run = steps(data, allowed_formats=allowed_formats, max_pixels=max_pixels)
+        except Exception:
+            logger.exception("preparing image %d of a batch failed before its first stage", index)
+            prepared[index].error = InternalError("internal error")
+            continue
+        runs.append(_Run(index, run, prepared[index]))
+    while runs:
+        runs = [run for run in runs if _stage(run, on_stage)]
+        runs = _measure(runs, on_stage)
+    return prepared
+
+
+def _stage(run: _Run, on_stage: OnStage) -> bool:
+    """Run the next stage of one image; False once it has its pixels or its error."""
+    prepared = run.prepared
+    on_stage(run.index, prepared.seconds)
+    started = time.perf_counter()
+    try:
+        answer, run.answer = run.answer, None
+        try:
+            run.asked = run.steps.send(answer)
+            return True
+        except StopIteration as done:
+            prepared.pixels = _checked(done.value)
+    except ServiceError as exc:
+        prepared.error = exc
+    except Exception:
+        logger.exception("preparing image %d of a batch failed", run.index)
+        prepared.error = InternalError("internal error")
+    finally:
+        prepared.seconds += time.perf_counter() - started
+    return False
+
+
+def _checked(result: object) -> np.ndarray:
+    pixels = np.asarray(result, dtype=np.float32)
+    if pixels.shape != (SIZE, SIZE):
+        raise ValueError(f"preprocessing returned shape {pixels.shape}, not (28, 28)")
+    return pixels
+
+
+def _measure(runs: list[_Run], on_stage: OnStage) -> list[_Run]:
+    """Answer the runs whose last stage asked to be measured, all in one ``measure`` call,
+    each charged an equal share of its time; returns ``runs`` less any it failed. The first
+    of them is named for the stage: numpy over a batch of bounded arrays does not hang, and a
+    bug here fails them all alike."""
+    asking = [run for run in runs if run.asked is not None]
+    if not asking:
+        return runs
+    on_stage(asking[0].index, asking[0].prepared.seconds)
+    started = time.perf_counter()
+    try:
+        answers = measure([run.asked.work for run in asking])  # type: ignore[union-attr]
+    except Exception:
+        logger.exception("measuring a batch of %d images failed", len(asking))
+        for run in asking:
+            run.asked, run.prepared.error = None, InternalError("internal error")
+        return [run for run in runs if run.prepared.error is None]
+    share = (time.perf_counter() - started) / len(asking)
+    for run, answer in zip(asking, answers, strict=True):
+        run.asked, run.answer = None, answer
+        run.prepared.seconds += share
+    return runs

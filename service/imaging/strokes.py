@@ -1,0 +1,173 @@
+"""The digit's strokes kept, everything else dropped: specks, stray shading, dark things cut
+by the frame (a finger, the table), and a form's printed lines (a box, a rule).
+
+The image is 8-bit with the ink bright (ink up) and reaches these functions with its
+stretch table, which says how inked each level is; faint pixels are kept only where they
+touch certain ink.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from service.errors import NoInk
+
+STRONG = 0.5  # "certainly ink": half the ink level above the floor
+WEAK = 0.04  # faint anti-aliased edges are kept when they touch certain ink
+SPECK_FRACTION = 0.08  # ink components smaller than this share of the largest are specks
+RULE_ASPECT = 4.0  # a separate line this many times wider than high, below the digit,...
+RULE_THICKNESS = 0.25  # ...at most this share of the digit's height,...
+RULE_FILL = 0.5  # ...and straight (filling this share of its bounding box) is a form's rule
+OUTLINE_BAND = 0.12  # of a frame's shorter side: how close to its box edges its ink lies...
+OUTLINE_SHARE = 0.85  # ...for this share of its pixels
+OUTLINE_FILL = 0.3  # a frame covers at most this share of its bounding box
+EDGE_OBJECT_THICKNESS = 2.5  # edge-touching ink this many times thicker than the strokes: not ink
+_MAX_LOOKUPS = 8  # kept components looked up one by one; more go through a label table
+_SOLE_COMPONENT = np.ones(1, dtype=np.intp)
+
+
+def at_least(pixels: np.ndarray, lowest: int) -> np.ndarray:
+    """255 where ``pixels >= lowest``, else 0 (OpenCV compares ``>``, without the GIL)."""
+    return cv2.threshold(pixels, lowest - 1, 255, cv2.THRESH_BINARY)[1]
+
+
+def keep_strokes(ink: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Drop specks and stray shading: keep faint pixels only where they touch real strokes.
+
+    Returns the 8-bit ink-up pixels with everything else set to 0 (and ``lut[0]`` is 0).
+    """
+    strong_from = int(lut.searchsorted(STRONG, side="left"))  # lut never decreases
+    if strong_from > 255 or cv2.minMaxLoc(ink)[1] < strong_from:
+        raise NoInk("no ink found: nothing stands out from the background")
+    # Strong ink (lut >= STRONG) is also weak ink (lut > WEAK): each stroke lies inside
+    # exactly one weak component.
+    weak = at_least(ink, int(lut.searchsorted(WEAK, side="right")))
+    weak_count, weak_labels = cv2.connectedComponents(weak, connectivity=8, ltype=cv2.CV_32S)
+    if weak_count == 2:  # one weak component, so it holds every stroke: the common case
+        return cv2.bitwise_and(ink, weak)
+    strong = at_least(ink, strong_from)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(strong, connectivity=8, ltype=cv2.CV_32S)
+    kept = _strokes(strong, labels, stats)
+    touching = _weak_components_of(kept, labels, stats, weak_labels, weak_count)
+    if len(touching) == weak_count - 1:
+        return cv2.bitwise_and(ink, weak)
+    if len(touching) <= _MAX_LOOKUPS:
+        mask = np.zeros_like(weak)
+        for component in touching:
+            mask |= cv2.compare(weak_labels, component, cv2.CMP_EQ)
+        return cv2.bitwise_and(ink, mask)
+    table = np.zeros(weak_count, dtype=bool)
+    table[list(touching)] = True
+    return np.where(table[weak_labels], ink, np.uint8(0))
+
+
+def _strokes(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Labels of the strong components that are the digit: not specks, not dark things cut
+    by the frame, not a form's printed lines."""
+    if len(stats) == 2:  # a single component: nothing to compare it with
+        return _SOLE_COMPONENT
+    areas = stats[1:, cv2.CC_STAT_AREA].copy()
+    areas[_edge_objects(strong, labels, stats)] = 0
+    kept = np.flatnonzero(areas >= SPECK_FRACTION * areas.max()) + 1
+    if len(kept) > 1:
+        kept = _without_form_lines(kept, labels, stats)
+    return kept
+
+
+def _edge_objects(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Indices (into ``stats[1:]``) of dark things cut by the frame, not part of the digit: a
+    finger, the table, a shadowed corner of a photo.
+
+    They touch the image's edge and are far thicker than the strokes away from the edge; a
+    digit's own strokes that reach the edge have the pen's width and are kept. Images whose
+    ink all touches the edge (a tightly cropped digit) or none of it are left as they are.
+    """
+    height, width = labels.shape
+    left, top = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
+    right = left + stats[1:, cv2.CC_STAT_WIDTH]
+    bottom = top + stats[1:, cv2.CC_STAT_HEIGHT]
+    at_edge = (left == 0) | (top == 0) | (right >= width) | (bottom >= height)
+    if at_edge.all() or not at_edge.any():
+        return np.zeros(0, dtype=np.intp)
+    inside = np.flatnonzero(~at_edge)
+    inside_areas = stats[1:, cv2.CC_STAT_AREA][inside]
+    inside = inside[inside_areas >= SPECK_FRACTION * inside_areas.max()]  # strokes, not specks
+    distance = cv2.distanceTransform(strong, cv2.DIST_L2, 3)
+    radius = np.zeros(len(stats), dtype=np.float32)  # half the thickest part, per component
+    np.maximum.at(radius, labels.ravel(), distance.ravel())
+    stroke = float(radius[inside + 1].max())
+    edge = np.flatnonzero(at_edge)
+    return edge[radius[edge + 1] > EDGE_OBJECT_THICKNESS * stroke]
+
+
+def _without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """``kept`` less the printed lines of a form: a box drawn around the digit (a thin,
+    rectangular outline enclosing all the other ink) and a rule under it (a long flat line
+    below all the other ink). A digit's own parts are never both, so they stay; and when
+    nothing else would remain, nothing is dropped.
+    """
+    left, top = stats[kept, cv2.CC_STAT_LEFT], stats[kept, cv2.CC_STAT_TOP]
+    width, height = stats[kept, cv2.CC_STAT_WIDTH], stats[kept, cv2.CC_STAT_HEIGHT]
+    right, bottom = left + width, top + height
+    drop = np.zeros(len(kept), dtype=bool)
+    for i, component in enumerate(kept.tolist()):
+        others = np.arange(len(kept)) != i
+        encloses = (
+            (left[others] > left[i]).all()
+            and (top[others] > top[i]).all()
+            and (right[others] < right[i]).all()
+            and (bottom[others] < bottom[i]).all()
+        )
+        if encloses and _is_outline(labels, stats[component], component):
+            drop[i] = True
+        elif _is_rule(stats[component], top[others].min(), bottom[others].max()):
+            drop[i] = True
+    return kept if drop.all() else kept[~drop]
+
+
+def _is_rule(box: np.ndarray, ink_top: int, ink_bottom: int) -> bool:
+    """Whether the component is a straight line under the rest of the ink, thin beside the
+    digit's height: a form's rule. (A 5's or a 2's separate bottom stroke is curved or thick.)"""
+    _, top, width, height, area = (int(v) for v in box[:5])
+    return (
+        top >= ink_bottom
+        and width >= RULE_ASPECT * height
+        and height <= RULE_THICKNESS * (ink_bottom - ink_top)
+        and area >= RULE_FILL * width * height
+    )
+
+
+def _is_outline(labels: np.ndarray, box: np.ndarray, component: int) -> bool:
+    """Whether nearly all of the component lies along its bounding box's edges (a frame), not
+    across it (a 0 touches its box at four points only)."""
+    left, top, width, height, area = (int(v) for v in box[:5])
+    band = max(2, round(OUTLINE_BAND * min(width, height)))
+    if width <= 2 * band or height <= 2 * band or area > OUTLINE_FILL * width * height:
+        return False
+    inner = labels[top + band : top + height - band, left + band : left + width - band]
+    return int(np.count_nonzero(inner == component)) <= (1 - OUTLINE_SHARE) * area
+
+
+def _weak_components_of(
+    kept: np.ndarray,
+    labels: np.ndarray,
+    stats: np.ndarray,
+    weak_labels: np.ndarray,
+    weak_count: int,
+) -> set[int]:
+    if len(kept) > _MAX_LOOKUPS:
+        table = np.zeros(len(stats), dtype=bool)
+        table[kept] = True
+        found = np.zeros(weak_count, dtype=bool)
+        found[weak_labels[table[labels]]] = True
+        return set(np.flatnonzero(found[1:]) + 1)
+    touching: set[int] = set()
+    for component in kept.tolist():
+        # Its bounding box's top row holds at least one of its pixels: any one names its
+        # weak component.
+        left, top, width = (int(v) for v in stats[component, :3])
+        row = labels[top, left : left + width]
+        column = left + int(np.argmax(row == component))
+        touching.add(int(weak_labels[top, column]))
+    return touching

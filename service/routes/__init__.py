@@ -1,1 +1,0 @@
-"""HTTP routes, one module per group; each only translates between HTTP and the domain."""

@@ -1,0 +1,204 @@
+"""One worker process as the event loop sees it: the process, its socket, its progress slot.
+
+Workers are *spawned*: a fresh interpreter is exec'd (never a fork of the server), without
+multiprocessing's re-import of ``__main__`` or its exit hook that joins children. Each talks
+to the server over its own socketpair in frames (service/workers/protocol.py). Its first frame
+announces the model it opened (READY, with the ModelInfo) or why it could not (FAILED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from service.contract import ModelInfo, ModelLoadError
+from service.workers import protocol as wire
+from service.workers.protocol import ReplyHead
+
+# The worker's first statements: ignore the signals before the slow imports, then serve.
+BOOT = (
+    "import signal, sys, json; "
+    "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "config = json.loads(sys.argv[1]); sys.path[:0] = config['path']; "
+    "from service.workers.process import worker_main; worker_main(config)"
+)
+# Set before numpy loads: the pool is the parallelism, and a BLAS thread per core in every
+# worker made them several times slower (docs/performance.md).
+_SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@dataclass(slots=True)
+class Pending:
+    """An input sent to a worker and not yet answered."""
+
+    request_id: int
+    frame: bytes
+    count: int  # images, for admission
+    with_image: bool
+    encoded: bool  # decoded by the worker (its decode time is a metric)
+    future: asyncio.Future[Any]
+    retried: bool = False
+
+
+class Listener(Protocol):
+    """What a connection tells its pool."""
+
+    def on_reply(self, worker: WorkerConnection, head: ReplyHead, payload: bytes) -> None: ...
+
+    def on_lost(self, worker: WorkerConnection) -> None: ...
+
+
+class WorkerConnection(asyncio.Protocol):
+    """One worker process, its socket and its progress slot."""
+
+    def __init__(
+        self,
+        listener: Listener,
+        process: subprocess.Popen[bytes],
+        sock: socket.socket,
+        slot: wire.ProgressSlot,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.listener = listener
+        self.process = process
+        self.sock = sock
+        self.slot = slot
+        self.spawned_at = time.monotonic()
+        self.outstanding: dict[int, Pending] = {}  # insertion order = the worker's order
+        self.images = 0  # images outstanding: the load the pool balances
+        self.ready = False
+        self.retired = False
+        # The model the worker opened, or ModelLoadError: what start-up waits for.
+        self.announced: asyncio.Future[ModelInfo] = loop.create_future()
+        self.announced.add_done_callback(_retrieve)
+        self._transport: asyncio.Transport | None = None
+        self._backlog: list[bytes] = []
+        self._buffer = bytearray()
+
+    def track(self, request: Pending) -> None:
+        """Count ``request`` as this worker's (its frame is written by the caller)."""
+        self.outstanding[request.request_id] = request
+        self.images += request.count
+
+    def untrack(self, request_id: int) -> Pending | None:
+        request = self.outstanding.pop(request_id, None)
+        if request is not None:
+            self.images -= request.count
+        return request
+
+    def write(self, data: bytes) -> None:
+        if self._transport is None:
+            self._backlog.append(data)  # still connecting: sent by connection_made
+        else:
+            self._transport.write(data)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self._transport = transport
+        if self._backlog:
+            transport.write(b"".join(self._backlog))
+            self._backlog.clear()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        offset, size = 0, wire.REPLY_SIZE
+        while len(buffer) - offset >= size:
+            head = ReplyHead.unpack_from(buffer, offset)
+            end = offset + size + head.length
+            if len(buffer) < end:
+                break
+            payload = bytes(buffer[offset + size : end])
+            if head.kind in (wire.READY, wire.FAILED):
+                self._announce(head.kind, payload)
+            else:
+                self.listener.on_reply(self, head, payload)
+            offset = end
+        if offset:
+            del buffer[:offset]
+
+    def _announce(self, kind: int, payload: bytes) -> None:
+        if self.announced.done():
+            return
+        if kind == wire.READY:
+            self.ready = True
+            self.announced.set_result(ModelInfo.from_json(payload))
+        else:
+            self.announced.set_exception(ModelLoadError(payload.decode(errors="replace")))
+
+    def eof_received(self) -> bool:
+        return False  # close our end too: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if not self.announced.done():
+            code = self.process.poll()
+            self.announced.set_exception(
+                ModelLoadError(f"a worker process exited while starting (exit code {code})")
+            )
+        self.listener.on_lost(self)
+
+    def stop(self) -> None:
+        """Kill the process and drop the socket (the worker is being replaced)."""
+        self.retired = True
+        if self.process.poll() is None:
+            self.process.kill()
+        self._drop_socket()
+
+    def close_gracefully(self) -> None:
+        """Tell the worker to exit after its current batch: EOF on its socket."""
+        self.retired = True
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        if not self.ready and self.process.poll() is None:  # still importing: nothing to finish
+            self.process.kill()
+
+    def _drop_socket(self) -> None:
+        try:
+            if self._transport is not None:
+                self._transport.abort()
+                return
+        except RuntimeError:  # the event loop is already closed (interpreter exit)
+            pass
+        self.sock.close()
+
+
+def _retrieve(future: asyncio.Future[ModelInfo]) -> None:
+    """A replacement worker's announcement has no one waiting for it: mark its exception as
+    seen (the pool logs and handles the death itself)."""
+    if not future.cancelled():
+        future.exception()
+
+
+def spawn(
+    listener: Listener, config: dict[str, Any], loop: asyncio.AbstractEventLoop
+) -> WorkerConnection:
+    """Start a worker process with ``config`` (plus its socket and slot descriptors)."""
+    parent_sock, child_sock = socket.socketpair()
+    slot, slot_fd = wire.ProgressSlot.new()
+    config = {
+        **config,
+        "fd": child_sock.fileno(),
+        "progress_fd": slot_fd,
+        "path": [entry for entry in sys.path if entry],
+    }
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", BOOT, json.dumps(config)],
+            pass_fds=(child_sock.fileno(), slot_fd),
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **_SINGLE_THREADED},
+        )
+    finally:
+        child_sock.close()
+        os.close(slot_fd)
+    return WorkerConnection(listener, process, parent_sock, slot, loop)

@@ -1,0 +1,239 @@
+"""The worker pool, as the server sees it: images in, class probabilities out, as futures.
+
+Why processes: decoding and normalising an image is mostly Python and numpy glue that holds
+the GIL, and a model-running thread beside the event loop would wait for the GIL several
+times per batch. So the server process keeps one thread, the event loop, which only moves
+bytes; each worker process (service/workers/process.py) decodes its images and runs its own
+ONNX Runtime session on the batches it takes. The event loop's share of an image is one
+frame written, one frame parsed and one future. Keeping the processes alive is the
+supervisor's job (service/workers/supervisor.py).
+
+Admission: the pool counts the images sent and not yet answered; past ``max_queue_images`` a
+request is refused at once (Overloaded: 503 + Retry-After) before anything is sent, so an
+overloaded service neither queues without bound nor decodes what it will refuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from service.contract import ModelInfo, ModelSpec
+from service.errors import NotReady, Overloaded, ServiceError
+from service.workers import protocol as wire
+from service.workers.connection import Pending, WorkerConnection
+from service.workers.protocol import ReplyHead, RequestHead
+from service.workers.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from service.metrics import Metrics
+
+_RETIRED_LOAD = sys.maxsize  # a dead worker is never the least busy
+DEFAULT_STEPS = "service.imaging.pipeline:preprocess_steps"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """Class probabilities (count, 10); for an encoded image, optionally the PNG of the 28x28
+    image the model saw."""
+
+    probabilities: np.ndarray
+    png: bytes | None = None
+
+
+@dataclass
+class PoolOptions:
+    """How the workers decode, batch and admit (the Settings fields they come from)."""
+
+    workers: int
+    model: ModelSpec
+    allowed_formats: Collection[str] = frozenset({"PNG", "JPEG"})
+    max_pixels: int = 40_000_000
+    timeout_seconds: float = 10.0
+    max_batch_size: int = 32
+    max_delay_us: int = 0
+    max_queue_images: int = 1024
+    overflow_backlog_images: int = 0  # 0: no overflow worker, all take work alike
+    retry_after_seconds: int = 1
+    steps: str = DEFAULT_STEPS  # "module:function" of the image stages; tests inject stand-ins
+    log_level: str = "INFO"
+
+
+def _load(worker: WorkerConnection) -> int:
+    return _RETIRED_LOAD if worker.retired else worker.images
+
+
+class WorkerPool:
+    """``workers`` spawned processes that turn images into class probabilities, as futures."""
+
+    def __init__(self, options: PoolOptions, metrics: Metrics | None = None) -> None:
+        self.options = options
+        self.metrics = metrics
+        config: dict[str, Any] = {
+            "formats": sorted(options.allowed_formats),
+            "max_pixels": options.max_pixels,
+            "max_batch_size": options.max_batch_size,
+            "max_delay_us": options.max_delay_us,
+            "model": asdict(options.model),
+            "steps": options.steps,
+            "log_level": options.log_level,
+        }
+        self._supervisor = Supervisor(self, options.workers, config, options.timeout_seconds)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_id = 0
+        self._in_flight = 0  # images sent and not yet answered
+
+    @property
+    def pids(self) -> list[int]:
+        """The live workers' process ids (for operators and tests)."""
+        return [w.process.pid for w in self._supervisor.workers if not w.retired]
+
+    @property
+    def queued_images(self) -> int:
+        return self._in_flight
+
+    async def start(self) -> ModelInfo:
+        """Spawn the workers and wait until each has opened the model; the model they
+        describe. Raises ModelLoadError (and stops them) when one cannot."""
+        self._loop = asyncio.get_running_loop()
+        return await self._supervisor.start()
+
+    def classify(self, data: bytes, with_image: bool = False) -> asyncio.Future[Result]:
+        """Probabilities (1, 10) for one encoded image, or the ServiceError it earned."""
+        return self.classify_many([data], with_image)[0]
+
+    def classify_many(
+        self, items: Iterable[bytes], with_image: bool = False
+    ) -> list[asyncio.Future[Result]]:
+        """One future per encoded image, spread over the workers, one write per worker.
+        All are admitted or none (Overloaded, raised before anything is sent)."""
+        items = list(items)
+        self._admit(len(items))
+        flags = wire.WITH_IMAGE if with_image else 0
+        requests = [self._request(wire.ENCODED, flags, 1, data) for data in items]
+        self._send(requests)
+        return [request.future for request in requests]
+
+    def classify_tensor(self, images: np.ndarray) -> asyncio.Future[Result]:
+        """Probabilities (n, 10) for float32 images (n, 1, 28, 28) that need no decoding."""
+        count = int(images.shape[0])
+        self._admit(count)
+        data = np.ascontiguousarray(images, dtype=np.float32).tobytes()
+        request = self._request(wire.TENSOR, 0, count, data)
+        self._send([request])
+        return request.future
+
+    def close(self) -> None:
+        """Stop every worker after its current batch; what is left fails with 503."""
+        self._supervisor.close()
+
+    # --- replies and failures (the supervisor's Dispatcher) ------------------------------
+
+    def on_reply(self, worker: WorkerConnection, head: ReplyHead, payload: bytes) -> None:
+        request = worker.untrack(head.request_id)
+        if request is None:  # timed out and already answered
+            return
+        self._in_flight -= request.count
+        self._observe(request, head)
+        if request.future.done():  # the caller went away
+            return
+        if head.kind == wire.RESULT:
+            count = request.count
+            png = wire.result_png(payload, count) if request.with_image else None
+            request.future.set_result(Result(wire.result_probabilities(payload, count), png))
+        elif head.kind == wire.ERROR:
+            request.future.set_exception(wire.decode_error(payload))
+        else:
+            request.future.set_exception(RuntimeError(f"bad reply frame kind {head.kind}"))
+
+    def _observe(self, request: Pending, head: ReplyHead) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        if request.encoded:
+            metrics.preprocess_duration.observe(head.decode_s)  # refused images count too
+        if head.kind == wire.RESULT:
+            metrics.queue_wait.observe(head.wait_s)
+        if head.batch_size:
+            metrics.batch_size.observe(head.batch_size)
+            metrics.inference_duration.observe(head.model_s)
+
+    def fail(self, worker: WorkerConnection | None, request: Pending, exc: ServiceError) -> None:
+        if worker is not None:
+            worker.untrack(request.request_id)
+        self._in_flight -= request.count
+        if not request.future.done():
+            request.future.set_exception(exc)
+
+    def resend(self, request: Pending) -> None:
+        worker = self._pick()
+        worker.track(request)
+        worker.write(request.frame)
+
+    def timed_out(self, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.preprocess_duration.observe(seconds)
+
+    # --- sending -------------------------------------------------------------------------
+
+    def _admit(self, count: int) -> None:
+        if self._supervisor.closed:
+            raise NotReady("the service is shutting down")
+        limit = self.options.max_queue_images
+        if self._in_flight + count <= limit:
+            self._in_flight += count
+            return
+        if self.metrics is not None:
+            self.metrics.rejected.labels("overloaded").inc(count)
+        raise Overloaded(
+            f"inference queue full ({self._in_flight} of {limit} images waiting); retry later",
+            self.options.retry_after_seconds,
+        )
+
+    def _request(self, kind: int, flags: int, count: int, data: bytes) -> Pending:
+        assert self._loop is not None, "start() the pool first"
+        request_id = self._next_id
+        self._next_id = (request_id + 1) % wire.ID_LIMIT
+        head = RequestHead(request_id, kind, flags, count, time.monotonic(), len(data))
+        return Pending(
+            request_id,
+            head.pack() + data,
+            count,
+            bool(flags & wire.WITH_IMAGE),
+            kind == wire.ENCODED,
+            self._loop.create_future(),
+        )
+
+    def _send(self, requests: list[Pending]) -> None:
+        if all(worker.retired for worker in self._supervisor.workers):
+            error = NotReady("the workers are restarting; retry later")
+            for request in requests:
+                self.fail(None, request, error)
+            raise error
+        frames: dict[WorkerConnection, list[bytes]] = {}
+        for request in requests:
+            worker = self._pick()
+            worker.track(request)
+            frames.setdefault(worker, []).append(request.frame)
+        for worker, parts in frames.items():
+            worker.write(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def _pick(self) -> WorkerConnection:
+        """The least busy worker, the overflow worker (the last) only when every other one
+        has ``overflow_backlog_images`` waiting: at full single-image load the event loop
+        needs a whole core and a worker on it slows every request; bulk work leaves the loop
+        mostly idle, and the overflow worker adds a core to it (docs/performance.md)."""
+        workers, backlog = self._supervisor.workers, self.options.overflow_backlog_images
+        primaries = workers[:-1] if backlog and len(workers) > 1 else workers
+        worker = min(primaries, key=_load)
+        if primaries is not workers and _load(worker) >= backlog:  # retired counts as full
+            worker = min(workers, key=_load)
+        if worker.retired:  # every worker died while starting and waits for its backoff
+            raise NotReady("the workers are restarting; retry later")
+        return worker

@@ -1,0 +1,209 @@
+"""Keeps the pool's worker processes running: spawns them, waits for their model, replaces
+the ones that die or hang, and stops them on shutdown.
+
+An image past ``timeout_seconds`` (the progress slot says which and since when), or one under
+which its worker died (segfault, OOM kill), fails as ``invalid_image``; the worker is replaced
+and its other inputs are sent again, once. A worker that dies before it is ready (a broken
+install, an unloadable model) fails its inputs with 503 and is restarted only after
+``RESTART_BACKOFF_S``. Workers ignore SIGINT/SIGTERM (the server drains, then stops them) and
+exit when their socket closes, so a killed server leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import time
+from typing import Any, Protocol
+
+from service.contract import ModelInfo, ModelLoadError
+from service.errors import InvalidImage, NotReady, ServiceError
+from service.workers import protocol as wire
+from service.workers.connection import Pending, WorkerConnection, spawn
+from service.workers.protocol import ReplyHead
+
+logger = logging.getLogger("service.workers")
+
+SHUTDOWN_GRACE_S = 2.0  # a worker finishing its current batch before it is killed
+STARTUP_ALLOWANCE_S = 60.0  # importing OpenCV, numpy and ONNX Runtime on a busy machine
+RESTART_BACKOFF_S = 1.0  # a worker that dies while starting is not respawned in a tight loop
+_WATCH_FRACTION = 0.25  # the watchdog looks this often per timeout...
+_WATCH_MAX_S = 1.0  # ...and at least once a second
+
+
+class Dispatcher(Protocol):
+    """What the supervisor needs of the pool: replies, and the fate of a worker's inputs."""
+
+    def on_reply(self, worker: WorkerConnection, head: ReplyHead, payload: bytes) -> None: ...
+
+    def fail(self, worker: WorkerConnection | None, request: Pending, exc: ServiceError) -> None:
+        """Answer ``request`` with ``exc`` (and stop counting it as ``worker``'s)."""
+
+    def resend(self, request: Pending) -> None:
+        """Send ``request`` again, to whichever worker is least busy now."""
+
+    def timed_out(self, seconds: float) -> None:
+        """An image was stopped after ``seconds`` of decoding (a metric)."""
+
+
+class Supervisor:
+    """``size`` worker processes started from ``config``; the connections' listener."""
+
+    def __init__(
+        self, dispatcher: Dispatcher, size: int, config: dict[str, Any], timeout_seconds: float
+    ) -> None:
+        self.workers: list[WorkerConnection] = []
+        self._dispatcher = dispatcher
+        self._size = max(1, size)
+        self._config = config
+        self._timeout = timeout_seconds
+        self._retired: list[subprocess.Popen[bytes]] = []
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    async def start(self) -> ModelInfo:
+        """Spawn the workers and wait until each has opened the model; the model they
+        describe. Raises ModelLoadError (and stops them) when one cannot."""
+        self._loop = asyncio.get_running_loop()
+        self.workers = [self._spawn() for _ in range(self._size)]
+        announced = asyncio.gather(*(worker.announced for worker in self.workers))
+        try:
+            infos = await asyncio.wait_for(announced, STARTUP_ALLOWANCE_S)
+        except TimeoutError:
+            self.close()
+            raise ModelLoadError(
+                f"the workers did not open the model within {STARTUP_ALLOWANCE_S:g} s"
+            ) from None
+        except BaseException:
+            self.close()
+            raise
+        self._schedule_watch()
+        return infos[0]
+
+    def close(self) -> None:
+        """Stop every worker: EOF first, a kill after SHUTDOWN_GRACE_S; fail what is left."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._watch is not None:
+            self._watch.cancel()
+        for worker in self.workers:
+            worker.close_gracefully()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        for worker in self.workers:
+            try:
+                worker.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("worker %s did not stop in time; killed", worker.process.pid)
+            worker.stop()
+            worker.process.wait()
+            worker.slot.close()
+            for request in list(worker.outstanding.values()):
+                self._dispatcher.fail(worker, request, NotReady("the service is shutting down"))
+        for process in self._retired:
+            process.wait()
+        self._retired.clear()
+
+    def on_reply(self, worker: WorkerConnection, head: ReplyHead, payload: bytes) -> None:
+        self._dispatcher.on_reply(worker, head, payload)
+
+    def on_lost(self, worker: WorkerConnection) -> None:
+        """A worker's socket closed: unless we retired it, the process died."""
+        if worker.retired:
+            return
+        if worker.ready:
+            logger.warning("worker %s died; restarting", worker.process.pid)
+        else:
+            logger.warning(
+                "worker %s failed to start (%s); restarting in %g s",
+                worker.process.pid,
+                _reason(worker.announced),
+                RESTART_BACKOFF_S,
+            )
+        self._replace(worker, InvalidImage("the image crashed the decoder"))
+
+    def _spawn(self) -> WorkerConnection:
+        assert self._loop is not None
+        worker = spawn(self, self._config, self._loop)
+        task = self._loop.create_task(self._connect(worker))
+        self._connecting.add(task)  # a task nobody references may be collected mid-way
+        task.add_done_callback(self._connecting.discard)
+        return worker
+
+    async def _connect(self, worker: WorkerConnection) -> None:
+        assert self._loop is not None
+        try:
+            await self._loop.connect_accepted_socket(lambda: worker, worker.sock)
+        except (OSError, ValueError):  # closed before it connected: retired or shutting down
+            self.on_lost(worker)
+
+    def _replace(self, worker: WorkerConnection, culprit_error: ServiceError | None) -> None:
+        """Kill ``worker``, start its successor, fail the image it was decoding (if any),
+        send its other inputs again (once)."""
+        started = worker.ready  # one that never got ready died of itself, not of an image
+        progress = worker.slot.read()
+        worker.stop()
+        worker.slot.close()
+        self._retired = [process for process in self._retired if process.poll() is None]
+        self._retired.append(worker.process)
+        pending = list(worker.outstanding.values())
+        for request in pending:
+            worker.untrack(request.request_id)
+        if self.closed or not started:
+            reason = "shutting down" if self.closed else "a worker failed to start"
+            for request in pending:
+                self._dispatcher.fail(None, request, NotReady(f"{reason}; retry later"))
+            if not self.closed:
+                assert self._loop is not None
+                self._loop.call_later(RESTART_BACKOFF_S, self._respawn, worker)
+            return
+        self._respawn(worker)
+        decoding = progress.request_id if progress.since != wire.IDLE else None
+        for request in pending:
+            if culprit_error is not None and request.request_id == decoding:
+                self._dispatcher.fail(None, request, culprit_error)
+            elif request.retried:
+                self._dispatcher.fail(None, request, NotReady("workers keep failing; retry later"))
+            else:
+                request.retried = True
+                self._dispatcher.resend(request)
+
+    def _respawn(self, worker: WorkerConnection) -> None:
+        if not self.closed:
+            self.workers[self.workers.index(worker)] = self._spawn()
+
+    def _schedule_watch(self) -> None:
+        assert self._loop is not None
+        interval = min(self._timeout * _WATCH_FRACTION, _WATCH_MAX_S)
+        self._watch = self._loop.call_later(interval, self._check_timeouts)
+
+    def _check_timeouts(self) -> None:
+        """Watchdog: a worker past the deadline on one image is killed and replaced."""
+        now, timeout = time.monotonic(), self._timeout
+        for worker in list(self.workers):
+            if worker.retired:
+                continue
+            if not worker.ready:
+                if now - worker.spawned_at > STARTUP_ALLOWANCE_S:
+                    self._replace(worker, None)
+                continue
+            progress = worker.slot.read()
+            if progress.since == wire.IDLE or now - progress.since <= timeout:
+                continue
+            logger.warning("worker %s timed out on an image; restarting", worker.process.pid)
+            request = worker.outstanding.get(progress.request_id)
+            if request is not None:
+                self._dispatcher.timed_out(now - progress.since)
+                error = InvalidImage(f"the image took longer than {timeout:g} s to decode")
+                self._dispatcher.fail(worker, request, error)
+            self._replace(worker, None)
+        self._schedule_watch()
+
+
+def _reason(announced: asyncio.Future[ModelInfo]) -> str:
+    if not announced.done() or announced.cancelled():
+        return "no announcement"
+    return str(announced.exception() or "it announced a model, then died")
