@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import httpx
 
+from bench.app import NOOP_PATH
 from bench.inprocess import run_onnxruntime
 from bench.loadgen import LoadResult, combine, run_wrk, wrk_binary
 from bench.payloads import Payload, digit_png, multipart, photo_jpeg, v2_binary
@@ -26,7 +27,6 @@ from bench.server import running_service
 from client.cli import positive_float, positive_int
 from service.settings import Settings
 
-NOOP_PATH = "/bench/noop"
 BATCH_FILES = 64
 V2_BATCH = 256
 OVERLOAD_CONCURRENCY = 256
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     # The model alone first, while no server competes for the cores.
     ort = {b: run_onnxruntime(settings, b, args.ort_duration) for b in (1, V2_BATCH)}
     rows: dict[str, Row] = {}
-    with running_service({}) as server:
-        url = server.base_url
+    with running_service(module="bench.app") as server:
+        url = server.url
         run_wrk(f"{url}/predict", one_png, connections=c, duration_s=args.warmup)
 
         def measure(path: str, payload: Payload, conn: int, seconds: float) -> LoadResult:

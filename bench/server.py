@@ -1,7 +1,8 @@
-"""The service under test: a uvicorn subprocess on loopback, with the real settings.
+"""The service as a subprocess on loopback: start it, wait until it is ready, stop it.
 
-A separate process, so the load generator, the in-process ONNX Runtime runs and the server
-never share a GIL, and the server runs exactly as ``python -m service`` runs it.
+The benchmark and every test that needs a real server start it here, exactly as
+``python -m service`` runs it (or ``python -m bench.app``: the service plus the benchmark's
+no-op route). A separate process, so a load generator or a test never shares its GIL.
 """
 
 from __future__ import annotations
@@ -13,67 +14,110 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 _POLL_S = 0.1
 
 
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    log_path: Path
-
-
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+@dataclass(frozen=True)
+class RunningService:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """host:port, the form tritonclient wants."""
+        return f"127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        """Everything the server wrote on stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM (the server drains), a kill after ``timeout_s``; its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+
+def start_service(env: Mapping[str, str] | None = None, module: str = "service") -> RunningService:
+    """``python -m <module>`` with ``env`` (DIGITS_* settings) on a free port, once ready."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        **(env or {}),
+        "DIGITS_HOST": "127.0.0.1",
+        "DIGITS_PORT": str(port),
+    }
+    with tempfile.NamedTemporaryFile(prefix="digits-server-", suffix=".log", delete=False) as log:
+        # The log goes to a file: a pipe nobody reads would fill up and stall the server.
+        process = subprocess.Popen(
+            [sys.executable, "-m", module],
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    service = RunningService(process, port, Path(log.name))
+    try:
+        _wait_ready(service)
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+@contextmanager
+def running_service(
+    env: Mapping[str, str] | None = None, module: str = "service"
+) -> Iterator[RunningService]:
+    """``start_service`` for a ``with`` block; stopped (SIGTERM) at its end."""
+    service = start_service(env, module)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def _wait_ready(service: RunningService) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"service exited with {process.returncode}:\n{_tail(log_path)}")
+        if service.process.poll() is not None:
+            raise RuntimeError(
+                f"service exited with {service.process.returncode}:\n{_tail(service.log())}"
+            )
         try:
-            if httpx.get(f"{base_url}/readyz", timeout=1.0).status_code == 200:
+            if httpx.get(f"{service.url}/readyz", timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(_POLL_S)
-    raise RuntimeError(f"service not ready after {READY_TIMEOUT_S:.0f} s:\n{_tail(log_path)}")
+    raise RuntimeError(f"service not ready after {READY_TIMEOUT_S:.0f} s:\n{_tail(service.log())}")
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-@contextmanager
-def running_service(env_overrides: dict[str, str]) -> Iterator[Server]:
-    """Start the bench app (the service plus its no-op route); stop it with SIGTERM."""
-    port = free_port()
-    env = {**os.environ, **env_overrides, "DIGITS_HOST": "127.0.0.1", "DIGITS_PORT": str(port)}
-    base_url = f"http://127.0.0.1:{port}"
-    with tempfile.NamedTemporaryFile(prefix="digits-bench-", suffix=".log", delete=False) as log:
-        log_path = Path(log.name)
-        # The log goes to a file: a pipe nobody reads would fill up and stall the server.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bench.app"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        _wait_ready(process, base_url, log_path)
-        yield Server(base_url, log_path)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def _tail(text: str, lines: int = 30) -> str:
+    return "\n".join(text.splitlines()[-lines:])

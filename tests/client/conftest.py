@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.client.live import live_server
+from bench.server import running_service
 
 
 def mnist_test_images(mnist_dir: Path, count: int) -> list[tuple[np.ndarray, int]]:
@@ -27,11 +27,9 @@ def mnist_test_images(mnist_dir: Path, count: int) -> list[tuple[np.ndarray, int
 @pytest.fixture(scope="module")
 def service_url(tiny_onnx: Path) -> Iterator[str]:
     """The app on the tiny model: answers are meaningless but the same as /predict gives."""
-    from service.settings import Settings
-
-    settings = Settings(model_path=tiny_onnx, batch_max_delay_us=0, access_log=False)
-    with live_server(settings) as url:
-        yield url
+    env = {"DIGITS_MODEL_PATH": str(tiny_onnx), "DIGITS_ACCESS_LOG": "false"}
+    with running_service(env) as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +18,9 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.server import free_port, running_service
 from client.cli import EXIT_FILE_FAILED, EXIT_OK, EXIT_SERVICE, EXIT_USAGE, main
 from tests.client.conftest import mnist_test_images
-from tests.client.live import live_server
 from tests.conftest import REPO_ROOT
 
 FILES_IN_FOLDER = 12
@@ -56,12 +55,6 @@ def batch_requests(url: str, status: str | None = None) -> float:
         and sample.labels["route"] == "/predict/batch"
         and status in (None, sample.labels["status"])
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_table_has_one_row_per_image_with_the_services_answer(
@@ -150,15 +143,16 @@ def test_a_bad_file_fails_alone_with_the_servers_message(
 def test_a_chunk_over_the_body_limit_is_split(
     capsys: pytest.CaptureFixture[str], tiny_onnx: Path, digit_folder: Path, tmp_path: Path
 ) -> None:
-    from service.settings import Settings
-
     noise = np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)
     huge = tmp_path / "huge.png"
     Image.fromarray(noise).save(huge)  # incompressible: far over the 2 KiB limit alone
-    settings = Settings(
-        model_path=tiny_onnx, max_body_bytes=2048, batch_max_delay_us=0, access_log=False
-    )
-    with live_server(settings) as url:
+    env = {
+        "DIGITS_MODEL_PATH": str(tiny_onnx),
+        "DIGITS_MAX_BODY_BYTES": "2048",
+        "DIGITS_ACCESS_LOG": "false",
+    }
+    with running_service(env) as server:
+        url = server.url
         status, out, err = run(capsys, str(digit_folder), str(huge), "--url", url, "--json")
         answered = batch_requests(url, "200")
     # 13 files fit one chunk of 32: more than one answered request means the refused chunk
@@ -254,16 +248,14 @@ def test_url_comes_from_the_environment(
 def test_the_shipped_model_reads_mnist_files(
     capsys: pytest.CaptureFixture[str], shipped_model: Path, mnist_dir: Path, tmp_path: Path
 ) -> None:
-    from service.settings import Settings
-
     expected = {}
     for index, (pixels, label) in enumerate(mnist_test_images(mnist_dir, 20)):
         path = tmp_path / f"{index:02d}.png"
         Image.fromarray(255 - pixels).resize((84, 84)).save(path)
         expected[str(path)] = label
-    settings = Settings(model_path=shipped_model, batch_max_delay_us=0, access_log=False)
-    with live_server(settings) as url:
-        status, out, _ = run(capsys, str(tmp_path), "--url", url, "--json")
+    env = {"DIGITS_MODEL_PATH": str(shipped_model), "DIGITS_ACCESS_LOG": "false"}
+    with running_service(env) as server:
+        status, out, _ = run(capsys, str(tmp_path), "--url", server.url, "--json")
     assert status == EXIT_OK
     assert {record["file"]: record["digit"] for record in json.loads(out)} == expected
 

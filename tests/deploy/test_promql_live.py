@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.server import free_port, start_service
 from tests.conftest import require_binary
 from tests.deploy.tools import DASHBOARD, PROMETHEUS_DIR, load_yaml
-from tests.integration.conftest import free_port, start_server, stop_server
 from tests.service.images import ONE, draw_digit, png
 
 pytestmark = pytest.mark.slow
@@ -96,7 +96,7 @@ def send_traffic(url: str) -> None:
 def prometheus(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = require_binary("prometheus")
     work = tmp_path_factory.mktemp("prometheus")
-    server = start_server(tiny_onnx)
+    server = start_service({"DIGITS_MODEL_PATH": str(tiny_onnx)})
     config = work / "prometheus.yml"
     config.write_text(
         json.dumps(
@@ -136,7 +136,7 @@ def prometheus(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     finally:
         process.terminate()
         process.wait(timeout=15)
-        stop_server(server)
+        server.stop()
 
 
 @pytest.mark.parametrize("expr", dashboard_queries())

@@ -9,15 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.server import RunningService, free_port
 from tests.conftest import require_binary
-from tests.integration.conftest import Server, free_port
 from tests.service.images import draw_digit, png
 
 pytestmark = pytest.mark.slow
 SCRAPE_DEADLINE_SECONDS = 30.0
 
 
-def test_prometheus_scrapes_the_request_counter(server: Server, tmp_path: Path) -> None:
+def test_prometheus_scrapes_the_request_counter(server: RunningService, tmp_path: Path) -> None:
     prometheus = require_binary("prometheus")
     for _ in range(3):
         response = httpx.post(

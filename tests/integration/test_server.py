@@ -11,14 +11,14 @@ import time
 import httpx
 import pytest
 
-from tests.integration.conftest import Server
+from bench.server import RunningService
 from tests.service.images import draw_digit, png
 
 pytestmark = pytest.mark.slow
 SEVEN = png(draw_digit())
 
 
-def test_start_ready_predict_and_log(server: Server) -> None:
+def test_start_ready_predict_and_log(server: RunningService) -> None:
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     response = httpx.post(
         f"{server.url}/predict",
@@ -29,8 +29,8 @@ def test_start_ready_predict_and_log(server: Server) -> None:
     assert response.headers["x-request-id"] == "it-1"
     assert 0 <= response.json()["digit"] <= 9
     server.process.send_signal(signal.SIGTERM)
-    output, _ = server.process.communicate(timeout=15)
-    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    server.process.wait(timeout=15)
+    lines = [json.loads(line) for line in server.log().splitlines() if line.strip()]
     access = [line for line in lines if line.get("logger") == "service.access"]
     assert any(
         line["request_id"] == "it-1" and line["route"] == "/predict" and line["status"] == 200
@@ -38,7 +38,7 @@ def test_start_ready_predict_and_log(server: Server) -> None:
     )
 
 
-def test_sigterm_answers_the_request_in_flight(server: Server) -> None:
+def test_sigterm_answers_the_request_in_flight(server: RunningService) -> None:
     body = SEVEN
     head = (
         f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
@@ -64,7 +64,7 @@ def test_sigterm_answers_the_request_in_flight(server: Server) -> None:
         httpx.get(f"{server.url}/healthz", timeout=1.0)
 
 
-def test_promtool_accepts_a_real_scrape(server: Server) -> None:
+def test_promtool_accepts_a_real_scrape(server: RunningService) -> None:
     from tests.conftest import require_binary
 
     promtool = require_binary("promtool")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.client.live import live_server
+from bench.server import running_service
 from tests.conftest import REPO_ROOT, require_binary
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -29,11 +29,9 @@ DESKTOP = {"width": 1280, "height": 800}
 @pytest.fixture(scope="package")
 def page_url(shipped_model: Path) -> Iterator[str]:
     """The drawing page of the app serving the shipped model, on a real uvicorn."""
-    from service.settings import Settings
-
-    settings = Settings(model_path=shipped_model, batch_max_delay_us=0, access_log=False)
-    with live_server(settings) as url:
-        yield url + "/"
+    env = {"DIGITS_MODEL_PATH": str(shipped_model), "DIGITS_ACCESS_LOG": "false"}
+    with running_service(env) as server:
+        yield server.url + "/"
 
 
 @pytest.fixture(scope="package")
