@@ -6,22 +6,45 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from service import __version__
 from service.contract import ModelLoadError
 from service.http.errors import install_error_handlers
+from service.http.fast_routes import FastRoutes
 from service.http.middleware import BodyLimit, Observability
-from service.http.routes import health, metrics, model_info, page, predict
-from service.http.state import ServiceState, app_state, attach_state
+from service.http.observability import Recorder
+from service.http.routes import health, metrics, model_info, page
+from service.http.routes.predict import prediction_router
+from service.http.state import ServiceState, app_state, attach_state, ready_predictor
 from service.http.v2.metadata import served_model
 from service.http.v2.routes import router as v2_router
+from service.logs import AccessLog
 from service.metrics import Metrics
 from service.predictor import Predictor
 from service.settings import Settings
 
 logger = logging.getLogger("service.app")
+
+
+class DigitsApp(FastAPI):
+    """FastAPI, with the prediction routes answered before its routing and middleware
+    (service/http/fast_routes.py says why)."""
+
+    def __init__(self, fast_routes: FastRoutes, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fast_routes = fast_routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = self.fast_routes.match(scope)
+            if handler is not None:
+                await self.fast_routes.serve(scope, receive, send, handler)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _freeze_startup_objects() -> None:
@@ -67,18 +90,24 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         predictor.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> DigitsApp:
     """A new, independent app (own metrics registry); ``None`` reads DIGITS_* from the env."""
     settings = settings or Settings()
-    app = FastAPI(
+    state = ServiceState(settings, Metrics())
+    recorder = Recorder(state.metrics, AccessLog() if settings.access_log else None)
+    fast_routes = FastRoutes(recorder, settings.max_body_bytes)
+    app = DigitsApp(
+        fast_routes,
         title="Digits",
         version=__version__,
         summary="Reads handwritten digits from images (LeNet-5 on ONNX Runtime).",
         lifespan=_lifespan,
     )
-    attach_state(app, ServiceState(settings, Metrics()))
+    attach_state(app, state)
     install_error_handlers(app)
-    app.include_router(predict.router)
+    app.include_router(
+        prediction_router(fast_routes, lambda: ready_predictor(state), settings.max_batch_files)
+    )
     app.include_router(health.router)
     app.include_router(model_info.router)
     app.include_router(metrics.router)
@@ -86,7 +115,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(page.router)
     # Added last = outermost: the request id, timing and metrics cover the 413 too.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(
-        Observability, metrics=app_state(app).metrics, access_log=settings.access_log
-    )
+    app.add_middleware(Observability, recorder=recorder)
     return app

@@ -6,6 +6,8 @@ so no multiprocess mode: the exposition of this process is the whole truth.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -121,6 +123,19 @@ class Metrics:
     def observe_prediction(self, digit: int, confidence: float) -> None:
         self._digit_counters[digit].inc()
         self.confidence.observe(confidence)
+
+    def observe_images(
+        self, seconds: Iterable[float], waits: Iterable[float], refused: Collection[int]
+    ) -> None:
+        """A worker's account of a frame's images: each one's decode + normalisation time
+        (refused ones too) and each answered one's wait for its model call."""
+        observe = self.preprocess_duration.observe
+        for value in seconds:
+            observe(value)
+        observe = self.queue_wait.observe
+        for index, value in enumerate(waits):
+            if index not in refused:
+                observe(value)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

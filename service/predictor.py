@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,8 @@ from service.contract import ModelInfo, ModelSpec
 from service.errors import ServiceError
 from service.metrics import Metrics
 from service.settings import Settings
-from service.workers.pool import PoolOptions, Result, WorkerPool
+from service.workers.pool import PoolOptions, WorkerPool
+from service.workers.protocol import ImageResults
 
 
 @dataclass(frozen=True)
@@ -83,55 +85,74 @@ class Predictor:
         """Stop the worker processes; what they were still working on fails with 503."""
         self.pool.close()
 
-    def _answer(self, probabilities: np.ndarray, png: bytes | None) -> dict[str, Any]:
-        digit = int(probabilities.argmax())
-        confidence = float(probabilities[digit])
-        self._metrics.observe_prediction(digit, confidence)
-        answer: dict[str, Any] = {
-            "digit": digit,
-            "confidence": confidence,
-            "probabilities": probabilities.tolist(),
-            "model": self._model_ref,
-        }
-        if png is not None:
-            answer["normalized_image"] = base64.b64encode(png).decode("ascii")
-        return answer
+    def _answers(
+        self, results: ImageResults, uploads: Sequence[Upload], named: bool
+    ) -> list[dict[str, Any]]:
+        """One answer or error entry per image of a frame's results, in order; the numpy
+        work for all of them at once."""
+        probabilities = results.probabilities
+        rows, digits, pngs = probabilities.tolist(), probabilities.argmax(1).tolist(), results.pngs
+        entries: list[dict[str, Any]] = []
+        for index, upload in enumerate(uploads):
+            error = results.errors.get(index)
+            if error is not None:
+                entries.append({"filename": upload.filename, "error": error.to_dict()})
+                continue
+            digit = digits[index]
+            confidence = rows[index][digit]
+            self._metrics.observe_prediction(digit, confidence)
+            answer: dict[str, Any] = {
+                "digit": digit,
+                "confidence": confidence,
+                "probabilities": rows[index],
+                "model": self._model_ref,
+            }
+            if pngs is not None:
+                answer["normalized_image"] = base64.b64encode(pngs[index]).decode("ascii")
+            if named:
+                answer["filename"] = upload.filename
+            entries.append(answer)
+        return entries
 
     async def predict(self, upload: Upload, include_image: bool = False) -> dict[str, Any]:
         """The answer for one image; raises ServiceError for bad input or overload."""
-        result = await self.pool.classify(upload.data, include_image)
-        return self._answer(result.probabilities[0], result.png)
+        results = await self.pool.classify(upload.data, include_image)
+        error = results.errors.get(0)
+        if error is not None:
+            raise error
+        return self._answers(results, [upload], named=False)[0]
 
     async def predict_batch(
         self, uploads: list[Upload], include_image: bool = False
     ) -> list[dict[str, Any]]:
         """One entry per upload in order; a bad image fails its own entry only.
 
-        The futures are awaited one by one rather than through ``asyncio.gather``: they are
-        answered a worker batch at a time, so most are done when their turn comes, and
-        gather's callback per future costs the event loop more (docs/performance.md).
+        The pool answers the images a frame at a time (a worker's model call's worth); the
+        frames' futures are awaited in order.
         """
-        futures = self.pool.classify_many((upload.data for upload in uploads), include_image)
+        chunks = self.pool.classify_many([upload.data for upload in uploads], include_image)
         entries: list[dict[str, Any]] = []
+        awaited = 0
         try:
-            for upload, future in zip(uploads, futures, strict=True):
+            for count, future in chunks:
+                awaited += 1
+                batch = uploads[len(entries) : len(entries) + count]
                 try:
-                    result = await future
-                except ServiceError as exc:
-                    entries.append({"filename": upload.filename, "error": exc.to_dict()})
+                    results = await future
+                except ServiceError as exc:  # the whole frame failed (shutdown, restarts)
+                    entries += [{"filename": u.filename, "error": exc.to_dict()} for u in batch]
                     continue
-                answer = self._answer(result.probabilities[0], result.png)
-                entries.append({**answer, "filename": upload.filename})
+                entries += self._answers(results, batch, named=True)
         finally:
-            _abandon(futures[len(entries) :])  # the request failed (cancelled, a bug)
+            _abandon([future for _, future in chunks[awaited:]])  # the request failed
         return entries
 
     async def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(n, 10) for float32 images (n, 1, 28, 28) in MNIST convention (the V2 endpoint)."""
-        return (await self.pool.classify_tensor(images)).probabilities
+        return await self.pool.classify_tensor(images)
 
 
-def _abandon(futures: list[asyncio.Future[Result]]) -> None:
+def _abandon(futures: Sequence[asyncio.Future[Any]]) -> None:
     """Let go of answers nobody will read: cancel the pending ones and mark the failed ones
     as seen (asyncio logs an error for a future whose exception is never retrieved)."""
     for future in futures:

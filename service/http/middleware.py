@@ -7,23 +7,12 @@ or lying clients, by counting ``receive()`` bytes. ``Observability`` gives every
 
 from __future__ import annotations
 
-import logging
-import re
-import time
-import uuid
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import PayloadTooLarge
 from service.http.errors import error_response
+from service.http.observability import UNMATCHED, Recorder
 from service.logs import request_id
-from service.metrics import Metrics
-
-access_logger = logging.getLogger("service.access")
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-UNMATCHED = "<unmatched>"
-# Health and scrape traffic would drown the request metrics and tell nothing about clients.
-UNMEASURED = frozenset({"/metrics", "/healthz", "/readyz"})
 
 
 class BodyLimit:
@@ -65,24 +54,20 @@ class BodyLimit:
 
 
 class Observability:
-    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = True) -> None:
+    def __init__(self, app: ASGIApp, recorder: Recorder) -> None:
         self.app = app
-        self.metrics = metrics
-        self.access_log = access_log
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        rid = _request_id(scope)
+        rid = self.recorder.request_id(scope["headers"])
+        started = self.recorder.begin(scope["path"])
         token = request_id.set(rid)
         header = (b"x-request-id", rid.encode("latin-1"))
         status = 500  # if the app dies before answering, uvicorn sends a 500
         sent = 0
-        measured = scope["path"] not in UNMEASURED
-        if measured:
-            self.metrics.in_flight.inc()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, sent
@@ -96,40 +81,8 @@ class Observability:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed = time.perf_counter() - started
-            route = _route(scope)
-            if measured:
-                self.metrics.in_flight.dec()
-                labels = (route, scope["method"], str(status))
-                self.metrics.requests.labels(*labels).inc()
-                self.metrics.request_duration.labels(*labels).observe(elapsed)
-            if self.access_log:
-                access_logger.info(
-                    "%s %s %d",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                        "bytes_sent": sent,
-                        "client": (scope.get("client") or ("", 0))[0],
-                    },
-                )
+            self.recorder.end(scope, _route(scope), status, started, sent, rid)
             request_id.reset(token)
-
-
-def _request_id(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            candidate = value.decode("latin-1")
-            if _SANE_ID.match(candidate):
-                return candidate
-            break
-    return uuid.uuid4().hex
 
 
 def _route(scope: Scope) -> str:

@@ -22,15 +22,22 @@ MAX_HEADER_BYTES = 16 * 1024  # of one part's header block; real clients send ~1
 EXTRA_PARTS = 16  # parts besides the files that a body may carry (other form fields)
 _CRLF = b"\r\n"
 _HEADERS_END = b"\r\n\r\n"
+_PLAIN_BOUNDARY = re.compile(
+    r"multipart/form-data; ?boundary=(?P<boundary>[0-9A-Za-z'()+_,\-./:=?]+)"
+)
 _PLAIN_DISPOSITION = re.compile(
     rb'form-data; name="(?P<name>[^"\\\r\n]*)"(?:; filename="(?P<filename>[^"\\\r\n]*)")?'
 )
 
 
 def boundary_of(content_type: str) -> bytes:
-    """The boundary parameter of a multipart Content-Type; 400 when it is missing."""
-    _, options = parse_options_header(content_type)
-    boundary = options.get(b"boundary", b"")
+    """The boundary parameter of a multipart Content-Type; 400 when it is missing. The plain
+    form every HTTP library sends is read by a regex, anything else by python-multipart."""
+    plain = _PLAIN_BOUNDARY.fullmatch(content_type)
+    if plain is not None:
+        boundary = plain["boundary"].encode("latin-1")
+    else:
+        boundary = parse_options_header(content_type)[1].get(b"boundary", b"")
     if not boundary or len(boundary) > 200:
         raise BadRequest("multipart body needs a boundary parameter (1-200 characters)")
     return boundary

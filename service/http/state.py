@@ -1,9 +1,7 @@
 """Typed access to what the app holds: its settings and metrics from the start, the model and
 the predictor once the lifespan has started the workers (503 not_ready until then).
 
-Every route reaches the app's state through these functions and nothing else. They are
-plain functions, not FastAPI dependencies, on the prediction routes: solving a dependency
-costs the event loop more per request than the two attribute reads (docs/performance.md).
+Every route reaches the app's state through these functions and nothing else.
 """
 
 from __future__ import annotations
@@ -49,12 +47,15 @@ def state_of(request: Request) -> ServiceState:
     return state
 
 
-def predictor_of(request: Request) -> Predictor:
+def ready_predictor(state: ServiceState) -> Predictor:
     """The running Predictor; NotReady (503) until the lifespan has started it."""
-    state = state_of(request)
     if state.predictor is None or not state.ready:
         raise NotReady(_NOT_READY)
     return state.predictor
+
+
+def predictor_of(request: Request) -> Predictor:
+    return ready_predictor(state_of(request))
 
 
 async def model_of(request: Request) -> ModelInfo:

@@ -1,10 +1,9 @@
 """Where the image bytes are in a prediction request: a multipart file, a raw image body, or
 base64 in JSON; and the ``include_image`` query flag.
 
-Read by hand rather than declared as FastAPI parameters: FastAPI's solving of a declared
-parameter costs the event loop more per request than reading it here, and the event loop's
-time per request is what bounds /predict (docs/performance.md). The routes document the
-same parameters in OpenAPI.
+Plain functions of the request's content type, body and query string: the prediction routes
+are answered without FastAPI's request machinery (service/http/fast_routes.py), and the
+OpenAPI description of the same parameters is written in service/http/routes/predict.py.
 """
 
 from __future__ import annotations
@@ -13,9 +12,9 @@ import base64
 import binascii
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pydantic import TypeAdapter, ValidationError
-from starlette.requests import Request
 
 from service.errors import BadRequest, UnsupportedMediaType, ValidationFailed
 from service.http.multipart import boundary_of, read_files
@@ -28,53 +27,52 @@ SINGLE_FIELD, BATCH_FIELD = "file", "files"
 _FLAG = TypeAdapter(bool)
 
 
-def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+def media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
 
 
-def include_image(request: Request) -> bool:
-    """The ``include_image`` query flag, by pydantic's rules for booleans ("true", "1",
-    "yes", ...; anything else is a 422)."""
-    if not request.scope["query_string"]:
+def include_image(query_string: bytes) -> bool:
+    """The ``include_image`` query flag (its last value), by pydantic's rules for booleans
+    ("true", "1", "yes", ...; anything else is a 422)."""
+    if not query_string:
         return False
-    value = request.query_params.get(INCLUDE_IMAGE)
-    if value is None:
+    values = [v for k, v in parse_qsl(query_string.decode("latin-1"), True) if k == INCLUDE_IMAGE]
+    if not values:
         return False
     try:
-        return _FLAG.validate_python(value)
+        return _FLAG.validate_python(values[-1])
     except ValidationError as exc:
         raise ValidationFailed(f"query.{INCLUDE_IMAGE}: {exc.errors()[0]['msg']}") from exc
 
 
-async def single_upload(request: Request) -> Upload:
+def single_upload(content_type: str, body: bytes) -> Upload:
     """The one image of a /predict request, whichever of the three forms it came in."""
-    kind = media_type(request)
+    kind = media_type(content_type)
     if kind == "multipart/form-data":
-        (upload,) = await form_uploads(request, SINGLE_FIELD, max_files=1)
+        (upload,) = form_uploads(content_type, body, SINGLE_FIELD, max_files=1)
         return upload
     if kind == "application/json":
-        return Upload(await _json_image(request))
+        return Upload(_json_image(body))
     if kind.startswith(RAW_TYPES) and kind != "image/svg+xml":
-        return Upload(await request.body())
+        return Upload(body)
     raise UnsupportedMediaType(
         f"content type '{kind or '(none)'}' is not accepted; send {ACCEPTED}"
     )
 
 
-async def batch_uploads(request: Request, max_files: int) -> list[Upload]:
+def batch_uploads(content_type: str, body: bytes, max_files: int) -> list[Upload]:
     """The images of a /predict/batch request: multipart, repeated field ``files``."""
-    kind = media_type(request)
+    kind = media_type(content_type)
     if kind != "multipart/form-data":
         raise UnsupportedMediaType(
             f"content type '{kind or '(none)'}' is not accepted; "
             f"send multipart/form-data with repeated field '{BATCH_FIELD}'"
         )
-    return await form_uploads(request, BATCH_FIELD, max_files)
+    return form_uploads(content_type, body, BATCH_FIELD, max_files)
 
 
-async def form_uploads(request: Request, field: str, max_files: int) -> list[Upload]:
-    boundary = boundary_of(request.headers.get("content-type", ""))
-    return read_files(await request.body(), boundary, field, max_files)
+def form_uploads(content_type: str, body: bytes, field: str, max_files: int) -> list[Upload]:
+    return read_files(body, boundary_of(content_type), field, max_files)
 
 
 def _from_base64(text: Any) -> bytes:
@@ -88,9 +86,9 @@ def _from_base64(text: Any) -> bytes:
         raise ValidationFailed(f"field 'image' is not valid base64: {exc}") from exc
 
 
-async def _json_image(request: Request) -> bytes:
+def _json_image(body: bytes) -> bytes:
     try:
-        payload = json.loads(await request.body())
+        payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(payload, dict) or "image" not in payload:

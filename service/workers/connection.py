@@ -15,10 +15,11 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from service.contract import ModelInfo, ModelLoadError
+from service.errors import ServiceError
 from service.workers import protocol as wire
 from service.workers.protocol import ReplyHead
 
@@ -36,14 +37,17 @@ _SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NU
 
 @dataclass(slots=True)
 class Pending:
-    """An input sent to a worker and not yet answered."""
+    """A frame sent to a worker and not yet answered."""
 
     request_id: int
     frame: bytes
     count: int  # images, for admission
     with_image: bool
-    encoded: bool  # decoded by the worker (its decode time is a metric)
     future: asyncio.Future[Any]
+    images: list[bytes] | None = None  # an ENCODED frame's images, to send it again
+    # Images that already failed (they crashed or hung a worker): their answer, whatever
+    # the frame's reply says once the rest is sent again.
+    overrides: dict[int, ServiceError] = field(default_factory=dict)
     retried: bool = False
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from service.contract import ModelInfo, ModelSpec
 from service.errors import NotReady, Overloaded, ServiceError
 from service.workers import protocol as wire
 from service.workers.connection import Pending, WorkerConnection
-from service.workers.protocol import ReplyHead, RequestHead
+from service.workers.protocol import ImageResults, ReplyHead, RequestHead
 from service.workers.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -38,13 +38,11 @@ _RETIRED_LOAD = sys.maxsize  # a dead worker is never the least busy
 DEFAULT_STEPS = "service.imaging.pipeline:preprocess_steps"
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """Class probabilities (count, 10); for an encoded image, optionally the PNG of the 28x28
-    image the model saw."""
+class Chunk(NamedTuple):
+    """Consecutive images of one request sent in one frame: how many, and their answer."""
 
-    probabilities: np.ndarray
-    png: bytes | None = None
+    count: int
+    future: asyncio.Future[ImageResults]
 
 
 @dataclass
@@ -104,28 +102,30 @@ class WorkerPool:
         self._loop = asyncio.get_running_loop()
         return await self._supervisor.start()
 
-    def classify(self, data: bytes, with_image: bool = False) -> asyncio.Future[Result]:
-        """Probabilities (1, 10) for one encoded image, or the ServiceError it earned."""
-        return self.classify_many([data], with_image)[0]
+    def classify(self, data: bytes, with_image: bool = False) -> asyncio.Future[ImageResults]:
+        """The answer for one encoded image (a frame of one)."""
+        return self.classify_many([data], with_image)[0].future
 
-    def classify_many(
-        self, items: Iterable[bytes], with_image: bool = False
-    ) -> list[asyncio.Future[Result]]:
-        """One future per encoded image, spread over the workers, one write per worker.
-        All are admitted or none (Overloaded, raised before anything is sent)."""
-        items = list(items)
+    def classify_many(self, items: Sequence[bytes], with_image: bool = False) -> list[Chunk]:
+        """The images in frames of at most a model call's worth each, spread over the workers,
+        one write per worker; the chunks follow the items' order. All are admitted or none
+        (Overloaded, raised before anything is sent)."""
         self._admit(len(items))
         flags = wire.WITH_IMAGE if with_image else 0
-        requests = [self._request(wire.ENCODED, flags, 1, data) for data in items]
+        size = min(self.options.max_batch_size, -(-len(items) // self._supervisor.size))
+        requests = [
+            self._request(wire.ENCODED, flags, list(items[start : start + size]))
+            for start in range(0, len(items), size)
+        ]
         self._send(requests)
-        return [request.future for request in requests]
+        return [Chunk(request.count, request.future) for request in requests]
 
-    def classify_tensor(self, images: np.ndarray) -> asyncio.Future[Result]:
+    def classify_tensor(self, images: np.ndarray) -> asyncio.Future[np.ndarray]:
         """Probabilities (n, 10) for float32 images (n, 1, 28, 28) that need no decoding."""
         count = int(images.shape[0])
         self._admit(count)
         data = np.ascontiguousarray(images, dtype=np.float32).tobytes()
-        request = self._request(wire.TENSOR, 0, count, data)
+        request = self._request(wire.TENSOR, 0, data, count)
         self._send([request])
         return request.future
 
@@ -140,29 +140,25 @@ class WorkerPool:
         if request is None:  # timed out and already answered
             return
         self._in_flight -= request.count
-        self._observe(request, head)
-        if request.future.done():  # the caller went away
-            return
-        if head.kind == wire.RESULT:
-            count = request.count
-            png = wire.result_png(payload, count) if request.with_image else None
-            request.future.set_result(Result(wire.result_probabilities(payload, count), png))
-        elif head.kind == wire.ERROR:
-            request.future.set_exception(wire.decode_error(payload))
-        else:
-            request.future.set_exception(RuntimeError(f"bad reply frame kind {head.kind}"))
-
-    def _observe(self, request: Pending, head: ReplyHead) -> None:
         metrics = self.metrics
-        if metrics is None:
-            return
-        if request.encoded:
-            metrics.preprocess_duration.observe(head.decode_s)  # refused images count too
-        if head.kind == wire.RESULT:
-            metrics.queue_wait.observe(head.wait_s)
-        if head.batch_size:
+        if metrics is not None and head.batch_size:
             metrics.batch_size.observe(head.batch_size)
             metrics.inference_duration.observe(head.model_s)
+        if head.kind == wire.IMAGES:
+            results = wire.decode_image_results(payload, request.count, request.with_image)
+            results.errors.update(request.overrides)
+            if metrics is not None:
+                metrics.observe_images(results.seconds, results.waits, results.errors)
+            answer: Any = results
+        elif head.kind == wire.PROBABILITIES:
+            answer = wire.tensor_probabilities(payload, request.count)
+        else:
+            answer = wire.decode_error(payload)
+        if not request.future.done():  # else the caller went away
+            if isinstance(answer, BaseException):
+                request.future.set_exception(answer)
+            else:
+                request.future.set_result(answer)
 
     def fail(self, worker: WorkerConnection | None, request: Pending, exc: ServiceError) -> None:
         if worker is not None:
@@ -172,6 +168,10 @@ class WorkerPool:
             request.future.set_exception(exc)
 
     def resend(self, request: Pending) -> None:
+        if request.images is not None:  # an image may have been blanked out (overrides)
+            head = RequestHead.unpack_from(request.frame)
+            payload = wire.pack_images(request.images)
+            request.frame = head._replace(length=len(payload)).pack() + payload
         worker = self._pick()
         worker.track(request)
         worker.write(request.frame)
@@ -196,18 +196,22 @@ class WorkerPool:
             self.options.retry_after_seconds,
         )
 
-    def _request(self, kind: int, flags: int, count: int, data: bytes) -> Pending:
+    def _request(self, kind: int, flags: int, data: bytes | list[bytes], count: int = 0) -> Pending:
+        """A frame of ``data``: encoded images (a list), or a tensor of ``count`` images."""
         assert self._loop is not None, "start() the pool first"
         request_id = self._next_id
         self._next_id = (request_id + 1) % wire.ID_LIMIT
+        images = data if isinstance(data, list) else None
+        if images is not None:
+            data, count = wire.pack_images(images), len(images)
         head = RequestHead(request_id, kind, flags, count, time.monotonic(), len(data))
         return Pending(
             request_id,
-            head.pack() + data,
+            head.pack() + data,  # type: ignore[operator]
             count,
             bool(flags & wire.WITH_IMAGE),
-            kind == wire.ENCODED,
             self._loop.create_future(),
+            images,
         )
 
     def _send(self, requests: list[Pending]) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 
 from service.contract import NUM_CLASSES, SIDE, ModelLoadError, ModelSpec
 from service.errors import InternalError, ServiceError
-from service.imaging import encode_png, prepare_batch
+from service.imaging import Prepared, encode_png, prepare_batch
 from service.imaging.pipeline import StepsFactory
 from service.logs import configure_logging
 from service.model import DigitClassifier
@@ -41,7 +41,7 @@ RECEIVE_BYTES = 1 << 20
 
 @dataclass(slots=True)
 class Frame:
-    """One input as received: an encoded image (count 1) or ``count`` ready images."""
+    """One input as received: ``count`` encoded images, or ``count`` ready images."""
 
     request_id: int
     kind: int
@@ -49,6 +49,10 @@ class Frame:
     count: int
     sent_at: float
     payload: bytes
+
+    def images(self) -> list[bytes]:
+        """The encoded images of an ENCODED frame."""
+        return wire.unpack_images(self.payload, self.count)
 
 
 class SocketInbox:
@@ -154,14 +158,6 @@ def serve(
         sock.sendall(run_batch(batch, slot, steps, model, limits))
 
 
-@dataclass(slots=True)
-class _Outcome:
-    frame: Frame
-    seconds: float = 0.0  # decode + normalisation
-    inputs: np.ndarray | None = None  # (count, 784) for the model
-    error: ServiceError | None = None
-
-
 def run_batch(
     batch: list[Frame],
     slot: wire.ProgressSlot,
@@ -170,85 +166,119 @@ def run_batch(
     limits: Limits,
 ) -> bytes:
     """The replies to ``batch``, concatenated: one model call for all its good inputs."""
-    outcomes = _prepare(batch, slot, steps, limits)
-    good = [outcome for outcome in outcomes if outcome.inputs is not None]
+    images = _prepare(batch, slot, steps, limits)
+    rows = [
+        np.frombuffer(frame.payload, np.float32).reshape(frame.count, wire.IMAGE_FLOATS)
+        if frame.kind == wire.TENSOR
+        else image.pixels.reshape(1, -1)  # type: ignore[union-attr]
+        for frame, image in _inputs(batch, images)
+    ]
     started = time.monotonic()
     probabilities = np.empty((0, NUM_CLASSES), np.float32)
-    if good:
+    failed: ServiceError | None = None
+    if rows:
         try:
-            stacked = np.concatenate([outcome.inputs for outcome in good])  # type: ignore[misc]
-            probabilities = model.predict(stacked.reshape(-1, 1, SIDE, SIDE))
+            probabilities = model.predict(np.concatenate(rows).reshape(-1, 1, SIDE, SIDE))
         except Exception:  # never the client's fault: fail exactly the inputs of this call
-            logger.exception("the model call of a batch of %d inputs failed", len(good))
-            for outcome in good:
-                outcome.inputs, outcome.error = None, InternalError("internal error")
+            logger.exception("the model call of a batch of %d inputs failed", len(rows))
+            failed = InternalError("internal error")
     seconds = time.monotonic() - started
-    return b"".join(_replies(outcomes, probabilities, started, seconds))
+    return b"".join(_replies(batch, images, probabilities, failed, started, seconds))
 
 
 def _prepare(
     batch: list[Frame], slot: wire.ProgressSlot, steps: StepsFactory, limits: Limits
-) -> list[_Outcome]:
-    """Every input of ``batch`` made ready for the model (or failed), in batch order."""
-    encoded = [frame for frame in batch if frame.kind == wire.ENCODED]
-    prepared = iter(
-        prepare_batch(
-            [frame.payload for frame in encoded],
-            allowed_formats=limits.allowed_formats,
-            max_pixels=limits.max_pixels,
-            steps=steps,
-            on_stage=lambda index, spent: slot.decoding(encoded[index].request_id, spent),
-        )
+) -> dict[int, list[Prepared]]:
+    """The encoded images of ``batch`` made ready for the model (or failed), by frame."""
+    owners: list[tuple[int, int]] = []  # (request id, position in its frame) of each image
+    payloads: list[bytes] = []
+    for frame in batch:
+        if frame.kind == wire.ENCODED:
+            images = frame.images()
+            owners += [(frame.request_id, index) for index in range(len(images))]
+            payloads += images
+    prepared = prepare_batch(
+        payloads,
+        allowed_formats=limits.allowed_formats,
+        max_pixels=limits.max_pixels,
+        steps=steps,
+        on_stage=lambda index, spent: slot.decoding(*owners[index], spent),
     )
     slot.idle()
-    outcomes = []
+    by_frame: dict[int, list[Prepared]] = {}
+    for (request_id, _), image in zip(owners, prepared, strict=True):
+        by_frame.setdefault(request_id, []).append(image)
+    return by_frame
+
+
+def _inputs(
+    batch: list[Frame], images: dict[int, list[Prepared]]
+) -> list[tuple[Frame, Prepared | None]]:
+    """The model's inputs in batch order: each tensor frame, each good image."""
+    inputs: list[tuple[Frame, Prepared | None]] = []
     for frame in batch:
         if frame.kind == wire.TENSOR:
-            inputs = np.frombuffer(frame.payload, np.float32).reshape(
-                frame.count, wire.IMAGE_FLOATS
-            )
-            outcomes.append(_Outcome(frame, inputs=inputs))
-            continue
-        image = next(prepared)
-        pixels = None if image.pixels is None else image.pixels.reshape(1, -1)
-        outcomes.append(_Outcome(frame, image.seconds, pixels, image.error))
-    return outcomes
+            inputs.append((frame, None))
+        else:
+            inputs += [(frame, image) for image in images[frame.request_id] if image.error is None]
+    return inputs
 
 
 def _replies(
-    outcomes: list[_Outcome],
+    batch: list[Frame],
+    images: dict[int, list[Prepared]],
     probabilities: np.ndarray,
+    failed: ServiceError | None,
     started: float,
     seconds: float,
 ) -> list[bytes]:
+    """One reply per frame; the first carries the model call's size and time (a metric)."""
     parts: list[bytes] = []
-    first = True
-    row = 0  # the good inputs' rows follow one another in ``probabilities``
-    for outcome in outcomes:
-        frame = outcome.frame
-        if outcome.inputs is None:
-            payload = wire.encode_error(outcome.error or InternalError("internal error"))
-            head = wire.ReplyHead(
-                frame.request_id, wire.ERROR, 0, outcome.seconds, 0.0, 0.0, len(payload)
-            )
-            parts += (head.pack(), payload)
-            continue
-        rows = probabilities[row : row + frame.count].tobytes()
-        row += frame.count
-        png = None
-        if frame.flags & wire.WITH_IMAGE:
-            png = encode_png(outcome.inputs.reshape(SIDE, SIDE))
-        payload = wire.encode_result(rows, png)
-        waited = max(0.0, started - frame.sent_at - outcome.seconds)
-        head = wire.ReplyHead(
-            frame.request_id,
-            wire.RESULT,
-            len(probabilities) if first else 0,
-            outcome.seconds,
-            waited,
-            seconds if first else 0.0,
-            len(payload),
-        )
+    row = 0  # the inputs' rows follow one another in ``probabilities``
+    for number, frame in enumerate(batch):
+        if frame.kind == wire.TENSOR:
+            if failed is None:
+                kind, payload = wire.PROBABILITIES, probabilities[row : row + frame.count]
+                payload = payload.tobytes()
+                row += frame.count
+            else:
+                kind, payload = wire.ERROR, wire.encode_error(failed)
+        else:
+            kind = wire.IMAGES
+            prepared = images[frame.request_id]
+            payload = _image_results(frame, prepared, probabilities, row, failed, started)
+            if failed is None:
+                row += sum(image.error is None for image in prepared)
+        first = number == 0
+        size, model_s = (len(probabilities), seconds) if first else (0, 0.0)
+        head = wire.ReplyHead(frame.request_id, kind, size, model_s, len(payload))
         parts += (head.pack(), payload)
-        first = False
     return parts
+
+
+def _image_results(
+    frame: Frame,
+    prepared: list[Prepared],
+    probabilities: np.ndarray,
+    row: int,
+    failed: ServiceError | None,
+    started: float,
+) -> bytes:
+    """The IMAGES payload for one frame; its good images' rows start at ``row``."""
+    good = [index for index, image in enumerate(prepared) if image.error is None]
+    rows = np.zeros((len(prepared), NUM_CLASSES), np.float32)
+    if failed is None:
+        rows[good] = probabilities[row : row + len(good)]
+    errors = [image.error or failed for image in prepared]
+    waits = [
+        0.0 if error is not None else max(0.0, started - frame.sent_at - image.seconds)
+        for image, error in zip(prepared, errors, strict=True)
+    ]
+    pngs = None
+    if frame.flags & wire.WITH_IMAGE:
+        pngs = [
+            b"" if error is not None else encode_png(image.pixels)  # type: ignore[arg-type]
+            for image, error in zip(prepared, errors, strict=True)
+        ]
+    seconds = [image.seconds for image in prepared]
+    return wire.encode_image_results(rows, seconds, waits, errors, pngs)

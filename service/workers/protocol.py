@@ -5,11 +5,16 @@ header followed by a payload, over one socketpair per worker: no pickle, nothing
 could send that the server would execute. ``RequestHead`` and ``ReplyHead`` are the only
 places that know a header's fields and their order.
 
+An ENCODED frame carries the images of one request that go to one worker (one for /predict,
+up to a model call's worth for /predict/batch) and gets one reply with a result or an error
+per image: the event loop's cost is per frame, not per image. A TENSOR frame carries a V2
+request's ready images.
+
 The progress slot is a few shared bytes per worker (a memfd mapped by both processes) in
-which the worker writes which request it is decoding and since when. Workers take their
-inputs in batches, so the order of the replies does not say which image a stuck or crashed
-worker was on; the slot does, at the cost of one memory write per image and stage and no
-syscall.
+which the worker writes which image (request and position in its frame) it is decoding and
+since when. Workers take their inputs in batches, so the order of the replies does not say
+which image a stuck or crashed worker was on; the slot does, at the cost of one memory write
+per image and stage and no syscall.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import struct
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -31,20 +37,21 @@ from service.errors import ServiceError, error_for
 # clock in every process of the machine), payload length; then the payload.
 _REQUEST = struct.Struct("<IBBIdI")
 # Reply: id, kind, images in the model call this input ran in (set on the first reply of each
-# call only, else 0), seconds of decode + normalisation, seconds waiting for the model call
-# after that, seconds of the model call (first reply only), payload length; then the payload.
-_REPLY = struct.Struct("<IBIdddI")
+# call only, else 0), seconds of the model call (first reply only), payload length; then the
+# payload.
+_REPLY = struct.Struct("<IBIdI")
 _ERROR_HEAD = struct.Struct("<H")  # an error payload: code length; code; message (UTF-8)
+_LENGTH = struct.Struct("<I")
 REQUEST_SIZE = _REQUEST.size
 REPLY_SIZE = _REPLY.size
 
-ENCODED, TENSOR = 1, 2  # request kinds: image bytes to decode, or ready (n, 1, 28, 28) floats
-RESULT, ERROR = 3, 4  # reply kinds: probabilities (and a PNG), or an encoded ServiceError
+ENCODED, TENSOR = 1, 2  # request kinds: images to decode, or ready (n, 1, 28, 28) floats
+# Reply kinds: per-image results, a tensor's probabilities, or why a tensor's model call failed.
+IMAGES, PROBABILITIES, ERROR = 3, 4, 7
 READY, FAILED = 5, 6  # a worker's first reply: its model's ModelInfo JSON, or why it cannot load
 WITH_IMAGE = 1  # request flag: also send back the 28x28 image the model saw, as a PNG
 
 IMAGE_FLOATS = SIDE * SIDE
-FLOAT_BYTES = 4
 ID_LIMIT = 2**32  # request ids wrap around within the header's uint32
 
 
@@ -68,8 +75,6 @@ class ReplyHead(NamedTuple):
     request_id: int
     kind: int
     batch_size: int
-    decode_s: float
-    wait_s: float
     model_s: float
     length: int
 
@@ -83,7 +88,7 @@ class ReplyHead(NamedTuple):
 
 def announcement(kind: int, payload: bytes) -> bytes:
     """A worker's first frame: READY with its ModelInfo JSON, or FAILED with the reason."""
-    return ReplyHead(0, kind, 0, 0.0, 0.0, 0.0, len(payload)).pack() + payload
+    return ReplyHead(0, kind, 0, 0.0, len(payload)).pack() + payload
 
 
 def encode_error(exc: ServiceError) -> bytes:
@@ -97,29 +102,96 @@ def decode_error(payload: bytes) -> ServiceError:
     return error_for(code, payload[_ERROR_HEAD.size + code_length :].decode())
 
 
-def encode_result(probabilities: bytes, png: bytes | None) -> bytes:
-    """A RESULT payload: the probabilities (count, 10) float32, then the PNG if asked for."""
-    return probabilities if png is None else probabilities + png
+def pack_images(images: Sequence[bytes]) -> bytes:
+    """An ENCODED payload: each image's length (uint32), then the images."""
+    return struct.pack(f"<{len(images)}I", *map(len, images)) + b"".join(images)
 
 
-def result_probabilities(payload: bytes, count: int) -> np.ndarray:
-    """The (count, 10) probabilities of a RESULT payload (a view of it, not a copy)."""
+def unpack_images(payload: bytes, count: int) -> list[bytes]:
+    images, offset = [], count * _LENGTH.size
+    for length in struct.unpack_from(f"<{count}I", payload):
+        images.append(payload[offset : offset + length])
+        offset += length
+    return images
+
+
+@dataclass(slots=True)
+class ImageResults:
+    """The reply to an ENCODED frame of ``count`` images, each answered or refused."""
+
+    probabilities: np.ndarray  # (count, 10) float32; the rows of refused images are zeros
+    seconds: tuple[float, ...]  # each image's own decode + normalisation time
+    waits: tuple[float, ...]  # each answered image's wait for its model call, besides that
+    errors: dict[int, ServiceError]  # the refused images, by position in the frame
+    pngs: list[bytes] | None  # what the model saw, when the frame asked for it
+
+
+def encode_image_results(
+    probabilities: np.ndarray,
+    seconds: Sequence[float],
+    waits: Sequence[float],
+    errors: Sequence[ServiceError | None],
+    pngs: Sequence[bytes] | None,
+) -> bytes:
+    """An IMAGES payload: error and PNG lengths (uint32 each, per image), seconds and waits
+    (float32), the probabilities, then the encoded errors and the PNGs."""
+    count = len(errors)
+    encoded = [b"" if error is None else encode_error(error) for error in errors]
+    pngs = pngs or [b""] * count
+    return b"".join(
+        [
+            struct.pack(
+                f"<{2 * count}I{2 * count}f", *map(len, encoded), *map(len, pngs), *seconds, *waits
+            ),
+            np.ascontiguousarray(probabilities, np.float32).tobytes(),
+            *encoded,
+            *pngs,
+        ]
+    )
+
+
+def decode_image_results(payload: bytes, count: int, with_pngs: bool) -> ImageResults:
+    table = struct.Struct(f"<{2 * count}I{2 * count}f")
+    fields = table.unpack_from(payload)
+    errors_at, pngs_at = fields[:count], fields[count : 2 * count]
+    probabilities = np.frombuffer(payload, np.float32, count * NUM_CLASSES, table.size)
+    offset = table.size + probabilities.nbytes
+    errors: dict[int, ServiceError] = {}
+    if any(errors_at):
+        for index, length in enumerate(errors_at):
+            if length:
+                errors[index] = decode_error(payload[offset : offset + length])
+                offset += length
+    pngs = None
+    if with_pngs:
+        pngs = []
+        for length in pngs_at:
+            pngs.append(payload[offset : offset + length])
+            offset += length
+    return ImageResults(
+        probabilities.reshape(count, NUM_CLASSES),
+        fields[2 * count : 3 * count],
+        fields[3 * count :],
+        errors,
+        pngs,
+    )
+
+
+def tensor_probabilities(payload: bytes, count: int) -> np.ndarray:
+    """The (count, 10) probabilities of a PROBABILITIES payload (a view, not a copy)."""
     return np.frombuffer(payload, np.float32, count * NUM_CLASSES).reshape(count, NUM_CLASSES)
 
 
-def result_png(payload: bytes, count: int) -> bytes | None:
-    """The PNG after the probabilities of a RESULT payload, if it carries one."""
-    return payload[count * NUM_CLASSES * FLOAT_BYTES :] or None
-
-
-# Progress slot: the request id being decoded, and since when (0.0 = not decoding).
-_SLOT = struct.Struct("<Id")
+# Progress slot: the request id and the image's position in its frame being decoded, and
+# since when (0.0 = not decoding).
+_SLOT = struct.Struct("<IId")
 IDLE = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
     request_id: int
+    index: int  # the image's position in its frame
     since: float  # time.monotonic(); IDLE when the worker decodes nothing
 
 
@@ -135,17 +207,17 @@ class ProgressSlot:
         fd = _anonymous_file(_SLOT.size)
         return cls(fd), fd
 
-    def decoding(self, request_id: int, spent: float = 0.0) -> None:
-        """The worker is on ``request_id`` now, after ``spent`` seconds on it in earlier
-        stages: the server's watchdog sees the image's own time, not its batch's."""
-        _SLOT.pack_into(self._map, 0, request_id, time.monotonic() - spent)
+    def decoding(self, request_id: int, index: int, spent: float = 0.0) -> None:
+        """The worker is on image ``index`` of ``request_id`` now, after ``spent`` seconds on
+        it in earlier stages: the server's watchdog sees the image's own time, not its
+        batch's."""
+        _SLOT.pack_into(self._map, 0, request_id, index, time.monotonic() - spent)
 
     def idle(self) -> None:
-        _SLOT.pack_into(self._map, 0, 0, IDLE)
+        _SLOT.pack_into(self._map, 0, 0, 0, IDLE)
 
     def read(self) -> Progress:
-        request_id, since = _SLOT.unpack_from(self._map, 0)
-        return Progress(request_id, since)
+        return Progress(*_SLOT.unpack_from(self._map, 0))
 
     def close(self) -> None:
         self._map.close()

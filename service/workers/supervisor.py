@@ -54,8 +54,8 @@ class Supervisor:
         self, dispatcher: Dispatcher, size: int, config: dict[str, Any], timeout_seconds: float
     ) -> None:
         self.workers: list[WorkerConnection] = []
+        self.size = max(1, size)
         self._dispatcher = dispatcher
-        self._size = max(1, size)
         self._config = config
         self._timeout = timeout_seconds
         self._retired: list[subprocess.Popen[bytes]] = []
@@ -68,7 +68,7 @@ class Supervisor:
         """Spawn the workers and wait until each has opened the model; the model they
         describe. Raises ModelLoadError (and stops them) when one cannot."""
         self._loop = asyncio.get_running_loop()
-        self.workers = [self._spawn() for _ in range(self._size)]
+        self.workers = [self._spawn() for _ in range(self.size)]
         announced = asyncio.gather(*(worker.announced for worker in self.workers))
         try:
             infos = await asyncio.wait_for(announced, STARTUP_ALLOWANCE_S)
@@ -164,12 +164,23 @@ class Supervisor:
         decoding = progress.request_id if progress.since != wire.IDLE else None
         for request in pending:
             if culprit_error is not None and request.request_id == decoding:
-                self._dispatcher.fail(None, request, culprit_error)
+                self._blame(request, progress.index, culprit_error)
             elif request.retried:
                 self._dispatcher.fail(None, request, NotReady("workers keep failing; retry later"))
             else:
                 request.retried = True
                 self._dispatcher.resend(request)
+
+    def _blame(self, request: Pending, index: int, error: ServiceError) -> None:
+        """The image at ``index`` of ``request`` crashed or hung its worker: it fails, and the
+        rest of its frame is sent again without it (blanked out)."""
+        images = request.images
+        if images is None or len(images) == 1 or index >= len(images):
+            self._dispatcher.fail(None, request, error)
+            return
+        request.overrides[index] = error
+        images[index] = b""
+        self._dispatcher.resend(request)
 
     def _respawn(self, worker: WorkerConnection) -> None:
         if not self.closed:
@@ -194,12 +205,10 @@ class Supervisor:
             if progress.since == wire.IDLE or now - progress.since <= timeout:
                 continue
             logger.warning("worker %s timed out on an image; restarting", worker.process.pid)
-            request = worker.outstanding.get(progress.request_id)
-            if request is not None:
-                self._dispatcher.timed_out(now - progress.since)
-                error = InvalidImage(f"the image took longer than {timeout:g} s to decode")
-                self._dispatcher.fail(worker, request, error)
-            self._replace(worker, None)
+            self._dispatcher.timed_out(now - progress.since)
+            self._replace(
+                worker, InvalidImage(f"the image took longer than {timeout:g} s to decode")
+            )
         self._schedule_watch()
 
 

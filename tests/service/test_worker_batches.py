@@ -36,7 +36,7 @@ class RecordingSlot:
         self.marks: list[int] = []
         self.spent: dict[int, list[float]] = {}
 
-    def decoding(self, request_id: int, spent: float = 0.0) -> None:
+    def decoding(self, request_id: int, index: int, spent: float = 0.0) -> None:
         self.marks.append(request_id)
         self.spent.setdefault(request_id, []).append(spent)
 
@@ -49,8 +49,13 @@ def model(tiny_onnx: Path) -> DigitClassifier:
     return DigitClassifier(tiny_onnx)
 
 
-def _frames(payloads: list[bytes]) -> list[Frame]:
-    return [Frame(i + 1, wire.ENCODED, 0, 1, 0.0, data) for i, data in enumerate(payloads)]
+def _frame(request_id: int, images: list[bytes], flags: int = 0) -> Frame:
+    return Frame(request_id, wire.ENCODED, flags, len(images), 0.0, wire.pack_images(images))
+
+
+def _frames(payloads: list[bytes], flags: int = 0) -> list[Frame]:
+    """One frame of one image each, numbered from 1."""
+    return [_frame(i + 1, [data], flags) for i, data in enumerate(payloads)]
 
 
 def _replies(data: bytes) -> dict[int, tuple[int, bytes]]:
@@ -62,6 +67,15 @@ def _replies(data: bytes) -> dict[int, tuple[int, bytes]]:
         replies[head.request_id] = (head.kind, data[offset : offset + head.length])
         offset += head.length
     return replies
+
+
+def _answers(data: bytes, with_pngs: bool = False) -> dict[int, wire.ImageResults]:
+    """request id -> the image results of each one-image frame's reply."""
+    answers = {}
+    for request_id, (kind, payload) in _replies(data).items():
+        assert kind == wire.IMAGES
+        answers[request_id] = wire.decode_image_results(payload, 1, with_pngs)
+    return answers
 
 
 def _logged(stages: int, log: list[str]) -> StepsFactory:
@@ -113,19 +127,35 @@ def test_the_slot_carries_each_images_own_time_for_the_timeout(model: DigitClass
 
 def test_an_image_failing_in_a_later_stage_fails_alone(model: DigitClassifier) -> None:
     log: list[str] = []
-    replies = _replies(
+    answers = _answers(
         run_batch(_frames([b"a", b"bad", b"b"]), RecordingSlot(), _logged(3, log), model, LIMITS)
     )
     assert "bad3" not in log and "b3" in log
-    kind, payload = replies[2]
-    assert kind == wire.ERROR
-    assert wire.decode_error(payload).code == "invalid_image"
+    assert answers[2].errors[0].code == "invalid_image"
+    expected = model.predict(np.full((1, 1, 28, 28), 0.5, np.float32))
     for good in (1, 3):
-        kind, payload = replies[good]
-        assert kind == wire.RESULT
-        probabilities = np.frombuffer(payload, np.float32)
-        expected = model.predict(np.full((1, 1, 28, 28), 0.5, np.float32))[0]
-        np.testing.assert_allclose(probabilities, expected, rtol=1e-5)
+        assert answers[good].errors == {}
+        np.testing.assert_allclose(answers[good].probabilities, expected, rtol=1e-5)
+
+
+def test_a_frame_of_several_images_gets_one_reply_with_each_images_answer(
+    model: DigitClassifier,
+) -> None:
+    frames = [_frame(7, [b"a", b"bad", b"b"], wire.WITH_IMAGE), *_frames([b"c"])]
+    slot = RecordingSlot()
+    replies = _replies(run_batch(frames, slot, _logged(3, []), model, LIMITS))
+    assert sorted(replies) == [1, 7]
+    kind, payload = replies[7]
+    assert kind == wire.IMAGES
+    results = wire.decode_image_results(payload, 3, with_pngs=True)
+    assert list(results.errors) == [1] and results.errors[1].code == "invalid_image"
+    expected = model.predict(np.full((1, 1, 28, 28), 0.5, np.float32))[0]
+    for index in (0, 2):
+        np.testing.assert_allclose(results.probabilities[index], expected, rtol=1e-5)
+        assert results.pngs is not None
+        assert results.pngs[index] == encode_png(np.full((28, 28), 0.5, np.float32))
+    assert all(seconds > 0 for seconds in results.seconds)
+    assert slot.marks[:4] == [7, 7, 7, 1]  # each image of the frame is named in turn
 
 
 def test_a_preprocess_failing_before_its_first_stage_fails_its_image_only(
@@ -138,11 +168,11 @@ def test_a_preprocess_failing_before_its_first_stage_fails_its_image_only(
             raise RuntimeError("a bug before the first stage")
         return stages(data, allowed_formats=allowed_formats, max_pixels=max_pixels)
 
-    replies = _replies(
+    answers = _answers(
         run_batch(_frames([b"a", b"bug", b"b"]), RecordingSlot(), eager, model, LIMITS)
     )
-    assert [replies[i][0] for i in (1, 2, 3)] == [wire.RESULT, wire.ERROR, wire.RESULT]
-    error = wire.decode_error(replies[2][1])
+    assert [list(answers[i].errors) for i in (1, 2, 3)] == [[], [0], []]
+    error = answers[2].errors[0]
     assert (error.status_code, error.code) == (500, "internal_error")
 
 
@@ -158,11 +188,11 @@ def test_a_failing_measurement_fails_the_images_that_asked_and_nothing_else(
     replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, LIMITS))
     for request_id in (1, 2):
         kind, payload = replies[request_id]
-        assert kind == wire.ERROR
-        assert wire.decode_error(payload).code == "internal_error"
+        assert kind == wire.IMAGES
+        assert wire.decode_image_results(payload, 1, False).errors[0].code == "internal_error"
     kind, payload = replies[9]
-    assert kind == wire.RESULT  # the V2 tensor in the same batch is answered
-    assert np.frombuffer(payload, np.float32).shape == (2 * NUM_CLASSES,)
+    assert kind == wire.PROBABILITIES  # the V2 tensor in the same batch is answered
+    assert wire.tensor_probabilities(payload, 2).shape == (2, NUM_CLASSES)
 
 
 def test_staged_batches_give_the_one_by_one_answers(model: DigitClassifier) -> None:
@@ -173,21 +203,21 @@ def test_staged_batches_give_the_one_by_one_answers(model: DigitClassifier) -> N
         b"not an image",
         png(draw_digit(ink=255, paper=255)),  # blank
     ]
-    replies = _replies(run_batch(_frames(images), RecordingSlot(), preprocess_steps, model, LIMITS))
+    answers = _answers(run_batch(_frames(images), RecordingSlot(), preprocess_steps, model, LIMITS))
     errors = []
     for request_id, data in enumerate(images, start=1):
-        kind, payload = replies[request_id]
+        answer = answers[request_id]
         try:
             alone = preprocess_image(
                 data, allowed_formats=LIMITS.allowed_formats, max_pixels=LIMITS.max_pixels
             )
         except ServiceError as exc:
-            assert (kind, wire.decode_error(payload).code) == (wire.ERROR, exc.code)
+            assert answer.errors[0].code == exc.code
             errors.append(exc.code)
             continue
-        assert kind == wire.RESULT
-        expected = model.predict(alone.reshape(1, 1, 28, 28))[0]
-        np.testing.assert_allclose(np.frombuffer(payload, np.float32), expected, rtol=1e-5)
+        assert answer.errors == {}
+        expected = model.predict(alone.reshape(1, 1, 28, 28))
+        np.testing.assert_allclose(answer.probabilities, expected, rtol=1e-5)
     assert errors == ["invalid_image", "no_ink"]
 
 
@@ -231,20 +261,24 @@ def test_a_full_batch_measured_together_gives_the_one_by_one_images(one_size: bo
 
 def test_a_worker_sends_back_the_png_of_what_the_model_saw(model: DigitClassifier) -> None:
     images = _full_batch(one_size=True)
-    frames = [Frame(i, wire.ENCODED, wire.WITH_IMAGE, 1, 0.0, d) for i, d in enumerate(images)]
-    replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, LIMITS))
-    for request_id, data in enumerate(images):
-        kind, payload = replies[request_id]
-        if request_id in (28, 30):
-            assert kind == wire.ERROR
+    (kind, payload), *_ = _replies(
+        run_batch(
+            [_frame(1, images, wire.WITH_IMAGE)], RecordingSlot(), preprocess_steps, model, LIMITS
+        )
+    ).values()
+    assert kind == wire.IMAGES
+    results = wire.decode_image_results(payload, len(images), with_pngs=True)
+    assert sorted(results.errors) == [28, 30]
+    assert results.pngs is not None
+    for index, data in enumerate(images):
+        if index in results.errors:
             continue
-        assert kind == wire.RESULT
         alone = preprocess_image(
             data, allowed_formats=LIMITS.allowed_formats, max_pixels=LIMITS.max_pixels
         )
-        assert wire.result_png(payload, 1) == encode_png(alone)
-        expected = model.predict(alone.reshape(1, 1, 28, 28))
-        np.testing.assert_allclose(wire.result_probabilities(payload, 1), expected, 1e-5)
+        assert results.pngs[index] == encode_png(alone)
+        expected = model.predict(alone.reshape(1, 1, 28, 28))[0]
+        np.testing.assert_allclose(results.probabilities[index], expected, 1e-5)
 
 
 def _large_png(side: int) -> bytes:
@@ -269,11 +303,11 @@ def test_a_staged_batch_holds_one_full_size_image_at_a_time(model: DigitClassifi
         frames = _frames([data] * count)
         tracemalloc.start()
         try:
-            replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, LIMITS))
+            replies = run_batch(frames, RecordingSlot(), preprocess_steps, model, LIMITS)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-        assert [kind for kind, _ in replies.values()] == [wire.RESULT] * count
+        assert [answer.errors for answer in _answers(replies).values()] == [{}] * count
         return peak
 
     one, six = peak_bytes(1), peak_bytes(6)

@@ -25,7 +25,8 @@ from service.imaging.pipeline import Steps
 from service.metrics import Metrics
 from service.model import DigitClassifier
 from service.settings import Settings
-from service.workers.pool import PoolOptions, Result, WorkerPool
+from service.workers.pool import Chunk, PoolOptions, WorkerPool
+from service.workers.protocol import ImageResults
 from tests.service.images import draw_digit, encode, png
 
 FORMATS = frozenset({"PNG", "JPEG"})
@@ -109,6 +110,33 @@ GOOD = [
 BAD = [b"not an image", png(draw_digit(ink=255, paper=255)), encode(draw_digit(), "BMP")]
 
 
+Answer = tuple[np.ndarray, bytes | None]  # an image's probabilities (10,) and PNG
+
+
+async def _each_image(chunks: list[Chunk]) -> list[Answer | ServiceError]:
+    """Per image, in order: its answer or its error, whichever frames carried them."""
+    answers: list[Answer | ServiceError] = []
+    for count, future in chunks:
+        try:
+            results = await future
+        except ServiceError as exc:
+            answers += [exc] * count
+            continue
+        for index in range(count):
+            error = results.errors.get(index)
+            png = results.pngs[index] if results.pngs is not None else None
+            answers.append(error if error else (results.probabilities[index], png))
+    return answers
+
+
+async def _one(future: asyncio.Future[ImageResults]) -> Answer:
+    """The answer of a one-image frame; raises its error."""
+    results = await future
+    if 0 in results.errors:
+        raise results.errors[0]
+    return results.probabilities[0], results.pngs[0] if results.pngs is not None else None
+
+
 def _in_process(data: bytes) -> np.ndarray | ServiceError:
     try:
         return preprocess_image(data, allowed_formats=FORMATS, max_pixels=MAX_PIXELS)
@@ -123,8 +151,7 @@ def test_results_match_preprocessing_and_the_model_in_process(
         pool = make_pool(steps=f"{preprocess_steps.__module__}:preprocess_steps")
         await pool.start()
         try:
-            futures = pool.classify_many(GOOD + BAD, with_image=True)
-            return await asyncio.gather(*futures, return_exceptions=True)
+            return await _each_image(pool.classify_many(GOOD + BAD, with_image=True))
         finally:
             pool.close()
 
@@ -139,9 +166,10 @@ def test_results_match_preprocessing_and_the_model_in_process(
                 expected.message,
             )
         else:
-            assert isinstance(got, Result) and got.png == encode_png(expected)
+            probabilities, png = got
+            assert png == encode_png(expected)
             np.testing.assert_allclose(
-                got.probabilities, model.predict(expected[None, None]), rtol=1e-6, atol=1e-7
+                probabilities, model.predict(expected[None, None])[0], rtol=1e-6, atol=1e-7
             )
 
 
@@ -156,13 +184,14 @@ def test_tensors_and_images_sent_together_share_one_model_call(make_pool: Any) -
             await pool.classify(GOOD[0])  # the worker is up
             busy = pool.classify(SLEEP + b"x")
             await asyncio.sleep(SLEEP_S / 4)
-            together = [*pool.classify_many(GOOD), pool.classify_tensor(np.zeros((5, 1, 28, 28)))]
-            return await asyncio.gather(busy, *together)
+            (images,) = pool.classify_many(GOOD)  # one worker: one frame of three
+            tensor = pool.classify_tensor(np.zeros((5, 1, 28, 28)))
+            return await asyncio.gather(busy, images.future, tensor)
         finally:
             pool.close()
 
-    results = _run(scenario())
-    assert [r.probabilities.shape for r in results[1:]] == [(1, 10)] * 3 + [(5, 10)]
+    _, images, tensor = _run(scenario())
+    assert images.probabilities.shape == (3, 10) and tensor.shape == (5, 10)
     sizes = _histogram_values(metrics.batch_size)
     assert sizes["count"] == 3 and sizes["sum"] == 1 + 1 + 3 + 5  # warm-up, busy, together
 
@@ -184,8 +213,8 @@ def test_the_overflow_worker_takes_images_only_behind_a_backlog(
         pool = make_pool(steps=f"{__name__}:worker_pid", overflow_backlog_images=backlog)
         await pool.start()
         try:
-            results = await asyncio.gather(*pool.classify_many([b"x"] * images, True))
-            return {bytes(_read_levels(r.png, 4)) for r in results}
+            answers = await _each_image(pool.classify_many([b"x"] * images, True))
+            return {bytes(_read_levels(png, 4)) for _, png in answers}  # type: ignore[misc]
         finally:
             pool.close()
 
@@ -197,7 +226,7 @@ def test_a_full_queue_refuses_at_once_and_sends_nothing(make_pool: Any) -> None:
         pool = make_pool(workers=1, max_queue_images=3, retry_after_seconds=2)
         await pool.start()
         try:
-            admitted = [pool.classify(SLEEP + b"a"), *pool.classify_many(GOOD[:2])]
+            admitted = [pool.classify(SLEEP + b"a"), pool.classify_many(GOOD[:2])[0].future]
             with pytest.raises(Overloaded) as caught:
                 pool.classify_many(GOOD[:1])
             results = await asyncio.gather(*admitted)
@@ -208,7 +237,7 @@ def test_a_full_queue_refuses_at_once_and_sends_nothing(make_pool: Any) -> None:
     error, results, left = _run(scenario())
     assert error.status_code == 503 and error.headers["Retry-After"] == "2"
     assert "3 of 3 images" in error.message
-    assert len(results) == 3 and left == 0
+    assert [len(r.probabilities) for r in results] == [1, 2] and left == 0
 
 
 def test_workers_run_single_threaded(make_pool: Any) -> None:
@@ -218,7 +247,7 @@ def test_workers_run_single_threaded(make_pool: Any) -> None:
         pool = make_pool(steps=f"{__name__}:thread_settings")
         await pool.start()
         try:
-            return (await pool.classify(b"any", with_image=True)).png
+            return (await _one(pool.classify(b"any", with_image=True)))[1]
         finally:
             pool.close()
 
@@ -230,14 +259,14 @@ def test_a_killed_worker_fails_only_its_request_and_is_replaced(make_pool: Any) 
         pool = make_pool()
         await pool.start()
         try:
-            await asyncio.gather(*pool.classify_many(GOOD[:2]))  # both workers are up
+            await _each_image(pool.classify_many(GOOD[:2]))  # both workers are up
             before = pool.pids
-            futures = pool.classify_many([SLEEP + b"a", SLEEP + b"b"])  # one per worker
+            chunks = pool.classify_many([SLEEP + b"a", SLEEP + b"b"])  # one per worker
             await asyncio.sleep(SLEEP_S / 4)
             os.kill(before[0], signal.SIGKILL)
-            results = await asyncio.gather(*futures, return_exceptions=True)
+            results = await _each_image(chunks)
             after = pool.pids
-            image = (await pool.classify(GOOD[0], with_image=True)).png
+            image = (await _one(pool.classify(GOOD[0], with_image=True)))[1]
             return results, before, after, image
         finally:
             pool.close()
@@ -247,7 +276,7 @@ def test_a_killed_worker_fails_only_its_request_and_is_replaced(make_pool: Any) 
     assert len(failed) == 1, results
     assert (failed[0].status_code, failed[0].code) == (400, "invalid_image")
     assert "crashed" in failed[0].message
-    assert sum(isinstance(item, Result) for item in results) == 1
+    assert sum(isinstance(item, tuple) for item in results) == 1
     assert before[0] not in after and before[1] in after and len(after) == len(before)
     assert image == encode_png(_in_process(GOOD[0]))
 
@@ -263,10 +292,11 @@ def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving(make_pool
             stuck = pool.pids[0]
             started = time.monotonic()
             # In one batch, the stuck image is not first: the progress slot names it anyway.
-            queued, spin = pool.classify_many([GOOD[1], SPIN], with_image=True)
-            error = (await asyncio.gather(spin, return_exceptions=True))[0]
+            queued = pool.classify(GOOD[1], with_image=True)
+            spin = pool.classify(SPIN)
+            error = (await asyncio.gather(_one(spin), return_exceptions=True))[0]
             waited = time.monotonic() - started
-            return error, waited, (await queued).png, [stuck, *pool.pids]
+            return error, waited, (await _one(queued))[1], [stuck, *pool.pids]
         finally:
             pool.close()
 
@@ -280,6 +310,24 @@ def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving(make_pool
     while not _gone(stuck) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert _gone(stuck)
+
+
+def test_an_image_that_hangs_its_worker_fails_alone_in_its_frame(make_pool: Any) -> None:
+    """A frame of a batch request holds several images: the one named by the progress slot
+    fails, and the rest of the frame is answered by the replacement worker."""
+
+    async def scenario() -> list[Answer | ServiceError]:
+        pool = make_pool(workers=1, timeout_seconds=0.5)
+        await pool.start()
+        try:
+            return await _each_image(pool.classify_many([GOOD[0], SPIN, GOOD[1]], True))
+        finally:
+            pool.close()
+
+    first, spin, last = _run(scenario())
+    assert isinstance(spin, ServiceError) and "longer than 0.5 s" in spin.message
+    for answer, data in ((first, GOOD[0]), (last, GOOD[1])):
+        assert isinstance(answer, tuple) and answer[1] == encode_png(_in_process(data))
 
 
 def test_close_leaves_no_child_processes(make_pool: Any) -> None:

@@ -1,14 +1,20 @@
-"""POST /predict and /predict/batch: find the image bytes in the request, ask the Predictor."""
+"""POST /predict and /predict/batch: find the image bytes in the request, ask the Predictor.
+
+The handlers are direct ones (service/http/fast_routes.py): the app answers these paths
+before its routing. The FastAPI declarations below give /docs and the OpenAPI document the
+same routes, served by the same handlers.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+import orjson
+from fastapi import APIRouter
 
-from service.http.responses import FastJSONResponse
+from service.http.fast_routes import DirectRequest, FastRoutes
 from service.http.schemas import BatchPrediction, ErrorBody, ImagePayload, Prediction
-from service.http.state import predictor_of, state_of
 from service.http.uploads import (
     BATCH_FIELD,
     INCLUDE_IMAGE,
@@ -17,8 +23,7 @@ from service.http.uploads import (
     include_image,
     single_upload,
 )
-
-router = APIRouter(tags=["predict"])
+from service.predictor import Predictor
 
 _INCLUDE_IMAGE_PARAMETER = {
     "name": INCLUDE_IMAGE,
@@ -38,8 +43,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 _BINARY = {"type": "string", "format": "binary"}
-# The bodies and the flag are read by service.http.uploads, not declared as parameters, so
-# OpenAPI learns of them here.
 _SINGLE_BODY = {
     "parameters": [_INCLUDE_IMAGE_PARAMETER],
     "requestBody": {
@@ -74,30 +77,51 @@ _BATCH_BODY = {
 }
 
 
-@router.post(
-    "/predict",
-    response_model=Prediction,
-    responses=_ERRORS,
-    openapi_extra=_SINGLE_BODY,
-    summary="Read the digit in one image",
-)
-async def predict(request: Request) -> FastJSONResponse:
-    """One image as multipart `file`, a raw `image/*` body, or JSON `{"image": base64}`."""
-    predictor, with_image = predictor_of(request), include_image(request)
-    upload = await single_upload(request)
-    return FastJSONResponse(await predictor.predict(upload, with_image))
+def prediction_router(
+    fast: FastRoutes, predictor_of: Callable[[], Predictor], max_batch_files: int
+) -> APIRouter:
+    """Register the two direct handlers on ``fast``; their declarations for FastAPI.
+    ``predictor_of`` raises NotReady until the workers have opened the model."""
 
+    async def predict(request: DirectRequest) -> bytes:
+        predictor, with_image = predictor_of(), include_image(request.query_string)
+        upload = single_upload(request.content_type, await request.body())
+        return orjson.dumps(await predictor.predict(upload, with_image))
 
-@router.post(
-    "/predict/batch",
-    response_model=BatchPrediction,
-    responses=_ERRORS,
-    openapi_extra=_BATCH_BODY,
-    summary="Read the digits in several images",
-)
-async def predict_batch(request: Request) -> FastJSONResponse:
-    """Multipart with repeated `files`; one answer per file, in order, errors per entry."""
-    predictor, with_image = predictor_of(request), include_image(request)
-    uploads = await batch_uploads(request, state_of(request).settings.max_batch_files)
-    entries = await predictor.predict_batch(uploads, with_image)
-    return FastJSONResponse({"predictions": entries})
+    async def predict_batch(request: DirectRequest) -> bytes:
+        predictor, with_image = predictor_of(), include_image(request.query_string)
+        uploads = batch_uploads(request.content_type, await request.body(), max_batch_files)
+        return orjson.dumps({"predictions": await predictor.predict_batch(uploads, with_image)})
+
+    router = APIRouter(tags=["predict"])
+    for path, handler, model, body, summary, description in (
+        (
+            "/predict",
+            predict,
+            Prediction,
+            _SINGLE_BODY,
+            "Read the digit in one image",
+            'One image as multipart `file`, a raw `image/*` body, or JSON `{"image": base64}`.',
+        ),
+        (
+            "/predict/batch",
+            predict_batch,
+            BatchPrediction,
+            _BATCH_BODY,
+            "Read the digits in several images",
+            "Multipart with repeated `files`; one answer per file, in order, errors per entry.",
+        ),
+    ):
+        fast.add("POST", path, handler)
+        router.add_api_route(
+            path,
+            fast.endpoint(handler),
+            methods=["POST"],
+            name=handler.__name__,
+            response_model=model,
+            responses=_ERRORS,
+            openapi_extra=body,
+            summary=summary,
+            description=description,
+        )
+    return router

@@ -1,0 +1,163 @@
+"""Routes answered as plain ASGI handlers, before FastAPI's routing: /predict, /predict/batch.
+
+Why: the event loop's time per request bounds the whole service, and FastAPI's routing,
+middleware stack, request objects and response classes cost the loop several times what
+these routes need (docs/performance.md). A direct handler does the same work by hand: the
+request id, the body limit, the request metrics and the access line (service/http/
+observability.py), errors in the one JSON shape. FastAPI still declares the routes, so
+/docs and the OpenAPI document describe them (service/http/routes/predict.py), and a
+request that reaches FastAPI's declaration is answered by the same handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from service.errors import InternalError, PayloadTooLarge, ServiceError
+from service.http.observability import Recorder
+from service.logs import request_id
+
+logger = logging.getLogger("service.errors")
+
+_JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
+CLIENT_CLOSED = 499  # the client went away before its answer: no answer is sent
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection while sending its body."""
+
+
+@dataclass(slots=True)
+class DirectRequest:
+    """What a direct handler needs of its request; the body is read when asked for."""
+
+    scope: Scope
+    receive: Receive
+    content_type: str
+    content_length: int | None
+    max_body_bytes: int
+
+    async def body(self) -> bytes:
+        """The whole body, refused with 413 once it passes the limit (chunked or lying)."""
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_bytes:
+                raise PayloadTooLarge(
+                    f"request body is over the limit of {self.max_body_bytes} bytes"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @property
+    def query_string(self) -> bytes:
+        query: bytes = self.scope["query_string"]
+        return query
+
+
+Handler = Callable[[DirectRequest], Awaitable[bytes]]
+
+
+class FastRoutes:
+    """The direct handlers by (method, path), and how each request through them is served."""
+
+    def __init__(self, recorder: Recorder, max_body_bytes: int) -> None:
+        self.recorder = recorder
+        self.max_body_bytes = max_body_bytes
+        self._routes: dict[tuple[str, str], Handler] = {}
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        self._routes[(method, path)] = handler
+
+    def match(self, scope: Scope) -> Handler | None:
+        return self._routes.get((scope["method"], scope["path"]))
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, handler: Handler) -> None:
+        """Answer one request with ``handler``: id, metrics, access line, errors, response."""
+        rid = self.recorder.request_id(scope["headers"])
+        started = self.recorder.begin(scope["path"])
+        token = request_id.set(rid)
+        status, sent = CLIENT_CLOSED, 0
+        try:
+            status, body, headers = await self.answer(self._request(scope, receive), handler)
+            if status != CLIENT_CLOSED:
+                sent = await _respond(send, status, body, rid, headers)
+        finally:
+            self.recorder.end(scope, scope["path"], status, started, sent, rid)
+            request_id.reset(token)
+
+    def endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` as a FastAPI endpoint, for the route declarations /docs shows (the app
+        answers these paths directly, before its routing; service/app.py)."""
+
+        async def endpoint(request: Request) -> Response:
+            status, body, headers = await self.answer(
+                self._request(request.scope, request.receive), handler
+            )
+            response = Response(body, status, media_type="application/json")
+            response.headers.update({k.decode(): v.decode() for k, v in headers})
+            return response
+
+        return endpoint
+
+    def _request(self, scope: Scope, receive: Receive) -> DirectRequest:
+        content_type, length = "", None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+        return DirectRequest(scope, receive, content_type, length, self.max_body_bytes)
+
+    async def answer(
+        self, request: DirectRequest, handler: Handler
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """(status, JSON body, extra headers) for the request."""
+        limit = request.max_body_bytes
+        try:
+            if request.content_length is not None and request.content_length > limit:
+                raise PayloadTooLarge(
+                    f"request body of {request.content_length} bytes is over the limit of "
+                    f"{limit} bytes"
+                )
+            return 200, await handler(request), []
+        except ClientDisconnected:
+            return CLIENT_CLOSED, b"", []
+        except ServiceError as exc:
+            headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+            if isinstance(exc, PayloadTooLarge):
+                headers.append(_CLOSE)  # the rest of the body is not read
+            return exc.status_code, orjson.dumps({"error": exc.to_dict()}), headers
+        except Exception:  # a bug, never the client's fault: logged, answered in the same shape
+            scope = request.scope
+            logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            error = InternalError("internal server error")
+            return 500, orjson.dumps({"error": error.to_dict()}), []
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, rid: str, extra: list[tuple[bytes, bytes]]
+) -> int:
+    headers = [
+        _JSON,
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", rid.encode("latin-1")),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return len(body)
