@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from service import __version__
 from service.contract import ModelLoadError
+from service.http.connections import GUARD, ConnectionGuard, ConnectionLimits
 from service.http.errors import install_error_handlers
 from service.http.fast_routes import FastRoutes
 from service.http.middleware import BodyLimit, Observability
@@ -55,8 +56,20 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        max_head_bytes=settings.max_header_bytes,
+        head_timeout_s=settings.header_timeout_seconds,
+        body_grace_s=settings.body_timeout_seconds,
+        min_body_rate=settings.body_min_bytes_per_second,
+        keep_alive_s=settings.keep_alive_seconds,
+        max_connections=settings.max_connections,
+        retry_after_s=settings.retry_after_seconds,
+    )
+
+
 @asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
     state = app_state(app)
     predictor = Predictor.from_settings(state.settings, state.metrics)
     try:
@@ -80,9 +93,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         info.sha256[:12],
         extra={"model_path": info.path},
     )
+    # The server's connections find their limits in the lifespan state (service/server.py).
+    guard = ConnectionGuard(connection_limits(state.settings), state.metrics)
+    guard.start()
     try:
-        yield
+        yield {GUARD: guard}
     finally:
+        guard.stop()
         state.ready = False
         state.metrics.model_ready.set(0)
         # uvicorn runs this after the requests in flight were answered (or the graceful

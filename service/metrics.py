@@ -89,7 +89,7 @@ class Metrics:
         )
         self.rejected = Counter(
             "digits_rejected",
-            "Inputs refused before inference.",
+            "Inputs and connections refused before inference.",
             ("reason",),
             registry=self.registry,
         )
@@ -115,7 +115,8 @@ class Metrics:
         )
         # Children created up front: label lookups off the hot path, zero series visible at once.
         self._digit_counters = tuple(self.predictions.labels(digit) for digit in DIGITS)
-        self.rejected.labels("overloaded")
+        for reason in ("overloaded", "headers_too_large", "slow_request", "connection_limit"):
+            self.rejected.labels(reason)
 
     def set_model(self, info: ModelInfo) -> None:
         self.model_info.labels(info.name, info.version, info.sha256, info.provider).set(1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from service.http.connections import GuardedProtocol
 from service.settings import Settings
 
 SERVICE_APP = "service.app:create_app"
@@ -27,9 +28,11 @@ def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> bool:
         port=settings.port,
         workers=1,
         loop=settings.event_loop,
+        http=GuardedProtocol,  # uvicorn's httptools protocol with the limits it lacks
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+        timeout_keep_alive=round(settings.keep_alive_seconds),
         server_header=False,
     )
     server = uvicorn.Server(config)

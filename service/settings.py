@@ -163,6 +163,39 @@ class Settings(BaseSettings):
         description="After SIGTERM, how long requests in flight may take to finish before "
         "the server exits anyway (a stalled upload must not block shutdown forever).",
     )
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers) in bytes; above it the "
+        "answer is 431 and the connection is closed.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Longest time from a request's first byte (a new connection's opening) "
+        "to the end of its head; past it 408 and the connection is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How long a request body may take before it must have averaged "
+        "DIGITS_BODY_MIN_BYTES_PER_SECOND; slower, 408 and the connection is closed.",
+    )
+    body_min_bytes_per_second: int = Field(
+        16 * 1024,
+        ge=1,
+        description="Slowest average rate (bytes/s) a request body may arrive at, once "
+        "DIGITS_BODY_TIMEOUT_SECONDS have passed.",
+    )
+    keep_alive_seconds: float = Field(
+        5.0, gt=0, description="How long an idle keep-alive connection stays open."
+    )
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        description="Most open connections per front-end process; beyond it a new connection "
+        "is answered 503 overloaded (with Retry-After) and closed.",
+    )
 
     @field_validator("allowed_image_formats", mode="after")
     @classmethod

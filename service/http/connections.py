@@ -1,0 +1,272 @@
+"""The HTTP connections themselves: the limits uvicorn lacks, and one send per response.
+
+uvicorn on httptools caps neither the request head's size nor the time a client takes to
+send its head or body, keeps any number of connections open, and arms a keep-alive timer per
+response (/work/shared/SERVING-FACTS.md). ``GuardedProtocol`` is uvicorn's httptools protocol
+plus:
+- a cap on the request head: 431 with a JSON body, then the connection is closed;
+- a deadline for the whole head, from the request's first byte (a brand-new connection's
+  from its opening): a client sending one header line a second cannot dodge it. 408, close;
+- a minimum average rate for the body once the head is in, after a grace period, so a
+  trickle cannot hold a connection either. 408, close;
+- a keep-alive idle timeout and a cap on open connections (503 + Retry-After beyond it).
+One sweep per second per process checks every connection's deadline, so the hot path pays
+no timer per request. Refusals are counted (digits_rejected_total) and logged.
+
+It also holds back a response's head until its first body bytes (service/http/
+coalescing.py), so that a small answer leaves in one send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from service.http.coalescing import HeldHead
+from service.metrics import Metrics
+
+logger = logging.getLogger("service.http")
+
+GUARD = "connection_guard"  # the lifespan state key the protocol finds its guard under
+SWEEP_S = 1.0
+# After a refusal the connection is half-closed and what the client still sends is read and
+# dropped for this long: closing at once, with its unread bytes in the socket, would make the
+# kernel send a reset that can reach the client before the answer.
+LINGER_S = 2.0
+# What a connection is waiting for, and so which deadline applies.
+HEAD, BODY, APP, IDLE = "head", "body", "app", "idle"
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_head_bytes: int
+    head_timeout_s: float
+    body_grace_s: float
+    min_body_rate: float  # bytes per second, averaged since the head arrived
+    keep_alive_s: float
+    max_connections: int
+    retry_after_s: int
+
+
+class ConnectionGuard:
+    """The limits, the open connections and the sweep that enforces their deadlines."""
+
+    def __init__(self, limits: ConnectionLimits, metrics: Metrics) -> None:
+        self.limits = limits
+        self.metrics = metrics
+        self.connections: set[GuardedProtocol] = set()
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._sweep = asyncio.get_running_loop().call_later(SWEEP_S, self.sweep)
+
+    def stop(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        for connection in list(self.connections):
+            connection.check_deadline(now, self.limits)
+        self.start()
+
+    def refused(self, reason: str, client: Any, detail: str) -> None:
+        self.metrics.rejected.labels(reason).inc()
+        logger.warning("refused %s: %s", client[0] if client else "a client", detail)
+
+
+def _response(status: int, code: str, message: str, *extra: bytes) -> bytes:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    head = [
+        STATUS_LINE[status],
+        b"content-type: application/json\r\n",
+        b"content-length: %d\r\n" % len(body),
+        *extra,
+        b"connection: close\r\n\r\n",
+    ]
+    return b"".join(head) + body
+
+
+def _linger(transport: asyncio.Transport) -> None:
+    """Send what is written, stop writing, close after LINGER_S (the protocol drops what
+    arrives meanwhile)."""
+    if transport.can_write_eof():
+        transport.write_eof()
+    asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above (when the app's lifespan put a
+    ConnectionGuard in its state; without one it behaves as uvicorn's)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard: ConnectionGuard | None = self.app_state.get(GUARD)
+        self.phase, self.since = HEAD, 0.0
+        self.head_received = 0  # raw bytes since the request's first byte, while in its head
+        self.head_size = 0  # the parsed head: URL and header lines
+        self.body_bytes = 0
+        self.spoke = False  # has the client sent anything at all
+        self.refused = False
+        self.writer: HeldHead | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        guard = self.guard
+        if guard is not None and len(self.connections) >= guard.limits.max_connections:
+            self.transport, self.refused = transport, True
+            retry = b"retry-after: %d\r\n" % guard.limits.retry_after_s
+            message = f"too many open connections (the limit is {guard.limits.max_connections})"
+            transport.write(_response(503, "overloaded", message + "; retry later", retry))
+            _linger(transport)
+            guard.refused("connection_limit", transport.get_extra_info("peername"), message)
+            return
+        super().connection_made(transport)
+        self.writer = HeldHead(transport)
+        self._enter(HEAD)
+        if guard is not None:
+            guard.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.guard is not None:
+            self.guard.connections.discard(self)
+        super().connection_lost(exc)
+
+    def _enter(self, phase: str) -> None:
+        self.phase, self.since = phase, time.monotonic()
+        if phase == HEAD:
+            self.head_received = self.head_size = 0
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        self.spoke = True
+        if self.phase == IDLE:
+            self._enter(HEAD)
+        if self.phase == HEAD:
+            self.head_received += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if not self.refused:
+                message = "Invalid HTTP request received."
+                self.logger.warning(message)
+                self.send_400_response(message)
+            return
+        except httptools.HttpParserUpgrade:  # as uvicorn: serve it as plain HTTP
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+        # Still in the head after this chunk: every byte so far belongs to the head (this
+        # catches a header line that never ends, which the parser would buffer).
+        guard = self.guard
+        if self.phase == HEAD and guard is not None:
+            if self.head_received > guard.limits.max_head_bytes:
+                self._refuse_head(guard)
+
+    def _refuse_head(self, guard: ConnectionGuard) -> None:
+        limit = guard.limits.max_head_bytes
+        message = f"the request head is over the limit of {limit} bytes"
+        self._refuse(431, "headers_too_large", message)
+        guard.refused("headers_too_large", self.client, message)
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """Answer ``status`` (JSON) and close, whatever the request was doing."""
+        self.refused = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True  # the app's receive() sees the client gone
+            self.cycle.message_event.set()
+            if self.cycle.response_started:  # too late for our answer: just close
+                self.transport.close()
+                return
+        self.transport.write(_response(status, code, message))
+        _linger(self.transport)
+
+    def on_url(self, url: bytes) -> None:
+        if not self.refused:
+            self.head_size += len(url)
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.refused:
+            self.head_size += len(name) + len(value) + 4
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.refused:
+            return
+        guard = self.guard
+        if guard is not None and self.head_size > guard.limits.max_head_bytes:
+            self._refuse_head(guard)
+            return
+        super().on_headers_complete()
+        self._enter(BODY)
+        self.body_bytes = 0
+        # A pipelined request waits for the one before it, which may be writing: only a
+        # request that starts now gets its head held; one that waits for "100 Continue"
+        # must get that before its answer.
+        if self.writer is not None and not self.pipeline and not self.expect_100_continue:
+            self.writer.armed = True
+            self.cycle.transport = self.writer  # type: ignore[assignment]
+
+    def on_body(self, body: bytes) -> None:
+        if self.refused:
+            return
+        self.body_bytes += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.refused:
+            return
+        super().on_message_complete()
+        self._enter(APP)
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, without its keep-alive timer per response: the sweep closes idle
+        connections."""
+        self.server_state.total_requests += 1
+        if self.writer is not None:
+            self.writer.flush()
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._enter(IDLE)
+
+    def check_deadline(self, now: float, limits: ConnectionLimits) -> None:
+        """Close this connection if it is past the deadline of what it is waiting for."""
+        if self.refused or self.transport.is_closing():
+            return
+        elapsed = now - self.since
+        if self.phase == IDLE and elapsed > limits.keep_alive_s:
+            self.transport.close()
+        elif self.phase == HEAD and elapsed > limits.head_timeout_s:
+            if not self.spoke:  # opened and never used: nothing to answer
+                self.transport.close()
+                return
+            message = f"the request head did not arrive within {limits.head_timeout_s:g} s"
+            self._refuse(408, "request_timeout", message)
+            assert self.guard is not None
+            self.guard.refused("slow_request", self.client, message)
+        elif (
+            self.phase == BODY
+            and elapsed > limits.body_grace_s
+            and self.body_bytes < limits.min_body_rate * elapsed
+        ):
+            message = (
+                f"the request body arrived at {self.body_bytes / elapsed:.0f} bytes/s, under "
+                f"the minimum of {limits.min_body_rate:g} bytes/s"
+            )
+            self._refuse(408, "request_timeout", message)
+            assert self.guard is not None
+            self.guard.refused("slow_request", self.client, message)

@@ -1,0 +1,182 @@
+"""Hostile and careless clients against a real server (python -m service on loopback): an
+oversized head, a stalled or trickling head or body, idle and surplus connections. Each is
+answered or cut within its limit, and a normal client is served throughout."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench.server import RunningService, running_service
+from tests.service.images import draw_digit, png
+
+pytestmark = pytest.mark.slow
+SEVEN = png(draw_digit())
+LIMITS = {
+    "DIGITS_HEADER_TIMEOUT_SECONDS": "1",
+    "DIGITS_BODY_TIMEOUT_SECONDS": "1",
+    "DIGITS_BODY_MIN_BYTES_PER_SECOND": "1000",
+    "DIGITS_KEEP_ALIVE_SECONDS": "1",
+    "DIGITS_MAX_CONNECTIONS": "12",
+    "DIGITS_ACCESS_LOG": "false",
+}
+SWEEP_SLACK_S = 1.5  # the deadlines are checked once a second
+
+
+@pytest.fixture(scope="module")
+def server(tiny_onnx: Path) -> Iterator[RunningService]:
+    with running_service({"DIGITS_MODEL_PATH": str(tiny_onnx), **LIMITS}) as running:
+        yield running
+
+
+def _connect(server: RunningService) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    """Everything until the server closes the connection (bounded by the socket timeout)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def _status_and_body(answer: bytes) -> tuple[int, dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+def _predict_works(server: RunningService) -> None:
+    started = time.monotonic()
+    response = httpx.post(
+        f"{server.url}/predict", content=SEVEN, headers={"Content-Type": "image/png"}, timeout=5
+    )
+    assert response.status_code == 200, response.text
+    assert time.monotonic() - started < 2.0
+
+
+def _request_head(length: int) -> bytes:
+    return (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def test_a_1_mb_header_block_gets_431_and_a_closed_connection(server: RunningService) -> None:
+    with _connect(server) as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n"
+        )
+        status, body = _status_and_body(_read_all(sock))
+    assert status == 431
+    assert body["error"]["code"] == "headers_too_large"
+    assert "32768 bytes" in body["error"]["message"]
+    _predict_works(server)
+
+
+def test_many_header_lines_over_the_cap_get_431(server: RunningService) -> None:
+    lines = b"".join(b"X-Line-%d: %s\r\n" % (n, b"b" * 100) for n in range(400))
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + lines + b"\r\n")
+        status, _ = _status_and_body(_read_all(sock))
+    assert status == 431
+
+
+def test_a_stalled_request_head_is_closed_within_its_deadline(server: RunningService) -> None:
+    with _connect(server) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+        _predict_works(server)  # a normal client is served meanwhile
+        status, body = _status_and_body(_read_all(sock))
+        waited = time.monotonic() - started
+    assert status == 408 and body["error"]["code"] == "request_timeout"
+    assert 1.0 <= waited < 1.0 + SWEEP_SLACK_S
+
+
+def test_a_header_line_a_second_does_not_dodge_the_head_deadline(server: RunningService) -> None:
+    with _connect(server) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        answer = b""
+        for n in range(6):  # bounded: at most 6 lines, 0.4 s apart
+            try:
+                sock.sendall(b"X-Slow-%d: yes\r\n" % n)
+            except OSError:  # the server closed it: the deadline worked
+                break
+            time.sleep(0.4)
+        answer = _read_all(sock)
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert waited < 1.0 + SWEEP_SLACK_S + 0.4
+
+
+def test_a_trickling_body_is_cut_within_its_deadline(server: RunningService) -> None:
+    with _connect(server) as sock:
+        started = time.monotonic()
+        sock.sendall(_request_head(len(SEVEN)))
+        answer = b""
+        for byte in SEVEN[:40]:  # one byte per 100 ms: bounded to 4 s
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.1)
+            sock.setblocking(False)
+            try:
+                answer += sock.recv(65536)
+            except BlockingIOError:
+                pass
+            finally:
+                sock.setblocking(True)
+            if answer:
+                break
+        sock.settimeout(5)
+        answer += _read_all(sock)
+        waited = time.monotonic() - started
+    status, body = _status_and_body(answer)
+    assert status == 408 and "bytes/s" in body["error"]["message"]
+    assert waited < 1.0 + SWEEP_SLACK_S + 0.2
+    _predict_works(server)
+
+
+def test_idle_keep_alive_connections_are_closed(server: RunningService) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert _read_all(sock) == b""  # closed by the server, nothing more said
+        assert time.monotonic() - started < 1.0 + SWEEP_SLACK_S
+
+
+def test_connections_beyond_the_cap_get_a_clean_503(server: RunningService) -> None:
+    held = [_connect(server) for _ in range(12)]
+    try:
+        time.sleep(0.2)
+        with _connect(server) as extra:
+            status, body = _status_and_body(_read_all(extra))
+        assert status == 503 and body["error"]["code"] == "overloaded"
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    _predict_works(server)
+
+
+def test_refusals_are_counted(server: RunningService) -> None:
+    scrape = httpx.get(f"{server.url}/metrics", timeout=5).text
+    counts = {
+        reason: float(line.rsplit(" ", 1)[1])
+        for line in scrape.splitlines()
+        for reason in ("headers_too_large", "slow_request", "connection_limit")
+        if line.startswith(f'digits_rejected_total{{reason="{reason}"}}')
+    }
+    assert counts["headers_too_large"] >= 2
+    assert counts["slow_request"] >= 3
+    assert counts["connection_limit"] >= 1
