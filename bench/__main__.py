@@ -1,8 +1,12 @@
-"""``python -m bench``: measure the service side by side with its own ceilings; print one table.
+"""``python -m bench``: measure the service side by side with its peers; print one table.
 
 Starts the service (with its real settings, from DIGITS_* variables) on loopback in a
-subprocess, drives each scenario with wrk for a bounded time, runs ONNX Runtime alone in this
-process for the model's own limit, and checks the issue's targets as ratios of the same run.
+subprocess, and beside it the peers a user would compare it with (bench/peers: a plain
+FastAPI no-op app, and the obvious FastAPI + Pillow + ONNX Runtime app with one and with two
+uvicorn processes); drives each scenario with wrk for a bounded time, the /predict runs of
+the service and the peers alternating in short slices; runs ONNX Runtime alone in this
+process for the model's own limit; prints the event loop's and the workers' CPU per
+/predict; and checks the targets as ratios of the same run.
 
     python -m bench                      # about 2 minutes
     python -m bench --duration 3 --overload-duration 3 --ort-duration 1   # a quick look
@@ -15,18 +19,30 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 
 import httpx
 
 from bench.app import NOOP_PATH
+from bench.cpu import CpuSeconds, cpu_by_role
 from bench.inprocess import run_onnxruntime
 from bench.loadgen import LoadResult, combine, run_wrk, wrk_binary
 from bench.payloads import Payload, digit_png, multipart, photo_jpeg, v2_binary
-from bench.report import Row, Targets, accepted_p99, format_table, scrape, wait_idle
-from bench.server import running_service
+from bench.report import Row, Targets, accepted_p99, format_table, ratios, scrape, wait_idle
+from bench.server import running_peer, running_service
 from client.cli import positive_float, positive_int
 from service.settings import Settings
 
+PEERS = (
+    ("fastapi_noop", "bench.peers.noop:app", 1),
+    ("tutorial_1", "bench.peers.tutorial:app", 1),
+    ("tutorial_2", "bench.peers.tutorial:app", 2),
+)
+PEER_NAMES = {
+    "fastapi_noop": "peer: plain FastAPI no-op (UploadFile), 1 process",
+    "tutorial_1": "peer: tutorial FastAPI+Pillow+ORT, 1 process",
+    "tutorial_2": "peer: tutorial FastAPI+Pillow+ORT, 2 processes",
+}
 BATCH_FILES = 64
 V2_BATCH = 256
 OVERLOAD_CONCURRENCY = 256
@@ -75,9 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     # The model alone first, while no server competes for the cores.
     ort = {b: run_onnxruntime(settings, b, args.ort_duration) for b in (1, V2_BATCH)}
     rows: dict[str, Row] = {}
-    with running_service(module="bench.app") as server:
+    model_env = {"DIGITS_MODEL_PATH": str(settings.resolved_model_path)}
+    with ExitStack() as servers:
+        server = servers.enter_context(running_service(module="bench.app"))
+        peers = {
+            key: servers.enter_context(running_peer(app, workers, model_env))
+            for key, app, workers in PEERS
+        }
         url = server.url
         run_wrk(f"{url}/predict", one_png, connections=c, duration_s=args.warmup)
+        for peer in peers.values():
+            run_wrk(f"{peer.url}/predict", one_png, connections=c, duration_s=args.warmup / 2)
 
         def measure(path: str, payload: Payload, conn: int, seconds: float) -> LoadResult:
             wait_idle(url)
@@ -87,17 +111,26 @@ def main(argv: list[str] | None = None) -> int:
             result = measure(path, payload, conn, args.duration)
             rows[key] = Row.from_load(name, conn, result, payload.images)
 
-        # The ratio targets compare two runs; this machine's speed drifts by 20-30 % within a
-        # minute (shared cores), so the two alternate in short slices and share the drift.
-        ceiling: list[LoadResult] = []
-        predict: list[LoadResult] = []
+        # The ratios compare runs of several servers; this machine's speed drifts by 20-30 %
+        # within a minute (shared cores), so they alternate in short slices and share it.
+        slice_s = args.duration / args.rounds
+        runs: dict[str, list[LoadResult]] = {key: [] for key in ("noop", "png", *peers)}
+        cpu = CpuSeconds(0.0, 0.0)
         for _ in range(args.rounds):
-            ceiling.append(measure(NOOP_PATH, one_png, c, args.duration / args.rounds))
-            predict.append(measure("/predict", one_png, c, args.duration / args.rounds))
-        noop_name, png_name = "no-op route, multipart 28x28 PNG", "/predict 28x28 PNG"
-        rows["noop"] = Row.from_load(noop_name, c, combine(ceiling), one_png.images)
+            runs["noop"].append(measure(NOOP_PATH, one_png, c, slice_s))
+            before = cpu_by_role(server.process.pid)
+            runs["png"].append(measure("/predict", one_png, c, slice_s))
+            cpu += cpu_by_role(server.process.pid) - before
+            for key, peer in peers.items():
+                result = run_wrk(f"{peer.url}/predict", one_png, connections=c, duration_s=slice_s)
+                runs[key].append(result)
+        png_name = "/predict 28x28 PNG"
+        rows["noop"] = Row.from_load("no-op route, multipart 28x28 PNG", c, combine(runs["noop"]))
         load("png_c1", png_name, "/predict", one_png, 1)
-        rows[f"png_c{c}"] = Row.from_load(png_name, c, combine(predict), one_png.images)
+        png_runs = combine(runs["png"])
+        rows[f"png_c{c}"] = Row.from_load(png_name, c, png_runs)
+        for key, name in PEER_NAMES.items():
+            rows[key] = Row.from_load(name, c, combine(runs[key]))
         load("png_c64", png_name, "/predict", one_png, 64)
         load("jpeg", "/predict 600x600 JPEG photo", "/predict", one_jpeg, c)
         load("batch", f"/predict/batch {BATCH_FILES} PNGs", "/predict/batch", many_png, bc)
@@ -105,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         v2_path = f"/v2/models/{httpx.get(f'{url}/model').json()['name']}/infer"
         load("v2", f"V2 binary infer, batch {V2_BATCH}", v2_path, v2, bc)
         wait_idle(url)
-        before = scrape(url)
+        before_scrape = scrape(url)
         overload = run_wrk(
             f"{url}/predict",
             one_png,
@@ -113,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             duration_s=args.overload_duration,
             count_503=True,
         )
-        overload_p99 = accepted_p99(before, scrape(url), route="/predict")
+        overload_p99 = accepted_p99(before_scrape, scrape(url), route="/predict")
         rows["overload"] = Row.from_load(
             "overload: /predict PNG", OVERLOAD_CONCURRENCY, overload, one_png.images
         )
@@ -121,11 +154,17 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"ort_{batch}"] = Row.from_inprocess(
             f"ONNX Runtime in-process, batch {batch}", batch, result
         )
+    per_request = CpuSeconds(cpu.front_ends / png_runs.requests, cpu.workers / png_runs.requests)
 
-    targets = Targets.evaluate(rows, c, overload, overload_p99)
+    targets = Targets.evaluate(rows, c, per_request.front_ends, overload, overload_p99)
     wall = time.monotonic() - started
     # The table is the program's output (stdout); logs stay on stderr.
-    sys.stdout.write(f"{format_table(list(rows.values()))}\n\n{targets.format()}\n\n")
+    sys.stdout.write(f"{format_table(list(rows.values()))}\n\n")
+    sys.stdout.write(
+        f"CPU per /predict at c={c} (process CPU over its slices): event loop "
+        f"{per_request.front_ends * 1e6:.0f} us, workers {per_request.workers * 1e6:.0f} us\n"
+    )
+    sys.stdout.write(f"{ratios(rows, c)}\n\n{targets.format()}\n\n")
     sys.stdout.write(f"settings: {_describe(settings)}; wall time {wall:.0f} s\n")
     return 0 if targets.all_passed else 1
 

@@ -67,24 +67,31 @@ class RunningService:
 def start_service(env: Mapping[str, str] | None = None, module: str = "service") -> RunningService:
     """``python -m <module>`` with ``env`` (DIGITS_* settings) on a free port, once ready."""
     port = free_port()
-    environment = {
-        **os.environ,
-        **(env or {}),
-        "DIGITS_HOST": "127.0.0.1",
-        "DIGITS_PORT": str(port),
-    }
+    environment = {**(env or {}), "DIGITS_HOST": "127.0.0.1", "DIGITS_PORT": str(port)}
+    return _start([sys.executable, "-m", module], port, environment, "/readyz")
+
+
+def start_peer(app: str, workers: int, env: Mapping[str, str] | None = None) -> RunningService:
+    """A peer app (bench/peers) under plain uvicorn with ``workers`` processes, once ready."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    return _start(command, port, dict(env or {}), "/healthz")
+
+
+def _start(command: list[str], port: int, env: dict[str, str], ready: str) -> RunningService:
     with tempfile.NamedTemporaryFile(prefix="digits-server-", suffix=".log", delete=False) as log:
         # The log goes to a file: a pipe nobody reads would fill up and stall the server.
         process = subprocess.Popen(
-            [sys.executable, "-m", module],
+            command,
             cwd=REPO_ROOT,
-            env=environment,
+            env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     service = RunningService(process, port, Path(log.name))
     try:
-        _wait_ready(service)
+        _wait_ready(service, ready)
     except BaseException:
         service.stop()
         raise
@@ -103,7 +110,19 @@ def running_service(
         service.stop()
 
 
-def _wait_ready(service: RunningService) -> None:
+@contextmanager
+def running_peer(
+    app: str, workers: int, env: Mapping[str, str] | None = None
+) -> Iterator[RunningService]:
+    """``start_peer`` for a ``with`` block; stopped (SIGTERM) at its end."""
+    peer = start_peer(app, workers, env)
+    try:
+        yield peer
+    finally:
+        peer.stop()
+
+
+def _wait_ready(service: RunningService, path: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
@@ -111,7 +130,7 @@ def _wait_ready(service: RunningService) -> None:
                 f"service exited with {service.process.returncode}:\n{_tail(service.log())}"
             )
         try:
-            if httpx.get(f"{service.url}/readyz", timeout=1.0).status_code == 200:
+            if httpx.get(f"{service.url}{path}", timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

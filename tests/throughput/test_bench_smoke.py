@@ -19,6 +19,9 @@ from tests.conftest import REPO_ROOT, require_binary
 ROWS = [
     "no-op route, multipart 28x28 PNG",
     "/predict 28x28 PNG",
+    "peer: plain FastAPI no-op (UploadFile), 1 process",
+    "peer: tutorial FastAPI+Pillow+ORT, 1 process",
+    "peer: tutorial FastAPI+Pillow+ORT, 2 processes",
     "/predict 600x600 JPEG photo",
     "/predict/batch 64 PNGs",
     "V2 binary infer, batch 256",
@@ -49,7 +52,9 @@ def test_bench_prints_every_scenario_and_verdict(tiny_onnx: Path) -> None:
         assert any(line.startswith(f"| {row}") for line in lines), (row, done.stdout)
     assert sum(line.startswith("| /predict 28x28 PNG ") for line in lines) == 3
     verdicts = [line for line in lines if line.startswith(("PASS", "FAIL"))]
-    assert len(verdicts) == 7, done.stdout
+    assert len(verdicts) == 8, done.stdout
+    assert sum(line.startswith("/predict c=16 vs ") for line in lines) == 4
+    assert any(line.startswith("CPU per /predict at c=16") for line in lines)
     # The overload run must never fail with anything but 503, whatever the machine's speed.
     assert any(line.startswith("PASS") and "other than 503" in line for line in verdicts)
 
