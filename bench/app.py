@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import orjson
 
-from service.app import DigitsApp, create_app
+from service.app import DigitsApp
 from service.http.fast_routes import DirectRequest
 from service.http.uploads import single_upload
 from service.logs import configure_logging
-from service.server import run_server
+from service.server import run_server, served_app
 from service.settings import Settings
 
 NOOP_PATH = "/bench/noop"
@@ -39,7 +39,7 @@ async def noop(request: DirectRequest) -> bytes:
 
 
 def create_bench_app() -> DigitsApp:
-    app = create_app()
+    app = served_app()
     app.fast_routes.add("POST", NOOP_PATH, noop)
     return app
 

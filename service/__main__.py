@@ -63,8 +63,7 @@ def main() -> None:
     if problem is not None:
         logger.error("cannot serve the model: %s", problem)
         sys.exit(EXIT_BAD_CONFIG)
-    if not run_server(settings):
-        sys.exit(EXIT_BAD_CONFIG)
+    run_server(settings)
 
 
 if __name__ == "__main__":

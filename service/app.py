@@ -105,12 +105,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # uvicorn runs this after the requests in flight were answered (or the graceful
         # shutdown timeout passed): the workers have nothing left that anyone waits for.
         predictor.close()
+        state.metrics.close()
 
 
 def create_app(settings: Settings | None = None) -> DigitsApp:
     """A new, independent app (own metrics registry); ``None`` reads DIGITS_* from the env."""
     settings = settings or Settings()
-    state = ServiceState(settings, Metrics())
+    shared = str(settings.metrics_dir) if settings.front_ends > 1 and settings.metrics_dir else None
+    state = ServiceState(settings, Metrics(shared))
     recorder = Recorder(state.metrics, AccessLog() if settings.access_log else None)
     fast_routes = FastRoutes(recorder, settings.max_body_bytes)
     app = DigitsApp(

@@ -1,11 +1,15 @@
 """Prometheus metrics (docs/design.md section 3) on a registry each app owns.
 
-No global registry: two apps in one process (tests) never collide. One process per container,
-so no multiprocess mode: the exposition of this process is the whole truth.
+No global registry: two apps in one process (tests) never collide. With one front-end
+process (the default) its exposition is the whole truth; with several (DIGITS_FRONT_ENDS),
+prometheus_client's multiprocess mode adds up every front end's values in each scrape, and the
+per-process collectors (process_*, python_*) are left out: they would describe whichever
+front end answered the scrape.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Iterable
 
 from prometheus_client import (
@@ -25,6 +29,7 @@ from prometheus_client import (
 from prometheus_client import (
     ProcessCollector as _ProcessCollector,
 )
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from service.contract import ModelInfo
 
@@ -44,11 +49,19 @@ DIGITS = tuple(str(digit) for digit in range(10))
 class Metrics:
     """Every metric of the service, registered on ``self.registry``."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry(auto_describe=True)
-        _ProcessCollector(registry=self.registry)
-        _PlatformCollector(registry=self.registry)
-        _GCCollector(registry=self.registry)
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        """``multiprocess_dir``: the folder the front ends share their values in (set as
+        PROMETHEUS_MULTIPROC_DIR before prometheus_client was imported), or None."""
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess_dir = multiprocess_dir
+        self._exposed = self.registry
+        if multiprocess_dir is None:
+            _ProcessCollector(registry=self.registry)
+            _PlatformCollector(registry=self.registry)
+            _GCCollector(registry=self.registry)
+        else:
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed, path=multiprocess_dir)
         http = ("route", "method", "status")
         self.requests = Counter(
             "digits_http_requests", "HTTP requests answered.", http, registry=self.registry
@@ -61,7 +74,10 @@ class Metrics:
             registry=self.registry,
         )
         self.in_flight = Gauge(
-            "digits_http_requests_in_flight", "HTTP requests being served.", registry=self.registry
+            "digits_http_requests_in_flight",
+            "HTTP requests being served.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.preprocess_duration = Histogram(
             "digits_preprocess_duration_seconds",
@@ -107,11 +123,13 @@ class Metrics:
             "The model being served (always 1).",
             ("name", "version", "sha256", "provider"),
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.model_ready = Gauge(
             "digits_model_ready",
-            "1 once the model is loaded and warmed up.",
+            "1 once the model is loaded and warmed up (in every front end).",
             registry=self.registry,
+            multiprocess_mode="livemin",
         )
         # Children created up front: label lookups off the hot path, zero series visible at once.
         self._digit_counters = tuple(self.predictions.labels(digit) for digit in DIGITS)
@@ -139,4 +157,9 @@ class Metrics:
                 observe(value)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)
+
+    def close(self) -> None:
+        """This front end is stopping: its live gauges no longer count."""
+        if self.multiprocess_dir is not None:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)

@@ -48,7 +48,7 @@ def model_spec(settings: Settings) -> ModelSpec:
 def pool_options(settings: Settings) -> PoolOptions:
     """The worker pool as the settings describe it."""
     return PoolOptions(
-        workers=settings.resolved_preprocess_workers,
+        workers=settings.workers_per_front_end,
         model=model_spec(settings),
         allowed_formats=settings.allowed_image_formats,
         max_pixels=settings.max_image_pixels,

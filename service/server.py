@@ -1,40 +1,78 @@
 """How uvicorn runs the service: the one place its server options live.
 
 ``python -m service`` and the benchmark's app (``bench.app``) both start here, so the
-benchmark measures the server exactly as it is shipped.
+benchmark measures the server exactly as it is shipped. With DIGITS_FRONT_ENDS above 1,
+uvicorn's process manager binds the port once and runs that many front-end processes on it,
+each with its own event loop, lifespan and share of the workers; SIGTERM drains every one.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import uvicorn
 
+from service.app import DigitsApp, create_app
 from service.http.connections import GuardedProtocol
+from service.logs import configure_logging
 from service.settings import Settings
 
-SERVICE_APP = "service.app:create_app"
+SERVICE_APP = "service.server:served_app"
+# prometheus_client's multiprocess mode: a front end chooses its value store from this
+# variable when it first imports the library, so it is set before any front end starts.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> bool:
-    """uvicorn with one worker, our JSON logs (not its own) and a bounded graceful stop;
-    False when the app never started (its lifespan failed: the model cannot be served).
+def served_app() -> DigitsApp:
+    """The app as uvicorn builds it in a front-end process: JSON logs first (a front end of
+    several is a fresh interpreter), then the app on the environment's settings."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
-    One process: the CPU work runs in the worker pool's processes, so more uvicorn workers
-    would only add event loops that compete with it for the same cores.
-    """
-    config = uvicorn.Config(
-        app_factory,
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=1,
-        loop=settings.event_loop,
-        http=GuardedProtocol,  # uvicorn's httptools protocol with the limits it lacks
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
-        timeout_keep_alive=round(settings.keep_alive_seconds),
-        server_header=False,
-    )
-    server = uvicorn.Server(config)
-    server.run()
-    return server.started
+
+def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> None:
+    """uvicorn with our JSON logs (not its own), our connection limits and a bounded
+    graceful stop, with ``settings.front_ends`` front-end processes."""
+    with _shared_metrics(settings):
+        uvicorn.run(
+            app_factory,
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.front_ends,
+            loop=settings.event_loop,
+            http=GuardedProtocol,  # uvicorn's httptools protocol with the limits it lacks
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+            timeout_keep_alive=round(settings.keep_alive_seconds),
+            server_header=False,
+        )
+
+
+@contextmanager
+def _shared_metrics(settings: Settings) -> Iterator[None]:
+    """With several front ends, the folder they share their metrics in, named in the
+    environment they inherit (a temporary one unless DIGITS_METRICS_DIR says where)."""
+    if settings.front_ends == 1:
+        yield
+        return
+    folder = settings.metrics_dir
+    temporary = folder is None
+    if folder is None:
+        folder = Path(tempfile.mkdtemp(prefix="digits-metrics-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):  # a previous run's values would be added to ours
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = os.environ["DIGITS_METRICS_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)

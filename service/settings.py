@@ -125,6 +125,19 @@ class Settings(BaseSettings):
         description="Most images admitted and not yet answered; beyond it requests are refused "
         "at once with 503 overloaded + Retry-After instead of queueing without bound.",
     )
+    front_ends: int = Field(
+        1,
+        ge=1,
+        description="Processes that accept connections on the port, each with its own event "
+        "loop and its share of the worker processes; metrics add up across them. One event "
+        "loop serves a few thousand /predict a second (README, capacity model): add front ends "
+        "on machines with more cores than that needs.",
+    )
+    metrics_dir: Path | None = Field(
+        None,
+        description="With several front ends, the folder where they share their metrics "
+        "(prometheus_client's multiprocess mode); default: a new temporary folder.",
+    )
     preprocess_workers: int = Field(
         0,
         ge=0,
@@ -230,6 +243,10 @@ class Settings(BaseSettings):
         """One worker per core; the one sharing the event loop's core is the overflow worker
         (``overflow_backlog_images``)."""
         return self.preprocess_workers or available_cpus()
+
+    @property
+    def workers_per_front_end(self) -> int:
+        return max(1, self.resolved_preprocess_workers // self.front_ends)
 
     @property
     def resolved_model_path(self) -> Path:
