@@ -202,7 +202,7 @@ def _prepare(
         allowed_formats=limits.allowed_formats,
         max_pixels=limits.max_pixels,
         steps=steps,
-        on_stage=lambda index, spent: slot.decoding(*owners[index], spent),
+        on_stage=slot.marker(owners),
     )
     slot.idle()
     by_frame: dict[int, list[Prepared]] = {}

@@ -24,7 +24,7 @@ import os
 import struct
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -207,11 +207,19 @@ class ProgressSlot:
         fd = _anonymous_file(_SLOT.size)
         return cls(fd), fd
 
-    def decoding(self, request_id: int, index: int, spent: float = 0.0) -> None:
-        """The worker is on image ``index`` of ``request_id`` now, after ``spent`` seconds on
-        it in earlier stages: the server's watchdog sees the image's own time, not its
-        batch's."""
-        _SLOT.pack_into(self._map, 0, request_id, index, time.monotonic() - spent)
+    def marker(self, owners: Sequence[tuple[int, int]]) -> Callable[[int, float], None]:
+        """What the worker calls before every stage of every image of a batch: the image
+        (its index in the batch; ``owners`` gives each one's request id and position in its
+        frame) is being worked on now, after ``spent`` seconds on it in earlier stages, so
+        the server's watchdog sees the image's own time, not its batch's. One call, no
+        syscall: it runs several times per image."""
+        pack, buffer, clock = _SLOT.pack_into, self._map, time.monotonic
+
+        def mark(index: int, spent: float) -> None:
+            request_id, position = owners[index]
+            pack(buffer, 0, request_id, position, clock() - spent)
+
+        return mark
 
     def idle(self) -> None:
         _SLOT.pack_into(self._map, 0, 0, 0, IDLE)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import time
 import tracemalloc
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +36,13 @@ class RecordingSlot:
         self.marks: list[int] = []
         self.spent: dict[int, list[float]] = {}
 
-    def decoding(self, request_id: int, index: int, spent: float = 0.0) -> None:
-        self.marks.append(request_id)
-        self.spent.setdefault(request_id, []).append(spent)
+    def marker(self, owners: list[tuple[int, int]]) -> Callable[[int, float], None]:
+        def mark(index: int, spent: float) -> None:
+            request_id = owners[index][0]
+            self.marks.append(request_id)
+            self.spent.setdefault(request_id, []).append(spent)
+
+        return mark
 
     def idle(self) -> None:
         self.marks.append(0)
