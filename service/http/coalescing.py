@@ -4,16 +4,19 @@ which costs two syscalls and two TCP segments for an answer of a few hundred byt
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 
 class HeldHead:
     """The transport as a request's cycle sees it: the first write of a response (its head)
-    waits for the next one (its body), so both leave in one send."""
+    waits for the next one (its body), so both leave in one send. ``closing`` is how the
+    connection is closed when the cycle closes it."""
 
-    __slots__ = ("transport", "held", "armed")
+    __slots__ = ("transport", "closing", "held", "armed")
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, closing: Callable[[], None]) -> None:
         self.transport = transport
+        self.closing = closing
         self.held: bytes | None = None
         self.armed = False
 
@@ -33,7 +36,7 @@ class HeldHead:
 
     def close(self) -> None:
         self.flush()
-        self.transport.close()
+        self.closing()
 
     def is_closing(self) -> bool:
         return self.transport.is_closing()

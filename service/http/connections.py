@@ -128,7 +128,9 @@ class GuardedProtocol(HttpToolsProtocol):
             guard.refused("connection_limit", transport.get_extra_info("peername"), message)
             return
         super().connection_made(transport)
-        self.writer = HeldHead(transport)
+        # A response that closes the connection (a 413 while the body is still coming) is
+        # sent with a lingering close, as refusals are.
+        self.writer = HeldHead(transport, lambda: _linger(transport))
         self._enter(HEAD)
         if guard is not None:
             guard.connections.add(self)

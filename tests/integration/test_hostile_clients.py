@@ -145,6 +145,34 @@ def test_a_trickling_body_is_cut_within_its_deadline(server: RunningService) -> 
     _predict_works(server)
 
 
+def _rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
+
+
+def test_a_64_mb_chunked_upload_is_cut_with_413_and_little_memory(server: RunningService) -> None:
+    """The 10 MiB body limit holds for a body of undeclared size, counted while it arrives."""
+    before = _rss_kib(server.process.pid)
+    chunk = b"\0" * 65536
+    sent = 0
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for _ in range(1024):  # 64 MiB at most
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError:  # the server answered and stopped reading
+                break
+            sent += len(chunk)
+        status, body = _status_and_body(_read_all(sock))
+    assert status == 413 and body["error"]["code"] == "payload_too_large"
+    assert sent < 40 * 1024 * 1024  # cut well before 64 MiB
+    assert _rss_kib(server.process.pid) - before < 30 * 1024
+    _predict_works(server)
+
+
 def test_idle_keep_alive_connections_are_closed(server: RunningService) -> None:
     with _connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
