@@ -13,7 +13,7 @@ from service import __version__
 from service.contract import ModelLoadError
 from service.http.errors import install_error_handlers
 from service.http.middleware import BodyLimit, Observability
-from service.http.routes import health, metrics, model_info, page, predict
+from service.http.routes import docs, health, metrics, model_info, page, predict
 from service.http.state import ServiceState, app_state, attach_state
 from service.http.v2.metadata import served_model
 from service.http.v2.routes import router as v2_router
@@ -75,6 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Reads handwritten digits from images (LeNet-5 on ONNX Runtime).",
         lifespan=_lifespan,
+        # Served by service.http.routes.docs from the package: no CDN, so offline too.
+        docs_url=None,
+        redoc_url=None,
     )
     attach_state(app, ServiceState(settings, Metrics()))
     install_error_handlers(app)
@@ -84,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(v2_router)
     app.include_router(page.router)
+    app.include_router(docs.router)
     # Added last = outermost: the request id, timing and metrics cover the 413 too.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
