@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -127,5 +127,9 @@ class ModelDescription(BaseModel):
     labels: list[str]
     val_accuracy: float | None = Field(description="Fraction, not percent.")
     test_accuracy: float | None = Field(description="Fraction, not percent.")
-    metadata: dict[str, str] = Field(description="The ONNX metadata_props as stored.")
+    metadata: dict[str, Any] = Field(
+        description="The ONNX metadata_props: strings as stored, except values stored as "
+        "JSON objects or lists (labels, normalization, training_config, data_sha256, fonts), "
+        "which come back decoded."
+    )
     card: dict[str, object] | None = Field(description="The model card JSON, when present.")
