@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.server import RunningService, running_service
-from tests.conftest import REPO_ROOT
+from tests.docs.examples import lay_out_clone
 
 
 @pytest.fixture(scope="package")
@@ -21,10 +20,4 @@ def live(shipped_model: Path) -> Iterator[RunningService]:
 
 @pytest.fixture(scope="package")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the docs' commands run: examples/ and .venv/bin/ as in a clone after `make`
-    (.venv/bin is this interpreter's), and room for the files they write."""
-    root = tmp_path_factory.mktemp("clone")
-    (root / "examples").symlink_to(REPO_ROOT / "examples")
-    (root / ".venv").mkdir()
-    (root / ".venv" / "bin").symlink_to(Path(sys.executable).parent)
-    return root
+    return lay_out_clone(tmp_path_factory.mktemp("clone"))

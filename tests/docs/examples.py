@@ -17,6 +17,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,15 @@ def doc_examples() -> list[Example]:
         )
         if example.command.split("#", 1)[0].strip() not in NOT_RUN
     ]
+
+
+def lay_out_clone(root: Path) -> Path:
+    """Where the docs' commands run: examples/ and .venv/bin/ as in a clone after `make`
+    (.venv/bin is this interpreter's), and room for the files they write."""
+    (root / "examples").symlink_to(REPO_ROOT / "examples")
+    (root / ".venv").mkdir()
+    (root / ".venv" / "bin").symlink_to(Path(sys.executable).parent)
+    return root
 
 
 def run(example: Example, base_url: str, workdir: Path, timeout_s: float = 60.0) -> Outcome:

@@ -22,6 +22,7 @@ from tests.docs.examples import (
     Example,
     doc_examples,
     dumps,
+    lay_out_clone,
     mismatches,
     render,
     run,
@@ -57,10 +58,7 @@ def main() -> int:
         running_service({"DIGITS_MODEL_PATH": str(SHIPPED_MODEL)}) as server,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        clone = Path(tmp)
-        (clone / "examples").symlink_to(REPO_ROOT / "examples")
-        (clone / ".venv").mkdir()
-        (clone / ".venv" / "bin").symlink_to(Path(sys.executable).parent)
+        clone = lay_out_clone(Path(tmp))
         for example in examples:
             outcome = run(example, server.url, clone)
             name = example.where.split(",", 1)[0]

@@ -38,6 +38,11 @@ router = APIRouter(tags=["docs"], include_in_schema=False)
 _assets = StaticFiles(directory=ASSETS_DIR)
 
 
+def _confined(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return page
+
+
 def _urls(request: Request) -> tuple[str, str]:
     """The OpenAPI document's URL and the assets' prefix, behind a proxy's root_path too."""
     root = str(request.scope.get("root_path", "")).rstrip("/")
@@ -47,30 +52,30 @@ def _urls(request: Request) -> tuple[str, str]:
 @router.get("/docs")
 async def swagger_ui(request: Request) -> HTMLResponse:
     openapi_url, assets = _urls(request)
-    page = get_swagger_ui_html(
-        openapi_url=openapi_url,
-        title=f"{request.app.title} - Swagger UI",
-        swagger_js_url=f"{assets}/{SWAGGER_JS}",
-        swagger_css_url=f"{assets}/{SWAGGER_CSS}",
-        swagger_favicon_url=f"{assets}/{FAVICON}",
-        swagger_ui_parameters=request.app.swagger_ui_parameters,
+    return _confined(
+        get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{request.app.title} - Swagger UI",
+            swagger_js_url=f"{assets}/{SWAGGER_JS}",
+            swagger_css_url=f"{assets}/{SWAGGER_CSS}",
+            swagger_favicon_url=f"{assets}/{FAVICON}",
+            swagger_ui_parameters=request.app.swagger_ui_parameters,
+        )
     )
-    page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    return page
 
 
 @router.get("/redoc")
 async def redoc(request: Request) -> HTMLResponse:
     openapi_url, assets = _urls(request)
-    page = get_redoc_html(
-        openapi_url=openapi_url,
-        title=f"{request.app.title} - ReDoc",
-        redoc_js_url=f"{assets}/{REDOC_JS}",
-        redoc_favicon_url=f"{assets}/{FAVICON}",
-        with_google_fonts=False,
+    return _confined(
+        get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{request.app.title} - ReDoc",
+            redoc_js_url=f"{assets}/{REDOC_JS}",
+            redoc_favicon_url=f"{assets}/{FAVICON}",
+            with_google_fonts=False,
+        )
     )
-    page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    return page
 
 
 @router.api_route(ASSETS_PATH + "/{path:path}", methods=["GET", "HEAD"])
