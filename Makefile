@@ -34,7 +34,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.serve-installed  ## start the service on the shipped model
 	$(BIN)/python -m service
 
-test: $(VENV)/.dev-installed  ## install missing test tools (wrk, prometheus, chromium), run the tests
+test: $(VENV)/.dev-installed  ## install missing test tools (wrk, prometheus, chromium, curl), run the tests
 	bash scripts/test-tools.sh
 	$(BIN)/python -m pytest
 

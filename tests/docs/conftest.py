@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.server import RunningService, running_service
+from tests.conftest import require_binary
 from tests.docs.examples import lay_out_clone
 
 
@@ -20,4 +21,5 @@ def live(shipped_model: Path) -> Iterator[RunningService]:
 
 @pytest.fixture(scope="package")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_binary("curl")  # the docs' commands are curl lines (make test installs it)
     return lay_out_clone(tmp_path_factory.mktemp("clone"))
