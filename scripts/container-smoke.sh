@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Container smoke test without a Docker engine: build the real Dockerfile with podman, run it
 # read-only on 127.0.0.1, wait for its HEALTHCHECK, classify real MNIST test digits, check
-# /metrics, that it does not run as root and that torch is not in the image. Prints timings
-# and the image size. Recipe and the reasons for each podman setting: ../shared/CONTAINERS.md.
+# /metrics, that it does not run as root and that torch is not in the image; then start the
+# api service of docker-compose.yml with podman-compose (a real Compose implementation) and
+# check it the same way. Prints timings and the image size. Recipe and the reasons for each
+# podman setting: ../shared/CONTAINERS.md.
 #
 # Needs root (rootful podman) and Debian's apt (podman, runc, debootstrap are installed when
 # missing). No registry needed: the base image is built once with debootstrap from the apt
@@ -11,7 +13,8 @@
 # Env knobs: BASE_IMAGE (default: that local base; python:3.12-slim where a registry is
 #            reachable), IMAGE (localhost/digits:smoke), NAME (digits-smoke), PORT (a free
 #            one), WORK (/tmp/digits-container-smoke), DIGITS_DATA_DIR (../shared/data/mnist),
-#            SMOKE_DIGITS (how many MNIST test digits to send, 10), SMOKE_MIN_CORRECT (9).
+#            SMOKE_DIGITS (how many MNIST test digits to send, 10), SMOKE_MIN_CORRECT (9),
+#            PODMAN_COMPOSE (podman-compose; `make container-smoke` passes the dev venv's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE=${IMAGE:-localhost/digits:smoke}
@@ -23,6 +26,7 @@ DATA_DIR=${DIGITS_DATA_DIR:-../shared/data/mnist}
 SMOKE_DIGITS=${SMOKE_DIGITS:-10}
 SMOKE_MIN_CORRECT=${SMOKE_MIN_CORRECT:-9}
 HEALTHY_WITHIN_S=${HEALTHY_WITHIN_S:-60}
+PODMAN_COMPOSE=${PODMAN_COMPOSE:-podman-compose}
 mkdir -p "$WORK"
 ts() { date +%s.%N; }
 el() { awk -v a="$1" -v b="$(ts)" 'BEGIN{printf "%.1f", b-a}'; }
@@ -32,6 +36,7 @@ T0=$(ts)
 
 [ -f models/lenet5.onnx ] || fail "models/lenet5.onnx is missing (train it: make train)"
 [ -f "$DATA_DIR/t10k-images-idx3-ubyte.gz" ] || fail "no MNIST test set in $DATA_DIR (set DIGITS_DATA_DIR)"
+command -v "$PODMAN_COMPOSE" >/dev/null || fail "no $PODMAN_COMPOSE (the dev extra installs it: make container-smoke)"
 
 # --- 0. tools (Debian packages; idempotent) ---------------------------------------------------
 need=()
@@ -79,10 +84,23 @@ podman build -q --format docker --network host --build-arg BASE_IMAGE="$BASE_IMA
 log "podman build: $(el "$t") s"
 
 # --- 4. run it as compose does: read-only root, tmpfs /tmp, no capabilities, loopback -----
-cleanup() { podman rm -f -t 2 "$NAME" >/dev/null 2>&1 || true; rm -rf "$WORK/digits"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+COMPOSE_PROJECT="$NAME-compose"
+COMPOSE_PORT=$(free_port)
+# The compose file as an operator runs it; only the image (built above) and the published
+# port (free on this machine) are chosen here, through the file's own variables.
+compose() {
+  DIGITS_IMAGE="$IMAGE" DIGITS_PUBLISHED_PORT="$COMPOSE_PORT" BASE_IMAGE="$BASE_IMAGE" \
+    "$PODMAN_COMPOSE" -p "$COMPOSE_PROJECT" -f docker-compose.yml "$@"
+}
+cleanup() {
+  podman rm -f -t 2 "$NAME" >/dev/null 2>&1 || true
+  compose down -t 2 >/dev/null 2>&1 || true
+  rm -rf "$WORK/digits"
+}
 trap cleanup EXIT
 cleanup
-PORT=${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+PORT=${PORT:-$(free_port)}
 URL="http://127.0.0.1:$PORT"
 t=$(ts)
 podman run -d --name "$NAME" --network host --read-only --tmpfs /tmp:size=64m \
@@ -91,16 +109,18 @@ podman run -d --name "$NAME" --network host --read-only --tmpfs /tmp:size=64m \
   || { cat "$WORK/run.err"; fail "podman run"; }
 # podman's healthcheck timers need systemd (absent here), so the check is run by hand: it is
 # the image's own HEALTHCHECK command, and success marks the container healthy.
-healthy=
-deadline=$(( $(date +%s) + HEALTHY_WITHIN_S ))
-while [ "$(date +%s)" -lt "$deadline" ]; do
-  if podman healthcheck run "$NAME" >/dev/null 2>&1; then healthy=1; break; fi
-  [ "$(podman inspect -f '{{.State.Running}}' "$NAME")" = true ] || break
-  sleep 0.5
-done
-if [ -z "$healthy" ]; then podman logs "$NAME" 2>&1 | tail -30; fail "not healthy within ${HEALTHY_WITHIN_S} s"; fi
-status=$(podman inspect -f '{{.State.Health.Status}}' "$NAME" 2>/dev/null || podman inspect -f '{{.State.Healthcheck.Status}}' "$NAME")
-[ "$status" = healthy ] || fail "health status is '$status', expected healthy"
+wait_healthy() {  # container name
+  local healthy= deadline=$(( $(date +%s) + HEALTHY_WITHIN_S )) status
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    if podman healthcheck run "$1" >/dev/null 2>&1; then healthy=1; break; fi
+    [ "$(podman inspect -f '{{.State.Running}}' "$1")" = true ] || break
+    sleep 0.5
+  done
+  if [ -z "$healthy" ]; then podman logs "$1" 2>&1 | tail -30; fail "$1 not healthy within ${HEALTHY_WITHIN_S} s"; fi
+  status=$(podman inspect -f '{{.State.Health.Status}}' "$1" 2>/dev/null || podman inspect -f '{{.State.Healthcheck.Status}}' "$1")
+  [ "$status" = healthy ] || fail "$1: health status is '$status', expected healthy"
+}
+wait_healthy "$NAME"
 log "run -> HEALTHCHECK healthy: $(el "$t") s"
 
 # --- 5. real digits: the first MNIST test images as PNG files (stdlib only) -----------------
@@ -148,4 +168,38 @@ grep -q "ModuleNotFoundError" <<<"$torch_err" || fail "import torch failed oddly
 size=$(podman image inspect -f '{{.Size}}' "$IMAGE")
 log "/metrics has digits_* (predictions counted: $predicted); uid=$uid; import torch: ModuleNotFoundError"
 log "image $IMAGE: $(awk -v s="$size" 'BEGIN{printf "%.0f MB", s/1e6}')"
+podman rm -f -t 2 "$NAME" >/dev/null
+
+# --- 7. docker-compose.yml's api service, started by podman-compose ---------------------------
+# Its own network, the port published on 127.0.0.1, read-only, tmpfs, no capabilities, the
+# CPU and memory limits and the healthcheck, all as the file declares them.
+t=$(ts)
+compose up -d --no-build api > "$WORK/compose-up.log" 2>&1 || { tail -30 "$WORK/compose-up.log"; fail "podman-compose up api"; }
+api=$(podman ps -q --filter "label=io.podman.compose.project=$COMPOSE_PROJECT" --filter label=io.podman.compose.service=api)
+[ -n "$api" ] || { tail -30 "$WORK/compose-up.log"; fail "podman-compose started no api container"; }
+wait_healthy "$api"
+log "podman-compose up api -> healthy: $(el "$t") s ($("$PODMAN_COMPOSE" version 2>/dev/null | head -1))"
+COMPOSE_URL="http://127.0.0.1:$COMPOSE_PORT"
+correct=0
+for file in "$WORK"/digits/*.png; do
+  label=${file##*_label}; label=${label%.png}
+  answer=$(curl -fsS -F "file=@$file;type=image/png" "$COMPOSE_URL/predict") || fail "compose: POST /predict $file"
+  digit=$(printf '%s' "$answer" | python3 -c 'import json, sys; print(json.load(sys.stdin)["digit"])')
+  [ "$digit" = "$label" ] && correct=$((correct + 1))
+done
+[ "$correct" -ge "$SMOKE_MIN_CORRECT" ] || fail "compose: only $correct/$total MNIST test digits right"
+readonly=$(podman inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$api")
+[ "$readonly" = true ] || fail "compose: the root file system is not read-only"
+memory=$(podman inspect -f '{{.HostConfig.Memory}}' "$api")
+[ "$memory" = $((512 * 1024 * 1024)) ] || fail "compose: memory limit is $memory, expected 512 MiB"
+cpus=$(podman inspect -f '{{.HostConfig.NanoCpus}}' "$api")
+[ "$cpus" = 2000000000 ] || fail "compose: CPU limit is $cpus nano-CPUs, expected 2 CPUs"
+# cap_drop ALL empties the bounding set: nothing in the container can ever gain a capability.
+bounding=$(podman exec "$api" awk '/^CapBnd/ {print $2}' /proc/1/status)
+[ "$bounding" = 0000000000000000 ] || fail "compose: capability bounding set is $bounding, expected none"
+log "compose api on $COMPOSE_URL: $correct/$total MNIST test digits right; read-only, caps dropped, 2 CPUs, 512 MiB"
+compose down -t 2 > "$WORK/compose-down.log" 2>&1 || { tail -30 "$WORK/compose-down.log"; fail "podman-compose down"; }
+left=$(podman ps -aq --filter "label=io.podman.compose.project=$COMPOSE_PROJECT")
+[ -z "$left" ] || fail "podman-compose down left containers: $left"
+log "podman-compose down: nothing left"
 log "OK; total $(el "$T0") s"

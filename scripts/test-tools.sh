@@ -3,11 +3,12 @@
 #   wrk        the load generator of `python -m bench` and its smoke test
 #   prometheus real Prometheus + promtool: scrape tests, `promtool check metrics`, alert rules
 #   chromium   the drawing page's browser tests (Playwright's Python package drives it)
+#   curl       the README's examples, run as pasted (tests/docs)
 # Without root and sudo it only says what is missing: those tests then skip locally and fail
 # under CI=true, so a green CI never hides a skipped check.
 set -euo pipefail
 missing=()
-for tool in wrk prometheus chromium; do
+for tool in wrk prometheus chromium curl; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -18,7 +18,7 @@ from service.http.errors import install_error_handlers
 from service.http.fast_routes import FastRoutes
 from service.http.middleware import BodyLimit, Observability
 from service.http.observability import Recorder
-from service.http.routes import health, metrics, model_info, page
+from service.http.routes import docs, health, metrics, model_info, page
 from service.http.routes.predict import prediction_router
 from service.http.state import ServiceState, app_state, attach_state, ready_predictor
 from service.http.v2.metadata import served_model
@@ -121,6 +121,9 @@ def create_app(settings: Settings | None = None) -> DigitsApp:
         version=__version__,
         summary="Reads handwritten digits from images (LeNet-5 on ONNX Runtime).",
         lifespan=_lifespan,
+        # Served by service.http.routes.docs from the package: no CDN, so offline too.
+        docs_url=None,
+        redoc_url=None,
     )
     attach_state(app, state)
     install_error_handlers(app)
@@ -132,6 +135,7 @@ def create_app(settings: Settings | None = None) -> DigitsApp:
     app.include_router(metrics.router)
     app.include_router(v2_router)
     app.include_router(page.router)
+    app.include_router(docs.router)
     # Added last = outermost: the request id, timing and metrics cover the 413 too.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(Observability, recorder=recorder)

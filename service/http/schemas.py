@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-_PROBABILITIES = [0.0, 0.0001, 0.0002, 0.0003, 0.0, 0.0001, 0.0, 0.998, 0.0001, 0.0012]
+# The examples shown in /docs are the shipped model's real answers (examples/digit.png for a
+# prediction), rounded to 3 decimals; tests/docs/test_openapi_examples.py keeps them true.
+_PROBABILITIES = [0.005, 0.006, 0.006, 0.951, 0.005, 0.004, 0.006, 0.006, 0.006, 0.006]
 
 
 class ModelRef(BaseModel):
@@ -21,8 +23,8 @@ class Prediction(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "digit": 7,
-                    "confidence": 0.998,
+                    "digit": 3,
+                    "confidence": 0.951,
                     "probabilities": _PROBABILITIES,
                     "model": {"name": "lenet5", "version": "1.0.0"},
                 }
@@ -45,7 +47,11 @@ class Prediction(BaseModel):
 
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["invalid_image"], description="Stable snake_case error code.")
-    message: str = Field(examples=["cannot identify an image in 12 bytes"])
+    message: str = Field(
+        examples=[
+            "cannot identify an image in 12 bytes; send one of BMP, GIF, JPEG, PNG, TIFF, WEBP"
+        ]
+    )
 
 
 class ErrorBody(BaseModel):
@@ -102,16 +108,22 @@ class ModelDescription(BaseModel):
                 {
                     "name": "lenet5",
                     "version": "1.0.0",
-                    "sha256": "3f2a...",
+                    "sha256": "43b9549f1163487dce8333aae6c0bff319b1649c0578329aa35c9752f7dda5f8",
                     "provider": "CPUExecutionProvider",
-                    "created_at": "2026-11-25T10:00:00Z",
+                    "created_at": "2026-11-25T09:27:56Z",
                     "input": {"name": "image", "dtype": "float32", "shape": ["N", 1, 28, 28]},
                     "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", 10]},
                     "labels": [str(d) for d in range(10)],
-                    "val_accuracy": 0.9915,
-                    "test_accuracy": 0.9921,
-                    "metadata": {"name": "lenet5", "version": "1.0.0"},
-                    "card": None,
+                    "val_accuracy": 0.9948,
+                    "test_accuracy": 0.9952,
+                    # A few of each: the shipped model's are longer.
+                    "metadata": {
+                        "name": "lenet5",
+                        "version": "1.0.0",
+                        "labels": [str(d) for d in range(10)],
+                        "normalization": {"mean": 0.1307, "std": 0.3081, "in_graph": True},
+                    },
+                    "card": {"file": "lenet5.onnx", "opset": 18, "test_errors": 48},
                 }
             ]
         }
@@ -127,5 +139,9 @@ class ModelDescription(BaseModel):
     labels: list[str]
     val_accuracy: float | None = Field(description="Fraction, not percent.")
     test_accuracy: float | None = Field(description="Fraction, not percent.")
-    metadata: dict[str, str] = Field(description="The ONNX metadata_props as stored.")
+    metadata: dict[str, Any] = Field(
+        description="The ONNX metadata_props: strings as stored, except values stored as "
+        "JSON objects or lists (labels, normalization, training_config, data_sha256, fonts), "
+        "which come back decoded."
+    )
     card: dict[str, object] | None = Field(description="The model card JSON, when present.")

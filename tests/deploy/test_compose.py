@@ -1,16 +1,20 @@
-"""docker-compose.yml: valid against the current Compose Spec and wired as operators expect."""
+"""docker-compose.yml: valid against the current Compose Spec, read and turned into podman
+commands by a real Compose implementation (podman-compose; `make container-smoke` runs the api
+service from it), and wired as operators expect."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import REPO_ROOT
-from tests.deploy.tools import COMPOSE_FILE, load_yaml
+from tests.deploy.tools import COMPOSE_FILE, load_yaml, venv_tool
 
 
 def check_compose_spec(path: Path) -> subprocess.CompletedProcess[str]:
@@ -25,6 +29,79 @@ def check_compose_spec(path: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return load_yaml(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def quiet_podman(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in podman that changes nothing: --dry-run still runs podman-compose's queries
+    (containers of the project? does the network exist?), and a real podman would create the
+    network. It answers: no containers, and yes, everything exists."""
+    stub = tmp_path_factory.mktemp("podman") / "podman"
+    stub.write_text('#!/bin/sh\n[ "$1" = ps ] && echo "[]"\nexit 0\n')
+    stub.chmod(0o755)
+    return stub
+
+
+def podman_compose(podman: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """podman-compose on the file, --dry-run: it reads, interpolates and translates the file
+    into podman commands, which it logs instead of running (no podman needed)."""
+    return subprocess.run(
+        [venv_tool("podman-compose"), "--dry-run", "--podman-path", str(podman)]
+        + ["-f", str(COMPOSE_FILE), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+
+
+def test_podman_compose_reads_and_interpolates_the_file(quiet_podman: Path) -> None:
+    result = podman_compose(
+        quiet_podman, "config", DIGITS_PUBLISHED_PORT="18123", DIGITS_LOG_LEVEL="DEBUG"
+    )
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)
+    assert resolved["name"] == "digits"
+    assert set(resolved["services"]) == {"api", "prometheus", "grafana"}
+    api = resolved["services"]["api"]
+    assert api["ports"] == ["127.0.0.1:18123:8000"]
+    assert api["environment"]["DIGITS_LOG_LEVEL"] == "DEBUG"
+    assert api["restart"] == "unless-stopped"  # from the x-restart anchor
+
+
+def test_podman_compose_runs_the_api_service_as_declared(quiet_podman: Path) -> None:
+    """The podman command `podman-compose up api` runs: every hardening and limit arrives."""
+    result = podman_compose(
+        quiet_podman, "--verbose", "-p", "digits-dry", "up", "-d", "--no-build", "api"
+    )
+    assert result.returncode == 0, result.stderr
+    # The log joins the arguments with spaces, unquoted: read it as text.
+    creates = [
+        line.split(" create ", 1)[1]
+        for line in result.stderr.splitlines()
+        if line.startswith("INFO:podman_compose:")
+        and " create --name=" in line
+        and " pod create " not in line
+    ]
+    assert len(creates) == 1, "only the api service is started"
+    flags = creates[0]
+    for expected in (
+        "--read-only",
+        "--tmpfs /tmp:size=64m",
+        "--cap-drop ALL",
+        "--security-opt no-new-privileges:true",
+        "-p 127.0.0.1:8000:8000",
+        "--restart unless-stopped",
+        "--cpus 2.0",
+        "-m 512m",
+        "--health-start-period 20s",
+    ):
+        assert expected in flags, f"{expected!r} missing from: {flags}"
+    assert "/readyz" in flags.split("--health-cmd", 1)[1].split("--health-interval", 1)[0]
+    # podman 4.3 (Debian 12's) refuses --health-startup-* (what start_interval becomes).
+    assert "--health-startup" not in flags
+    assert flags.endswith(" localhost/digits:latest")
 
 
 def test_compose_file_matches_the_compose_spec() -> None:

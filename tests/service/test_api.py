@@ -165,7 +165,9 @@ def test_openapi_documents_bodies_answers_and_examples(client: TestClient) -> No
         "application/json",
     }
     assert {"200", "400", "413", "415", "422", "503"} <= set(predict["responses"])
-    assert schema["components"]["schemas"]["Prediction"]["examples"][0]["digit"] == 7
+    # Consistent here; tests/docs checks it is the shipped model's real answer.
+    (example,) = schema["components"]["schemas"]["Prediction"]["examples"]
+    assert example["probabilities"][example["digit"]] == example["confidence"]
     assert "/predict/batch" in schema["paths"] and "/model" in schema["paths"]
     for path in ("/predict", "/predict/batch"):
         (flag,) = schema["paths"][path]["post"]["parameters"]
@@ -205,3 +207,32 @@ def test_include_image_reads_booleans_as_pydantic_does(
     )
     assert response.status_code == 200
     assert ("normalized_image" in response.json()) is included
+
+
+def test_model_metadata_values_come_back_structured(tmp_path: Path) -> None:
+    """JSON objects and lists stored in metadata_props are objects and lists in /model, not
+    JSON text inside JSON; plain strings stay strings, even when they look like numbers."""
+    import json
+
+    from tests.conftest import build_onnx_model
+
+    fonts = {"DejaVuSans.ttf": "0d97", "LiberationSerif-Italic.ttf": "b747"}
+    metadata = {
+        "name": "tiny",
+        "version": "1.0.0",
+        "seed": "1",
+        "labels": json.dumps([str(d) for d in range(10)]),
+        "normalization": json.dumps({"mean": 0.1307, "std": 0.3081, "in_graph": True}),
+        "fonts": json.dumps(fonts),
+        "note": "[draft, not JSON",
+    }
+    model = build_onnx_model(tmp_path / "m.onnx", metadata=metadata)
+    with TestClient(create_app(Settings(model_path=model))) as with_metadata:
+        answer = with_metadata.get("/model")
+    assert answer.status_code == 200
+    stored = answer.json()["metadata"]
+    assert stored["fonts"] == fonts
+    assert stored["labels"] == [str(d) for d in range(10)]
+    assert stored["normalization"] == {"mean": 0.1307, "std": 0.3081, "in_graph": True}
+    assert stored["version"] == "1.0.0" and stored["seed"] == "1"
+    assert stored["note"] == "[draft, not JSON"

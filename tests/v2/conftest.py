@@ -12,7 +12,8 @@ from bench.server import running_service
 from tests.conftest import build_onnx_model
 
 MODEL_NAME = "lenet5"
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.0.0"  # the model's own version, in its metadata
+V2_VERSION = "1"  # how the V2 routes name it: an integer, as Triton's clients expect
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.v2.conftest import MODEL_NAME, MODEL_VERSION, LiveServer
+from tests.v2.conftest import MODEL_NAME, MODEL_VERSION, V2_VERSION, LiveServer
 
 
 @pytest.fixture
@@ -61,11 +61,10 @@ def test_server_is_live_ready_and_describes_itself(
 
 def test_model_ready_metadata_and_config(triton: httpclient.InferenceServerClient) -> None:
     assert triton.is_model_ready(MODEL_NAME)
-    assert triton.is_model_ready(MODEL_NAME, model_version=MODEL_VERSION)
     assert not triton.is_model_ready("mnist")
     metadata = triton.get_model_metadata(MODEL_NAME)
     assert metadata["name"] == MODEL_NAME
-    assert metadata["versions"] == [MODEL_VERSION]
+    assert metadata["versions"] == [V2_VERSION]
     assert metadata["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]
     assert metadata["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}]
     config = triton.get_model_config(MODEL_NAME)
@@ -77,6 +76,17 @@ def test_model_ready_metadata_and_config(triton: httpclient.InferenceServerClien
         "dims": [1, 28, 28],
     }
     assert config["output"][0]["dims"] == [10]
+    assert config["version_policy"] == {"specific": {"versions": [int(V2_VERSION)]}}
+
+
+@pytest.mark.parametrize("version", [V2_VERSION, MODEL_VERSION], ids=["integer", "model"])
+def test_the_version_is_named_by_its_integer_or_the_models_own(
+    triton: httpclient.InferenceServerClient, version: str
+) -> None:
+    """Triton's clients name versions by integers ("1"); the model's metadata says "1.0.0"."""
+    assert triton.is_model_ready(MODEL_NAME, model_version=version)
+    assert triton.get_model_metadata(MODEL_NAME, model_version=version)["versions"] == [V2_VERSION]
+    assert triton.get_model_config(MODEL_NAME, model_version=version)["name"] == MODEL_NAME
 
 
 @pytest.mark.parametrize(
@@ -98,11 +108,12 @@ def test_infer_matches_local_onnxruntime(
     response = result.get_response()
     assert response["id"] == "r-42"
     assert response["model_name"] == MODEL_NAME
-    assert response["model_version"] == MODEL_VERSION
+    assert response["model_version"] == V2_VERSION
 
 
+@pytest.mark.parametrize("version", [V2_VERSION, MODEL_VERSION], ids=["integer", "model"])
 def test_versioned_path_and_gzip_request(
-    triton: httpclient.InferenceServerClient, v2_server: LiveServer
+    triton: httpclient.InferenceServerClient, v2_server: LiveServer, version: str
 ) -> None:
     images = _images(2, seed=4)
     result = _infer(
@@ -110,11 +121,12 @@ def test_versioned_path_and_gzip_request(
         images,
         binary_in=True,
         binary_out=True,
-        model_version=MODEL_VERSION,
+        model_version=version,
         request_compression_algorithm="gzip",
     )
     expected = _local(v2_server.model_path, images)
     np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-5)
+    assert result.get_response()["model_version"] == V2_VERSION
 
 
 def test_classification_extension_gives_top_classes(
@@ -167,7 +179,12 @@ def test_wrong_model_name_and_version_are_404(triton: httpclient.InferenceServer
         triton.infer("mnist", [tensor])
     assert caught.value.status() == "404"
     assert "unknown model 'mnist'" in caught.value.message()
+    for version in ("7", "1.0", "01"):
+        with pytest.raises(InferenceServerException) as caught:
+            triton.get_model_metadata(MODEL_NAME, model_version=version)
+        assert caught.value.status() == "404"
+        assert f"unknown version '{version}'" in caught.value.message()
+        assert "available: '1' (model version '1.0.0')" in caught.value.message()
     with pytest.raises(InferenceServerException) as caught:
-        triton.get_model_metadata(MODEL_NAME, model_version="7")
+        triton.infer(MODEL_NAME, [tensor], model_version="2")
     assert caught.value.status() == "404"
-    assert "unknown version '7'" in caught.value.message()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from fastapi import APIRouter
 
 from service.http.schemas import ErrorBody, ModelDescription, Signature
@@ -28,6 +31,22 @@ async def model_info(info: ModelDep) -> ModelDescription:
         labels=list(info.labels),
         val_accuracy=info.val_accuracy,
         test_accuracy=info.test_accuracy,
-        metadata=info.metadata,
+        metadata=structured(info.metadata),
         card=info.card,
     )
+
+
+def structured(metadata: dict[str, str]) -> dict[str, Any]:
+    """ONNX metadata values are strings, the structured ones (labels, normalization, fonts,
+    training_config, data_sha256) JSON: those come back as JSON objects and lists rather than
+    as JSON text inside JSON. Scalars stay the strings they are ("1.0.0" is not a number)."""
+    return {key: _decoded(value) for key, value in metadata.items()}
+
+
+def _decoded(value: str) -> Any:
+    if not value.lstrip().startswith(("{", "[")):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

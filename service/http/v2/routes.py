@@ -37,10 +37,10 @@ def _model_for(request: Request, model_name: str, model_version: str | None = No
         raise V2Error("model is not loaded yet", status_code=503)
     if model_name != model.name:
         raise V2Error(f"unknown model '{model_name}'; this server serves '{model.name}'", 404)
-    if model_version is not None and model_version != model.version:
+    if model_version is not None and not metadata.names_version(model, model_version):
         raise V2Error(
             f"unknown version '{model_version}' of model '{model.name}'; "
-            f"available: '{model.version}'",
+            f"available: '{model.version}' (model version '{model.model_version}')",
             404,
         )
     return model
