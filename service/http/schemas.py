@@ -14,6 +14,29 @@ class ModelRef(BaseModel):
     version: str = Field(examples=["1.0.0"])
 
 
+class Explanation(BaseModel):
+    """Why the answer: which pixels of the 28x28 input pushed the model towards ``target``."""
+
+    method: Literal["occlusion"] = Field(
+        description="Each 2x2 patch touching ink is blanked out in turn; a pixel's value is "
+        "the mean drop of the target's probability over the patches covering it."
+    )
+    parameters: dict[str, object] = Field(
+        examples=[{"patch": 2, "stride": 1, "baseline": 0.0, "score": "probability drop"}]
+    )
+    target: int = Field(ge=0, le=9, description="The digit explained: the predicted one.")
+    values: list[list[float]] = Field(
+        min_length=28,
+        max_length=28,
+        description="28 rows of 28 values: positive where the ink supports `target`, "
+        "negative where it argues against it, 0 away from the ink.",
+    )
+    overlay: str = Field(
+        description="The map over the image the model saw (red to yellow: support, blue: "
+        "against), a 28x28 RGB PNG in base64 without a data: prefix."
+    )
+
+
 class Prediction(BaseModel):
     """The digit read from one image."""
 
@@ -41,6 +64,7 @@ class Prediction(BaseModel):
         description="Only with ?include_image=true: the 28x28 input the model saw, as a "
         "base64 PNG without a data: prefix.",
     )
+    explanation: Explanation | None = Field(None, description="Only with ?explain=true.")
 
 
 class ErrorDetail(BaseModel):
