@@ -13,12 +13,13 @@ from starlette.types import Receive, Scope, Send
 
 from service import __version__
 from service.contract import ModelLoadError
+from service.feedback import Feedback, FeedbackStoreError
 from service.http.connections import GUARD, ConnectionGuard, ConnectionLimits
 from service.http.errors import install_error_handlers
 from service.http.fast_routes import FastRoutes
 from service.http.middleware import BodyLimit, Observability
 from service.http.observability import Recorder
-from service.http.routes import health, metrics, model_info, page
+from service.http.routes import feedback, health, metrics, model_info, page
 from service.http.routes.predict import prediction_router
 from service.http.state import ServiceState, app_state, attach_state, ready_predictor
 from service.http.v2.metadata import served_model
@@ -71,7 +72,13 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
     state = app_state(app)
-    predictor = Predictor.from_settings(state.settings, state.metrics)
+    try:
+        state.feedback = Feedback.from_settings(state.settings, state.metrics)
+    except FeedbackStoreError as exc:
+        logger.error("cannot record corrections: %s", exc)
+        raise
+    recent = state.feedback.recent if state.feedback is not None else None
+    predictor = Predictor.from_settings(state.settings, state.metrics, recent)
     try:
         # The workers open the model; a file they cannot serve stops start-up here, before
         # uvicorn binds its port.
@@ -129,6 +136,7 @@ def create_app(settings: Settings | None = None) -> DigitsApp:
     )
     app.include_router(health.router)
     app.include_router(model_info.router)
+    app.include_router(feedback.router)
     app.include_router(metrics.router)
     app.include_router(v2_router)
     app.include_router(page.router)

@@ -40,9 +40,11 @@ class RecentAnswers(Protocol):
         png: bytes,
         predicted: int | str,
         confidence: float | None,
+        model: dict[str, str],
     ) -> None:
         """Keep ``png`` (what the model saw) of image ``index`` of request ``request_id``,
-        answered ``predicted`` (a digit, or the code of the error it was refused with)."""
+        answered ``predicted`` (a digit, or the code of the error it was refused with) by
+        ``model`` (name, version)."""
         ...
 
 
@@ -186,7 +188,9 @@ class Predictor:
                 answer["explanation"] = _explanation(explained, values, index, digit)  # type: ignore[arg-type]
             if png and self._recent is not None:
                 predicted = digit if error is None else error.code
-                self._recent.remember(request_id.get(), first + index, png, predicted, confidence)
+                self._recent.remember(
+                    request_id.get(), first + index, png, predicted, confidence, self._model_ref
+                )
             if named and error is None:
                 answer["filename"] = upload.filename
             entries.append(answer)

@@ -103,6 +103,42 @@ class ImagePayload(BaseModel):
     )
 
 
+class Correction(BaseModel):
+    """POST /feedback: what an answer should have been."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"request_id": "3f9c2a71d4e8b6050000000000000007", "digit": 3}]
+        },
+    )
+    request_id: str = Field(
+        pattern=r"^[A-Za-z0-9._:\-]{1,128}$",
+        description="The X-Request-ID of the answer being corrected.",
+    )
+    digit: int | None = Field(
+        ge=0, le=9, description="What the image really was; null: it was not a digit."
+    )
+    index: int = Field(
+        0, ge=0, description="For /predict/batch answers: the image's position in the batch."
+    )
+
+
+class CorrectionRecorded(BaseModel):
+    id: str = Field(description="The record's id in the corrections folder.")
+    request_id: str
+    index: int
+    predicted: int | str = Field(description="The answer given: a digit or an error code.")
+    label: int | None = Field(description="The correction: a digit, or null (not a digit).")
+
+
+class FeedbackStatus(BaseModel):
+    enabled: bool
+    window_seconds: float | None = None
+    records: int | None = Field(None, description="Corrections in the folder now.")
+    max_records: int | None = None
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
