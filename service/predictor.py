@@ -25,7 +25,7 @@ from service.logs import request_id
 from service.metrics import Metrics
 from service.settings import Settings
 from service.workers import protocol as wire
-from service.workers.extras import Explanations, WorkerTiming
+from service.workers.extras import Explanations
 from service.workers.pool import PoolOptions, WorkerPool
 from service.workers.protocol import ImageResults
 
@@ -51,12 +51,12 @@ class RecentAnswers(Protocol):
 class FrameTracing(Protocol):
     """The trace of the current request, as the frames see it (service/tracing/frames.py)."""
 
-    def frame_context(self, images: int) -> bytes | None:
+    def frame_context(self, images: int, model: dict[str, str]) -> bytes | None:
         """The trace context for the frames of a request of ``images`` images, or None when
         the request is not being recorded."""
         ...
 
-    def record(self, timing: WorkerTiming, images: int) -> None:
+    def record(self, results: ImageResults, images: int) -> None:
         """The spans of a frame of ``images`` images, from the worker's timings."""
         ...
 
@@ -202,10 +202,10 @@ class Predictor:
         """The answer for one image; raises ServiceError for bad input or overload (an image
         refused after the model ran carries its explanation and input in ``details``)."""
         tracing = self._tracing
-        trace = tracing.frame_context(1) if tracing is not None else None
+        trace = tracing.frame_context(1, self._model_ref) if tracing is not None else None
         results = await self.pool.classify(upload.data, self._flags(include_image, explain), trace)
         if results.timing is not None:
-            tracing.record(results.timing, 1)  # type: ignore[union-attr]
+            tracing.record(results, 1)  # type: ignore[union-attr]
         answer = self._answers(results, [upload], False, include_image)[0]
         error = results.errors.get(0)
         if error is not None:
@@ -222,7 +222,9 @@ class Predictor:
         frames' futures are awaited in order.
         """
         tracing = self._tracing
-        trace = tracing.frame_context(len(uploads)) if tracing is not None else None
+        trace = (
+            tracing.frame_context(len(uploads), self._model_ref) if tracing is not None else None
+        )
         chunks = self.pool.classify_many(
             [upload.data for upload in uploads], self._flags(include_image, explain), trace
         )
@@ -239,7 +241,7 @@ class Predictor:
                     entries += [{"filename": u.filename, "error": exc.to_dict()} for u in batch]
                     continue
                 if results.timing is not None:
-                    tracing.record(results.timing, count)  # type: ignore[union-attr]
+                    tracing.record(results, count)  # type: ignore[union-attr]
                 entries += self._answers(results, batch, True, include_image, first)
         finally:
             _abandon([future for _, future in chunks[awaited:]])  # the request failed

@@ -25,8 +25,8 @@ TRACED = 4  # request flag: the payload ends with a trace context; the reply add
 TRACE_CONTEXT_SIZE = 25  # W3C binary: 16-byte trace id, 8-byte parent span id, 1 byte flags
 MAP_FLOATS = SIDE * SIDE
 # The worker's timings of a frame: preprocessing began, the model call began and ended, the
-# frame's explanations began and ended (0.0 when it asked for none).
-_TIMING = struct.Struct("<5d")
+# frame's explanations began and ended (0.0 when it asked for none); the model call's size.
+_TIMING = struct.Struct("<5dI")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,7 @@ class WorkerTiming:
     model_end: float
     explain_start: float
     explain_end: float
+    model_batch: int  # inputs in the model call
     received_at: float = 0.0
 
 

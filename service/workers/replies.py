@@ -101,7 +101,7 @@ def _image_results(
     timing = None
     if frame.flags & wire.TRACED:
         end = call.started + call.seconds
-        timing = (call.prepared_at, call.started, end, *explain_window)
+        timing = (call.prepared_at, call.started, end, *explain_window, len(call.probabilities))
     return wire.encode_image_results(rows, seconds, waits, errors, pngs, explanations, timing)
 
 
