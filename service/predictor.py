@@ -37,14 +37,14 @@ class RecentAnswers(Protocol):
         self,
         request_id: str | None,
         index: int,
-        png: bytes,
+        pixels: bytes,
         predicted: int | str,
         confidence: float | None,
         model: dict[str, str],
     ) -> None:
-        """Keep ``png`` (what the model saw) of image ``index`` of request ``request_id``,
-        answered ``predicted`` (a digit, or the code of the error it was refused with) by
-        ``model`` (name, version)."""
+        """Keep ``pixels`` (what the model saw, 28x28 8-bit) of image ``index`` of request
+        ``request_id``, answered ``predicted`` (a digit, or the code of the error it was
+        refused with) by ``model`` (name, version)."""
         ...
 
 
@@ -101,8 +101,8 @@ class Predictor:
     """Answers for images and tensors, computed by the worker pool it owns.
 
     ``recent``: with feedback on, each answer's normalised input is kept there for a while,
-    so that a correction can name it by request id (the worker sends the PNG of what the
-    model saw with every answer then). ``tracing``: with tracing on, the frames carry the
+    so that a correction can name it by request id (the worker sends the input's 8-bit
+    pixels with every answer then). ``tracing``: with tracing on, the frames carry the
     request's trace context and the worker's timings become spans. Both None by default: the
     answers' path does nothing for them.
     """
@@ -118,7 +118,7 @@ class Predictor:
         self._model_ref: dict[str, str] = {}
         self._recent = recent
         self._tracing = tracing
-        self._always = wire.WITH_IMAGE if recent is not None else 0
+        self._always = wire.WITH_PIXELS if recent is not None else 0
         self.pool = pool
 
     @classmethod
@@ -162,6 +162,7 @@ class Predictor:
         work for all of them at once. ``first``: the first image's position in its request."""
         probabilities = results.probabilities
         rows, digits, pngs = probabilities.tolist(), probabilities.argmax(1).tolist(), results.pngs
+        inputs = results.pixels
         explained = results.explanations
         values = _rounded(explained.maps) if explained is not None else None
         entries: list[dict[str, Any]] = []
@@ -186,10 +187,15 @@ class Predictor:
                 answer["normalized_image"] = base64.b64encode(png).decode("ascii")
             if values is not None and explained.overlays[index]:  # type: ignore[union-attr]
                 answer["explanation"] = _explanation(explained, values, index, digit)  # type: ignore[arg-type]
-            if png and self._recent is not None:
+            if inputs is not None and inputs[index] is not None:
                 predicted = digit if error is None else error.code
-                self._recent.remember(
-                    request_id.get(), first + index, png, predicted, confidence, self._model_ref
+                self._recent.remember(  # type: ignore[union-attr]
+                    request_id.get(),
+                    first + index,
+                    inputs[index],
+                    predicted,
+                    confidence,
+                    self._model_ref,
                 )
             if named and error is None:
                 answer["filename"] = upload.filename

@@ -54,7 +54,7 @@ class Feedback:
             "answered_at": iso_utc(answered.wall),
         }
         try:
-            record_id = await asyncio.to_thread(self.store.append, record, answered.png)
+            record_id = await asyncio.to_thread(self.store.append, record, answered.pixels)
         except BaseException:
             self.recent.release(request_id, index)
             raise

@@ -2,8 +2,8 @@
 
 A bounded, insertion-ordered map: the oldest answer goes first when it is full, and answers
 older than the window go on every insert (they are in time order at the front). Each holds
-the PNG of what the model saw (a few hundred bytes) and what it was answered, so memory is
-about ``capacity`` x 0.5 KB. A client that reuses an X-Request-ID replaces its older answer.
+what the model saw (28x28 8-bit pixels, 784 bytes) and what it was answered, so memory is
+about ``capacity`` x 1 KB. A client that reuses an X-Request-ID replaces its older answer.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from service.errors import AlreadyCorrected, UnknownRequest
 class Answered:
     """One image's answer as it was given."""
 
-    png: bytes  # the 28x28 input the model saw
+    pixels: bytes  # the 28x28 input the model saw, 8-bit, row by row
     predicted: int | str  # the digit, or the code of the error the image was refused with
     confidence: float | None
     model: dict[str, str]  # name, version
@@ -52,7 +52,7 @@ class RecentAnswers:
         self,
         request_id: str | None,
         index: int,
-        png: bytes,
+        pixels: bytes,
         predicted: int | str,
         confidence: float | None,
         model: dict[str, str],
@@ -62,7 +62,7 @@ class RecentAnswers:
         now, answers = self._clock(), self._answers
         key = (request_id, index)
         answers.pop(key, None)  # a reused id: the newest answer, at the back
-        answers[key] = Answered(png, predicted, confidence, model, now, self._wall_clock())
+        answers[key] = Answered(pixels, predicted, confidence, model, now, self._wall_clock())
         self._forget_before(now - self.window_s)
         while len(answers) > self.capacity:
             answers.popitem(last=False)

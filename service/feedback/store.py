@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import struct
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +46,9 @@ class CorrectionStore:
         self._lock = threading.Lock()
         self._serial = 0
 
-    def append(self, record: dict[str, Any], png: bytes) -> str:
-        """Write ``png`` and ``record`` (plus its id and image path); the record's id.
+    def append(self, record: dict[str, Any], pixels: bytes) -> str:
+        """Write ``pixels`` (28x28, 8-bit) as a PNG and ``record`` (plus its id and image
+        path); the record's id.
         Raises FeedbackFull at the cap. Blocking: callers run it in a thread."""
         with self._lock:
             if self.records >= self.max_records:
@@ -58,13 +61,35 @@ class CorrectionStore:
             record_id = f"{stamp}-{self._serial:06d}-{secrets.token_hex(4)}"
             image = f"{IMAGES}/{record_id}.png"
             partial = self.folder / IMAGES / f".{record_id}.partial"
-            partial.write_bytes(png)
+            partial.write_bytes(gray_png(pixels))
             os.replace(partial, self.folder / image)
             line = {"id": record_id, "image": image, **record, "corrected_at": iso_utc(now)}
             with (self.folder / INDEX).open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(line, separators=(",", ":")) + "\n")
             self.records += 1
             return record_id
+
+
+def gray_png(pixels: bytes, side: int = 28) -> bytes:
+    """A square 8-bit grayscale PNG of ``pixels`` (row by row). Written here because the
+    front-end process loads no imaging library (docs/design.md section 6): the format's
+    framing is a few chunks around zlib data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = b"".join(b"\x00" + pixels[row * side : (row + 1) * side] for row in range(side))
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit gray, no interlace
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"IDAT", zlib.compress(rows)),
+            chunk(b"IEND", b""),
+        ]
+    )
 
 
 def _count_lines(path: Path) -> int:

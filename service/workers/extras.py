@@ -1,5 +1,7 @@
 """What a frame carries besides its answers, only when its flags ask (both processes).
 
+``WITH_PIXELS``: the reply adds, per image the model answered, the 28x28 input as 8-bit
+pixels (784 bytes: what a correction stores; no PNG encoding on the answer's path).
 ``EXPLAIN``: the reply adds, per image, the saliency map of its predicted class (28x28
 float32, zeros for an image with none) and its overlay PNG (empty for none). ``TRACED``: the
 request ends with the request's W3C trace context (trace id, span id, flags: 25 bytes), and
@@ -21,6 +23,7 @@ from service.contract import SIDE
 WITH_IMAGE = 1  # request flag: also send back the 28x28 image the model saw, as a PNG
 EXPLAIN = 2  # request flag: also send each answered image's saliency map and overlay
 TRACED = 4  # request flag: the payload ends with a trace context; the reply adds timings
+WITH_PIXELS = 8  # request flag: also send back the model's input as 8-bit pixels
 
 TRACE_CONTEXT_SIZE = 25  # W3C binary: 16-byte trace id, 8-byte parent span id, 1 byte flags
 MAP_FLOATS = SIDE * SIDE
@@ -80,6 +83,29 @@ def decode_explanations(payload: bytes, offset: int, count: int) -> tuple[Explan
         overlays.append(payload[offset : offset + length])
         offset += length
     return Explanations(maps, overlays), offset
+
+
+def to_uint8(image: np.ndarray) -> bytes:
+    """A (28, 28) 0..1 image as 784 bytes, rounded as the PNG of what the model saw is."""
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8).tobytes()
+
+
+def encode_pixels(pixels: Sequence[bytes | None]) -> bytes:
+    """One presence byte per image, then 784 bytes for each image that has pixels."""
+    return bytes(value is not None for value in pixels) + b"".join(p for p in pixels if p)
+
+
+def decode_pixels(payload: bytes, offset: int, count: int) -> tuple[list[bytes | None], int]:
+    present = payload[offset : offset + count]
+    offset += count
+    pixels: list[bytes | None] = []
+    for flag in present:
+        if flag:
+            pixels.append(payload[offset : offset + MAP_FLOATS])
+            offset += MAP_FLOATS
+        else:
+            pixels.append(None)
+    return pixels, offset
 
 
 def encode_timing(timing: Sequence[float]) -> bytes:

@@ -37,6 +37,7 @@ from service.workers.extras import (
     EXPLAIN,
     TRACED,
     WITH_IMAGE,
+    WITH_PIXELS,
     Explanations,
     WorkerTiming,
 )
@@ -133,6 +134,7 @@ class ImageResults:
     errors: dict[int, ServiceError]  # the refused images, by position in the frame
     pngs: list[bytes] | None  # what the model saw, when the frame asked for it
     explanations: Explanations | None = None  # when the frame asked for them (EXPLAIN)
+    pixels: list[bytes | None] | None = None  # the inputs as 8-bit pixels (WITH_PIXELS)
     timing: WorkerTiming | None = None  # the worker's timings, when the frame was TRACED
 
 
@@ -144,6 +146,7 @@ def encode_image_results(
     pngs: Sequence[bytes] | None,
     explanations: Explanations | None = None,
     timing: Sequence[float] | None = None,
+    pixels: Sequence[bytes | None] | None = None,
 ) -> bytes:
     """An IMAGES payload: error and PNG lengths (uint32 each, per image), seconds and waits
     (float32), the probabilities, then the encoded errors and the PNGs; then the
@@ -160,6 +163,7 @@ def encode_image_results(
             *encoded,
             *pngs,
             b"" if explanations is None else extras.encode_explanations(explanations),
+            b"" if pixels is None else extras.encode_pixels(pixels),
             b"" if timing is None else extras.encode_timing(timing),
         ]
     )
@@ -195,6 +199,8 @@ def decode_image_results(
     )
     if flags & EXPLAIN:
         results.explanations, offset = extras.decode_explanations(payload, offset, count)
+    if flags & WITH_PIXELS:
+        results.pixels, offset = extras.decode_pixels(payload, offset, count)
     if flags & TRACED:
         results.timing = extras.decode_timing(payload, offset, sent_at)
     return results

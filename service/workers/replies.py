@@ -1,7 +1,8 @@
 """The replies to one batch (worker process): one per frame, with what its flags ask for.
 
 A frame's reply carries each image's probabilities or error, and besides them only what the
-frame asked for (service/workers/extras.py): the PNG of what the model saw, the saliency map
+frame asked for (service/workers/extras.py): the PNG of what the model saw, its 8-bit
+pixels, the saliency map
 and overlay of each answered image (computed here, after the batch's model call, with one
 more model call per explained image), the worker's timings for the server's trace.
 """
@@ -22,7 +23,7 @@ from service.explanations.overlay import overlay_png
 from service.imaging import Prepared, encode_png
 from service.model import DigitClassifier
 from service.workers import protocol as wire
-from service.workers.extras import Explanations
+from service.workers.extras import Explanations, to_uint8
 
 if TYPE_CHECKING:
     from service.workers.process import Frame
@@ -98,11 +99,20 @@ def _image_results(
         explain_start = time.monotonic()
         explanations = _explain(frame, prepared, rows, [] if failed else good, model)
         explain_window = (explain_start, time.monotonic())
+    pixels = None
+    if frame.flags & wire.WITH_PIXELS:
+        answered = set() if failed else set(good)
+        pixels = [
+            to_uint8(image.pixels) if index in answered else None  # type: ignore[arg-type]
+            for index, image in enumerate(prepared)
+        ]
     timing = None
     if frame.flags & wire.TRACED:
         end = call.started + call.seconds
         timing = (call.prepared_at, call.started, end, *explain_window, len(call.probabilities))
-    return wire.encode_image_results(rows, seconds, waits, errors, pngs, explanations, timing)
+    return wire.encode_image_results(
+        rows, seconds, waits, errors, pngs, explanations, timing, pixels
+    )
 
 
 def _explain(

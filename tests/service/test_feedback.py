@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,16 +55,17 @@ def test_a_reused_request_id_names_its_newest_answer() -> None:
     recent = RecentAnswers(capacity=10, window_s=60.0)
     recent.remember("same", 0, b"old", 1, 0.9, MODEL)
     recent.remember("same", 0, b"new", 2, 0.8, MODEL)
-    assert (recent.take("same", 0).png, len(recent)) == (b"new", 1)
+    assert (recent.take("same", 0).pixels, len(recent)) == (b"new", 1)
 
 
 def test_the_store_names_its_files_itself_and_stops_at_its_cap(tmp_path: Path) -> None:
     store = CorrectionStore(tmp_path / "corrections", max_records=2)
     hostile = {"label": 3, "request_id": "../../etc/passwd", "index": 0}
-    first = store.append(hostile, b"\x89PNG one")
-    store.append({**hostile, "label": None}, b"\x89PNG two")
+    pixels = bytes(range(256)) * 3 + bytes(16)  # 784
+    first = store.append(hostile, pixels)
+    store.append({**hostile, "label": None}, pixels)
     with pytest.raises(FeedbackFull):
-        store.append(hostile, b"\x89PNG three")
+        store.append(hostile, pixels)
     files = sorted(path.name for path in (tmp_path / "corrections" / "images").iterdir())
     assert len(files) == 2 and f"{first}.png" in files and not any(".." in f for f in files)
     lines = [
@@ -73,6 +76,9 @@ def test_the_store_names_its_files_itself_and_stops_at_its_cap(tmp_path: Path) -
         lines[0]["image"] == f"images/{first}.png" and lines[0]["request_id"] == "../../etc/passwd"
     )
     assert CorrectionStore(tmp_path / "corrections", max_records=2).records == 2  # counted again
+    with Image.open(tmp_path / "corrections" / lines[0]["image"]) as image:
+        assert (image.format, image.mode, image.size) == ("PNG", "L", (28, 28))
+        assert image.tobytes() == pixels
 
 
 def test_feedback_needs_one_front_end(tmp_path: Path) -> None:
@@ -91,8 +97,11 @@ def test_a_correction_is_written_counted_and_refused_twice(
     feedback_client: TestClient, tmp_path: Path
 ) -> None:
     assert feedback_client.get("/feedback").json()["enabled"] is True
-    answer = feedback_client.post("/predict", content=SEVEN, headers={"Content-Type": "image/png"})
-    assert answer.status_code == 200 and "normalized_image" not in answer.json()
+    plain = feedback_client.post("/predict", content=SEVEN, headers={"Content-Type": "image/png"})
+    assert plain.status_code == 200 and "normalized_image" not in plain.json()
+    answer = feedback_client.post(
+        "/predict?include_image=1", content=SEVEN, headers={"Content-Type": "image/png"}
+    )
     request_id = answer.headers["x-request-id"]
     recorded = feedback_client.post("/feedback", json={"request_id": request_id, "digit": 7})
     assert recorded.status_code == 201, recorded.text
@@ -101,8 +110,10 @@ def test_a_correction_is_written_counted_and_refused_twice(
     (line,) = (tmp_path / "fb" / "index.jsonl").read_text().splitlines()
     record = json.loads(line)
     assert record["id"] == body["id"] and record["model"] == {"name": "tiny", "version": "0.0.1"}
+    seen = Image.open(io.BytesIO(base64.b64decode(answer.json()["normalized_image"])))
     with Image.open(tmp_path / "fb" / record["image"]) as image:
         assert (image.size, image.mode) == ((28, 28), "L")
+        assert image.tobytes() == seen.tobytes()  # exactly what the model saw
     again = feedback_client.post("/feedback", json={"request_id": request_id, "digit": 1})
     assert (again.status_code, again.json()["error"]["code"]) == (409, "already_corrected")
     metrics = feedback_client.get("/metrics").text
