@@ -2,14 +2,15 @@
 
 Starts the service several times at once on loopback, each a configuration of this tree:
 everything off (the default), tracing on (exporting to an OTLP receiver in this process),
-feedback on (a temporary corrections folder); with ``--baseline DIR``, also the service of
-another checkout (for example the commit before these features: ``git archive``), to show
-that with the features off every figure is where it was. Their /predict runs alternate in
+tracing on with 5 % of requests sampled (OTEL_TRACES_SAMPLER), feedback on (a temporary
+corrections folder); with ``--baseline DIR``, also the service of another checkout (for
+example the commit before these features, from ``git archive``), to show that with the
+features off every figure is where it was. Their /predict runs alternate in
 short slices, so a shared machine's drift falls on all of them alike; each row gives the
 event loop's and the workers' CPU per request, measured over its own slices. Then the cost of
 ?explain=true, on the same server, alternating with plain requests.
 
-    python -m bench.features                            # about 3 minutes
+    python -m bench.features                            # about 4 minutes
     python -m bench.features --baseline /tmp/digits-base --duration 6 --rounds 3
 """
 
@@ -34,6 +35,7 @@ from client.cli import positive_float, positive_int
 from service.settings import Settings
 
 BATCH_FILES = 64
+SAMPLED = 0.05  # the share of requests traced in the sampled configuration
 
 
 @dataclass
@@ -84,8 +86,12 @@ def _services(
         if baseline is not None:
             servers["baseline"] = stack.enter_context(running_service(env, cwd=baseline))
         servers["off"] = stack.enter_context(running_service(env))
-        servers["tracing on"] = stack.enter_context(
-            running_service({**env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
+        traced = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+        servers["tracing on"] = stack.enter_context(running_service(traced))
+        sampled = {**traced, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio"}
+        sampled["OTEL_TRACES_SAMPLER_ARG"] = str(SAMPLED)
+        servers[f"tracing on, {SAMPLED:.0%} sampled"] = stack.enter_context(
+            running_service(sampled)
         )
         servers["feedback on"] = stack.enter_context(
             running_service({**env, "DIGITS_FEEDBACK_DIR": str(folder)})

@@ -1,11 +1,12 @@
 """The worker's part of a request's trace, made in the server from what the worker reports.
 
 A TRACED frame carries the request's trace context to the worker and comes back with the
-worker's timings (service/workers/extras.py); each frame becomes a ``worker`` span under the
-request's, with ``queue wait`` (sent, until the worker's batch began preprocessing),
-``preprocess``, ``inference`` (the batch's model call) and ``explain`` under it. The worker
-exports nothing itself: no exporter, thread or connection per worker process, and its clock
-is the server's (time.monotonic, one clock per machine).
+worker's timings (service/workers/extras.py); each frame becomes spans under the request's:
+``queue wait`` (sent, until the worker's batch began preprocessing), ``preprocess``,
+``inference`` (the batch's model call) and ``explain``. Four spans, not a parent per frame
+besides: the SDK spends tens of microseconds of the event loop's time on each span
+(docs/performance.md). The worker exports nothing itself: no exporter, thread or connection
+per worker process, and its clock is the server's (time.monotonic, one clock per machine).
 """
 
 from __future__ import annotations
@@ -55,19 +56,17 @@ class WorkerSpans:
         def ns(seconds: float) -> int:
             return int(seconds * _NS) + offset
 
-        frame = self._tracer.start_span(
-            "worker",
-            start_time=ns(timing.sent_at),
-            attributes={"digits.images": images, "digits.refused_images": len(results.errors)},
-        )
-        inside = trace.set_span_in_context(frame)
         spans = [
             ("queue wait", timing.sent_at, timing.preprocess_start, {}),
             (
                 "preprocess",
                 timing.preprocess_start,
                 timing.model_start,
-                {"digits.preprocess_cpu_seconds": float(sum(results.seconds))},
+                {
+                    "digits.images": images,
+                    "digits.refused_images": len(results.errors),
+                    "digits.preprocess_cpu_seconds": float(sum(results.seconds)),
+                },
             ),
             (
                 "inference",
@@ -79,8 +78,5 @@ class WorkerSpans:
         if timing.explain_end:
             spans.append(("explain", timing.explain_start, timing.explain_end, {}))
         for name, start, end, attributes in spans:
-            child = self._tracer.start_span(
-                name, context=inside, start_time=ns(start), attributes=attributes
-            )
-            child.end(end_time=ns(end))
-        frame.end(end_time=ns(timing.received_at))
+            span = self._tracer.start_span(name, start_time=ns(start), attributes=attributes)
+            span.end(end_time=ns(end))
