@@ -76,7 +76,7 @@ def _slice(
 
 @contextmanager
 def _services(
-    baseline: Path | None, model: str
+    baseline: Path | None, model: str, configs: set[str]
 ) -> Iterator[tuple[dict[str, RunningService], Receiver]]:
     env = {"DIGITS_MODEL_PATH": model, "DIGITS_ACCESS_LOG": "true"}
     with ExitStack() as stack:
@@ -87,15 +87,15 @@ def _services(
             servers["baseline"] = stack.enter_context(running_service(env, cwd=baseline))
         servers["off"] = stack.enter_context(running_service(env))
         traced = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
-        servers["tracing on"] = stack.enter_context(running_service(traced))
         sampled = {**traced, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio"}
         sampled["OTEL_TRACES_SAMPLER_ARG"] = str(SAMPLED)
-        servers[f"tracing on, {SAMPLED:.0%} sampled"] = stack.enter_context(
-            running_service(sampled)
-        )
-        servers["feedback on"] = stack.enter_context(
-            running_service({**env, "DIGITS_FEEDBACK_DIR": str(folder)})
-        )
+        for name, environment in (
+            ("tracing on", traced),
+            (f"tracing on, {SAMPLED:.0%} sampled", sampled),
+            ("feedback on", {**env, "DIGITS_FEEDBACK_DIR": str(folder)}),
+        ):
+            if name.split(",")[0].replace(" on", "") in configs:
+                servers[name] = stack.enter_context(running_service(environment))
         yield servers, receiver
 
 
@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=positive_int, default=5, help="slices per scenario")
     parser.add_argument("--concurrency", type=positive_int, default=16)
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout to run")
+    parser.add_argument(
+        "--features",
+        default="tracing,feedback,explain",
+        help="which features to measure on (comma-separated; empty: off and baseline only)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     wrk_binary()
@@ -114,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     many = multipart("files", [(f"d{i}.png", png, "image/png") for i in range(BATCH_FILES)])
     c, seconds = args.concurrency, args.duration / args.rounds
     lines = [HEADER]
-    with _services(args.baseline, model) as (servers, receiver):
+    features = {name.strip() for name in args.features.split(",") if name.strip()}
+    with _services(args.baseline, model, features) as (servers, receiver):
         for server in servers.values():  # warm up: every worker has seen a batch
             run_wrk(f"{server.url}/predict", one, connections=c, duration_s=1)
             run_wrk(f"{server.url}/predict?explain=true", one, connections=2, duration_s=1)
@@ -131,8 +137,12 @@ def main(argv: list[str] | None = None) -> int:
             lines += [run.row(scenario, name, base) for name, run in runs.items()]
         off = servers["off"]
         for scenario, path, payload, conn in (
-            (f"/predict PNG c={c}", "/predict", one, c),
-            ("/predict/batch 64 PNGs c=4", "/predict/batch", many, 4),
+            ()
+            if "explain" not in features
+            else (
+                (f"/predict PNG c={c}", "/predict", one, c),
+                ("/predict/batch 64 PNGs c=4", "/predict/batch", many, 4),
+            )
         ):
             plain, explained = Runs(), Runs()
             for _ in range(args.rounds):
