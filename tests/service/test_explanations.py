@@ -63,6 +63,14 @@ def _deletion_curve(
     return chosen.mean(axis=0)
 
 
+def _highest_first(inks: list[np.ndarray], scores: list[np.ndarray]) -> list[np.ndarray]:
+    """Each image's ink pixels, the highest score first."""
+    return [
+        ink[np.argsort(-score.reshape(-1)[ink], kind="stable")]
+        for ink, score in zip(inks, scores, strict=True)
+    ]
+
+
 def test_removing_the_salient_ink_hurts_the_answer_far_more_than_random_ink(
     shipped: DigitClassifier, mnist_sample: tuple[np.ndarray, np.ndarray]
 ) -> None:
@@ -75,15 +83,7 @@ def test_removing_the_salient_ink_hurts_the_answer_far_more_than_random_ink(
         saliency(shipped.predict, image, int(target), float(row[target]))
         for image, target, row in zip(images, targets, probabilities, strict=True)
     ]
-    salient = _deletion_curve(
-        shipped,
-        images,
-        targets,
-        [
-            ink[np.argsort(-heat.reshape(-1)[ink], kind="stable")]
-            for ink, heat in zip(inks, maps, strict=True)
-        ],
-    )
+    salient = _deletion_curve(shipped, images, targets, _highest_first(inks, maps))
     rng = np.random.default_rng(SEED)
     random = np.mean(
         [
@@ -92,15 +92,7 @@ def test_removing_the_salient_ink_hurts_the_answer_far_more_than_random_ink(
         ],
         axis=0,
     )
-    brightest = _deletion_curve(
-        shipped,
-        images,
-        targets,
-        [
-            ink[np.argsort(-image.reshape(-1)[ink], kind="stable")]
-            for ink, image in zip(inks, images, strict=True)
-        ],
-    )
+    brightest = _deletion_curve(shipped, images, targets, _highest_first(inks, list(images)))
     area = float(np.mean(random - salient))
     report = {
         "digits": DIGITS_MEASURED,
