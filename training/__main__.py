@@ -203,7 +203,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _report_corrections(score: Any) -> None:
     """One paragraph: how the model reads what users corrected."""
-    lines = [f"{score.folder}: {score.digits} corrected digits, {score.outliers} 'not a digit'"]
+    digits = f"{score.digits} corrected digit{'' if score.digits == 1 else 's'}"
+    lines = [f"{score.folder}: {digits}, {score.outliers} 'not a digit'"]
     if score.digits:
         lines.append(
             f"  digits read as corrected: {score.correct} of {score.digits} "
