@@ -64,11 +64,14 @@ class RunningService:
         return self.process.wait()
 
 
-def start_service(env: Mapping[str, str] | None = None, module: str = "service") -> RunningService:
-    """``python -m <module>`` with ``env`` (DIGITS_* settings) on a free port, once ready."""
+def start_service(
+    env: Mapping[str, str] | None = None, module: str = "service", cwd: Path = REPO_ROOT
+) -> RunningService:
+    """``python -m <module>`` with ``env`` (DIGITS_* settings) on a free port, once ready;
+    ``cwd``: the checkout whose code runs (another one's for a side-by-side benchmark)."""
     port = free_port()
     environment = {**(env or {}), "DIGITS_HOST": "127.0.0.1", "DIGITS_PORT": str(port)}
-    return _start([sys.executable, "-m", module], port, environment, "/readyz")
+    return _start([sys.executable, "-m", module], port, environment, "/readyz", cwd)
 
 
 def start_peer(app: str, workers: int, env: Mapping[str, str] | None = None) -> RunningService:
@@ -79,12 +82,14 @@ def start_peer(app: str, workers: int, env: Mapping[str, str] | None = None) -> 
     return _start(command, port, dict(env or {}), "/healthz")
 
 
-def _start(command: list[str], port: int, env: dict[str, str], ready: str) -> RunningService:
+def _start(
+    command: list[str], port: int, env: dict[str, str], ready: str, cwd: Path = REPO_ROOT
+) -> RunningService:
     with tempfile.NamedTemporaryFile(prefix="digits-server-", suffix=".log", delete=False) as log:
         # The log goes to a file: a pipe nobody reads would fill up and stall the server.
         process = subprocess.Popen(
             command,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -100,10 +105,10 @@ def _start(command: list[str], port: int, env: dict[str, str], ready: str) -> Ru
 
 @contextmanager
 def running_service(
-    env: Mapping[str, str] | None = None, module: str = "service"
+    env: Mapping[str, str] | None = None, module: str = "service", cwd: Path = REPO_ROOT
 ) -> Iterator[RunningService]:
     """``start_service`` for a ``with`` block; stopped (SIGTERM) at its end."""
-    service = start_service(env, module)
+    service = start_service(env, module, cwd)
     try:
         yield service
     finally:

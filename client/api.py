@@ -9,6 +9,8 @@ ServiceUnavailable, because every further chunk would fail the same way.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import mimetypes
 import re
 import time
@@ -42,6 +44,7 @@ class FileResult:
     probabilities: tuple[float, ...] | None = None
     error_code: str | None = None
     error_message: str | None = None
+    overlay: bytes | None = None  # with explain: the heat map over what the model saw (PNG)
 
     @property
     def ok(self) -> bool:
@@ -96,8 +99,10 @@ class DigitsClient:
         retries: int = DEFAULT_RETRIES,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        explain: bool = False,
     ) -> None:
         self.url = normalise_url(url)
+        self.explain = explain
         self.timeout = timeout
         self.retries = retries
         self._sleep = sleep
@@ -133,7 +138,9 @@ class DigitsClient:
         ]
         endpoint = self.url + BATCH_ROUTE
         try:
-            return self._http.post(endpoint, files=files)
+            return self._http.post(
+                endpoint, files=files, params={"explain": "true"} if self.explain else None
+            )
         except httpx.TimeoutException as exc:
             raise ServiceUnavailable(
                 f"no answer from {endpoint} within {self.timeout:g} s (raise --timeout?)"
@@ -176,6 +183,17 @@ def _retry_after(response: httpx.Response) -> float:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+def _overlay(entry: dict[str, Any]) -> bytes | None:
+    """The explanation's overlay PNG, when the entry has one."""
+    explanation = entry.get("explanation")
+    if not isinstance(explanation, dict) or not isinstance(explanation.get("overlay"), str):
+        return None
+    try:
+        return base64.b64decode(explanation["overlay"], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def _batch_results(paths: list[Path], body: dict[str, Any], url: str) -> list[FileResult]:
     entries = body.get("predictions")
     if not isinstance(entries, list) or len(entries) != len(paths):
@@ -195,6 +213,7 @@ def _batch_results(paths: list[Path], body: dict[str, Any], url: str) -> list[Fi
                 digit=int(entry["digit"]),
                 confidence=float(entry["confidence"]),
                 probabilities=tuple(float(p) for p in entry["probabilities"]),
+                overlay=_overlay(entry),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ServiceUnavailable(

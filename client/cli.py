@@ -3,6 +3,7 @@
     digits predict scans/ extra.png                       # a table: file, digit, confidence
     digits predict scans/ --json > digits.json            # or --csv
     digits predict scans/ --url http://digits.internal:8000 --batch-size 64
+    digits predict scans/ --explain why/                  # also why/<file>.why.png heat maps
 
 Files are sent to POST /predict/batch in chunks of --batch-size. Exit status: 0 when every
 file was read, 1 when any file failed (the server's message is shown for it), 2 for bad
@@ -83,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=positive_float, default=DEFAULT_TIMEOUT, help="seconds per request"
     )
     predict.add_argument(
+        "--explain",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also ask why, and write each image's heat map over what the model saw as "
+        "DIR/<file name>.why.png (28x28 PNG; red to yellow: ink behind the answer, blue: "
+        "ink against it)",
+    )
+    predict.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -131,7 +141,7 @@ def predict(args: argparse.Namespace) -> int:
     results: list[FileResult] = []
     try:
         with (
-            DigitsClient(url, timeout=args.timeout) as client,
+            DigitsClient(url, timeout=args.timeout, explain=args.explain is not None) as client,
             tqdm(
                 total=len(paths),
                 unit="file",
@@ -146,6 +156,12 @@ def predict(args: argparse.Namespace) -> int:
                 progress.update(len(chunk))
     except ServiceUnavailable as exc:
         return _fail(str(exc), EXIT_SERVICE)
+    if args.explain is not None:
+        try:
+            written = write_overlays(results, args.explain)
+        except OSError as exc:
+            return _fail(f"cannot write heat maps to {args.explain}: {exc}", EXIT_USAGE)
+        _say(f"{written} heat maps written to {args.explain}")
     sys.stdout.write(_render(results, args))
     sys.stdout.flush()
     failed = [result for result in results if not result.ok]
@@ -157,6 +173,25 @@ def predict(args: argparse.Namespace) -> int:
         _say(f"{len(failed)} of {len(results)} files failed")
         return EXIT_FILE_FAILED
     return EXIT_OK
+
+
+def write_overlays(results: list[FileResult], folder: Path) -> int:
+    """Each answered file's heat map as ``folder/<name>.why.png`` (``-2``, ``-3``... when two
+    files share a name); how many were written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    written = 0
+    for result in results:
+        if result.overlay is None:
+            continue
+        name, number = f"{result.path.name}.why.png", 1
+        while name in used:
+            number += 1
+            name = f"{result.path.name}-{number}.why.png"
+        used.add(name)
+        (folder / name).write_bytes(result.overlay)
+        written += 1
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,19 +6,20 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from service import __version__
 from service.contract import ModelLoadError
+from service.feedback import Feedback, FeedbackStoreError
 from service.http.connections import GUARD, ConnectionGuard, ConnectionLimits
 from service.http.errors import install_error_handlers
 from service.http.fast_routes import FastRoutes
 from service.http.middleware import BodyLimit, Observability
 from service.http.observability import Recorder
-from service.http.routes import docs, health, metrics, model_info, page
+from service.http.routes import docs, feedback, health, metrics, model_info, page
 from service.http.routes.predict import prediction_router
 from service.http.state import ServiceState, app_state, attach_state, ready_predictor
 from service.http.v2.metadata import served_model
@@ -27,6 +28,10 @@ from service.logs import AccessLog
 from service.metrics import Metrics
 from service.predictor import Predictor
 from service.settings import Settings
+from service.tracing import start_tracing
+
+if TYPE_CHECKING:
+    from service.tracing.exporter import Tracing
 
 logger = logging.getLogger("service.app")
 
@@ -35,16 +40,30 @@ class DigitsApp(FastAPI):
     """FastAPI, with the prediction routes answered before its routing and middleware
     (service/http/fast_routes.py says why)."""
 
-    def __init__(self, fast_routes: FastRoutes, **kwargs: Any) -> None:
+    def __init__(
+        self, fast_routes: FastRoutes, tracing: Tracing | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.fast_routes = fast_routes
+        self.tracing = tracing  # None: tracing off, and the request path knows nothing of it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if self.tracing is not None:
+                await self.tracing.requests(scope, receive, send, self._dispatch)
+                return
             handler = self.fast_routes.match(scope)
             if handler is not None:
                 await self.fast_routes.serve(scope, receive, send, handler)
                 return
+        await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A traced request, inside its span: the direct handlers, else FastAPI."""
+        handler = self.fast_routes.match(scope)
+        if handler is not None:
+            await self.fast_routes.serve(scope, receive, send, handler)
+            return
         await super().__call__(scope, receive, send)
 
 
@@ -69,9 +88,17 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
 
 
 @asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+async def _lifespan(app: DigitsApp) -> AsyncIterator[dict[str, Any]]:
     state = app_state(app)
-    predictor = Predictor.from_settings(state.settings, state.metrics)
+    tracing = app.tracing
+    try:
+        state.feedback = Feedback.from_settings(state.settings, state.metrics)
+    except FeedbackStoreError as exc:
+        logger.error("cannot record corrections: %s", exc)
+        raise
+    recent = state.feedback.recent if state.feedback is not None else None
+    frames = tracing.frames if tracing is not None else None
+    predictor = Predictor.from_settings(state.settings, state.metrics, recent, frames)
     try:
         # The workers open the model; a file they cannot serve stops start-up here, before
         # uvicorn binds its port.
@@ -106,6 +133,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # shutdown timeout passed): the workers have nothing left that anyone waits for.
         predictor.close()
         state.metrics.close()
+        if tracing is not None:
+            tracing.shutdown()
 
 
 def create_app(settings: Settings | None = None) -> DigitsApp:
@@ -113,10 +142,16 @@ def create_app(settings: Settings | None = None) -> DigitsApp:
     settings = settings or Settings()
     shared = str(settings.metrics_dir) if settings.front_ends > 1 and settings.metrics_dir else None
     state = ServiceState(settings, Metrics(shared))
-    recorder = Recorder(state.metrics, AccessLog() if settings.access_log else None)
+    tracing = start_tracing()  # the standard OTEL_* variables say whether and where
+    recorder = Recorder(
+        state.metrics,
+        AccessLog() if settings.access_log else None,
+        tracing.trace_id if tracing is not None else None,
+    )
     fast_routes = FastRoutes(recorder, settings.max_body_bytes)
     app = DigitsApp(
         fast_routes,
+        tracing,
         title="Digits",
         version=__version__,
         summary="Reads handwritten digits from images (LeNet-5 on ONNX Runtime).",
@@ -132,6 +167,7 @@ def create_app(settings: Settings | None = None) -> DigitsApp:
     )
     app.include_router(health.router)
     app.include_router(model_info.router)
+    app.include_router(feedback.router)
     app.include_router(metrics.router)
     app.include_router(v2_router)
     app.include_router(page.router)

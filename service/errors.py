@@ -8,6 +8,7 @@ layer renders them (service/http/errors.py); docs/design.md section 2 lists the 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 
 class ServiceError(Exception):
@@ -20,6 +21,9 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
         self.headers = dict(headers or {})
+        # Fields of the answer beside "error": what the model saw and why, for an image
+        # refused after the model ran on it (its explanation, its normalised input).
+        self.details: dict[str, Any] = {}
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
@@ -59,6 +63,27 @@ class NoInk(ServiceError):
     status_code, code = 422, "no_ink"
 
 
+class UnknownRequest(ServiceError):
+    """A correction names an answer this service does not remember (never given, or older
+    than the feedback window)."""
+
+    status_code, code = 404, "unknown_request"
+
+
+class FeedbackDisabled(ServiceError):
+    status_code, code = 404, "feedback_disabled"
+
+
+class AlreadyCorrected(ServiceError):
+    status_code, code = 409, "already_corrected"
+
+
+class FeedbackFull(ServiceError):
+    """The corrections folder holds as many records as it may (DIGITS_FEEDBACK_MAX_RECORDS)."""
+
+    status_code, code = 507, "feedback_full"
+
+
 class Overloaded(ServiceError):
     """The bounded inference queue is full: refuse at once rather than queue without bound."""
 
@@ -84,6 +109,10 @@ _BY_CODE: dict[str, type[ServiceError]] = {
         UnsupportedMediaType,
         ValidationFailed,
         NoInk,
+        UnknownRequest,
+        FeedbackDisabled,
+        AlreadyCorrected,
+        FeedbackFull,
         Overloaded,
         NotReady,
     )

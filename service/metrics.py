@@ -131,6 +131,12 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemin",
         )
+        self.corrections = Counter(
+            "digits_corrections",
+            "Corrections received (POST /feedback): what was answered, what it really was.",
+            ("predicted", "corrected"),
+            registry=self.registry,
+        )
         # Children created up front: label lookups off the hot path, zero series visible at once.
         self._digit_counters = tuple(self.predictions.labels(digit) for digit in DIGITS)
         for reason in ("overloaded", "headers_too_large", "slow_request", "connection_limit"):
@@ -142,6 +148,9 @@ class Metrics:
     def observe_prediction(self, digit: int, confidence: float) -> None:
         self._digit_counters[digit].inc()
         self.confidence.observe(confidence)
+
+    def observe_correction(self, predicted: str, corrected: str) -> None:
+        self.corrections.labels(predicted, corrected).inc()
 
     def observe_images(
         self, seconds: Iterable[float], waits: Iterable[float], refused: Collection[int]

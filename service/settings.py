@@ -210,6 +210,31 @@ class Settings(BaseSettings):
         "is answered 503 overloaded (with Retry-After) and closed.",
     )
 
+    feedback_dir: Path | None = Field(
+        None,
+        description="Folder where corrections (POST /feedback) are written: 28x28 PNGs and "
+        "index.jsonl, read by `python -m training train --extra-data`. Unset (the default): "
+        "no correction is accepted and no user input is kept. Needs DIGITS_FRONT_ENDS=1.",
+    )
+    feedback_window_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="How long after an answer it may be corrected; its 28x28 input is kept "
+        "in memory that long (with feedback on).",
+    )
+    feedback_recent_answers: int = Field(
+        10_000,
+        ge=1,
+        description="Most answers kept in memory for correction, about 0.5 KB each; the "
+        "oldest go first when more arrive within the window.",
+    )
+    feedback_max_records: int = Field(
+        100_000,
+        ge=1,
+        description="Most corrections the folder may hold (about 1 KB each); beyond it POST "
+        "/feedback answers 507 feedback_full.",
+    )
+
     @field_validator("allowed_image_formats", mode="after")
     @classmethod
     def _known_formats(cls, value: frozenset[str]) -> frozenset[str]:
@@ -235,6 +260,11 @@ class Settings(BaseSettings):
                 f"max_batch_files ({self.max_batch_files}) must not exceed "
                 f"batch_max_queue_images ({self.batch_max_queue_images}): such a batch "
                 "could never be queued"
+            )
+        if self.feedback_dir is not None and self.front_ends > 1:
+            raise ValueError(
+                "feedback_dir needs front_ends=1: a correction is matched to its answer in "
+                "the memory of the front end that gave it, and several front ends share a port"
             )
         return self
 

@@ -65,6 +65,29 @@ def _parser() -> argparse.ArgumentParser:
         "--limit-train", type=int, default=None, help="use only the first N training images"
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--extra-data",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a corrections folder (the service's DIGITS_FEEDBACK_DIR) to mix into training: "
+        "digits as labelled examples, 'not a digit' as outliers; repeatable",
+    )
+    train.add_argument(
+        "--extra-repeat",
+        type=int,
+        default=DEFAULTS.extra_repeat,
+        help="times each extra example appears per epoch (a few corrections among 55 000 "
+        "MNIST images teach nothing once)",
+    )
+    train.add_argument(
+        "--outlier-weight",
+        type=float,
+        default=DEFAULTS.outlier_weight,
+        help="weight of the loss that pulls 'not a digit' examples towards a uniform answer "
+        "(outlier exposure); 0 leaves them out",
+    )
 
     export = commands.add_parser(
         "export", help="export a checkpoint to ONNX + card + reports", formatter_class=formatter
@@ -79,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     data_arguments(evaluate)
     evaluate.add_argument("--model", type=Path, default=DEFAULT_OUT)
     evaluate.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also score the model on a corrections folder (DIGITS_FEEDBACK_DIR); repeatable",
+    )
+    evaluate.add_argument(
         "--min-accuracy",
         type=float,
         default=None,
@@ -92,6 +123,7 @@ def _train(args: argparse.Namespace, started: float) -> int:
 
     from training.augment import AugmentConfig
     from training.data import download, load_split
+    from training.extra_data import load_extra
     from training.pipeline import save_best, ship
     from training.train import fit
 
@@ -106,8 +138,18 @@ def _train(args: argparse.Namespace, started: float) -> int:
         seed=args.seed,
         threads=args.threads,
         limit_train=args.limit_train,
+        extra_repeat=args.extra_repeat,
+        outlier_weight=args.outlier_weight,
     )
     augment_config = AugmentConfig()
+    extra = load_extra(args.extra_data) if args.extra_data else None
+    if extra is not None:
+        logger.info(
+            "extra data: %d digits and %d outliers from %s",
+            extra.digits,
+            extra.outliers,
+            ", ".join(str(folder) for folder in args.extra_data),
+        )
     train_split = load_split(args.data_dir, train=True)
     load_split(args.data_dir, train=False)  # fail now, not after minutes of training
     result = fit(
@@ -118,9 +160,12 @@ def _train(args: argparse.Namespace, started: float) -> int:
         resume=args.resume,
         progress=not args.no_progress,
         augment_config=augment_config,
+        extra=extra,
     )
     save_best(args.run_dir, result, config, augment_config)
     training_config = {**config.to_dict(), "augment": augment_config.__dict__}
+    if extra is not None:
+        training_config["extra_data"] = extra.sources
     card = ship(result, training_config, args.data_dir, args.out, started)
     _summary(card)
     return 0
@@ -136,7 +181,7 @@ def _export(args: argparse.Namespace, started: float) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_file
+    from training.evaluate import evaluate_corrections, evaluate_file
     from training.report import format_table, per_class_table
 
     evaluation = evaluate_file(args.model, args.data_dir)
@@ -145,6 +190,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"({evaluation.images} images, ONNX Runtime)\n"
         f"{format_table(per_class_table(evaluation.confusion))}\n"
     )
+    for folder in args.data:
+        _report_corrections(evaluate_corrections(args.model, folder))
     if args.min_accuracy is not None and evaluation.accuracy < args.min_accuracy:
         sys.stderr.write(
             f"error: {args.model}: accuracy {evaluation.accuracy:.4f} is below "
@@ -152,6 +199,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _report_corrections(score: Any) -> None:
+    """One paragraph: how the model reads what users corrected."""
+    digits = f"{score.digits} corrected digit{'' if score.digits == 1 else 's'}"
+    lines = [f"{score.folder}: {digits}, {score.outliers} 'not a digit'"]
+    if score.digits:
+        lines.append(
+            f"  digits read as corrected: {score.correct} of {score.digits} "
+            f"({score.accuracy:.2%}); the service had answered {score.served_correct} right"
+        )
+    if score.outliers:
+        lines.append(
+            f"  'not a digit': median top-class probability {score.outlier_top_median:.3f}, "
+            f"{score.outliers_unsure} of {score.outliers} below 0.5"
+        )
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def _summary(card: dict[str, Any]) -> None:

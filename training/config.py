@@ -49,6 +49,8 @@ class TrainConfig:
     font_fraction: float = 0.05  # batch share replaced by printed digits (training/fonts.py)
     threads: int = 2  # the target machine has 2 cores; more threads only add contention
     limit_train: int | None = None  # use only the first N training images (tests, smoke runs)
+    extra_repeat: int = 8  # times each --extra-data example is seen per epoch
+    outlier_weight: float = 0.5  # outlier exposure: their loss towards a uniform answer
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -70,3 +70,50 @@ def evaluate_file(model_path: Path, data_dir: Path) -> Evaluation:
     session_check = open_session(model_path)  # fail on the model before reading 10 000 images
     del session_check
     return evaluate_split(model_path, load_split(data_dir, train=False))
+
+
+@dataclass(frozen=True)
+class CorrectionsScore:
+    """A model on a corrections folder: how it reads what users corrected."""
+
+    folder: Path
+    digits: int
+    correct: int  # digits this model reads as the users said
+    served_correct: int  # digits the service had already answered right (confirmations)
+    outliers: int
+    outlier_top_median: float | None  # median top-class probability on "not a digit" images
+    outliers_unsure: int  # of them, answered with a top-class probability below UNSURE
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.digits if self.digits else None
+
+
+UNSURE = 0.5
+
+
+def evaluate_corrections(model_path: Path, folder: Path) -> CorrectionsScore:
+    """The ONNX file at ``model_path`` on the corrections in ``folder``."""
+    from training.extra_data import OUTLIER, load_folder
+
+    session = open_session(model_path)
+    images, labels, predicted, _ = load_folder(folder)
+    input_name = session.get_inputs()[0].name
+    x = images.astype(np.float32).reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE) / 255.0
+    probabilities = session.run(None, {input_name: x})[0] if len(x) else np.zeros((0, 10))
+    digits = labels != OUTLIER
+    read = probabilities.argmax(axis=1)
+    top = probabilities.max(axis=1)[~digits]
+    return CorrectionsScore(
+        folder=folder,
+        digits=int(digits.sum()),
+        correct=int((read[digits] == labels[digits]).sum()),
+        served_correct=sum(
+            1
+            for label, said in zip(labels, predicted, strict=True)
+            if label != OUTLIER and said == label
+        ),
+        outliers=int((~digits).sum()),
+        outlier_top_median=float(np.median(top)) if len(top) else None,
+        outliers_unsure=int((top < UNSURE).sum()),
+    )

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from training.augment import AugmentConfig, augment
 from training.config import MNIST_MEAN, MNIST_STD, TrainConfig
 from training.data import MnistSplit
+from training.extra_data import OUTLIER, ExtraData
 from training.fonts import FontDigits, find_fonts, render_font_digits
 from training.model import LeNet5
 
@@ -188,6 +189,33 @@ def mix_printed(
     return xb, yb
 
 
+def with_extra(
+    x: torch.Tensor, y: torch.Tensor, extra: ExtraData | None, config: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images and labels with the extra examples appended, each repeated;
+    "not a digit" ones only when they have a weight."""
+    if extra is None or not len(extra.labels):
+        return x, y
+    keep = extra.labels != OUTLIER if config.outlier_weight <= 0 else slice(None)
+    images = np.repeat(extra.images[keep], config.extra_repeat, axis=0)
+    labels = np.repeat(extra.labels[keep], config.extra_repeat, axis=0)
+    return torch.cat([x, to_tensor(images)]), torch.cat([y, torch.from_numpy(labels)])
+
+
+def outlier_exposure(
+    logits: torch.Tensor, y: torch.Tensor, config: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, the digits' logits, their labels) of a batch holding "not a digit" rows: the
+    usual loss on the digits plus ``outlier_weight`` x the cross-entropy of the outliers'
+    answers to the uniform distribution (Hendrycks et al. 2019)."""
+    digits = y != OUTLIER
+    loss = F.cross_entropy(logits[digits], y[digits], label_smoothing=config.label_smoothing)
+    if not bool(digits.all()):
+        uniform = -F.log_softmax(logits[~digits], dim=1).mean(dim=1).mean()
+        loss = loss + config.outlier_weight * uniform
+    return loss, logits[digits], y[digits]
+
+
 def fit(
     config: TrainConfig,
     train_split: MnistSplit,
@@ -197,8 +225,11 @@ def fit(
     progress: bool = True,
     augment_config: AugmentConfig | None = None,
     on_epoch: Callable[[int, History], None] | None = None,
+    extra: ExtraData | None = None,
 ) -> TrainResult:
-    """Train LeNet-5; keep the weights (EMA) with the best validation accuracy."""
+    """Train LeNet-5; keep the weights (EMA) with the best validation accuracy. ``extra``
+    (corrections folders) joins the training part only, ``config.extra_repeat`` times: the
+    validation split stays MNIST's, so the checkpoint is chosen as before."""
     started = time.monotonic()
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
@@ -210,6 +241,8 @@ def fit(
     val_size = min(config.val_size, len(train_split.labels) // 5)
     train_part, val_part = split_validation(train_split, val_size, config.seed)
     x_train, y_train = to_tensor(train_part.images), torch.from_numpy(train_part.labels)
+    x_train, y_train = with_extra(x_train, y_train, extra, config)
+    outliers = bool((y_train == OUTLIER).any())
     x_val, y_val = to_tensor(val_part.images).to(device), torch.from_numpy(val_part.labels)
     y_val = y_val.to(device)
 
@@ -274,7 +307,10 @@ def fit(
                 xb = augment(xb, augment_config, generator)
             xb, yb = standardise(xb).to(device), yb.to(device)
             logits = model(xb)
-            loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+            if outliers:
+                loss, logits, yb = outlier_exposure(logits, yb, config)
+            else:
+                loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -141,7 +141,7 @@ class FastRoutes:
             headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
             if isinstance(exc, PayloadTooLarge):
                 headers.append(_CLOSE)  # the rest of the body is not read
-            return exc.status_code, orjson.dumps({"error": exc.to_dict()}), headers
+            return exc.status_code, orjson.dumps({"error": exc.to_dict(), **exc.details}), headers
         except Exception:  # a bug, never the client's fault: logged, answered in the same shape
             scope = request.scope
             logger.exception("unhandled error on %s %s", scope["method"], scope["path"])

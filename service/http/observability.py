@@ -10,7 +10,7 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from service.logs import AccessLog
@@ -28,9 +28,15 @@ class Recorder:
     """Request ids, request metrics and access lines; label children are looked up once per
     label set."""
 
-    def __init__(self, metrics: Metrics, access_log: AccessLog | None) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        access_log: AccessLog | None,
+        trace_id: Callable[[], str | None] | None = None,
+    ) -> None:
         self.metrics = metrics
         self.access_log = access_log if access_log is not None and access_log.enabled else None
+        self.trace_id = trace_id  # with tracing on: the current request's, for its access line
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         # A new id is this process's random prefix and a count: unique without the cost of
         # a UUID per request.
@@ -71,19 +77,18 @@ class Recorder:
             histogram.observe(elapsed)
         if self.access_log is not None:
             client = scope.get("client")
-            self.access_log.write(
-                f"{method} {path} {status}",
-                request_id,
-                {
-                    "method": method,
-                    "path": path,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "bytes_sent": sent,
-                    "client": client[0] if client else "",
-                },
-            )
+            fields = {
+                "method": method,
+                "path": path,
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "bytes_sent": sent,
+                "client": client[0] if client else "",
+            }
+            if self.trace_id is not None:
+                fields["trace_id"] = self.trace_id()
+            self.access_log.write(f"{method} {path} {status}", request_id, fields)
 
     def _children_of(self, route: str, method: str, status: int) -> tuple[Any, Any]:
         key = (route, method, status)

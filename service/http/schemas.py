@@ -16,6 +16,29 @@ class ModelRef(BaseModel):
     version: str = Field(examples=["1.0.0"])
 
 
+class Explanation(BaseModel):
+    """Why the answer: which pixels of the 28x28 input pushed the model towards ``target``."""
+
+    method: Literal["occlusion"] = Field(
+        description="Each 2x2 patch touching ink is blanked out in turn; a pixel's value is "
+        "the mean drop of the target's probability over the patches covering it."
+    )
+    parameters: dict[str, object] = Field(
+        examples=[{"patch": 2, "stride": 1, "baseline": 0.0, "score": "probability drop"}]
+    )
+    target: int = Field(ge=0, le=9, description="The digit explained: the predicted one.")
+    values: list[list[float]] = Field(
+        min_length=28,
+        max_length=28,
+        description="28 rows of 28 values: positive where the ink supports `target`, "
+        "negative where it argues against it, 0 away from the ink.",
+    )
+    overlay: str = Field(
+        description="The map over the image the model saw (red to yellow: support, blue: "
+        "against), a 28x28 RGB PNG in base64 without a data: prefix."
+    )
+
+
 class Prediction(BaseModel):
     """The digit read from one image."""
 
@@ -43,6 +66,7 @@ class Prediction(BaseModel):
         description="Only with ?include_image=true: the 28x28 input the model saw, as a "
         "base64 PNG without a data: prefix.",
     )
+    explanation: Explanation | None = Field(None, description="Only with ?explain=true.")
 
 
 class ErrorDetail(BaseModel):
@@ -83,6 +107,42 @@ class ImagePayload(BaseModel):
         description="The image file's bytes in base64 (a data: URL prefix is accepted).",
         examples=["iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAA..."],
     )
+
+
+class Correction(BaseModel):
+    """POST /feedback: what an answer should have been."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"request_id": "3f9c2a71d4e8b6050000000000000007", "digit": 3}]
+        },
+    )
+    request_id: str = Field(
+        pattern=r"^[A-Za-z0-9._:\-]{1,128}$",
+        description="The X-Request-ID of the answer being corrected.",
+    )
+    digit: int | None = Field(
+        ge=0, le=9, description="What the image really was; null: it was not a digit."
+    )
+    index: int = Field(
+        0, ge=0, description="For /predict/batch answers: the image's position in the batch."
+    )
+
+
+class CorrectionRecorded(BaseModel):
+    id: str = Field(description="The record's id in the corrections folder.")
+    request_id: str
+    index: int
+    predicted: int | str = Field(description="The answer given: a digit or an error code.")
+    label: int | None = Field(description="The correction: a digit, or null (not a digit).")
+
+
+class FeedbackStatus(BaseModel):
+    enabled: bool
+    window_seconds: float | None = None
+    records: int | None = Field(None, description="Corrections in the folder now.")
+    max_records: int | None = None
 
 
 class Health(BaseModel):

@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 
 from service.contract import ModelInfo
 from service.errors import NotReady
+from service.feedback import Feedback
 from service.http.v2.metadata import ServedModel
 from service.metrics import Metrics
 from service.predictor import Predictor
@@ -31,6 +32,7 @@ class ServiceState:
     model: ModelInfo | None = None
     v2_model: ServedModel | None = None
     ready: bool = False
+    feedback: Feedback | None = None  # with DIGITS_FEEDBACK_DIR set, from the lifespan on
 
 
 def attach_state(app: FastAPI, state: ServiceState) -> None:

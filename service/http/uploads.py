@@ -1,5 +1,5 @@
 """Where the image bytes are in a prediction request: a multipart file, a raw image body, or
-base64 in JSON; and the ``include_image`` query flag.
+base64 in JSON; and the ``include_image`` and ``explain`` query flags.
 
 Plain functions of the request's content type, body and query string: the prediction routes
 are answered without FastAPI's request machinery (service/http/fast_routes.py), and the
@@ -23,6 +23,8 @@ from service.predictor import Upload
 RAW_TYPES = ("image/", "application/octet-stream")
 ACCEPTED = "multipart/form-data (field 'file'), image/* or application/json {\"image\": base64}"
 INCLUDE_IMAGE = "include_image"
+EXPLAIN = "explain"
+_FLAGS = (INCLUDE_IMAGE, EXPLAIN)
 SINGLE_FIELD, BATCH_FIELD = "file", "files"
 _FLAG = TypeAdapter(bool)
 
@@ -31,18 +33,25 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def include_image(query_string: bytes) -> bool:
-    """The ``include_image`` query flag (its last value), by pydantic's rules for booleans
-    ("true", "1", "yes", ...; anything else is a 422)."""
+def query_flags(query_string: bytes) -> tuple[bool, bool]:
+    """The ``include_image`` and ``explain`` query flags (each its last value), by pydantic's
+    rules for booleans ("true", "1", "yes", ...; anything else is a 422)."""
     if not query_string:
-        return False
-    values = [v for k, v in parse_qsl(query_string.decode("latin-1"), True) if k == INCLUDE_IMAGE]
-    if not values:
+        return False, False
+    values: dict[str, str] = {}
+    for key, value in parse_qsl(query_string.decode("latin-1"), True):
+        if key in _FLAGS:
+            values[key] = value
+    return _flag(values, INCLUDE_IMAGE), _flag(values, EXPLAIN)
+
+
+def _flag(values: dict[str, str], name: str) -> bool:
+    if name not in values:
         return False
     try:
-        return _FLAG.validate_python(values[-1])
+        return _FLAG.validate_python(values[name])
     except ValidationError as exc:
-        raise ValidationFailed(f"query.{INCLUDE_IMAGE}: {exc.errors()[0]['msg']}") from exc
+        raise ValidationFailed(f"query.{name}: {exc.errors()[0]['msg']}") from exc
 
 
 def single_upload(content_type: str, body: bytes) -> Upload:

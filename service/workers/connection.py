@@ -42,7 +42,7 @@ class Pending:
     request_id: int
     frame: bytes
     count: int  # images, for admission
-    with_image: bool
+    flags: int  # what the frame asked for besides the answers (service/workers/extras.py)
     future: asyncio.Future[Any]
     images: list[bytes] | None = None  # an ENCODED frame's images, to send it again
     # Images that already failed (they crashed or hung a worker): their answer, whatever

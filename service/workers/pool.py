@@ -19,7 +19,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -28,6 +28,7 @@ from service.contract import ModelInfo, ModelSpec
 from service.errors import NotReady, Overloaded, ServiceError
 from service.workers import protocol as wire
 from service.workers.connection import Pending, WorkerConnection
+from service.workers.extras import TRACE_CONTEXT_SIZE
 from service.workers.protocol import ImageResults, ReplyHead, RequestHead
 from service.workers.supervisor import Supervisor
 
@@ -67,6 +68,18 @@ def _load(worker: WorkerConnection) -> int:
     return _RETIRED_LOAD if worker.retired else worker.images
 
 
+def _image_results(request: Pending, payload: bytes) -> ImageResults:
+    """An IMAGES reply to ``request``; a TRACED one's timings name when it was sent and read."""
+    flags = request.flags
+    if not flags & wire.TRACED:
+        return wire.decode_image_results(payload, request.count, flags)
+    sent_at = RequestHead.unpack_from(request.frame).sent_at
+    results = wire.decode_image_results(payload, request.count, flags, sent_at)
+    if results.timing is not None:
+        results.timing = replace(results.timing, received_at=time.monotonic())
+    return results
+
+
 class WorkerPool:
     """``workers`` spawned processes that turn images into class probabilities, as futures."""
 
@@ -102,19 +115,23 @@ class WorkerPool:
         self._loop = asyncio.get_running_loop()
         return await self._supervisor.start()
 
-    def classify(self, data: bytes, with_image: bool = False) -> asyncio.Future[ImageResults]:
+    def classify(
+        self, data: bytes, flags: int = 0, trace: bytes | None = None
+    ) -> asyncio.Future[ImageResults]:
         """The answer for one encoded image (a frame of one)."""
-        return self.classify_many([data], with_image)[0].future
+        return self.classify_many([data], flags, trace)[0].future
 
-    def classify_many(self, items: Sequence[bytes], with_image: bool = False) -> list[Chunk]:
+    def classify_many(
+        self, items: Sequence[bytes], flags: int = 0, trace: bytes | None = None
+    ) -> list[Chunk]:
         """The images in frames of at most a model call's worth each, spread over the workers,
         one write per worker; the chunks follow the items' order. All are admitted or none
-        (Overloaded, raised before anything is sent)."""
+        (Overloaded, raised before anything is sent). ``flags``: what the frames ask for
+        besides the answers; ``trace``: the request's trace context (TRACED frames)."""
         self._admit(len(items))
-        flags = wire.WITH_IMAGE if with_image else 0
         size = min(self.options.max_batch_size, -(-len(items) // self._supervisor.size))
         requests = [
-            self._request(wire.ENCODED, flags, list(items[start : start + size]))
+            self._request(wire.ENCODED, flags, list(items[start : start + size]), trace=trace)
             for start in range(0, len(items), size)
         ]
         self._send(requests)
@@ -145,7 +162,7 @@ class WorkerPool:
             metrics.batch_size.observe(head.batch_size)
             metrics.inference_duration.observe(head.model_s)
         if head.kind == wire.IMAGES:
-            results = wire.decode_image_results(payload, request.count, request.with_image)
+            results = _image_results(request, payload)
             results.errors.update(request.overrides)
             if metrics is not None:
                 metrics.observe_images(results.seconds, results.waits, results.errors)
@@ -171,6 +188,8 @@ class WorkerPool:
         if request.images is not None:  # an image may have been blanked out (overrides)
             head = RequestHead.unpack_from(request.frame)
             payload = wire.pack_images(request.images)
+            if head.flags & wire.TRACED:  # the trace context stays the frame's end
+                payload += request.frame[-TRACE_CONTEXT_SIZE:]
             request.frame = head._replace(length=len(payload)).pack() + payload
         worker = self._pick()
         worker.track(request)
@@ -196,20 +215,30 @@ class WorkerPool:
             self.options.retry_after_seconds,
         )
 
-    def _request(self, kind: int, flags: int, data: bytes | list[bytes], count: int = 0) -> Pending:
-        """A frame of ``data``: encoded images (a list), or a tensor of ``count`` images."""
+    def _request(
+        self,
+        kind: int,
+        flags: int,
+        data: bytes | list[bytes],
+        count: int = 0,
+        trace: bytes | None = None,
+    ) -> Pending:
+        """A frame of ``data``: encoded images (a list), or a tensor of ``count`` images;
+        ``trace`` (a trace context) ends a TRACED frame."""
         assert self._loop is not None, "start() the pool first"
         request_id = self._next_id
         self._next_id = (request_id + 1) % wire.ID_LIMIT
         images = data if isinstance(data, list) else None
         if images is not None:
             data, count = wire.pack_images(images), len(images)
+        if trace is not None:
+            data, flags = data + trace, flags | wire.TRACED  # type: ignore[operator]
         head = RequestHead(request_id, kind, flags, count, time.monotonic(), len(data))
         return Pending(
             request_id,
             head.pack() + data,  # type: ignore[operator]
             count,
-            bool(flags & wire.WITH_IMAGE),
+            flags,
             self._loop.create_future(),
             images,
         )

@@ -27,12 +27,14 @@ import numpy as np
 
 from service.contract import NUM_CLASSES, SIDE, ModelLoadError, ModelSpec
 from service.errors import InternalError, ServiceError
-from service.imaging import Prepared, encode_png, prepare_batch
+from service.imaging import Prepared, prepare_batch
 from service.imaging.pipeline import StepsFactory
 from service.logs import configure_logging
 from service.model import DigitClassifier
 from service.workers import protocol as wire
 from service.workers.batching import collect
+from service.workers.extras import split_trace
+from service.workers.replies import ModelCall, replies, trace_id
 
 logger = logging.getLogger("service.workers")
 
@@ -53,6 +55,12 @@ class Frame:
     def images(self) -> list[bytes]:
         """The encoded images of an ENCODED frame."""
         return wire.unpack_images(self.payload, self.count)
+
+    @property
+    def trace_context(self) -> bytes | None:
+        """The request's W3C trace context when the frame is TRACED (the worker's log lines
+        about it name its trace)."""
+        return split_trace(self.payload, self.flags)
 
 
 class SocketInbox:
@@ -166,6 +174,7 @@ def run_batch(
     limits: Limits,
 ) -> bytes:
     """The replies to ``batch``, concatenated: one model call for all its good inputs."""
+    prepared_at = time.monotonic()
     images = _prepare(batch, slot, steps, limits)
     rows = [
         np.frombuffer(frame.payload, np.float32).reshape(frame.count, wire.IMAGE_FLOATS)
@@ -180,10 +189,15 @@ def run_batch(
         try:
             probabilities = model.predict(np.concatenate(rows).reshape(-1, 1, SIDE, SIDE))
         except Exception:  # never the client's fault: fail exactly the inputs of this call
-            logger.exception("the model call of a batch of %d inputs failed", len(rows))
+            traces = [trace for frame in batch if (trace := trace_id(frame))]
+            logger.exception(
+                "the model call of a batch of %d inputs failed",
+                len(rows),
+                extra={"trace_ids": traces} if traces else None,
+            )
             failed = InternalError("internal error")
-    seconds = time.monotonic() - started
-    return b"".join(_replies(batch, images, probabilities, failed, started, seconds))
+    call = ModelCall(probabilities, failed, prepared_at, started, time.monotonic() - started)
+    return b"".join(replies(batch, images, call, model))
 
 
 def _prepare(
@@ -222,63 +236,3 @@ def _inputs(
         else:
             inputs += [(frame, image) for image in images[frame.request_id] if image.error is None]
     return inputs
-
-
-def _replies(
-    batch: list[Frame],
-    images: dict[int, list[Prepared]],
-    probabilities: np.ndarray,
-    failed: ServiceError | None,
-    started: float,
-    seconds: float,
-) -> list[bytes]:
-    """One reply per frame; the first carries the model call's size and time (a metric)."""
-    parts: list[bytes] = []
-    row = 0  # the inputs' rows follow one another in ``probabilities``
-    for number, frame in enumerate(batch):
-        if frame.kind == wire.TENSOR:
-            if failed is None:
-                kind, payload = wire.PROBABILITIES, probabilities[row : row + frame.count]
-                payload = payload.tobytes()
-                row += frame.count
-            else:
-                kind, payload = wire.ERROR, wire.encode_error(failed)
-        else:
-            kind = wire.IMAGES
-            prepared = images[frame.request_id]
-            payload = _image_results(frame, prepared, probabilities, row, failed, started)
-            if failed is None:
-                row += sum(image.error is None for image in prepared)
-        first = number == 0
-        size, model_s = (len(probabilities), seconds) if first else (0, 0.0)
-        head = wire.ReplyHead(frame.request_id, kind, size, model_s, len(payload))
-        parts += (head.pack(), payload)
-    return parts
-
-
-def _image_results(
-    frame: Frame,
-    prepared: list[Prepared],
-    probabilities: np.ndarray,
-    row: int,
-    failed: ServiceError | None,
-    started: float,
-) -> bytes:
-    """The IMAGES payload for one frame; its good images' rows start at ``row``."""
-    good = [index for index, image in enumerate(prepared) if image.error is None]
-    rows = np.zeros((len(prepared), NUM_CLASSES), np.float32)
-    if failed is None:
-        rows[good] = probabilities[row : row + len(good)]
-    errors = [image.error or failed for image in prepared]
-    waits = [
-        0.0 if error is not None else max(0.0, started - frame.sent_at - image.seconds)
-        for image, error in zip(prepared, errors, strict=True)
-    ]
-    pngs = None
-    if frame.flags & wire.WITH_IMAGE:
-        pngs = [
-            b"" if error is not None else encode_png(image.pixels)  # type: ignore[arg-type]
-            for image, error in zip(prepared, errors, strict=True)
-        ]
-    seconds = [image.seconds for image in prepared]
-    return wire.encode_image_results(rows, seconds, waits, errors, pngs)

@@ -32,6 +32,15 @@ import numpy as np
 
 from service.contract import NUM_CLASSES, SIDE
 from service.errors import ServiceError, error_for
+from service.workers import extras
+from service.workers.extras import (
+    EXPLAIN,
+    TRACED,
+    WITH_IMAGE,
+    WITH_PIXELS,
+    Explanations,
+    WorkerTiming,
+)
 
 # Request: id, kind, flags, image count, when the server sent it (time.monotonic: the same
 # clock in every process of the machine), payload length; then the payload.
@@ -49,7 +58,7 @@ ENCODED, TENSOR = 1, 2  # request kinds: images to decode, or ready (n, 1, 28, 2
 # Reply kinds: per-image results, a tensor's probabilities, or why a tensor's model call failed.
 IMAGES, PROBABILITIES, ERROR = 3, 4, 7
 READY, FAILED = 5, 6  # a worker's first reply: its model's ModelInfo JSON, or why it cannot load
-WITH_IMAGE = 1  # request flag: also send back the 28x28 image the model saw, as a PNG
+# Request flags (WITH_IMAGE, EXPLAIN, TRACED), what they add: service/workers/extras.py
 
 IMAGE_FLOATS = SIDE * SIDE
 ID_LIMIT = 2**32  # request ids wrap around within the header's uint32
@@ -124,6 +133,9 @@ class ImageResults:
     waits: tuple[float, ...]  # each answered image's wait for its model call, besides that
     errors: dict[int, ServiceError]  # the refused images, by position in the frame
     pngs: list[bytes] | None  # what the model saw, when the frame asked for it
+    explanations: Explanations | None = None  # when the frame asked for them (EXPLAIN)
+    pixels: list[bytes | None] | None = None  # the inputs as 8-bit pixels (WITH_PIXELS)
+    timing: WorkerTiming | None = None  # the worker's timings, when the frame was TRACED
 
 
 def encode_image_results(
@@ -132,9 +144,13 @@ def encode_image_results(
     waits: Sequence[float],
     errors: Sequence[ServiceError | None],
     pngs: Sequence[bytes] | None,
+    explanations: Explanations | None = None,
+    timing: Sequence[float] | None = None,
+    pixels: Sequence[bytes | None] | None = None,
 ) -> bytes:
     """An IMAGES payload: error and PNG lengths (uint32 each, per image), seconds and waits
-    (float32), the probabilities, then the encoded errors and the PNGs."""
+    (float32), the probabilities, then the encoded errors and the PNGs; then the
+    explanations and the timings when the frame asked for them."""
     count = len(errors)
     encoded = [b"" if error is None else encode_error(error) for error in errors]
     pngs = pngs or [b""] * count
@@ -146,11 +162,17 @@ def encode_image_results(
             np.ascontiguousarray(probabilities, np.float32).tobytes(),
             *encoded,
             *pngs,
+            b"" if explanations is None else extras.encode_explanations(explanations),
+            b"" if pixels is None else extras.encode_pixels(pixels),
+            b"" if timing is None else extras.encode_timing(timing),
         ]
     )
 
 
-def decode_image_results(payload: bytes, count: int, with_pngs: bool) -> ImageResults:
+def decode_image_results(
+    payload: bytes, count: int, flags: int, sent_at: float = 0.0
+) -> ImageResults:
+    """The results of a frame sent with ``flags`` (at ``sent_at``, for the timings)."""
     table = struct.Struct(f"<{2 * count}I{2 * count}f")
     fields = table.unpack_from(payload)
     errors_at, pngs_at = fields[:count], fields[count : 2 * count]
@@ -163,18 +185,25 @@ def decode_image_results(payload: bytes, count: int, with_pngs: bool) -> ImageRe
                 errors[index] = decode_error(payload[offset : offset + length])
                 offset += length
     pngs = None
-    if with_pngs:
+    if flags & WITH_IMAGE:
         pngs = []
         for length in pngs_at:
             pngs.append(payload[offset : offset + length])
             offset += length
-    return ImageResults(
+    results = ImageResults(
         probabilities.reshape(count, NUM_CLASSES),
         fields[2 * count : 3 * count],
         fields[3 * count :],
         errors,
         pngs,
     )
+    if flags & EXPLAIN:
+        results.explanations, offset = extras.decode_explanations(payload, offset, count)
+    if flags & WITH_PIXELS:
+        results.pixels, offset = extras.decode_pixels(payload, offset, count)
+    if flags & TRACED:
+        results.timing = extras.decode_timing(payload, offset, sent_at)
+    return results
 
 
 def tensor_probabilities(payload: bytes, count: int) -> np.ndarray:

@@ -140,6 +140,31 @@ def test_a_bad_file_fails_alone_with_the_servers_message(
     assert record["error"]["message"] in err  # also said on stderr, stdout stays JSON
 
 
+def test_explain_writes_each_images_heat_map(
+    capsys: pytest.CaptureFixture[str], service_url: str, digit_folder: Path, tmp_path: Path
+) -> None:
+    broken = digit_folder / "batch-a" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    original = next((digit_folder / "batch-a").glob("01-*.png"))
+    twin = digit_folder / "batch-b" / original.name  # the same name as a file in batch-a
+    Image.open(original).save(twin)
+    why = tmp_path / "why"
+    status, out, err = run(
+        capsys, str(digit_folder), "--url", service_url, "--explain", str(why), "--json"
+    )
+    assert status == EXIT_FILE_FAILED  # the broken file
+    records = json.loads(out)
+    answered = [record for record in records if record["error"] is None]
+    written = sorted(path.name for path in why.iterdir())
+    assert len(written) == len(answered) == FILES_IN_FOLDER + 1
+    assert "broken.png.why.png" not in written
+    assert {f"{original.name}.why.png", f"{original.name}-2.why.png"} <= set(written)
+    for path in why.iterdir():
+        with Image.open(path) as image:
+            assert (image.format, image.size, image.mode) == ("PNG", (28, 28), "RGB")
+    assert f"{FILES_IN_FOLDER + 1} heat maps written to {why}" in err
+
+
 def test_a_chunk_over_the_body_limit_is_split(
     capsys: pytest.CaptureFixture[str], tiny_onnx: Path, digit_folder: Path, tmp_path: Path
 ) -> None:

@@ -132,7 +132,7 @@ def test_api_is_built_here_hardened_and_checked_on_readiness(compose: dict[str, 
 
 def test_every_published_port_is_bound_to_loopback(compose: dict[str, Any]) -> None:
     ports = [port for service in compose["services"].values() for port in service.get("ports", [])]
-    assert len(ports) == 3
+    assert len(ports) == 4  # API, Prometheus, Grafana, Jaeger's UI (tracing profile)
     assert all(str(port).startswith("127.0.0.1:") for port in ports), ports
 
 
@@ -143,6 +143,18 @@ def test_monitoring_images_are_official_and_pinned(compose: dict[str, Any]) -> N
     for name in ("prometheus", "grafana"):
         assert not services[name]["image"].endswith(":latest")
         assert "healthcheck" in services[name] and "restart" in services[name]
+
+
+def test_the_tracing_backend_is_optional_and_wired_to_the_api(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    jaeger = services["jaeger"]
+    assert jaeger["profiles"] == ["tracing"]  # started only with --profile tracing
+    assert jaeger["image"].startswith("jaegertracing/all-in-one:1.")
+    assert not any("profiles" in services[name] for name in ("api", "prometheus", "grafana"))
+    environment = services["api"]["environment"]
+    # Unset by default (tracing off); the compose file's header gives http://jaeger:4318.
+    assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318" in COMPOSE_FILE.read_text()
 
 
 def test_mounted_configuration_exists_in_the_repository(compose: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ DESIGN_METRICS = {
     "digits_prediction_confidence",
     "digits_model_info",
     "digits_model_ready",
+    "digits_corrections_total",
 }
 HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")
 
@@ -86,6 +87,7 @@ def test_dashboard_uses_only_documented_metrics(dashboard: dict[str, Any]) -> No
         ("Predictions per digit", "digits_predictions_total"),
         ("Confidence distribution", "digits_prediction_confidence_bucket"),
         ("Model info", "digits_model_info"),
+        ("Corrections by answer and correction", "digits_corrections_total"),
     ],
 )
 def test_required_panels_exist(dashboard: dict[str, Any], title_part: str, metric: str) -> None:

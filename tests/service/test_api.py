@@ -170,12 +170,13 @@ def test_openapi_documents_bodies_answers_and_examples(client: TestClient) -> No
     assert example["probabilities"][example["digit"]] == example["confidence"]
     assert "/predict/batch" in schema["paths"] and "/model" in schema["paths"]
     for path in ("/predict", "/predict/batch"):
-        (flag,) = schema["paths"][path]["post"]["parameters"]
-        assert (flag["name"], flag["in"], flag["schema"]["type"]) == (
-            "include_image",
-            "query",
-            "boolean",
-        )
+        flags = schema["paths"][path]["post"]["parameters"]
+        assert [(flag["name"], flag["in"], flag["schema"]["type"]) for flag in flags] == [
+            ("include_image", "query", "boolean"),
+            ("explain", "query", "boolean"),
+        ]
+    explanation = schema["components"]["schemas"]["Explanation"]["properties"]
+    assert {"method", "target", "values", "overlay"} <= set(explanation)
     assert client.get("/docs").status_code == 200
 
 

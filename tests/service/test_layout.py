@@ -17,19 +17,28 @@ from tests.service.import_probe import WEB_AND_METRICS
 IMAGE_AND_MODEL = ("cv2", "onnxruntime", "PIL")
 
 # The server process's whole life in one interpreter: the app, its lifespan (the workers
-# start and open the model), a /predict with the PNG of what the model saw, a V2 inference.
+# start and open the model), a /predict with the PNG of what the model saw and why, a
+# correction written to the feedback folder, a V2 inference.
 SERVER = """
-import sys
+import sys, tempfile
 from fastapi.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 
 image = sys.stdin.buffer.read()
-with TestClient(create_app(Settings(model_path=sys.argv[1], preprocess_workers=1))) as client:
+settings = Settings(
+    model_path=sys.argv[1], preprocess_workers=1, feedback_dir=tempfile.mkdtemp()
+)
+with TestClient(create_app(settings)) as client:
     answer = client.post(
-        "/predict?include_image=true", content=image, headers={"Content-Type": "image/png"}
+        "/predict?include_image=true&explain=true",
+        content=image,
+        headers={"Content-Type": "image/png"},
     )
     assert answer.status_code == 200 and answer.json()["normalized_image"], answer.text
+    assert answer.json()["explanation"]["overlay"], answer.text
+    correction = {"request_id": answer.headers["x-request-id"], "digit": 1}
+    assert client.post("/feedback", json=correction).status_code == 201
     tensor = {"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28], "data": [0] * 784}
     answer = client.post("/v2/models/tiny/infer", json={"inputs": [tensor]})
     assert answer.status_code == 200, answer.text
@@ -75,6 +84,11 @@ def test_a_worker_process_loads_no_web_or_metrics_code(tiny_onnx: Path) -> None:
 
 def test_the_imaging_package_loads_no_web_metrics_or_model_code() -> None:
     code = "import sys, service.imaging\n" + LOADED
+    assert _run(code, "-", *WEB_AND_METRICS, "onnxruntime") == ""
+
+
+def test_the_explanations_load_no_web_or_metrics_code() -> None:
+    code = "import sys, service.explanations.occlusion, service.explanations.overlay\n" + LOADED
     assert _run(code, "-", *WEB_AND_METRICS, "onnxruntime") == ""
 
 

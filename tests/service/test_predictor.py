@@ -27,7 +27,9 @@ class StandInPool:
     def __init__(self, futures: list[asyncio.Future[Result]]) -> None:
         self.futures = futures
 
-    def classify_many(self, items: Iterable[bytes], with_image: bool = False) -> list[Chunk]:
+    def classify_many(
+        self, items: Iterable[bytes], flags: int = 0, trace: bytes | None = None
+    ) -> list[Chunk]:
         assert len(list(items)) == len(self.futures)
         return [Chunk(1, future) for future in self.futures]
 

@@ -78,7 +78,7 @@ def _answers(data: bytes, with_pngs: bool = False) -> dict[int, wire.ImageResult
     answers = {}
     for request_id, (kind, payload) in _replies(data).items():
         assert kind == wire.IMAGES
-        answers[request_id] = wire.decode_image_results(payload, 1, with_pngs)
+        answers[request_id] = wire.decode_image_results(payload, 1, int(with_pngs))
     return answers
 
 
@@ -151,7 +151,7 @@ def test_a_frame_of_several_images_gets_one_reply_with_each_images_answer(
     assert sorted(replies) == [1, 7]
     kind, payload = replies[7]
     assert kind == wire.IMAGES
-    results = wire.decode_image_results(payload, 3, with_pngs=True)
+    results = wire.decode_image_results(payload, 3, wire.WITH_IMAGE)
     assert list(results.errors) == [1] and results.errors[1].code == "invalid_image"
     expected = model.predict(np.full((1, 1, 28, 28), 0.5, np.float32))[0]
     for index in (0, 2):
@@ -271,7 +271,7 @@ def test_a_worker_sends_back_the_png_of_what_the_model_saw(model: DigitClassifie
         )
     ).values()
     assert kind == wire.IMAGES
-    results = wire.decode_image_results(payload, len(images), with_pngs=True)
+    results = wire.decode_image_results(payload, len(images), wire.WITH_IMAGE)
     assert sorted(results.errors) == [28, 30]
     assert results.pngs is not None
     for index, data in enumerate(images):

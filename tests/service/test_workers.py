@@ -25,6 +25,7 @@ from service.imaging.pipeline import Steps
 from service.metrics import Metrics
 from service.model import DigitClassifier
 from service.settings import Settings
+from service.workers import protocol as wire
 from service.workers.pool import Chunk, PoolOptions, WorkerPool
 from service.workers.protocol import ImageResults
 from tests.service.images import draw_digit, encode, png
@@ -151,7 +152,7 @@ def test_results_match_preprocessing_and_the_model_in_process(
         pool = make_pool(steps=f"{preprocess_steps.__module__}:preprocess_steps")
         await pool.start()
         try:
-            return await _each_image(pool.classify_many(GOOD + BAD, with_image=True))
+            return await _each_image(pool.classify_many(GOOD + BAD, flags=wire.WITH_IMAGE))
         finally:
             pool.close()
 
@@ -247,7 +248,7 @@ def test_workers_run_single_threaded(make_pool: Any) -> None:
         pool = make_pool(steps=f"{__name__}:thread_settings")
         await pool.start()
         try:
-            return (await _one(pool.classify(b"any", with_image=True)))[1]
+            return (await _one(pool.classify(b"any", flags=wire.WITH_IMAGE)))[1]
         finally:
             pool.close()
 
@@ -266,7 +267,7 @@ def test_a_killed_worker_fails_only_its_request_and_is_replaced(make_pool: Any) 
             os.kill(before[0], signal.SIGKILL)
             results = await _each_image(chunks)
             after = pool.pids
-            image = (await _one(pool.classify(GOOD[0], with_image=True)))[1]
+            image = (await _one(pool.classify(GOOD[0], flags=wire.WITH_IMAGE)))[1]
             return results, before, after, image
         finally:
             pool.close()
@@ -292,7 +293,7 @@ def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving(make_pool
             stuck = pool.pids[0]
             started = time.monotonic()
             # In one batch, the stuck image is not first: the progress slot names it anyway.
-            queued = pool.classify(GOOD[1], with_image=True)
+            queued = pool.classify(GOOD[1], flags=wire.WITH_IMAGE)
             spin = pool.classify(SPIN)
             error = (await asyncio.gather(_one(spin), return_exceptions=True))[0]
             waited = time.monotonic() - started

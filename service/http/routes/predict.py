@@ -17,10 +17,11 @@ from service.http.fast_routes import DirectRequest, FastRoutes
 from service.http.schemas import BatchPrediction, ErrorBody, ImagePayload, Prediction
 from service.http.uploads import (
     BATCH_FIELD,
+    EXPLAIN,
     INCLUDE_IMAGE,
     SINGLE_FIELD,
     batch_uploads,
-    include_image,
+    query_flags,
     single_upload,
 )
 from service.predictor import Predictor
@@ -31,6 +32,15 @@ _INCLUDE_IMAGE_PARAMETER = {
     "required": False,
     "schema": {"type": "boolean", "default": False, "title": "Include Image"},
     "description": "Also return the 28x28 image the model saw, as a base64 PNG.",
+}
+_EXPLAIN_PARAMETER = {
+    "name": EXPLAIN,
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean", "default": False, "title": "Explain"},
+    "description": "Also return why: the saliency map of the predicted digit (28x28 values, "
+    "occlusion) and a base64 PNG of it over the image the model saw. Costs about 200 more "
+    "model runs per image.",
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
@@ -44,7 +54,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _BINARY = {"type": "string", "format": "binary"}
 _SINGLE_BODY = {
-    "parameters": [_INCLUDE_IMAGE_PARAMETER],
+    "parameters": [_INCLUDE_IMAGE_PARAMETER, _EXPLAIN_PARAMETER],
     "requestBody": {
         "required": True,
         "content": {
@@ -61,7 +71,7 @@ _SINGLE_BODY = {
     },
 }
 _BATCH_BODY = {
-    "parameters": [_INCLUDE_IMAGE_PARAMETER],
+    "parameters": [_INCLUDE_IMAGE_PARAMETER, _EXPLAIN_PARAMETER],
     "requestBody": {
         "required": True,
         "content": {
@@ -84,14 +94,15 @@ def prediction_router(
     ``predictor_of`` raises NotReady until the workers have opened the model."""
 
     async def predict(request: DirectRequest) -> bytes:
-        predictor, with_image = predictor_of(), include_image(request.query_string)
+        predictor, (with_image, explain) = predictor_of(), query_flags(request.query_string)
         upload = single_upload(request.content_type, await request.body())
-        return orjson.dumps(await predictor.predict(upload, with_image))
+        return orjson.dumps(await predictor.predict(upload, with_image, explain))
 
     async def predict_batch(request: DirectRequest) -> bytes:
-        predictor, with_image = predictor_of(), include_image(request.query_string)
+        predictor, (with_image, explain) = predictor_of(), query_flags(request.query_string)
         uploads = batch_uploads(request.content_type, await request.body(), max_batch_files)
-        return orjson.dumps({"predictions": await predictor.predict_batch(uploads, with_image)})
+        answers = await predictor.predict_batch(uploads, with_image, explain)
+        return orjson.dumps({"predictions": answers})
 
     router = APIRouter(tags=["predict"])
     for path, handler, model, body, summary, description in (

@@ -1,12 +1,16 @@
 // The drawing page: a canvas to draw on, upload / drop / paste of an image file, and the
-// service's answer (digit, ten probabilities, the 28x28 image the model saw).
+// service's answer (digit, ten probabilities, the 28x28 image the model saw, why: the heat map
+// of the pixels behind the answer), and a control to correct an answer (POST feedback).
 // Plain ES2020, no build step, no third-party code: the page must work with no internet.
 // URLs are relative so the page also works behind a reverse proxy under a path prefix.
 "use strict";
 
 (() => {
-  const PREDICT_URL = "predict?include_image=true";
+  // The finished drawing asks why too (about 200 more model runs); live updates do not.
+  const PREDICT_URL = "predict?include_image=true&explain=true";
+  const LIVE_URL = "predict?include_image=true";
   const MODEL_URL = "model";
+  const FEEDBACK_URL = "feedback";
   // Pen width as a fraction of the pad's side: about the stroke-to-height ratio of MNIST
   // digits when a person fills most of the pad, so drawings look like what the model learnt.
   const STROKE_FRACTION = 0.07;
@@ -36,6 +40,12 @@
     seenEmpty: byId("seen-empty"),
     modelInfo: byId("model-info"),
     quick: byId("quick-result"),
+    why: byId("why"),
+    heatmap: byId("heatmap"),
+    whyDigit: byId("why-digit"),
+    feedback: byId("feedback"),
+    choices: byId("feedback-choices"),
+    feedbackStatus: byId("feedback-status"),
   };
 
   // ---- The pad -------------------------------------------------------------------------
@@ -206,18 +216,27 @@
     let response;
     let data;
     try {
-      response = await fetch(PREDICT_URL, { method: "POST", body });
+      response = await fetch(live ? LIVE_URL : PREDICT_URL, { method: "POST", body });
       data = await readJson(response);
     } catch {
       if (mine === sequence && !live) showError("No answer", UNREACHABLE);
       return;
     }
     if (mine !== sequence) return;
+    const requestId = response.headers.get("X-Request-ID");
     if (response.ok && data && Array.isArray(data.probabilities)) {
       showResult(data);
+      if (live) hideFeedback();
+      else offerFeedback(requestId, String(data.digit));
     } else if (!live) {
       // A half-drawn digit may be refused (too little ink): only the final drawing reports.
       showError(...describeFailure(response, data));
+      // A refusal after the model ran on the image (not_a_digit) still shows what it saw
+      // and why, and can be corrected like an answer.
+      if (data && data.normalized_image) {
+        showSeen(data, "no digit");
+        offerFeedback(requestId, "not a digit");
+      }
     }
   }
 
@@ -229,6 +248,7 @@
     const code = data && data.error && data.error.code;
     if (code === "overloaded") return ["The service is busy", `${message} Try again in a moment.`];
     if (code === "not_ready") return ["The model is still loading", `${message} Try again shortly.`];
+    if (code === "not_a_digit") return ["That doesn't look like a digit", message];
     if (response.status >= 500) return ["The service had a problem", message];
     return ["This image could not be read", message];
   }
@@ -283,15 +303,29 @@
     ui.digit.textContent = String(data.digit);
     ui.confidence.textContent = `${percent(data.confidence)} confident`;
     showBars(data.probabilities, data.digit);
-    if (data.normalized_image) {
-      ui.seen.src = `data:image/png;base64,${data.normalized_image}`;
-      ui.seen.alt = `The 28 by 28 pixel image the model read as ${data.digit}`;
-      ui.seen.hidden = false;
-      ui.seenEmpty.hidden = true;
-    }
+    showSeen(data, String(data.digit));
     ui.announce.textContent = `Predicted digit ${data.digit}, ${percent(data.confidence)} confident.`;
     ui.quick.textContent = `Reads as ${data.digit} (${percent(data.confidence)})`;
     setState("done");
+  }
+
+  // What the model saw and, when the answer says why, the heat map over it.
+  function showSeen(data, reading) {
+    if (data.normalized_image) {
+      ui.seen.src = `data:image/png;base64,${data.normalized_image}`;
+      ui.seen.alt = `The 28 by 28 pixel image the model read as ${reading}`;
+      ui.seen.hidden = false;
+      ui.seenEmpty.hidden = true;
+    }
+    const why = data.explanation;
+    if (why && why.overlay) {
+      ui.heatmap.src = `data:image/png;base64,${why.overlay}`;
+      ui.heatmap.alt = `Heat map: the pixels that pushed the model towards ${why.target}`;
+      ui.whyDigit.textContent = String(why.target);
+      ui.why.hidden = false;
+    } else {
+      ui.why.hidden = true; // a live answer: the map of the last finished drawing is stale
+    }
   }
 
   function resetResult(text) {
@@ -301,7 +335,85 @@
     ui.seen.hidden = true;
     ui.seen.removeAttribute("src");
     ui.seenEmpty.hidden = false;
+    ui.why.hidden = true;
+    ui.heatmap.removeAttribute("src");
     ui.quick.textContent = "";
+    hideFeedback();
+  }
+
+  // ---- Corrections ---------------------------------------------------------------------
+
+  let feedbackEnabled = false; // the service records corrections (GET feedback)
+  let correcting = null; // {requestId, reading} of the answer the control is about
+
+  function buildChoices() {
+    const labels = [...Array(10).keys()].map(String).concat(["not a digit"]);
+    for (const label of labels) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "choice";
+      button.textContent = label;
+      button.dataset.digit = label === "not a digit" ? "" : label;
+      button.setAttribute("aria-pressed", "false");
+      button.addEventListener("click", () => correct(button));
+      ui.choices.append(button);
+    }
+  }
+
+  function hideFeedback() {
+    correcting = null;
+    ui.feedback.hidden = true;
+  }
+
+  function offerFeedback(requestId, reading) {
+    if (!feedbackEnabled || !requestId) return;
+    correcting = { requestId, reading };
+    for (const button of ui.choices.children) {
+      button.disabled = button.textContent === reading; // "it was" what it said: no news
+      button.setAttribute("aria-pressed", "false");
+    }
+    ui.feedbackStatus.textContent = "";
+    ui.feedbackStatus.classList.remove("done");
+    ui.feedback.hidden = false;
+  }
+
+  async function correct(button) {
+    if (!correcting) return;
+    const about = correcting;
+    const digit = button.dataset.digit === "" ? null : Number(button.dataset.digit);
+    let response;
+    let data;
+    try {
+      response = await fetch(FEEDBACK_URL, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ request_id: about.requestId, digit }),
+      });
+      data = await readJson(response);
+    } catch {
+      ui.feedbackStatus.textContent = UNREACHABLE;
+      return;
+    }
+    if (correcting !== about) return; // a newer answer replaced this one meanwhile
+    if (response.status === 201) {
+      for (const choice of ui.choices.children) choice.disabled = true;
+      button.setAttribute("aria-pressed", "true");
+      const said = digit === null ? "not a digit" : `a ${digit}`;
+      ui.feedbackStatus.textContent = `Thanks: recorded as ${said} for the next training run.`;
+      ui.feedbackStatus.classList.add("done");
+    } else {
+      ui.feedbackStatus.textContent = describeFailure(response, data)[1];
+    }
+  }
+
+  async function loadFeedbackInfo() {
+    try {
+      const response = await fetch(FEEDBACK_URL, { headers: { Accept: "application/json" } });
+      const data = await readJson(response);
+      feedbackEnabled = Boolean(response.ok && data && data.enabled);
+    } catch {
+      feedbackEnabled = false;
+    }
   }
 
   function showError(title, message) {
@@ -438,9 +550,11 @@
   }
 
   buildBars();
+  buildChoices();
   resetResult("Draw something to start");
   clearPad();
   fitPadToDisplay();
   new ResizeObserver(fitPadToDisplay).observe(pad);
   loadModelInfo();
+  loadFeedbackInfo();
 })();

@@ -1,0 +1,97 @@
+"""The corrections folder: 28x28 PNGs and one JSON line per correction (docs/design.md,
+section 7), read by ``python -m training train --extra-data`` and ``evaluate --data``.
+
+Every name in it is the service's own (a timestamp, a counter and random hex): nothing a
+request sent ever becomes part of a path. An image is written under a temporary name and
+renamed, then its line is appended in one write, so a reader never meets a line whose image
+is missing. The folder holds at most ``max_records`` corrections.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+from service.errors import FeedbackFull
+
+INDEX = "index.jsonl"
+IMAGES = "images"
+
+
+def iso_utc(seconds: float) -> str:
+    millis = int((seconds % 1) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+class CorrectionStore:
+    """Appends corrections to ``folder`` (created if missing); raises OSError at start when
+    the folder cannot be written."""
+
+    def __init__(self, folder: Path, max_records: int) -> None:
+        self.folder = folder
+        self.max_records = max_records
+        (folder / IMAGES).mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")  # fail now, not on the first correction
+        probe.unlink()
+        index = folder / INDEX
+        self.records = _count_lines(index) if index.exists() else 0
+        self._lock = threading.Lock()
+        self._serial = 0
+
+    def append(self, record: dict[str, Any], pixels: bytes) -> str:
+        """Write ``pixels`` (28x28, 8-bit) as a PNG and ``record`` (plus its id and image
+        path); the record's id.
+        Raises FeedbackFull at the cap. Blocking: callers run it in a thread."""
+        with self._lock:
+            if self.records >= self.max_records:
+                raise FeedbackFull(
+                    f"the corrections folder holds its limit of {self.max_records} records"
+                )
+            self._serial += 1
+            now = time.time()
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+            record_id = f"{stamp}-{self._serial:06d}-{secrets.token_hex(4)}"
+            image = f"{IMAGES}/{record_id}.png"
+            partial = self.folder / IMAGES / f".{record_id}.partial"
+            partial.write_bytes(gray_png(pixels))
+            os.replace(partial, self.folder / image)
+            line = {"id": record_id, "image": image, **record, "corrected_at": iso_utc(now)}
+            with (self.folder / INDEX).open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(line, separators=(",", ":")) + "\n")
+            self.records += 1
+            return record_id
+
+
+def gray_png(pixels: bytes, side: int = 28) -> bytes:
+    """A square 8-bit grayscale PNG of ``pixels`` (row by row). Written here because the
+    front-end process loads no imaging library (docs/design.md section 6): the format's
+    framing is a few chunks around zlib data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = b"".join(b"\x00" + pixels[row * side : (row + 1) * side] for row in range(side))
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit gray, no interlace
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"IDAT", zlib.compress(rows)),
+            chunk(b"IEND", b""),
+        ]
+    )
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())

@@ -1,0 +1,161 @@
+"""Corrections: recent answers kept for a window, a capped folder, clear errors, a metric."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from pydantic import ValidationError
+
+from service.app import create_app
+from service.errors import AlreadyCorrected, FeedbackFull, UnknownRequest
+from service.feedback.recent import RecentAnswers
+from service.feedback.store import CorrectionStore
+from service.settings import Settings
+from tests.service.images import draw_digit, png
+
+SEVEN = png(draw_digit())
+MODEL = {"name": "tiny", "version": "0"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_recent_answers_are_kept_for_the_window_and_up_to_the_capacity() -> None:
+    clock = Clock()
+    recent = RecentAnswers(capacity=3, window_s=60.0, clock=clock)
+    for number in range(4):
+        recent.remember(f"r{number}", 0, b"png", 7, 0.9, MODEL)
+    assert len(recent) == 3  # the oldest went first
+    with pytest.raises(UnknownRequest, match="no answer to request 'r0'"):
+        recent.take("r0", 0)
+    assert recent.take("r1", 0).predicted == 7
+    with pytest.raises(AlreadyCorrected):
+        recent.take("r1", 0)
+    clock.now += 61.0
+    with pytest.raises(UnknownRequest, match="in the last 60 s"):
+        recent.take("r2", 0)
+    assert len(recent) == 0
+    recent.remember(None, 0, b"png", 7, 0.9, MODEL)  # no request id: nothing to name it by
+    assert len(recent) == 0
+
+
+def test_a_reused_request_id_names_its_newest_answer() -> None:
+    recent = RecentAnswers(capacity=10, window_s=60.0)
+    recent.remember("same", 0, b"old", 1, 0.9, MODEL)
+    recent.remember("same", 0, b"new", 2, 0.8, MODEL)
+    assert (recent.take("same", 0).pixels, len(recent)) == (b"new", 1)
+
+
+def test_the_store_names_its_files_itself_and_stops_at_its_cap(tmp_path: Path) -> None:
+    store = CorrectionStore(tmp_path / "corrections", max_records=2)
+    hostile = {"label": 3, "request_id": "../../etc/passwd", "index": 0}
+    pixels = bytes(range(256)) * 3 + bytes(16)  # 784
+    first = store.append(hostile, pixels)
+    store.append({**hostile, "label": None}, pixels)
+    with pytest.raises(FeedbackFull):
+        store.append(hostile, pixels)
+    files = sorted(path.name for path in (tmp_path / "corrections" / "images").iterdir())
+    assert len(files) == 2 and f"{first}.png" in files and not any(".." in f for f in files)
+    lines = [
+        json.loads(line) for line in (tmp_path / "corrections/index.jsonl").read_text().splitlines()
+    ]
+    assert [line["label"] for line in lines] == [3, None]
+    assert (
+        lines[0]["image"] == f"images/{first}.png" and lines[0]["request_id"] == "../../etc/passwd"
+    )
+    assert CorrectionStore(tmp_path / "corrections", max_records=2).records == 2  # counted again
+    with Image.open(tmp_path / "corrections" / lines[0]["image"]) as image:
+        assert (image.format, image.mode, image.size) == ("PNG", "L", (28, 28))
+        assert image.tobytes() == pixels
+
+
+def test_feedback_needs_one_front_end(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="feedback_dir needs front_ends=1"):
+        Settings(feedback_dir=tmp_path, front_ends=2)
+
+
+@pytest.fixture
+def feedback_client(tiny_onnx: Path, tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(model_path=tiny_onnx, feedback_dir=tmp_path / "fb", preprocess_workers=1)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_a_correction_is_written_counted_and_refused_twice(
+    feedback_client: TestClient, tmp_path: Path
+) -> None:
+    assert feedback_client.get("/feedback").json()["enabled"] is True
+    plain = feedback_client.post("/predict", content=SEVEN, headers={"Content-Type": "image/png"})
+    assert plain.status_code == 200 and "normalized_image" not in plain.json()
+    answer = feedback_client.post(
+        "/predict?include_image=1", content=SEVEN, headers={"Content-Type": "image/png"}
+    )
+    request_id = answer.headers["x-request-id"]
+    recorded = feedback_client.post("/feedback", json={"request_id": request_id, "digit": 7})
+    assert recorded.status_code == 201, recorded.text
+    body = recorded.json()
+    assert (body["predicted"], body["label"], body["index"]) == (answer.json()["digit"], 7, 0)
+    (line,) = (tmp_path / "fb" / "index.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["id"] == body["id"] and record["model"] == {"name": "tiny", "version": "0.0.1"}
+    seen = Image.open(io.BytesIO(base64.b64decode(answer.json()["normalized_image"])))
+    with Image.open(tmp_path / "fb" / record["image"]) as image:
+        assert (image.size, image.mode) == ((28, 28), "L")
+        assert image.tobytes() == seen.tobytes()  # exactly what the model saw
+    again = feedback_client.post("/feedback", json={"request_id": request_id, "digit": 1})
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "already_corrected")
+    metrics = feedback_client.get("/metrics").text
+    predicted = answer.json()["digit"]
+    assert f'digits_corrections_total{{corrected="7",predicted="{predicted}"}} 1.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"request_id": "never-answered", "digit": 3}, 404, "unknown_request"),
+        ({"request_id": "x", "digit": 10}, 422, "validation_error"),
+        ({"request_id": "x"}, 422, "validation_error"),  # null must be said, not implied
+        ({"request_id": "a/b", "digit": 1}, 422, "validation_error"),
+        ({"request_id": "x", "digit": 1, "path": "/tmp/x"}, 422, "validation_error"),
+    ],
+)
+def test_bad_corrections_get_clear_errors(
+    feedback_client: TestClient, body: dict[str, object], status: int, code: str
+) -> None:
+    response = feedback_client.post("/feedback", json=body)
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+
+
+def test_a_batch_image_is_named_by_its_position(
+    feedback_client: TestClient, tmp_path: Path
+) -> None:
+    blank = png(Image.new("L", (40, 40), 255))
+    files = [("files", (n, d, "image/png")) for n, d in (("a", SEVEN), ("b", blank), ("c", SEVEN))]
+    answer = feedback_client.post("/predict/batch", files=files)
+    request_id = answer.headers["x-request-id"]
+    refused = feedback_client.post(
+        "/feedback", json={"request_id": request_id, "index": 1, "digit": 2}
+    )
+    assert refused.status_code == 404  # a blank image has no input to keep
+    third = feedback_client.post(
+        "/feedback", json={"request_id": request_id, "index": 2, "digit": None}
+    )
+    assert third.status_code == 201 and third.json()["label"] is None
+
+
+def test_feedback_is_off_by_default(client: TestClient) -> None:
+    assert client.get("/feedback").json() == {"enabled": False}
+    response = client.post("/feedback", json={"request_id": "x", "digit": 1})
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "feedback_disabled")
