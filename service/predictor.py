@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,11 +44,25 @@ def model_spec(settings: Settings) -> ModelSpec:
     )
 
 
-def pool_options(settings: Settings) -> PoolOptions:
-    """The worker pool as the settings describe it."""
+def shadow_spec(settings: Settings) -> ModelSpec | None:
+    """The shadow model the workers also open, if one is configured."""
+    path = settings.resolved_shadow_model_path
+    if path is None:
+        return None
+    return ModelSpec(
+        path=str(path),
+        provider=settings.provider,
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+    )
+
+
+def pool_options(settings: Settings, model: ModelSpec | None = None) -> PoolOptions:
+    """The worker pool as the settings describe it (``model``: the file to open instead of
+    the configured one, e.g. its pinned copy)."""
     return PoolOptions(
         workers=settings.resolved_preprocess_workers,
-        model=model_spec(settings),
+        model=model or model_spec(settings),
         allowed_formats=settings.allowed_image_formats,
         max_pixels=settings.max_image_pixels,
         timeout_seconds=settings.preprocess_timeout_seconds,
@@ -57,33 +72,50 @@ def pool_options(settings: Settings) -> PoolOptions:
         overflow_backlog_images=settings.overflow_backlog_images,
         retry_after_seconds=settings.retry_after_seconds,
         log_level=settings.log_level,
+        shadow_model=shadow_spec(settings),
+        shadow_sample_rate=settings.shadow_sample_rate,
     )
 
 
 class Predictor:
-    """Answers for images and tensors, computed by the worker pool it owns."""
+    """Answers for images and tensors, computed by the worker pool it owns; each answer names
+    the model that computed it (after a reload, old and new answers may interleave)."""
 
     def __init__(self, pool: WorkerPool, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._model_ref: dict[str, str] = {}
+        self._statistics = metrics.statistics
+        self._refs: dict[str, dict[str, str]] = {}  # sha256 -> the answers' "model" object
+        self.model: ModelInfo | None = None  # the one new requests go to
         self.pool = pool
 
     @classmethod
-    def from_settings(cls, settings: Settings, metrics: Metrics) -> Predictor:
-        return cls(WorkerPool(pool_options(settings), metrics), metrics)
+    def from_settings(
+        cls, settings: Settings, metrics: Metrics, model: ModelSpec | None = None
+    ) -> Predictor:
+        return cls(WorkerPool(pool_options(settings, model), metrics), metrics)
 
     async def start(self) -> ModelInfo:
         """Spawn the workers (on the running loop: replies arrive through it) and wait until
         they have opened the model; what they opened. Raises ModelLoadError."""
-        info = await self.pool.start()
-        self._model_ref = {"name": info.name, "version": info.version}
-        return info
+        self.model = await self.pool.start()
+        return self.model
 
     def close(self) -> None:
         """Stop the worker processes; what they were still working on fails with 503."""
         self.pool.close()
 
-    def _answer(self, probabilities: np.ndarray, png: bytes | None) -> dict[str, Any]:
+    def _ref(self, model: ModelInfo | None) -> dict[str, str]:
+        model = model or self.model
+        if model is None:
+            return {}
+        ref = self._refs.get(model.sha256)
+        if ref is None:
+            ref = self._refs[model.sha256] = {"name": model.name, "version": model.version}
+        return ref
+
+    def _answer(
+        self, probabilities: np.ndarray, png: bytes | None, model: ModelInfo | None
+    ) -> dict[str, Any]:
         digit = int(probabilities.argmax())
         confidence = float(probabilities[digit])
         self._metrics.observe_prediction(digit, confidence)
@@ -91,7 +123,7 @@ class Predictor:
             "digit": digit,
             "confidence": confidence,
             "probabilities": probabilities.tolist(),
-            "model": self._model_ref,
+            "model": self._ref(model),
         }
         if png is not None:
             answer["normalized_image"] = base64.b64encode(png).decode("ascii")
@@ -99,8 +131,16 @@ class Predictor:
 
     async def predict(self, upload: Upload, include_image: bool = False) -> dict[str, Any]:
         """The answer for one image; raises ServiceError for bad input or overload."""
-        result = await self.pool.classify(upload.data, include_image)
-        return self._answer(result.probabilities[0], result.png)
+        started = time.perf_counter()
+        try:
+            result = await self.pool.classify(upload.data, include_image)
+        except ServiceError:
+            self._statistics.failed(self.model, time.perf_counter() - started)
+            raise
+        computed = time.perf_counter()
+        answer = self._answer(result.probabilities[0], result.png, result.model)
+        self._record(started, computed, [result])
+        return answer
 
     async def predict_batch(
         self, uploads: list[Upload], include_image: bool = False
@@ -111,8 +151,15 @@ class Predictor:
         answered a worker batch at a time, so most are done when their turn comes, and
         gather's callback per future costs the event loop more (docs/performance.md).
         """
-        futures = self.pool.classify_many((upload.data for upload in uploads), include_image)
+        started = time.perf_counter()
+        try:
+            futures = self.pool.classify_many((upload.data for upload in uploads), include_image)
+        except ServiceError:
+            self._statistics.failed(self.model, time.perf_counter() - started)
+            raise
         entries: list[dict[str, Any]] = []
+        results: list[Result] = []
+        building = 0.0  # seconds spent building answers, between the waits
         try:
             for upload, future in zip(uploads, futures, strict=True):
                 try:
@@ -120,15 +167,39 @@ class Predictor:
                 except ServiceError as exc:
                     entries.append({"filename": upload.filename, "error": exc.to_dict()})
                     continue
-                answer = self._answer(result.probabilities[0], result.png)
+                results.append(result)
+                answered = time.perf_counter()
+                answer = self._answer(result.probabilities[0], result.png, result.model)
                 entries.append({**answer, "filename": upload.filename})
+                building += time.perf_counter() - answered
         finally:
             _abandon(futures[len(entries) :])  # the request failed (cancelled, a bug)
+        self._record(started, time.perf_counter() - building, results)
         return entries
 
-    async def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """(n, 10) for float32 images (n, 1, 28, 28) in MNIST convention (the V2 endpoint)."""
-        return (await self.pool.classify_tensor(images)).probabilities
+    async def probabilities(self, images: np.ndarray) -> Result:
+        """(n, 10) for float32 images (n, 1, 28, 28) in MNIST convention (the V2 endpoint),
+        with the model that computed them."""
+        started = time.perf_counter()
+        try:
+            result = await self.pool.classify_tensor(images)
+        except ServiceError:
+            self._statistics.failed(self.model, time.perf_counter() - started)
+            raise
+        self._record(started, time.perf_counter(), [result])
+        return result
+
+    def _record(self, started: float, computed: float, results: list[Result]) -> None:
+        """One successful request in the statistics (the answers are built by now)."""
+        done = time.perf_counter()
+        count = len(results) or 1
+        timings = (
+            sum(result.wait_s for result in results) / count,
+            sum(result.decode_s for result in results) / count,
+            sum(result.infer_s for result in results) / count,
+        )
+        model = results[0].model if results else self.model
+        self._statistics.succeeded(model, done - started, timings, done - computed)
 
 
 def _abandon(futures: list[asyncio.Future[Result]]) -> None:

@@ -28,6 +28,7 @@ from service.contract import ModelInfo, ModelSpec
 from service.errors import NotReady, Overloaded, ServiceError
 from service.workers import protocol as wire
 from service.workers.connection import Pending, WorkerConnection
+from service.workers.generations import Generations
 from service.workers.protocol import ReplyHead, RequestHead
 from service.workers.supervisor import Supervisor
 
@@ -41,10 +42,15 @@ DEFAULT_STEPS = "service.imaging.pipeline:preprocess_steps"
 @dataclass(frozen=True, slots=True)
 class Result:
     """Class probabilities (count, 10); for an encoded image, optionally the PNG of the 28x28
-    image the model saw."""
+    image the model saw; the model that computed them; the input's seconds of decoding,
+    of waiting for its model call, and of that call."""
 
     probabilities: np.ndarray
     png: bytes | None = None
+    model: ModelInfo | None = None
+    decode_s: float = 0.0
+    wait_s: float = 0.0
+    infer_s: float = 0.0
 
 
 @dataclass
@@ -63,6 +69,8 @@ class PoolOptions:
     retry_after_seconds: int = 1
     steps: str = DEFAULT_STEPS  # "module:function" of the image stages; tests inject stand-ins
     log_level: str = "INFO"
+    shadow_model: ModelSpec | None = None  # service/workers/shadow.py
+    shadow_sample_rate: float = 0.0
 
 
 def _load(worker: WorkerConnection) -> int:
@@ -83,8 +91,10 @@ class WorkerPool:
             "model": asdict(options.model),
             "steps": options.steps,
             "log_level": options.log_level,
+            "shadow": options.shadow_model
+            and {"model": asdict(options.shadow_model), "sample_rate": options.shadow_sample_rate},
         }
-        self._supervisor = Supervisor(self, options.workers, config, options.timeout_seconds)
+        self._generations = Generations(self, options.workers, config, options.timeout_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_id = 0
         self._in_flight = 0  # images sent and not yet answered
@@ -103,6 +113,21 @@ class WorkerPool:
         describe. Raises ModelLoadError (and stops them) when one cannot."""
         self._loop = asyncio.get_running_loop()
         return await self._supervisor.start()
+
+    @property
+    def _supervisor(self) -> Supervisor:
+        """The generation of workers that takes new inputs."""
+        return self._generations.current
+
+    @property
+    def model(self) -> ModelSpec:
+        """The model file the current generation of workers opened."""
+        return self._generations.model
+
+    async def reload(self, model: ModelSpec) -> ModelInfo:
+        """Serve ``model`` from a new generation of workers, with no input lost or refused
+        (service/workers/generations.py); ModelLoadError leaves the old one serving."""
+        return await self._generations.reload(model)
 
     def classify(self, data: bytes, with_image: bool = False) -> asyncio.Future[Result]:
         """Probabilities (1, 10) for one encoded image, or the ServiceError it earned."""
@@ -131,28 +156,44 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop every worker after its current batch; what is left fails with 503."""
-        self._supervisor.close()
+        self._generations.close()
 
     # --- replies and failures (the supervisor's Dispatcher) ------------------------------
 
     def on_reply(self, worker: WorkerConnection, head: ReplyHead, payload: bytes) -> None:
+        if head.kind == wire.SHADOW:  # a report on answers already sent, not an answer
+            if self.metrics is not None:
+                self.metrics.observe_shadow(wire.decode_shadow(head, payload))
+            return
         request = worker.untrack(head.request_id)
         if request is None:  # timed out and already answered
             return
         self._in_flight -= request.count
-        self._observe(request, head)
+        self._observe(worker, request, head)
         if request.future.done():  # the caller went away
             return
         if head.kind == wire.RESULT:
             count = request.count
             png = wire.result_png(payload, count) if request.with_image else None
-            request.future.set_result(Result(wire.result_probabilities(payload, count), png))
+            probabilities = wire.result_probabilities(payload, count)
+            request.future.set_result(
+                Result(
+                    probabilities,
+                    png,
+                    worker.model,
+                    head.decode_s,
+                    head.wait_s,
+                    worker.call_seconds,
+                )
+            )
         elif head.kind == wire.ERROR:
             request.future.set_exception(wire.decode_error(payload))
         else:
             request.future.set_exception(RuntimeError(f"bad reply frame kind {head.kind}"))
 
-    def _observe(self, request: Pending, head: ReplyHead) -> None:
+    def _observe(self, worker: WorkerConnection, request: Pending, head: ReplyHead) -> None:
+        if head.batch_size:  # the first reply of a model call
+            worker.call_size, worker.call_seconds = head.batch_size, head.model_s
         metrics = self.metrics
         if metrics is None:
             return
@@ -160,9 +201,11 @@ class WorkerPool:
             metrics.preprocess_duration.observe(head.decode_s)  # refused images count too
         if head.kind == wire.RESULT:
             metrics.queue_wait.observe(head.wait_s)
+            metrics.statistics.input(worker.model, worker.call_size, head.decode_s)
         if head.batch_size:
             metrics.batch_size.observe(head.batch_size)
             metrics.inference_duration.observe(head.model_s)
+            metrics.statistics.execution(worker.model, head.batch_size, head.model_s)
 
     def fail(self, worker: WorkerConnection | None, request: Pending, exc: ServiceError) -> None:
         if worker is not None:

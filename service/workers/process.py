@@ -33,6 +33,7 @@ from service.logs import configure_logging
 from service.model import DigitClassifier
 from service.workers import protocol as wire
 from service.workers.batching import collect
+from service.workers.shadow import Shadow
 
 logger = logging.getLogger("service.workers")
 
@@ -75,6 +76,12 @@ class SocketInbox:
 
     def push_back(self, item: Frame) -> None:
         self._pushed.append(item)
+
+    def waiting(self) -> bool:
+        """Whether another input has (at least partly) arrived: the shadow yields to it."""
+        if self._pushed or len(self._buffer) >= wire.REQUEST_SIZE:
+            return True
+        return bool(select.select([self._sock], [], [], 0)[0])
 
     def _receive(self, timeout: float | None) -> bool:
         try:
@@ -130,13 +137,14 @@ def worker_main(config: dict[str, Any]) -> None:
     try:
         model = DigitClassifier.open(ModelSpec(**config["model"]))
         model.warm_up((1, limits.max_batch_size))
+        shadow = Shadow.open(config.get("shadow"), limits.max_batch_size)
     except ModelLoadError as exc:
         sock.sendall(wire.announcement(wire.FAILED, str(exc).encode()))
         return
     gc.collect()
     gc.freeze()  # as in the server (service/app.py): full collections skip the start-up objects
     sock.sendall(wire.announcement(wire.READY, model.info.to_json()))
-    serve(sock, slot, steps, model, limits)
+    serve(sock, slot, steps, model, limits, shadow)
 
 
 def serve(
@@ -145,13 +153,17 @@ def serve(
     steps: StepsFactory,
     model: DigitClassifier,
     limits: Limits,
+    shadow: Shadow | None = None,
 ) -> None:
-    """Batches in, replies out, until the server closes the socket."""
+    """Batches in, replies out, until the server closes the socket; the shadow's report
+    (if any) after the replies, never before."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the server drains first, then stops us
     inbox = SocketInbox(sock)
     while (batch := collect(inbox, limits.max_batch_size, limits.max_delay_s)) is not None:
-        sock.sendall(run_batch(batch, slot, steps, model, limits))
+        sock.sendall(run_batch(batch, slot, steps, model, limits, shadow))
+        if shadow is not None and (report := shadow.report(inbox.waiting())) is not None:
+            sock.sendall(report)
 
 
 @dataclass(slots=True)
@@ -168,8 +180,10 @@ def run_batch(
     steps: StepsFactory,
     model: DigitClassifier,
     limits: Limits,
+    shadow: Shadow | None = None,
 ) -> bytes:
-    """The replies to ``batch``, concatenated: one model call for all its good inputs."""
+    """The replies to ``batch``, concatenated: one model call for all its good inputs
+    (which the shadow, if any, is offered)."""
     outcomes = _prepare(batch, slot, steps, limits)
     good = [outcome for outcome in outcomes if outcome.inputs is not None]
     started = time.monotonic()
@@ -183,6 +197,8 @@ def run_batch(
             for outcome in good:
                 outcome.inputs, outcome.error = None, InternalError("internal error")
     seconds = time.monotonic() - started
+    if shadow is not None and len(probabilities):
+        shadow.offer(stacked, probabilities)
     return b"".join(_replies(outcomes, probabilities, started, seconds))
 
 

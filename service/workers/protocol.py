@@ -41,6 +41,7 @@ REPLY_SIZE = _REPLY.size
 ENCODED, TENSOR = 1, 2  # request kinds: image bytes to decode, or ready (n, 1, 28, 28) floats
 RESULT, ERROR = 3, 4  # reply kinds: probabilities (and a PNG), or an encoded ServiceError
 READY, FAILED = 5, 6  # a worker's first reply: its model's ModelInfo JSON, or why it cannot load
+SHADOW = 7  # after a batch's replies (never instead): its shadow model's report (ShadowReport)
 WITH_IMAGE = 1  # request flag: also send back the 28x28 image the model saw, as a PNG
 
 IMAGE_FLOATS = SIDE * SIDE
@@ -110,6 +111,39 @@ def result_probabilities(payload: bytes, count: int) -> np.ndarray:
 def result_png(payload: bytes, count: int) -> bytes | None:
     """The PNG after the probabilities of a RESULT payload, if it carries one."""
     return payload[count * NUM_CLASSES * FLOAT_BYTES :] or None
+
+
+_SHADOW_HEAD = struct.Struct("<II")  # inputs compared, inputs dropped; then confidences, agree
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowReport:
+    """The shadow model on a batch's sampled inputs: per input whether its digit agreed with
+    the served model's, and its top probability; the call's seconds; inputs it skipped."""
+
+    agree: np.ndarray  # (n,) bool
+    confidence: np.ndarray  # (n,) float32
+    seconds: float
+    dropped: int
+
+
+def encode_shadow(report: ShadowReport) -> bytes:
+    """A SHADOW frame (request id 0: it answers no request)."""
+    count = len(report.agree)
+    payload = (
+        _SHADOW_HEAD.pack(count, report.dropped)
+        + np.asarray(report.confidence, np.float32).tobytes()
+        + np.asarray(report.agree, np.uint8).tobytes()
+    )
+    return ReplyHead(0, SHADOW, count, 0.0, 0.0, report.seconds, len(payload)).pack() + payload
+
+
+def decode_shadow(head: ReplyHead, payload: bytes) -> ShadowReport:
+    count, dropped = _SHADOW_HEAD.unpack_from(payload)
+    offset = _SHADOW_HEAD.size
+    confidence = np.frombuffer(payload, np.float32, count, offset)
+    agree = np.frombuffer(payload, np.uint8, count, offset + count * FLOAT_BYTES).astype(bool)
+    return ShadowReport(agree, confidence, head.model_s, dropped)
 
 
 # Progress slot: the request id being decoded, and since when (0.0 = not decoding).
