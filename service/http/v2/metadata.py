@@ -12,8 +12,10 @@ from service.http.v2.infer_request import FP32, TensorSignature
 from service.settings import Settings
 
 SERVER_NAME = "digits"
-# Extensions a client may rely on (names as Triton reports them in GET /v2).
-EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration"]
+# Extensions a client may rely on (names as Triton reports them in GET /v2); the model
+# repository's routes are listed only where DIGITS_ADMIN_TOKEN turns them on.
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
+REPOSITORY_EXTENSION = "model_repository"
 PLATFORM = "onnxruntime_onnx"
 
 
@@ -53,8 +55,9 @@ def served_model(info: ModelInfo, settings: Settings) -> ServedModel:
     )
 
 
-def server_metadata() -> dict[str, Any]:
-    return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS}
+def server_metadata(repository: bool) -> dict[str, Any]:
+    extensions = [*EXTENSIONS, REPOSITORY_EXTENSION] if repository else EXTENSIONS
+    return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": extensions}
 
 
 def _tensor_metadata(tensor: TensorSignature) -> dict[str, Any]:
