@@ -53,6 +53,7 @@ class Traffic:
     url: str
     pngs: list[bytes]
     tensors: np.ndarray  # (IMAGES, 1, 28, 28)
+    versions: dict[str, str]  # a V2 version (a major number) -> the model version
     calls: list[Call] = field(default_factory=list)
     readiness: list[int] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -110,8 +111,8 @@ class Traffic:
                 if call.kind == "predict":
                     call.version = body["model"]["version"]
                     call.probabilities = np.array(body["probabilities"], np.float32)
-                else:
-                    call.version = body["model_version"]
+                else:  # V2 may name a version by its major number (Triton's are integers)
+                    call.version = self.versions.get(body["model_version"], body["model_version"])
                     call.probabilities = np.array(body["outputs"][0]["data"], np.float32)
         call.done = time.monotonic()
         self.calls.append(call)
@@ -197,8 +198,8 @@ def test_three_swaps_under_traffic_drop_nothing(
     tensors = (digits.astype(np.float32) / 255.0)[:, None]
     models = {
         "1.0.0": shipped_model,
-        "1.1.0": variant(tmp_path / "v110.onnx", "1.1.0", 0.8, shipped_model),
-        "1.2.0": variant(tmp_path / "v120.onnx", "1.2.0", 0.9, shipped_model),
+        "2.0.0": variant(tmp_path / "v2.onnx", "2.0.0", 0.8, shipped_model),
+        "3.0.0": variant(tmp_path / "v3.onnx", "3.0.0", 0.9, shipped_model),
     }
     expected = expected_outputs(models, pngs, tensors)
     model_path = tmp_path / "model.onnx"
@@ -210,17 +211,17 @@ def test_three_swaps_under_traffic_drop_nothing(
         "DIGITS_ACCESS_LOG": "false",
     }
     with running_service(env) as server:
-        traffic = Traffic(server.url, pngs, tensors)
+        traffic = Traffic(server.url, pngs, tensors, {v.split(".")[0]: v for v in models})
         traffic.start()
         try:
             time.sleep(PHASE_S)
-            loads = [upload(server, "good", models["1.1.0"])]
+            loads = [upload(server, "good", models["2.0.0"])]
             time.sleep(PHASE_S)
             loads.append(upload(server, "contract", no_softmax(tmp_path / "logits.onnx")))
             time.sleep(PHASE_S)
             loads.append(upload(server, "floor", guessing(tmp_path / "guessing.onnx")))
             time.sleep(PHASE_S)
-            loads.append(sighup(server, model_path, models["1.2.0"], "1.2.0"))
+            loads.append(sighup(server, model_path, models["3.0.0"], "3.0.0"))
             time.sleep(PHASE_S)
         finally:
             traffic.stop()
@@ -228,18 +229,18 @@ def test_three_swaps_under_traffic_drop_nothing(
         log = server.log()
 
     good, contract, floor, again = loads
-    assert (good.status, good.answer["version"]) == (200, "1.1.0"), good.answer
+    assert (good.status, good.answer["version"]) == (200, "2.0.0"), good.answer
     assert contract.status == 400 and "softmax missing" in contract.answer["error"]
     assert floor.status == 400 and "below the floor" in floor.answer["error"]
     assert again.status == 200 and "SIGHUP: reloading" in log
-    assert [entry["version"] for entry in index] == ["1.2.0"]
+    assert [entry["version"] for entry in index] == ["3.0.0"]
 
     calls = traffic.calls
     failures = [call for call in calls if call.status != 200]
     assert failures == [], failures[:5]  # nothing dropped, refused or failed
     assert set(traffic.readiness) == {200} and len(traffic.readiness) > 20
 
-    timeline = [(good, "1.1.0"), (again, "1.2.0")]
+    timeline = [(good, "2.0.0"), (again, "3.0.0")]
     by_version: dict[str, int] = {}
     for call in calls:
         assert call.version in allowed_versions(call, timeline, "1.0.0"), call
@@ -259,7 +260,7 @@ def test_three_swaps_under_traffic_drop_nothing(
         call for call in calls if contract.started <= call.sent and call.done <= again.started
     ]
     assert len(during_refusals) >= 10
-    assert {call.version for call in during_refusals} == {"1.1.0"}
+    assert {call.version for call in during_refusals} == {"2.0.0"}
     # Right after each switch was answered, every new request got the new model.
     for load, version in timeline:
         after = [call for call in calls if load.finished < call.sent < load.finished + PHASE_S]

@@ -22,8 +22,8 @@ LOAD = "/v2/repository/models/lenet5/load"
 
 @dataclass(frozen=True)
 class Files:
-    v110: Path  # the shipped model, logits scaled: a good model with another version
-    v120: Path
+    v2: Path  # the shipped model, logits scaled: a good model with another version
+    v3: Path
     logits: Path  # fails the contract: no softmax
     guessing: Path  # fails the accuracy floor
     junk: Path  # not ONNX at all
@@ -35,8 +35,8 @@ def files(tmp_path_factory: pytest.TempPathFactory, shipped_model: Path) -> File
     junk = folder / "junk.onnx"
     junk.write_bytes(b"this is not an ONNX file")
     return Files(
-        v110=variant(folder / "v110.onnx", "1.1.0", 0.8, shipped_model),
-        v120=variant(folder / "v120.onnx", "1.2.0", 0.9, shipped_model),
+        v2=variant(folder / "v2.onnx", "2.0.0", 0.8, shipped_model),
+        v3=variant(folder / "v3.onnx", "3.0.0", 0.9, shipped_model),
         logits=no_softmax(folder / "logits.onnx"),
         guessing=guessing(folder / "guessing.onnx"),
         junk=junk,

@@ -54,7 +54,7 @@ def test_the_token_is_never_logged_or_echoed(
     answers = [
         admin.post(LOAD, headers={"Authorization": f"Bearer {WRONG}"}).text,
         admin.post(LOAD, headers=AUTH, json=upload_body(files.guessing)).text,
-        admin.post(LOAD, headers=AUTH, json=upload_body(files.v110)).text,
+        admin.post(LOAD, headers=AUTH, json=upload_body(files.v2)).text,
         admin.get("/model").text,
         admin.get("/metrics").text,
     ]

@@ -129,4 +129,4 @@ def test_a_shadow_that_cannot_load_stops_start_up(shipped_model: Path, files: Fi
     problem = model_problem(settings(shipped_model, files.junk))
     assert problem is not None and problem.startswith("shadow model: ")
     assert "not a loadable ONNX model" in problem
-    assert model_problem(settings(shipped_model, files.v110)) is None
+    assert model_problem(settings(shipped_model, files.v2)) is None
