@@ -49,12 +49,14 @@ def _serve(state: ServiceState, info: ModelInfo) -> None:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state = app_state(app)
     settings, loop = state.settings, asyncio.get_running_loop()
-    source, staging = model_spec(settings), Staging()
+    source = model_spec(settings)
+    staging: Staging | None = None
     predictor: Predictor | None = None
     try:
         try:
             # The workers open a private copy (a respawned worker must open the same bytes);
             # a file they cannot serve stops start-up here, before uvicorn binds its port.
+            staging = Staging()
             predictor = Predictor.from_settings(settings, state.metrics, staging.pin(source))
             state.predictor = predictor
             info = await predictor.start()
@@ -93,7 +95,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # shutdown timeout passed): the workers have nothing left that anyone waits for.
         if predictor is not None:
             predictor.close()
-        staging.close()
+        if staging is not None:
+            staging.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

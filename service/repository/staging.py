@@ -22,7 +22,13 @@ class Staging:
     """A private directory of model files named by their SHA-256."""
 
     def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="digits-models-"))
+        try:
+            self.directory = Path(tempfile.mkdtemp(prefix="digits-models-"))
+        except OSError as exc:
+            raise ModelLoadError(
+                f"no writable temporary directory for the served model's private copy ({exc}); "
+                "mount a tmpfs at /tmp or point TMPDIR at a writable directory"
+            ) from exc
 
     def pin(self, spec: ModelSpec) -> ModelSpec:
         """``spec`` with its model (and card, if any) copied here. Blocking file I/O."""

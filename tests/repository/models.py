@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,19 +30,16 @@ def variant(path: Path, version: str, scale: float, source: Path = SHIPPED_MODEL
     return path
 
 
-def no_softmax(path: Path) -> Path:
-    """Names, dtypes and shapes of the contract, but logits instead of probabilities."""
+def contract_graph(path: Path, name: str, nodes: list[Any], seed: int) -> Path:
+    """A model with the contract's names, dtypes and shapes: ``nodes`` from input ``image``
+    to output ``probabilities`` over a fixed random (784, 10) initializer ``weights``."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(1)
-    weights = rng.normal(0.0, 0.5, (784, 10)).astype(np.float32)
+    weights = np.random.default_rng(seed).normal(0.0, 0.5, (784, 10)).astype(np.float32)
     graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["image"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "weights"], ["probabilities"]),
-        ],
-        "logits",
+        nodes,
+        name,
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 28, 28])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
         initializer=[numpy_helper.from_array(weights, "weights")],
@@ -52,6 +50,33 @@ def no_softmax(path: Path) -> Path:
     entry.key, entry.value = "name", "lenet5"
     onnx.save(model, path)
     return path
+
+
+def no_softmax(path: Path) -> Path:
+    """Names, dtypes and shapes of the contract, but logits instead of probabilities."""
+    from onnx import helper
+
+    nodes = [
+        helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "weights"], ["probabilities"]),
+    ]
+    return contract_graph(path, "logits", nodes, seed=1)
+
+
+def batch_dependent(path: Path) -> Path:
+    """Softmax rows that sum to 1, but each row's logits are centred on the batch's mean: an
+    image's answer depends on its neighbours (what batch norm in training mode does)."""
+    from onnx import helper
+
+    nodes = [
+        helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
+        helper.make_node("ReduceMean", ["logits"], ["mean"], axes=[0], keepdims=1),
+        helper.make_node("Sub", ["logits", "mean"], ["centred"]),
+        helper.make_node("Mul", ["centred", "centred"], ["spread"]),
+        helper.make_node("Softmax", ["spread"], ["probabilities"], axis=1),
+    ]
+    return contract_graph(path, "batch_dependent", nodes, seed=2)
 
 
 def guessing(path: Path) -> Path:

@@ -15,39 +15,13 @@ from service.repository.gate import GateRequest, inspect, load_check_digits
 from service.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.repository.conftest import Files
+from tests.repository.models import batch_dependent
 
 CHECK_DIGITS = Settings().resolved_check_digits_path
 
 
 def request(path: Path, floor: float = 0.95, digits: Path = CHECK_DIGITS) -> GateRequest:
     return GateRequest(ModelSpec(str(path)), str(digits), floor)
-
-
-def batch_dependent(path: Path) -> Path:
-    """Softmax rows that sum to 1, but each row's logits are centred on the batch's mean: an
-    image's answer depends on its neighbours (what batch norm in training mode does)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    weights = np.random.default_rng(2).normal(0.0, 0.5, (784, 10)).astype(np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["image"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
-            helper.make_node("ReduceMean", ["logits"], ["mean"], axes=[0], keepdims=1),
-            helper.make_node("Sub", ["logits", "mean"], ["centred"]),
-            helper.make_node("Mul", ["centred", "centred"], ["spread"]),
-            helper.make_node("Softmax", ["spread"], ["probabilities"], axis=1),
-        ],
-        "batch_dependent",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 28, 28])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
-        initializer=[numpy_helper.from_array(weights, "weights")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
 
 
 def test_the_check_digits_are_real_labelled_mnist_digits() -> None:
