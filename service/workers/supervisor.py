@@ -1,5 +1,6 @@
 """Keeps the pool's worker processes running: spawns them, waits for their model, replaces
-the ones that die or hang, and stops them on shutdown.
+the ones that die or hang, and stops them on shutdown, or once a newer generation of workers
+serves (``retire``: service/workers/generations.py).
 
 An image past ``timeout_seconds`` (the progress slot says which and since when), or one under
 which its worker died (segfault, OOM kill), fails as ``invalid_image``; the worker is replaced
@@ -107,6 +108,11 @@ class Supervisor:
             if not any(worker.outstanding for worker in self.workers):
                 break
             await asyncio.sleep(RETIRE_POLL_S)
+        left = sum(len(worker.outstanding) for worker in self.workers)
+        if left and not self.closed:
+            logger.warning(
+                "a replaced worker generation still had %d inputs after %g s", left, drain_s
+            )
         if not self._begin_close():
             return
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
