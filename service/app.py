@@ -70,6 +70,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.resolved_check_digits_path,
             settings.model_min_accuracy,
             on_switch=lambda served: _serve(state, served),
+            on_outcome=lambda outcome: state.metrics.model_loads.labels(outcome).inc(),
         )
         state.loader.current = info
         _serve(state, info)

@@ -113,6 +113,13 @@ class Metrics:
             "1 once the model is loaded and warmed up.",
             registry=self.registry,
         )
+        self.model_loads = Counter(
+            "digits_model_loads",
+            "Model loads (POST .../load, SIGHUP) by outcome: loaded, unchanged (the same "
+            "file), refused (it failed a check), failed (workers could not start it), busy.",
+            ("outcome",),
+            registry=self.registry,
+        )
         self.shadow_agreement = Counter(
             "digits_shadow_agreement",
             "Inputs the shadow model saw, by whether its digit agreed with the served model's.",
@@ -142,6 +149,8 @@ class Metrics:
         # Children created up front: label lookups off the hot path, zero series visible at once.
         self._digit_counters = tuple(self.predictions.labels(digit) for digit in DIGITS)
         self.rejected.labels("overloaded")
+        for outcome in ("loaded", "unchanged", "refused", "failed", "busy"):
+            self.model_loads.labels(outcome)
         self._agreement = tuple(self.shadow_agreement.labels(agree) for agree in ("false", "true"))
 
     def set_model(self, info: ModelInfo) -> None:

@@ -72,6 +72,7 @@ class ModelLoader:
         check_digits: Path,
         min_accuracy: float,
         on_switch: Callable[[ModelInfo], None],
+        on_outcome: Callable[[str], None] = lambda _: None,
     ) -> None:
         self._pool = pool
         self._source = source  # DIGITS_MODEL_PATH (and card): what a body-less load reads
@@ -79,9 +80,13 @@ class ModelLoader:
         self._check_digits = check_digits
         self._min_accuracy = min_accuracy
         self._on_switch = on_switch
+        self._on_outcome = on_outcome  # "loaded", "unchanged", "refused", "failed", "busy"
         self._lock = asyncio.Lock()
         self._signal_tasks: set[asyncio.Task[None]] = set()
         self.current: ModelInfo | None = None
+        # Why the latest load was refused, until one succeeds (the index shows it: a SIGHUP
+        # has no answer to carry it).
+        self.last_refusal: str | None = None
 
     @property
     def loading(self) -> bool:
@@ -91,9 +96,18 @@ class ModelLoader:
         """Serve ``upload`` (an ONNX file), or with None the file at DIGITS_MODEL_PATH as it is
         now. Raises LoadRefused with the old model still serving."""
         if self._lock.locked():
+            self._on_outcome("busy")
             raise LoadRefused("another model load is in progress; retry when it is done", 409)
         async with self._lock:
-            return await self._load(upload)
+            try:
+                outcome = await self._load(upload)
+            except LoadRefused as exc:
+                self.last_refusal = exc.message
+                self._on_outcome("refused" if exc.status_code == 400 else "failed")
+                raise
+        self.last_refusal = None
+        self._on_outcome("loaded" if outcome.changed else "unchanged")
+        return outcome
 
     async def _load(self, upload: bytes | None) -> LoadOutcome:
         started = time.monotonic()

@@ -24,6 +24,7 @@ DESIGN_METRICS = {
     "digits_prediction_confidence",
     "digits_model_info",
     "digits_model_ready",
+    "digits_model_loads_total",
     "digits_shadow_agreement_total",
     "digits_shadow_dropped_total",
     "digits_shadow_confidence",
@@ -90,6 +91,7 @@ def test_dashboard_uses_only_documented_metrics(dashboard: dict[str, Any]) -> No
         ("Predictions per digit", "digits_predictions_total"),
         ("Confidence distribution", "digits_prediction_confidence_bucket"),
         ("Model info", "digits_model_info"),
+        ("Model loads", "digits_model_loads_total"),
         (
             "Shadow agreement rate",
             'digits_shadow_agreement_total{job="digits", instance=~"$instance", agree="true"}',

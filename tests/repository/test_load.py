@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from service.repository.loader import LoadRefused, ModelLoader
 from service.repository.staging import Staging
 from tests.repository.conftest import AUTH, LOAD, Files, upload_body
 from tests.service.images import draw_digit, png
-from tests.service.test_metrics import scrape
+from tests.service.test_metrics import scrape, value
 
 SEVEN = png(draw_digit())
 TENSOR = {"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28], "data": [0.0] * 784}
@@ -155,6 +156,26 @@ def test_index_and_unload(admin: TestClient) -> None:
     assert unload.status_code == 400 and "never unloads" in unload.json()["error"]
 
 
+def test_outcomes_are_counted_and_a_refusal_stays_in_the_index(
+    admin: TestClient, files: Files
+) -> None:
+    index = "/v2/repository/index"
+    assert admin.post(LOAD, headers=AUTH, json=upload_body(files.guessing)).status_code == 400
+    ready, refused = admin.post(index, headers=AUTH).json()
+    assert ready["state"] == "READY" and ready["version"] == "1.0.0"
+    assert refused["state"] == "UNAVAILABLE" and "below the floor" in refused["reason"]
+    assert len(admin.post(index, headers=AUTH, json={"ready": True}).json()) == 1
+    assert admin.post(LOAD, headers=AUTH).json()["changed"] is False  # the same file
+    assert admin.post(index, headers=AUTH).json() == [ready]  # a success clears the refusal
+    assert admin.post(LOAD, headers=AUTH, json=upload_body(files.v2)).status_code == 200
+    samples = scrape(admin)
+    counts = {
+        outcome: value(samples, "digits_model_loads_total", outcome=outcome)
+        for outcome in ("loaded", "unchanged", "refused", "failed", "busy")
+    }
+    assert counts == {"loaded": 1, "unchanged": 1, "refused": 1, "failed": 0, "busy": 0}
+
+
 def test_the_old_workers_exit_after_a_load(admin: TestClient, files: Files) -> None:
     pool = app_state(admin.app).predictor.pool  # type: ignore[attr-defined,union-attr]
     old = pool.pids
@@ -185,11 +206,21 @@ def test_one_load_at_a_time(tmp_path: Path, files: Files, shipped_model: Path) -
 
     info = DigitClassifier(shipped_model).info
 
+    outcomes: list[str] = []
+
     async def scenario() -> tuple[int, str]:
         staging = Staging()
         source = ModelSpec(str(shipped_model))
-        pool = _BlockedPool(staging.pin(source), info)
-        loader = ModelLoader(pool, source, staging, Path("unused"), 0.0, lambda _: None)  # type: ignore[arg-type]
+        pool = _BlockedPool(staging.pin(source), replace(info, version="2.0.0", sha256="f" * 64))
+        loader = ModelLoader(
+            pool,  # type: ignore[arg-type]
+            source,
+            staging,
+            Path("unused"),
+            0.0,
+            on_switch=lambda _: None,
+            on_outcome=outcomes.append,
+        )
         loader.current = info
 
         async def passes(_: ModelSpec) -> dict[str, float]:
@@ -210,6 +241,7 @@ def test_one_load_at_a_time(tmp_path: Path, files: Files, shipped_model: Path) -
 
     status, message = asyncio.run(scenario())
     assert status == 409 and "another model load is in progress" in message
+    assert outcomes == ["busy", "loaded"]
 
 
 def test_staged_copies_are_private_and_released(tmp_path: Path, files: Files) -> None:

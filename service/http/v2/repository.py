@@ -87,10 +87,15 @@ async def repository_index(request: Request) -> Response:
         return _error(exc)
     if body is not None and not isinstance(body, dict):
         return _error(V2Error('the request body must be a JSON object, e.g. {"ready": true}'))
-    assert state.model is not None  # _authorise checked readiness
-    # One model, always ready: a load replaces it only once its replacement is ready.
-    entry = {"name": state.model.name, "version": state.model.version, "state": "READY"}
-    return JSONResponse([{**entry, "reason": ""}])
+    assert state.model is not None and state.loader is not None  # _authorise checked
+    # One model, always ready: a load replaces it only once its replacement is ready. A
+    # refused load is listed beside it (Triton's UNAVAILABLE, with why) until one succeeds.
+    name, version = state.model.name, state.model.version
+    entries = [{"name": name, "version": version, "state": "READY", "reason": ""}]
+    refusal = state.loader.last_refusal
+    if refusal is not None and not (body or {}).get("ready"):
+        entries.append({"name": name, "version": "", "state": "UNAVAILABLE", "reason": refusal})
+    return JSONResponse(entries)
 
 
 def _uploaded_file(body: Any, limit: int) -> bytes | None:
