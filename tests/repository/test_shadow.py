@@ -130,3 +130,18 @@ def test_a_shadow_that_cannot_load_stops_start_up(shipped_model: Path, files: Fi
     assert problem is not None and problem.startswith("shadow model: ")
     assert "not a loadable ONNX model" in problem
     assert model_problem(settings(shipped_model, files.v2)) is None
+
+
+def test_with_work_waiting_the_shadow_is_skipped_not_the_answers(shadowed: TestClient) -> None:
+    """64 images at once to one worker that batches 32: after the first batch's answers the
+    other 32 are waiting, so that batch's shadow run is skipped; the last one's is not."""
+    inputs, labels = load_check_digits(CHECK_DIGITS)
+    images = [mnist_like(np.rint(image[0] * 255)) for image in inputs[:64]]
+    files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+    response = shadowed.post("/predict/batch", files=files)
+    assert response.status_code == 200
+    digits = [entry["digit"] for entry in response.json()["predictions"]]
+    assert np.mean(np.array(digits) == labels[:64]) > 0.95  # every answer there, and right
+    counts = shadow_counts(shadowed, 64)
+    assert counts["true"] + counts["false"] + counts["dropped"] == 64
+    assert counts["dropped"] >= 1 and counts["calls"] >= 1
