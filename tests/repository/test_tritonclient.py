@@ -18,13 +18,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def model_path(tmp_path: Path, shipped_model: Path) -> Path:
-    path = tmp_path / "model.onnx"
-    shutil.copyfile(shipped_model, path)
-    return path
-
-
-@pytest.fixture
 def server(model_path: Path) -> Iterator[RunningService]:
     env = {
         "DIGITS_MODEL_PATH": str(model_path),
