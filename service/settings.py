@@ -7,58 +7,34 @@ Values come from the environment (prefix ``DIGITS_``); nothing else in ``service
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The package sits at <repo>/service, so the repository (and models/) is its parent. Installed
-# wheels have no models/ there; the current directory is tried next (the container's WORKDIR).
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+from service.resources import available_cpus, resolve_model_path
+
 DEFAULT_MODEL = Path("models") / "lenet5.onnx"
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
+DEFAULT_CHECK_DIGITS = Path("models") / "check-digits.npz"
+MIN_ADMIN_TOKEN_CHARS = 16
 KNOWN_IMAGE_FORMATS = frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM", "ICO"})
 
 Provider = Literal["cpu", "cuda", "auto"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 EventLoop = Literal["asyncio", "uvloop"]
-
-
-def resolve_model_path(path: Path) -> Path:
-    """An absolute path as given; a relative one against the cwd, then the repository root."""
-    if path.is_absolute():
-        return path
-    for base in (Path.cwd(), _PACKAGE_ROOT):
-        candidate = base / path
-        if candidate.exists():
-            return candidate.resolve()
-    return (_PACKAGE_ROOT / path).resolve()
-
-
-def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
-    """Cores this process may use: its CPU affinity, capped by a container's CPU quota.
-
-    A pod limited to one CPU on a 32-core node sees 32 cores through the affinity mask alone;
-    one worker process per core there would mean 32 workers fighting over one CPU's quota.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = max(1, cores or 1)
-    try:
-        quota, period = cpu_max.read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):  # no cgroup v2 here, or a format we do not know: no cap
-        pass
-    return cores
+UPLOAD_ENVELOPE_BYTES = 1024  # the JSON around a load request's base64 file
 
 
 class Settings(BaseSettings):
     """Service configuration; each field is the environment variable ``DIGITS_<NAME>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="DIGITS_", env_ignore_empty=True, extra="ignore", frozen=True
+        env_prefix="DIGITS_",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,  # Settings(port=...) as well as the env aliases
     )
 
     model_path: Path = Field(
@@ -85,7 +61,14 @@ class Settings(BaseSettings):
         1, ge=0, description="ONNX Runtime threads across operators. 0 = ORT default."
     )
     host: str = Field("127.0.0.1", description="Address uvicorn binds (0.0.0.0 in containers).")
-    port: int = Field(8000, ge=1, le=65535, description="TCP port uvicorn listens on.")
+    port: int = Field(
+        8000,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("DIGITS_PORT", "PORT"),
+        description="TCP port uvicorn listens on. When unset, PORT is used (Knative and "
+        "KServe inject it), then 8000.",
+    )
     max_body_bytes: int = Field(
         10 * 1024 * 1024,
         ge=1024,
@@ -170,6 +153,42 @@ class Settings(BaseSettings):
     )
     log_level: LogLevel = Field("INFO", description="Log level of the JSON logs on stderr.")
     access_log: bool = Field(True, description="One JSON access-log line per request.")
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Opens the model repository routes (load, index) to clients sending "
+        "`Authorization: Bearer <token>` (unset: 404). At least "
+        f"{MIN_ADMIN_TOKEN_CHARS} characters; never logged.",
+    )
+    max_model_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest ONNX file a load may upload (413 above); its base64 must fit "
+        "in DIGITS_MAX_BODY_BYTES.",
+    )
+    model_min_accuracy: float = Field(
+        0.95,
+        ge=0.0,
+        le=1.0,
+        description="Accuracy floor on the check digits: a load below it is refused (the "
+        "model served before keeps serving).",
+    )
+    check_digits_path: Path = Field(
+        DEFAULT_CHECK_DIGITS,
+        description="Labelled real digits (npz: images uint8 [N,28,28], labels) every load "
+        "is checked on before it serves.",
+    )
+    shadow_model_path: Path | None = Field(
+        None,
+        description="A second ONNX model each worker runs on a sample of live inputs after "
+        "their answers left, compared with the served one (digits_shadow_* metrics).",
+    )
+    shadow_sample_rate: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of live inputs the shadow model sees (evenly spread, not random); "
+        "it runs only while its worker has nothing else waiting.",
+    )
     graceful_shutdown_seconds: float = Field(
         10.0,
         gt=0,
@@ -228,6 +247,13 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("admin_token", mode="after")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters long")
+        return value
+
     @model_validator(mode="after")
     def _consistent_limits(self) -> Self:
         if self.max_batch_files > self.batch_max_queue_images:
@@ -235,6 +261,13 @@ class Settings(BaseSettings):
                 f"max_batch_files ({self.max_batch_files}) must not exceed "
                 f"batch_max_queue_images ({self.batch_max_queue_images}): such a batch "
                 "could never be queued"
+            )
+        upload_body = 4 * math.ceil(self.max_model_bytes / 3) + UPLOAD_ENVELOPE_BYTES  # base64
+        if self.admin_token is not None and upload_body > self.max_body_bytes:
+            raise ValueError(
+                f"max_model_bytes ({self.max_model_bytes}) needs a body of {upload_body} bytes "
+                f"in base64, over max_body_bytes ({self.max_body_bytes}): raise max_body_bytes "
+                "or lower max_model_bytes"
             )
         return self
 
@@ -251,6 +284,14 @@ class Settings(BaseSettings):
     @property
     def resolved_model_path(self) -> Path:
         return resolve_model_path(self.model_path)
+
+    @property
+    def resolved_check_digits_path(self) -> Path:
+        return resolve_model_path(self.check_digits_path)
+
+    @property
+    def resolved_shadow_model_path(self) -> Path | None:
+        return self.shadow_model_path and resolve_model_path(self.shadow_model_path)
 
     @property
     def resolved_model_card_path(self) -> Path:

@@ -16,6 +16,7 @@ from service.errors import NotReady
 from service.http.v2.metadata import ServedModel
 from service.metrics import Metrics
 from service.predictor import Predictor
+from service.repository.loader import ModelLoader
 from service.settings import Settings
 
 _NOT_READY = "the model is not loaded yet; retry when GET /readyz answers 200"
@@ -28,7 +29,8 @@ class ServiceState:
     settings: Settings
     metrics: Metrics
     predictor: Predictor | None = None
-    model: ModelInfo | None = None
+    loader: ModelLoader | None = None  # load / reload (the V2 model repository routes)
+    model: ModelInfo | None = None  # the model new requests go to
     v2_model: ServedModel | None = None
     ready: bool = False
 

@@ -79,6 +79,11 @@ class WorkerConnection(asyncio.Protocol):
         self.images = 0  # images outstanding: the load the pool balances
         self.ready = False
         self.retired = False
+        self.model: ModelInfo | None = None  # what it opened: the answers' model
+        # The model call its latest replies came from (the first reply of a call carries
+        # the call's size and time, the others of the same call follow it).
+        self.call_size = 0
+        self.call_seconds = 0.0
         # The model the worker opened, or ModelLoadError: what start-up waits for.
         self.announced: asyncio.Future[ModelInfo] = loop.create_future()
         self.announced.add_done_callback(_retrieve)
@@ -133,7 +138,8 @@ class WorkerConnection(asyncio.Protocol):
             return
         if kind == wire.READY:
             self.ready = True
-            self.announced.set_result(ModelInfo.from_json(payload))
+            self.model = ModelInfo.from_json(payload)
+            self.announced.set_result(self.model)
         else:
             self.announced.set_exception(ModelLoadError(payload.decode(errors="replace")))
 

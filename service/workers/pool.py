@@ -28,6 +28,7 @@ from service.contract import ModelInfo, ModelSpec
 from service.errors import NotReady, Overloaded, ServiceError
 from service.workers import protocol as wire
 from service.workers.connection import Pending, WorkerConnection
+from service.workers.generations import Generations
 from service.workers.protocol import ImageResults, ReplyHead, RequestHead
 from service.workers.supervisor import Supervisor
 
@@ -43,6 +44,16 @@ class Chunk(NamedTuple):
 
     count: int
     future: asyncio.Future[ImageResults]
+
+
+class TensorResults(NamedTuple):
+    """A tensor's probabilities (count, 10), the model that computed them, the frame's wait
+    for its model call and that call's seconds."""
+
+    probabilities: np.ndarray
+    model: ModelInfo | None
+    wait_s: float
+    infer_s: float
 
 
 @dataclass
@@ -61,6 +72,8 @@ class PoolOptions:
     retry_after_seconds: int = 1
     steps: str = DEFAULT_STEPS  # "module:function" of the image stages; tests inject stand-ins
     log_level: str = "INFO"
+    shadow_model: ModelSpec | None = None  # service/workers/shadow.py
+    shadow_sample_rate: float = 0.0
 
 
 def _load(worker: WorkerConnection) -> int:
@@ -81,8 +94,10 @@ class WorkerPool:
             "model": asdict(options.model),
             "steps": options.steps,
             "log_level": options.log_level,
+            "shadow": options.shadow_model
+            and {"model": asdict(options.shadow_model), "sample_rate": options.shadow_sample_rate},
         }
-        self._supervisor = Supervisor(self, options.workers, config, options.timeout_seconds)
+        self._generations = Generations(self, options.workers, config, options.timeout_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_id = 0
         self._in_flight = 0  # images sent and not yet answered
@@ -102,6 +117,21 @@ class WorkerPool:
         self._loop = asyncio.get_running_loop()
         return await self._supervisor.start()
 
+    @property
+    def _supervisor(self) -> Supervisor:
+        """The generation of workers that takes new inputs."""
+        return self._generations.current
+
+    @property
+    def model(self) -> ModelSpec:
+        """The model file the current generation of workers opened."""
+        return self._generations.model
+
+    async def reload(self, model: ModelSpec) -> ModelInfo:
+        """Serve ``model`` from a new generation of workers, with no input lost or refused
+        (service/workers/generations.py); ModelLoadError leaves the old one serving."""
+        return await self._generations.reload(model)
+
     def classify(self, data: bytes, with_image: bool = False) -> asyncio.Future[ImageResults]:
         """The answer for one encoded image (a frame of one)."""
         return self.classify_many([data], with_image)[0].future
@@ -120,7 +150,7 @@ class WorkerPool:
         self._send(requests)
         return [Chunk(request.count, request.future) for request in requests]
 
-    def classify_tensor(self, images: np.ndarray) -> asyncio.Future[np.ndarray]:
+    def classify_tensor(self, images: np.ndarray) -> asyncio.Future[TensorResults]:
         """Probabilities (n, 10) for float32 images (n, 1, 28, 28) that need no decoding."""
         count = int(images.shape[0])
         self._admit(count)
@@ -131,11 +161,17 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop every worker after its current batch; what is left fails with 503."""
-        self._supervisor.close()
+        self._generations.close()
 
     # --- replies and failures (the supervisor's Dispatcher) ------------------------------
 
     def on_reply(self, worker: WorkerConnection, head: ReplyHead, payload: bytes) -> None:
+        if head.kind == wire.SHADOW:  # a report on answers already sent, not an answer
+            if self.metrics is not None:
+                self.metrics.observe_shadow(wire.decode_shadow(head, payload))
+            return
+        if head.batch_size:  # the first reply of a model call; the call's others follow it
+            worker.call_size, worker.call_seconds = head.batch_size, head.model_s
         request = worker.untrack(head.request_id)
         if request is None:  # timed out and already answered
             return
@@ -144,14 +180,19 @@ class WorkerPool:
         if metrics is not None and head.batch_size:
             metrics.batch_size.observe(head.batch_size)
             metrics.inference_duration.observe(head.model_s)
+            metrics.statistics.execution(worker.model, head.batch_size, head.model_s)
         if head.kind == wire.IMAGES:
             results = wire.decode_image_results(payload, request.count, request.with_image)
             results.errors.update(request.overrides)
+            results.model, results.call_s = worker.model, worker.call_seconds
             if metrics is not None:
                 metrics.observe_images(results.seconds, results.waits, results.errors)
+                statistics = metrics.statistics
+                statistics.inputs(worker.model, worker.call_size, results.seconds, results.errors)
             answer: Any = results
         elif head.kind == wire.PROBABILITIES:
-            answer = wire.tensor_probabilities(payload, request.count)
+            probabilities, wait_s = wire.tensor_probabilities(payload, request.count)
+            answer = TensorResults(probabilities, worker.model, wait_s, worker.call_seconds)
         else:
             answer = wire.decode_error(payload)
         if not request.future.done():  # else the caller went away

@@ -8,7 +8,8 @@ places that know a header's fields and their order.
 An ENCODED frame carries the images of one request that go to one worker (one for /predict,
 up to a model call's worth for /predict/batch) and gets one reply with a result or an error
 per image: the event loop's cost is per frame, not per image. A TENSOR frame carries a V2
-request's ready images.
+request's ready images (its reply: their probabilities and the frame's wait). A SHADOW reply
+answers no request: it reports what the shadow model made of a batch already answered.
 
 The progress slot is a few shared bytes per worker (a memfd mapped by both processes) in
 which the worker writes which image (request and position in its frame) it is decoding and
@@ -30,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from service.contract import NUM_CLASSES, SIDE
+from service.contract import NUM_CLASSES, SIDE, ModelInfo
 from service.errors import ServiceError, error_for
 
 # Request: id, kind, flags, image count, when the server sent it (time.monotonic: the same
@@ -42,6 +43,7 @@ _REQUEST = struct.Struct("<IBBIdI")
 _REPLY = struct.Struct("<IBIdI")
 _ERROR_HEAD = struct.Struct("<H")  # an error payload: code length; code; message (UTF-8)
 _LENGTH = struct.Struct("<I")
+_WAIT = struct.Struct("<f")
 REQUEST_SIZE = _REQUEST.size
 REPLY_SIZE = _REPLY.size
 
@@ -49,6 +51,7 @@ ENCODED, TENSOR = 1, 2  # request kinds: images to decode, or ready (n, 1, 28, 2
 # Reply kinds: per-image results, a tensor's probabilities, or why a tensor's model call failed.
 IMAGES, PROBABILITIES, ERROR = 3, 4, 7
 READY, FAILED = 5, 6  # a worker's first reply: its model's ModelInfo JSON, or why it cannot load
+SHADOW = 8  # after a batch's replies (never instead): its shadow model's report (ShadowReport)
 WITH_IMAGE = 1  # request flag: also send back the 28x28 image the model saw, as a PNG
 
 IMAGE_FLOATS = SIDE * SIDE
@@ -124,6 +127,10 @@ class ImageResults:
     waits: tuple[float, ...]  # each answered image's wait for its model call, besides that
     errors: dict[int, ServiceError]  # the refused images, by position in the frame
     pngs: list[bytes] | None  # what the model saw, when the frame asked for it
+    # Set by the server from the worker that answered: the model it opened (the answers
+    # name it) and the seconds of the model call these images ran in.
+    model: ModelInfo | None = None
+    call_s: float = 0.0
 
 
 def encode_image_results(
@@ -177,9 +184,52 @@ def decode_image_results(payload: bytes, count: int, with_pngs: bool) -> ImageRe
     )
 
 
-def tensor_probabilities(payload: bytes, count: int) -> np.ndarray:
-    """The (count, 10) probabilities of a PROBABILITIES payload (a view, not a copy)."""
-    return np.frombuffer(payload, np.float32, count * NUM_CLASSES).reshape(count, NUM_CLASSES)
+def encode_tensor_probabilities(probabilities: np.ndarray, wait_s: float) -> bytes:
+    """A PROBABILITIES payload: the (count, 10) float32 rows, then the frame's wait for its
+    model call (float32)."""
+    return np.ascontiguousarray(probabilities, np.float32).tobytes() + _WAIT.pack(wait_s)
+
+
+def tensor_probabilities(payload: bytes, count: int) -> tuple[np.ndarray, float]:
+    """The (count, 10) probabilities of a PROBABILITIES payload (a view, not a copy) and the
+    frame's wait."""
+    size = count * NUM_CLASSES
+    rows = np.frombuffer(payload, np.float32, size).reshape(count, NUM_CLASSES)
+    (wait_s,) = _WAIT.unpack_from(payload, size * rows.itemsize)
+    return rows, wait_s
+
+
+_SHADOW_HEAD = struct.Struct("<II")  # inputs compared, inputs dropped; then confidences, agree
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowReport:
+    """The shadow model on a batch's sampled inputs: per input whether its digit agreed with
+    the served model's, and its top probability; the call's seconds; inputs it skipped."""
+
+    agree: np.ndarray  # (n,) bool
+    confidence: np.ndarray  # (n,) float32
+    seconds: float
+    dropped: int
+
+
+def encode_shadow(report: ShadowReport) -> bytes:
+    """A SHADOW frame (request id 0: it answers no request; batch size 0: no served call)."""
+    count = len(report.agree)
+    payload = (
+        _SHADOW_HEAD.pack(count, report.dropped)
+        + np.asarray(report.confidence, np.float32).tobytes()
+        + np.asarray(report.agree, np.uint8).tobytes()
+    )
+    return ReplyHead(0, SHADOW, 0, report.seconds, len(payload)).pack() + payload
+
+
+def decode_shadow(head: ReplyHead, payload: bytes) -> ShadowReport:
+    count, dropped = _SHADOW_HEAD.unpack_from(payload)
+    offset = _SHADOW_HEAD.size
+    confidence = np.frombuffer(payload, np.float32, count, offset)
+    agree = np.frombuffer(payload, np.uint8, count, offset + count * confidence.itemsize)
+    return ShadowReport(agree.astype(bool), confidence, head.model_s, dropped)
 
 
 # Progress slot: the request id and the image's position in its frame being decoded, and
