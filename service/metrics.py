@@ -173,11 +173,21 @@ class Metrics:
         for outcome in ("loaded", "unchanged", "refused", "failed", "busy"):
             self.model_loads.labels(outcome)
         self._agreement = tuple(self.shadow_agreement.labels(agree) for agree in ("false", "true"))
+        self._model_series: tuple[str, str, str, str] | None = None
 
     def set_model(self, info: ModelInfo) -> None:
-        """``info`` is the model served from now on (the only digits_model_info series)."""
-        self.model_info.clear()
-        self.model_info.labels(info.name, info.version, info.sha256, info.provider).set(1)
+        """``info`` is the model served from now on (the only digits_model_info series at 1).
+
+        With several front ends each keeps its series in its own file and a scrape shows the
+        maximum over the live ones, so the replaced series is set to 0 (a removed child would
+        keep its last value in the file) and shows 0 once every front end has swapped."""
+        labels = (info.name, info.version, info.sha256, info.provider)
+        old, self._model_series = self._model_series, labels
+        if old is not None and old != labels:
+            self.model_info.labels(*old).set(0)
+            if self.multiprocess_dir is None:
+                self.model_info.remove(*old)
+        self.model_info.labels(*labels).set(1)
         self.statistics.of(info)  # listed by /stats from its first second, with zero counts
 
     def observe_shadow(self, report: ShadowReport) -> None:

@@ -7,7 +7,9 @@ SHA-256 digests, so not even its length leaks) and never logged or echoed.
 
 A load with no body reloads the file at DIGITS_MODEL_PATH; with
 ``{"parameters": {"file:<version>/model.onnx": "<base64>"}}`` it loads that file (at most
-DIGITS_MAX_MODEL_BYTES). What a load does: service/repository/loader.py.
+DIGITS_MAX_MODEL_BYTES). What a load does: service/repository/loader.py. With several
+front-end processes (DIGITS_FRONT_ENDS) a load is refused with the way that reaches them all:
+SIGHUP to the main process.
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ router = APIRouter(prefix="/v2/repository", tags=["KServe V2 model repository"])
 _FILE_PARAMETER = re.compile(r"^file:(\d+)/model\.onnx$")
 _INLINE_JSON_BYTES = 64 * 1024  # larger bodies (uploads) are parsed in a thread
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="digits model repository"'}
+# A load through one front end would swap that one's workers only (each front end has its
+# own); SIGHUP to the main process reaches them all (service/server.py). 400, as Triton
+# answers a load it does not support in its configuration.
+_ONE_FRONT_END = (
+    "this server runs {} front-end processes (DIGITS_FRONT_ENDS) and a load through HTTP "
+    "would reach only the one that answers; replace the file at DIGITS_MODEL_PATH and send "
+    "SIGHUP to the server's main process (kill -HUP <pid>): every front end reloads it, with "
+    "the same checks"
+)
 
 
 def _digest(token: str) -> bytes:
@@ -143,6 +154,8 @@ async def load_model(request: Request, model_name: str) -> Response:
         if model_name != state.model.name:
             served = state.model.name
             raise V2Error(f"unknown model '{model_name}'; this server serves '{served}'", 404)
+        if state.settings.front_ends > 1:
+            raise V2Error(_ONE_FRONT_END.format(state.settings.front_ends))
         body = await _json_body(request)
         upload = await asyncio.to_thread(_uploaded_file, body, state.settings.max_model_bytes)
         outcome = await state.loader.load(upload)
