@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from bench.server import RunningService, running_service
-from tests.integration.test_front_ends import _descendants
+from tests.integration.processes import descendants, parent_of, predict_on_new_connection
 from tests.repository.conftest import AUTH, LOAD, TOKEN, upload_body
 from tests.repository.models import variant
 from tests.service.images import draw_digit, png
@@ -25,13 +25,6 @@ pytestmark = pytest.mark.slow
 SEVEN = png(draw_digit())
 SWITCH_TIMEOUT_S = 90.0
 REQUESTS = 30
-
-
-@pytest.fixture
-def model_path(tmp_path: Path, shipped_model: Path) -> Path:
-    path = tmp_path / "model.onnx"
-    shutil.copyfile(shipped_model, path)
-    return path
 
 
 @pytest.fixture
@@ -56,29 +49,18 @@ def _wait_for(condition: object, server: RunningService) -> None:
 
 
 def _front_ends(server: RunningService) -> set[int]:
-    commands = _descendants(server.process.pid)
     return {
         pid
-        for pid, command in commands.items()
-        if b"multiprocessing.spawn" in command and _parent(pid) == server.process.pid
+        for pid, command in descendants(server.process.pid).items()
+        if b"multiprocessing.spawn" in command and parent_of(pid) == server.process.pid
     }
-
-
-def _parent(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
 def _versions(server: RunningService) -> list[str]:
     """The model version of answers on fresh connections (either front end may take each)."""
     versions = []
     for _ in range(REQUESTS):
-        answer = httpx.post(
-            f"{server.url}/predict",
-            content=SEVEN,
-            headers={"Content-Type": "image/png", "Connection": "close"},
-            timeout=30,
-        )
+        answer = predict_on_new_connection(server.url, SEVEN)
         assert answer.status_code == 200, answer.text
         versions.append(answer.json()["model"]["version"])
     return versions

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,14 +44,6 @@ def files(tmp_path_factory: pytest.TempPathFactory, shipped_model: Path) -> File
 
 def upload_body(path: Path) -> dict[str, dict[str, str]]:
     return {"parameters": {"file:1/model.onnx": base64.b64encode(path.read_bytes()).decode()}}
-
-
-@pytest.fixture
-def model_path(tmp_path: Path, shipped_model: Path) -> Path:
-    """A copy of the shipped model as DIGITS_MODEL_PATH (tests replace it)."""
-    path = tmp_path / "model.onnx"
-    shutil.copyfile(shipped_model, path)
-    return path
 
 
 @pytest.fixture
