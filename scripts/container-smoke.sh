@@ -165,8 +165,17 @@ uid=$(podman exec "$NAME" id -u)
 [ "$uid" != 0 ] || fail "the service runs as root"
 if torch_err=$(podman exec "$NAME" python -c "import torch" 2>&1); then fail "torch is importable in the image"; fi
 grep -q "ModuleNotFoundError" <<<"$torch_err" || fail "import torch failed oddly: $torch_err"
+# SIGHUP reloads the model file in place (here the same file: nothing to swap), still ready.
+podman kill -s HUP "$NAME" >/dev/null
+reloaded=
+for _ in $(seq 1 100); do
+  if podman logs "$NAME" 2>&1 | grep -q "is the file already serving"; then reloaded=1; break; fi
+  sleep 0.2
+done
+[ -n "$reloaded" ] || { podman logs "$NAME" 2>&1 | tail -10; fail "SIGHUP did not reload"; }
+curl -fsS "$URL/readyz" >/dev/null || fail "not ready after SIGHUP"
 size=$(podman image inspect -f '{{.Size}}' "$IMAGE")
-log "/metrics has digits_* (predictions counted: $predicted); uid=$uid; import torch: ModuleNotFoundError"
+log "/metrics has digits_* (predictions counted: $predicted); uid=$uid; import torch: ModuleNotFoundError; SIGHUP reload OK"
 log "image $IMAGE: $(awk -v s="$size" 'BEGIN{printf "%.0f MB", s/1e6}')"
 podman rm -f -t 2 "$NAME" >/dev/null
 
@@ -195,7 +204,8 @@ memory=$(podman inspect -f '{{.HostConfig.Memory}}' "$api")
 cpus=$(podman inspect -f '{{.HostConfig.NanoCpus}}' "$api")
 [ "$cpus" = 2000000000 ] || fail "compose: CPU limit is $cpus nano-CPUs, expected 2 CPUs"
 # cap_drop ALL empties the bounding set: nothing in the container can ever gain a capability.
-bounding=$(podman exec "$api" awk '/^CapBnd/ {print $2}' /proc/1/status)
+# (awk on this side: the image has only sh, ls, cat, id and sleep, deploy/image/rootfs.py)
+bounding=$(podman exec "$api" cat /proc/1/status | awk '/^CapBnd/ {print $2}')
 [ "$bounding" = 0000000000000000 ] || fail "compose: capability bounding set is $bounding, expected none"
 log "compose api on $COMPOSE_URL: $correct/$total MNIST test digits right; read-only, caps dropped, 2 CPUs, 512 MiB"
 compose down -t 2 > "$WORK/compose-down.log" 2>&1 || { tail -30 "$WORK/compose-down.log"; fail "podman-compose down"; }

@@ -1,6 +1,6 @@
 """``python -m service`` / ``digits-serve``: JSON logs, settings, then uvicorn.
 
-Configuration is the environment (DIGITS_*, see service/settings.py and the README).
+Configuration is the environment (DIGITS_*, see service/settings/ and the README).
 One process per container: scale with replicas, not workers (see the README).
 """
 
@@ -14,8 +14,9 @@ from dataclasses import asdict
 
 from pydantic import ValidationError
 
+from service.contract import ModelSpec
 from service.logs import configure_logging
-from service.predictor import model_spec
+from service.predictor import model_spec, shadow_spec
 from service.server import run_server
 from service.settings import Settings
 
@@ -25,9 +26,18 @@ CHECK_TIMEOUT_S = 60.0  # importing ONNX Runtime and opening the model on a busy
 
 
 def model_problem(settings: Settings) -> str | None:
-    """Why the configured model cannot be served, in one line, or None. Checked in a child
-    process (``python -m service.model``): the server process never loads ONNX Runtime."""
-    spec = json.dumps(asdict(model_spec(settings)))
+    """Why the configured model (or shadow model) cannot be served, in one line, or None."""
+    problem = _problem(model_spec(settings))
+    shadow = shadow_spec(settings)
+    if problem is None and shadow is not None and (problem := _problem(shadow)) is not None:
+        return f"shadow model: {problem}"
+    return problem
+
+
+def _problem(model: ModelSpec) -> str | None:
+    """Checked in a child process (``python -m service.model``): the server process never
+    loads ONNX Runtime."""
+    spec = json.dumps(asdict(model))
     try:
         done = subprocess.run(
             [sys.executable, "-m", "service.model", spec],

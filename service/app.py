@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from service import __version__
-from service.contract import ModelLoadError
+from service.contract import ModelInfo, ModelLoadError
 from service.feedback import Feedback, FeedbackStoreError
 from service.http.connections import GUARD, ConnectionGuard, ConnectionLimits
 from service.http.errors import install_error_handlers
@@ -22,11 +23,14 @@ from service.http.observability import Recorder
 from service.http.routes import docs, feedback, health, metrics, model_info, page
 from service.http.routes.predict import prediction_router
 from service.http.state import ServiceState, app_state, attach_state, ready_predictor
+from service.http.v2 import repository, statistics
 from service.http.v2.metadata import served_model
 from service.http.v2.routes import router as v2_router
 from service.logs import AccessLog
 from service.metrics import Metrics
-from service.predictor import Predictor
+from service.predictor import Predictor, model_spec
+from service.repository.loader import ModelLoader
+from service.repository.staging import Staging
 from service.settings import Settings
 from service.tracing import start_tracing
 
@@ -87,51 +91,84 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
     )
 
 
+def _serve(state: ServiceState, info: ModelInfo) -> None:
+    """``info`` is the model new requests go to: /model, the V2 metadata, the metrics."""
+    state.model = info
+    state.v2_model = served_model(info, state.settings)
+    state.metrics.set_model(info)
+    if state.predictor is not None:
+        state.predictor.model = info
+
+
 @asynccontextmanager
 async def _lifespan(app: DigitsApp) -> AsyncIterator[dict[str, Any]]:
     state = app_state(app)
+    settings, loop = state.settings, asyncio.get_running_loop()
     tracing = app.tracing
     try:
-        state.feedback = Feedback.from_settings(state.settings, state.metrics)
+        state.feedback = Feedback.from_settings(settings, state.metrics)
     except FeedbackStoreError as exc:
         logger.error("cannot record corrections: %s", exc)
         raise
     recent = state.feedback.recent if state.feedback is not None else None
     frames = tracing.frames if tracing is not None else None
-    predictor = Predictor.from_settings(state.settings, state.metrics, recent, frames)
+    source = model_spec(settings)
+    staging: Staging | None = None
+    predictor: Predictor | None = None
+    guard: ConnectionGuard | None = None
     try:
-        # The workers open the model; a file they cannot serve stops start-up here, before
-        # uvicorn binds its port.
-        info = await predictor.start()
-    except ModelLoadError as exc:
-        logger.error("cannot serve the model: %s", exc)
-        raise
-    state.metrics.set_model(info)
-    state.model, state.predictor = info, predictor
-    state.v2_model = served_model(info, state.settings)
-    _freeze_startup_objects()
-    state.ready = True
-    state.metrics.model_ready.set(1)
-    logger.info(
-        "model %s %s ready on %s (sha256 %s)",
-        info.name,
-        info.version,
-        info.provider,
-        info.sha256[:12],
-        extra={"model_path": info.path},
-    )
-    # The server's connections find their limits in the lifespan state (service/server.py).
-    guard = ConnectionGuard(connection_limits(state.settings), state.metrics)
-    guard.start()
-    try:
+        try:
+            # The workers open a private copy (a respawned worker must open the same bytes);
+            # a file they cannot serve stops start-up here, before uvicorn binds its port.
+            staging = Staging()
+            predictor = Predictor.from_settings(
+                settings, state.metrics, staging.pin(source), recent, frames
+            )
+            state.predictor = predictor
+            info = await predictor.start()
+        except ModelLoadError as exc:
+            logger.error("cannot serve the model: %s", exc)
+            raise
+        state.loader = ModelLoader(
+            predictor.pool,
+            source,
+            staging,
+            settings.resolved_check_digits_path,
+            settings.model_min_accuracy,
+            on_switch=lambda served: _serve(state, served),
+            on_outcome=lambda outcome: state.metrics.model_loads.labels(outcome).inc(),
+        )
+        state.loader.current = info
+        _serve(state, info)
+        _freeze_startup_objects()
+        state.ready = True
+        state.metrics.model_ready.set(1)
+        reloads_on_sighup = state.loader.install_signal(loop)
+        logger.info(
+            "model %s %s ready on %s (sha256 %s)",
+            info.name,
+            info.version,
+            info.provider,
+            info.sha256[:12],
+            extra={"model_path": source.path, "reload_on_sighup": reloads_on_sighup},
+        )
+        # The server's connections find their limits in the lifespan state (service/server.py).
+        guard = ConnectionGuard(connection_limits(settings), state.metrics)
+        guard.start()
         yield {GUARD: guard}
     finally:
-        guard.stop()
+        if guard is not None:
+            guard.stop()
         state.ready = False
         state.metrics.model_ready.set(0)
+        if state.loader is not None:
+            state.loader.remove_signal(loop)
         # uvicorn runs this after the requests in flight were answered (or the graceful
         # shutdown timeout passed): the workers have nothing left that anyone waits for.
-        predictor.close()
+        if predictor is not None:
+            predictor.close()
+        if staging is not None:
+            staging.close()
         state.metrics.close()
         if tracing is not None:
             tracing.shutdown()
@@ -169,6 +206,8 @@ def create_app(settings: Settings | None = None) -> DigitsApp:
     app.include_router(model_info.router)
     app.include_router(feedback.router)
     app.include_router(metrics.router)
+    app.include_router(statistics.router)  # before v2_router: /v2/models/stats is no model
+    app.include_router(repository.router)
     app.include_router(v2_router)
     app.include_router(page.router)
     app.include_router(docs.router)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ INPUT_SHAPE = (1, 28, 28)  # after the dynamic batch axis
 SIDE = 28
 NUM_CLASSES = 10
 DEFAULT_LABELS = tuple(str(digit) for digit in range(NUM_CLASSES))
+# A model version that does not start with a number ("beta", "") is V2 version 1.
+_DEFAULT_V2_VERSION = "1"
+_MAJOR = re.compile(r"^v?(\d+)(?:[.+-]|$)")
 
 
 class ModelLoadError(RuntimeError):
@@ -69,6 +73,16 @@ class ModelInfo:
         for name in ("input_shape", "output_shape", "labels"):
             fields[name] = tuple(fields[name])
         return cls(**fields)
+
+
+def v2_version(model_version: str) -> str:
+    """The model's version as the V2 routes name it: an integer, as Triton and its clients
+    (tritonclient, perf_analyzer) expect. It is the major number of the model's semantic
+    version ("1.0.0" -> "1"): a retrained model with the same contract keeps its V2 version,
+    an incompatible one (a new major) gets a new one. Here because the V2 metadata and the
+    statistics (service/repository/statistics.py) both name versions by it."""
+    match = _MAJOR.match(model_version.strip())
+    return str(int(match.group(1))) if match else _DEFAULT_V2_VERSION
 
 
 def read_card(path: Path) -> dict[str, Any] | None:

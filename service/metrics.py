@@ -32,6 +32,8 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from service.contract import ModelInfo
+from service.repository.statistics import InferenceStatistics
+from service.workers.protocol import ShadowReport
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Request latency: sub-millisecond answers up to slow uploads.
@@ -137,13 +139,77 @@ class Metrics:
             ("predicted", "corrected"),
             registry=self.registry,
         )
+        self.model_loads = Counter(
+            "digits_model_loads",
+            "Model loads (POST .../load, SIGHUP) by outcome: loaded, unchanged (the same "
+            "file), refused (it failed a check), failed (workers could not start it), busy.",
+            ("outcome",),
+            registry=self.registry,
+        )
+        self.shadow_agreement = Counter(
+            "digits_shadow_agreement",
+            "Inputs the shadow model saw, by whether its digit agreed with the served model's.",
+            ("agree",),
+            registry=self.registry,
+        )
+        self.shadow_dropped = Counter(
+            "digits_shadow_dropped",
+            "Sampled inputs the shadow skipped because its worker had work waiting.",
+            registry=self.registry,
+        )
+        self.shadow_confidence = Histogram(
+            "digits_shadow_confidence",
+            "The shadow model's top-class probability on the inputs it saw.",
+            buckets=CONFIDENCE_BUCKETS,
+            registry=self.registry,
+        )
+        self.shadow_duration = Histogram(
+            "digits_shadow_inference_duration_seconds",
+            "One shadow-model call (the sampled inputs of a batch, after their answers).",
+            buckets=STEP_BUCKETS,
+            registry=self.registry,
+        )
+        # Triton's statistics extension (GET /v2/models/{name}/stats): not Prometheus, but
+        # observed at the same places, from the same numbers the workers report.
+        self.statistics = InferenceStatistics()
         # Children created up front: label lookups off the hot path, zero series visible at once.
         self._digit_counters = tuple(self.predictions.labels(digit) for digit in DIGITS)
         for reason in ("overloaded", "headers_too_large", "slow_request", "connection_limit"):
             self.rejected.labels(reason)
+        for outcome in ("loaded", "unchanged", "refused", "failed", "busy"):
+            self.model_loads.labels(outcome)
+        self._agreement = tuple(self.shadow_agreement.labels(agree) for agree in ("false", "true"))
+        self._model_series: tuple[str, str, str, str] | None = None
 
     def set_model(self, info: ModelInfo) -> None:
-        self.model_info.labels(info.name, info.version, info.sha256, info.provider).set(1)
+        """``info`` is the model served from now on (the only digits_model_info series at 1).
+
+        With several front ends each keeps its series in its own file and a scrape shows the
+        maximum over the live ones, so the replaced series is set to 0 (a removed child would
+        keep its last value in the file) and shows 0 once every front end has swapped."""
+        labels = (info.name, info.version, info.sha256, info.provider)
+        old, self._model_series = self._model_series, labels
+        if old is not None and old != labels:
+            self.model_info.labels(*old).set(0)
+            if self.multiprocess_dir is None:
+                self.model_info.remove(*old)
+        self.model_info.labels(*labels).set(1)
+        self.statistics.of(info)  # listed by /stats from its first second, with zero counts
+
+    def observe_shadow(self, report: ShadowReport) -> None:
+        """What a worker's shadow model made of the inputs it sampled from one batch."""
+        if report.dropped:
+            self.shadow_dropped.inc(report.dropped)
+        if not len(report.agree):
+            return
+        self.shadow_duration.observe(report.seconds)
+        agreed = int(report.agree.sum())
+        if agreed:
+            self._agreement[1].inc(agreed)
+        if agreed < len(report.agree):
+            self._agreement[0].inc(len(report.agree) - agreed)
+        for confidence in report.confidence.tolist():
+            self.shadow_confidence.observe(confidence)
 
     def observe_prediction(self, digit: int, confidence: float) -> None:
         self._digit_counters[digit].inc()

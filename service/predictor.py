@@ -11,41 +11,22 @@ dicts so the route can serialise them without FastAPI's jsonable_encoder.
 from __future__ import annotations
 
 import asyncio
-import base64
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from service.answers import Answers, RecentAnswers
 from service.contract import ModelInfo, ModelSpec
 from service.errors import ServiceError
-from service.explanations.occlusion import METHOD, PARAMETERS
-from service.logs import request_id
 from service.metrics import Metrics
 from service.settings import Settings
 from service.workers import protocol as wire
-from service.workers.extras import Explanations
 from service.workers.pool import PoolOptions, WorkerPool
 from service.workers.protocol import ImageResults
-
-
-class RecentAnswers(Protocol):
-    """Where answers wait for a correction (service/feedback/recent.py)."""
-
-    def remember(
-        self,
-        request_id: str | None,
-        index: int,
-        pixels: bytes,
-        predicted: int | str,
-        confidence: float | None,
-        model: dict[str, str],
-    ) -> None:
-        """Keep ``pixels`` (what the model saw, 28x28 8-bit) of image ``index`` of request
-        ``request_id``, answered ``predicted`` (a digit, or the code of the error it was
-        refused with) by ``model`` (name, version)."""
-        ...
+from service.workers.results import TensorResults
 
 
 class FrameTracing(Protocol):
@@ -80,11 +61,25 @@ def model_spec(settings: Settings) -> ModelSpec:
     )
 
 
-def pool_options(settings: Settings) -> PoolOptions:
-    """The worker pool as the settings describe it."""
+def shadow_spec(settings: Settings) -> ModelSpec | None:
+    """The shadow model the workers also open, if one is configured."""
+    path = settings.resolved_shadow_model_path
+    if path is None:
+        return None
+    return ModelSpec(
+        path=str(path),
+        provider=settings.provider,
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+    )
+
+
+def pool_options(settings: Settings, model: ModelSpec | None = None) -> PoolOptions:
+    """The worker pool as the settings describe it (``model``: the file to open instead of
+    the configured one, e.g. its pinned copy)."""
     return PoolOptions(
         workers=settings.workers_per_front_end,
-        model=model_spec(settings),
+        model=model or model_spec(settings),
         allowed_formats=settings.allowed_image_formats,
         max_pixels=settings.max_image_pixels,
         timeout_seconds=settings.preprocess_timeout_seconds,
@@ -94,11 +89,14 @@ def pool_options(settings: Settings) -> PoolOptions:
         overflow_backlog_images=settings.overflow_backlog_images,
         retry_after_seconds=settings.retry_after_seconds,
         log_level=settings.log_level,
+        shadow_model=shadow_spec(settings),
+        shadow_sample_rate=settings.shadow_sample_rate,
     )
 
 
 class Predictor:
-    """Answers for images and tensors, computed by the worker pool it owns.
+    """Answers for images and tensors, computed by the worker pool it owns; each answer names
+    the model that computed it (after a reload, old and new answers may interleave).
 
     ``recent``: with feedback on, each answer's normalised input is kept there for a while,
     so that a correction can name it by request id (the worker sends the input's 8-bit
@@ -114,11 +112,11 @@ class Predictor:
         recent: RecentAnswers | None = None,
         tracing: FrameTracing | None = None,
     ) -> None:
-        self._metrics = metrics
-        self._model_ref: dict[str, str] = {}
-        self._recent = recent
+        self._statistics = metrics.statistics
+        self._answers = Answers(metrics, recent)
         self._tracing = tracing
         self._always = wire.WITH_PIXELS if recent is not None else 0
+        self.model: ModelInfo | None = None  # the one new requests go to
         self.pool = pool
 
     @classmethod
@@ -126,17 +124,18 @@ class Predictor:
         cls,
         settings: Settings,
         metrics: Metrics,
+        model: ModelSpec | None = None,
         recent: RecentAnswers | None = None,
         tracing: FrameTracing | None = None,
     ) -> Predictor:
-        return cls(WorkerPool(pool_options(settings), metrics), metrics, recent, tracing)
+        pool = WorkerPool(pool_options(settings, model), metrics)
+        return cls(pool, metrics, recent, tracing)
 
     async def start(self) -> ModelInfo:
         """Spawn the workers (on the running loop: replies arrive through it) and wait until
         they have opened the model; what they opened. Raises ModelLoadError."""
-        info = await self.pool.start()
-        self._model_ref = {"name": info.name, "version": info.version}
-        return info
+        self.model = await self.pool.start()
+        return self.model
 
     def close(self) -> None:
         """Stop the worker processes; what they were still working on fails with 503."""
@@ -150,73 +149,32 @@ class Predictor:
             flags |= wire.EXPLAIN
         return flags
 
-    def _answers(
-        self,
-        results: ImageResults,
-        uploads: Sequence[Upload],
-        named: bool,
-        include_image: bool,
-        first: int = 0,
-    ) -> list[dict[str, Any]]:
-        """One answer or error entry per image of a frame's results, in order; the numpy
-        work for all of them at once. ``first``: the first image's position in its request."""
-        probabilities = results.probabilities
-        rows, digits, pngs = probabilities.tolist(), probabilities.argmax(1).tolist(), results.pngs
-        inputs = results.pixels
-        explained = results.explanations
-        values = _rounded(explained.maps) if explained is not None else None
-        entries: list[dict[str, Any]] = []
-        for index, upload in enumerate(uploads):
-            digit = digits[index]
-            answer: dict[str, Any]
-            confidence: float | None = None
-            error = results.errors.get(index)
-            if error is not None:
-                answer = {"filename": upload.filename, "error": error.to_dict()}
-            else:
-                confidence = rows[index][digit]
-                self._metrics.observe_prediction(digit, confidence)
-                answer = {
-                    "digit": digit,
-                    "confidence": confidence,
-                    "probabilities": rows[index],
-                    "model": self._model_ref,
-                }
-            png = pngs[index] if pngs is not None else b""
-            if png and include_image:
-                answer["normalized_image"] = base64.b64encode(png).decode("ascii")
-            if values is not None and explained.overlays[index]:  # type: ignore[union-attr]
-                answer["explanation"] = _explanation(explained, values, index, digit)  # type: ignore[arg-type]
-            if inputs is not None and inputs[index] is not None:
-                predicted = digit if error is None else error.code
-                self._recent.remember(  # type: ignore[union-attr]
-                    request_id.get(),
-                    first + index,
-                    inputs[index],
-                    predicted,
-                    confidence,
-                    self._model_ref,
-                )
-            if named and error is None:
-                answer["filename"] = upload.filename
-            entries.append(answer)
-        return entries
+    def _trace(self, images: int) -> bytes | None:
+        tracing = self._tracing
+        return tracing.frame_context(images, self._answers.ref(self.model)) if tracing else None
 
     async def predict(
         self, upload: Upload, include_image: bool = False, explain: bool = False
     ) -> dict[str, Any]:
         """The answer for one image; raises ServiceError for bad input or overload (an image
         refused after the model ran carries its explanation and input in ``details``)."""
-        tracing = self._tracing
-        trace = tracing.frame_context(1, self._model_ref) if tracing is not None else None
-        results = await self.pool.classify(upload.data, self._flags(include_image, explain), trace)
+        started = time.perf_counter()
+        flags, trace = self._flags(include_image, explain), self._trace(1)
+        try:
+            results = await self.pool.classify(upload.data, flags, trace)
+        except ServiceError:
+            self._statistics.failed(self.model, time.perf_counter() - started)
+            raise
         if results.timing is not None:
-            tracing.record(results, 1)  # type: ignore[union-attr]
-        answer = self._answers(results, [upload], False, include_image)[0]
+            self._tracing.record(results, 1)  # type: ignore[union-attr]
+        computed = time.perf_counter()
+        answer = self._answers.build(results, [upload], False, include_image)[0]
         error = results.errors.get(0)
         if error is not None:
+            self._statistics.failed(results.model, time.perf_counter() - started)
             error.details = {k: v for k, v in answer.items() if k not in ("filename", "error")}
             raise error
+        self._record(started, computed, [results])
         return answer
 
     async def predict_batch(
@@ -227,14 +185,16 @@ class Predictor:
         The pool answers the images a frame at a time (a worker's model call's worth); the
         frames' futures are awaited in order.
         """
-        tracing = self._tracing
-        trace = (
-            tracing.frame_context(len(uploads), self._model_ref) if tracing is not None else None
-        )
-        chunks = self.pool.classify_many(
-            [upload.data for upload in uploads], self._flags(include_image, explain), trace
-        )
+        started = time.perf_counter()
+        flags, trace = self._flags(include_image, explain), self._trace(len(uploads))
+        try:
+            chunks = self.pool.classify_many([upload.data for upload in uploads], flags, trace)
+        except ServiceError:
+            self._statistics.failed(self.model, time.perf_counter() - started)
+            raise
         entries: list[dict[str, Any]] = []
+        frames: list[ImageResults] = []
+        building = 0.0  # seconds spent building answers, between the waits
         awaited = 0
         try:
             for count, future in chunks:
@@ -247,33 +207,45 @@ class Predictor:
                     entries += [{"filename": u.filename, "error": exc.to_dict()} for u in batch]
                     continue
                 if results.timing is not None:
-                    tracing.record(results, count)  # type: ignore[union-attr]
-                entries += self._answers(results, batch, True, include_image, first)
+                    self._tracing.record(results, count)  # type: ignore[union-attr]
+                frames.append(results)
+                answered = time.perf_counter()
+                entries += self._answers.build(results, batch, True, include_image, first)
+                building += time.perf_counter() - answered
         finally:
             _abandon([future for _, future in chunks[awaited:]])  # the request failed
+        self._record(started, time.perf_counter() - building, frames)
         return entries
 
-    async def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """(n, 10) for float32 images (n, 1, 28, 28) in MNIST convention (the V2 endpoint)."""
-        return await self.pool.classify_tensor(images)
+    async def probabilities(self, images: np.ndarray) -> TensorResults:
+        """(n, 10) for float32 images (n, 1, 28, 28) in MNIST convention (the V2 endpoint),
+        with the model that computed them."""
+        started = time.perf_counter()
+        try:
+            result = await self.pool.classify_tensor(images)
+        except ServiceError:
+            self._statistics.failed(self.model, time.perf_counter() - started)
+            raise
+        done = time.perf_counter()
+        timings = (result.wait_s, 0.0, result.infer_s)
+        self._statistics.succeeded(result.model, done - started, timings, 0.0)
+        return result
 
-
-def _rounded(maps: np.ndarray) -> list[Any]:
-    """The maps as nested lists of floats with 5 decimals: a probability drop is read to
-    1e-5, and the JSON stays a third of full float32 precision's size."""
-    return np.round(maps.astype(np.float64), 5).tolist()  # type: ignore[no-any-return]
-
-
-def _explanation(
-    explained: Explanations, values: list[Any], index: int, target: int
-) -> dict[str, Any]:
-    return {
-        "method": METHOD,
-        "parameters": PARAMETERS,
-        "target": target,
-        "values": values[index],
-        "overlay": base64.b64encode(explained.overlays[index]).decode("ascii"),
-    }
+    def _record(self, started: float, computed: float, frames: list[ImageResults]) -> None:
+        """One successful request in the statistics (its answers are built by now): the
+        means over its answered images of their wait, decoding and model call."""
+        done = time.perf_counter()
+        answered, wait, decode, infer = 0, 0.0, 0.0, 0.0
+        for results in frames:
+            errors, waits = results.errors, results.waits
+            for index, seconds in enumerate(results.seconds):
+                if index not in errors:
+                    answered, decode, wait = answered + 1, decode + seconds, wait + waits[index]
+                    infer += results.call_s
+        count = answered or 1
+        model = frames[0].model if frames else self.model
+        timings = (wait / count, decode / count, infer / count)
+        self._statistics.succeeded(model, done - started, timings, done - computed)
 
 
 def _abandon(futures: Sequence[asyncio.Future[Any]]) -> None:

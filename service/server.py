@@ -3,19 +3,24 @@
 ``python -m service`` and the benchmark's app (``bench.app``) both start here, so the
 benchmark measures the server exactly as it is shipped. With DIGITS_FRONT_ENDS above 1,
 uvicorn's process manager binds the port once and runs that many front-end processes on it,
-each with its own event loop, lifespan and share of the workers; SIGTERM drains every one.
+each with its own event loop, lifespan and share of the workers; SIGTERM drains every one,
+and SIGHUP to the main process reaches every front end as a checked model reload
+(``FrontEnds``) instead of uvicorn's restart of them all.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from service.app import DigitsApp, create_app
 from service.http.connections import GuardedProtocol
@@ -27,33 +32,67 @@ SERVICE_APP = "service.server:served_app"
 # variable when it first imports the library, so it is set before any front end starts.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
+logger = logging.getLogger("service.server")
+HUP_PING_S = 2.0  # a serving front end answers uvicorn's health ping within this
+
+
+class FrontEnds(Multiprocess):
+    """uvicorn's process manager, except for SIGHUP: uvicorn restarts every front end on it,
+    which would open DIGITS_MODEL_PATH unchecked and fail a front end's start-up on a bad file.
+    Here each live front end gets the SIGHUP and runs the checked reload of its own workers
+    (service/repository/loader.py), as a single-process server does."""
+
+    def handle_hup(self) -> None:
+        reloading, starting = [], []
+        for process in list(self.processes):
+            # Only a started front end has its SIGHUP handler (its lifespan installs it).
+            if process.pid is not None and process.is_ready(timeout=HUP_PING_S):
+                os.kill(process.pid, signal.SIGHUP)
+                reloading.append(process.pid)
+            else:
+                starting.append(process.pid)
+        logger.info("SIGHUP: front ends %s reload the model", reloading)
+        if starting:
+            logger.warning(
+                "SIGHUP: front ends %s are not serving yet; they open DIGITS_MODEL_PATH as "
+                "they find it (send SIGHUP again once they are ready to be sure)",
+                starting,
+            )
+
 
 def served_app() -> DigitsApp:
     """The app as uvicorn builds it in a front-end process: JSON logs first (a front end of
     several is a fresh interpreter), then the app on the environment's settings."""
     settings = Settings()
     configure_logging(settings.log_level)
+    if settings.front_ends > 1:  # the lifespan handles SIGHUP; until then it must not kill us
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return create_app(settings)
 
 
 def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> None:
     """uvicorn with our JSON logs (not its own), our connection limits and a bounded
     graceful stop, with ``settings.front_ends`` front-end processes."""
+    options = {
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.front_ends,
+        "loop": settings.event_loop,
+        "http": GuardedProtocol,  # uvicorn's httptools protocol with the limits it lacks
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
+        "timeout_keep_alive": round(settings.keep_alive_seconds),
+        "server_header": False,
+    }
     with _shared_metrics(settings):
-        uvicorn.run(
-            app_factory,
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.front_ends,
-            loop=settings.event_loop,
-            http=GuardedProtocol,  # uvicorn's httptools protocol with the limits it lacks
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
-            timeout_keep_alive=round(settings.keep_alive_seconds),
-            server_header=False,
-        )
+        if settings.front_ends == 1:
+            uvicorn.run(app_factory, **options)  # type: ignore[arg-type]
+            return
+        # What uvicorn.run does with workers > 1, with our process manager.
+        config = uvicorn.Config(app_factory, **options)  # type: ignore[arg-type]
+        FrontEnds(config, sockets=[config.bind_socket()]).run()
 
 
 @contextmanager

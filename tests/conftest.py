@@ -107,6 +107,14 @@ def shipped_model() -> Path:
 
 
 @pytest.fixture
+def model_path(tmp_path: Path, shipped_model: Path) -> Path:
+    """A copy of the shipped model as DIGITS_MODEL_PATH (model-swap tests replace it)."""
+    path = tmp_path / "model.onnx"
+    shutil.copyfile(shipped_model, path)
+    return path
+
+
+@pytest.fixture
 def service_settings(tiny_onnx: Path) -> Any:
     """Settings for an app on the tiny model (no environment read for the model path)."""
     from service.settings import Settings

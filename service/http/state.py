@@ -17,6 +17,7 @@ from service.feedback import Feedback
 from service.http.v2.metadata import ServedModel
 from service.metrics import Metrics
 from service.predictor import Predictor
+from service.repository.loader import ModelLoader
 from service.settings import Settings
 
 _NOT_READY = "the model is not loaded yet; retry when GET /readyz answers 200"
@@ -29,7 +30,8 @@ class ServiceState:
     settings: Settings
     metrics: Metrics
     predictor: Predictor | None = None
-    model: ModelInfo | None = None
+    loader: ModelLoader | None = None  # load / reload (the V2 model repository routes)
+    model: ModelInfo | None = None  # the model new requests go to
     v2_model: ServedModel | None = None
     ready: bool = False
     feedback: Feedback | None = None  # with DIGITS_FEEDBACK_DIR set, from the lifespan on

@@ -21,6 +21,7 @@ from typing import Any, Protocol, cast
 from service.contract import ModelInfo, ModelLoadError
 from service.errors import ServiceError
 from service.workers import protocol as wire
+from service.workers.progress import ProgressSlot
 from service.workers.protocol import ReplyHead
 
 # The worker's first statements: ignore the signals before the slow imports, then serve.
@@ -67,7 +68,7 @@ class WorkerConnection(asyncio.Protocol):
         listener: Listener,
         process: subprocess.Popen[bytes],
         sock: socket.socket,
-        slot: wire.ProgressSlot,
+        slot: ProgressSlot,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.listener = listener
@@ -79,6 +80,11 @@ class WorkerConnection(asyncio.Protocol):
         self.images = 0  # images outstanding: the load the pool balances
         self.ready = False
         self.retired = False
+        self.model: ModelInfo | None = None  # what it opened: the answers' model
+        # The model call its latest replies came from (the first reply of a call carries
+        # the call's size and time, the others of the same call follow it).
+        self.call_size = 0
+        self.call_seconds = 0.0
         # The model the worker opened, or ModelLoadError: what start-up waits for.
         self.announced: asyncio.Future[ModelInfo] = loop.create_future()
         self.announced.add_done_callback(_retrieve)
@@ -133,7 +139,8 @@ class WorkerConnection(asyncio.Protocol):
             return
         if kind == wire.READY:
             self.ready = True
-            self.announced.set_result(ModelInfo.from_json(payload))
+            self.model = ModelInfo.from_json(payload)
+            self.announced.set_result(self.model)
         else:
             self.announced.set_exception(ModelLoadError(payload.decode(errors="replace")))
 
@@ -188,7 +195,7 @@ def spawn(
 ) -> WorkerConnection:
     """Start a worker process with ``config`` (plus its socket and slot descriptors)."""
     parent_sock, child_sock = socket.socketpair()
-    slot, slot_fd = wire.ProgressSlot.new()
+    slot, slot_fd = ProgressSlot.new()
     config = {
         **config,
         "fd": child_sock.fileno(),

@@ -19,8 +19,8 @@ import asyncio
 import sys
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,7 +29,9 @@ from service.errors import NotReady, Overloaded, ServiceError
 from service.workers import protocol as wire
 from service.workers.connection import Pending, WorkerConnection
 from service.workers.extras import TRACE_CONTEXT_SIZE
+from service.workers.generations import Generations
 from service.workers.protocol import ImageResults, ReplyHead, RequestHead
+from service.workers.results import Chunk, TensorResults, decode_reply
 from service.workers.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -37,13 +39,6 @@ if TYPE_CHECKING:
 
 _RETIRED_LOAD = sys.maxsize  # a dead worker is never the least busy
 DEFAULT_STEPS = "service.imaging.pipeline:preprocess_steps"
-
-
-class Chunk(NamedTuple):
-    """Consecutive images of one request sent in one frame: how many, and their answer."""
-
-    count: int
-    future: asyncio.Future[ImageResults]
 
 
 @dataclass
@@ -62,22 +57,12 @@ class PoolOptions:
     retry_after_seconds: int = 1
     steps: str = DEFAULT_STEPS  # "module:function" of the image stages; tests inject stand-ins
     log_level: str = "INFO"
+    shadow_model: ModelSpec | None = None  # service/workers/shadow.py
+    shadow_sample_rate: float = 0.0
 
 
 def _load(worker: WorkerConnection) -> int:
     return _RETIRED_LOAD if worker.retired else worker.images
-
-
-def _image_results(request: Pending, payload: bytes) -> ImageResults:
-    """An IMAGES reply to ``request``; a TRACED one's timings name when it was sent and read."""
-    flags = request.flags
-    if not flags & wire.TRACED:
-        return wire.decode_image_results(payload, request.count, flags)
-    sent_at = RequestHead.unpack_from(request.frame).sent_at
-    results = wire.decode_image_results(payload, request.count, flags, sent_at)
-    if results.timing is not None:
-        results.timing = replace(results.timing, received_at=time.monotonic())
-    return results
 
 
 class WorkerPool:
@@ -94,8 +79,10 @@ class WorkerPool:
             "model": asdict(options.model),
             "steps": options.steps,
             "log_level": options.log_level,
+            "shadow": options.shadow_model
+            and {"model": asdict(options.shadow_model), "sample_rate": options.shadow_sample_rate},
         }
-        self._supervisor = Supervisor(self, options.workers, config, options.timeout_seconds)
+        self._generations = Generations(self, options.workers, config, options.timeout_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_id = 0
         self._in_flight = 0  # images sent and not yet answered
@@ -114,6 +101,21 @@ class WorkerPool:
         describe. Raises ModelLoadError (and stops them) when one cannot."""
         self._loop = asyncio.get_running_loop()
         return await self._supervisor.start()
+
+    @property
+    def _supervisor(self) -> Supervisor:
+        """The generation of workers that takes new inputs."""
+        return self._generations.current
+
+    @property
+    def model(self) -> ModelSpec:
+        """The model file the current generation of workers opened."""
+        return self._generations.model
+
+    async def reload(self, model: ModelSpec) -> ModelInfo:
+        """Serve ``model`` from a new generation of workers, with no input lost or refused
+        (service/workers/generations.py); ModelLoadError leaves the old one serving."""
+        return await self._generations.reload(model)
 
     def classify(
         self, data: bytes, flags: int = 0, trace: bytes | None = None
@@ -137,7 +139,7 @@ class WorkerPool:
         self._send(requests)
         return [Chunk(request.count, request.future) for request in requests]
 
-    def classify_tensor(self, images: np.ndarray) -> asyncio.Future[np.ndarray]:
+    def classify_tensor(self, images: np.ndarray) -> asyncio.Future[TensorResults]:
         """Probabilities (n, 10) for float32 images (n, 1, 28, 28) that need no decoding."""
         count = int(images.shape[0])
         self._admit(count)
@@ -148,11 +150,17 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop every worker after its current batch; what is left fails with 503."""
-        self._supervisor.close()
+        self._generations.close()
 
     # --- replies and failures (the supervisor's Dispatcher) ------------------------------
 
     def on_reply(self, worker: WorkerConnection, head: ReplyHead, payload: bytes) -> None:
+        if head.kind == wire.SHADOW:  # a report on answers already sent, not an answer
+            if self.metrics is not None:
+                self.metrics.observe_shadow(wire.decode_shadow(head, payload))
+            return
+        if head.batch_size:  # the first reply of a model call; the call's others follow it
+            worker.call_size, worker.call_seconds = head.batch_size, head.model_s
         request = worker.untrack(head.request_id)
         if request is None:  # timed out and already answered
             return
@@ -161,16 +169,12 @@ class WorkerPool:
         if metrics is not None and head.batch_size:
             metrics.batch_size.observe(head.batch_size)
             metrics.inference_duration.observe(head.model_s)
-        if head.kind == wire.IMAGES:
-            results = _image_results(request, payload)
-            results.errors.update(request.overrides)
-            if metrics is not None:
-                metrics.observe_images(results.seconds, results.waits, results.errors)
-            answer: Any = results
-        elif head.kind == wire.PROBABILITIES:
-            answer = wire.tensor_probabilities(payload, request.count)
-        else:
-            answer = wire.decode_error(payload)
+            metrics.statistics.execution(worker.model, head.batch_size, head.model_s)
+        answer = decode_reply(request, worker, head, payload)
+        if metrics is not None and isinstance(answer, ImageResults):
+            metrics.observe_images(answer.seconds, answer.waits, answer.errors)
+            statistics = metrics.statistics
+            statistics.inputs(worker.model, worker.call_size, answer.seconds, answer.errors)
         if not request.future.done():  # else the caller went away
             if isinstance(answer, BaseException):
                 request.future.set_exception(answer)

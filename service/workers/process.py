@@ -6,7 +6,8 @@ take a batch of frames (service/workers/batching.py), have the imaging package p
 images (``prepare_batch``; the progress slot names the image being worked on, so the server
 can tell a stuck or crashing image from its neighbours), run the model once for the batch,
 and send every reply in one write. A bad image fails only its own reply; a failed model call
-fails the inputs of that call.
+fails the inputs of that call. A shadow model (service/workers/shadow.py), if configured, is
+offered the batch's rows and runs after the replies left, unless more work is waiting.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import gc
 import importlib
 import logging
 import os
-import select
 import signal
 import socket
 import time
@@ -33,87 +33,12 @@ from service.logs import configure_logging
 from service.model import DigitClassifier
 from service.workers import protocol as wire
 from service.workers.batching import collect
-from service.workers.extras import split_trace
+from service.workers.inbox import Frame, SocketInbox
+from service.workers.progress import ProgressSlot
 from service.workers.replies import ModelCall, replies, trace_id
+from service.workers.shadow import Shadow
 
 logger = logging.getLogger("service.workers")
-
-RECEIVE_BYTES = 1 << 20
-
-
-@dataclass(slots=True)
-class Frame:
-    """One input as received: ``count`` encoded images, or ``count`` ready images."""
-
-    request_id: int
-    kind: int
-    flags: int
-    count: int
-    sent_at: float
-    payload: bytes
-
-    def images(self) -> list[bytes]:
-        """The encoded images of an ENCODED frame."""
-        return wire.unpack_images(self.payload, self.count)
-
-    @property
-    def trace_context(self) -> bytes | None:
-        """The request's W3C trace context when the frame is TRACED (the worker's log lines
-        about it name its trace)."""
-        return split_trace(self.payload, self.flags)
-
-
-class SocketInbox:
-    """Frames from the server's socket, for ``collect``: blocking, polling or timed."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._buffer = bytearray()
-        # One receive buffer for the worker's life: a fresh 1 MiB object per ``recv`` cost
-        # three memory syscalls per frame.
-        self._chunk = memoryview(bytearray(RECEIVE_BYTES))
-        self._pushed: list[Frame] = []
-        self._closed = False
-
-    def next(self, timeout: float | None) -> Frame | None:
-        if self._pushed:
-            return self._pushed.pop()
-        while True:
-            frame = self._parse()
-            if frame is not None or self._closed:
-                return frame
-            if not self._receive(timeout):
-                return None
-
-    def push_back(self, item: Frame) -> None:
-        self._pushed.append(item)
-
-    def _receive(self, timeout: float | None) -> bool:
-        try:
-            if timeout == 0:  # the common poll after a batch's first frame: one syscall
-                received = self._sock.recv_into(self._chunk, 0, socket.MSG_DONTWAIT)
-            elif timeout is None or select.select([self._sock], [], [], timeout)[0]:
-                received = self._sock.recv_into(self._chunk)
-            else:
-                return False
-        except BlockingIOError:
-            return False
-        if not received:
-            self._closed = True  # the server closed the socket (or died): finish and exit
-        self._buffer += self._chunk[:received]
-        return True
-
-    def _parse(self) -> Frame | None:
-        buffer = self._buffer
-        if len(buffer) < wire.REQUEST_SIZE:
-            return None
-        head = wire.RequestHead.unpack_from(buffer)
-        end = wire.REQUEST_SIZE + head.length
-        if len(buffer) < end:
-            return None
-        payload = bytes(buffer[wire.REQUEST_SIZE : end])
-        del buffer[:end]
-        return Frame(head.request_id, head.kind, head.flags, head.count, head.sent_at, payload)
 
 
 @dataclass(frozen=True)
@@ -137,43 +62,50 @@ def worker_main(config: dict[str, Any]) -> None:
         float(config["max_delay_us"]) / 1_000_000,
     )
     sock = socket.socket(fileno=int(config["fd"]))
-    slot = wire.ProgressSlot(int(config["progress_fd"]))
+    slot = ProgressSlot(int(config["progress_fd"]))
     os.close(int(config["progress_fd"]))
     try:
         model = DigitClassifier.open(ModelSpec(**config["model"]))
         model.warm_up((1, limits.max_batch_size))
+        shadow = Shadow.open(config.get("shadow"), limits.max_batch_size)
     except ModelLoadError as exc:
         sock.sendall(wire.announcement(wire.FAILED, str(exc).encode()))
         return
     gc.collect()
     gc.freeze()  # as in the server (service/app.py): full collections skip the start-up objects
     sock.sendall(wire.announcement(wire.READY, model.info.to_json()))
-    serve(sock, slot, steps, model, limits)
+    serve(sock, slot, steps, model, limits, shadow)
 
 
 def serve(
     sock: socket.socket,
-    slot: wire.ProgressSlot,
+    slot: ProgressSlot,
     steps: StepsFactory,
     model: DigitClassifier,
     limits: Limits,
+    shadow: Shadow | None = None,
 ) -> None:
-    """Batches in, replies out, until the server closes the socket."""
+    """Batches in, replies out, until the server closes the socket; the shadow's report
+    (if any) after the replies, never before."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the server drains first, then stops us
     inbox = SocketInbox(sock)
     while (batch := collect(inbox, limits.max_batch_size, limits.max_delay_s)) is not None:
-        sock.sendall(run_batch(batch, slot, steps, model, limits))
+        sock.sendall(run_batch(batch, slot, steps, model, limits, shadow))
+        if shadow is not None and (report := shadow.report(inbox.waiting())) is not None:
+            sock.sendall(report)
 
 
 def run_batch(
     batch: list[Frame],
-    slot: wire.ProgressSlot,
+    slot: ProgressSlot,
     steps: StepsFactory,
     model: DigitClassifier,
     limits: Limits,
+    shadow: Shadow | None = None,
 ) -> bytes:
-    """The replies to ``batch``, concatenated: one model call for all its good inputs."""
+    """The replies to ``batch``, concatenated: one model call for all its good inputs
+    (which the shadow, if any, is offered)."""
     prepared_at = time.monotonic()
     images = _prepare(batch, slot, steps, limits)
     rows = [
@@ -185,9 +117,11 @@ def run_batch(
     started = time.monotonic()
     probabilities = np.empty((0, NUM_CLASSES), np.float32)
     failed: ServiceError | None = None
+    stacked = probabilities
     if rows:
         try:
-            probabilities = model.predict(np.concatenate(rows).reshape(-1, 1, SIDE, SIDE))
+            stacked = np.concatenate(rows)
+            probabilities = model.predict(stacked.reshape(-1, 1, SIDE, SIDE))
         except Exception:  # never the client's fault: fail exactly the inputs of this call
             traces = [trace for frame in batch if (trace := trace_id(frame))]
             logger.exception(
@@ -197,11 +131,13 @@ def run_batch(
             )
             failed = InternalError("internal error")
     call = ModelCall(probabilities, failed, prepared_at, started, time.monotonic() - started)
+    if shadow is not None and len(probabilities):
+        shadow.offer(stacked, probabilities)  # the rows exactly as the served model saw them
     return b"".join(replies(batch, images, call, model))
 
 
 def _prepare(
-    batch: list[Frame], slot: wire.ProgressSlot, steps: StepsFactory, limits: Limits
+    batch: list[Frame], slot: ProgressSlot, steps: StepsFactory, limits: Limits
 ) -> dict[int, list[Prepared]]:
     """The encoded images of ``batch`` made ready for the model (or failed), by frame."""
     owners: list[tuple[int, int]] = []  # (request id, position in its frame) of each image

@@ -1,4 +1,4 @@
-"""The wire between the server process and its worker processes: frames and a progress slot.
+"""The wire between the server process and its worker processes: frames.
 
 Both sides import this module and nothing of each other. A frame is a fixed ``struct``
 header followed by a payload, over one socketpair per worker: no pickle, nothing a worker
@@ -8,29 +8,21 @@ places that know a header's fields and their order.
 An ENCODED frame carries the images of one request that go to one worker (one for /predict,
 up to a model call's worth for /predict/batch) and gets one reply with a result or an error
 per image: the event loop's cost is per frame, not per image. A TENSOR frame carries a V2
-request's ready images.
-
-The progress slot is a few shared bytes per worker (a memfd mapped by both processes) in
-which the worker writes which image (request and position in its frame) it is decoding and
-since when. Workers take their inputs in batches, so the order of the replies does not say
-which image a stuck or crashed worker was on; the slot does, at the cost of one memory write
-per image and stage and no syscall.
+request's ready images (its reply: their probabilities and the frame's wait). A SHADOW reply
+answers no request: it reports what the shadow model made of a batch already answered.
+Which image a worker is on right now travels beside the frames, in progress.py.
 """
 
 from __future__ import annotations
 
-import mmap
-import os
 import struct
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from service.contract import NUM_CLASSES, SIDE
+from service.contract import NUM_CLASSES, SIDE, ModelInfo
 from service.errors import ServiceError, error_for
 from service.workers import extras
 from service.workers.extras import (
@@ -51,6 +43,7 @@ _REQUEST = struct.Struct("<IBBIdI")
 _REPLY = struct.Struct("<IBIdI")
 _ERROR_HEAD = struct.Struct("<H")  # an error payload: code length; code; message (UTF-8)
 _LENGTH = struct.Struct("<I")
+_WAIT = struct.Struct("<f")
 REQUEST_SIZE = _REQUEST.size
 REPLY_SIZE = _REPLY.size
 
@@ -59,6 +52,7 @@ ENCODED, TENSOR = 1, 2  # request kinds: images to decode, or ready (n, 1, 28, 2
 IMAGES, PROBABILITIES, ERROR = 3, 4, 7
 READY, FAILED = 5, 6  # a worker's first reply: its model's ModelInfo JSON, or why it cannot load
 # Request flags (WITH_IMAGE, EXPLAIN, TRACED), what they add: service/workers/extras.py
+SHADOW = 8  # after a batch's replies (never instead): its shadow model's report (ShadowReport)
 
 IMAGE_FLOATS = SIDE * SIDE
 ID_LIMIT = 2**32  # request ids wrap around within the header's uint32
@@ -136,6 +130,10 @@ class ImageResults:
     explanations: Explanations | None = None  # when the frame asked for them (EXPLAIN)
     pixels: list[bytes | None] | None = None  # the inputs as 8-bit pixels (WITH_PIXELS)
     timing: WorkerTiming | None = None  # the worker's timings, when the frame was TRACED
+    # Set by the server from the worker that answered: the model it opened (the answers
+    # name it) and the seconds of the model call these images ran in.
+    model: ModelInfo | None = None
+    call_s: float = 0.0
 
 
 def encode_image_results(
@@ -206,67 +204,49 @@ def decode_image_results(
     return results
 
 
-def tensor_probabilities(payload: bytes, count: int) -> np.ndarray:
-    """The (count, 10) probabilities of a PROBABILITIES payload (a view, not a copy)."""
-    return np.frombuffer(payload, np.float32, count * NUM_CLASSES).reshape(count, NUM_CLASSES)
+def encode_tensor_probabilities(probabilities: np.ndarray, wait_s: float) -> bytes:
+    """A PROBABILITIES payload: the (count, 10) float32 rows, then the frame's wait for its
+    model call (float32)."""
+    return np.ascontiguousarray(probabilities, np.float32).tobytes() + _WAIT.pack(wait_s)
 
 
-# Progress slot: the request id and the image's position in its frame being decoded, and
-# since when (0.0 = not decoding).
-_SLOT = struct.Struct("<IId")
-IDLE = 0.0
+def tensor_probabilities(payload: bytes, count: int) -> tuple[np.ndarray, float]:
+    """The (count, 10) probabilities of a PROBABILITIES payload (a view, not a copy) and the
+    frame's wait."""
+    size = count * NUM_CLASSES
+    rows = np.frombuffer(payload, np.float32, size).reshape(count, NUM_CLASSES)
+    (wait_s,) = _WAIT.unpack_from(payload, size * rows.itemsize)
+    return rows, wait_s
+
+
+_SHADOW_HEAD = struct.Struct("<II")  # inputs compared, inputs dropped; then confidences, agree
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
-    request_id: int
-    index: int  # the image's position in its frame
-    since: float  # time.monotonic(); IDLE when the worker decodes nothing
+class ShadowReport:
+    """The shadow model on a batch's sampled inputs: per input whether its digit agreed with
+    the served model's, and its top probability; the call's seconds; inputs it skipped."""
+
+    agree: np.ndarray  # (n,) bool
+    confidence: np.ndarray  # (n,) float32
+    seconds: float
+    dropped: int
 
 
-class ProgressSlot:
-    """The shared bytes of one worker: ``new()`` in the server, ``ProgressSlot(fd)`` in the
-    worker. The mapping keeps its own reference to the file, so both may close ``fd``."""
-
-    def __init__(self, fd: int) -> None:
-        self._map = mmap.mmap(fd, _SLOT.size)
-
-    @classmethod
-    def new(cls) -> tuple[ProgressSlot, int]:
-        fd = _anonymous_file(_SLOT.size)
-        return cls(fd), fd
-
-    def marker(self, owners: Sequence[tuple[int, int]]) -> Callable[[int, float], None]:
-        """What the worker calls before every stage of every image of a batch: the image
-        (its index in the batch; ``owners`` gives each one's request id and position in its
-        frame) is being worked on now, after ``spent`` seconds on it in earlier stages, so
-        the server's watchdog sees the image's own time, not its batch's. One call, no
-        syscall: it runs several times per image."""
-        pack, buffer, clock = _SLOT.pack_into, self._map, time.monotonic
-
-        def mark(index: int, spent: float) -> None:
-            request_id, position = owners[index]
-            pack(buffer, 0, request_id, position, clock() - spent)
-
-        return mark
-
-    def idle(self) -> None:
-        _SLOT.pack_into(self._map, 0, 0, 0, IDLE)
-
-    def read(self) -> Progress:
-        return Progress(*_SLOT.unpack_from(self._map, 0))
-
-    def close(self) -> None:
-        self._map.close()
+def encode_shadow(report: ShadowReport) -> bytes:
+    """A SHADOW frame (request id 0: it answers no request; batch size 0: no served call)."""
+    count = len(report.agree)
+    payload = (
+        _SHADOW_HEAD.pack(count, report.dropped)
+        + np.asarray(report.confidence, np.float32).tobytes()
+        + np.asarray(report.agree, np.uint8).tobytes()
+    )
+    return ReplyHead(0, SHADOW, 0, report.seconds, len(payload)).pack() + payload
 
 
-def _anonymous_file(size: int) -> int:
-    """A file of ``size`` zero bytes with no name (memfd on Linux, an unlinked file elsewhere)."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("digits-worker-progress", 0)
-    else:  # pragma: no cover - macOS development machines
-        handle, path = tempfile.mkstemp(prefix="digits-progress-")
-        os.unlink(path)
-        fd = handle
-    os.ftruncate(fd, size)
-    return fd
+def decode_shadow(head: ReplyHead, payload: bytes) -> ShadowReport:
+    count, dropped = _SHADOW_HEAD.unpack_from(payload)
+    offset = _SHADOW_HEAD.size
+    confidence = np.frombuffer(payload, np.float32, count, offset)
+    agree = np.frombuffer(payload, np.uint8, count, offset + count * confidence.itemsize)
+    return ShadowReport(agree.astype(bool), confidence, head.model_s, dropped)

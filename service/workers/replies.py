@@ -55,8 +55,9 @@ def replies(
     for number, frame in enumerate(batch):
         if frame.kind == wire.TENSOR:
             if failed is None:
-                kind, payload = wire.PROBABILITIES, probabilities[row : row + frame.count]
-                payload = payload.tobytes()
+                rows = probabilities[row : row + frame.count]
+                waited = max(0.0, call.started - frame.sent_at)
+                kind, payload = wire.PROBABILITIES, wire.encode_tensor_probabilities(rows, waited)
                 row += frame.count
             else:
                 kind, payload = wire.ERROR, wire.encode_error(failed)

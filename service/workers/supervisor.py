@@ -1,5 +1,6 @@
 """Keeps the pool's worker processes running: spawns them, waits for their model, replaces
-the ones that die or hang, and stops them on shutdown.
+the ones that die or hang, and stops them on shutdown, or once a newer generation of workers
+serves (``retire``: service/workers/generations.py).
 
 An image past ``timeout_seconds`` (the progress slot says which and since when), or one under
 which its worker died (segfault, OOM kill), fails as ``invalid_image``; the worker is replaced
@@ -19,13 +20,14 @@ from typing import Any, Protocol
 
 from service.contract import ModelInfo, ModelLoadError
 from service.errors import InvalidImage, NotReady, ServiceError
-from service.workers import protocol as wire
 from service.workers.connection import Pending, WorkerConnection, spawn
+from service.workers.progress import IDLE
 from service.workers.protocol import ReplyHead
 
 logger = logging.getLogger("service.workers")
 
 SHUTDOWN_GRACE_S = 2.0  # a worker finishing its current batch before it is killed
+RETIRE_POLL_S = 0.01  # how often a retiring generation looks whether its work is done
 STARTUP_ALLOWANCE_S = 60.0  # importing OpenCV, numpy and ONNX Runtime on a busy machine
 RESTART_BACKOFF_S = 1.0  # a worker that dies while starting is not respawned in a tight loop
 _WATCH_FRACTION = 0.25  # the watchdog looks this often per timeout...
@@ -56,13 +58,14 @@ class Supervisor:
         self.workers: list[WorkerConnection] = []
         self.size = max(1, size)
         self._dispatcher = dispatcher
-        self._config = config
+        self.config = config
         self._timeout = timeout_seconds
         self._retired: list[subprocess.Popen[bytes]] = []
         self._connecting: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watch: asyncio.TimerHandle | None = None
         self.closed = False
+        self.retiring = False  # replaced by a newer generation: finish, respawn nothing
 
     async def start(self) -> ModelInfo:
         """Spawn the workers and wait until each has opened the model; the model they
@@ -85,18 +88,55 @@ class Supervisor:
 
     def close(self) -> None:
         """Stop every worker: EOF first, a kill after SHUTDOWN_GRACE_S; fail what is left."""
-        if self.closed:
+        if not self._begin_close():
             return
-        self.closed = True
-        if self._watch is not None:
-            self._watch.cancel()
-        for worker in self.workers:
-            worker.close_gracefully()
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         for worker in self.workers:
             try:
                 worker.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                pass
+        self._finish_close()
+
+    async def retire(self, drain_s: float) -> None:
+        """Stop this generation once a newer one serves: the pool sends it nothing new, each
+        worker answers what it was given (or ``drain_s`` passes), then they all stop, without
+        blocking the event loop."""
+        self.retiring = True
+        deadline = time.monotonic() + drain_s
+        while not self.closed and time.monotonic() < deadline:
+            if not any(worker.outstanding for worker in self.workers):
+                break
+            await asyncio.sleep(RETIRE_POLL_S)
+        left = sum(len(worker.outstanding) for worker in self.workers)
+        if left and not self.closed:
+            logger.warning(
+                "a replaced worker generation still had %d inputs after %g s", left, drain_s
+            )
+        if not self._begin_close():
+            return
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        while time.monotonic() < deadline:
+            if all(worker.process.poll() is not None for worker in self.workers):
+                break
+            await asyncio.sleep(RETIRE_POLL_S)
+        self._finish_close()
+
+    def _begin_close(self) -> bool:
+        """EOF to every worker (they exit after their current batch); False if closed."""
+        if self.closed:
+            return False
+        self.closed = True
+        if self._watch is not None:
+            self._watch.cancel()
+        for worker in self.workers:
+            worker.close_gracefully()
+        return True
+
+    def _finish_close(self) -> None:
+        """Kill what is still running, release the slots, fail what was never answered."""
+        for worker in self.workers:
+            if worker.process.poll() is None:
                 logger.warning("worker %s did not stop in time; killed", worker.process.pid)
             worker.stop()
             worker.process.wait()
@@ -127,7 +167,7 @@ class Supervisor:
 
     def _spawn(self) -> WorkerConnection:
         assert self._loop is not None
-        worker = spawn(self, self._config, self._loop)
+        worker = spawn(self, self.config, self._loop)
         task = self._loop.create_task(self._connect(worker))
         self._connecting.add(task)  # a task nobody references may be collected mid-way
         task.add_done_callback(self._connecting.discard)
@@ -161,7 +201,7 @@ class Supervisor:
                 self._loop.call_later(RESTART_BACKOFF_S, self._respawn, worker)
             return
         self._respawn(worker)
-        decoding = progress.request_id if progress.since != wire.IDLE else None
+        decoding = progress.request_id if progress.since != IDLE else None
         for request in pending:
             if culprit_error is not None and request.request_id == decoding:
                 self._blame(request, progress.index, culprit_error)
@@ -183,7 +223,7 @@ class Supervisor:
         self._dispatcher.resend(request)
 
     def _respawn(self, worker: WorkerConnection) -> None:
-        if not self.closed:
+        if not self.closed and not self.retiring:
             self.workers[self.workers.index(worker)] = self._spawn()
 
     def _schedule_watch(self) -> None:
@@ -202,7 +242,7 @@ class Supervisor:
                     self._replace(worker, None)
                 continue
             progress = worker.slot.read()
-            if progress.since == wire.IDLE or now - progress.since <= timeout:
+            if progress.since == IDLE or now - progress.since <= timeout:
                 continue
             logger.warning("worker %s timed out on an image; restarting", worker.process.pid)
             self._dispatcher.timed_out(now - progress.since)

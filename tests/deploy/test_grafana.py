@@ -25,6 +25,11 @@ DESIGN_METRICS = {
     "digits_model_info",
     "digits_model_ready",
     "digits_corrections_total",
+    "digits_model_loads_total",
+    "digits_shadow_agreement_total",
+    "digits_shadow_dropped_total",
+    "digits_shadow_confidence",
+    "digits_shadow_inference_duration_seconds",
 }
 HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")
 
@@ -88,6 +93,11 @@ def test_dashboard_uses_only_documented_metrics(dashboard: dict[str, Any]) -> No
         ("Confidence distribution", "digits_prediction_confidence_bucket"),
         ("Model info", "digits_model_info"),
         ("Corrections by answer and correction", "digits_corrections_total"),
+        ("Model loads", "digits_model_loads_total"),
+        (
+            "Shadow agreement rate",
+            'digits_shadow_agreement_total{job="digits", instance=~"$instance", agree="true"}',
+        ),
     ],
 )
 def test_required_panels_exist(dashboard: dict[str, Any], title_part: str, metric: str) -> None:

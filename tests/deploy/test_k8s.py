@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -10,7 +11,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from tests.deploy.tools import DOCKERFILE, K8S_DIR, load_yaml, load_yaml_all
+from service.workers.supervisor import SHUTDOWN_GRACE_S
+from tests.deploy.tools import DEPLOY, DOCKERFILE, K8S_DIR, load_yaml, load_yaml_all
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.33.0")
 
@@ -94,7 +96,7 @@ def test_probes_ports_and_scrape_annotations_agree(resources: dict[str, dict[str
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(port["containerPort"])
     assert annotations["prometheus.io/path"] == "/metrics"
-    env = {item["name"]: item["value"] for item in api["env"]}
+    env = {item["name"]: item.get("value") for item in api["env"]}
     assert env["DIGITS_PORT"] == str(port["containerPort"])
 
 
@@ -115,3 +117,52 @@ def test_scaling_keeps_capacity(resources: dict[str, dict[str, Any]]) -> None:
     pdb = resources["PodDisruptionBudget"]["spec"]
     assert 1 <= pdb["minAvailable"] < hpa["minReplicas"] < hpa["maxReplicas"]
     assert resources["Deployment"]["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_a_rolling_update_never_drops_below_the_disruption_budget(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    """Ready pods during an update >= replicas - maxUnavailable, for the smallest replica
+    count the HPA allows; that must not be below what the PDB protects."""
+    update = resources["Deployment"]["spec"]["strategy"]
+    assert update["type"] == "RollingUpdate"
+    unavailable, surge = (
+        update["rollingUpdate"]["maxUnavailable"],
+        update["rollingUpdate"]["maxSurge"],
+    )
+    smallest = resources["HorizontalPodAutoscaler"]["spec"]["minReplicas"]
+    assert smallest - unavailable >= resources["PodDisruptionBudget"]["spec"]["minAvailable"]
+    assert unavailable == 0 and surge >= 1  # a new pod is ready before an old one goes
+
+
+def test_the_grace_period_outlasts_the_pause_and_the_drain(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    pod = resources["Deployment"]["spec"]["template"]["spec"]
+    api = container(resources)
+    command = api["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] in image_tools(), "the preStop command must exist in the image"
+    pause = float(command[-1])
+    env = {item["name"]: item.get("value") for item in api["env"]}
+    drain = float(env["DIGITS_GRACEFUL_SHUTDOWN_SECONDS"])
+    assert pause >= 2  # endpoints and load balancers need a moment to drop the pod
+    assert pod["terminationGracePeriodSeconds"] > pause + drain + SHUTDOWN_GRACE_S
+
+
+def test_the_admin_token_comes_from_an_optional_secret(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    (token,) = [
+        item for item in container(resources)["env"] if item["name"] == "DIGITS_ADMIN_TOKEN"
+    ]
+    reference = token["valueFrom"]["secretKeyRef"]
+    assert reference["optional"] is True and "value" not in token  # never in the manifest
+
+
+def image_tools() -> tuple[str, ...]:
+    """The tools deploy/image/rootfs.py puts in the image (it has no other binaries)."""
+    source = (DEPLOY / "image" / "rootfs.py").read_text()
+    match = re.search(r"^TOOLS = (\(.*?\))$", source, flags=re.MULTILINE)
+    assert match, "rootfs.py lists its TOOLS"
+    tools: tuple[str, ...] = ast.literal_eval(match.group(1))
+    return tools

@@ -14,6 +14,7 @@ import pytest
 
 from bench.cpu import WORKER_MARK
 from bench.server import RunningService, running_service
+from tests.integration.processes import descendants, predict_on_new_connection
 from tests.service.images import draw_digit, png
 
 pytestmark = pytest.mark.slow
@@ -32,26 +33,6 @@ def server(tiny_onnx: Path) -> Iterator[RunningService]:
         yield running
 
 
-def _descendants(pid: int) -> dict[int, bytes]:
-    """pid -> command line of every process below ``pid``."""
-    found: dict[int, bytes] = {}
-    pending = [pid]
-    while pending:
-        parent = pending.pop()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-                if ppid == parent:
-                    found[int(entry.name)] = (entry / "cmdline").read_bytes()
-                    pending.append(int(entry.name))
-            except (OSError, ValueError):
-                continue
-    return found
-
-
 def _predict_total(scrape: str) -> float:
     pattern = r'^digits_http_requests_total\{method="POST",route="/predict",status="200"\} (\S+)'
     match = re.search(pattern, scrape, re.MULTILINE)
@@ -59,17 +40,12 @@ def _predict_total(scrape: str) -> float:
 
 
 def test_front_ends_share_the_port_and_their_metrics_add_up(server: RunningService) -> None:
-    commands = _descendants(server.process.pid).values()
+    commands = descendants(server.process.pid).values()
     front_ends = [command for command in commands if b"multiprocessing.spawn" in command]
     workers = [command for command in commands if WORKER_MARK in command]
     assert len(front_ends) == 2 and len(workers) == 2  # one worker each
     for _ in range(REQUESTS):  # a new connection each: either front end may take it
-        answer = httpx.post(
-            f"{server.url}/predict",
-            content=SEVEN,
-            headers={"Content-Type": "image/png", "Connection": "close"},
-            timeout=10,
-        )
+        answer = predict_on_new_connection(server.url, SEVEN)
         assert answer.status_code == 200, answer.text
     totals = {_predict_total(httpx.get(f"{server.url}/metrics", timeout=5).text) for _ in range(6)}
     assert totals == {float(REQUESTS)}  # every scrape, whichever front end answers it
@@ -101,4 +77,4 @@ def test_sigterm_drains_every_front_end(server: RunningService) -> None:
         sock.close()
     assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers), answers
     server.process.wait(timeout=15)
-    assert _descendants(server.process.pid) == {}
+    assert descendants(server.process.pid) == {}

@@ -18,8 +18,8 @@ from service.model import DigitClassifier
 from service.predictor import Predictor, Upload
 from service.workers import protocol as wire
 from service.workers.extras import TRACE_CONTEXT_SIZE, Explanations, split_trace
-from service.workers.pool import Chunk
 from service.workers.process import Frame, run_batch
+from service.workers.results import Chunk
 from tests.service.images import draw_digit, png
 from tests.service.test_worker_batches import LIMITS, RecordingSlot
 

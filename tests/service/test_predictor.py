@@ -15,8 +15,8 @@ import pytest
 from service.errors import InvalidImage, NotReady
 from service.metrics import Metrics
 from service.predictor import Predictor, Upload
-from service.workers.pool import Chunk
 from service.workers.protocol import ImageResults
+from service.workers.results import Chunk
 
 Result = ImageResults
 

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings, available_cpus
+from service.resources import available_cpus
+from service.settings import Settings
 from tests.conftest import REPO_ROOT
 
 
 def test_defaults_suit_a_small_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(__import__("os").environ):
-        if name.startswith("DIGITS_"):
+        if name.startswith("DIGITS_") or name == "PORT":
             monkeypatch.delenv(name)
     settings = Settings()
     assert settings.host == "127.0.0.1" and settings.port == 8000
@@ -36,6 +37,15 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert settings.allowed_image_formats == frozenset({"PNG", "JPEG"})
     assert settings.resolved_model_card_path == tmp_path / "m.json"
     assert settings.log_level == "DEBUG"
+
+
+def test_port_is_digits_port_then_knatives_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DIGITS_PORT", raising=False)
+    monkeypatch.setenv("PORT", "8080")  # Knative and KServe inject it
+    assert Settings().port == 8080
+    monkeypatch.setenv("DIGITS_PORT", "9001")
+    assert Settings().port == 9001
+    assert Settings(port=9002).port == 9002
 
 
 @pytest.mark.parametrize(

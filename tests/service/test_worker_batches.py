@@ -196,7 +196,7 @@ def test_a_failing_measurement_fails_the_images_that_asked_and_nothing_else(
         assert wire.decode_image_results(payload, 1, False).errors[0].code == "internal_error"
     kind, payload = replies[9]
     assert kind == wire.PROBABILITIES  # the V2 tensor in the same batch is answered
-    assert wire.tensor_probabilities(payload, 2).shape == (2, NUM_CLASSES)
+    assert wire.tensor_probabilities(payload, 2)[0].shape == (2, NUM_CLASSES)
 
 
 def test_staged_batches_give_the_one_by_one_answers(model: DigitClassifier) -> None:

@@ -26,8 +26,9 @@ from service.metrics import Metrics
 from service.model import DigitClassifier
 from service.settings import Settings
 from service.workers import protocol as wire
-from service.workers.pool import Chunk, PoolOptions, WorkerPool
+from service.workers.pool import PoolOptions, WorkerPool
 from service.workers.protocol import ImageResults
+from service.workers.results import Chunk
 from tests.service.images import draw_digit, encode, png
 
 FORMATS = frozenset({"PNG", "JPEG"})
@@ -192,7 +193,7 @@ def test_tensors_and_images_sent_together_share_one_model_call(make_pool: Any) -
             pool.close()
 
     _, images, tensor = _run(scenario())
-    assert images.probabilities.shape == (3, 10) and tensor.shape == (5, 10)
+    assert images.probabilities.shape == (3, 10) and tensor.probabilities.shape == (5, 10)
     sizes = _histogram_values(metrics.batch_size)
     assert sizes["count"] == 3 and sizes["sum"] == 1 + 1 + 3 + 5  # warm-up, busy, together
 

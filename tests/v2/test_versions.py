@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.http.v2.metadata import v2_version
+from service.contract import v2_version
 
 
 @pytest.mark.parametrize(

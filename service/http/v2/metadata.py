@@ -3,22 +3,20 @@ metadata and Triton's model configuration, built once from the served model."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from service.contract import ModelInfo
+from service.contract import ModelInfo, v2_version
 from service.http.v2.infer_request import FP32, TensorSignature
 from service.settings import Settings
 
 SERVER_NAME = "digits"
-# Extensions a client may rely on (names as Triton reports them in GET /v2).
-EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration"]
+# Extensions a client may rely on (names as Triton reports them in GET /v2); the model
+# repository's routes are listed only where DIGITS_ADMIN_TOKEN turns them on.
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
+REPOSITORY_EXTENSION = "model_repository"
 PLATFORM = "onnxruntime_onnx"
-# A model version that does not start with a number ("beta", "") is V2 version 1.
-_DEFAULT_V2_VERSION = "1"
-_MAJOR = re.compile(r"^v?(\d+)(?:[.+-]|$)")
 
 
 def _package_version() -> str:
@@ -29,15 +27,6 @@ def _package_version() -> str:
 
 
 SERVER_VERSION = _package_version()
-
-
-def v2_version(model_version: str) -> str:
-    """The model's version as the V2 routes name it: an integer, as Triton and its clients
-    (tritonclient, perf_analyzer) expect. It is the major number of the model's semantic
-    version ("1.0.0" -> "1"): a retrained model with the same contract keeps its V2 version,
-    an incompatible one (a new major) gets a new one."""
-    match = _MAJOR.match(model_version.strip())
-    return str(int(match.group(1))) if match else _DEFAULT_V2_VERSION
 
 
 @dataclass(frozen=True)
@@ -73,8 +62,9 @@ def names_version(model: ServedModel, requested: str) -> bool:
     return requested in (model.version, model.model_version)
 
 
-def server_metadata() -> dict[str, Any]:
-    return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS}
+def server_metadata(repository: bool) -> dict[str, Any]:
+    extensions = [*EXTENSIONS, REPOSITORY_EXTENSION] if repository else EXTENSIONS
+    return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": extensions}
 
 
 def _tensor_metadata(tensor: TensorSignature) -> dict[str, Any]:

@@ -47,8 +47,9 @@ def _model_for(request: Request, model_name: str, model_version: str | None = No
 
 
 @router.get("", summary="Server metadata")
-async def server_metadata() -> JSONResponse:
-    return JSONResponse(metadata.server_metadata())
+async def server_metadata(request: Request) -> JSONResponse:
+    repository = state_of(request).settings.admin_token is not None
+    return JSONResponse(metadata.server_metadata(repository))
 
 
 @router.get("/health/live", summary="Server liveness")
@@ -92,17 +93,18 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
         model = _model_for(request, model_name, version)
         parsed = await _read_request(request, model, state.settings.max_body_bytes)
         assert state.predictor is not None  # _model_for checked readiness
-        probabilities = await state.predictor.probabilities(parsed.images)
+        result = await state.predictor.probabilities(parsed.images)
     except V2Error as exc:
         return exc.response()
     except ServiceError as exc:
         # Overloaded (503 + Retry-After) and friends, in the protocol's error shape.
         return V2Error(exc.message, exc.status_code).response(exc.headers)
+    source = result.model  # the model that computed it: a reload may have switched meanwhile
     body, header_length = encode_infer_response(
-        model_name=model.name,
-        model_version=model.version,
+        model_name=source.name if source else model.name,
+        model_version=metadata.v2_version(source.version) if source else model.version,
         request=parsed,
-        results={model.output.name: probabilities},
+        results={model.output.name: result.probabilities},
         labels=model.labels,
     )
     if header_length is None:

@@ -1,4 +1,5 @@
-"""The one configuration class of the service: every knob, its default and why.
+"""The one configuration class of the service: every knob, its default and why (some groups
+of fields are declared in service/settings/fields.py).
 
 Values come from the environment (prefix ``DIGITS_``); nothing else in ``service/`` reads
 ``os.environ``. Invalid values stop start-up with a message that names the field.
@@ -7,58 +8,38 @@ Values come from the environment (prefix ``DIGITS_``); nothing else in ``service
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The package sits at <repo>/service, so the repository (and models/) is its parent. Installed
-# wheels have no models/ there; the current directory is tried next (the container's WORKDIR).
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+from service.resources import available_cpus, resolve_model_path
+from service.settings.fields import (
+    MIN_ADMIN_TOKEN_CHARS,
+    ConnectionFields,
+    FeedbackFields,
+    ModelLifecycleFields,
+)
+
 DEFAULT_MODEL = Path("models") / "lenet5.onnx"
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
 KNOWN_IMAGE_FORMATS = frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM", "ICO"})
 
 Provider = Literal["cpu", "cuda", "auto"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 EventLoop = Literal["asyncio", "uvloop"]
+UPLOAD_ENVELOPE_BYTES = 1024  # the JSON around a load request's base64 file
 
 
-def resolve_model_path(path: Path) -> Path:
-    """An absolute path as given; a relative one against the cwd, then the repository root."""
-    if path.is_absolute():
-        return path
-    for base in (Path.cwd(), _PACKAGE_ROOT):
-        candidate = base / path
-        if candidate.exists():
-            return candidate.resolve()
-    return (_PACKAGE_ROOT / path).resolve()
-
-
-def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
-    """Cores this process may use: its CPU affinity, capped by a container's CPU quota.
-
-    A pod limited to one CPU on a 32-core node sees 32 cores through the affinity mask alone;
-    one worker process per core there would mean 32 workers fighting over one CPU's quota.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = max(1, cores or 1)
-    try:
-        quota, period = cpu_max.read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):  # no cgroup v2 here, or a format we do not know: no cap
-        pass
-    return cores
-
-
-class Settings(BaseSettings):
+class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, BaseSettings):
     """Service configuration; each field is the environment variable ``DIGITS_<NAME>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="DIGITS_", env_ignore_empty=True, extra="ignore", frozen=True
+        env_prefix="DIGITS_",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,  # Settings(port=...) as well as the env aliases
     )
 
     model_path: Path = Field(
@@ -85,7 +66,14 @@ class Settings(BaseSettings):
         1, ge=0, description="ONNX Runtime threads across operators. 0 = ORT default."
     )
     host: str = Field("127.0.0.1", description="Address uvicorn binds (0.0.0.0 in containers).")
-    port: int = Field(8000, ge=1, le=65535, description="TCP port uvicorn listens on.")
+    port: int = Field(
+        8000,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("DIGITS_PORT", "PORT"),
+        description="TCP port uvicorn listens on. When unset, PORT is used (Knative and "
+        "KServe inject it), then 8000.",
+    )
     max_body_bytes: int = Field(
         10 * 1024 * 1024,
         ge=1024,
@@ -170,70 +158,6 @@ class Settings(BaseSettings):
     )
     log_level: LogLevel = Field("INFO", description="Log level of the JSON logs on stderr.")
     access_log: bool = Field(True, description="One JSON access-log line per request.")
-    graceful_shutdown_seconds: float = Field(
-        10.0,
-        gt=0,
-        description="After SIGTERM, how long requests in flight may take to finish before "
-        "the server exits anyway (a stalled upload must not block shutdown forever).",
-    )
-    max_header_bytes: int = Field(
-        32 * 1024,
-        ge=1024,
-        description="Largest request head (request line and headers) in bytes; above it the "
-        "answer is 431 and the connection is closed.",
-    )
-    header_timeout_seconds: float = Field(
-        10.0,
-        gt=0,
-        description="Longest time from a request's first byte (a new connection's opening) "
-        "to the end of its head; past it 408 and the connection is closed.",
-    )
-    body_timeout_seconds: float = Field(
-        10.0,
-        gt=0,
-        description="How long a request body may take before it must have averaged "
-        "DIGITS_BODY_MIN_BYTES_PER_SECOND; slower, 408 and the connection is closed.",
-    )
-    body_min_bytes_per_second: int = Field(
-        16 * 1024,
-        ge=1,
-        description="Slowest average rate (bytes/s) a request body may arrive at, once "
-        "DIGITS_BODY_TIMEOUT_SECONDS have passed.",
-    )
-    keep_alive_seconds: float = Field(
-        5.0, gt=0, description="How long an idle keep-alive connection stays open."
-    )
-    max_connections: int = Field(
-        1024,
-        ge=1,
-        description="Most open connections per front-end process; beyond it a new connection "
-        "is answered 503 overloaded (with Retry-After) and closed.",
-    )
-
-    feedback_dir: Path | None = Field(
-        None,
-        description="Folder where corrections (POST /feedback) are written: 28x28 PNGs and "
-        "index.jsonl, read by `python -m training train --extra-data`. Unset (the default): "
-        "no correction is accepted and no user input is kept. Needs DIGITS_FRONT_ENDS=1.",
-    )
-    feedback_window_seconds: float = Field(
-        600.0,
-        gt=0,
-        description="How long after an answer it may be corrected; its 28x28 input is kept "
-        "in memory that long (with feedback on).",
-    )
-    feedback_recent_answers: int = Field(
-        10_000,
-        ge=1,
-        description="Most answers kept in memory for correction, about 0.5 KB each; the "
-        "oldest go first when more arrive within the window.",
-    )
-    feedback_max_records: int = Field(
-        100_000,
-        ge=1,
-        description="Most corrections the folder may hold (about 1 KB each); beyond it POST "
-        "/feedback answers 507 feedback_full.",
-    )
 
     @field_validator("allowed_image_formats", mode="after")
     @classmethod
@@ -253,6 +177,13 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("admin_token", mode="after")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters long")
+        return value
+
     @model_validator(mode="after")
     def _consistent_limits(self) -> Self:
         if self.max_batch_files > self.batch_max_queue_images:
@@ -265,6 +196,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "feedback_dir needs front_ends=1: a correction is matched to its answer in "
                 "the memory of the front end that gave it, and several front ends share a port"
+            )
+        upload_body = 4 * math.ceil(self.max_model_bytes / 3) + UPLOAD_ENVELOPE_BYTES  # base64
+        if self.admin_token is not None and upload_body > self.max_body_bytes:
+            raise ValueError(
+                f"max_model_bytes ({self.max_model_bytes}) needs a body of {upload_body} bytes "
+                f"in base64, over max_body_bytes ({self.max_body_bytes}): raise max_body_bytes "
+                "or lower max_model_bytes"
             )
         return self
 
@@ -281,6 +219,14 @@ class Settings(BaseSettings):
     @property
     def resolved_model_path(self) -> Path:
         return resolve_model_path(self.model_path)
+
+    @property
+    def resolved_check_digits_path(self) -> Path:
+        return resolve_model_path(self.check_digits_path)
+
+    @property
+    def resolved_shadow_model_path(self) -> Path | None:
+        return self.shadow_model_path and resolve_model_path(self.shadow_model_path)
 
     @property
     def resolved_model_card_path(self) -> Path:

@@ -1,0 +1,216 @@
+"""Loading a model while the service serves: check it, then swap the workers over.
+
+A load (``POST /v2/repository/models/{name}/load``, or SIGHUP) takes the file at
+DIGITS_MODEL_PATH or an uploaded one and, one load at a time:
+
+1. pins a private copy of it (service/repository/staging.py);
+2. checks it in a child process (service/repository/gate.py): the contract, outputs that are
+   probabilities, and the accuracy floor on the check digits;
+3. starts a new generation of workers on it beside the serving one and switches new inputs
+   over once all are ready (service/workers/generations.py);
+4. tells the app, in the same event-loop step, so /model, the V2 metadata and
+   digits_model_info name the new model from the first request that used it.
+
+Any refusal or failure leaves the model that was serving untouched, and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.contract import ModelInfo, ModelLoadError, ModelSpec
+from service.errors import NotReady
+from service.repository.gate import GateRequest
+from service.repository.staging import Staging
+from service.workers.pool import WorkerPool
+
+logger = logging.getLogger("service.repository")
+
+GATE_TIMEOUT_S = 60.0  # importing ONNX Runtime and checking a model on a busy machine
+
+
+class LoadRefused(Exception):
+    """A load that did not happen; the model served before still serves. ``status_code``:
+    400 the file fails a check, 409 another load is running, 503 the workers could not
+    start it or the service is stopping."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    info: ModelInfo
+    previous: ModelInfo
+    accuracy: float | None  # on the check digits; None when the file was already serving
+    digits: int
+    seconds: float
+
+    @property
+    def changed(self) -> bool:
+        return self.info.sha256 != self.previous.sha256
+
+
+class ModelLoader:
+    """The served model's file and how to replace it (one load at a time)."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        source: ModelSpec,
+        staging: Staging,
+        check_digits: Path,
+        min_accuracy: float,
+        on_switch: Callable[[ModelInfo], None],
+        on_outcome: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self._pool = pool
+        self._source = source  # DIGITS_MODEL_PATH (and card): what a body-less load reads
+        self._staging = staging
+        self._check_digits = check_digits
+        self._min_accuracy = min_accuracy
+        self._on_switch = on_switch
+        self._on_outcome = on_outcome  # "loaded", "unchanged", "refused", "failed", "busy"
+        self._lock = asyncio.Lock()
+        self._signal_tasks: set[asyncio.Task[None]] = set()
+        self.current: ModelInfo | None = None
+        # Why the latest load was refused, until one succeeds (the index shows it: a SIGHUP
+        # has no answer to carry it).
+        self.last_refusal: str | None = None
+
+    @property
+    def loading(self) -> bool:
+        return self._lock.locked()
+
+    async def load(self, upload: bytes | None = None) -> LoadOutcome:
+        """Serve ``upload`` (an ONNX file), or with None the file at DIGITS_MODEL_PATH as it is
+        now. Raises LoadRefused with the old model still serving."""
+        if self._lock.locked():
+            self._on_outcome("busy")
+            raise LoadRefused("another model load is in progress; retry when it is done", 409)
+        async with self._lock:
+            try:
+                outcome = await self._load(upload)
+            except LoadRefused as exc:
+                self.last_refusal = exc.message
+                self._on_outcome("refused" if exc.status_code == 400 else "failed")
+                raise
+        self.last_refusal = None
+        self._on_outcome("loaded" if outcome.changed else "unchanged")
+        return outcome
+
+    async def _load(self, upload: bytes | None) -> LoadOutcome:
+        started = time.monotonic()
+        previous = self.current
+        if previous is None:
+            raise LoadRefused("the service is not ready yet", 503)
+        label = "the uploaded file" if upload is not None else self._source.path
+        try:
+            if upload is None:
+                spec = await asyncio.to_thread(self._staging.pin, self._source)
+            else:
+                spec = await asyncio.to_thread(self._staging.store, upload, self._source)
+        except (ModelLoadError, OSError) as exc:
+            raise LoadRefused(f"{label}: {exc}") from exc
+        serving = self._pool.model
+        if spec.path == serving.path:  # the same bytes: nothing to do
+            return LoadOutcome(previous, previous, None, 0, time.monotonic() - started)
+        try:
+            report = await self._check(spec)
+            info = await self._pool.reload(spec)
+        except (ModelLoadError, NotReady) as exc:
+            self._staging.release(spec, keep=self._pool.model)
+            reason = str(exc).replace(spec.path, label)
+            reason = reason if label in reason else f"{label}: {reason}"
+            logger.warning("model load refused: %s", reason, extra={"model_path": label})
+            raise LoadRefused(reason, 400 if isinstance(exc, RefusedFile) else 503) from exc
+        self.current = info
+        self._on_switch(info)  # same event-loop step as the switch: no request in between
+        self._staging.release(serving, keep=spec)
+        outcome = LoadOutcome(
+            info, previous, report["accuracy"], report["digits"], time.monotonic() - started
+        )
+        logger.info(
+            "model %s %s now serves (was %s %s); %.1f%% on %d check digits; %.1f s",
+            info.name,
+            info.version,
+            previous.name,
+            previous.version,
+            100 * report["accuracy"],
+            report["digits"],
+            outcome.seconds,
+            extra={"model_path": label, "sha256": info.sha256},
+        )
+        return outcome
+
+    async def _check(self, spec: ModelSpec) -> dict[str, float | int]:
+        """The gate's report on ``spec`` (service/repository/gate.py), in a child process."""
+        request = GateRequest(spec, str(self._check_digits), self._min_accuracy)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "service.repository.gate",
+            request.to_json(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), GATE_TIMEOUT_S)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise RefusedFile(f"checking the model took longer than {GATE_TIMEOUT_S:g} s") from None
+        if process.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            raise RefusedFile(lines[-1] if lines else f"the check exited with {process.returncode}")
+        report: dict[str, float | int] = json.loads(out)
+        return report
+
+    # --- SIGHUP: the same as a body-less load ----------------------------------------------
+
+    def install_signal(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Reload on SIGHUP (whose default action would kill the process); False where
+        signals cannot be handled here (not the main thread, as under a test client)."""
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        except (ValueError, RuntimeError, NotImplementedError):
+            return False
+        return True
+
+    def remove_signal(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            loop.remove_signal_handler(signal.SIGHUP)
+        except (ValueError, RuntimeError, NotImplementedError):
+            pass
+
+    def _on_sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._reload_from_signal())
+        self._signal_tasks.add(task)
+        task.add_done_callback(self._signal_tasks.discard)
+
+    async def _reload_from_signal(self) -> None:
+        logger.info("SIGHUP: reloading %s", self._source.path)
+        try:
+            outcome = await self.load(None)
+        except LoadRefused as exc:
+            logger.error("SIGHUP reload refused (%s still serves): %s", self._served(), exc)
+            return
+        if not outcome.changed:
+            logger.info("SIGHUP: %s is the file already serving; nothing to do", self._source.path)
+
+    def _served(self) -> str:
+        return f"{self.current.name} {self.current.version}" if self.current else "nothing"
+
+
+class RefusedFile(ModelLoadError):
+    """The gate refused the file (as opposed to workers that could not start it)."""

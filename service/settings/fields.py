@@ -1,0 +1,125 @@
+"""Groups of the service's settings, by what they govern; ``Settings`` (service/settings/
+__init__.py) is the one class that has them all, read from the DIGITS_* environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+
+DEFAULT_CHECK_DIGITS = Path("models") / "check-digits.npz"
+MIN_ADMIN_TOKEN_CHARS = 16
+
+
+class ConnectionFields(BaseModel):
+    """The HTTP connections' limits and the graceful stop (service/http/connections.py)."""
+
+    graceful_shutdown_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="After SIGTERM, how long requests in flight may take to finish before "
+        "the server exits anyway (a stalled upload must not block shutdown forever).",
+    )
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers) in bytes; above it the "
+        "answer is 431 and the connection is closed.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Longest time from a request's first byte (a new connection's opening) "
+        "to the end of its head; past it 408 and the connection is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How long a request body may take before it must have averaged "
+        "DIGITS_BODY_MIN_BYTES_PER_SECOND; slower, 408 and the connection is closed.",
+    )
+    body_min_bytes_per_second: int = Field(
+        16 * 1024,
+        ge=1,
+        description="Slowest average rate (bytes/s) a request body may arrive at, once "
+        "DIGITS_BODY_TIMEOUT_SECONDS have passed.",
+    )
+    keep_alive_seconds: float = Field(
+        5.0, gt=0, description="How long an idle keep-alive connection stays open."
+    )
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        description="Most open connections per front-end process; beyond it a new connection "
+        "is answered 503 overloaded (with Retry-After) and closed.",
+    )
+
+
+class ModelLifecycleFields(BaseModel):
+    """Loading a new model while serving, and a shadow model (service/repository/)."""
+
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Opens the model repository routes (load, index) to clients sending "
+        "`Authorization: Bearer <token>` (unset: 404). At least "
+        f"{MIN_ADMIN_TOKEN_CHARS} characters; never logged.",
+    )
+    max_model_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest ONNX file a load may upload (413 above); its base64 must fit "
+        "in DIGITS_MAX_BODY_BYTES.",
+    )
+    model_min_accuracy: float = Field(
+        0.95,
+        ge=0.0,
+        le=1.0,
+        description="Accuracy floor on the check digits: a load below it is refused (the "
+        "model served before keeps serving).",
+    )
+    check_digits_path: Path = Field(
+        DEFAULT_CHECK_DIGITS,
+        description="Labelled real digits (npz: images uint8 [N,28,28], labels) every load "
+        "is checked on before it serves.",
+    )
+    shadow_model_path: Path | None = Field(
+        None,
+        description="A second ONNX model each worker runs on a sample of live inputs after "
+        "their answers left, compared with the served one (digits_shadow_* metrics).",
+    )
+    shadow_sample_rate: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of live inputs the shadow model sees (evenly spread, not random); "
+        "it runs only while its worker has nothing else waiting.",
+    )
+
+
+class FeedbackFields(BaseModel):
+    """Corrections of answers (service/feedback/); off unless feedback_dir is set."""
+
+    feedback_dir: Path | None = Field(
+        None,
+        description="Folder where corrections (POST /feedback) are written: 28x28 PNGs and "
+        "index.jsonl, read by `python -m training train --extra-data`. Unset (the default): "
+        "no correction is accepted and no user input is kept. Needs DIGITS_FRONT_ENDS=1.",
+    )
+    feedback_window_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="How long after an answer it may be corrected; its 28x28 input is kept "
+        "in memory that long (with feedback on).",
+    )
+    feedback_recent_answers: int = Field(
+        10_000,
+        ge=1,
+        description="Most answers kept in memory for correction, about 0.5 KB each; the "
+        "oldest go first when more arrive within the window.",
+    )
+    feedback_max_records: int = Field(
+        100_000,
+        ge=1,
+        description="Most corrections the folder may hold (about 1 KB each); beyond it POST "
+        "/feedback answers 507 feedback_full.",
+    )

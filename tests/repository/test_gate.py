@@ -1,0 +1,76 @@
+"""The checks a file passes before it may serve (service/repository/gate.py), run directly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.contract import ModelLoadError, ModelSpec
+from service.repository.gate import GateRequest, inspect, load_check_digits
+from service.settings import Settings
+from tests.conftest import REPO_ROOT
+from tests.repository.conftest import Files
+from tests.repository.models import batch_dependent
+
+CHECK_DIGITS = Settings().resolved_check_digits_path
+
+
+def request(path: Path, floor: float = 0.95, digits: Path = CHECK_DIGITS) -> GateRequest:
+    return GateRequest(ModelSpec(str(path)), str(digits), floor)
+
+
+def test_the_check_digits_are_real_labelled_mnist_digits() -> None:
+    inputs, labels = load_check_digits(CHECK_DIGITS)
+    assert inputs.shape == (100, 1, 28, 28) and inputs.dtype == np.float32
+    assert 0.0 <= inputs.min() and inputs.max() <= 1.0
+    assert np.bincount(labels, minlength=10).tolist() == [10] * 10  # ten of each digit
+    assert (inputs.reshape(100, -1) > 0.5).mean(axis=1).min() > 0.03  # every one has ink
+
+
+def test_the_shipped_model_passes(shipped_model: Path) -> None:
+    report = inspect(request(shipped_model))
+    assert report["accuracy"] >= 0.99 and report["digits"] == 100
+    assert report["info"]["name"] == "lenet5"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("logits", "softmax missing from the graph?"),
+        ("guessing", "below the floor of 95.0%"),
+        ("junk", "is not a loadable ONNX model"),
+    ],
+)
+def test_bad_files_are_refused_with_the_reason(files: Files, name: str, reason: str) -> None:
+    with pytest.raises(ModelLoadError, match=reason.replace("?", r"\?")):
+        inspect(request(getattr(files, name)))
+
+
+def test_a_batch_dependent_model_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="changes with the other images of its batch"):
+        inspect(request(batch_dependent(tmp_path / "batchy.onnx"), floor=0.0))
+
+
+def test_the_floor_is_a_setting(files: Files) -> None:
+    assert inspect(request(files.guessing, floor=0.0))["accuracy"] < 0.5
+
+
+def test_unreadable_check_digits_refuse_the_load(shipped_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="check digits .* are unreadable"):
+        inspect(request(shipped_model, digits=tmp_path / "missing.npz"))
+
+
+def test_the_command_line_reports_in_one_line(shipped_model: Path, files: Files) -> None:
+    def run(path: Path) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "service.repository.gate", request(path).to_json()]
+        return subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+
+    good = run(shipped_model)
+    assert good.returncode == 0 and json.loads(good.stdout)["accuracy"] >= 0.99
+    bad = run(files.guessing)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1

@@ -1,0 +1,266 @@
+"""Loading a model while serving (in process): what changes, what is refused, and why."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.contract import ModelInfo, ModelSpec
+from service.http.state import app_state
+from service.repository.loader import LoadRefused, ModelLoader
+from service.repository.staging import Staging
+from tests.repository.conftest import AUTH, LOAD, Files, upload_body
+from tests.service.images import draw_digit, png
+from tests.service.test_metrics import scrape, value
+
+SEVEN = png(draw_digit())
+TENSOR = {"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28], "data": [0.0] * 784}
+
+
+def predict(client: TestClient) -> dict[str, Any]:
+    response = client.post("/predict", content=SEVEN, headers={"Content-Type": "image/png"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def served(client: TestClient) -> tuple[str, str]:
+    model = client.get("/model").json()
+    return model["version"], model["sha256"]
+
+
+def model_info_series(client: TestClient) -> list[dict[str, str]]:
+    return [dict(labels) for name, labels in scrape(client) if name == "digits_model_info"]
+
+
+def test_an_uploaded_model_serves_from_the_next_request(admin: TestClient, files: Files) -> None:
+    assert predict(admin)["model"] == {"name": "lenet5", "version": "1.0.0"}
+    response = admin.post(LOAD, headers=AUTH, json=upload_body(files.v2))
+    assert response.status_code == 200, response.text
+    sha256 = hashlib.sha256(files.v2.read_bytes()).hexdigest()
+    body = response.json()
+    # V2 answers name a version by its integer (Triton's), the model's own beside it.
+    assert (body["version"], body["model_version"]) == ("2", "2.0.0")
+    assert (body["sha256"], body["changed"]) == (sha256, True)
+    assert body["previous"] == {"name": "lenet5", "version": "1", "model_version": "1.0.0"}
+    assert body["check_accuracy"] >= 0.95 and body["check_digits"] == 100
+    assert predict(admin)["model"] == {"name": "lenet5", "version": "2.0.0"}
+    assert served(admin) == ("2.0.0", sha256)
+    assert admin.get("/v2/models/lenet5").json()["versions"] == ["2"]
+    assert admin.get("/v2/models/lenet5/versions/1.0.0").status_code == 404
+    for version in ("2", "2.0.0"):
+        assert admin.get(f"/v2/models/lenet5/versions/{version}").status_code == 200
+    infer = admin.post("/v2/models/lenet5/infer", json={"inputs": [TENSOR]})
+    assert infer.json()["model_version"] == "2"
+    # Statistics per V2 version, each named by its integer or the model's own version.
+    stats = admin.get("/v2/models/lenet5/stats").json()["model_stats"]
+    assert [entry["version"] for entry in stats] == ["1", "2"]
+    assert stats[1]["inference_count"] == 2  # the /predict and the V2 request above
+    for version in ("2", "2.0.0"):
+        named = admin.get(f"/v2/models/lenet5/versions/{version}/stats").json()["model_stats"]
+        assert named == [stats[1]]
+    (series,) = model_info_series(admin)  # the old model's series is gone
+    assert (series["version"], series["sha256"]) == ("2.0.0", sha256)
+    assert admin.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("logits", "expected 0..1 (softmax missing from the graph?)"),
+        ("guessing", "below the floor of 95.0% (DIGITS_MODEL_MIN_ACCURACY)"),
+        ("junk", "the uploaded file is not a loadable ONNX model"),
+    ],
+)
+def test_a_refused_file_leaves_the_served_model(
+    admin: TestClient, files: Files, name: str, reason: str
+) -> None:
+    before = served(admin)
+    response = admin.post(LOAD, headers=AUTH, json=upload_body(getattr(files, name)))
+    assert response.status_code == 400
+    message = response.json()["error"]
+    assert message.startswith("failed to load 'lenet5': ") and reason in message, message
+    assert "digits-models-" not in message  # names the file as the client knows it
+    assert served(admin) == before
+    assert predict(admin)["model"]["version"] == "1.0.0"
+    assert len(model_info_series(admin)) == 1
+    assert admin.get("/readyz").status_code == 200
+
+
+def test_a_load_without_a_body_rereads_the_configured_file(
+    admin: TestClient, files: Files, model_path: Path
+) -> None:
+    unchanged = admin.post(LOAD, headers=AUTH)
+    assert unchanged.status_code == 200 and unchanged.json()["changed"] is False
+    shutil.copyfile(files.v3, model_path)
+    response = admin.post(LOAD, headers=AUTH, json={})
+    assert response.status_code == 200
+    assert (response.json()["version"], response.json()["model_version"]) == ("3", "3.0.0")
+    assert predict(admin)["model"]["version"] == "3.0.0"
+
+
+def test_a_refused_reload_names_the_configured_file(
+    admin: TestClient, files: Files, model_path: Path
+) -> None:
+    shutil.copyfile(files.guessing, model_path)
+    response = admin.post(LOAD, headers=AUTH)
+    assert response.status_code == 400
+    assert str(model_path) in response.json()["error"]
+    model_path.unlink()
+    missing = admin.post(LOAD, headers=AUTH).json()["error"]
+    assert "not found" in missing and str(model_path) in missing
+    assert predict(admin)["model"]["version"] == "1.0.0"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b'["a list"]', 400, '{"parameters"'),
+        (b'{"parameters": {"config": "{}"}}', 400, "'config' is not supported"),
+        (b'{"parameters": {"file:1/model.plan": "AAAA"}}', 400, "unknown parameter(s)"),
+        (b'{"parameters": {"file:1/model.onnx": "%%%%"}}', 400, "not valid base64"),
+        (b'{"parameters": {"file:1/model.onnx": 7}}', 400, "in base64"),
+        (b'{"parameters": {"file:1/model.onnx": ""}}', 400, "is empty"),
+        (b'{"parameters": {}, "more": 1}', 400, "unknown field(s) ['more']"),
+        (
+            b'{"parameters": {"file:1/model.onnx": "AAAA", "file:2/model.onnx": "AAAA"}}',
+            400,
+            "one model file per load",
+        ),
+    ],
+)
+def test_malformed_load_requests_are_refused(
+    admin: TestClient, body: bytes, status: int, fragment: str
+) -> None:
+    response = admin.post(LOAD, headers=AUTH, content=body)
+    assert response.status_code == status
+    assert fragment in response.json()["error"]
+    assert predict(admin)["model"]["version"] == "1.0.0"
+
+
+def test_an_upload_over_the_size_limit_is_413(admin: TestClient) -> None:
+    big = {"parameters": {"file:1/model.onnx": "A" * 400_004}}  # 300,003 bytes decoded
+    response = admin.post(LOAD, headers=AUTH, json=big)
+    assert response.status_code == 413 and "over the limit of 300000" in response.json()["error"]
+
+
+def test_a_load_names_the_served_model(admin: TestClient) -> None:
+    response = admin.post("/v2/repository/models/resnet/load", headers=AUTH)
+    assert response.status_code == 404 and "serves 'lenet5'" in response.json()["error"]
+
+
+def test_index_and_unload(admin: TestClient) -> None:
+    entry = {"name": "lenet5", "version": "1", "state": "READY", "reason": ""}
+    assert admin.post("/v2/repository/index", headers=AUTH).json() == [entry]
+    assert admin.post("/v2/repository/index", headers=AUTH, json={"ready": True}).json() == [entry]
+    assert admin.post("/v2/repository/index", headers=AUTH, json=[1]).status_code == 400
+    unload = admin.post("/v2/repository/models/lenet5/unload", headers=AUTH)
+    assert unload.status_code == 400 and "never unloads" in unload.json()["error"]
+
+
+def test_outcomes_are_counted_and_a_refusal_stays_in_the_index(
+    admin: TestClient, files: Files
+) -> None:
+    index = "/v2/repository/index"
+    assert admin.post(LOAD, headers=AUTH, json=upload_body(files.guessing)).status_code == 400
+    ready, refused = admin.post(index, headers=AUTH).json()
+    assert ready["state"] == "READY" and ready["version"] == "1"
+    assert refused["state"] == "UNAVAILABLE" and "below the floor" in refused["reason"]
+    assert len(admin.post(index, headers=AUTH, json={"ready": True}).json()) == 1
+    assert admin.post(LOAD, headers=AUTH).json()["changed"] is False  # the same file
+    assert admin.post(index, headers=AUTH).json() == [ready]  # a success clears the refusal
+    assert admin.post(LOAD, headers=AUTH, json=upload_body(files.v2)).status_code == 200
+    samples = scrape(admin)
+    counts = {
+        outcome: value(samples, "digits_model_loads_total", outcome=outcome)
+        for outcome in ("loaded", "unchanged", "refused", "failed", "busy")
+    }
+    assert counts == {"loaded": 1, "unchanged": 1, "refused": 1, "failed": 0, "busy": 0}
+
+
+def test_the_old_workers_exit_after_a_load(admin: TestClient, files: Files) -> None:
+    pool = app_state(admin.app).predictor.pool  # type: ignore[attr-defined,union-attr]
+    old = pool.pids
+    assert admin.post(LOAD, headers=AUTH, json=upload_body(files.v2)).status_code == 200
+    assert set(pool.pids).isdisjoint(old)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in old) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in old)
+
+
+class _BlockedPool:
+    """A pool whose reload waits until the test lets it go."""
+
+    def __init__(self, model: ModelSpec, info: ModelInfo) -> None:
+        self.model = model
+        self.info = info
+        self.release = asyncio.Event()
+
+    async def reload(self, model: ModelSpec) -> ModelInfo:
+        await self.release.wait()
+        self.model = model
+        return self.info
+
+
+def test_one_load_at_a_time(tmp_path: Path, files: Files, shipped_model: Path) -> None:
+    from service.model import DigitClassifier
+
+    info = DigitClassifier(shipped_model).info
+
+    outcomes: list[str] = []
+
+    async def scenario() -> tuple[int, str]:
+        staging = Staging()
+        source = ModelSpec(str(shipped_model))
+        pool = _BlockedPool(staging.pin(source), replace(info, version="2.0.0", sha256="f" * 64))
+        loader = ModelLoader(
+            pool,  # type: ignore[arg-type]
+            source,
+            staging,
+            Path("unused"),
+            0.0,
+            on_switch=lambda _: None,
+            on_outcome=outcomes.append,
+        )
+        loader.current = info
+
+        async def passes(_: ModelSpec) -> dict[str, float]:
+            return {"accuracy": 1.0, "digits": 100}
+
+        loader._check = passes  # type: ignore[method-assign]
+        first = asyncio.create_task(loader.load(files.v2.read_bytes()))
+        await asyncio.sleep(0.05)
+        assert loader.loading
+        try:
+            await loader.load(files.v3.read_bytes())
+        except LoadRefused as exc:
+            refused = (exc.status_code, exc.message)
+        pool.release.set()
+        await first
+        staging.close()
+        return refused
+
+    status, message = asyncio.run(scenario())
+    assert status == 409 and "another model load is in progress" in message
+    assert outcomes == ["busy", "loaded"]
+
+
+def test_staged_copies_are_private_and_released(tmp_path: Path, files: Files) -> None:
+    staging = Staging()
+    first = staging.store(files.v2.read_bytes(), ModelSpec("x"))
+    second = staging.store(files.v3.read_bytes(), ModelSpec("x"))
+    assert Path(first.path).parent == staging.directory != files.v2.parent
+    assert Path(first.path).read_bytes() == files.v2.read_bytes()
+    staging.release(first, keep=second)
+    assert not Path(first.path).exists() and Path(second.path).exists()
+    staging.close()
+    assert not staging.directory.exists()
