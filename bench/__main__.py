@@ -28,7 +28,16 @@ from bench.cpu import CpuSeconds, cpu_by_role
 from bench.inprocess import run_onnxruntime
 from bench.loadgen import LoadResult, combine, run_wrk, wrk_binary
 from bench.payloads import Payload, digit_png, multipart, photo_jpeg, v2_binary
-from bench.report import Row, Targets, accepted_p99, format_table, ratios, scrape, wait_idle
+from bench.report import (
+    Row,
+    Targets,
+    accepted_p99,
+    capacity,
+    format_table,
+    ratios,
+    scrape,
+    wait_idle,
+)
 from bench.server import running_peer, running_service
 from client.cli import positive_float, positive_int
 from service.settings import Settings
@@ -91,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     # The model alone first, while no server competes for the cores.
     ort = {b: run_onnxruntime(settings, b, args.ort_duration) for b in (1, V2_BATCH)}
     rows: dict[str, Row] = {}
+    per_image: dict[str, CpuSeconds] = {}  # server CPU per image of a scenario, by role
     model_env = {"DIGITS_MODEL_PATH": str(settings.resolved_model_path)}
     with ExitStack() as servers:
         server = servers.enter_context(running_service(module="bench.app"))
@@ -108,8 +118,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_wrk(f"{url}{path}", payload, connections=conn, duration_s=seconds)
 
         def load(key: str, name: str, path: str, payload: Payload, conn: int) -> None:
+            before = cpu_by_role(server.process.pid)
             result = measure(path, payload, conn, args.duration)
+            spent = cpu_by_role(server.process.pid) - before
             rows[key] = Row.from_load(name, conn, result, payload.images)
+            images = max(1, result.requests * payload.images)
+            per_image[key] = CpuSeconds(spent.front_ends / images, spent.workers / images)
 
         # The ratios compare runs of several servers; this machine's speed drifts by 20-30 %
         # within a minute (shared cores), so they alternate in short slices and share it.
@@ -155,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             f"ONNX Runtime in-process, batch {batch}", batch, result
         )
     per_request = CpuSeconds(cpu.front_ends / png_runs.requests, cpu.workers / png_runs.requests)
+    per_image = {f"png_c{c}": per_request, **per_image}
 
     targets = Targets.evaluate(rows, c, per_request.front_ends, overload, overload_p99)
     wall = time.monotonic() - started
@@ -164,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU per /predict at c={c} (process CPU over its slices): event loop "
         f"{per_request.front_ends * 1e6:.0f} us, workers {per_request.workers * 1e6:.0f} us\n"
     )
+    sys.stdout.write(f"{capacity(rows, per_image)}\n")
     sys.stdout.write(f"{ratios(rows, c)}\n\n{targets.format()}\n\n")
     sys.stdout.write(f"settings: {_describe(settings)}; wall time {wall:.0f} s\n")
     return 0 if targets.all_passed else 1

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.cpu import CpuSeconds
 from bench.inprocess import InProcessResult
 from bench.loadgen import LoadResult
 
@@ -244,5 +245,20 @@ def ratios(rows: dict[str, Row], concurrency: int) -> str:
         lines.append(
             f"/predict c={concurrency} vs {name}: {png.requests_per_s / peer.requests_per_s:.2f}x "
             f"req/s, p99 {png.p99_s / peer.p99_s:.2f}x"
+        )
+    return "\n".join(lines)
+
+
+def capacity(rows: dict[str, Row], per_image: dict[str, CpuSeconds]) -> str:
+    """Each scenario's server CPU per image, by role, and the images a second one core of
+    it serves: the README's capacity model is read from these lines."""
+    lines = ["server CPU per image (event loop + workers), and images/s per core of it:"]
+    for key, cpu in per_image.items():
+        total = cpu.front_ends + cpu.workers
+        per_core = f"{1 / total:,.0f}" if total > 0 else "-"
+        row = rows[key]
+        lines.append(
+            f"  {row.scenario:<34} c={row.concurrency:<4} {cpu.front_ends * 1e6:4.0f} + "
+            f"{cpu.workers * 1e6:4.0f} us -> {per_core} per core"
         )
     return "\n".join(lines)
