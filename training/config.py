@@ -37,7 +37,7 @@ def default_data_dir() -> Path:
 class TrainConfig:
     """Everything that changes the trained weights; stored in the checkpoint and model card."""
 
-    epochs: int = 36
+    epochs: int = 32
     batch_size: int = 128
     lr: float = 0.05  # peak learning rate of the one-cycle schedule
     weight_decay: float = 5e-4
@@ -47,6 +47,10 @@ class TrainConfig:
     seed: int = 1
     augment: bool = True
     font_fraction: float = 0.05  # batch share replaced by printed digits (training/fonts.py)
+    # Outlier exposure (training/nondigits.py): non-digits added to each batch, as a share of
+    # its digits, and the weight of the loss pulling their prediction towards uniform.
+    outlier_fraction: float = 0.25
+    outlier_weight: float = 1.0
     threads: int = 2  # the target machine has 2 cores; more threads only add contention
     limit_train: int | None = None  # use only the first N training images (tests, smoke runs)
 
