@@ -87,7 +87,7 @@ class Metrics:
         )
         self.rejected = Counter(
             "digits_rejected",
-            "Inputs refused before inference.",
+            "Inputs refused: overloaded (before inference), not_a_digit (after it).",
             ("reason",),
             registry=self.registry,
         )
@@ -114,6 +114,9 @@ class Metrics:
         # Children created up front: label lookups off the hot path, zero series visible at once.
         self._digit_counters = tuple(self.predictions.labels(digit) for digit in DIGITS)
         self.rejected.labels("overloaded")
+        # Images answered not_a_digit: their share of all answers jumps when a client breaks
+        # or a new kind of input arrives (deploy/prometheus/alerts.yml).
+        self.rejected_not_a_digit = self.rejected.labels("not_a_digit")
 
     def set_model(self, info: ModelInfo) -> None:
         self.model_info.labels(info.name, info.version, info.sha256, info.provider).set(1)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from service.contract import ModelInfo, ModelSpec
-from service.errors import ServiceError
+from service.errors import NotADigit, ServiceError
 from service.metrics import Metrics
 from service.settings import Settings
 from service.workers.pool import PoolOptions, Result, WorkerPool
@@ -40,6 +40,7 @@ def model_spec(settings: Settings) -> ModelSpec:
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
         card_path=str(settings.resolved_model_card_path),
+        not_a_digit_threshold=settings.not_a_digit_threshold,
     )
 
 
@@ -99,7 +100,11 @@ class Predictor:
 
     async def predict(self, upload: Upload, include_image: bool = False) -> dict[str, Any]:
         """The answer for one image; raises ServiceError for bad input or overload."""
-        result = await self.pool.classify(upload.data, include_image)
+        try:
+            result = await self.pool.classify(upload.data, include_image)
+        except NotADigit:
+            self._metrics.rejected_not_a_digit.inc()
+            raise
         return self._answer(result.probabilities[0], result.png)
 
     async def predict_batch(
@@ -118,6 +123,8 @@ class Predictor:
                 try:
                     result = await future
                 except ServiceError as exc:
+                    if isinstance(exc, NotADigit):
+                        self._metrics.rejected_not_a_digit.inc()
                     entries.append({"filename": upload.filename, "error": exc.to_dict()})
                     continue
                 answer = self._answer(result.probabilities[0], result.png)

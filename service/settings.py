@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(
         1, ge=0, description="ONNX Runtime threads across operators. 0 = ORT default."
     )
+    not_a_digit_threshold: str = Field(
+        "model",
+        description="When an image is answered 422 not_a_digit instead of a digit: 'model' "
+        "uses the rule and threshold the model was shipped with (its metadata, chosen on "
+        "validation data), a number between 0 and 1 replaces the threshold (lower refuses "
+        "less), 'off' answers every image with a digit. Images whose ink has no digit's "
+        "shape (far wider than high, in many pieces, filling its box) are refused unless off.",
+    )
     host: str = Field("127.0.0.1", description="Address uvicorn binds (0.0.0.0 in containers).")
     port: int = Field(8000, ge=1, le=65535, description="TCP port uvicorn listens on.")
     max_body_bytes: int = Field(
@@ -176,6 +184,22 @@ class Settings(BaseSettings):
         if not upper:
             raise ValueError("at least one image format must be allowed")
         return upper
+
+    @field_validator("not_a_digit_threshold", mode="before")
+    @classmethod
+    def _threshold(cls, value: object) -> str:
+        text = str(value).strip().lower()
+        if text in ("model", "off"):
+            return text
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(
+                f"expected 'model', 'off' or a number in [0, 1], got {value!r}"
+            ) from None
+        if not 0.0 <= number <= 1.0:
+            raise ValueError(f"a threshold is a number in [0, 1], got {number}")
+        return repr(number)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -129,3 +129,8 @@ class ModelDescription(BaseModel):
     test_accuracy: float | None = Field(description="Fraction, not percent.")
     metadata: dict[str, str] = Field(description="The ONNX metadata_props as stored.")
     card: dict[str, object] | None = Field(description="The model card JSON, when present.")
+    not_a_digit: dict[str, object] | None = Field(
+        None,
+        description="The rule in force for answering 422 not_a_digit: `rule`, `threshold`, "
+        "`source` (model or setting), `refused_when`; null when turned off.",
+    )

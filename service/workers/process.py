@@ -33,6 +33,7 @@ from service.logs import configure_logging
 from service.model import DigitClassifier
 from service.workers import protocol as wire
 from service.workers.batching import collect
+from service.workers.verdict import refusal
 
 logger = logging.getLogger("service.workers")
 
@@ -183,7 +184,7 @@ def run_batch(
             for outcome in good:
                 outcome.inputs, outcome.error = None, InternalError("internal error")
     seconds = time.monotonic() - started
-    return b"".join(_replies(outcomes, probabilities, started, seconds))
+    return b"".join(_replies(outcomes, probabilities, started, seconds, model))
 
 
 def _prepare(
@@ -220,12 +221,26 @@ def _replies(
     probabilities: np.ndarray,
     started: float,
     seconds: float,
+    model: DigitClassifier,
 ) -> list[bytes]:
     parts: list[bytes] = []
     first = True
     row = 0  # the good inputs' rows follow one another in ``probabilities``
     for outcome in outcomes:
         frame = outcome.frame
+        if outcome.inputs is not None and frame.kind == wire.ENCODED:
+            # An image, not a V2 tensor: is it a digit at all? (service/workers/verdict.py)
+            refused = refusal(model.reject, model.info.labels, outcome.inputs, probabilities[row])
+            if refused is not None:
+                row += frame.count
+                payload = wire.encode_error(refused)
+                size, model_s = (len(probabilities), seconds) if first else (0, 0.0)
+                head = wire.ReplyHead(
+                    frame.request_id, wire.ERROR, size, outcome.seconds, 0.0, model_s, len(payload)
+                )
+                parts += (head.pack(), payload)
+                first = False
+                continue
         if outcome.inputs is None:
             payload = wire.encode_error(outcome.error or InternalError("internal error"))
             head = wire.ReplyHead(

@@ -30,4 +30,5 @@ async def model_info(info: ModelDep) -> ModelDescription:
         test_accuracy=info.test_accuracy,
         metadata=info.metadata,
         card=info.card,
+        not_a_digit=info.not_a_digit,
     )
