@@ -93,16 +93,23 @@ def render_digit(font: ImageFont.FreeTypeFont, digit: int) -> np.ndarray | None:
     return to_mnist_box(render_text(font, str(digit)))
 
 
+def open_font(path: Path) -> ImageFont.FreeTypeFont | None:
+    """The font at RENDER_SIZE, or None (logged) when the file cannot be read as one."""
+    try:
+        return ImageFont.truetype(str(path), RENDER_SIZE)
+    except OSError as exc:
+        logger.warning("skipping font %s: %s", path, exc)
+        return None
+
+
 def render_font_digits(paths: list[Path]) -> FontDigits:
     """Every digit in every font; a font that cannot be read or lacks a digit is skipped."""
     images: list[np.ndarray] = []
     labels: list[int] = []
     used: dict[str, str] = {}
     for path in paths:
-        try:
-            font = ImageFont.truetype(str(path), RENDER_SIZE)
-        except OSError as exc:
-            logger.warning("skipping font %s: %s", path, exc)
+        font = open_font(path)
+        if font is None:
             continue
         glyphs = [render_digit(font, digit) for digit in range(NUM_CLASSES)]
         if any(glyph is None for glyph in glyphs):

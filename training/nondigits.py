@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from training.config import IMAGE_SIDE
-from training.fonts import RENDER_SIZE, render_text, to_mnist_box
+from training.fonts import open_font, render_text, to_mnist_box
 
 logger = logging.getLogger("training.nondigits")
 
@@ -65,10 +65,8 @@ def render_glyphs(font_paths: list[Path], characters: str) -> list[np.ndarray]:
     """Every character the font really has, as MNIST would hold it."""
     out: list[np.ndarray] = []
     for path in font_paths:
-        try:
-            font = ImageFont.truetype(str(path), RENDER_SIZE)
-        except OSError as exc:
-            logger.warning("skipping font %s: %s", path, exc)
+        font = open_font(path)
+        if font is None:
             continue
         missing = _missing_glyph(font)
         for character in characters:
@@ -86,16 +84,30 @@ def _width(rng: np.random.Generator) -> int:
 
 
 def draw_shape(rng: np.random.Generator) -> np.ndarray:
-    """A polygon, star, rectangle, filled ellipse, cross, arrow or grid: outline or filled.
+    """A polygon, star, rectangle, filled ellipse, cross, arrow, grid, or clip art of three
+    to five arcs, ellipses, rectangles and lines: outline or filled.
 
-    Outlined ellipses are left out: one is a 0.
+    A lone outlined ellipse is left out: one is a 0.
     """
     image = Image.new("L", (CANVAS, CANVAS), 0)
     draw = ImageDraw.Draw(image)
     centre, radius = CANVAS / 2, CANVAS * rng.uniform(0.3, 0.45)
-    kind = int(rng.integers(0, 7))
+    kind = int(rng.integers(0, 8))
     fill = 255 if rng.random() < 0.4 else None
-    if kind == 0:  # regular or irregular polygon, 3..8 corners
+    if kind == 7:  # clip art: three to five primitives on top of each other
+        for _ in range(int(rng.integers(3, 6))):
+            (x0, x1), (y0, y1) = np.sort(rng.uniform(CANVAS * 0.1, CANVAS * 0.9, (2, 2)), axis=1)
+            box = (x0, y0, x1 + 2, y1 + 2)
+            primitive = int(rng.integers(0, 4))
+            if primitive == 0:
+                draw.arc(box, *sorted(rng.uniform(0, 360, 2)), fill=255, width=_width(rng))
+            elif primitive == 1:
+                draw.ellipse(box, outline=255, width=_width(rng))
+            elif primitive == 2:
+                draw.rectangle(box, outline=255, fill=fill, width=_width(rng))
+            else:
+                draw.line(box, fill=255, width=_width(rng))
+    elif kind == 0:  # regular or irregular polygon, 3..8 corners
         corners = int(rng.integers(3, 9))
         angles = (
             np.sort(rng.uniform(0, 2 * np.pi, corners))
@@ -278,9 +290,8 @@ def validation_nondigits(font_paths: list[Path], seed: int) -> NonDigitPool:
     words: list[np.ndarray] = []
     letters = TRAIN_CHARACTERS[:35]
     for path in font_paths[:: max(1, len(font_paths) // 8)]:
-        try:
-            font = ImageFont.truetype(str(path), RENDER_SIZE)
-        except OSError:
+        font = open_font(path)
+        if font is None:
             continue
         for _ in range(40):
             word = "".join(rng.choice(list(letters), size=int(rng.integers(2, 4))))

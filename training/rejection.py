@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 RULES = ("max_probability", "margin", "certainty")
-DEFAULT_BUDGET = 0.002  # right answers on validation digits that may be refused
+DEFAULT_BUDGET = 0.0015  # right answers on validation digits that may be refused
 
 
 def score(probabilities: np.ndarray, rule: str) -> np.ndarray:
