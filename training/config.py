@@ -1,7 +1,8 @@
 """The one home of hyperparameters and MNIST constants.
 
-The defaults are the shipped model's recipe: they reach >= 99.5 % MNIST test accuracy (ONNX
-Runtime, checkpoint chosen on validation) in under five minutes on a 2-core CPU.
+The defaults are the shipped model's recipe (README, "The shipped model" has its figures):
+outlier exposure included, they train in about five minutes on a 2-core CPU; 28 epochs is
+what fits that budget with a fifth of every batch spent on non-digits.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def default_data_dir() -> Path:
 class TrainConfig:
     """Everything that changes the trained weights; stored in the checkpoint and model card."""
 
-    epochs: int = 32
+    epochs: int = 28
     batch_size: int = 128
     lr: float = 0.05  # peak learning rate of the one-cycle schedule
     weight_decay: float = 5e-4
