@@ -44,6 +44,10 @@ def refusal(
     """The error to answer instead of a digit, or None when the image reads as one."""
     if reject is None:
         return None
+    # The shape first: when both refuse, its reason is the one a person understands.
+    odd = measure_shape(pixels.reshape(28, 28)).oddity()
+    if odd is not None:
+        return NotADigit(f"{NOT_A_DIGIT}: {odd} ({_guess(labels, probabilities)}).")
     value = score(probabilities, reject.rule)
     if value < reject.threshold:
         return NotADigit(
@@ -51,9 +55,6 @@ def refusal(
             f"{reject.rule.replace('_', ' ')} {value:.3f} is below the {reject.threshold:.3f} "
             "a digit needs."
         )
-    odd = measure_shape(pixels.reshape(28, 28)).oddity()
-    if odd is not None:
-        return NotADigit(f"{NOT_A_DIGIT}: {odd} ({_guess(labels, probabilities)}).")
     return None
 
 
