@@ -53,6 +53,10 @@ class TrainConfig:
     # digit" corrections from --extra-data) towards uniform.
     outlier_fraction: float = 0.25
     outlier_weight: float = 1.0
+    # The first epoch with non-digits (1: all of them). Later, they fine-tune a model that
+    # learnt the digits alone, in the one-cycle's low-rate tail; the checkpoint is chosen
+    # among those epochs only, so the shipped model has always seen them.
+    outlier_from_epoch: int = 1
     threads: int = 2  # the target machine has 2 cores; more threads only add contention
     limit_train: int | None = None  # use only the first N training images (tests, smoke runs)
     extra_repeat: int = 8  # times each --extra-data example is seen per epoch

@@ -276,6 +276,8 @@ def fit(
     )
     for epoch in range(first_epoch, config.epochs + 1):
         model.train()
+        exposed = epoch >= config.outlier_from_epoch
+        maker.outliers = outliers if exposed else None
         order = torch.randperm(len(y_train), generator=generator)
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(
@@ -311,8 +313,9 @@ def fit(
         history.val_loss.append(val_loss)
         history.val_accuracy.append(val_accuracy)
         history.lr.append(optimizer.param_groups[0]["lr"])
-        # ">=": on a tie the later, longer-trained (and EMA-smoother) weights win.
-        if val_accuracy >= best["val_accuracy"]:
+        # ">=": on a tie the later, longer-trained (and EMA-smoother) weights win. Only
+        # weights that have seen the non-digits may ship.
+        if (exposed or outliers is None) and val_accuracy >= best["val_accuracy"]:
             best = {
                 "epoch": epoch,
                 "val_accuracy": val_accuracy,

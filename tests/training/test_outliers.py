@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,8 @@ import torch.nn.functional as F
 
 from training.batches import BatchMaker, standardise
 from training.calibrate import expected_calibration_error, fit_temperature, reliability
-from training.config import DIGIT_BOX
+from training.config import DIGIT_BOX, TrainConfig
+from training.data import MnistSplit
 from training.export import DeployableLeNet
 from training.extra_data import OUTLIER
 from training.fonts import find_fonts, to_mnist_box
@@ -24,7 +27,7 @@ from training.nondigits import (
     validation_nondigits,
 )
 from training.rejection import choose_rule, score, threshold_for
-from training.train import outlier_loss
+from training.train import fit, outlier_loss
 
 # Characters people also write as digits: never taught as non-digits.
 DIGIT_LIKE = set("OoQDIl|i!Zz2Ss5Gb6B8gq9" + "0123456789")
@@ -172,3 +175,26 @@ def test_not_a_digit_corrections_join_the_non_digits_of_their_batch() -> None:
     assert batch.digits == 6 and batch.y.tolist() == [3, 1, 4, 5, 9, 2]
     assert len(batch.x) == 8
     assert torch.allclose(batch.x[6:], standardise(x[[1, 4]]))
+
+
+@needs_fonts
+def test_late_outlier_exposure_ships_an_exposed_epoch(
+    train_split: MnistSplit, tmp_path: Path
+) -> None:
+    """With non-digits from epoch 2 on, the checkpoint comes from an epoch that saw them,
+    even when an earlier, digits-only epoch scored higher on validation."""
+    # A heavy non-digit loss from epoch 2 on costs the digits validation accuracy.
+    config = TrainConfig(
+        epochs=2,
+        batch_size=64,
+        limit_train=600,
+        val_size=100,
+        seed=5,
+        outlier_from_epoch=2,
+        outlier_weight=50.0,
+    )
+    result = fit(config, train_split, tmp_path, progress=False)
+    first, second = result.history.val_accuracy
+    assert first > second  # the digits-only epoch scored higher...
+    assert result.best_epoch == 2 and result.val_accuracy == second  # ...and is not shipped
+    assert result.nondigits
