@@ -34,11 +34,12 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.serve-installed  ## start the service on the shipped model
 	$(BIN)/python -m service
 
-test: $(VENV)/.dev-installed  ## install missing test tools (wrk, prometheus, chromium, curl), run the tests
+test: $(VENV)/.dev-installed  ## install missing test tools (wrk, prometheus, chromium, curl, fonts), run the tests
 	bash scripts/test-tools.sh
 	$(BIN)/python -m pytest
 
 train: $(VENV)/.dev-installed  ## retrain and export models/lenet5.onnx
+	bash scripts/test-tools.sh --fonts
 	$(BIN)/python -m training train --data-dir $${DIGITS_DATA_DIR:-../shared/data/mnist}
 
 MODEL ?= models/lenet5.onnx

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from service.contract import ModelInfo
+from service.errors import NotADigit
 from service.explanations.occlusion import METHOD, PARAMETERS
 from service.logs import request_id
 from service.metrics import Metrics
@@ -78,6 +79,8 @@ class Answers:
             confidence: float | None = None
             error = results.errors.get(index)
             if error is not None:
+                if isinstance(error, NotADigit):
+                    self._metrics.rejected_not_a_digit.inc()
                 answer = {"filename": upload.filename, "error": error.to_dict()}
             else:
                 confidence = rows[index][digit]

@@ -28,6 +28,13 @@ _DEFAULT_V2_VERSION = "1"
 _MAJOR = re.compile(r"^v?(\d+)(?:[.+-]|$)")
 
 
+# How an image is judged "not a digit" (docs/design.md section 1): ``score(probabilities)``
+# under one of these rules, refused below the threshold; the model's metadata names both.
+REJECT_RULES = ("max_probability", "margin", "certainty")
+REJECT_METADATA_KEY = "not_a_digit"
+THRESHOLD_FROM_MODEL, THRESHOLD_OFF = "model", "off"
+
+
 class ModelLoadError(RuntimeError):
     """The model file cannot be served; the message is one line naming what is wrong."""
 
@@ -42,6 +49,8 @@ class ModelSpec:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     card_path: str | None = None
+    # DIGITS_NOT_A_DIGIT_THRESHOLD: "model" (the model's own), "off", or a number
+    not_a_digit_threshold: str = THRESHOLD_FROM_MODEL
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class ModelInfo:
     created_at: str | None
     metadata: dict[str, str] = field(default_factory=dict)
     card: dict[str, Any] | None = None
+    not_a_digit: dict[str, Any] | None = None  # the RejectRule in force, as a dict; None: off
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -83,6 +93,42 @@ def v2_version(model_version: str) -> str:
     statistics (service/repository/statistics.py) both name versions by it."""
     match = _MAJOR.match(model_version.strip())
     return str(int(match.group(1))) if match else _DEFAULT_V2_VERSION
+
+
+@dataclass(frozen=True)
+class RejectRule:
+    """When the service answers ``not_a_digit``: ``rule``'s score of the probabilities is
+    below ``threshold``. ``source`` says whether the threshold is the model's or a setting's."""
+
+    rule: str
+    threshold: float
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "refused_when": f"{self.rule}(probabilities) < {self.threshold:g}",
+        }
+
+
+def reject_rule(metadata: dict[str, str], setting: str) -> RejectRule | None:
+    """The rule in force for a model's metadata and the DIGITS_NOT_A_DIGIT_THRESHOLD
+    setting; None when the setting is "off" or the model publishes no usable rule."""
+    if setting == THRESHOLD_OFF:
+        return None
+    try:
+        published = json.loads(metadata.get(REJECT_METADATA_KEY, ""))
+    except ValueError:
+        published = None
+    rule = published.get("rule") if isinstance(published, dict) else None
+    if setting == THRESHOLD_FROM_MODEL:
+        threshold = float_or_none(published.get("threshold")) if rule else None
+        if rule not in REJECT_RULES or threshold is None:
+            logger.warning("the model publishes no not_a_digit rule: every image is answered")
+            return None
+        return RejectRule(rule, threshold, "model")
+    # A number from the settings: the model's rule if it names one, else the top probability.
+    return RejectRule(rule if rule in REJECT_RULES else REJECT_RULES[0], float(setting), "setting")
 
 
 def read_card(path: Path) -> dict[str, Any] | None:

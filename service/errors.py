@@ -84,6 +84,13 @@ class FeedbackFull(ServiceError):
     status_code, code = 507, "feedback_full"
 
 
+class NotADigit(ServiceError):
+    """The image holds ink, but not a digit: its score is below the model's threshold, or its
+    shape is one no digit has. The message names the best guess and why it was refused."""
+
+    status_code, code = 422, "not_a_digit"
+
+
 class Overloaded(ServiceError):
     """The bounded inference queue is full: refuse at once rather than queue without bound."""
 
@@ -113,6 +120,7 @@ _BY_CODE: dict[str, type[ServiceError]] = {
         FeedbackDisabled,
         AlreadyCorrected,
         FeedbackFull,
+        NotADigit,
         Overloaded,
         NotReady,
     )

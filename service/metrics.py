@@ -107,7 +107,8 @@ class Metrics:
         )
         self.rejected = Counter(
             "digits_rejected",
-            "Inputs and connections refused before inference.",
+            "Inputs and connections refused: before inference (overloaded, headers_too_large,"
+            " slow_request, connection_limit) or after it (not_a_digit).",
             ("reason",),
             registry=self.registry,
         )
@@ -178,6 +179,9 @@ class Metrics:
             self.rejected.labels(reason)
         for outcome in ("loaded", "unchanged", "refused", "failed", "busy"):
             self.model_loads.labels(outcome)
+        # Images answered not_a_digit: their share of all answers jumps when a client breaks
+        # or a new kind of input arrives (deploy/prometheus/alerts.yml).
+        self.rejected_not_a_digit = self.rejected.labels("not_a_digit")
         self._agreement = tuple(self.shadow_agreement.labels(agree) for agree in ("false", "true"))
         self._model_series: tuple[str, str, str, str] | None = None
 

@@ -21,12 +21,15 @@ from service.contract import (
     INPUT_SHAPE,
     NUM_CLASSES,
     OUTPUT_NAME,
+    THRESHOLD_FROM_MODEL,
     ModelInfo,
     ModelLoadError,
     ModelSpec,
+    RejectRule,
     float_or_none,
     labels_of,
     read_card,
+    reject_rule,
 )
 
 logger = logging.getLogger("service.model")
@@ -92,6 +95,7 @@ class DigitClassifier:
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
         card_path: Path | None = None,
+        not_a_digit_threshold: str = THRESHOLD_FROM_MODEL,
     ) -> None:
         if not model_path.is_file():
             raise ModelLoadError(f"model file not found: {model_path}")
@@ -112,6 +116,9 @@ class DigitClassifier:
                 f"{model_path} is not a loadable ONNX model: {first_line}"
             ) from exc
         _check_signature(self._session, model_path)
+        metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        # When an encoded image is refused as not a digit (service/workers/verdict.py).
+        self.reject: RejectRule | None = reject_rule(metadata, not_a_digit_threshold)
         self.info = self._describe(model_path, data, card_path)
 
     @classmethod
@@ -122,6 +129,7 @@ class DigitClassifier:
             intra_op_threads=spec.intra_op_threads,
             inter_op_threads=spec.inter_op_threads,
             card_path=Path(spec.card_path) if spec.card_path else None,
+            not_a_digit_threshold=spec.not_a_digit_threshold,
         )
 
     def _describe(self, path: Path, data: bytes, card_path: Path | None) -> ModelInfo:
@@ -156,6 +164,7 @@ class DigitClassifier:
             created_at=metadata.get("created_at") or (card or {}).get("created_at"),
             metadata=metadata,
             card=card,
+            not_a_digit=self.reject.to_dict() if self.reject else None,
         )
 
     def predict(self, images: np.ndarray) -> np.ndarray:

@@ -58,6 +58,7 @@ def model_spec(settings: Settings) -> ModelSpec:
         intra_op_threads=settings.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
         card_path=str(settings.resolved_model_card_path),
+        not_a_digit_threshold=settings.not_a_digit_threshold,
     )
 
 

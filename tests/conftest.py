@@ -45,6 +45,17 @@ def require_binary(name: str) -> str:
     pytest.skip(message)
 
 
+def require_fonts(found: list[Path], wanted: tuple[str, ...]) -> None:
+    """Like require_binary, for font files (scripts/test-tools.sh installs their packages)."""
+    missing = sorted(set(wanted) - {path.name for path in found})
+    if not missing:
+        return
+    message = f"fonts missing: {', '.join(missing)} (scripts/test-tools.sh installs them)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 # --- Service fixtures (issue 3): a tiny valid model, settings and an in-process client. ---
 
 

@@ -85,8 +85,8 @@ def _parser() -> argparse.ArgumentParser:
         "--outlier-weight",
         type=float,
         default=DEFAULTS.outlier_weight,
-        help="weight of the loss that pulls 'not a digit' examples towards a uniform answer "
-        "(outlier exposure); 0 leaves them out",
+        help="weight of the loss that pulls 'not a digit' examples (generated non-digits, "
+        "corrections) towards a uniform answer (outlier exposure); 0 leaves the corrections out",
     )
 
     export = commands.add_parser(

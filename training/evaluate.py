@@ -43,26 +43,35 @@ def open_session(model_path: Path) -> ort.InferenceSession:
         raise ModelFileError(f"{model_path}: not a loadable ONNX model ({first_line})") from None
 
 
+def probabilities(session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
+    """(N, 10) probabilities for (N, 28, 28) images, uint8 0..255 or float 0..1, in batches."""
+    input_name = session.get_inputs()[0].name
+    scale = np.float32(255.0) if images.dtype == np.uint8 else np.float32(1.0)
+    parts = []
+    for start in range(0, len(images), BATCH):
+        chunk = images[start : start + BATCH].astype(np.float32) / scale
+        probs = session.run(None, {input_name: chunk.reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE)})[0]
+        parts.append(np.asarray(probs, dtype=np.float32))
+    return np.concatenate(parts) if parts else np.zeros((0, NUM_CLASSES), dtype=np.float32)
+
+
 def predict(session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
     """Predicted labels for uint8 (N, 28, 28) images, in batches."""
-    input_name = session.get_inputs()[0].name
-    labels = []
-    for start in range(0, len(images), BATCH):
-        chunk = images[start : start + BATCH].astype(np.float32) / 255.0
-        probs = session.run(None, {input_name: chunk.reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE)})[0]
-        labels.append(np.asarray(probs).argmax(axis=1))
-    return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+    return probabilities(session, images).argmax(axis=1)
+
+
+def evaluation_of(predicted: np.ndarray, labels: np.ndarray) -> Evaluation:
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    return Evaluation(
+        accuracy=float((predicted == labels).mean()),
+        confusion=confusion,
+        images=len(labels),
+    )
 
 
 def evaluate_split(model_path: Path, split: MnistSplit) -> Evaluation:
-    predicted = predict(open_session(model_path), split.images)
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
-    np.add.at(confusion, (split.labels, predicted), 1)
-    return Evaluation(
-        accuracy=float((predicted == split.labels).mean()),
-        confusion=confusion,
-        images=len(split.labels),
-    )
+    return evaluation_of(predict(open_session(model_path), split.images), split.labels)
 
 
 def evaluate_file(model_path: Path, data_dir: Path) -> Evaluation:

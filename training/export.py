@@ -36,16 +36,19 @@ class ExportError(Exception):
 
 
 class DeployableLeNet(nn.Module):
-    """0..1 images in, probabilities out: the training-time standardisation plus softmax."""
+    """0..1 images in, probabilities out: the training-time standardisation, then a softmax
+    at the calibrated temperature (training/calibrate.py)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         self.model = model.eval()
         self.register_buffer("mean", torch.tensor(MNIST_MEAN, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(MNIST_STD, dtype=torch.float32))
+        self.register_buffer("temperature", torch.tensor(temperature, dtype=torch.float32))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model((image - self.mean) / self.std), dim=1)
+        logits = self.model((image - self.mean) / self.std)
+        return torch.softmax(logits / self.temperature, dim=1)
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,9 @@ class Parity:
         }
 
 
-def export_onnx(model: nn.Module, path: Path, parity_images: np.ndarray) -> Parity:
+def export_onnx(
+    model: nn.Module, path: Path, parity_images: np.ndarray, temperature: float = 1.0
+) -> Parity:
     """Write the ONNX file, check it, and prove ORT == torch on `parity_images` (N, 28, 28) 0..1.
 
     Raises ExportError when the checker or the parity check fails (the file is then removed).
@@ -72,7 +77,7 @@ def export_onnx(model: nn.Module, path: Path, parity_images: np.ndarray) -> Pari
         raise ExportError(
             f"parity needs at least {PARITY_MIN_IMAGES} images, got {len(parity_images)}"
         )
-    wrapper = DeployableLeNet(model).cpu().eval()
+    wrapper = DeployableLeNet(model, temperature).cpu().eval()
     example = torch.zeros(2, 1, IMAGE_SIDE, IMAGE_SIDE)
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("N", min=1)

@@ -54,17 +54,18 @@ def find_fonts(dirs: tuple[Path, ...] = FONT_DIRS) -> list[Path]:
     return [found[name] for name in sorted(found)]
 
 
-def render_digit(font: ImageFont.FreeTypeFont, digit: int) -> np.ndarray | None:
-    """One digit as MNIST would hold it: longest side 20 pixels, centre of mass at (14, 14)."""
-    canvas = Image.new("L", (2 * RENDER_SIZE, 2 * RENDER_SIZE), 0)
-    ImageDraw.Draw(canvas).text(
-        (RENDER_SIZE // 2, RENDER_SIZE // 4), str(digit), fill=255, font=font
-    )
-    pixels = np.asarray(canvas)
+def to_mnist_box(pixels: np.ndarray) -> np.ndarray | None:
+    """Any white-on-black ink image as MNIST holds a digit: the ink's box fitted so that its
+    longer side is 20 pixels (aspect kept), its centre of mass at (14, 14); None if blank.
+
+    The service normalises every image it is sent this way, so what training makes of a
+    glyph, a shape or a scribble is what the model will see of one at serving time.
+    """
     rows, cols = np.nonzero(pixels >= INK_LEVEL)
     if rows.size == 0:
         return None
-    glyph = canvas.crop((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))
+    crop = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    glyph = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8))
     scale = DIGIT_BOX / max(glyph.size)
     size = (max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale)))
     small = np.asarray(glyph.resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
@@ -80,16 +81,35 @@ def render_digit(font: ImageFont.FreeTypeFont, digit: int) -> np.ndarray | None:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def render_text(font: ImageFont.FreeTypeFont, text: str) -> np.ndarray:
+    """``text`` drawn large, white on black, on a canvas with room around it."""
+    canvas = Image.new("L", (2 * RENDER_SIZE * max(1, len(text)), 2 * RENDER_SIZE), 0)
+    ImageDraw.Draw(canvas).text((RENDER_SIZE // 2, RENDER_SIZE // 4), text, fill=255, font=font)
+    return np.asarray(canvas)
+
+
+def render_digit(font: ImageFont.FreeTypeFont, digit: int) -> np.ndarray | None:
+    """One digit as MNIST would hold it: longest side 20 pixels, centre of mass at (14, 14)."""
+    return to_mnist_box(render_text(font, str(digit)))
+
+
+def open_font(path: Path) -> ImageFont.FreeTypeFont | None:
+    """The font at RENDER_SIZE, or None (logged) when the file cannot be read as one."""
+    try:
+        return ImageFont.truetype(str(path), RENDER_SIZE)
+    except OSError as exc:
+        logger.warning("skipping font %s: %s", path, exc)
+        return None
+
+
 def render_font_digits(paths: list[Path]) -> FontDigits:
     """Every digit in every font; a font that cannot be read or lacks a digit is skipped."""
     images: list[np.ndarray] = []
     labels: list[int] = []
     used: dict[str, str] = {}
     for path in paths:
-        try:
-            font = ImageFont.truetype(str(path), RENDER_SIZE)
-        except OSError as exc:
-            logger.warning("skipping font %s: %s", path, exc)
+        font = open_font(path)
+        if font is None:
             continue
         glyphs = [render_digit(font, digit) for digit in range(NUM_CLASSES)]
         if any(glyph is None for glyph in glyphs):

@@ -14,9 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from training.augment import AugmentConfig
+from training.batches import standardise, to_tensor
+from training.calibrate import fit_temperature, reliability
 from training.config import (
     IMAGE_SIDE,
     LABELS,
@@ -28,11 +31,19 @@ from training.config import (
     TrainConfig,
 )
 from training.data import data_checksums, load_split
-from training.evaluate import evaluate_split
+from training.evaluate import evaluation_of, open_session, probabilities
 from training.export import INPUT_NAME, OUTPUT_NAME, export_onnx, write_metadata
 from training.model import LeNet5, count_parameters
-from training.report import confusion_png, curves_png, per_class_table
+from training.rejection import DEFAULT_BUDGET, choose_rule, curve
+from training.report import (
+    confusion_png,
+    curves_png,
+    per_class_table,
+    rejection_png,
+    reliability_png,
+)
 from training.train import History, TrainResult
+from training.validation import ValidationSets, validation_sets
 
 logger = logging.getLogger("training")
 
@@ -58,6 +69,7 @@ def save_best(run_dir: Path, result: TrainResult, config: TrainConfig, aug: Augm
             "val_accuracy": result.val_accuracy,
             "train_seconds": result.seconds,
             "fonts": result.fonts,
+            "nondigits": result.nondigits,
         },
         path,
     )
@@ -82,8 +94,58 @@ def load_best(path: Path) -> tuple[TrainResult, dict[str, Any]]:
         history=History(**state["history"]),
         seconds=state["train_seconds"],
         fonts=state.get("fonts", {}),
+        nondigits=state.get("nondigits", {}),
     )
     return result, {**state["config"], "augment": state["augment"]}
+
+
+@torch.no_grad()
+def calibrated_temperature(model: LeNet5, sets: ValidationSets) -> float:
+    """Temperature fitted on the MNIST validation digits (training/calibrate.py)."""
+    model.eval()
+    logits = model(standardise(to_tensor(sets.digits.images)))
+    return fit_temperature(logits, torch.from_numpy(sets.digits.labels))
+
+
+def _reject_rule(out: Path, sets: ValidationSets) -> tuple[dict[str, Any], Path]:
+    """Choose the score rule and threshold on validation data with the exported file (what
+    the service runs), and draw the trade-off."""
+    session = open_session(out)
+    digits = probabilities(session, sets.digits.images)
+    styled = probabilities(session, sets.styled.images)
+    nondigits = probabilities(session, sets.nondigits)
+    every = np.concatenate([digits, styled])
+    labels = np.concatenate([sets.digits.labels, sets.styled.labels])
+    choice = choose_rule(every, labels, nondigits, DEFAULT_BUDGET)
+    curves = {}
+    for name, (probs, truth) in {
+        "MNIST validation digits": (digits, sets.digits.labels),
+        "digits in other styles": (styled, sets.styled.labels),
+    }.items():
+        _, lost, caught = curve(choice.rule, probs, truth, nondigits)
+        curves[f"{name} vs held-out non-digits"] = (lost, caught)
+    path = out.with_suffix(".rejection.png")
+    rejection_png(
+        curves,
+        (choice.digit_false_rejection, choice.nondigit_rejection),
+        choice.rule,
+        choice.threshold,
+        path,
+    )
+    summary = {
+        "rule": choice.rule,
+        "threshold": round(choice.threshold, 6),
+        "refused_when": f"{choice.rule}(probabilities) < threshold",
+        "budget": choice.budget,
+        "validation": {
+            "digits": int(len(labels)),
+            "nondigits": int(len(nondigits)),
+            "digit_false_rejection": round(choice.digit_false_rejection, 6),
+            "nondigit_rejection": round(choice.nondigit_rejection, 6),
+            "candidates": choice.candidates,
+        },
+    }
+    return summary, path
 
 
 def ship(
@@ -93,14 +155,33 @@ def ship(
     out: Path,
     started: float,
 ) -> dict[str, Any]:
-    """Export, verify, measure on the test set with ONNX Runtime, report; return the card."""
+    """Calibrate, export, verify, choose the reject rule, measure on the test set with ONNX
+    Runtime, report; return the card."""
     test = load_split(data_dir, train=False)
-    parity = export_onnx(result.model, out, test.images.astype("float32") / 255.0)
-    evaluation = evaluate_split(out, test)
+    sets = validation_sets(training_config, data_dir)
+    temperature = calibrated_temperature(result.model, sets)
+    parity = export_onnx(result.model, out, test.images.astype("float32") / 255.0, temperature)
+    reject, rejection_path = _reject_rule(out, sets)
+    test_probs = probabilities(open_session(out), test.images)
+    evaluation = evaluation_of(test_probs.argmax(axis=1), test.labels)
+    val_probs = probabilities(open_session(out), sets.digits.images)
+    tables = {
+        "MNIST test": reliability(test_probs, test.labels),
+        "MNIST validation": reliability(val_probs, sets.digits.labels),
+    }
     confusion_path = out.with_suffix(".confusion.png")
     curves_path = out.with_suffix(".curves.png")
+    reliability_path = out.with_suffix(".reliability.png")
     confusion_png(evaluation.confusion, evaluation.accuracy, confusion_path)
     curves_png(result.history, result.best_epoch, curves_path)
+    reliability_png(tables, reliability_path)
+    calibration = {
+        "temperature": round(temperature, 6),
+        "fitted_on": "MNIST validation split (negative log-likelihood)",
+        "ece_bins": 15,
+        "ece_test": round(tables["MNIST test"].ece, 6),
+        "ece_validation": round(tables["MNIST validation"].ece, 6),
+    }
     metadata: dict[str, Any] = {
         "name": MODEL_NAME,
         "version": MODEL_VERSION,
@@ -115,6 +196,8 @@ def ship(
         "seed": str(training_config["seed"]),
         "data_sha256": data_checksums(),
         "fonts": result.fonts,
+        "calibration": calibration,
+        "not_a_digit": reject,
     }
     sha256 = write_metadata(out, metadata)
     card: dict[str, Any] = {
@@ -137,13 +220,24 @@ def ship(
         "test_errors": int(evaluation.confusion.sum() - evaluation.confusion.trace()),
         "per_class_accuracy": per_class_table(evaluation.confusion),
         "confusion_matrix": evaluation.confusion.tolist(),
+        "reliability_test": {
+            "confidence": tables["MNIST test"].confidence.round(6).tolist(),
+            "accuracy": tables["MNIST test"].accuracy.round(6).tolist(),
+            "counts": tables["MNIST test"].counts.tolist(),
+        },
+        "nondigit_pool": result.nondigits,
         "parity": parity.to_dict(),
         "history": result.history.__dict__,
         "train_seconds": round(result.seconds, 1),
         "wall_time_seconds": round(time.monotonic() - started, 1),
-        "reports": {"confusion": confusion_path.name, "curves": curves_path.name},
+        "reports": {
+            "confusion": confusion_path.name,
+            "curves": curves_path.name,
+            "reliability": reliability_path.name,
+            "rejection": rejection_path.name,
+        },
     }
     card_path = out.with_suffix(".json")
     card_path.write_text(json.dumps(card, indent=2) + "\n")
-    logger.info("wrote %s, %s, %s, %s", out, card_path, confusion_path.name, curves_path.name)
+    logger.info("wrote %s, %s and %d reports", out, card_path, len(card["reports"]))
     return card

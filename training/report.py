@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from training.calibrate import Reliability  # noqa: E402
 from training.config import LABELS  # noqa: E402
 from training.train import History  # noqa: E402
 
@@ -72,6 +73,69 @@ def curves_png(history: History, best_epoch: int, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
         ax.set_xticks(epochs)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def reliability_png(tables: dict[str, Reliability], path: Path) -> None:
+    """Reliability diagram: accuracy against confidence per bin, one line per data set; on
+    the diagonal, answers at confidence p are right a share p of the time."""
+    fig, (curve_ax, count_ax) = plt.subplots(
+        2, 1, figsize=(6.5, 7.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True
+    )
+    curve_ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfect calibration")
+    width = np.diff(next(iter(tables.values())).edges)[0] / (len(tables) + 1)
+    for i, (name, table) in enumerate(tables.items()):
+        used = table.counts > 0
+        curve_ax.plot(
+            table.confidence[used],
+            table.accuracy[used],
+            "o-",
+            label=f"{name}: ECE {table.ece:.2%} ({int(table.counts.sum())} images)",
+        )
+        count_ax.bar(table.edges[:-1] + (i + 0.5) * width, table.counts, width=width, label=name)
+    curve_ax.set_ylabel("accuracy in the bin")
+    curve_ax.set_title("Reliability (15 confidence bins, ONNX Runtime)", fontsize=10)
+    curve_ax.set_xlim(0, 1)
+    curve_ax.set_ylim(0, 1.01)
+    curve_ax.grid(alpha=0.3)
+    curve_ax.legend(fontsize=8, loc="upper left")
+    count_ax.set_yscale("log")
+    count_ax.set_xlabel("confidence (top probability)")
+    count_ax.set_ylabel("answers")
+    count_ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def rejection_png(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    chosen: tuple[float, float],
+    rule: str,
+    threshold: float,
+    path: Path,
+) -> None:
+    """Non-digits refused against digits refused (right answers lost), one line per
+    validation set pairing, with the chosen threshold marked."""
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for name, (lost, caught) in curves.items():
+        ax.plot(np.maximum(lost, 1e-5) * 100, caught * 100, "-", label=name)
+    ax.plot(
+        max(chosen[0], 1e-5) * 100,
+        chosen[1] * 100,
+        "ko",
+        label=f"chosen: {rule} < {threshold:.3f}",
+    )
+    ax.set_xscale("log")
+    ax.set_xlim(1e-3, 100)
+    ax.set_ylim(0, 101)
+    ax.set_xlabel("digits answered right but refused (% of digits, log scale)")
+    ax.set_ylabel("non-digits refused (%)")
+    ax.set_title("Refusing non-digits: the trade-off (validation sets, ONNX Runtime)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)

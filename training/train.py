@@ -9,6 +9,7 @@ the only thing that picks the checkpoint; the test set is never looked at here.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import random
 import time
@@ -23,12 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from training.augment import AugmentConfig, augment
-from training.config import MNIST_MEAN, MNIST_STD, TrainConfig
+from training.augment import AugmentConfig
+from training.batches import BatchMaker, feed, standardise, to_tensor
+from training.config import TrainConfig
 from training.data import MnistSplit
 from training.extra_data import OUTLIER, ExtraData
 from training.fonts import FontDigits, find_fonts, render_font_digits
 from training.model import LeNet5
+from training.nondigits import NonDigitSource, build_pool
 
 logger = logging.getLogger("training")
 
@@ -55,6 +58,7 @@ class TrainResult:
     history: History
     seconds: float
     fonts: dict[str, str] = field(default_factory=dict)  # printed digits' fonts: name -> sha256
+    nondigits: dict[str, int] = field(default_factory=dict)  # outlier pool: kind -> images
 
 
 def seed_everything(seed: int) -> None:
@@ -63,15 +67,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     # Every op this model uses on CPU is deterministic already; this guards future edits.
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in 0..1."""
-    return torch.from_numpy(images).to(torch.float32).div_(255.0).unsqueeze(1)
-
-
-def standardise(x: torch.Tensor) -> torch.Tensor:
-    return (x - MNIST_MEAN) / MNIST_STD
 
 
 def split_validation(split: MnistSplit, val_size: int, seed: int) -> tuple[MnistSplit, MnistSplit]:
@@ -167,26 +162,19 @@ def printed_digits(fraction: float) -> FontDigits | None:
     return digits
 
 
-def mix_printed(
-    xb: torch.Tensor,
-    yb: torch.Tensor,
-    printed: FontDigits,
-    fraction: float,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace the batch's first share with random glyphs (drawn from the seeded generator).
+def nondigit_source(fraction: float, seed: int) -> NonDigitSource | None:
+    """The outlier-exposure pool, or None when not asked for."""
+    if fraction <= 0:
+        return None
+    return NonDigitSource(build_pool(find_fonts(), seed))
 
-    The batch is already a random draw, so its first rows are as good as any; the glyphs then
-    go through the same augmentation as the handwriting.
-    """
-    count = round(fraction * len(yb))
-    if count == 0:
-        return xb, yb
-    pick = torch.randint(len(printed.labels), (count,), generator=generator).numpy()
-    xb, yb = xb.clone(), yb.clone()
-    xb[:count] = to_tensor(printed.images[pick])
-    yb[:count] = torch.from_numpy(printed.labels[pick])
-    return xb, yb
+
+def outlier_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from the predicted distribution to the uniform one (Hendrycks et al.):
+    zero gradient only when every class is equally likely."""
+    if logits.shape[0] == 0:
+        return logits.sum()
+    return -F.log_softmax(logits, dim=1).mean()
 
 
 def with_extra(
@@ -200,20 +188,6 @@ def with_extra(
     images = np.repeat(extra.images[keep], config.extra_repeat, axis=0)
     labels = np.repeat(extra.labels[keep], config.extra_repeat, axis=0)
     return torch.cat([x, to_tensor(images)]), torch.cat([y, torch.from_numpy(labels)])
-
-
-def outlier_exposure(
-    logits: torch.Tensor, y: torch.Tensor, config: TrainConfig
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, the digits' logits, their labels) of a batch holding "not a digit" rows: the
-    usual loss on the digits plus ``outlier_weight`` x the cross-entropy of the outliers'
-    answers to the uniform distribution (Hendrycks et al. 2019)."""
-    digits = y != OUTLIER
-    loss = F.cross_entropy(logits[digits], y[digits], label_smoothing=config.label_smoothing)
-    if not bool(digits.all()):
-        uniform = -F.log_softmax(logits[~digits], dim=1).mean(dim=1).mean()
-        loss = loss + config.outlier_weight * uniform
-    return loss, logits[digits], y[digits]
 
 
 def fit(
@@ -231,7 +205,9 @@ def fit(
     (corrections folders) joins the training part only, ``config.extra_repeat`` times: the
     validation split stays MNIST's, so the checkpoint is chosen as before."""
     started = time.monotonic()
-    torch.set_num_threads(config.threads)
+    # With two or more threads, batches are made on one of them (training/batches.py).
+    ahead = config.threads >= 2
+    torch.set_num_threads(max(1, config.threads - 1) if ahead else config.threads)
     seed_everything(config.seed)
     augment_config = augment_config or AugmentConfig()
     if config.limit_train is not None:
@@ -242,7 +218,6 @@ def fit(
     train_part, val_part = split_validation(train_split, val_size, config.seed)
     x_train, y_train = to_tensor(train_part.images), torch.from_numpy(train_part.labels)
     x_train, y_train = with_extra(x_train, y_train, extra, config)
-    outliers = bool((y_train == OUTLIER).any())
     x_val, y_val = to_tensor(val_part.images).to(device), torch.from_numpy(val_part.labels)
     y_val = y_val.to(device)
 
@@ -287,8 +262,22 @@ def fit(
         logger.info("resumed from %s after epoch %d", checkpoint_path, state["epoch"])
 
     printed = printed_digits(config.font_fraction)
+    outliers = nondigit_source(config.outlier_fraction, config.seed)
+    maker = BatchMaker(
+        x_train,
+        y_train,
+        config.batch_size,
+        generator,
+        printed=printed,
+        font_fraction=config.font_fraction,
+        outliers=outliers,
+        outlier_fraction=config.outlier_fraction,
+        augment_config=augment_config if config.augment else None,
+    )
     for epoch in range(first_epoch, config.epochs + 1):
         model.train()
+        exposed = epoch >= config.outlier_from_epoch
+        maker.outliers = outliers if exposed else None
         order = torch.randperm(len(y_train), generator=generator)
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(
@@ -298,25 +287,21 @@ def fit(
             leave=False,
             unit="batch",
         )
-        for step in bar:
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-            if printed is not None:
-                xb, yb = mix_printed(xb, yb, printed, config.font_fraction, generator)
-            if config.augment:
-                xb = augment(xb, augment_config, generator)
-            xb, yb = standardise(xb).to(device), yb.to(device)
-            logits = model(xb)
-            if outliers:
-                loss, logits, yb = outlier_exposure(logits, yb, config)
-            else:
-                loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+        batches = feed(functools.partial(maker.make, order), steps_per_epoch, ahead)
+        for step, batch in zip(bar, batches, strict=True):
+            xb, yb, digits = batch.x.to(device), batch.y.to(device), batch.digits
+            all_logits = model(xb)
+            logits = all_logits[:digits]
+            digit_loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+            loss = digit_loss
+            if len(xb) > digits:  # generated non-digits, "not a digit" corrections
+                loss = loss + config.outlier_weight * outlier_loss(all_logits[digits:])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             ema.update(model)
-            loss_sum += loss.item() * len(yb)
+            loss_sum += digit_loss.item() * len(yb)  # the digits' loss: comparable to validation
             correct += int((logits.argmax(dim=1) == yb).sum())
             seen += len(yb)
             if step % 20 == 0:
@@ -328,8 +313,9 @@ def fit(
         history.val_loss.append(val_loss)
         history.val_accuracy.append(val_accuracy)
         history.lr.append(optimizer.param_groups[0]["lr"])
-        # ">=": on a tie the later, longer-trained (and EMA-smoother) weights win.
-        if val_accuracy >= best["val_accuracy"]:
+        # ">=": on a tie the later, longer-trained (and EMA-smoother) weights win. Only
+        # weights that have seen the non-digits may ship.
+        if (exposed or outliers is None) and val_accuracy >= best["val_accuracy"]:
             best = {
                 "epoch": epoch,
                 "val_accuracy": val_accuracy,
@@ -365,4 +351,5 @@ def fit(
         history=history,
         seconds=time.monotonic() - started,
         fonts=printed.fonts if printed is not None else {},
+        nondigits=outliers.counts if outliers is not None else {},
     )

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # The examples shown in /docs are the shipped model's real answers (examples/digit.png for a
 # prediction), rounded to 3 decimals; tests/docs/test_openapi_examples.py keeps them true.
-_PROBABILITIES = [0.005, 0.006, 0.006, 0.951, 0.005, 0.004, 0.006, 0.006, 0.006, 0.006]
+_PROBABILITIES = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 
 
 class ModelRef(BaseModel):
@@ -47,7 +47,7 @@ class Prediction(BaseModel):
             "examples": [
                 {
                     "digit": 3,
-                    "confidence": 0.951,
+                    "confidence": 1.0,
                     "probabilities": _PROBABILITIES,
                     "model": {"name": "lenet5", "version": "1.0.0"},
                 }
@@ -168,14 +168,14 @@ class ModelDescription(BaseModel):
                 {
                     "name": "lenet5",
                     "version": "1.0.0",
-                    "sha256": "43b9549f1163487dce8333aae6c0bff319b1649c0578329aa35c9752f7dda5f8",
+                    "sha256": "7ccad9d55000e52c7392d2cfbc626a810b1a22226f5b7aa0aff7d49e645ccdc4",
                     "provider": "CPUExecutionProvider",
-                    "created_at": "2026-11-25T09:27:56Z",
+                    "created_at": "2026-12-04T08:11:45Z",
                     "input": {"name": "image", "dtype": "float32", "shape": ["N", 1, 28, 28]},
                     "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", 10]},
                     "labels": [str(d) for d in range(10)],
-                    "val_accuracy": 0.9948,
-                    "test_accuracy": 0.9952,
+                    "val_accuracy": 0.9926,
+                    "test_accuracy": 0.9949,
                     # A few of each: the shipped model's are longer.
                     "metadata": {
                         "name": "lenet5",
@@ -183,7 +183,13 @@ class ModelDescription(BaseModel):
                         "labels": [str(d) for d in range(10)],
                         "normalization": {"mean": 0.1307, "std": 0.3081, "in_graph": True},
                     },
-                    "card": {"file": "lenet5.onnx", "opset": 18, "test_errors": 48},
+                    "card": {"file": "lenet5.onnx", "opset": 18, "test_errors": 51},
+                    "not_a_digit": {
+                        "rule": "certainty",
+                        "threshold": 0.031374,
+                        "source": "model",
+                        "refused_when": "certainty(probabilities) < 0.031374",
+                    },
                 }
             ]
         }
@@ -205,3 +211,8 @@ class ModelDescription(BaseModel):
         "which come back decoded."
     )
     card: dict[str, object] | None = Field(description="The model card JSON, when present.")
+    not_a_digit: dict[str, object] | None = Field(
+        None,
+        description="The rule in force for answering 422 not_a_digit: `rule`, `threshold`, "
+        "`source` (model or setting), `refused_when`; null when turned off.",
+    )

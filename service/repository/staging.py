@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from service.contract import ModelLoadError, ModelSpec
@@ -52,13 +53,8 @@ class Staging:
         if card is not None:
             card_path = self.directory / f"{digest}.json"
             shutil.copyfile(card, card_path)
-        return ModelSpec(
-            path=str(path),
-            provider=spec.provider,
-            intra_op_threads=spec.intra_op_threads,
-            inter_op_threads=spec.inter_op_threads,
-            card_path=str(card_path) if card_path else None,
-        )
+        # The same options (threads, the not-a-digit setting) for the copy's file and card.
+        return replace(spec, path=str(path), card_path=str(card_path) if card_path else None)
 
     def release(self, spec: ModelSpec, keep: ModelSpec) -> None:
         """Delete the copies of ``spec`` unless ``keep`` (the one serving now) uses them."""

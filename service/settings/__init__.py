@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from service.resources import available_cpus, resolve_model_path
 from service.settings.fields import (
     MIN_ADMIN_TOKEN_CHARS,
+    AnswerFields,
     ConnectionFields,
     FeedbackFields,
     ModelLifecycleFields,
@@ -31,7 +32,7 @@ EventLoop = Literal["asyncio", "uvloop"]
 UPLOAD_ENVELOPE_BYTES = 1024  # the JSON around a load request's base64 file
 
 
-class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, BaseSettings):
+class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFields, BaseSettings):
     """Service configuration; each field is the environment variable ``DIGITS_<NAME>``."""
 
     model_config = SettingsConfigDict(

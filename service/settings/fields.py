@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 DEFAULT_CHECK_DIGITS = Path("models") / "check-digits.npz"
 MIN_ADMIN_TOKEN_CHARS = 16
@@ -123,3 +123,32 @@ class FeedbackFields(BaseModel):
         description="Most corrections the folder may hold (about 1 KB each); beyond it POST "
         "/feedback answers 507 feedback_full.",
     )
+
+
+class AnswerFields(BaseModel):
+    """What is answered for an image the model ran on (service/workers/verdict.py)."""
+
+    not_a_digit_threshold: str = Field(
+        "model",
+        description="When an image is answered 422 not_a_digit instead of a digit: 'model' "
+        "uses the rule and threshold the model was shipped with (its metadata, chosen on "
+        "validation data), a number between 0 and 1 replaces the threshold (lower refuses "
+        "less), 'off' answers every image with a digit. Images whose ink has no digit's "
+        "shape (far wider than high, in many pieces, filling its box) are refused unless off.",
+    )
+
+    @field_validator("not_a_digit_threshold", mode="before")
+    @classmethod
+    def _threshold(cls, value: object) -> str:
+        text = str(value).strip().lower()
+        if text in ("model", "off"):
+            return text
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(
+                f"expected 'model', 'off' or a number in [0, 1], got {value!r}"
+            ) from None
+        if not 0.0 <= number <= 1.0:
+            raise ValueError(f"a threshold is a number in [0, 1], got {number}")
+        return repr(number)

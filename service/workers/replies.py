@@ -1,6 +1,7 @@
 """The replies to one batch (worker process): one per frame, with what its flags ask for.
 
-A frame's reply carries each image's probabilities or error, and besides them only what the
+A frame's reply carries each image's probabilities or error (an image the model ran on may
+still be refused as not a digit, service/workers/verdict.py), and besides them only what the
 frame asked for (service/workers/extras.py): the PNG of what the model saw, its 8-bit
 pixels, the saliency map
 and overlay of each answered image (computed here, after the batch's model call, with one
@@ -24,6 +25,7 @@ from service.imaging import Prepared, encode_png
 from service.model import DigitClassifier
 from service.workers import protocol as wire
 from service.workers.extras import Explanations, to_uint8
+from service.workers.verdict import refusal
 
 if TYPE_CHECKING:
     from service.workers.process import Frame
@@ -83,7 +85,13 @@ def _image_results(
     rows = np.zeros((len(prepared), NUM_CLASSES), np.float32)
     if failed is None:
         rows[good] = call.probabilities[row : row + len(good)]
-    errors = [image.error or failed for image in prepared]
+    errors = [image.error or failed for image in prepared]  # before the model (or its call)
+    verdicts = list(errors)
+    if failed is None:
+        for index in good:  # is it a digit at all? (service/workers/verdict.py)
+            verdicts[index] = refusal(
+                model.reject, model.info.labels, prepared[index].pixels, rows[index]
+            )  # type: ignore[arg-type]
     waits = [
         0.0 if error is not None else max(0.0, call.started - frame.sent_at - image.seconds)
         for image, error in zip(prepared, errors, strict=True)
@@ -111,8 +119,9 @@ def _image_results(
     if frame.flags & wire.TRACED:
         end = call.started + call.seconds
         timing = (call.prepared_at, call.started, end, *explain_window, len(call.probabilities))
+    # A refused image keeps what the model saw and why (its PNG, map and pixels) beside its error.
     return wire.encode_image_results(
-        rows, seconds, waits, errors, pngs, explanations, timing, pixels
+        rows, seconds, waits, verdicts, pngs, explanations, timing, pixels
     )
 
 
@@ -136,7 +145,7 @@ def _explain(
         target = int(rows[index].argmax())
         try:
             heat = saliency(model.predict, pixels, target, float(rows[index, target]))  # type: ignore[arg-type]
-            overlays[index] = overlay_png(pixels, heat)  # type: ignore[arg-type]
+            overlays[index] = overlay_png(pixels, heat, float(rows[index, target]))  # type: ignore[arg-type]
             maps[index] = heat
         except Exception:
             logger.exception(

@@ -279,10 +279,21 @@ def test_the_shipped_model_reads_mnist_files(
         Image.fromarray(255 - pixels).resize((84, 84)).save(path)
         expected[str(path)] = label
     env = {"DIGITS_MODEL_PATH": str(shipped_model), "DIGITS_ACCESS_LOG": "false"}
+    dash = tmp_path / "not-a-digit" / "dash.png"  # a long dash: no digit is this wide
+    dash.parent.mkdir()
+    strip = Image.new("L", (600, 40), 255)
+    strip.paste(0, (100, 15, 500, 25))
     with running_service(env) as server:
         status, out, _ = run(capsys, str(tmp_path), "--url", server.url, "--json")
+        strip.save(dash)
+        refused_status, table, err = run(capsys, str(dash), "--url", server.url)
     assert status == EXIT_OK
     assert {record["file"]: record["digit"] for record in json.loads(out)} == expected
+    # Refused like any other per-image error: printed, exit status 1.
+    assert refused_status == EXIT_FILE_FAILED
+    _, row = table_rows(table)
+    assert row[1:3] == ["-", "-"] and row[3].startswith("not_a_digit: That doesn't look like")
+    assert "1 of 1 files failed" in err
 
 
 def test_the_client_needs_neither_the_service_nor_numpy_nor_torch() -> None:

@@ -165,6 +165,18 @@ def test_server_errors_show_the_api_message(page: Any) -> None:
     assert "busy" in text and "the inference queue is full (1024)" in text
 
 
+def test_a_drawing_that_is_not_a_digit_is_refused_plainly(page: Any) -> None:
+    """Eight separate dabs on the real model: the service answers not_a_digit, the page says
+    so in plain words and shows no digit."""
+    dabs = [[(x, y), (x + 0.02, y + 0.02)] for x in (0.25, 0.5, 0.75) for y in (0.25, 0.75)]
+    draw(page, [*dabs, [(0.25, 0.5), (0.27, 0.52)], [(0.75, 0.5), (0.77, 0.52)]])
+    page.wait_for_selector('#result[data-state="error"]')
+    text = page.inner_text("#error")
+    assert text.startswith("That doesn't look like a digit")
+    assert "separate pieces" in text and "best guess is" in text
+    assert page.inner_text("#digit") == "?"
+
+
 def test_a_network_failure_is_explained(page: Any) -> None:
     page.route("**/predict*", lambda route: route.abort("connectionrefused"))
     draw(page, DIGITS[1])

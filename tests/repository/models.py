@@ -30,6 +30,25 @@ def variant(path: Path, version: str, scale: float, source: Path = SHIPPED_MODEL
     return path
 
 
+def with_rule(path: Path, version: str, rule: dict[str, Any] | None, source: Path) -> Path:
+    """``source`` with another version and another not-a-digit rule in its metadata (None:
+    no rule at all, as a model trained without one)."""
+    import json
+
+    import onnx
+
+    model = onnx.load(source)
+    kept = [entry for entry in model.metadata_props if entry.key not in ("version", "not_a_digit")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    extra = {"version": version} | ({"not_a_digit": json.dumps(rule)} if rule else {})
+    for key, value in extra.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, path)
+    return path
+
+
 def contract_graph(path: Path, name: str, nodes: list[Any], seed: int) -> Path:
     """A model with the contract's names, dtypes and shapes: ``nodes`` from input ``image``
     to output ``probabilities`` over a fixed random (784, 10) initializer ``weights``."""

@@ -4,7 +4,9 @@ model, plus sending images through /predict/batch as a client would."""
 from __future__ import annotations
 
 import gzip
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +41,29 @@ def accuracy_client(shipped_model: Path) -> Iterator[TestClient]:
         yield client
 
 
-def served_digits(client: TestClient, images: list[bytes]) -> np.ndarray:
+REFUSED = -1  # the digit of an image answered not_a_digit: wrong, whatever it showed
+_BEST_GUESS = re.compile(r"best guess is (\d)")
+
+
+@dataclass(frozen=True)
+class Served:
+    """What /predict/batch answered for each image: the digit (REFUSED for not_a_digit), the
+    best guess the refusal named (the digit otherwise), and each answer's confidence."""
+
+    digits: np.ndarray
+    guesses: np.ndarray
+    confidences: np.ndarray
+    probabilities: np.ndarray  # (N, 10); rows of refused images are zero
+
+    def lost_points(self, labels: np.ndarray) -> float:
+        """Accuracy points lost to refusals: right best guesses answered not_a_digit."""
+        return float(((self.digits == REFUSED) & (self.guesses == labels)).mean() * 100)
+
+
+def served_answers(client: TestClient, images: list[bytes]) -> Served:
     digits: list[int] = []
+    guesses: list[int] = []
+    probabilities: list[list[float]] = []
     for start in range(0, len(images), CHUNK):
         files = [
             ("files", (f"{i}", data, "image/*"))
@@ -49,6 +72,21 @@ def served_digits(client: TestClient, images: list[bytes]) -> np.ndarray:
         response = client.post("/predict/batch", files=files)
         assert response.status_code == 200, response.text
         for entry in response.json()["predictions"]:
-            assert "error" not in entry, entry
+            if "error" in entry:
+                assert entry["error"]["code"] == "not_a_digit", entry
+                guess = _BEST_GUESS.search(entry["error"]["message"])
+                assert guess is not None, entry
+                digits.append(REFUSED)
+                guesses.append(int(guess.group(1)))
+                probabilities.append([0.0] * 10)
+                continue
             digits.append(entry["digit"])
-    return np.array(digits)
+            guesses.append(entry["digit"])
+            probabilities.append(entry["probabilities"])
+    table = np.array(probabilities).reshape(-1, 10)
+    return Served(np.array(digits), np.array(guesses), table.max(axis=1), table)
+
+
+def served_digits(client: TestClient, images: list[bytes]) -> np.ndarray:
+    """The digit answered for each image; REFUSED (never right) for not_a_digit."""
+    return served_answers(client, images).digits

@@ -109,5 +109,14 @@ def test_ship_writes_metadata_card_and_reports(
     assert np.trace(matrix) / 10_000 == pytest.approx(on_disk["test_accuracy"], abs=1e-6)
     assert on_disk["test_accuracy"] > 0.8
     assert on_disk["parity"]["images"] == 10_000
+    assert set(on_disk["reports"]) == {"confusion", "curves", "reliability", "rejection"}
     for name in on_disk["reports"].values():
         assert (out.parent / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Calibration and the reject rule: in the file, for the service and V2 clients.
+    calibration = json.loads(metadata["calibration"])
+    assert calibration["temperature"] > 0 and 0 <= calibration["ece_test"] <= 1
+    rule = json.loads(metadata["not_a_digit"])
+    assert rule["rule"] in {"max_probability", "margin", "certainty"}
+    assert rule["refused_when"] == f"{rule['rule']}(probabilities) < threshold"
+    assert 0 <= rule["threshold"] <= 1
+    assert rule["validation"]["digit_false_rejection"] <= rule["budget"]

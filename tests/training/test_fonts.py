@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from training.batches import mix_printed
 from training.config import DIGIT_BOX
 from training.fonts import find_fonts, render_font_digits
-from training.train import mix_printed
 
 FONTS = find_fonts()
 needs_fonts = pytest.mark.skipif(not FONTS, reason="no DejaVu/Liberation fonts installed")

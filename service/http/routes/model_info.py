@@ -33,6 +33,7 @@ async def model_info(info: ModelDep) -> ModelDescription:
         test_accuracy=info.test_accuracy,
         metadata=structured(info.metadata),
         card=info.card,
+        not_a_digit=info.not_a_digit,
     )
 
 

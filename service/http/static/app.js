@@ -246,9 +246,12 @@
       (data && typeof data.detail === "string" && data.detail) ||
       `The service answered HTTP ${response.status} ${response.statusText}.`.trim();
     const code = data && data.error && data.error.code;
+    if (code === "not_a_digit") {
+      // The title says it already; the rest of the message says why (the best guess, its score).
+      return ["That doesn't look like a digit", message.replace(/^That doesn't look like a digit:\s*/, "")];
+    }
     if (code === "overloaded") return ["The service is busy", `${message} Try again in a moment.`];
     if (code === "not_ready") return ["The model is still loading", `${message} Try again shortly.`];
-    if (code === "not_a_digit") return ["That doesn't look like a digit", message];
     if (response.status >= 500) return ["The service had a problem", message];
     return ["This image could not be read", message];
   }

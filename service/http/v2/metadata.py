@@ -41,6 +41,7 @@ class ServedModel:
     labels: list[str]
     max_batch_size: int
     max_queue_delay_us: int
+    not_a_digit: dict[str, Any] | None = None  # the reject rule in force, None when off
 
 
 def served_model(info: ModelInfo, settings: Settings) -> ServedModel:
@@ -54,6 +55,7 @@ def served_model(info: ModelInfo, settings: Settings) -> ServedModel:
         # A request bigger than the whole inference queue could never be admitted.
         max_batch_size=settings.batch_max_queue_images,
         max_queue_delay_us=settings.batch_max_delay_us,
+        not_a_digit=info.not_a_digit,
     )
 
 
@@ -72,13 +74,24 @@ def _tensor_metadata(tensor: TensorSignature) -> dict[str, Any]:
 
 
 def model_metadata(model: ServedModel) -> dict[str, Any]:
-    return {
+    """The protocol's model metadata; ``parameters`` (optional in the Open Inference
+    Protocol) publishes the not-a-digit rule, so a tensor client can apply what /predict
+    applies: refuse when ``rule`` of the probabilities is below ``threshold``."""
+    answer: dict[str, Any] = {
         "name": model.name,
         "versions": [model.version],
         "platform": PLATFORM,
         "inputs": [_tensor_metadata(model.input)],
         "outputs": [_tensor_metadata(model.output)],
     }
+    if model.not_a_digit is not None:
+        rule = model.not_a_digit
+        answer["parameters"] = {
+            "not_a_digit_rule": rule["rule"],
+            "not_a_digit_threshold": rule["threshold"],
+            "not_a_digit_refused_when": rule["refused_when"],
+        }
+    return answer
 
 
 def model_config(model: ServedModel) -> dict[str, Any]:

@@ -1,0 +1,231 @@
+"""The service's "no": 422 not_a_digit, per entry in a batch, counted, configurable, published.
+
+A small model whose metadata carries a reject rule stands in for the shipped one, so each
+case is decided by the rule and the setting alone (the shipped model's figures are in
+test_accuracy.py). Its answers are near-uniform, so a high threshold refuses any image and
+a threshold of 0 none, except ink shaped like no digit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+from service.app import create_app
+from service.contract import RejectRule, reject_rule
+from service.errors import NotADigit
+from service.imaging.shape import measure_shape
+from service.settings import Settings
+from service.workers.verdict import refusal, score
+from tests.conftest import build_onnx_model
+from tests.service.images import draw_digit, png
+from tests.service.test_metrics import scrape, value
+
+SEVEN = png(draw_digit())
+BLANK = png(Image.new("L", (64, 64), 255))
+RULE = {"rule": "max_probability", "threshold": 0.99}
+
+
+def _dash_strip() -> bytes:
+    """The issue's example: a 10000x10 strip with a dash in it."""
+    image = Image.new("L", (10000, 10), 255)
+    ImageDraw.Draw(image).line((4000, 5, 6000, 5), fill=0, width=3)
+    return png(image)
+
+
+def _confetti() -> bytes:
+    """Eight separate dabs of ink."""
+    image = Image.new("L", (200, 200), 255)
+    draw = ImageDraw.Draw(image)
+    for x, y in [(30, 30), (100, 20), (170, 40), (40, 100), (160, 110), (30, 170), (100, 160)]:
+        draw.ellipse((x - 8, y - 8, x + 8, y + 8), fill=0)
+    draw.ellipse((95, 95, 110, 110), fill=0)
+    return png(image)
+
+
+@pytest.fixture(scope="module")
+def judged_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    metadata = {"name": "tiny", "version": "0.0.1", "not_a_digit": json.dumps(RULE)}
+    return build_onnx_model(tmp_path_factory.mktemp("judged") / "tiny.onnx", metadata=metadata)
+
+
+def _client(model: Path, threshold: str = "model") -> TestClient:
+    return TestClient(create_app(Settings(model_path=model, not_a_digit_threshold=threshold)))
+
+
+@pytest.fixture(scope="module")
+def strict(judged_model: Path) -> Iterator[TestClient]:
+    with _client(judged_model) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def lenient(judged_model: Path) -> Iterator[TestClient]:
+    with _client(judged_model, "0") as client:
+        yield client
+
+
+def test_an_image_below_the_threshold_is_422_not_a_digit(strict: TestClient) -> None:
+    response = strict.post("/predict", files={"file": ("seven.png", SEVEN, "image/png")})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "not_a_digit"
+    assert error["message"].startswith("That doesn't look like a digit")
+    assert "best guess is" in error["message"] and "0.990" in error["message"]
+
+
+def test_a_refusal_keeps_what_the_model_saw_and_why(strict: TestClient) -> None:
+    """Refused after the model ran: the 28x28 input and its heat map come with the error."""
+    response = strict.post(
+        "/predict?include_image=true&explain=true",
+        content=SEVEN,
+        headers={"Content-Type": "image/png"},
+    )
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"]["code"] == "not_a_digit"
+    assert body["normalized_image"] and len(body["explanation"]["values"]) == 28
+
+
+def test_blank_images_keep_no_ink(strict: TestClient) -> None:
+    response = strict.post("/predict", content=BLANK, headers={"Content-Type": "image/png"})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "no_ink"
+
+
+def test_batch_refuses_per_entry_and_counts_refusals(lenient: TestClient) -> None:
+    before = value(scrape(lenient), "digits_rejected_total", reason="not_a_digit")
+    files = [
+        ("files", ("seven.png", SEVEN, "image/png")),
+        ("files", ("dash.png", _dash_strip(), "image/png")),
+        ("files", ("blank.png", BLANK, "image/png")),
+        ("files", ("confetti.png", _confetti(), "image/png")),
+    ]
+    response = lenient.post("/predict/batch", files=files)
+    assert response.status_code == 200, response.text
+    seven, dash, blank, confetti = response.json()["predictions"]
+    assert "digit" in seven and seven["filename"] == "seven.png"
+    assert dash["error"]["code"] == "not_a_digit" and "wider than high" in dash["error"]["message"]
+    assert blank["error"]["code"] == "no_ink"
+    assert confetti["error"]["code"] == "not_a_digit" and "pieces" in confetti["error"]["message"]
+    after = value(scrape(lenient), "digits_rejected_total", reason="not_a_digit")
+    assert after - before == 2
+
+
+def test_single_refusals_are_counted_too(strict: TestClient) -> None:
+    before = value(scrape(strict), "digits_rejected_total", reason="not_a_digit")
+    strict.post("/predict", content=SEVEN, headers={"Content-Type": "image/png"})
+    assert value(scrape(strict), "digits_rejected_total", reason="not_a_digit") == before + 1
+
+
+def test_turned_off_every_image_with_ink_gets_a_digit(judged_model: Path) -> None:
+    with _client(judged_model, "off") as client:
+        for data in (SEVEN, _dash_strip(), _confetti()):
+            response = client.post("/predict", content=data, headers={"Content-Type": "image/png"})
+            assert response.status_code == 200, response.text
+        assert client.get("/model").json()["not_a_digit"] is None
+        assert "parameters" not in client.get("/v2/models/tiny").json()
+
+
+def test_rule_is_published_in_model_and_v2_metadata(
+    strict: TestClient, lenient: TestClient
+) -> None:
+    rule = strict.get("/model").json()["not_a_digit"]
+    assert rule["rule"] == "max_probability" and rule["threshold"] == 0.99
+    assert (
+        rule["source"] == "model"
+        and rule["refused_when"] == "max_probability(probabilities) < 0.99"
+    )
+    parameters = strict.get("/v2/models/tiny").json()["parameters"]
+    assert parameters == {
+        "not_a_digit_rule": "max_probability",
+        "not_a_digit_threshold": 0.99,
+        "not_a_digit_refused_when": "max_probability(probabilities) < 0.99",
+    }
+    assert lenient.get("/model").json()["not_a_digit"]["source"] == "setting"
+
+
+def test_v2_tensors_are_never_refused(strict: TestClient) -> None:
+    """The tensor route returns probabilities, as before: the client applies the rule."""
+    body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28]}]}
+    body["inputs"][0]["data"] = np.random.default_rng(0).random(784).round(3).tolist()
+    response = strict.post("/v2/models/tiny/infer", json=body)
+    assert response.status_code == 200, response.text
+    probabilities = response.json()["outputs"][0]["data"]
+    assert len(probabilities) == 10 and max(probabilities) < RULE["threshold"]
+
+
+def test_a_model_without_a_rule_answers_everything(tiny_onnx: Path) -> None:
+    with _client(tiny_onnx) as client:
+        response = client.post("/predict", content=SEVEN, headers={"Content-Type": "image/png"})
+        assert response.status_code == 200
+        assert client.get("/model").json()["not_a_digit"] is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("model", RejectRule("max_probability", 0.99, "model")),
+        ("0.5", RejectRule("max_probability", 0.5, "setting")),
+        ("off", None),
+    ],
+)
+def test_rule_in_force(setting: str, expected: RejectRule | None) -> None:
+    assert reject_rule({"not_a_digit": json.dumps(RULE)}, setting) == expected
+
+
+def test_scores_agree_with_training() -> None:
+    """The worker's scores are training/rejection.py's, image by image."""
+    from training.rejection import RULES
+    from training.rejection import score as training_score
+
+    probabilities = np.random.default_rng(1).dirichlet(np.ones(10) * 0.3, size=50)
+    for rule in RULES:
+        expected = training_score(probabilities, rule)
+        assert [score(p, rule) for p in probabilities] == pytest.approx(expected.tolist())
+
+
+def test_refusal_names_the_label_and_the_rule() -> None:
+    pixels = np.zeros((28, 28), np.float32)
+    pixels[4:24, 12:16] = 1.0  # a plain 1
+    probabilities = np.full(10, 0.02, np.float32)
+    probabilities[1] = 0.82
+    rule = RejectRule("margin", 0.9, "model")
+    refused = refusal(rule, [str(d) for d in range(10)], pixels, probabilities)
+    assert isinstance(refused, NotADigit) and refused.status_code == 422
+    assert "best guess is 1 with confidence 0.82" in refused.message
+    assert "margin 0.800 is below the 0.900" in refused.message
+    assert (
+        refusal(RejectRule("margin", 0.5, "model"), list("0123456789"), pixels, probabilities)
+        is None
+    )
+    assert refusal(None, list("0123456789"), pixels, probabilities) is None
+
+
+def test_shape_signals_of_a_digit_and_of_non_digits() -> None:
+    one = np.zeros((28, 28), np.float32)
+    one[4:24, 12:16] = 1.0
+    assert measure_shape(one).oddity() is None
+    dash = np.zeros((28, 28), np.float32)
+    dash[13:15, 4:24] = 1.0
+    assert "wider than high" in (measure_shape(dash).oddity() or "")
+    assert measure_shape(one).fill == 1.0  # a bar fills its box, and is still a 1
+    blot = np.zeros((28, 28), np.float32)
+    blot[4:24, 6:22] = 1.0
+    assert "fills" in (measure_shape(blot).oddity() or "")
+    dots = np.zeros((28, 28), np.float32)
+    for y in (5, 12, 19):
+        for x in (6, 14, 22):
+            dots[y : y + 2, x : x + 2] = 1.0
+    assert measure_shape(dots).pieces == 9 and "pieces" in (measure_shape(dots).oddity() or "")
+
+
+@pytest.mark.parametrize("value", ["maybe", "1.5", "-0.1"])
+def test_bad_threshold_settings_are_refused(value: str, tiny_onnx: Path) -> None:
+    with pytest.raises(ValueError, match="not_a_digit_threshold"):
+        Settings(model_path=tiny_onnx, not_a_digit_threshold=value)
