@@ -20,6 +20,7 @@ from tests.service.images import draw_digit, png
 pytestmark = pytest.mark.slow
 SEVEN = png(draw_digit())
 REQUESTS = 40
+READY_LINE = '"model tiny 0.0.1 ready'  # one per front end, logged when its workers serve
 
 
 @pytest.fixture
@@ -39,7 +40,17 @@ def _predict_total(scrape: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def _wait_for_every_front_end(server: RunningService, count: int) -> None:
+    """/readyz answers once one front end is serving; a front end still starting takes no
+    connection (it accepts only after its lifespan), so the others may come up later."""
+    deadline = time.monotonic() + 60
+    while server.log().count(READY_LINE) < count:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.1)
+
+
 def test_front_ends_share_the_port_and_their_metrics_add_up(server: RunningService) -> None:
+    _wait_for_every_front_end(server, 2)
     commands = descendants(server.process.pid).values()
     front_ends = [command for command in commands if b"multiprocessing.spawn" in command]
     workers = [command for command in commands if WORKER_MARK in command]
@@ -49,7 +60,7 @@ def test_front_ends_share_the_port_and_their_metrics_add_up(server: RunningServi
         assert answer.status_code == 200, answer.text
     totals = {_predict_total(httpx.get(f"{server.url}/metrics", timeout=5).text) for _ in range(6)}
     assert totals == {float(REQUESTS)}  # every scrape, whichever front end answers it
-    assert server.log().count('"model tiny 0.0.1 ready') == 2
+    assert server.log().count(READY_LINE) == 2
 
 
 def test_sigterm_drains_every_front_end(server: RunningService) -> None:
