@@ -33,7 +33,9 @@ if [ ! -x "$binary" ]; then
     chmod +x "$binary"
 fi
 [ -s "$dir/digits.json" ] || "$python" -m bench.perf_analyzer_data --count 100 >"$dir/digits.json"
+# The model keeps its own name in V2 paths: ask the service rather than assume one.
+model=$("$python" -c 'import sys, httpx; print(httpx.get(f"http://{sys.argv[1]}/model").json()["name"])' "$url")
 
 export LD_LIBRARY_PATH="$PWD/$dir/nvidia/cuda_runtime/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 [ $# -gt 0 ] || set -- -b 8 --concurrency-range 1:4
-exec "$binary" -m lenet5 -u "$url" -i http --input-data "$dir/digits.json" "$@"
+exec "$binary" -m "$model" -u "$url" -i http --input-data "$dir/digits.json" "$@"
