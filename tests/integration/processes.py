@@ -3,9 +3,13 @@ that run several front ends (DIGITS_FRONT_ENDS)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+
+from bench.server import RunningService
 
 
 def parent_of(pid: int) -> int:
@@ -39,3 +43,13 @@ def predict_on_new_connection(url: str, image: bytes) -> httpx.Response:
         headers={"Content-Type": "image/png", "Connection": "close"},
         timeout=30,
     )
+
+
+def wait_for(condition: Callable[[], bool], server: RunningService, timeout_s: float) -> None:
+    """Poll ``condition`` until it holds; past ``timeout_s`` fail with the server's log tail.
+    /readyz answers once one front end serves, while another may still be starting (it takes
+    no connection until its lifespan is done): tests that need every one wait for its line."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, server.log()[-4000:]
+        time.sleep(0.1)

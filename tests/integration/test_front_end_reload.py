@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import shutil
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,12 @@ import httpx
 import pytest
 
 from bench.server import RunningService, running_service
-from tests.integration.processes import descendants, parent_of, predict_on_new_connection
+from tests.integration.processes import (
+    descendants,
+    parent_of,
+    predict_on_new_connection,
+    wait_for,
+)
 from tests.repository.conftest import AUTH, LOAD, TOKEN, upload_body
 from tests.repository.models import variant
 from tests.service.images import draw_digit, png
@@ -37,15 +41,9 @@ def server(model_path: Path) -> Iterator[RunningService]:
         "DIGITS_ACCESS_LOG": "false",
     }
     with running_service(env) as running:
-        _wait_for(lambda: running.log().count('"model lenet5 1.0.0 ready') == 2, running)
+        ready = '"model lenet5 1.0.0 ready'
+        wait_for(lambda: running.log().count(ready) == 2, running, SWITCH_TIMEOUT_S)
         yield running
-
-
-def _wait_for(condition: object, server: RunningService) -> None:
-    deadline = time.monotonic() + SWITCH_TIMEOUT_S
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, server.log()[-4000:]
-        time.sleep(0.1)
 
 
 def _front_ends(server: RunningService) -> set[int]:
@@ -84,7 +82,8 @@ def test_sighup_reloads_every_front_end_through_the_checks(
 
     shutil.copyfile(variant(tmp_path / "v2.onnx", "2.0.0", 0.8, shipped_model), model_path)
     server.process.send_signal(signal.SIGHUP)
-    _wait_for(lambda: server.log().count('"model lenet5 2.0.0 now serves') == 2, server)
+    switched = '"model lenet5 2.0.0 now serves'
+    wait_for(lambda: server.log().count(switched) == 2, server, SWITCH_TIMEOUT_S)
 
     assert set(_versions(server)) == {"2.0.0"}  # every front end answers with the new model
     assert _front_ends(server) == front_ends  # reloaded in place, not restarted by uvicorn

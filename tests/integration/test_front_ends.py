@@ -14,13 +14,14 @@ import pytest
 
 from bench.cpu import WORKER_MARK
 from bench.server import RunningService, running_service
-from tests.integration.processes import descendants, predict_on_new_connection
+from tests.integration.processes import descendants, predict_on_new_connection, wait_for
 from tests.service.images import draw_digit, png
 
 pytestmark = pytest.mark.slow
 SEVEN = png(draw_digit())
 REQUESTS = 40
 READY_LINE = '"model tiny 0.0.1 ready'  # one per front end, logged when its workers serve
+READY_TIMEOUT_S = 60.0
 
 
 @pytest.fixture
@@ -31,6 +32,7 @@ def server(tiny_onnx: Path) -> Iterator[RunningService]:
         "DIGITS_PREPROCESS_WORKERS": "2",
     }
     with running_service(env) as running:
+        wait_for(lambda: running.log().count(READY_LINE) == 2, running, READY_TIMEOUT_S)
         yield running
 
 
@@ -40,17 +42,7 @@ def _predict_total(scrape: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def _wait_for_every_front_end(server: RunningService, count: int) -> None:
-    """/readyz answers once one front end is serving; a front end still starting takes no
-    connection (it accepts only after its lifespan), so the others may come up later."""
-    deadline = time.monotonic() + 60
-    while server.log().count(READY_LINE) < count:
-        assert time.monotonic() < deadline, server.log()
-        time.sleep(0.1)
-
-
 def test_front_ends_share_the_port_and_their_metrics_add_up(server: RunningService) -> None:
-    _wait_for_every_front_end(server, 2)
     commands = descendants(server.process.pid).values()
     front_ends = [command for command in commands if b"multiprocessing.spawn" in command]
     workers = [command for command in commands if WORKER_MARK in command]
