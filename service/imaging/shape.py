@@ -50,19 +50,17 @@ class Shape:
 def measure_shape(pixels: np.ndarray) -> Shape:
     """The signals of one (28, 28) float32 image in MNIST convention (white ink on black).
 
-    Runs for every image answered, so it is one OpenCV call and plain Python over its few
-    components: numpy's per-call cost on arrays of one to five rows was most of its time."""
+    Runs for every image answered, so it is three OpenCV calls and one ``bincount``: the
+    labelling without its per-component statistics costs a fifth of the labelling with
+    them, and the box of all the pieces is the box of all the ink."""
     ink = np.greater(pixels, INK).view(np.uint8)  # 0/1, no copy: OpenCV labels any non-zero
-    count, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    count, labels = cv2.connectedComponents(ink, connectivity=8)
     if count <= 1:
         return Shape(aspect=1.0, pieces=0, fill=0.0)
-    components = stats[1:].tolist()  # [left, top, width, height, area] each
-    left = min(c[0] for c in components)
-    top = min(c[1] for c in components)
-    width = max(c[0] + c[2] for c in components) - left
-    height = max(c[1] + c[3] for c in components) - top
+    _, _, width, height = cv2.boundingRect(ink)
+    areas = np.bincount(labels.ravel(), minlength=count)
     return Shape(
         aspect=width / height,
-        pieces=sum(c[4] >= MIN_PIECE_PIXELS for c in components),
-        fill=sum(c[4] for c in components) / (width * height),
+        pieces=int(np.count_nonzero(areas[1:] >= MIN_PIECE_PIXELS)),
+        fill=int(labels.size - areas[0]) / (width * height),
     )
