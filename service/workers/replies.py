@@ -82,9 +82,12 @@ def _image_results(
     """The IMAGES payload for one frame; its good images' rows start at ``row``."""
     failed = call.failed
     good = [index for index, image in enumerate(prepared) if image.error is None]
-    rows = np.zeros((len(prepared), NUM_CLASSES), np.float32)
-    if failed is None:
-        rows[good] = call.probabilities[row : row + len(good)]
+    if failed is None and len(good) == len(prepared):  # the usual case: the rows as they are
+        rows = call.probabilities[row : row + len(good)]
+    else:
+        rows = np.zeros((len(prepared), NUM_CLASSES), np.float32)
+        if failed is None:
+            rows[good] = call.probabilities[row : row + len(good)]
     errors = [image.error or failed for image in prepared]  # before the model (or its call)
     verdicts = list(errors)
     if failed is None:
