@@ -27,6 +27,7 @@ _BINCOUNT_PIXELS = 4096
 # about the same whatever the count, so fewer images are measured one by one.
 MEASURE_TOGETHER = 16
 _LEVELS = np.arange(256, dtype=np.float32)
+_TABLES = 256  # stretch tables kept (1 KB each)
 
 
 class Measurement(NamedTuple):
@@ -186,9 +187,18 @@ def _stretch(histogram: PixelHistogram, paper: tuple[float, float]) -> np.ndarra
     level = brightest
     if histogram.count_above(cut) > 0:
         (level,) = histogram.percentiles((90.0,), above=cut)
+    return _stretch_table(floor, max(level - floor, 1.0))
+
+
+@functools.lru_cache(maxsize=_TABLES)
+def _stretch_table(floor: float, span: float) -> np.ndarray:
+    """``clip((levels - floor) / span, 0, 1)``, read-only: the pairs repeat (a canvas's paper
+    is one level, its ink another), and building the table is a third of ``_stretch``."""
     lut = _LEVELS - floor
-    lut /= max(level - floor, 1.0)
-    return _clip_unit(lut)
+    lut /= span
+    table = _clip_unit(lut)
+    table.flags.writeable = False
+    return table
 
 
 def _stretch_rows(
