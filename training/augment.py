@@ -169,31 +169,44 @@ def geometry(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) ->
 
 
 def low_resolution(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Average down to a few pixels and back up: blocky (nearest) or soft (bilinear)."""
+    """Average down to a few pixels and back up: blocky (nearest) or soft (bilinear).
+
+    Only the chosen images (a fifth) are resampled; the draws are made for every image, in the
+    same order either way, so the choice of images does not depend on how this is computed.
+    """
     n, _, height, width = x.shape
     low, high = cfg.low_res_sides
     side = int(torch.randint(low, high + 1, (1,), generator=generator))
-    small = F.adaptive_avg_pool2d(x, side)
-    blocky = F.interpolate(small, size=(height, width), mode="nearest")
-    soft = F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False)
-    use_blocky = _chosen(n, 0.5, generator)
-    degraded = torch.where(use_blocky, blocky, soft)
-    return torch.where(_chosen(n, cfg.p_low_res, generator), degraded, x)
+    use_blocky = _chosen(n, 0.5, generator).view(n)
+    chosen = _chosen(n, cfg.p_low_res, generator).view(n)
+    out = x.clone()
+    for blocky, mode in ((True, "nearest"), (False, "bilinear")):
+        pick = torch.nonzero(chosen & (use_blocky == blocky)).squeeze(1)
+        if len(pick):
+            small = F.adaptive_avg_pool2d(x[pick], side)
+            corners = {} if blocky else {"align_corners": False}
+            out[pick] = F.interpolate(small, size=(height, width), mode=mode, **corners)
+    return out
 
 
 def blur(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Gaussian blur of random strength (sigma 0.5..1.2 px), applied per image."""
+    """Gaussian blur of random strength (sigma 0.5..1.2 px), applied to the chosen images."""
     n = x.shape[0]
     sigma = _per_image(n, 0.5, 1.2, generator)
+    pick = torch.nonzero(_chosen(n, cfg.p_blur, generator).view(n)).squeeze(1)
+    if not len(pick):
+        return x
     offsets = torch.arange(-2, 3, dtype=x.dtype)
-    kernel = torch.exp(-(offsets.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
-    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (N, 5)
+    kernel = torch.exp(-(offsets.view(1, -1) ** 2) / (2 * sigma[pick].view(-1, 1) ** 2))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (K, 5)
     # Separable blur with a different kernel per image: images as channels, grouped conv.
-    flat = x.transpose(0, 1)  # (1, N, H, W)
-    rows = F.conv2d(F.pad(flat, (2, 2, 0, 0)), kernel.view(n, 1, 1, 5), groups=n)
-    both = F.conv2d(F.pad(rows, (0, 0, 2, 2)), kernel.view(n, 1, 5, 1), groups=n)
-    blurred = both.transpose(0, 1)
-    return torch.where(_chosen(n, cfg.p_blur, generator), blurred, x)
+    k = len(pick)
+    flat = x[pick].transpose(0, 1)  # (1, K, H, W)
+    rows = F.conv2d(F.pad(flat, (2, 2, 0, 0)), kernel.view(k, 1, 1, 5), groups=k)
+    both = F.conv2d(F.pad(rows, (0, 0, 2, 2)), kernel.view(k, 1, 5, 1), groups=k)
+    out = x.clone()
+    out[pick] = both.transpose(0, 1)
+    return out
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

@@ -57,6 +57,12 @@ class TrainConfig:
     # learnt the digits alone, in the one-cycle's low-rate tail; the checkpoint is chosen
     # among those epochs only, so the shipped model has always seen them.
     outlier_from_epoch: int = 1
+    # The last `finetune_epochs` epochs are a second phase: the one-cycle schedule spans the
+    # epochs before them, then the rate falls from `finetune_lr` to 0 on a cosine. With
+    # `outlier_from_epoch` set to its first epoch, it is outlier exposure as a fine-tuning of a
+    # model that learnt the digits alone, at a rate high enough to learn the non-digits.
+    finetune_epochs: int = 0
+    finetune_lr: float = 0.01
     threads: int = 2  # the target machine has 2 cores; more threads only add contention
     limit_train: int | None = None  # use only the first N training images (tests, smoke runs)
     extra_repeat: int = 8  # times each --extra-data example is seen per epoch

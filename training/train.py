@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -177,6 +178,12 @@ def outlier_loss(logits: torch.Tensor) -> torch.Tensor:
     return -F.log_softmax(logits, dim=1).mean()
 
 
+def finetune_rate(config: TrainConfig, progress: float) -> float:
+    """The fine-tuning phase's learning rate at ``progress`` (0..1 through it): a cosine
+    from ``config.finetune_lr`` down to 0."""
+    return config.finetune_lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def with_extra(
     x: torch.Tensor, y: torch.Tensor, extra: ExtraData | None, config: TrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,10 +238,13 @@ def fit(
         weight_decay=config.weight_decay,
     )
     steps_per_epoch = (len(y_train) + config.batch_size - 1) // config.batch_size
+    main_epochs = config.epochs - config.finetune_epochs
+    if main_epochs < 1:
+        raise ValueError(f"finetune_epochs={config.finetune_epochs} leaves no main epoch")
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=config.lr,
-        epochs=config.epochs,
+        epochs=main_epochs,
         steps_per_epoch=steps_per_epoch,
         pct_start=0.2,
     )
@@ -298,8 +308,14 @@ def fit(
                 loss = loss + config.outlier_weight * outlier_loss(all_logits[digits:])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if epoch > main_epochs:
+                done = (epoch - main_epochs - 1) * steps_per_epoch + step
+                rate = finetune_rate(config, done / (config.finetune_epochs * steps_per_epoch))
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
             optimizer.step()
-            scheduler.step()
+            if epoch <= main_epochs:
+                scheduler.step()
             ema.update(model)
             loss_sum += digit_loss.item() * len(yb)  # the digits' loss: comparable to validation
             correct += int((logits.argmax(dim=1) == yb).sum())

@@ -20,6 +20,20 @@ def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [value.clone() for value in model.state_dict().values()]
 
 
+def _stopped_then_resumed(
+    config: TrainConfig, split: MnistSplit, run_dir: Path, after_epoch: int
+) -> TrainResult:
+    """A run interrupted after ``after_epoch``, then resumed from its checkpoint."""
+
+    def stop(epoch: int, history: History) -> None:
+        if epoch == after_epoch:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, split, run_dir, progress=False, on_epoch=stop)
+    return fit(config, split, run_dir, resume=True, progress=False)
+
+
 def test_lenet5_is_paper_sized() -> None:
     model = LeNet5()
     # 61 706 weights of the paper's LeNet-5 (full C3 table) + 44 batch-norm scales and shifts.
@@ -61,14 +75,7 @@ def test_same_seed_same_weights(train_split: MnistSplit, tmp_path: Path) -> None
 def test_resume_continues_exactly(train_split: MnistSplit, tmp_path: Path) -> None:
     config = TrainConfig(epochs=2, batch_size=64, limit_train=600, val_size=100, seed=5)
     straight = fit(config, train_split, tmp_path / "straight", progress=False)
-
-    def stop_after_first(epoch: int, history: History) -> None:
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        fit(config, train_split, tmp_path / "resumed", progress=False, on_epoch=stop_after_first)
-    resumed = fit(config, train_split, tmp_path / "resumed", resume=True, progress=False)
+    resumed = _stopped_then_resumed(config, train_split, tmp_path / "resumed", after_epoch=1)
     assert resumed.history.val_accuracy == straight.history.val_accuracy
     for a, b in zip(_weights(straight.model), _weights(resumed.model), strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -86,3 +93,34 @@ def test_resume_refuses_other_config(train_split: MnistSplit, tmp_path: Path) ->
             resume=True,
             progress=False,
         )
+
+
+def test_finetune_phase_restarts_the_rate_and_resumes_exactly(
+    train_split: MnistSplit, tmp_path: Path
+) -> None:
+    """The last epochs' cosine from finetune_lr follows the one-cycle's end, and a run
+    stopped inside that phase resumes to the same weights."""
+    config = TrainConfig(
+        epochs=3,
+        finetune_epochs=2,
+        finetune_lr=0.02,
+        batch_size=64,
+        limit_train=600,
+        val_size=100,
+        seed=5,
+    )
+    straight = fit(config, train_split, tmp_path / "straight", progress=False)
+    one_cycle_end, finetune_middle, finetune_end = straight.history.lr
+    assert one_cycle_end < 0.1 * config.lr  # the one-cycle ran down (8 steps: not to 0)
+    assert 0.01 < finetune_middle < 0.02  # just before half way down the cosine from 0.02
+    assert finetune_end < 0.001
+    resumed = _stopped_then_resumed(config, train_split, tmp_path / "resumed", after_epoch=2)
+    assert resumed.history.lr == straight.history.lr
+    for a, b in zip(_weights(straight.model), _weights(resumed.model), strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_finetune_phase_needs_a_main_phase(train_split: MnistSplit, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=2, finetune_epochs=2, limit_train=300, val_size=60)
+    with pytest.raises(ValueError, match="finetune_epochs"):
+        fit(config, train_split, tmp_path, progress=False)
