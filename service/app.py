@@ -15,9 +15,9 @@ from starlette.types import Receive, Scope, Send
 from service import __version__
 from service.contract import ModelInfo, ModelLoadError
 from service.feedback import Feedback, FeedbackStoreError
-from service.http.connections import GUARD, ConnectionGuard, ConnectionLimits
 from service.http.errors import install_error_handlers
 from service.http.fast_routes import FastRoutes
+from service.http.guard import GUARD, ConnectionGuard, ConnectionLimits
 from service.http.middleware import BodyLimit, Observability
 from service.http.observability import Recorder
 from service.http.routes import docs, feedback, health, metrics, model_info, page

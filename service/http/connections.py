@@ -11,7 +11,8 @@ plus:
   trickle cannot hold a connection either. 408, close;
 - a keep-alive idle timeout and a cap on open connections (503 + Retry-After beyond it).
 One sweep per second per process checks every connection's deadline, so the hot path pays
-no timer per request. Refusals are counted (digits_rejected_total) and logged.
+no timer per request (the limits and the sweep: service/http/guard.py). Refusals are counted
+(digits_rejected_total) and logged.
 
 It also holds back a response's head until its first body bytes (service/http/
 coalescing.py), so that a small answer leaves in one send.
@@ -20,86 +21,17 @@ coalescing.py), so that a small answer leaves in one send.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import httptools
-import orjson
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.http.coalescing import HeldHead
-from service.metrics import Metrics
+from service.http.guard import GUARD, ConnectionGuard, ConnectionLimits, linger, refusal
 
-logger = logging.getLogger("service.http")
-
-GUARD = "connection_guard"  # the lifespan state key the protocol finds its guard under
-SWEEP_S = 1.0
-# After a refusal the connection is half-closed and what the client still sends is read and
-# dropped for this long: closing at once, with its unread bytes in the socket, would make the
-# kernel send a reset that can reach the client before the answer.
-LINGER_S = 2.0
 # What a connection is waiting for, and so which deadline applies.
 HEAD, BODY, APP, IDLE = "head", "body", "app", "idle"
-
-
-@dataclass(frozen=True)
-class ConnectionLimits:
-    max_head_bytes: int
-    head_timeout_s: float
-    body_grace_s: float
-    min_body_rate: float  # bytes per second, averaged since the head arrived
-    keep_alive_s: float
-    max_connections: int
-    retry_after_s: int
-
-
-class ConnectionGuard:
-    """The limits, the open connections and the sweep that enforces their deadlines."""
-
-    def __init__(self, limits: ConnectionLimits, metrics: Metrics) -> None:
-        self.limits = limits
-        self.metrics = metrics
-        self.connections: set[GuardedProtocol] = set()
-        self._sweep: asyncio.TimerHandle | None = None
-
-    def start(self) -> None:
-        self._sweep = asyncio.get_running_loop().call_later(SWEEP_S, self.sweep)
-
-    def stop(self) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
-
-    def sweep(self) -> None:
-        now = time.monotonic()
-        for connection in list(self.connections):
-            connection.check_deadline(now, self.limits)
-        self.start()
-
-    def refused(self, reason: str, client: Any, detail: str) -> None:
-        self.metrics.rejected.labels(reason).inc()
-        logger.warning("refused %s: %s", client[0] if client else "a client", detail)
-
-
-def _response(status: int, code: str, message: str, *extra: bytes) -> bytes:
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    head = [
-        STATUS_LINE[status],
-        b"content-type: application/json\r\n",
-        b"content-length: %d\r\n" % len(body),
-        *extra,
-        b"connection: close\r\n\r\n",
-    ]
-    return b"".join(head) + body
-
-
-def _linger(transport: asyncio.Transport) -> None:
-    """Send what is written, stop writing, close after LINGER_S (the protocol drops what
-    arrives meanwhile)."""
-    if transport.can_write_eof():
-        transport.write_eof()
-    asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -123,14 +55,14 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport, self.refused = transport, True
             retry = b"retry-after: %d\r\n" % guard.limits.retry_after_s
             message = f"too many open connections (the limit is {guard.limits.max_connections})"
-            transport.write(_response(503, "overloaded", message + "; retry later", retry))
-            _linger(transport)
+            transport.write(refusal(503, "overloaded", message + "; retry later", retry))
+            linger(transport)
             guard.refused("connection_limit", transport.get_extra_info("peername"), message)
             return
         super().connection_made(transport)
         # A response that closes the connection (a 413 while the body is still coming) is
         # sent with a lingering close, as refusals are.
-        self.writer = HeldHead(transport, lambda: _linger(transport))
+        self.writer = HeldHead(transport, lambda: linger(transport))
         self._enter(HEAD)
         if guard is not None:
             guard.connections.add(self)
@@ -188,8 +120,8 @@ class GuardedProtocol(HttpToolsProtocol):
             if self.cycle.response_started:  # too late for our answer: just close
                 self.transport.close()
                 return
-        self.transport.write(_response(status, code, message))
-        _linger(self.transport)
+        self.transport.write(refusal(status, code, message))
+        linger(self.transport)
 
     def on_url(self, url: bytes) -> None:
         if not self.refused:

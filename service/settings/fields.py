@@ -12,7 +12,7 @@ MIN_ADMIN_TOKEN_CHARS = 16
 
 
 class ConnectionFields(BaseModel):
-    """The HTTP connections' limits and the graceful stop (service/http/connections.py)."""
+    """The HTTP connections' limits and the graceful stop (service/http/guard.py)."""
 
     graceful_shutdown_seconds: float = Field(
         10.0,

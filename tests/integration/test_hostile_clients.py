@@ -80,6 +80,17 @@ def test_a_1_mb_header_block_gets_431_and_a_closed_connection(server: RunningSer
     _predict_works(server)
 
 
+def test_bytes_that_are_not_http_get_400_and_a_closed_connection(
+    server: RunningService,
+) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"\x16\x03\x01 this is not HTTP\r\n\r\n")  # e.g. TLS to a plain port
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"Invalid HTTP request" in answer
+    _predict_works(server)
+
+
 def test_many_header_lines_over_the_cap_get_431(server: RunningService) -> None:
     lines = b"".join(b"X-Line-%d: %s\r\n" % (n, b"b" * 100) for n in range(400))
     with _connect(server) as sock:

@@ -1,0 +1,93 @@
+"""The limits on HTTP connections and the sweep that enforces their deadlines.
+
+The protocol that applies them per connection is service/http/connections.py; this module
+holds what all connections of a process share: the limits, the set of open connections, one
+sweep per second over their deadlines, the refusal answer and how a refused connection is
+closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+from service.metrics import Metrics
+
+logger = logging.getLogger("service.http")
+
+GUARD = "connection_guard"  # the lifespan state key the protocol finds its guard under
+SWEEP_S = 1.0
+# After a refusal the connection is half-closed and what the client still sends is read and
+# dropped for this long: closing at once, with its unread bytes in the socket, would make the
+# kernel send a reset that can reach the client before the answer.
+LINGER_S = 2.0
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_head_bytes: int
+    head_timeout_s: float
+    body_grace_s: float
+    min_body_rate: float  # bytes per second, averaged since the head arrived
+    keep_alive_s: float
+    max_connections: int
+    retry_after_s: int
+
+
+class Guarded(Protocol):
+    """A connection under the guard (service/http/connections.py's GuardedProtocol)."""
+
+    def check_deadline(self, now: float, limits: ConnectionLimits) -> None: ...
+
+
+class ConnectionGuard:
+    """The limits, the open connections and the sweep that enforces their deadlines."""
+
+    def __init__(self, limits: ConnectionLimits, metrics: Metrics) -> None:
+        self.limits = limits
+        self.metrics = metrics
+        self.connections: set[Guarded] = set()
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._sweep = asyncio.get_running_loop().call_later(SWEEP_S, self.sweep)
+
+    def stop(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        for connection in list(self.connections):
+            connection.check_deadline(now, self.limits)
+        self.start()
+
+    def refused(self, reason: str, client: Any, detail: str) -> None:
+        self.metrics.rejected.labels(reason).inc()
+        logger.warning("refused %s: %s", client[0] if client else "a client", detail)
+
+
+def refusal(status: int, code: str, message: str, *extra: bytes) -> bytes:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    head = [
+        STATUS_LINE[status],
+        b"content-type: application/json\r\n",
+        b"content-length: %d\r\n" % len(body),
+        *extra,
+        b"connection: close\r\n\r\n",
+    ]
+    return b"".join(head) + body
+
+
+def linger(transport: asyncio.Transport) -> None:
+    """Send what is written, stop writing, close after LINGER_S (the protocol drops what
+    arrives meanwhile)."""
+    if transport.can_write_eof():
+        transport.write_eof()
+    asyncio.get_running_loop().call_later(LINGER_S, transport.close)
