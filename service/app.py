@@ -18,6 +18,7 @@ from service.feedback import Feedback, FeedbackStoreError
 from service.http.errors import install_error_handlers
 from service.http.fast_routes import FastRoutes
 from service.http.guard import GUARD, ConnectionGuard, ConnectionLimits
+from service.http.lane import LANE, DirectLane
 from service.http.middleware import BodyLimit, Observability
 from service.http.observability import Recorder
 from service.http.routes import docs, feedback, health, metrics, model_info, page
@@ -155,7 +156,9 @@ async def _lifespan(app: DigitsApp) -> AsyncIterator[dict[str, Any]]:
         # The server's connections find their limits in the lifespan state (service/server.py).
         guard = ConnectionGuard(connection_limits(settings), state.metrics)
         guard.start()
-        yield {GUARD: guard}
+        # Traced requests need their span around the whole ASGI call: no direct lane then.
+        lane = {LANE: DirectLane(app.fast_routes)} if tracing is None else {}
+        yield {GUARD: guard, **lane}
     finally:
         if guard is not None:
             guard.stop()

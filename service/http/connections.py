@@ -1,4 +1,4 @@
-"""The HTTP connections themselves: the limits uvicorn lacks, and one send per response.
+"""The HTTP connections themselves: the limits uvicorn lacks, and fewer steps per response.
 
 uvicorn on httptools caps neither the request head's size nor the time a client takes to
 send its head or body, keeps any number of connections open, and arms a keep-alive timer per
@@ -14,8 +14,9 @@ One sweep per second per process checks every connection's deadline, so the hot 
 no timer per request (the limits and the sweep: service/http/guard.py). Refusals are counted
 (digits_rejected_total) and logged.
 
-It also holds back a response's head until its first body bytes (service/http/
-coalescing.py), so that a small answer leaves in one send.
+It also answers the prediction routes itself when a request allows (the direct lane,
+service/http/lane.py), and holds back an ASGI response's head until its first body bytes
+(service/http/coalescing.py), so that a small answer leaves in one send.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.http.coalescing import HeldHead
 from service.http.guard import GUARD, ConnectionGuard, ConnectionLimits, linger, refusal
+from service.http.lane import LANE, DirectLane, Exchange
 
 # What a connection is waiting for, and so which deadline applies.
 HEAD, BODY, APP, IDLE = "head", "body", "app", "idle"
@@ -41,6 +43,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.guard: ConnectionGuard | None = self.app_state.get(GUARD)
+        self.lane: DirectLane | None = self.app_state.get(LANE)
         self.phase, self.since = HEAD, 0.0
         self.head_received = 0  # raw bytes since the request's first byte, while in its head
         self.head_size = 0  # the parsed head: URL and header lines
@@ -140,9 +143,11 @@ class GuardedProtocol(HttpToolsProtocol):
         if guard is not None and self.head_size > guard.limits.max_head_bytes:
             self._refuse_head(guard)
             return
-        super().on_headers_complete()
         self._enter(BODY)
         self.body_bytes = 0
+        if self._take_lane():
+            return
+        super().on_headers_complete()
         # A pipelined request waits for the one before it, which may be writing: only a
         # request that starts now gets its head held; one that waits for "100 Continue"
         # must get that before its answer.
@@ -150,17 +155,44 @@ class GuardedProtocol(HttpToolsProtocol):
             self.writer.armed = True
             self.cycle.transport = self.writer  # type: ignore[assignment]
 
+    def _take_lane(self) -> bool:
+        """Whether this request is answered on the direct lane (service/http/lane.py)."""
+        if self.lane is None or (self.cycle is not None and not self.cycle.response_complete):
+            return False
+        exchange = self.lane.exchange(self.parser, self.url, self.headers, self.client)
+        if exchange is not None:
+            self.cycle = exchange  # type: ignore[assignment]
+        return exchange is not None
+
     def on_body(self, body: bytes) -> None:
         if self.refused:
             return
         self.body_bytes += len(body)
+        cycle = self.cycle
+        if type(cycle) is Exchange:  # bounded by its Content-Length, within the body limit
+            cycle.chunks.append(body)
+            return
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         if self.refused:
             return
-        super().on_message_complete()
         self._enter(APP)
+        cycle = self.cycle
+        if type(cycle) is Exchange:
+            assert self.lane is not None
+            answer = self.lane.serve(
+                cycle,
+                self.transport,
+                self.flow,
+                self.server_state.default_headers,
+                self.on_response_complete,
+            )
+            task = self.loop.create_task(answer)
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+            return
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         """uvicorn's, without its keep-alive timer per response: the sweep closes idle

@@ -86,10 +86,18 @@ class FastRoutes:
     def match(self, scope: Scope) -> Handler | None:
         return self._routes.get((scope["method"], scope["path"]))
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, handler: Handler) -> None:
-        """Answer one request with ``handler``: id, metrics, access line, errors, response."""
+    async def serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        handler: Handler,
+        since: float | None = None,
+    ) -> None:
+        """Answer one request with ``handler``: id, metrics, access line, errors, response.
+        ``since``: when the request arrived (perf_counter), if before this call."""
         rid = self.recorder.request_id(scope["headers"])
-        started = self.recorder.begin(scope["path"])
+        started = self.recorder.begin(scope["path"], since)
         token = request_id.set(rid)
         status, sent = CLIENT_CLOSED, 0
         try:

@@ -53,11 +53,12 @@ class Recorder:
                 break
         return f"{self._prefix}{next(self._count):016x}"
 
-    def begin(self, path: str) -> float:
-        """The request's start; counts it in flight unless its path is unmeasured."""
+    def begin(self, path: str, since: float | None = None) -> float:
+        """The request's start (now unless ``since``); counts it in flight unless its path is
+        unmeasured."""
         if path not in UNMEASURED:
             self.metrics.in_flight.inc()
-        return time.perf_counter()
+        return time.perf_counter() if since is None else since
 
     def end(
         self,
