@@ -73,3 +73,16 @@ def test_bench_refuses_empty_runs_before_starting(
         bench_main(arguments)
     assert exited.value.code == 2
     assert arguments[0] in capsys.readouterr().err
+
+
+def test_the_http_path_comparison_runs_both_paths_and_prints_their_ratio(
+    tiny_onnx: Path,
+) -> None:
+    env = {**os.environ, "DIGITS_MODEL_PATH": str(tiny_onnx)}
+    command = [sys.executable, "-m", "bench.http_path", "--requests", "200", "--rounds", "2"]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["round 1", "round 2", "best round"]
+    assert all("ASGI path" in line and "direct lane" in line for line in lines)
+    assert "median lane/ASGI" in lines[-1]
