@@ -126,6 +126,13 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.write(refusal(status, code, message))
         linger(self.transport)
 
+    def on_message_begin(self) -> None:
+        # A pipelined request starts while the one before it is in its body or being
+        # answered: its head is counted and timed from here, not added to the one before.
+        if self.phase != HEAD:
+            self._enter(HEAD)
+        super().on_message_begin()
+
     def on_url(self, url: bytes) -> None:
         if not self.refused:
             self.head_size += len(url)

@@ -133,3 +133,12 @@ def test_a_request_is_timed_from_its_head_not_from_its_last_body_byte(
             break
         time.sleep(0.05)
     assert lines and lines[0]["duration_ms"] >= 400
+
+
+def test_many_pipelined_requests_in_one_write_are_all_answered(server: RunningService) -> None:
+    count = 2000  # ~200 KiB of heads in one write: each head is capped alone, not their sum
+    requests = _post("/predict", SEVEN) * (count - 1) + _post(
+        "/predict", SEVEN, "Connection: close"
+    )
+    responses = _responses(_exchange(server, requests))
+    assert [status for status, _, _ in responses] == [200] * count
