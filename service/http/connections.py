@@ -108,6 +108,13 @@ class GuardedProtocol(HttpToolsProtocol):
             if self.head_received > guard.limits.max_head_bytes:
                 self._refuse_head(guard)
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP, in the service's JSON error shape
+        (uvicorn's is plain text), with the lingering close of every refusal."""
+        self.refused = True
+        self.transport.write(refusal(400, "bad_request", msg))
+        linger(self.transport)
+
     def _refuse_head(self, guard: ConnectionGuard) -> None:
         limit = guard.limits.max_head_bytes
         message = f"the request head is over the limit of {limit} bytes"

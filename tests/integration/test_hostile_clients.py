@@ -86,8 +86,27 @@ def test_bytes_that_are_not_http_get_400_and_a_closed_connection(
     with _connect(server) as sock:
         sock.sendall(b"\x16\x03\x01 this is not HTTP\r\n\r\n")  # e.g. TLS to a plain port
         answer = _read_all(sock)
-    assert answer.startswith(b"HTTP/1.1 400 ")
-    assert b"Invalid HTTP request" in answer
+    status, body = _status_and_body(answer)
+    assert status == 400 and body["error"]["code"] == "bad_request"
+    assert "Invalid HTTP request" in body["error"]["message"]
+    _predict_works(server)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n",
+        b"POST /pr\xc3\xa9dict HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 5\r\n",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Request-ID: a\x01b\r\nContent-Length: 1\r\n",
+    ],
+    ids=["an overflowing length", "a non-ASCII path", "two lengths", "a control byte"],
+)
+def test_malformed_requests_get_a_json_400(server: RunningService, head: bytes) -> None:
+    with _connect(server) as sock:
+        sock.sendall(head + b"\r\nx")
+        status, body = _status_and_body(_read_all(sock))
+    assert status == 400 and body["error"]["code"] == "bad_request"
     _predict_works(server)
 
 
