@@ -110,10 +110,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes that are not HTTP, in the service's JSON error shape
-        (uvicorn's is plain text), with the lingering close of every refusal."""
-        self.refused = True
-        self.transport.write(refusal(400, "bad_request", msg))
-        linger(self.transport)
+        (uvicorn's is plain text), as every refusal: a request still being answered on this
+        connection is not written to any more, the connection closes lingering."""
+        self._refuse(400, "bad_request", msg)
 
     def _refuse_head(self, guard: ConnectionGuard) -> None:
         limit = guard.limits.max_head_bytes

@@ -92,6 +92,19 @@ def test_bytes_that_are_not_http_get_400_and_a_closed_connection(
     _predict_works(server)
 
 
+def test_garbage_behind_a_request_in_flight_is_refused_cleanly(server: RunningService) -> None:
+    """The refusal must not race the answer of the request before it (no write after the
+    refusal's half-close: that raised in the server before)."""
+    for _ in range(20):
+        with _connect(server) as sock:
+            sock.sendall(_request_head(len(SEVEN)) + SEVEN + b"\x16 not HTTP\r\n\r\n")
+            answer = _read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 ")
+        assert b'"bad_request"' in answer or b'"digit"' in answer
+    assert "failed" not in server.log() and "Traceback" not in server.log()
+    _predict_works(server)
+
+
 @pytest.mark.parametrize(
     "head",
     [
