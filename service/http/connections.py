@@ -123,6 +123,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer ``status`` (JSON) and close, whatever the request was doing."""
         self.refused = True
+        if self.writer is not None:  # answers still in flight (pipelined too) write no more
+            self.writer.shut_down()
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True  # the app's receive() sees the client gone
             self.cycle.message_event.set()
@@ -164,9 +166,10 @@ class GuardedProtocol(HttpToolsProtocol):
         # A pipelined request waits for the one before it, which may be writing: only a
         # request that starts now gets its head held; one that waits for "100 Continue"
         # must get that before its answer.
-        if self.writer is not None and not self.pipeline and not self.expect_100_continue:
-            self.writer.armed = True
+        if self.writer is not None:
             self.cycle.transport = self.writer  # type: ignore[assignment]
+            if not self.pipeline and not self.expect_100_continue:
+                self.writer.armed = True
 
     def _take_lane(self) -> bool:
         """Whether this request is answered on the direct lane (service/http/lane.py)."""
@@ -194,9 +197,10 @@ class GuardedProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if type(cycle) is Exchange:
             assert self.lane is not None
+            assert self.writer is not None
             answer = self.lane.serve(
                 cycle,
-                self.transport,
+                self.writer,
                 self.flow,
                 self.server_state.default_headers,
                 self.on_response_complete,
@@ -213,7 +217,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.writer is not None:
             self.writer.flush()
-        if self.transport.is_closing():
+        if self.refused or self.transport.is_closing():
             return
         self.flow.resume_reading()
         if self.pipeline:

@@ -17,7 +17,6 @@ lifespan then offers no lane).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ import httptools
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
+from service.http.coalescing import HeldHead
 from service.http.fast_routes import FastRoutes, Handler
 
 logger = logging.getLogger("service.errors")
@@ -117,15 +117,16 @@ class DirectLane:
     async def serve(
         self,
         exchange: Exchange,
-        transport: asyncio.Transport,
+        writer: HeldHead,
         flow: FlowControl,
         default_headers: list[tuple[bytes, bytes]],
         on_complete: Callable[[], None],
     ) -> None:
         """Answer a whole request through ``FastRoutes.serve``; the response (after
-        uvicorn's ``default_headers``: its Date) leaves in one write, or nothing when the
-        client has gone; then the connection is closed or ``on_complete`` readies it for
-        the next request."""
+        uvicorn's ``default_headers``: its Date) leaves in one write through the connection's
+        ``writer``, or nothing when the client has gone or the connection was refused
+        meanwhile; then the connection is closed or ``on_complete`` readies it for the next
+        request."""
         chunks = exchange.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         exchange.chunks = []
@@ -144,7 +145,7 @@ class DirectLane:
                 return
             if exchange.disconnected:
                 return
-            transport.write(_response(status, headers, message["body"], exchange.keep_alive))
+            writer.write(_response(status, headers, message["body"], exchange.keep_alive))
             if flow.write_paused:  # a client that sends and does not read is not fed more
                 await flow.drain()
 
@@ -156,8 +157,8 @@ class DirectLane:
             logger.exception("answering %s on the direct lane failed", exchange.scope["path"])
             exchange.keep_alive = False
         exchange.response_complete = True
-        if not exchange.keep_alive and not transport.is_closing():
-            transport.close()
+        if not exchange.keep_alive and not writer.is_closing():
+            writer.transport.close()
         on_complete()
 
 
