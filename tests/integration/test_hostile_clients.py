@@ -306,3 +306,29 @@ def test_mutated_prediction_requests_never_get_a_5xx(tiny_onnx: Path) -> None:
         assert sum(status is not None for status in statuses) > 100  # most were answered
         assert "Traceback" not in fuzzed.log()
         _predict_works(fuzzed)
+
+
+def test_a_client_leaving_mid_body_on_a_fastapi_route_is_no_server_error(
+    server: RunningService,
+) -> None:
+    """The V2 route reads its body through Starlette: a client that leaves half way is
+    counted as 499 (as on /predict), not as a 500 with a traceback in the log."""
+    name = httpx.get(f"{server.url}/model").json()["name"]
+    head = (
+        f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    ).encode()
+    for _ in range(3):
+        with _connect(server) as sock:
+            sock.sendall(head + b'{"inputs": [')
+            time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        scrape = httpx.get(f"{server.url}/metrics").text
+        if 'route="/v2/models/{model_name}/infer",status="499"' in scrape:
+            break
+        time.sleep(0.1)
+    assert 'route="/v2/models/{model_name}/infer",status="499"' in scrape
+    assert 'status="500"' not in scrape
+    assert "Traceback" not in server.log()
+    _predict_works(server)
