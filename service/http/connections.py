@@ -65,10 +65,16 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         # A response that closes the connection (a 413 while the body is still coming) is
         # sent with a lingering close, as refusals are.
-        self.writer = HeldHead(transport, lambda: linger(transport))
+        self.writer = HeldHead(transport, self._close_lingering)
         self._enter(HEAD)
         if guard is not None:
             guard.connections.add(self)
+
+    def _close_lingering(self) -> None:
+        """An answer closes the connection: what the client still sends is dropped, and no
+        further request starts, as after a refusal."""
+        self.refused = True
+        linger(self.transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.guard is not None:
@@ -115,13 +121,18 @@ class GuardedProtocol(HttpToolsProtocol):
         self._refuse(400, "bad_request", msg)
 
     def _refuse_head(self, guard: ConnectionGuard) -> None:
+        if self.refused:  # seen parsed and counted raw in the same read: refused once
+            return
         limit = guard.limits.max_head_bytes
         message = f"the request head is over the limit of {limit} bytes"
         self._refuse(431, "headers_too_large", message)
         guard.refused("headers_too_large", self.client, message)
 
     def _refuse(self, status: int, code: str, message: str) -> None:
-        """Answer ``status`` (JSON) and close, whatever the request was doing."""
+        """Answer ``status`` (JSON) and close, whatever the request was doing; once (a head
+        over the cap is seen both when parsed and when counted raw, in one read)."""
+        if self.refused:
+            return
         self.refused = True
         if self.writer is not None:  # answers still in flight (pipelined too) write no more
             self.writer.shut_down()
