@@ -35,7 +35,7 @@ class HeldHead:
 
     def flush(self) -> None:
         self.armed = False
-        if self.held is not None and not self.shut:
+        if self.held is not None:
             held, self.held = self.held, None
             self.transport.write(held)
 

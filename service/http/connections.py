@@ -121,18 +121,17 @@ class GuardedProtocol(HttpToolsProtocol):
         self._refuse(400, "bad_request", msg)
 
     def _refuse_head(self, guard: ConnectionGuard) -> None:
-        if self.refused:  # seen parsed and counted raw in the same read: refused once
-            return
         limit = guard.limits.max_head_bytes
         message = f"the request head is over the limit of {limit} bytes"
-        self._refuse(431, "headers_too_large", message)
-        guard.refused("headers_too_large", self.client, message)
+        if self._refuse(431, "headers_too_large", message):
+            guard.refused("headers_too_large", self.client, message)
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
+    def _refuse(self, status: int, code: str, message: str) -> bool:
         """Answer ``status`` (JSON) and close, whatever the request was doing; once (a head
-        over the cap is seen both when parsed and when counted raw, in one read)."""
+        over the cap is seen both when parsed and when counted raw, in one read). Whether
+        this call refused the connection."""
         if self.refused:
-            return
+            return False
         self.refused = True
         if self.writer is not None:  # answers still in flight (pipelined too) write no more
             self.writer.shut_down()
@@ -141,9 +140,10 @@ class GuardedProtocol(HttpToolsProtocol):
             self.cycle.message_event.set()
             if self.cycle.response_started:  # too late for our answer: just close
                 self.transport.close()
-                return
+                return True
         self.transport.write(refusal(status, code, message))
         linger(self.transport)
+        return True
 
     def on_message_begin(self) -> None:
         # A pipelined request starts while the one before it is in its body or being

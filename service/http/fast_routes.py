@@ -27,7 +27,7 @@ from service.logs import request_id
 logger = logging.getLogger("service.errors")
 
 _JSON = (b"content-type", b"application/json")
-_CLOSE = (b"connection", b"close")
+CLOSE = (b"connection", b"close")  # the header of an answer that ends its connection
 CLIENT_CLOSED = 499  # the client went away before its answer: no answer is sent
 
 
@@ -148,7 +148,7 @@ class FastRoutes:
         except ServiceError as exc:
             headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
             if isinstance(exc, PayloadTooLarge):
-                headers.append(_CLOSE)  # the rest of the body is not read
+                headers.append(CLOSE)  # the rest of the body is not read
             return exc.status_code, orjson.dumps({"error": exc.to_dict(), **exc.details}), headers
         except Exception:  # a bug, never the client's fault: logged, answered in the same shape
             scope = request.scope

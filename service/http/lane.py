@@ -28,12 +28,11 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from service.http.coalescing import HeldHead
-from service.http.fast_routes import FastRoutes, Handler
+from service.http.fast_routes import CLOSE, FastRoutes, Handler
 
 logger = logging.getLogger("service.errors")
 
 LANE = "direct_lane"  # the lifespan state key the protocol finds the lane under
-_CLOSE = (b"connection", b"close")
 # Headers that ask for what only the ASGI path does: 100 Continue, the client's address
 # from a proxy (uvicorn's ProxyHeadersMiddleware), a streamed body.
 _ASGI_ONLY = frozenset(
@@ -140,7 +139,7 @@ class DirectLane:
             if message["type"] == "http.response.start":
                 status, headers = message["status"], default_headers + message["headers"]
                 exchange.response_started = True
-                if _CLOSE in headers:
+                if CLOSE in headers:
                     exchange.keep_alive = False
                 return
             if exchange.disconnected:
@@ -167,7 +166,7 @@ def _response(
 ) -> bytes:
     head = [STATUS_LINE[status]]
     head.extend(b"%s: %s\r\n" % header for header in headers)
-    if not keep_alive and _CLOSE not in headers:
+    if not keep_alive and CLOSE not in headers:
         head.append(b"connection: close\r\n")
     head += (b"\r\n", body)
     return b"".join(head)
