@@ -88,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
         help="weight of the loss that pulls 'not a digit' examples (generated non-digits, "
         "corrections) towards a uniform answer (outlier exposure); 0 leaves the corrections out",
     )
+    train.add_argument(
+        "--flagged-ones",
+        type=float,
+        default=DEFAULTS.flagged_ones,
+        help="share of MNIST's bare 1s given a flag, a third of them a base, as most of the "
+        "world writes and prints a 1 (training/ones.py)",
+    )
 
     export = commands.add_parser(
         "export", help="export a checkpoint to ONNX + card + reports", formatter_class=formatter
@@ -140,6 +147,7 @@ def _train(args: argparse.Namespace, started: float) -> int:
         limit_train=args.limit_train,
         extra_repeat=args.extra_repeat,
         outlier_weight=args.outlier_weight,
+        flagged_ones=args.flagged_ones,
     )
     augment_config = AugmentConfig()
     extra = load_extra(args.extra_data) if args.extra_data else None

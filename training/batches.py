@@ -24,6 +24,7 @@ from training.config import MNIST_MEAN, MNIST_STD
 from training.extra_data import OUTLIER
 from training.fonts import FontDigits
 from training.nondigits import NonDigitSource
+from training.ones import flag_ones
 
 T = TypeVar("T")
 AHEAD = 2  # batches prepared ahead of the model
@@ -80,10 +81,13 @@ class BatchMaker:
     outliers: NonDigitSource | None = None
     outlier_fraction: float = 0.0
     augment_config: AugmentConfig | None = None  # None: no augmentation
+    flagged_ones: float = 0.0  # share of the batch's 1s given a flag (training/ones.py)
 
     def make(self, order: torch.Tensor, step: int) -> Batch:
         idx = order[step * self.batch_size : (step + 1) * self.batch_size]
         xb, yb = self.x_train[idx], self.y_train[idx]
+        if self.flagged_ones > 0:
+            xb = flag_ones(xb, yb, self.flagged_ones, self.generator)
         if self.printed is not None:
             xb, yb = mix_printed(xb, yb, self.printed, self.font_fraction, self.generator)
         known = yb != OUTLIER  # "not a digit" corrections (--extra-data) join the non-digits

@@ -283,6 +283,7 @@ def fit(
         outliers=outliers,
         outlier_fraction=config.outlier_fraction,
         augment_config=augment_config if config.augment else None,
+        flagged_ones=config.flagged_ones if config.augment else 0.0,
     )
     for epoch in range(first_epoch, config.epochs + 1):
         model.train()
