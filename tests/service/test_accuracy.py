@@ -18,11 +18,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageFont
 
 from tests.conftest import require_fonts
 from tests.service.conftest import SEED, served_answers
-from tests.service.nondigit_images import FONT_FILES, held_out_fonts, nondigit_set
+from tests.service.nondigit_images import FONT_FILES, glyph_images, held_out_fonts, nondigit_set
 from training.calibrate import expected_calibration_error
 
 MAX_DROP_POINTS = 0.3
@@ -30,6 +30,7 @@ MAX_LOST_POINTS = 0.3  # right answers refused as not_a_digit, in accuracy point
 SKLEARN_MIN_ACCURACY = 0.955  # issue 16's goal: 0.975
 SKLEARN_MAX_ECE = 0.025  # the goal: 0.015, as on MNIST test (tests/training)
 NONDIGIT_MIN_REFUSED = 0.92  # issue 16's goal: 0.95
+PRINTED_MIN_ACCURACY = 0.96  # the goal: every one; a recipe of round 4 reached 0.992
 
 
 def as_user_would_send(digit: np.ndarray, fmt: str, rng: np.random.Generator) -> bytes:
@@ -98,3 +99,26 @@ def test_nondigits_are_answered_not_a_digit(accuracy_client: TestClient) -> None
         total += refused[kind] * len(images)
         count += len(images)
     assert total / count >= NONDIGIT_MIN_REFUSED, refused
+
+
+def printed_digits(font_paths: list[Path], size: int = 110) -> tuple[list[bytes], np.ndarray]:
+    """Each digit in each font (and Pillow's built-in Aileron), black on a white sheet."""
+    fonts = [ImageFont.truetype(str(path), size) for path in font_paths]
+    fonts.append(ImageFont.load_default(size=size))
+    images = [glyph_images([font], str(digit))[0] for font in fonts for digit in range(10)]
+    return images, np.tile(np.arange(10), len(fonts))
+
+
+def test_printed_digits_in_fonts_training_never_used(accuracy_client: TestClient) -> None:
+    """A receipt's or a form's digits, in typefaces training never used. The shipped model
+    reads 125 of 130: each miss is Helvetica's "1", a flag and stem without a base (FreeSans
+    and its bold, Nimbus Sans, URW Gothic, Aileron), read as a 7 with confidence 0.87-0.99
+    (docs/performance.md, "Issue 16, fourth round"). The bound holds it there."""
+    fonts = held_out_fonts()
+    require_fonts(fonts, FONT_FILES)
+    images, labels = printed_digits(fonts)
+    answers = served_answers(accuracy_client, images)
+    wrong = [
+        (int(labels[i]), int(answers.guesses[i])) for i in np.flatnonzero(answers.digits != labels)
+    ]
+    assert float((answers.digits == labels).mean()) >= PRINTED_MIN_ACCURACY, wrong
