@@ -49,7 +49,7 @@ class TrainConfig:
     augment: bool = True
     font_fraction: float = 0.05  # batch share replaced by printed digits (training/fonts.py)
     # Share of MNIST's bare 1s given a flag, a third of them a base (training/ones.py). Off: it
-    # taught printed and flagged 1s but cost refused non-digits (docs/performance.md, fourth round).
+    # taught printed and flagged 1s but cost MNIST test and refusals (docs/performance.md).
     flagged_ones: float = 0.0
     # Outlier exposure (training/nondigits.py): non-digits added to each batch, as a share of
     # its digits, and the weight of the loss pulling their prediction (and that of "not a
