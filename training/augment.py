@@ -38,7 +38,8 @@ class AugmentConfig:
     p_blur: float = 0.05  # out-of-focus photos, soft scans
 
 
-def _per_image(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+def uniform_per_image(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+    """(n,) draws from U(low, high): one strength per image of a batch."""
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
@@ -61,8 +62,8 @@ def stroke_width(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
     n = x.shape[0]
     # One dilation size per batch (3, 5 or 7 pixels wide) keeps this a single pooling call.
     size = 3 + 2 * int(torch.randint(0, 3, (1,), generator=generator))
-    thick_amount = _per_image(n, 0.4, 1.0, generator).view(n, 1, 1, 1)
-    thin_amount = _per_image(n, 0.3, 0.7, generator).view(n, 1, 1, 1)
+    thick_amount = uniform_per_image(n, 0.4, 1.0, generator).view(n, 1, 1, 1)
+    thin_amount = uniform_per_image(n, 0.3, 0.7, generator).view(n, 1, 1, 1)
     roll = torch.rand(n, generator=generator)
     thick = torch.nonzero(roll < cfg.p_thicken).squeeze(1)
     thin = torch.nonzero((roll >= cfg.p_thicken) & (roll < cfg.p_thicken + cfg.p_thin)).squeeze(1)
@@ -80,9 +81,9 @@ def _forward_affine(n: int, cfg: AugmentConfig, generator: torch.Generator) -> t
     """Rotation, slant (shear) and aspect change about the centre: (N, 2, 2), input -> output
     in affine_grid's normalised coordinates. Overall size and position are left to the refit,
     as the service's normalisation fixes them."""
-    angle = torch.deg2rad(_per_image(n, -cfg.rotate_deg, cfg.rotate_deg, generator))
-    shear = _per_image(n, -cfg.shear, cfg.shear, generator)
-    aspect = _per_image(n, -cfg.aspect, cfg.aspect, generator)
+    angle = torch.deg2rad(uniform_per_image(n, -cfg.rotate_deg, cfg.rotate_deg, generator))
+    shear = uniform_per_image(n, -cfg.shear, cfg.shear, generator)
+    aspect = uniform_per_image(n, -cfg.aspect, cfg.aspect, generator)
     sx, sy = 1 + aspect, 1 - aspect
     cos, sin = torch.cos(angle), torch.sin(angle)
     return torch.stack(  # R @ Shear @ S
@@ -147,11 +148,11 @@ def geometry(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) ->
     extent = torch.where(has_ink, extent, torch.ones_like(extent))
     mass = weight.sum(dim=1, keepdim=True).clamp_min(1e-6)
     centre = (moved * weight.unsqueeze(-1)).sum(dim=1) / mass  # (N, 2) normalised
-    box = DIGIT_BOX * _per_image(n, *cfg.box_scale, generator)
+    box = DIGIT_BOX * uniform_per_image(n, *cfg.box_scale, generator)
     scale = torch.where(has_ink, box / extent.clamp_min(1), torch.ones_like(box))
     jitter = (
         torch.stack(
-            [_per_image(n, -cfg.shift_px, cfg.shift_px, generator) for _ in range(2)], dim=-1
+            [uniform_per_image(n, -cfg.shift_px, cfg.shift_px, generator) for _ in range(2)], dim=-1
         )
         * (2 / width)
         + 1 / width
@@ -192,7 +193,7 @@ def low_resolution(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generat
 def blur(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """Gaussian blur of random strength (sigma 0.5..1.2 px), applied to the chosen images."""
     n = x.shape[0]
-    sigma = _per_image(n, 0.5, 1.2, generator)
+    sigma = uniform_per_image(n, 0.5, 1.2, generator)
     pick = torch.nonzero(_chosen(n, cfg.p_blur, generator).view(n)).squeeze(1)
     if not len(pick):
         return x

@@ -14,6 +14,8 @@ import math
 
 import torch
 
+from training.augment import uniform_per_image
+
 INK = 0.5  # a pixel at least this bright is ink when finding the stroke's ends and width
 FLAG_LENGTH = (0.25, 0.45)  # of the 1's height
 FLAG_ANGLE_DEG = (20.0, 55.0)  # below the horizontal, running left from the top
@@ -22,43 +24,39 @@ BASE_HALF_WIDTH = (0.15, 0.3)  # of the 1's height, each side of the stem's foot
 MIN_HEIGHT = 8  # pixels: a smaller 1 (or a stray dot) is left alone
 
 
-def _segments(
-    x: torch.Tensor, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per image: the flag's start and end, the base's ends (NaN: none), as (n, 2) (row,
-    column) points; the stroke width; and whether the 1 stands upright or leans forward (one
-    leaning back, its top left of its foot, would become a caret, not a flagged 1)."""
-    n, side = x.shape[0], x.shape[-1]
-    ink = x[:, 0] >= INK  # (n, side, side)
-    rows = torch.arange(side, dtype=x.dtype)
+def _flags(ones: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flag (and, for some, the base) to draw on each 1, as (n, 1, side, side) ink, and
+    which 1s may take it: tall enough, and upright or leaning forward (one leaning back, its
+    top left of its foot, would become a caret, not a flagged 1)."""
+    n, side = ones.shape[0], ones.shape[-1]
+    ink = ones[:, 0] >= INK  # (n, side, side)
+    rows = torch.arange(side, dtype=ones.dtype)
     inked_rows = ink.any(dim=2)
     top = torch.where(inked_rows, rows, torch.inf).amin(dim=1)
     bottom = torch.where(inked_rows, rows, -torch.inf).amax(dim=1)
     height = (bottom - top + 1).clamp_min(1)
 
     def centre(row: torch.Tensor) -> torch.Tensor:
-        line = x[torch.arange(n), 0, row.clamp(0, side - 1).long()]  # (n, side)
+        line = ones[torch.arange(n), 0, row.clamp(0, side - 1).long()]  # (n, side)
         return (line * rows).sum(dim=1) / line.sum(dim=1).clamp_min(1e-6)
 
     width = (ink.sum(dim=(1, 2)) / height).clamp(1.5, 4.0)
-    length = height * _uniform(n, FLAG_LENGTH, generator)
-    angle = torch.deg2rad(_uniform(n, FLAG_ANGLE_DEG, generator))
+    length = height * uniform_per_image(n, *FLAG_LENGTH, generator)
+    angle = torch.deg2rad(uniform_per_image(n, *FLAG_ANGLE_DEG, generator))
     head = torch.stack([top, centre(top)], dim=1)
     flag_end = head + torch.stack([length * torch.sin(angle), -length * torch.cos(angle)], dim=1)
     foot = torch.stack([bottom, centre(bottom)], dim=1)
-    half = height * _uniform(n, BASE_HALF_WIDTH, generator)
-    based = torch.rand(n, generator=generator) < BASE_SHARE
+    half = height * uniform_per_image(n, *BASE_HALF_WIDTH, generator)
+    based = (torch.rand(n, generator=generator) < BASE_SHARE).view(n, 1)
     offset = torch.stack([torch.zeros(n), half], dim=1)
     nan = torch.full_like(foot, math.nan)
-    base_start = torch.where(based.view(n, 1), foot - offset, nan)
-    base_end = torch.where(based.view(n, 1), foot + offset, nan)
-    upright = head[:, 1] >= foot[:, 1] - 1
-    return head, flag_end, base_start, base_end, width, upright
-
-
-def _uniform(n: int, bounds: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
-    low, high = bounds
-    return low + (high - low) * torch.rand(n, generator=generator)
+    base_start = torch.where(based, foot - offset, nan)
+    base_end = torch.where(based, foot + offset, nan)
+    drawn = torch.maximum(
+        _stroke(side, head, flag_end, width), _stroke(side, base_start, base_end, width)
+    )
+    usable = (inked_rows.sum(dim=1) >= MIN_HEIGHT) & (head[:, 1] >= foot[:, 1] - 1)
+    return drawn, usable
 
 
 def _stroke(side: int, start: torch.Tensor, end: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
@@ -84,14 +82,8 @@ def flag_ones(
     picked = chosen.nonzero().flatten()
     if not len(picked):
         return x
-    head, flag_end, base_start, base_end, width, upright = _segments(x[picked], generator)
     ones = x[picked]
-    tall = (ones[:, 0] >= INK).any(dim=2).sum(dim=1) >= MIN_HEIGHT
-    keep = (tall & upright).view(-1, 1, 1, 1)
-    side = x.shape[-1]
-    drawn = torch.maximum(
-        _stroke(side, head, flag_end, width), _stroke(side, base_start, base_end, width)
-    )
+    drawn, usable = _flags(ones, generator)
     out = x.clone()
-    out[picked] = torch.where(keep, torch.maximum(ones, drawn), ones)
+    out[picked] = torch.where(usable.view(-1, 1, 1, 1), torch.maximum(ones, drawn), ones)
     return out
