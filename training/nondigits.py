@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from training.config import IMAGE_SIDE
 from training.fonts import open_font, render_text, to_mnist_box
+from training.validation_drawings import validation_drawings
 
 logger = logging.getLogger("training.nondigits")
 
@@ -283,8 +284,8 @@ class NonDigitSource:
 
 
 def validation_nondigits(font_paths: list[Path], seed: int) -> NonDigitPool:
-    """Non-digits of kinds training never shows: other characters, and words of two or
-    three of them side by side, in the training fonts."""
+    """Non-digits of kinds training never shows: other characters and words of two or three
+    of them side by side, in the training fonts, and drawings (validation_drawings.py)."""
     rng = np.random.default_rng(seed)
     glyphs = render_glyphs(font_paths, VALIDATION_CHARACTERS)
     words: list[np.ndarray] = []
@@ -298,9 +299,7 @@ def validation_nondigits(font_paths: list[Path], seed: int) -> NonDigitPool:
             fitted = to_mnist_box(render_text(font, word))
             if fitted is not None:
                 words.append(fitted)
-    images = glyphs + words
-    kinds = ["glyph"] * len(glyphs) + ["word"] * len(words)
-    if not images:
-        empty = np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), np.uint8)
-        return NonDigitPool(empty, np.array([], dtype=str))
+    drawings = validation_drawings(seed)
+    images = glyphs + words + drawings
+    kinds = ["glyph"] * len(glyphs) + ["word"] * len(words) + ["drawing"] * len(drawings)
     return NonDigitPool(np.stack(images), np.array(kinds))

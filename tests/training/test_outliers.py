@@ -28,6 +28,8 @@ from training.nondigits import (
 )
 from training.rejection import choose_rule, score, threshold_for
 from training.train import fit, outlier_loss
+from training.validation_drawings import KINDS as DRAWING_KINDS
+from training.validation_drawings import PER_KIND, validation_drawings
 
 # Characters people also write as digits: never taught as non-digits.
 DIGIT_LIKE = set("OoQDIl|i!Zz2Ss5Gb6B8gq9" + "0123456789")
@@ -98,7 +100,17 @@ def test_source_batches_are_seeded_and_inked() -> None:
 @needs_fonts
 def test_validation_nondigits_are_other_kinds() -> None:
     held_out = validation_nondigits(FONTS[:2], seed=1)
-    assert set(held_out.kinds) == {"glyph", "word"} and len(held_out.images) > 20
+    assert set(held_out.kinds) == {"glyph", "word", "drawing"} and len(held_out.images) > 20
+
+
+def test_validation_drawings_are_seeded_and_fitted_as_digits_are() -> None:
+    drawings = np.stack(validation_drawings(seed=3))
+    assert len(drawings) == len(DRAWING_KINDS) * PER_KIND
+    assert np.array_equal(drawings, np.stack(validation_drawings(seed=3)))
+    assert not np.array_equal(drawings, np.stack(validation_drawings(seed=4)))
+    for image in drawings[:: PER_KIND // 4]:
+        longest, cy, cx = _box_and_centre(image)
+        assert longest == DIGIT_BOX and abs(cy - 14) < 1.5 and abs(cx - 14) < 1.5
 
 
 def test_outlier_loss_is_lowest_for_a_uniform_answer() -> None:
