@@ -52,7 +52,7 @@ def _target(draw: ImageDraw.ImageDraw, rng: np.random.Generator) -> None:
 
 
 def _chevrons(draw: ImageDraw.ImageDraw, rng: np.random.Generator) -> None:
-    count, width, upright = int(rng.integers(3, 6)), _width(rng) // 2 + 2, rng.random() < 0.5
+    count, width, sideways = int(rng.integers(3, 6)), _width(rng) // 2 + 2, rng.random() < 0.5
     for index in range(count):
         at = CANVAS * (0.15 + 0.7 * index / (count - 1))
         points = [
@@ -60,7 +60,7 @@ def _chevrons(draw: ImageDraw.ImageDraw, rng: np.random.Generator) -> None:
             (CANVAS * 0.5, at + CANVAS * 0.05),
             (CANVAS * 0.85, at - CANVAS * 0.12),
         ]
-        if upright:  # pointing right instead of down
+        if sideways:  # pointing right instead of down
             points = [(y, x) for x, y in points]
         draw.line(points, fill=255, width=width, joint="curve")
 
