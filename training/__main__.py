@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         help="share of MNIST's bare 1s given a flag, a third of them a base, as most of the "
         "world writes and prints a 1 (training/ones.py)",
     )
+    train.add_argument(
+        "--keep",
+        choices=["best", "last"],
+        default=DEFAULTS.keep,
+        help="ship the epoch with the best validation accuracy, or the last epoch",
+    )
 
     export = commands.add_parser(
         "export", help="export a checkpoint to ONNX + card + reports", formatter_class=formatter
@@ -148,6 +154,7 @@ def _train(args: argparse.Namespace, started: float) -> int:
         extra_repeat=args.extra_repeat,
         outlier_weight=args.outlier_weight,
         flagged_ones=args.flagged_ones,
+        keep=args.keep,
     )
     augment_config = AugmentConfig()
     extra = load_extra(args.extra_data) if args.extra_data else None

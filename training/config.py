@@ -66,6 +66,10 @@ class TrainConfig:
     # model that learnt the digits alone, at a rate high enough to learn the non-digits.
     finetune_epochs: int = 0
     finetune_lr: float = 0.01
+    # Which epoch's weights ship: the "best" on validation accuracy (the shipped model's
+    # recipe) or the "last". Late epochs differ by a few validation images, so "best" is
+    # nearly a random pick among them (docs/performance.md, "Issue 16, fifth round").
+    keep: str = "best"
     threads: int = 2  # the target machine has 2 cores; more threads only add contention
     limit_train: int | None = None  # use only the first N training images (tests, smoke runs)
     extra_repeat: int = 8  # times each --extra-data example is seen per epoch

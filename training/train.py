@@ -208,7 +208,8 @@ def fit(
     on_epoch: Callable[[int, History], None] | None = None,
     extra: ExtraData | None = None,
 ) -> TrainResult:
-    """Train LeNet-5; keep the weights (EMA) with the best validation accuracy. ``extra``
+    """Train LeNet-5; keep the weights (EMA) with the best validation accuracy, or the last
+    epoch's (``config.keep``). ``extra``
     (corrections folders) joins the training part only, ``config.extra_repeat`` times: the
     validation split stays MNIST's, so the checkpoint is chosen as before."""
     started = time.monotonic()
@@ -332,7 +333,8 @@ def fit(
         history.lr.append(optimizer.param_groups[0]["lr"])
         # ">=": on a tie the later, longer-trained (and EMA-smoother) weights win. Only
         # weights that have seen the non-digits may ship.
-        if (exposed or outliers is None) and val_accuracy >= best["val_accuracy"]:
+        better = config.keep == "last" or val_accuracy >= best["val_accuracy"]
+        if (exposed or outliers is None) and better:
             best = {
                 "epoch": epoch,
                 "val_accuracy": val_accuracy,

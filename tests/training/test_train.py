@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,22 @@ def test_resume_continues_exactly(train_split: MnistSplit, tmp_path: Path) -> No
     assert resumed.history.val_accuracy == straight.history.val_accuracy
     for a, b in zip(_weights(straight.model), _weights(resumed.model), strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_keep_chooses_the_best_or_the_last_epoch(train_split: MnistSplit, tmp_path: Path) -> None:
+    # A last epoch at a rate far too high: its weights are worse than the epoch before.
+    config = TrainConfig(
+        epochs=3, limit_train=600, val_size=100, seed=3, finetune_epochs=1, finetune_lr=1.0
+    )
+    best = fit(config, train_split, tmp_path / "best", progress=False)
+    last = fit(replace(config, keep="last"), train_split, tmp_path / "last", progress=False)
+    history = best.history.val_accuracy
+    assert last.history.val_accuracy == history  # the same run, only the choice differs
+    assert history[2] < history[1] and best.best_epoch == 2
+    assert last.best_epoch == 3 and last.val_accuracy == history[-1]
+    final_ema = torch.load(tmp_path / "last" / "last.pt", weights_only=False)["ema"]["module"]
+    for name, value in last.model.state_dict().items():
+        assert torch.equal(value, final_ema[name])
 
 
 def test_resume_refuses_other_config(train_split: MnistSplit, tmp_path: Path) -> None:
