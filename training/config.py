@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 # Pixel statistics of the MNIST training set, 0..1 scale (the usual published values).
 MNIST_MEAN = 0.1307
@@ -69,7 +69,7 @@ class TrainConfig:
     # Which epoch's weights ship: the "best" on validation accuracy (the shipped model's
     # recipe) or the "last". Late epochs differ by a few validation images, so "best" is
     # nearly a random pick among them (docs/performance.md, "Issue 16, fifth round").
-    keep: str = "best"
+    keep: Literal["best", "last"] = "best"
     threads: int = 2  # the target machine has 2 cores; more threads only add contention
     limit_train: int | None = None  # use only the first N training images (tests, smoke runs)
     extra_repeat: int = 8  # times each --extra-data example is seen per epoch

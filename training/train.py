@@ -242,6 +242,8 @@ def fit(
     main_epochs = config.epochs - config.finetune_epochs
     if main_epochs < 1:
         raise ValueError(f"finetune_epochs={config.finetune_epochs} leaves no main epoch")
+    if config.keep not in ("best", "last"):
+        raise ValueError(f"keep={config.keep!r}: 'best' or 'last'")
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=config.lr,

@@ -98,6 +98,12 @@ def test_keep_chooses_the_best_or_the_last_epoch(train_split: MnistSplit, tmp_pa
         assert torch.equal(value, final_ema[name])
 
 
+def test_keep_refuses_what_it_does_not_know(train_split: MnistSplit, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=1, limit_train=300, val_size=60, keep="lats")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'best' or 'last'"):
+        fit(config, train_split, tmp_path, progress=False)
+
+
 def test_resume_refuses_other_config(train_split: MnistSplit, tmp_path: Path) -> None:
     config = TrainConfig(epochs=1, batch_size=64, limit_train=300, val_size=60, seed=5)
     fit(config, train_split, tmp_path, progress=False)
