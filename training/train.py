@@ -209,9 +209,9 @@ def fit(
     extra: ExtraData | None = None,
 ) -> TrainResult:
     """Train LeNet-5; keep the weights (EMA) with the best validation accuracy, or the last
-    epoch's (``config.keep``). ``extra``
-    (corrections folders) joins the training part only, ``config.extra_repeat`` times: the
-    validation split stays MNIST's, so the checkpoint is chosen as before."""
+    epoch's (``config.keep``). ``extra`` (corrections folders) joins the training part only,
+    ``config.extra_repeat`` times: the validation split stays MNIST's, so the checkpoint is
+    chosen as before."""
     started = time.monotonic()
     # With two or more threads, batches are made on one of them (training/batches.py).
     ahead = config.threads >= 2

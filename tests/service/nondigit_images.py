@@ -221,10 +221,16 @@ def drawn_images(
     return images
 
 
+def open_fonts(font_paths: list[Path], size: int = 110) -> list[ImageFont.FreeTypeFont]:
+    """The fonts at ``size``, and Pillow's built-in Aileron, which is always there."""
+    fonts = [ImageFont.truetype(str(path), size) for path in font_paths]
+    fonts.append(ImageFont.load_default(size=size))
+    return fonts
+
+
 def nondigit_set(font_paths: list[Path], size: int = 110) -> dict[str, list[bytes]]:
     """The held-out non-digits by kind: letters, symbols, shapes, scribbles."""
-    fonts = [ImageFont.truetype(str(path), size) for path in font_paths]
-    fonts.append(ImageFont.load_default(size=size))  # Pillow's Aileron, always there
+    fonts = open_fonts(font_paths, size)
     symbol_fonts = [f for f in fonts if isinstance(f.path, str) and "Free" in f.path] or fonts
     return {
         "letters": glyph_images(fonts, LETTERS),

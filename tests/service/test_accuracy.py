@@ -18,11 +18,17 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image, ImageFont
+from PIL import Image
 
 from tests.conftest import require_fonts
 from tests.service.conftest import SEED, served_answers
-from tests.service.nondigit_images import FONT_FILES, glyph_images, held_out_fonts, nondigit_set
+from tests.service.nondigit_images import (
+    FONT_FILES,
+    glyph_images,
+    held_out_fonts,
+    nondigit_set,
+    open_fonts,
+)
 from training.calibrate import expected_calibration_error
 
 MAX_DROP_POINTS = 0.3
@@ -103,8 +109,7 @@ def test_nondigits_are_answered_not_a_digit(accuracy_client: TestClient) -> None
 
 def printed_digits(font_paths: list[Path], size: int = 110) -> tuple[list[bytes], np.ndarray]:
     """Each digit in each font (and Pillow's built-in Aileron), black on a white sheet."""
-    fonts = [ImageFont.truetype(str(path), size) for path in font_paths]
-    fonts.append(ImageFont.load_default(size=size))
+    fonts = open_fonts(font_paths, size)
     images = [glyph_images([font], str(digit))[0] for font in fonts for digit in range(10)]
     return images, np.tile(np.arange(10), len(fonts))
 
