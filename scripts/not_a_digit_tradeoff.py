@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from service.app import create_app  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.workers.verdict import score  # noqa: E402
+from service.workers.verdict import scores  # noqa: E402
 from tests.conftest import _default_mnist_dir  # noqa: E402
 from tests.service.conftest import CHUNK, SAMPLE, SEED, Served, _idx, served_answers  # noqa: E402
 from tests.service.nondigit_images import held_out_fonts, nondigit_set  # noqa: E402
@@ -69,7 +69,7 @@ def say(line: str) -> None:
 def refused_at(served: Served, rule: str, threshold: float) -> np.ndarray:
     answered = served.digits != -1
     low = np.zeros(len(served.digits), bool)
-    low[answered] = [score(p, rule) < threshold for p in served.probabilities[answered]]
+    low[answered] = scores(served.probabilities[answered], rule) < threshold
     return ~answered | low
 
 

@@ -28,7 +28,7 @@ _DEFAULT_V2_VERSION = "1"
 _MAJOR = re.compile(r"^v?(\d+)(?:[.+-]|$)")
 
 
-# How an image is judged "not a digit" (docs/design.md section 1): ``score(probabilities)``
+# How an image is judged "not a digit" (docs/design.md section 1): the score of its probabilities
 # under one of these rules, refused below the threshold; the model's metadata names both.
 REJECT_RULES = ("max_probability", "margin", "certainty")
 REJECT_METADATA_KEY = "not_a_digit"

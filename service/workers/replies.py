@@ -25,7 +25,7 @@ from service.imaging import Prepared, encode_png
 from service.model import DigitClassifier
 from service.workers import protocol as wire
 from service.workers.extras import Explanations, to_uint8
-from service.workers.verdict import refusal
+from service.workers.verdict import refusal, scores
 
 if TYPE_CHECKING:
     from service.workers.process import Frame
@@ -53,6 +53,7 @@ def replies(
     """One reply per frame; the first carries the model call's size and time (a metric)."""
     parts: list[bytes] = []
     probabilities, failed = call.probabilities, call.failed
+    judged = _rule_scores(batch, call, model)
     row = 0  # the inputs' rows follow one another in ``probabilities``
     for number, frame in enumerate(batch):
         if frame.kind == wire.TENSOR:
@@ -66,7 +67,7 @@ def replies(
         else:
             kind = wire.IMAGES
             prepared = images[frame.request_id]
-            payload = _image_results(frame, prepared, call, row, model)
+            payload = _image_results(frame, prepared, call, row, model, judged)
             if failed is None:
                 row += sum(image.error is None for image in prepared)
         first = number == 0
@@ -76,10 +77,26 @@ def replies(
     return parts
 
 
+def _rule_scores(batch: list[Frame], call: ModelCall, model: DigitClassifier) -> list[float]:
+    """Each row's score under the model's not-a-digit rule, in one pass for the whole call;
+    empty when no image is to be judged (no rule, a failed call, tensor frames only)."""
+    if model.reject is None or call.failed is not None:
+        return []
+    if not any(frame.kind == wire.ENCODED for frame in batch):
+        return []
+    return scores(call.probabilities, model.reject.rule).tolist()
+
+
 def _image_results(
-    frame: Frame, prepared: list[Prepared], call: ModelCall, row: int, model: DigitClassifier
+    frame: Frame,
+    prepared: list[Prepared],
+    call: ModelCall,
+    row: int,
+    model: DigitClassifier,
+    judged: list[float],
 ) -> bytes:
-    """The IMAGES payload for one frame; its good images' rows start at ``row``."""
+    """The IMAGES payload for one frame; its good images' rows (and ``judged`` scores)
+    start at ``row``."""
     failed = call.failed
     good = [index for index, image in enumerate(prepared) if image.error is None]
     if failed is None and len(good) == len(prepared):  # the usual case: the rows as they are
@@ -91,10 +108,14 @@ def _image_results(
     errors = [image.error or failed for image in prepared]  # before the model (or its call)
     verdicts = list(errors)
     if failed is None:
-        for index in good:  # is it a digit at all? (service/workers/verdict.py)
+        for position, index in enumerate(good):  # a digit at all? (service/workers/verdict.py)
             verdicts[index] = refusal(
-                model.reject, model.info.labels, prepared[index].pixels, rows[index]
-            )  # type: ignore[arg-type]
+                model.reject,
+                model.info.labels,
+                prepared[index].pixels,  # type: ignore[arg-type]
+                rows[index],
+                judged[row + position] if judged else 0.0,
+            )
     waits = [
         0.0 if error is not None else max(0.0, call.started - frame.sent_at - image.seconds)
         for image, error in zip(prepared, errors, strict=True)

@@ -22,7 +22,7 @@ from service.contract import RejectRule, reject_rule
 from service.errors import NotADigit
 from service.imaging.shape import measure_shape
 from service.settings import Settings
-from service.workers.verdict import refusal, score
+from service.workers.verdict import refusal, scores
 from tests.conftest import build_onnx_model
 from tests.service.images import draw_digit, png
 from tests.service.test_metrics import scrape, value
@@ -179,15 +179,17 @@ def test_rule_in_force(setting: str, expected: RejectRule | None) -> None:
     assert reject_rule({"not_a_digit": json.dumps(RULE)}, setting) == expected
 
 
-def test_scores_agree_with_training() -> None:
-    """The worker's scores are training/rejection.py's, image by image."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scores_agree_with_training(dtype: type) -> None:
+    """The worker's scores are training/rejection.py's, bit for bit: an image is judged on
+    the score its threshold was chosen on."""
     from training.rejection import RULES
     from training.rejection import score as training_score
 
-    probabilities = np.random.default_rng(1).dirichlet(np.ones(10) * 0.3, size=50)
+    probabilities = np.random.default_rng(1).dirichlet(np.ones(10) * 0.3, size=50).astype(dtype)
+    probabilities[0] = np.eye(10)[3]  # a sure answer: zeros in the entropy
     for rule in RULES:
-        expected = training_score(probabilities, rule)
-        assert [score(p, rule) for p in probabilities] == pytest.approx(expected.tolist())
+        assert scores(probabilities, rule).tolist() == training_score(probabilities, rule).tolist()
 
 
 def test_refusal_names_the_label_and_the_rule() -> None:
@@ -196,15 +198,19 @@ def test_refusal_names_the_label_and_the_rule() -> None:
     probabilities = np.full(10, 0.02, np.float32)
     probabilities[1] = 0.82
     rule = RejectRule("margin", 0.9, "model")
-    refused = refusal(rule, [str(d) for d in range(10)], pixels, probabilities)
+    margin = float(scores(probabilities[None], "margin")[0])
+    assert margin == pytest.approx(0.8)
+    refused = refusal(rule, [str(d) for d in range(10)], pixels, probabilities, margin)
     assert isinstance(refused, NotADigit) and refused.status_code == 422
     assert "best guess is 1 with confidence 0.82" in refused.message
     assert "margin 0.800 is below the 0.900" in refused.message
     assert (
-        refusal(RejectRule("margin", 0.5, "model"), list("0123456789"), pixels, probabilities)
+        refusal(
+            RejectRule("margin", 0.5, "model"), list("0123456789"), pixels, probabilities, margin
+        )
         is None
     )
-    assert refusal(None, list("0123456789"), pixels, probabilities) is None
+    assert refusal(None, list("0123456789"), pixels, probabilities, margin) is None
 
 
 def test_shape_signals_of_a_digit_and_of_non_digits() -> None:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 import tracemalloc
 from collections.abc import Callable, Collection
@@ -24,6 +25,7 @@ from service.imaging.pipeline import Steps, StepsFactory
 from service.model import DigitClassifier
 from service.workers import protocol as wire
 from service.workers.process import Frame, Limits, run_batch
+from tests.conftest import build_onnx_model
 from tests.service.images import draw_digit, png
 
 LIMITS = Limits(frozenset({"PNG", "JPEG"}), max_pixels=10_000_000, max_batch_size=32, max_delay_s=0)
@@ -160,6 +162,50 @@ def test_a_frame_of_several_images_gets_one_reply_with_each_images_answer(
         assert results.pngs[index] == encode_png(np.full((28, 28), 0.5, np.float32))
     assert all(seconds > 0 for seconds in results.seconds)
     assert slot.marks[:4] == [7, 7, 7, 1]  # each image of the frame is named in turn
+
+
+def _shape(name: bytes) -> np.ndarray:
+    """ "bar" or a ring: shapes no shape signal refuses, so only the score rule judges them."""
+    pixels = np.zeros((28, 28), np.float32)
+    if name == b"bar":
+        pixels[4:24, 12:16] = 1.0
+    else:
+        pixels[6:22, 6:22] = 1.0
+        pixels[8:20, 8:20] = 0.0
+    return pixels
+
+
+def _named_shapes(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> Steps:
+    """A stand-in preprocess: the image's bytes name its ``_shape``; "bad" fails."""
+    yield None
+    if data == b"bad":
+        raise InvalidImage("bad")
+    return _shape(data)
+
+
+def test_each_image_is_judged_on_its_own_row_of_the_model_call(tmp_path: Path) -> None:
+    """A model call's rows are a tensor frame's, then the images that reached the model (not
+    the failed ones): each image is refused or answered on its own row's score."""
+    rule = json.dumps({"rule": "max_probability", "threshold": 0.5})
+    path = build_onnx_model(tmp_path / "judged.onnx", metadata={"not_a_digit": rule})
+    probe = DigitClassifier(path)
+    tops = {
+        name: float(probe.predict(_shape(name)[None, None]).max()) for name in (b"bar", b"ring")
+    }
+    low, high = sorted(tops, key=tops.__getitem__)
+    assert tops[low] < tops[high]
+    between = str((tops[low] + tops[high]) / 2)
+    model = DigitClassifier(path, not_a_digit_threshold=between)
+    tensor = np.full((2, 28 * 28), 0.5, np.float32).tobytes()
+    frames = [
+        Frame(1, wire.TENSOR, 0, 2, 0.0, tensor),
+        _frame(2, [b"bad", low, high]),
+    ]
+    kind, payload = _replies(run_batch(frames, RecordingSlot(), _named_shapes, model, LIMITS))[2]
+    results = wire.decode_image_results(payload, 3, 0)
+    assert results.errors[0].code == "invalid_image"
+    assert results.errors[1].code == "not_a_digit"  # the lower top probability
+    assert 2 not in results.errors
 
 
 def test_a_preprocess_failing_before_its_first_stage_fails_its_image_only(
