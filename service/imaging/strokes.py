@@ -161,7 +161,8 @@ def _weak_components_of(
         table[kept] = True
         found = np.zeros(weak_count, dtype=bool)
         found[weak_labels[table[labels]]] = True
-        return set(np.flatnonzero(found[1:]) + 1)
+        # Python ints: OpenCV 5's bindings refuse numpy integer scalars (cv2.compare below).
+        return set((np.flatnonzero(found[1:]) + 1).tolist())
     touching: set[int] = set()
     for component in kept.tolist():
         # Its bounding box's top row holds at least one of its pixels: any one names its

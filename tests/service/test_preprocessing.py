@@ -172,6 +172,22 @@ def test_a_forms_printed_lines_are_not_ink(
     assert np.abs(run(png(image)) - clean).mean() < 0.02
 
 
+def test_many_marks_in_one_faint_region_keep_it_and_drop_a_faint_region_alone() -> None:
+    """More separate marks than are looked up one by one (a dotted line, a photo's texture),
+    all in one faint region, beside a faint region with no mark: the marks and their region
+    are ink, the other region is not. (This path once failed with a 500: OpenCV 5 refuses
+    numpy integer scalars.)"""
+    paper = np.full((64, 64), 255, np.uint8)
+    paper[10:13, 5:59] = 215  # the faint region...
+    for mark in range(10):
+        paper[10:13, 6 + 5 * mark : 9 + 5 * mark] = 0  # ...and ten marks in it
+    paper[40:46, 10:21] = 215  # a faint region alone
+    out = run(png(Image.fromarray(paper)))
+    rows = np.flatnonzero(out.max(axis=1) > 0.3)
+    assert out.shape == (28, 28) and len(rows) > 0
+    assert rows.max() - rows.min() < 6  # only the dotted line: the lone faint block is gone
+
+
 def test_a_writers_separate_bottom_stroke_is_kept(mnist_dir: Path) -> None:
     """MNIST test digit 856: a 5 whose belly stands apart below its top, flat enough to pass
     for an underline. It is the digit: the 20-pixel box must still span top to belly."""
