@@ -36,6 +36,10 @@ def reduce_to_work_side(pixels: np.ndarray) -> np.ndarray:
 
 
 def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    if image.shape[1] == 2:
+        # cv2.moments (OpenCV 5.1) miscounts float images exactly two columns wide (m00 can
+        # come out 0: a 500); a column of zeros changes no moment.
+        image = cv2.copyMakeBorder(image, 0, 0, 0, 1, cv2.BORDER_CONSTANT, value=0)
     moments = cv2.moments(image)
     return moments["m01"] / moments["m00"], moments["m10"] / moments["m00"]
 

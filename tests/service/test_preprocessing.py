@@ -172,6 +172,16 @@ def test_a_forms_printed_lines_are_not_ink(
     assert np.abs(run(png(image)) - clean).mean() < 0.02
 
 
+@pytest.mark.parametrize(("width", "height"), [(1, 8), (2, 17), (3, 28), (2, 300)])
+def test_a_mark_in_a_strip_one_to_three_pixels_wide_is_centred(width: int, height: int) -> None:
+    """Such strips fit to ink two output pixels wide, where OpenCV 5.1's moments of a float
+    image are wrong (they once divided by zero: a 500)."""
+    strip = np.full((height, width), 255, np.uint8)
+    strip[height // 8 : height - height // 8] = 0
+    cy, cx = centre_of_mass(run(png(Image.fromarray(strip))))
+    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+
+
 def test_many_marks_in_one_faint_region_keep_it_and_drop_a_faint_region_alone() -> None:
     """More separate marks than are looked up one by one (a dotted line, a photo's texture),
     all in one faint region, beside a faint region with no mark: the marks and their region
