@@ -166,3 +166,27 @@ def test_overload_is_503_with_retry_after(v2_model: Path, monkeypatch: pytest.Mo
     assert response.status_code == 503
     assert response.headers["retry-after"] == "2"
     assert response.json() == {"error": "inference queue full"}
+
+
+def test_the_errors_a_route_answers_are_in_its_openapi_entry(http: httpx.Client) -> None:
+    """A generated client or a reader of /docs learns every status a /v2 route answers, in
+    the protocol's ``{"error": "..."}`` shape."""
+    paths = http.get("/openapi.json").json()["paths"]
+    answered = {
+        ("/v2/models/{model_name}", "get"): http.get("/v2/models/nope"),
+        ("/v2/models/{model_name}/config", "get"): http.get("/v2/models/nope/config"),
+        ("/v2/models/{model_name}/ready", "get"): http.get("/v2/models/nope/ready"),
+        ("/v2/models/{model_name}/versions/{model_version}", "get"): http.get(
+            f"/v2/models/{MODEL_NAME}/versions/99"
+        ),
+        ("/v2/models/{model_name}/stats", "get"): http.get("/v2/models/nope/stats"),
+        ("/v2/models/{model_name}/infer", "post"): http.post(INFER, content=b"{"),
+        ("/v2/repository/index", "post"): http.post("/v2/repository/index"),
+    }
+    for (path, method), response in answered.items():
+        entry = paths[path][method]["responses"][str(response.status_code)]
+        assert response.status_code >= 400 and isinstance(response.json()["error"], str)
+        schema = entry["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/V2ErrorBody"}, (path, schema)
+    infer = paths["/v2/models/{model_name}/versions/{model_version}/infer"]["post"]
+    assert {"400", "404", "413", "503"} <= set(infer["responses"])

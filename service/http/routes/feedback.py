@@ -42,6 +42,7 @@ async def feedback_status(request: Request) -> JSONResponse:
     status_code=201,
     response_model=CorrectionRecorded,
     responses={
+        400: {"model": ErrorBody, "description": "A body that is not JSON (`bad_request`)"},
         404: {"model": ErrorBody, "description": "`unknown_request` or `feedback_disabled`"},
         409: {"model": ErrorBody, "description": "`already_corrected`"},
         422: {"model": ErrorBody, "description": "`validation_error`"},

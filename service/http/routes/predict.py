@@ -48,7 +48,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         400: "Undecodable image (`invalid_image`) or malformed request (`bad_request`)",
         413: "Body over the limit (`payload_too_large`) or too many pixels (`image_too_large`)",
         415: "Unsupported content type or image format (`unsupported_media_type`)",
-        422: "Invalid parameters (`validation_error`) or a blank image (`no_ink`)",
+        422: "Invalid parameters (`validation_error`), a blank image (`no_ink`) or an image "
+        "that is not a digit (`not_a_digit`)",
         503: "Queue full (`overloaded`, with Retry-After) or model not ready (`not_ready`)",
     }.items()
 }

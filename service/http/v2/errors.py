@@ -7,7 +7,33 @@ with a decode error on anything else, so V2 routes render their own errors.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+
+class V2ErrorBody(BaseModel):
+    """Every /v2 error answer, in the protocol's shape."""
+
+    error: str = Field(description="What went wrong, naming the value.")
+
+
+_MEANINGS = {
+    400: "Malformed request: the message names the field or value",
+    401: "No admin token (with WWW-Authenticate: Bearer)",
+    403: "The admin token is not valid",
+    404: "Unknown model or version; on /v2/repository, the extension is off",
+    409: "Another model load is in progress: retry when it is done",
+    413: "Body over DIGITS_MAX_BODY_BYTES, or a model file over its limit",
+    503: "Model not loaded yet, the queue is full (with Retry-After), or the workers could not "
+    "start a new model",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route's error statuses, in the protocol's shape."""
+    return {status: {"model": V2ErrorBody, "description": _MEANINGS[status]} for status in statuses}
 
 
 class V2Error(Exception):

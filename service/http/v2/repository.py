@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, Response
 
 from service.contract import v2_version
 from service.http.state import ServiceState, state_of
-from service.http.v2.errors import V2Error
+from service.http.v2.errors import V2Error, documented
 from service.repository.loader import LoadRefused
 
 router = APIRouter(prefix="/v2/repository", tags=["KServe V2 model repository"])
@@ -90,7 +90,11 @@ async def _json_body(request: Request) -> Any:
     return _parse(raw) if len(raw) <= _INLINE_JSON_BYTES else await asyncio.to_thread(_parse, raw)
 
 
-@router.post("/index", summary="The models of the repository, with version and state")
+@router.post(
+    "/index",
+    summary="The models of the repository, with version and state",
+    responses=documented(400, 401, 403, 404, 503),
+)
 async def repository_index(request: Request) -> Response:
     try:
         state = _authorise(request)
@@ -146,7 +150,11 @@ def _uploaded_file(body: Any, limit: int) -> bytes | None:
     return data
 
 
-@router.post("/models/{model_name}/load", summary="Load the model (again, or from a file)")
+@router.post(
+    "/models/{model_name}/load",
+    summary="Load the model (again, or from a file)",
+    responses=documented(400, 401, 403, 404, 409, 413, 503),
+)
 async def load_model(request: Request, model_name: str) -> Response:
     try:
         state = _authorise(request)
@@ -184,7 +192,11 @@ async def load_model(request: Request, model_name: str) -> Response:
     )
 
 
-@router.post("/models/{model_name}/unload", summary="Unload (refused: one model, always served)")
+@router.post(
+    "/models/{model_name}/unload",
+    summary="Unload (refused: one model, always served)",
+    responses=documented(400, 401, 403, 404, 503),
+)
 async def unload_model(request: Request, model_name: str) -> Response:
     try:
         state = _authorise(request)

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from service.errors import ServiceError
 from service.http.state import state_of
 from service.http.v2 import metadata
-from service.http.v2.errors import V2Error
+from service.http.v2.errors import V2Error, documented
 from service.http.v2.infer_request import InferRequest, decode_body
 from service.http.v2.infer_request import parse_infer_request as parse
 from service.http.v2.infer_response import encode_infer_response
@@ -57,7 +57,11 @@ async def server_live() -> JSONResponse:
     return JSONResponse({"live": True})
 
 
-@router.get("/health/ready", summary="Server readiness (503 until the model is warmed up)")
+@router.get(
+    "/health/ready",
+    summary="Server readiness (503 until the model is warmed up)",
+    responses={503: {"description": 'Not ready: `{"ready": false}`'}},
+)
 async def server_ready(request: Request) -> JSONResponse:
     ready = state_of(request).ready
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
@@ -131,7 +135,7 @@ async def _read_request(request: Request, model: ServedModel, max_bytes: int) ->
     return parse(body, **arguments)
 
 
-def _register(path: str, method: str, endpoint: Any, summary: str) -> None:
+def _register(path: str, method: str, endpoint: Any, summary: str, errors: tuple[int, ...]) -> None:
     """The same handler under /models/{name} and /models/{name}/versions/{version}."""
 
     async def unversioned(request: Request, model_name: str) -> Response:
@@ -150,11 +154,20 @@ def _register(path: str, method: str, endpoint: Any, summary: str) -> None:
             methods=[method],
             summary=summary,
             response_class=Response,
+            responses=documented(*errors),
             name=f"v2{route_path}",
         )
 
 
-_register("", "GET", _model_metadata, "Model metadata")
-_register("/ready", "GET", _model_ready, "Model readiness")
-_register("/config", "GET", _model_config, "Model configuration (Triton model-config JSON)")
-_register("/infer", "POST", _infer, "Inference: JSON tensors or the binary tensor data extension")
+_register("", "GET", _model_metadata, "Model metadata", (404, 503))
+_register("/ready", "GET", _model_ready, "Model readiness", (404,))
+_register(
+    "/config", "GET", _model_config, "Model configuration (Triton model-config JSON)", (404, 503)
+)
+_register(
+    "/infer",
+    "POST",
+    _infer,
+    "Inference: JSON tensors or the binary tensor data extension",
+    (400, 404, 413, 503),
+)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from service.http.state import state_of
-from service.http.v2.errors import V2Error
+from service.http.v2.errors import V2Error, documented
 
 router = APIRouter(prefix="/v2/models", tags=["KServe V2"])
 
@@ -29,7 +29,11 @@ async def all_stats(request: Request) -> Response:
     return _stats(request, None, None)
 
 
-@router.get("/{model_name}/stats", summary="Inference statistics of a model's versions")
+@router.get(
+    "/{model_name}/stats",
+    summary="Inference statistics of a model's versions",
+    responses=documented(404),
+)
 async def model_stats(request: Request, model_name: str) -> Response:
     return _stats(request, model_name, None)
 
@@ -37,6 +41,7 @@ async def model_stats(request: Request, model_name: str) -> Response:
 @router.get(
     "/{model_name}/versions/{model_version}/stats",
     summary="Inference statistics of one model version",
+    responses=documented(404),
 )
 async def version_stats(request: Request, model_name: str, model_version: str) -> Response:
     return _stats(request, model_name, model_version)
