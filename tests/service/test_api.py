@@ -169,6 +169,12 @@ def test_openapi_documents_bodies_answers_and_examples(client: TestClient) -> No
     (example,) = schema["components"]["schemas"]["Prediction"]["examples"]
     assert example["probabilities"][example["digit"]] == example["confidence"]
     assert "/predict/batch" in schema["paths"] and "/model" in schema["paths"]
+    batch = schema["paths"]["/predict/batch"]["post"]["requestBody"]["content"]
+    files = batch["multipart/form-data"]["schema"]["properties"]["files"]
+    assert (files["minItems"], files["maxItems"]) == (
+        1,
+        Settings.model_fields["max_batch_files"].default,
+    )
     for path in ("/predict", "/predict/batch"):
         flags = schema["paths"][path]["post"]["parameters"]
         assert [(flag["name"], flag["in"], flag["schema"]["type"]) for flag in flags] == [

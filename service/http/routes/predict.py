@@ -71,21 +71,25 @@ _SINGLE_BODY = {
         },
     },
 }
-_BATCH_BODY = {
-    "parameters": [_INCLUDE_IMAGE_PARAMETER, _EXPLAIN_PARAMETER],
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {BATCH_FIELD: {"type": "array", "items": _BINARY}},
-                    "required": [BATCH_FIELD],
+
+
+def _batch_body(max_files: int) -> dict[str, Any]:
+    files = {"type": "array", "items": _BINARY, "minItems": 1, "maxItems": max_files}
+    return {
+        "parameters": [_INCLUDE_IMAGE_PARAMETER, _EXPLAIN_PARAMETER],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {BATCH_FIELD: files},
+                        "required": [BATCH_FIELD],
+                    }
                 }
-            }
+            },
         },
-    },
-}
+    }
 
 
 def prediction_router(
@@ -119,7 +123,7 @@ def prediction_router(
             "/predict/batch",
             predict_batch,
             BatchPrediction,
-            _BATCH_BODY,
+            _batch_body(max_batch_files),
             "Read the digits in several images",
             "Multipart with repeated `files`; one answer per file, in order, errors per entry.",
         ),
