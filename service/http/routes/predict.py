@@ -54,42 +54,36 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 _BINARY = {"type": "string", "format": "binary"}
-_SINGLE_BODY = {
-    "parameters": [_INCLUDE_IMAGE_PARAMETER, _EXPLAIN_PARAMETER],
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {SINGLE_FIELD: _BINARY},
-                    "required": [SINGLE_FIELD],
-                }
-            },
-            "image/*": {"schema": _BINARY},
-            "application/json": {"schema": ImagePayload.model_json_schema()},
-        },
-    },
-}
 
 
-def _batch_body(max_files: int) -> dict[str, Any]:
-    files = {"type": "array", "items": _BINARY, "minItems": 1, "maxItems": max_files}
+def _request_body(
+    field: str, schema: dict[str, Any], others: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A prediction route's ``openapi_extra``: its query flags, and a body that is multipart
+    with ``field`` (or one of the ``others`` media types)."""
+    multipart = {"schema": {"type": "object", "properties": {field: schema}, "required": [field]}}
     return {
         "parameters": [_INCLUDE_IMAGE_PARAMETER, _EXPLAIN_PARAMETER],
         "requestBody": {
             "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {BATCH_FIELD: files},
-                        "required": [BATCH_FIELD],
-                    }
-                }
-            },
+            "content": {"multipart/form-data": multipart, **(others or {})},
         },
     }
+
+
+_SINGLE_BODY = _request_body(
+    SINGLE_FIELD,
+    _BINARY,
+    {
+        "image/*": {"schema": _BINARY},
+        "application/json": {"schema": ImagePayload.model_json_schema()},
+    },
+)
+
+
+def _batch_body(max_files: int) -> dict[str, Any]:
+    files = {"type": "array", "items": _BINARY, "minItems": 1, "maxItems": max_files}
+    return _request_body(BATCH_FIELD, files)
 
 
 def prediction_router(
