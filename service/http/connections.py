@@ -9,7 +9,9 @@ plus:
   from its opening): a client sending one header line a second cannot dodge it. 408, close;
 - a minimum average rate for the body once the head is in, after a grace period, so a
   trickle cannot hold a connection either. 408, close;
-- a keep-alive idle timeout and a cap on open connections (503 + Retry-After beyond it).
+- a keep-alive idle timeout and a cap on open connections (503 + Retry-After beyond it);
+- a client that shuts its sending side after a whole request still gets the answer (uvicorn
+  drops it), then the connection closes.
 One sweep per second per process checks every connection's deadline, so the hot path pays
 no timer per request (the limits and the sweep: service/http/guard.py). Refusals are counted
 (digits_rejected_total) and logged.
@@ -50,6 +52,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.body_bytes = 0
         self.spoke = False  # has the client sent anything at all
         self.refused = False
+        self.half_closed = False  # the client shut its sending side after a whole request
         self.writer: HeldHead | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -80,6 +83,15 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.guard is not None:
             self.guard.connections.discard(self)
         super().connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        """The client shut its sending side, as `nc -N` and some proxies do after a request.
+        A request that arrived whole is still answered, then the connection closes; uvicorn
+        closes at once, dropping the answer. In any other phase it closes now, as there."""
+        if self.refused or self.phase != APP:
+            return None  # asyncio closes the transport
+        self.half_closed = True
+        return True
 
     def _enter(self, phase: str) -> None:
         self.phase, self.since = phase, time.monotonic()
@@ -234,6 +246,8 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
+        elif self.half_closed:  # nothing more can arrive
+            self.transport.close()
         else:
             self._enter(IDLE)
 

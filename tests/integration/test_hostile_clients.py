@@ -244,6 +244,36 @@ def test_connections_beyond_the_cap_get_a_clean_503(server: RunningService) -> N
     _predict_works(server)
 
 
+@pytest.mark.parametrize("route", ["direct lane", "ASGI"])
+def test_a_client_half_closing_after_its_request_gets_the_answer(
+    server: RunningService, route: str
+) -> None:
+    """A client may shut its sending side once its request is out (`nc -N`, some proxies):
+    the answer still comes, then the server closes the connection."""
+    if route == "direct lane":
+        request = _request_head(len(SEVEN)) + SEVEN
+    else:  # a chunked body takes the ASGI path
+        request = (
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(SEVEN), SEVEN)
+        )
+    with _connect(server) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        status, body = _status_and_body(_read_all(sock))  # ends when the server closes
+    assert status == 200 and "digit" in body
+
+
+def test_a_client_half_closing_while_idle_is_closed_at_once(server: RunningService) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        started = time.monotonic()
+        sock.shutdown(socket.SHUT_WR)
+        assert _read_all(sock) == b""
+    assert first.startswith(b"HTTP/1.1 200") and time.monotonic() - started < 1.0
+
+
 def test_refusals_are_counted(server: RunningService) -> None:
     scrape = httpx.get(f"{server.url}/metrics", timeout=5).text
     counts = {
