@@ -24,6 +24,9 @@ import httpx
 BATCH_ROUTE = "/predict/batch"
 MAX_RETRY_AFTER_SECONDS = 10.0
 DEFAULT_RETRIES = 3
+# Far above what the service takes in one request (DIGITS_MAX_BODY_BYTES, 10 MiB by default):
+# a bound on the client's memory, as a path may be a device that never ends (/dev/zero).
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 class ServiceUnavailable(Exception):
@@ -100,8 +103,10 @@ class DigitsClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         explain: bool = False,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         self.url = normalise_url(url)
+        self.max_file_bytes = max_file_bytes
         self.explain = explain
         self.timeout = timeout
         self.retries = retries
@@ -120,9 +125,16 @@ class DigitsClient:
         payloads: list[tuple[int, Path, bytes]] = []
         for index, path in enumerate(paths):
             try:
-                payloads.append((index, path, path.read_bytes()))
+                with path.open("rb") as file:
+                    data = file.read(self.max_file_bytes + 1)
             except OSError as exc:
                 results[index] = FileResult.failed(path, "unreadable_file", _reason(exc))
+                continue
+            if len(data) > self.max_file_bytes:
+                message = f"more than {self.max_file_bytes} bytes: not sent"
+                results[index] = FileResult.failed(path, "file_too_large", message)
+                continue
+            payloads.append((index, path, data))
         if payloads:
             sent = self._send(payloads)
             results.update(zip((index for index, _, _ in payloads), sent, strict=True))

@@ -1,4 +1,5 @@
-"""Client behaviour the real service cannot be made to show on demand (503 then success)."""
+"""Client behaviour the real service cannot be made to show on demand (503 then success), or
+that never reaches it (a file too large to read)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,23 @@ def test_still_overloaded_after_the_retries_fails_the_files(tmp_path: Path) -> N
     ) as client:
         (result,) = client.predict([image])
     assert (result.error_code, result.error_message) == ("overloaded", "queue full")
+
+
+def test_a_file_over_the_read_limit_fails_alone_and_is_not_sent(tmp_path: Path) -> None:
+    """A path may be a device that never ends (/dev/zero): the client reads at most
+    ``max_file_bytes`` of it, then fails that file; the others are sent."""
+    small, large = tmp_path / "a.png", tmp_path / "b.png"
+    small.write_bytes(b"png bytes")
+    large.write_bytes(b"x" * 1001)
+    sent: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.read())
+        return httpx.Response(200, json={"predictions": [{**PREDICTION, "filename": "a.png"}]})
+
+    transport = httpx.MockTransport(handler)
+    with DigitsClient("http://digits.test", transport=transport, max_file_bytes=1000) as client:
+        first, second = client.predict([small, large])
+    assert first.ok and first.digit == 3
+    assert second.error_code == "file_too_large" and "1000 bytes" in str(second.error_message)
+    assert len(sent) == 1 and b"png bytes" in sent[0] and b"x" * 1001 not in sent[0]
