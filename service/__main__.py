@@ -18,7 +18,7 @@ from service.contract import ModelSpec
 from service.logs import configure_logging
 from service.predictor import model_spec, shadow_spec
 from service.server import run_server
-from service.settings import Settings
+from service.settings import Settings, describe
 
 logger = logging.getLogger("service")
 EXIT_BAD_CONFIG = 2
@@ -61,11 +61,7 @@ def main() -> None:
     try:
         settings = Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"DIGITS_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
-            for error in exc.errors()
-        )
-        logger.error("invalid configuration: %s", problems)
+        logger.error("invalid configuration: %s", describe(exc))
         sys.exit(EXIT_BAD_CONFIG)
     configure_logging(settings.log_level)
     # Fail before binding the port, with one line instead of a lifespan traceback.

@@ -11,7 +11,14 @@ import math
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.resources import available_cpus, resolve_model_path
@@ -234,3 +241,19 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
         if self.model_card_path is not None:
             return resolve_model_path(self.model_card_path)
         return self.resolved_model_path.with_suffix(".json")
+
+
+def describe(exc: ValidationError) -> str:
+    """What is wrong with the configuration, naming each environment variable as it is set:
+    ``DIGITS_<FIELD>``, a field's own alias (``DIGITS_PORT``) as it is, and a check across
+    fields by its message alone."""
+    problems = []
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if not name:
+            problems.append(message)
+        else:
+            variable = name if name.isupper() else f"DIGITS_{name.upper()}"
+            problems.append(f"{variable}: {message}")
+    return "; ".join(problems)

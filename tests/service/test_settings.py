@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.resources import available_cpus
-from service.settings import Settings
+from service.settings import Settings, describe
 from tests.conftest import REPO_ROOT
 
 
@@ -62,6 +62,28 @@ def test_invalid_values_name_the_problem(field: str, value: object, message: str
     with pytest.raises(ValidationError) as caught:
         Settings(**{field: value})
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("variables", "described"),
+    [
+        ({"DIGITS_PORT": "abc"}, "DIGITS_PORT: Input should be a valid integer"),
+        ({"DIGITS_MAX_BODY_BYTES": "-1"}, "DIGITS_MAX_BODY_BYTES: Input should be greater"),
+        ({"DIGITS_MAX_BATCH_FILES": "5000"}, "max_batch_files (5000) must not exceed"),
+    ],
+)
+def test_a_bad_environment_is_described_by_its_variables(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], described: str
+) -> None:
+    """Start-up logs this line and exits: it names the variable as the operator set it (a
+    field's alias once, not DIGITS_DIGITS_PORT), and a check across fields by its message."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    text = describe(caught.value)
+    assert text.startswith(described), text
+    assert "DIGITS_DIGITS" not in text and "DIGITS_:" not in text and "Value error" not in text
 
 
 def test_every_field_is_documented() -> None:
