@@ -118,8 +118,11 @@ def _normalize_steps(gray: np.ndarray) -> Steps:
     if flattened is not ink:
         ink = flattened
         lut = ink_table(flattened)
-    if lut is None:
-        raise NoInk("no ink found: the image is blank or has too little contrast")
+    if lut is None:  # nothing stands out from the paper's noise, however busy the paper is
+        raise NoInk(
+            "no ink found: nothing stands out from the background (a blank image, too "
+            "little contrast, or a busy picture such as a photograph)"
+        )
     yield None
     kept = keep_strokes(ink, lut)
     yield None

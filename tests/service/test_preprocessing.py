@@ -272,6 +272,14 @@ def test_blank_image_is_no_ink(paper: int) -> None:
         run(png(Image.new("L", (100, 100), paper)))
 
 
+def test_noise_with_nothing_standing_out_is_no_ink_and_says_why() -> None:
+    """A busy picture (here noise: a photograph of foliage or gravel is one) has no paper for
+    ink to stand out from; the message says so rather than calling it blank."""
+    noise = np.random.default_rng(7).integers(0, 256, (64, 64)).astype(np.uint8)
+    with pytest.raises(NoInk, match="busy picture"):
+        run(png(Image.fromarray(noise)))
+
+
 def test_fully_transparent_image_is_no_ink() -> None:
     with pytest.raises(NoInk):
         run(png(Image.new("RGBA", (64, 64), (0, 0, 0, 0))))
