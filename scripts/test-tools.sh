@@ -5,14 +5,17 @@
 #   prometheus real Prometheus + promtool: scrape tests, `promtool check metrics`, alert rules
 #   chromium   the drawing page's browser tests (Playwright's Python package drives it)
 #   curl       the README's examples, run as pasted (tests/docs)
-#   fonts      DejaVu and Liberation: training renders printed digits and non-digits (letters,
-#              symbols) from them; FreeFont and URW base-35: the held-out non-digits of the
-#              accuracy tests, in fonts training never saw
+#   fonts      DejaVu, Liberation, Croscore, Roboto, Open Sans, Lato and Cantarell: training
+#              renders printed digits and non-digits (letters, symbols) from them; FreeFont and
+#              URW base-35: the held-out non-digits and printed digits of the accuracy tests,
+#              in fonts training never saw
 # `--fonts` installs only the fonts (`make train`). Without root and sudo it only says what is
 # missing: those tests then skip locally and fail under CI=true, so a green CI never hides a
 # skipped check.
 set -euo pipefail
-FONT_PACKAGES=(fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-urw-base35)
+FONT_PACKAGES=(fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-croscore
+    fonts-roboto-unhinted fonts-open-sans fonts-lato fonts-cantarell fonts-freefont-ttf
+    fonts-urw-base35)
 missing=()
 if [ "${1:-}" != "--fonts" ]; then
     for tool in wrk prometheus chromium curl; do

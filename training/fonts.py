@@ -27,8 +27,23 @@ from training.config import DIGIT_BOX, IMAGE_SIDE, NUM_CLASSES
 logger = logging.getLogger("training.fonts")
 
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
-# Text faces with ordinary digits; symbol and maths fonts are left out.
-FONT_PATTERNS = ("DejaVuSans*.ttf", "DejaVuSerif*.ttf", "Liberation*.ttf")
+# Text faces with ordinary digits; symbol and maths fonts are left out. Besides DejaVu and
+# Liberation (whose 1 mostly has a base), faces that print the 1 as a bare flag and stem, as
+# Helvetica, Arial and most screen fonts do: without them that 1 was read as a 7
+# (docs/performance.md, "Issue 16, seventh round"). Debian: fonts-croscore, fonts-roboto-
+# unhinted, fonts-open-sans, fonts-lato, fonts-cantarell (scripts/test-tools.sh installs them).
+FONT_PATTERNS = (
+    "DejaVuSans*.ttf",
+    "DejaVuSerif*.ttf",
+    "Liberation*.ttf",
+    "Arimo*.ttf",
+    "Cousine*.ttf",
+    "Tinos*.ttf",
+    "Roboto-*.ttf",
+    "OpenSans-*.ttf",
+    "Lato-*.ttf",
+    "Cantarell-*.otf",
+)
 RENDER_SIZE = 96  # glyphs are drawn large, then reduced like MNIST's 20-pixel box
 INK_LEVEL = 32  # of 255: what counts as ink when measuring the glyph's box
 
