@@ -140,6 +140,8 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     if image.mode in _ALPHA_MODES:
         luminance, alpha = image.convert("LA").split()
         return _flatten_alpha(np.asarray(luminance), np.asarray(alpha))
+    if image.mode == "F":
+        return _float_levels(np.asarray(image, dtype=np.float32))
     if image.mode in _WIDE_MODES:
         wide = np.asarray(image, dtype=np.float32)
         peak = float(wide.max()) if wide.size else 0.0
@@ -149,6 +151,26 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
     return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def _float_levels(values: np.ndarray) -> np.ndarray:
+    """A float image's levels on the 0..255 scale. Float images come in three conventions:
+    0..1 (numpy, scikit-image, OpenCV's float images, a normalised MNIST array), signed
+    (standardised, or -1..1), and 0..255 or wider. Unit floats are scaled by 255, so a faint
+    one stays faint; signed ones are stretched from their own range, as the pipeline only
+    compares levels with each other; NaN or infinity is refused, as no level can stand for it."""
+    if not np.isfinite(values).all():
+        raise InvalidImage("the image's pixel values include NaN or infinity")
+    low = float(values.min()) if values.size else 0.0
+    high = float(values.max()) if values.size else 0.0
+    if low < 0.0:
+        stretched = (values.astype(np.float64) - low) * (255.0 / max(high - low, 1e-300))
+        return stretched.astype(np.float32)  # in float64: the span may overflow float32
+    if high <= 1.0:
+        return values * np.float32(255.0)
+    if high <= 255.0:
+        return values
+    return values * np.float32(255.0 / (65535.0 if high <= 65535.0 else high))
 
 
 def to_gray_pixels(image: Image.Image) -> np.ndarray:

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -21,6 +22,7 @@ PNG_DATA = encode(draw_digit().convert("RGB"), "PNG")
 JPEG_DATA = encode(draw_digit().convert("RGB"), "JPEG")
 BOMB = encode(Image.new("1", (30000, 30000), 0), "PNG", optimize=True)
 WIDE = encode(Image.new("1", (100_000, 500), 1), "PNG", optimize=True)
+NAN_TIFF = encode(Image.fromarray(np.full((28, 28), np.nan, np.float32)), "TIFF")
 RAW = {"Content-Type": "image/png"}
 MAX_BODY = 256 * 1024
 
@@ -43,6 +45,12 @@ CORPUS = [
     ("png header only", {"content": PNG_DATA[:33], "headers": RAW}, 400, "invalid_image"),
     ("decompression bomb", {"content": BOMB, "headers": RAW}, 413, "image_too_large"),
     ("huge dimensions", {"content": WIDE, "headers": RAW}, 413, "image_too_large"),
+    (
+        "float tiff of NaN",
+        {"content": NAN_TIFF, "headers": {"Content-Type": "image/tiff"}},
+        400,
+        "invalid_image",
+    ),
     ("blank white", {"content": png(Image.new("L", (64, 64), 255)), "headers": RAW}, 422, "no_ink"),
     ("blank black", {"content": png(Image.new("L", (28, 28), 0)), "headers": RAW}, 422, "no_ink"),
     (

@@ -220,6 +220,41 @@ def test_every_pixel_mode_reads_the_same_digit(mode: str) -> None:
     assert np.abs(out - reference).mean() < 0.03
 
 
+@pytest.mark.parametrize(
+    ("convention", "levels"),
+    [
+        ("0..1", lambda unit: unit),
+        ("0..255", lambda unit: unit * 255),
+        ("-1..1", lambda unit: unit * 2 - 1),
+        ("standardised as MNIST", lambda unit: (unit - 0.1307) / 0.3081),
+    ],
+    ids=["0..1", "0..255", "-1..1", "standardised"],
+)
+def test_float_images_read_the_same_digit_in_every_convention(
+    convention: str, levels: Callable[[np.ndarray], np.ndarray]
+) -> None:
+    """Float TIFFs come as numpy and scientific tools write them, mostly 0..1: read as
+    levels of 0..255 they were all but black, and answered no_ink."""
+    reference = run(png(draw_digit()))
+    unit = np.asarray(draw_digit(), dtype=np.float32) / 255
+    out = run(encode(Image.fromarray(levels(unit).astype(np.float32)), "TIFF"))
+    assert np.abs(out - reference).mean() < 0.03, convention
+
+
+def test_a_faint_unit_float_image_is_still_no_ink() -> None:
+    unit = np.asarray(draw_digit(), dtype=np.float32) / 255
+    with pytest.raises(NoInk):
+        run(encode(Image.fromarray(unit * 0.05), "TIFF"))  # 13 of 255 levels: too faint
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_float_image_with_nan_or_infinity_is_invalid_image(bad: float) -> None:
+    unit = np.asarray(draw_digit(), dtype=np.float32) / 255
+    unit[unit < 0.5] = bad
+    with pytest.raises(InvalidImage, match="NaN or infinity"):
+        run(encode(Image.fromarray(unit), "TIFF"))
+
+
 def test_alpha_only_canvas_drawing_is_read_as_ink() -> None:
     stroke = np.asarray(draw_digit(ink=255, paper=0))  # alpha = where the pen went
     rgba = np.zeros((*stroke.shape, 4), dtype=np.uint8)  # black RGB everywhere
