@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from service.errors import ServiceError
 from service.http.fast_routes import CLIENT_CLOSED
@@ -31,6 +32,7 @@ _STATUS_CODES = {
     429: "too_many_requests",
     503: "not_ready",
 }
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def error_response(
@@ -55,9 +57,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = f"no route {request.url.path}"
     elif exc.status_code == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
+        return error_response(405, code, message, {**(exc.headers or {}), **_allow(request)})
     else:
         message = str(exc.detail)
     return error_response(exc.status_code, code, message, exc.headers)
+
+
+def _allow(request: Request) -> dict[str, str]:
+    """The Allow header of a 405: every method some route on the path takes. Starlette names
+    only the first route that matched the path, so a path with a GET and a POST route (such
+    as /feedback) told a client that only GET exists. Asked of the routes themselves, one
+    method at a time: the only public way through FastAPI's included routers."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return {"Allow": ", ".join(allowed)} if allowed else {}
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -193,6 +193,15 @@ def test_unknown_route_and_wrong_method_use_the_error_body(client: TestClient) -
     wrong = client.get("/predict")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert wrong.headers["allow"] == "POST"
+
+
+def test_a_405_names_every_method_the_path_takes(client: TestClient) -> None:
+    """/feedback has a GET route and a POST route; Starlette's own Allow named only GET."""
+    wrong = client.put("/feedback")
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "GET, POST"
+    assert client.post("/").headers["allow"] == "GET, HEAD"
 
 
 def test_bad_query_parameter_is_a_validation_error(client: TestClient) -> None:
