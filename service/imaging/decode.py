@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import struct
 from collections.abc import Collection
 
@@ -31,7 +32,7 @@ logger = logging.getLogger("service.imaging")
 DRAFT_SIZE = 256
 _MAX_MESSAGE = 160
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
-_WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+_WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHUNK = struct.Struct(">I4s")  # length, type; then the data and a 4-byte CRC
 _IHDR = struct.Struct(">IIBBBBB")  # width, height, bit depth, colour type, methods, interlace
@@ -142,12 +143,9 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
         return _flatten_alpha(np.asarray(luminance), np.asarray(alpha))
     if image.mode == "F":
         return _float_levels(np.asarray(image, dtype=np.float32))
-    if image.mode in _WIDE_MODES:
+    if image.mode in _WIDE_MODES:  # 16- and 32-bit integers
         wide = np.asarray(image, dtype=np.float32)
-        peak = float(wide.max()) if wide.size else 0.0
-        if peak <= 255.0:
-            return wide
-        return wide * (255.0 / (65535.0 if peak <= 65535.0 else peak))
+        return _by_bit_depth(wide, float(wide.max()) if wide.size else 0.0)
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
     return np.asarray(image.convert("L"), dtype=np.float32)
@@ -158,7 +156,8 @@ def _float_levels(values: np.ndarray) -> np.ndarray:
     0..1 (numpy, scikit-image, OpenCV's float images, a normalised MNIST array), signed
     (standardised, or -1..1), and 0..255 or wider. Unit floats are scaled by 255, so a faint
     one stays faint; signed ones are stretched from their own range, as the pipeline only
-    compares levels with each other; NaN or infinity is refused, as no level can stand for it."""
+    compares levels with each other; wider ones are read as integers are; NaN or infinity is
+    refused, as no level can stand for it."""
     if not np.isfinite(values).all():
         raise InvalidImage("the image's pixel values include NaN or infinity")
     low = float(values.min()) if values.size else 0.0
@@ -168,9 +167,16 @@ def _float_levels(values: np.ndarray) -> np.ndarray:
         return stretched.astype(np.float32)  # in float64: the span may overflow float32
     if high <= 1.0:
         return values * np.float32(255.0)
-    if high <= 255.0:
+    return _by_bit_depth(values, high)
+
+
+def _by_bit_depth(values: np.ndarray, peak: float) -> np.ndarray:
+    """Levels above 255 scaled by the bit depth they fit in (up to 255: 8-bit levels as they
+    are). 10- and 12-bit sensor data often comes in 16-bit files, and read as 16-bit it is all
+    but black (no_ink)."""
+    if peak <= 255.0:
         return values
-    return values * np.float32(255.0 / (65535.0 if high <= 65535.0 else high))
+    return values * np.float32(255.0 / ((1 << math.ceil(peak).bit_length()) - 1))
 
 
 def to_gray_pixels(image: Image.Image) -> np.ndarray:

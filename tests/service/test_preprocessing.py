@@ -241,6 +241,17 @@ def test_float_images_read_the_same_digit_in_every_convention(
     assert np.abs(out - reference).mean() < 0.03, convention
 
 
+@pytest.mark.parametrize(("bits", "fmt"), [(10, "PNG"), (12, "PNG"), (12, "TIFF"), (16, "PNG")])
+def test_sensor_data_in_16_bit_files_reads_the_same_digit(bits: int, fmt: str) -> None:
+    """10- and 12-bit sensor data often comes in 16-bit files; read as 16-bit levels it was
+    all but black, and answered no_ink."""
+    reference = run(png(draw_digit()))
+    unit = np.asarray(draw_digit(), dtype=np.float64) / 255
+    levels = np.rint(unit * ((1 << bits) - 1)).astype(np.uint16)
+    out = run(encode(Image.fromarray(levels), fmt))
+    assert np.abs(out - reference).mean() < 0.03
+
+
 def test_a_faint_unit_float_image_is_still_no_ink() -> None:
     unit = np.asarray(draw_digit(), dtype=np.float32) / 255
     with pytest.raises(NoInk):
