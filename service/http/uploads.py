@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import TypeAdapter, ValidationError
 
 from service.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from service.http.json_body import InvalidJSON, parse_json
 from service.http.multipart import boundary_of, read_files
 from service.predictor import Upload
 
@@ -97,9 +97,9 @@ def _from_base64(text: Any) -> bytes:
 
 def _json_image(body: bytes) -> bytes:
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+        payload = parse_json(body)
+    except InvalidJSON as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict) or "image" not in payload:
         raise ValidationFailed('JSON body must be an object {"image": "<base64>"}')
     extra = sorted(set(payload) - {"image"})

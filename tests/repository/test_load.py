@@ -123,6 +123,8 @@ def test_a_refused_reload_names_the_configured_file(
     ("body", "status", "fragment"),
     [
         (b"{not json", 400, "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+        (b'{"parameters": ' + b"9" * 5000 + b"}", 400, "more than 4300 digits"),
         (b'["a list"]', 400, '{"parameters"'),
         (b'{"parameters": {"config": "{}"}}', 400, "'config' is not supported"),
         (b'{"parameters": {"file:1/model.plan": "AAAA"}}', 400, "unknown parameter(s)"),

@@ -109,6 +109,24 @@ CORPUS = [
         "invalid_image",
     ),
     (
+        "json nested 100,000 deep",
+        {
+            "content": b"[" * 100_000 + b"]" * 100_000,
+            "headers": {"Content-Type": "application/json"},
+        },
+        400,
+        "bad_request",
+    ),
+    (
+        "json integer of 5,000 digits",
+        {
+            "content": b'{"image": ' + b"9" * 5000 + b"}",
+            "headers": {"Content-Type": "application/json"},
+        },
+        400,
+        "bad_request",
+    ),
+    (
         "json utf-16 junk",
         {"content": b"\xff\xfe\x00", "headers": {"Content-Type": "application/json"}},
         400,

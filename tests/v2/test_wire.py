@@ -78,6 +78,9 @@ def test_octet_stream_binary_answers_binary(http: httpx.Client) -> None:
     ("body", "headers", "message"),
     [
         (b"{not json", {}, "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, {}, "nested too deeply"),
+        (b'{"inputs": [{"data": [' + b"9" * 5000 + b"]}]}", {}, "more than 4300 digits"),
+        (b"9" * 5000 + b"\0" * 16, {"Inference-Header-Content-Length": "5000"}, "4300 digits"),
         (b"[1, 2]", {}, "must be a JSON object"),
         (json.dumps({"inputs": []}).encode(), {}, "exactly one tensor"),
         (json.dumps(_header(data=[0.5] * 783)).encode(), {}, "has 783 values"),

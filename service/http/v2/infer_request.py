@@ -9,7 +9,6 @@ client can make is a :class:`V2Error` naming the bad value, so nothing reaches a
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from service.http.json_body import InvalidJSON, parse_json
 from service.http.v2.errors import V2Error
 
 FP32 = "FP32"
@@ -130,11 +130,9 @@ def _parse_header_length(value: str, body_length: int) -> int:
 
 def _load_json(raw: bytes | memoryview) -> dict[str, Any]:
     try:
-        document = json.loads(bytes(raw))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = parse_json(raw)
+    except InvalidJSON as exc:
         raise V2Error(f"request is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise V2Error("request JSON is nested too deeply") from None
     if not isinstance(document, dict):
         raise V2Error(f"request must be a JSON object, got {type(document).__name__}")
     return document

@@ -19,7 +19,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import re
 from typing import Any
 
@@ -27,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from service.contract import v2_version
+from service.http.json_body import InvalidJSON, parse_json
 from service.http.state import ServiceState, state_of
 from service.http.v2.errors import V2Error, documented
 from service.repository.loader import LoadRefused
@@ -79,9 +79,9 @@ def _parse(raw: bytes) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise V2Error(f"the request body is not valid JSON: {exc}") from exc
+        return parse_json(raw)
+    except InvalidJSON as exc:
+        raise V2Error(f"the request body is not valid JSON: {exc}") from None
 
 
 async def _json_body(request: Request) -> Any:

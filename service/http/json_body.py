@@ -1,0 +1,33 @@
+"""Request bodies parsed as JSON, where every way a body can fail is the client's error.
+
+``json.loads`` fails in more ways than ``JSONDecodeError``: a body nested a few thousand
+levels deep raises ``RecursionError``, an integer literal longer than Python's conversion
+limit a bare ``ValueError``, bytes that are not UTF-8 ``UnicodeDecodeError``. Left to the
+routes, the first two were 500s; here each becomes an ``InvalidJSON`` that says what is wrong
+in words a client can act on, and each route wraps it in its own error format.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+class InvalidJSON(ValueError):
+    """The body is not JSON this service can read; ``str()`` is the reason, for a 400."""
+
+
+def parse_json(raw: bytes | bytearray | memoryview) -> Any:
+    """``raw`` as a JSON document; ``InvalidJSON`` for any body that is not one."""
+    try:
+        return json.loads(bytes(raw))
+    except RecursionError:
+        raise InvalidJSON("it is nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidJSON(f"it is not UTF-8 (byte {exc.start}: {exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidJSON(str(exc)) from None
+    except ValueError:  # the only other ValueError json.loads raises: int() refused a literal
+        limit = sys.get_int_max_str_digits()
+        raise InvalidJSON(f"it holds an integer of more than {limit} digits") from None
