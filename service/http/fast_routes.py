@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.errors import InternalError, PayloadTooLarge, ServiceError
+from service.errors import InternalError, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from service.http.observability import Recorder
 from service.logs import request_id
 
@@ -44,6 +44,7 @@ class DirectRequest:
     content_type: str
     content_length: int | None
     max_body_bytes: int
+    content_encoding: str = ""
 
     async def body(self) -> bytes:
         """The whole body, refused with 413 once it passes the limit (chunked or lying)."""
@@ -123,13 +124,15 @@ class FastRoutes:
         return endpoint
 
     def _request(self, scope: Scope, receive: Receive) -> DirectRequest:
-        content_type, length = "", None
+        content_type, length, encoding = "", None, ""
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value.decode("latin-1")
             elif name == b"content-length":
                 length = int(value) if value.isdigit() else -1
-        return DirectRequest(scope, receive, content_type, length, self.max_body_bytes)
+            elif name == b"content-encoding":
+                encoding = value.decode("latin-1")
+        return DirectRequest(scope, receive, content_type, length, self.max_body_bytes, encoding)
 
     async def answer(
         self, request: DirectRequest, handler: Handler
@@ -142,6 +145,7 @@ class FastRoutes:
                     f"request body of {request.content_length} bytes is over the limit of "
                     f"{limit} bytes"
                 )
+            _check_encoding(request.content_encoding)
             return 200, await handler(request), []
         except ClientDisconnected:
             return CLIENT_CLOSED, b"", []
@@ -155,6 +159,15 @@ class FastRoutes:
             logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
             error = InternalError("internal server error")
             return 500, orjson.dumps({"error": error.to_dict()}), []
+
+
+def _check_encoding(encoding: str) -> None:
+    """Refuse a compressed body: read as an image it would only fail as "not an image"."""
+    if encoding and encoding.strip().lower() != "identity":
+        raise UnsupportedMediaType(
+            f"Content-Encoding '{encoding[:40]}' is not accepted here: send the body "
+            "uncompressed (PNG, JPEG and WebP are compressed already)"
+        )
 
 
 async def _respond(

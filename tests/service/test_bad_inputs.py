@@ -4,6 +4,7 @@ service still answers a good request afterwards."""
 from __future__ import annotations
 
 import base64
+import gzip
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,6 +126,18 @@ CORPUS = [
         },
         400,
         "bad_request",
+    ),
+    (
+        "gzip-encoded body",
+        {"content": gzip.compress(GOOD), "headers": {**RAW, "Content-Encoding": "gzip"}},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "unknown content encoding",
+        {"content": GOOD, "headers": {**RAW, "Content-Encoding": "x-squash"}},
+        415,
+        "unsupported_media_type",
     ),
     (
         "json utf-16 junk",
@@ -251,3 +264,18 @@ def test_a_batch_mixing_good_and_hostile_images_answers_each_as_alone(
         alone = hardened.post("/predict", content=data, headers=RAW).json()
         assert entry["digit"] == alone["digit"], name
         assert entry["probabilities"] == pytest.approx(alone["probabilities"], rel=1e-5, abs=1e-7)
+
+
+def test_identity_content_encoding_is_read_as_plain(hardened: TestClient) -> None:
+    response = hardened.post(
+        "/predict", content=GOOD, headers={**RAW, "Content-Encoding": "identity"}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_a_compressed_batch_is_refused_before_its_files_are_read(hardened: TestClient) -> None:
+    response = hardened.post(
+        "/predict/batch", files=[("files", GOOD)] * 2, headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 415
+    assert "Content-Encoding 'gzip'" in response.json()["error"]["message"]
