@@ -96,6 +96,16 @@ def test_octet_stream_binary_answers_binary(http: httpx.Client) -> None:
             {},
             "unknown output 'logits'",
         ),
+        (
+            json.dumps({**_header(data=[0.5] * 784), "outputs": [{"name": ["a"]}]}).encode(),
+            {},
+            "unknown output ['a']",
+        ),
+        (
+            json.dumps({**_header(data=[0.5] * 784), "outputs": [{"name": {"a": 1}}]}).encode(),
+            {},
+            "unknown output {'a': 1}",
+        ),
         (b"{}", {"Content-Type": "application/octet-stream"}, "needs the Inference-Header"),
         (b"{}", {"Inference-Header-Content-Length": "abc"}, "must be an integer"),
         (b"{}", {"Inference-Header-Content-Length": "99"}, "outside the body"),
@@ -193,3 +203,10 @@ def test_the_errors_a_route_answers_are_in_its_openapi_entry(http: httpx.Client)
         assert schema == {"$ref": "#/components/schemas/V2ErrorBody"}, (path, schema)
     infer = paths["/v2/models/{model_name}/versions/{model_version}/infer"]["post"]
     assert {"400", "404", "413", "503"} <= set(infer["responses"])
+
+
+def test_an_error_quotes_a_huge_value_short(http: httpx.Client) -> None:
+    response = http.post(INFER, json=_header(shape=[1] * 100_000, data=[0.5] * 784))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "must have shape [N, 1, 28, 28], got [1, 1, 1" in error and len(error) < 300
