@@ -83,6 +83,7 @@ def pool_options(settings: Settings, model: ModelSpec | None = None) -> PoolOpti
         model=model or model_spec(settings),
         allowed_formats=settings.allowed_image_formats,
         max_pixels=settings.max_image_pixels,
+        max_batch_pixels=settings.max_batch_pixels,
         timeout_seconds=settings.preprocess_timeout_seconds,
         max_batch_size=settings.batch_max_size,
         max_delay_us=settings.batch_max_delay_us,

@@ -29,7 +29,7 @@ from typing import Protocol, cast
 import cv2
 import numpy as np
 
-from service.errors import InternalError, NoInk, ServiceError
+from service.errors import ImageTooLarge, InternalError, NoInk, ServiceError
 from service.imaging.decode import decode_gray
 from service.imaging.geometry import (
     SIZE,
@@ -51,6 +51,7 @@ class Measure:
     image, answered by sending back ``measure([work, ...])``'s entry for it."""
 
     work: np.ndarray
+    decoded: int = 0  # pixels the image was decoded to: what its decoding cost
 
 
 Steps = Generator[Measure | None, Measurement | None, np.ndarray]
@@ -105,8 +106,9 @@ def _normalize_steps(gray: np.ndarray) -> Steps:
     pixels = _as_uint8(gray)
     work = reduce_to_work_side(pixels)
     original = gray if pixels.shape == (SIZE, SIZE) else None  # may already be MNIST
+    decoded = gray.size
     del gray, pixels  # only the work copy (at most WORK_SIDE square) waits for the next stage
-    measured = yield Measure(work)
+    measured = yield Measure(work, decoded)
     assert measured is not None, "a Measure is answered with its Measurement"
     if original is not None:
         passthrough = already_mnist(original, measured.background)
@@ -157,24 +159,63 @@ def prepare_batch(
     max_pixels: int,
     steps: StepsFactory = preprocess_steps,
     on_stage: OnStage = _nothing,
+    groups: Sequence[int] | None = None,
+    max_group_pixels: int | None = None,
 ) -> list[Prepared]:
     """Every image of a batch made ready for the model, stage by stage; each image's result
     is bit for bit what ``preprocess_image`` gives it alone. A bad image fails alone, with
-    its ServiceError; a bug fails it with InternalError (logged), never the batch."""
+    its ServiceError; a bug fails it with InternalError (logged), never the batch.
+
+    ``groups`` names each image's request: the images of one group decode at most
+    ``max_group_pixels`` together (each still at most ``max_pixels``), so one request of
+    many large images cannot hold the worker for long; the images past the budget get
+    ImageTooLarge, and other groups' images are not affected."""
     prepared = [Prepared() for _ in payloads]
+    spent: dict[int, int] = {}
     runs: list[_Run] = []
-    for index, data in enumerate(payloads):
-        try:  # a generator runs nothing yet; a stand-in that is not one may raise here
-            run = steps(data, allowed_formats=allowed_formats, max_pixels=max_pixels)
-        except Exception:
-            logger.exception("preparing image %d of a batch failed before its first stage", index)
-            prepared[index].error = InternalError("internal error")
+    for index, data in enumerate(payloads):  # each image's first stage (its decoding)
+        group = groups[index] if groups is not None else 0
+        left = max_pixels
+        if max_group_pixels is not None:
+            left = min(max_pixels, max_group_pixels - spent.get(group, 0))
+        run = _start(index, data, prepared[index], steps, allowed_formats, max(left, 0))
+        if run is None or not _stage(run, on_stage):
+            if left < max_pixels and isinstance(prepared[index].error, ImageTooLarge):
+                prepared[index].error = _over_budget(max_group_pixels or 0)
             continue
-        runs.append(_Run(index, run, prepared[index]))
+        if run.asked is not None:
+            spent[group] = spent.get(group, 0) + run.asked.decoded
+        runs.append(run)
+    runs = _measure(runs, on_stage)
     while runs:
         runs = [run for run in runs if _stage(run, on_stage)]
         runs = _measure(runs, on_stage)
     return prepared
+
+
+def _start(
+    index: int,
+    data: bytes,
+    prepared: Prepared,
+    steps: StepsFactory,
+    allowed_formats: Collection[str],
+    max_pixels: int,
+) -> _Run | None:
+    try:  # a generator runs nothing yet; a stand-in that is not one may raise here
+        run = steps(data, allowed_formats=allowed_formats, max_pixels=max_pixels)
+    except Exception:
+        logger.exception("preparing image %d of a batch failed before its first stage", index)
+        prepared.error = InternalError("internal error")
+        return None
+    return _Run(index, run, prepared)
+
+
+def _over_budget(budget: int) -> ImageTooLarge:
+    return ImageTooLarge(
+        f"the images of this request before this one used the {budget} pixels a request may "
+        "decode in one worker (DIGITS_MAX_BATCH_PIXELS); send the large images in smaller "
+        "batches"
+    )
 
 
 def _stage(run: _Run, on_stage: OnStage) -> bool:

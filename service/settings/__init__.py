@@ -94,6 +94,14 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
         description="Largest image (width x height) decoded; checked from the image header "
         "before any pixel is decoded (413 image_too_large above): stops decompression bombs.",
     )
+    max_batch_pixels: int = Field(
+        40_000_000,
+        ge=784,
+        description="Most pixels one request's images may decode together in one worker (a "
+        "batch is spread over the workers, at most DIGITS_BATCH_MAX_SIZE images to each, and "
+        "each share has this budget; never less than DIGITS_MAX_IMAGE_PIXELS); the images past "
+        "it get 413 image_too_large. Bounds the worker time one batch of large PNGs can take.",
+    )
     max_batch_files: int = Field(
         64, ge=1, description="Most images in one POST /predict/batch request."
     )

@@ -49,6 +49,7 @@ class PoolOptions:
     model: ModelSpec
     allowed_formats: Collection[str] = frozenset({"PNG", "JPEG"})
     max_pixels: int = 40_000_000
+    max_batch_pixels: int = 40_000_000  # decoded by one request's images in one model call
     timeout_seconds: float = 10.0
     max_batch_size: int = 32
     max_delay_us: int = 0
@@ -74,6 +75,7 @@ class WorkerPool:
         config: dict[str, Any] = {
             "formats": sorted(options.allowed_formats),
             "max_pixels": options.max_pixels,
+            "max_batch_pixels": max(options.max_batch_pixels, options.max_pixels),
             "max_batch_size": options.max_batch_size,
             "max_delay_us": options.max_delay_us,
             "model": asdict(options.model),

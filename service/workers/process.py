@@ -47,6 +47,7 @@ class Limits:
     max_pixels: int
     max_batch_size: int
     max_delay_s: float
+    max_batch_pixels: int = 40_000_000  # decoded by one frame's images together
 
 
 def worker_main(config: dict[str, Any]) -> None:
@@ -60,6 +61,7 @@ def worker_main(config: dict[str, Any]) -> None:
         int(config["max_pixels"]),
         int(config["max_batch_size"]),
         float(config["max_delay_us"]) / 1_000_000,
+        int(config["max_batch_pixels"]),
     )
     sock = socket.socket(fileno=int(config["fd"]))
     slot = ProgressSlot(int(config["progress_fd"]))
@@ -153,6 +155,8 @@ def _prepare(
         max_pixels=limits.max_pixels,
         steps=steps,
         on_stage=slot.marker(owners),
+        groups=[request_id for request_id, _ in owners],
+        max_group_pixels=limits.max_batch_pixels,
     )
     slot.idle()
     by_frame: dict[int, list[Prepared]] = {}

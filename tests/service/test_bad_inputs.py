@@ -279,3 +279,24 @@ def test_a_compressed_batch_is_refused_before_its_files_are_read(hardened: TestC
     )
     assert response.status_code == 415
     assert "Content-Encoding 'gzip'" in response.json()["error"]["message"]
+
+
+def test_a_batch_of_large_images_is_read_up_to_its_pixel_budget(tiny_onnx: Path) -> None:
+    large = Image.new("L", (1000, 1000), 255)
+    large.paste(0, (480, 200, 520, 800))
+    data = png(large)  # 1,000,000 pixels
+    settings = Settings(  # one worker: the request is one frame, one budget
+        model_path=tiny_onnx,
+        preprocess_workers=1,
+        max_image_pixels=1_500_000,
+        max_batch_pixels=2_500_000,
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.post("/predict/batch", files=[("files", data)] * 3)
+        assert response.status_code == 200, response.text
+        entries = response.json()["predictions"]
+        assert ["error" in entry for entry in entries] == [False, False, True]
+        assert entries[2]["error"]["code"] == "image_too_large"
+        assert "DIGITS_MAX_BATCH_PIXELS" in entries[2]["error"]["message"]
+        alone = client.post("/predict", content=data, headers=RAW)
+        assert alone.status_code == 200  # a request of its own has a budget of its own

@@ -363,3 +363,35 @@ def test_a_staged_batch_holds_one_full_size_image_at_a_time(model: DigitClassifi
     one, six = peak_bytes(1), peak_bytes(6)
     assert one > 4_000_000  # the decoded image is seen
     assert six < one + 2_000_000  # six images: not 6 x 4 MB
+
+
+def _large_png(side: int) -> bytes:
+    image = Image.new("L", (side, side), 255)
+    ImageDraw.Draw(image).line([(side // 2, side // 5), (side // 2, 4 * side // 5)], 0, side // 20)
+    return png(image)
+
+
+def test_one_requests_images_share_a_pixel_budget_and_others_keep_theirs(
+    model: DigitClassifier,
+) -> None:
+    big = _large_png(1000)  # 1,000,000 pixels each
+    limits = Limits(
+        frozenset({"PNG"}), max_pixels=10_000_000, max_batch_size=32, max_delay_s=0,
+        max_batch_pixels=2_500_000,
+    )  # fmt: skip
+    frames = [_frame(7, [big, big, big, big]), _frame(8, [big, big])]
+    replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, limits))
+    hog = wire.decode_image_results(replies[7][1], 4, 0)
+    assert sorted(hog.errors) == [2, 3]  # the third image would take it to 3,000,000
+    assert {error.code for error in hog.errors.values()} == {"image_too_large"}
+    assert "DIGITS_MAX_BATCH_PIXELS" in str(hog.errors[2])
+    other = wire.decode_image_results(replies[8][1], 2, 0)
+    assert not other.errors  # another request's images have a budget of their own
+    np.testing.assert_allclose(other.probabilities[0], hog.probabilities[0], rtol=1e-6)
+
+
+def test_without_a_budget_the_same_images_are_all_read(model: DigitClassifier) -> None:
+    big = _large_png(1000)
+    frames = [_frame(7, [big, big, big, big])]
+    replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, LIMITS))
+    assert not wire.decode_image_results(replies[7][1], 4, 0).errors
