@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bench.server import running_service
@@ -35,3 +36,10 @@ def v2_server(v2_model: Path) -> Iterator[LiveServer]:
     env = {"DIGITS_MODEL_PATH": str(v2_model), "DIGITS_ACCESS_LOG": "false"}
     with running_service(env) as server:
         yield LiveServer(server.address, server.url, v2_model)
+
+
+@pytest.fixture
+def http(v2_server: LiveServer) -> Iterator[httpx.Client]:
+    """A plain HTTP client of the live server, for what the wire carries byte by byte."""
+    with httpx.Client(base_url=v2_server.base_url, timeout=30.0) as client:
+        yield client

@@ -15,9 +15,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 
-from tests.v2.conftest import MODEL_NAME, LiveServer
+from tests.v2.conftest import MODEL_NAME
 
 REQUESTS = 300
 SEED = 29
@@ -88,12 +87,6 @@ def _request(rng: random.Random, index: int) -> tuple[bytes, dict[str, str]]:
     body = header + (pixels + bytes(8))[:cut]
     declared = rng.choice((len(header),) * 6 + (0, len(header) + 1, len(body), -1))
     return body, {"Inference-Header-Content-Length": str(declared)}
-
-
-@pytest.fixture
-def http(v2_server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=v2_server.base_url, timeout=30.0) as client:
-        yield client
 
 
 def test_mutated_requests_get_200_or_a_v2_error(http: httpx.Client) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,6 @@ from service.settings import Settings
 from tests.v2.conftest import MODEL_NAME, LiveServer
 
 INFER = f"/v2/models/{MODEL_NAME}/infer"
-
-
-@pytest.fixture
-def http(v2_server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=v2_server.base_url, timeout=30.0) as client:
-        yield client
 
 
 def _header(batch: int = 1, **tensor: Any) -> dict[str, Any]:
