@@ -4,7 +4,7 @@ the service's own ``ServiceError``s and FastAPI's 404, 405 and 422 alike."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -79,15 +79,20 @@ def _allow(request: Request) -> dict[str, str]:
     return {"Allow": ", ".join(allowed)} if allowed else {}
 
 
-def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in error.get("loc", ()))
+def _describe(error: Mapping[str, Any], within: tuple[str, ...]) -> str:
+    where = ".".join(str(part) for part in (*within, *error.get("loc", ())))
     return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg"))
+
+
+def validation_message(errors: Sequence[Mapping[str, Any]], within: tuple[str, ...] = ()) -> str:
+    """pydantic's errors as one line, each as ``where: what`` (``within`` prefixes every
+    location, as FastAPI's own ``body.``), for a 422 ``validation_error``."""
+    return "; ".join(_describe(error, within) for error in errors) or "invalid request"
 
 
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    message = "; ".join(_describe(error) for error in exc.errors()) or "invalid request"
-    return error_response(422, "validation_error", message)
+    return error_response(422, "validation_error", validation_message(exc.errors()))
 
 
 async def _client_gone(_: Request, exc: Exception) -> Response:

@@ -122,11 +122,15 @@ class Correction(BaseModel):
         pattern=r"^[A-Za-z0-9._:\-]{1,128}$",
         description="The X-Request-ID of the answer being corrected.",
     )
+    # Strict: true or 3.0 as a digit is a client's bug, not a correction to store as 1 or 3.
     digit: int | None = Field(
-        ge=0, le=9, description="What the image really was; null: it was not a digit."
+        ge=0, le=9, strict=True, description="What the image really was; null: not a digit."
     )
     index: int = Field(
-        0, ge=0, description="For /predict/batch answers: the image's position in the batch."
+        0,
+        ge=0,
+        strict=True,
+        description="For /predict/batch answers: the image's position in the batch.",
     )
 
 

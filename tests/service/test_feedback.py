@@ -159,3 +159,48 @@ def test_feedback_is_off_by_default(client: TestClient) -> None:
     assert client.get("/feedback").json() == {"enabled": False}
     response = client.post("/feedback", json={"request_id": "x", "digit": 1})
     assert (response.status_code, response.json()["error"]["code"]) == (404, "feedback_disabled")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "says"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "nested too deeply"),
+        (b'{"request_id": "x", "digit": ' + b"9" * 5000 + b"}", "application/json", 400, "4300"),
+        (b'{"request_id": "\xff", "digit": 3}', "application/json", 400, "not UTF-8"),
+        (b"", "application/json", 400, "body is empty"),
+        (b'{"request_id": "x", "digit": 3}', "text/plain", 415, "application/json"),
+        (b"[1, 2]", "application/json", 422, "a JSON object"),
+        (b'{"request_id": "x", "digit": true}', "application/json", 422, "body.digit"),
+        (b'{"request_id": "x", "digit": 3.0}', "application/json", 422, "body.digit"),
+        (b'{"request_id": "x", "digit": 3, "index": false}', "application/json", 422, "body.index"),
+    ],
+    ids=["deep", "long-int", "latin-1", "empty", "text", "list", "true", "float", "false-index"],
+)
+def test_a_body_that_is_no_correction_is_told_why(
+    feedback_client: TestClient, body: bytes, content_type: str, status: int, says: str
+) -> None:
+    """FastAPI's own body parsing answered the first three with a bare "There was an error
+    parsing the body", JSON sent as text/plain with "a valid dictionary", and stored `true`
+    as the digit 1."""
+    response = feedback_client.post(
+        "/feedback", content=body, headers={"Content-Type": content_type}
+    )
+    assert response.status_code == status, response.text
+    assert says in response.json()["error"]["message"]
+    assert feedback_client.get("/feedback").json()["records"] == 0
+
+
+def test_a_correction_without_a_content_type_is_read_as_json(feedback_client: TestClient) -> None:
+    response = feedback_client.post("/feedback", content=b'{"request_id": "x", "digit": 3}')
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "unknown_request")
+
+
+def test_the_correction_body_is_documented(feedback_client: TestClient) -> None:
+    spec = feedback_client.get("/openapi.json").json()
+    post = spec["paths"]["/feedback"]["post"]
+    schema = post["requestBody"]["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rpartition("/")[2]]
+    assert set(schema["properties"]) == {"request_id", "digit", "index"}
+    assert schema["required"] == ["request_id", "digit"]
+    assert {"400", "404", "409", "415", "422", "507"} <= set(post["responses"])

@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
-from service.errors import FeedbackDisabled
+from service.errors import BadRequest, FeedbackDisabled, UnsupportedMediaType, ValidationFailed
 from service.feedback import Feedback
+from service.http.errors import validation_message
+from service.http.json_body import InvalidJSON, parse_json
 from service.http.schemas import Correction, CorrectionRecorded, ErrorBody, FeedbackStatus
 from service.http.state import state_of
 
@@ -29,6 +32,40 @@ async def feedback_of(request: Request) -> Feedback:
 
 
 FeedbackDep = Annotated[Feedback, Depends(feedback_of)]
+_SHAPE = '{"request_id": "<X-Request-ID>", "digit": 3}'
+
+
+async def _json_object(request: Request) -> dict[str, object]:
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"a correction is JSON: send it as Content-Type: application/json, not {media[:40]!r}"
+        )
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequest(f"the request body is empty: send a correction, e.g. {_SHAPE}")
+    try:
+        document = parse_json(raw)
+    except InvalidJSON as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ValidationFailed(f"the body must be a JSON object, e.g. {_SHAPE}")
+    return document
+
+
+async def correction_of(request: Request) -> Correction:
+    """The body as a Correction. Read here rather than by FastAPI, whose body parsing answered
+    a body nested too deeply, an over-long integer or bytes that are not UTF-8 with a bare
+    "There was an error parsing the body", and valid JSON sent as text/plain with "Input
+    should be a valid dictionary"; the same reader as the other JSON routes says which."""
+    document = await _json_object(request)
+    try:
+        return Correction.model_validate(document)
+    except ValidationError as exc:
+        raise ValidationFailed(validation_message(exc.errors(), within=("body",))) from None
+
+
+CorrectionBody = Annotated[Correction, Depends(correction_of)]
 
 
 @router.get("/feedback", response_model=FeedbackStatus, summary="Whether corrections are kept")
@@ -45,6 +82,7 @@ async def feedback_status(request: Request) -> JSONResponse:
         400: {"model": ErrorBody, "description": "A body that is not JSON (`bad_request`)"},
         404: {"model": ErrorBody, "description": "`unknown_request` or `feedback_disabled`"},
         409: {"model": ErrorBody, "description": "`already_corrected`"},
+        415: {"model": ErrorBody, "description": "A body sent as another media type than JSON"},
         422: {"model": ErrorBody, "description": "`validation_error`"},
         507: {"model": ErrorBody, "description": "`feedback_full`"},
     },
@@ -52,7 +90,13 @@ async def feedback_status(request: Request) -> JSONResponse:
     description="Names an answer of the last DIGITS_FEEDBACK_WINDOW_SECONDS by its "
     "X-Request-ID (and, for /predict/batch, the image's position); its 28x28 input is "
     "stored with the right label in DIGITS_FEEDBACK_DIR for the next training run.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": Correction.model_json_schema()}},
+        }
+    },
 )
-async def correct(body: Correction, feedback: FeedbackDep) -> JSONResponse:
+async def correct(feedback: FeedbackDep, body: CorrectionBody) -> JSONResponse:
     recorded = await feedback.correct(body.request_id, body.index, body.digit)
     return JSONResponse(recorded, status_code=201)
