@@ -84,13 +84,30 @@ def form_uploads(content_type: str, body: bytes, field: str, max_files: int) -> 
     return read_files(body, boundary_of(content_type), field, max_files)
 
 
+_URL_SAFE = str.maketrans("-_", "+/")
+
+
+def _standard_base64(text: str) -> str:
+    """``text`` in the standard alphabet, padded. Encoders of RFC 4648's URL-safe alphabet
+    (Python's ``urlsafe_b64encode``, JavaScript's base64url, Go's ``RawURLEncoding``) and
+    those that drop the padding are common; a string in both alphabets is no encoding."""
+    compact = "".join(text.split())
+    if any(c in compact for c in "-_"):
+        if any(c in compact for c in "+/"):
+            raise ValidationFailed(
+                "field 'image' mixes base64's standard (+/) and URL-safe (-_) alphabets"
+            )
+        compact = compact.translate(_URL_SAFE)
+    return compact + "=" * (-len(compact) % 4)
+
+
 def _from_base64(text: Any) -> bytes:
     if not isinstance(text, str):
         raise ValidationFailed(f"field 'image' must be a base64 string, got {type(text).__name__}")
     if text.startswith("data:"):
         text = text.partition(",")[2]
     try:
-        return base64.b64decode("".join(text.split()), validate=True)
+        return base64.b64decode(_standard_base64(text), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValidationFailed(f"field 'image' is not valid base64: {exc}") from exc
 

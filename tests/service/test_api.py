@@ -44,6 +44,19 @@ def test_raw_body_and_json_base64_give_the_same_answer(client: TestClient) -> No
     assert multipart == raw == as_json == with_prefix
 
 
+def test_url_safe_and_unpadded_base64_are_read_too(client: TestClient) -> None:
+    standard = base64.b64encode(SEVEN).decode()
+    assert "=" in standard and {"+", "/"} <= set(standard)  # both differences are exercised
+    expected = client.post("/predict", json={"image": standard}).json()
+    url_safe = base64.urlsafe_b64encode(SEVEN).decode().rstrip("=")
+    assert client.post("/predict", json={"image": url_safe}).json() == expected
+    unpadded = client.post("/predict", json={"image": standard.rstrip("=")})
+    assert unpadded.json() == expected
+    mixed = client.post("/predict", json={"image": url_safe.replace("-", "+", 1)})
+    assert mixed.status_code == 422
+    assert "alphabets" in mixed.json()["error"]["message"]
+
+
 def test_octet_stream_is_a_raw_image(client: TestClient) -> None:
     response = client.post(
         "/predict", content=SEVEN, headers={"Content-Type": "application/octet-stream"}
