@@ -4,15 +4,19 @@
     $ python -m training export --checkpoint runs/lenet5/best.pt  # re-export a checkpoint
     $ python -m training evaluate --model models/lenet5.onnx      # ORT accuracy on MNIST test
 
-Known failures (missing or corrupt data, missing model or checkpoint, failed parity) end with
-one line on stderr naming the file and the problem, and exit status 1; no traceback.
+Known failures (missing or corrupt data, missing model or checkpoint, failed parity, an output
+folder that cannot be written) end with one line on stderr naming the file and the problem,
+and exit status 1; no traceback. A value no run could use (0 epochs, a NaN rate) is argparse's
+usage error, status 2, before anything is loaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +27,42 @@ from training.data import DataError
 
 logger = logging.getLogger("training")
 DEFAULTS = TrainConfig()
+
+
+class OutputError(Exception):
+    """An output path cannot be written; found before training, not after its minutes."""
+
+
+def _number(kind: type[int] | type[float], low: float, high: float, what: str) -> Any:
+    """An argparse type: a finite ``kind`` within [low, high], or a usage error saying so."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT = _number(int, 1, math.inf, "a whole number of at least 1")
+POSITIVE = _number(float, math.ulp(0.0), math.inf, "a number above 0")
+NON_NEGATIVE = _number(float, 0.0, math.inf, "a number of at least 0")
+FRACTION = _number(float, 0.0, 1.0, "a fraction from 0 to 1")
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Create ``folder`` and write a scratch file in it; OutputError naming ``option`` if not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise OutputError(f"{option} {folder}: cannot write there ({reason})") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,19 +90,22 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--download", action="store_true", help="fetch missing data files from public mirrors"
     )
-    train.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
-    train.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    train.add_argument("--lr", type=float, default=DEFAULTS.lr, help="peak one-cycle LR")
+    train.add_argument("--epochs", type=POSITIVE_INT, default=DEFAULTS.epochs)
+    train.add_argument("--batch-size", type=POSITIVE_INT, default=DEFAULTS.batch_size)
+    train.add_argument("--lr", type=POSITIVE, default=DEFAULTS.lr, help="peak one-cycle LR")
     train.add_argument("--seed", type=int, default=DEFAULTS.seed)
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    train.add_argument("--threads", type=int, default=DEFAULTS.threads, help="CPU threads")
+    train.add_argument("--threads", type=POSITIVE_INT, default=DEFAULTS.threads, help="CPU threads")
     train.add_argument("--out", type=Path, default=DEFAULT_OUT, help="ONNX file to write")
     train.add_argument(
         "--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="checkpoints (last.pt, best.pt)"
     )
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     train.add_argument(
-        "--limit-train", type=int, default=None, help="use only the first N training images"
+        "--limit-train",
+        type=POSITIVE_INT,
+        default=None,
+        help="use only the first N training images",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument(
@@ -76,21 +119,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--extra-repeat",
-        type=int,
+        type=POSITIVE_INT,
         default=DEFAULTS.extra_repeat,
         help="times each extra example appears per epoch (a few corrections among 55 000 "
         "MNIST images teach nothing once)",
     )
     train.add_argument(
         "--outlier-weight",
-        type=float,
+        type=NON_NEGATIVE,
         default=DEFAULTS.outlier_weight,
         help="weight of the loss that pulls 'not a digit' examples (generated non-digits, "
         "corrections) towards a uniform answer (outlier exposure); 0 leaves the corrections out",
     )
     train.add_argument(
         "--flagged-ones",
-        type=float,
+        type=FRACTION,
         default=DEFAULTS.flagged_ones,
         help="share of MNIST's bare 1s given a flag, a third of them a base, as most of the "
         "world writes and prints a 1 (training/ones.py)",
@@ -124,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--min-accuracy",
-        type=float,
+        type=FRACTION,
         default=None,
         help="exit with status 1 when the accuracy (fraction) is below this",
     )
@@ -142,6 +185,8 @@ def _train(args: argparse.Namespace, started: float) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise DataError("--device cuda: CUDA is not available on this machine")
+    check_writable(args.out.parent, "--out")
+    check_writable(args.run_dir, "--run-dir")
     if args.download:
         download(args.data_dir)
     config = TrainConfig(
@@ -190,6 +235,7 @@ def _export(args: argparse.Namespace, started: float) -> int:
     from training.pipeline import load_best, ship
 
     result, training_config = load_best(args.checkpoint)
+    check_writable(args.out.parent, "--out")
     card = ship(result, training_config, args.data_dir, args.out, started - result.seconds)
     _summary(card)
     return 0
@@ -257,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.export import ExportError
         from training.pipeline import CheckpointError
 
-        handled = (DataError, ModelFileError, ExportError, CheckpointError)
+        handled = (DataError, ModelFileError, ExportError, CheckpointError, OutputError)
         if args.command == "train":
             return _train(args, started)
         return _export(args, started)

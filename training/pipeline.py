@@ -85,7 +85,7 @@ def load_best(path: Path) -> tuple[TrainResult, dict[str, Any]]:
         model = LeNet5()
         model.load_state_dict(state["model"])
     except Exception as error:  # torch raises many types for damaged files
-        raise CheckpointError(f"{path}: not a usable checkpoint ({error})") from None
+        raise CheckpointError(f"{path}: not a usable checkpoint ({_first_lines(error)})") from None
     model.eval()
     result = TrainResult(
         model=model,
@@ -97,6 +97,13 @@ def load_best(path: Path) -> tuple[TrainResult, dict[str, Any]]:
         nondigits=state.get("nondigits", {}),
     )
     return result, {**state["config"], "augment": state["augment"]}
+
+
+def _first_lines(error: Exception) -> str:
+    """torch's message on one line: a state dict of another shape lists every tensor."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+    return " ".join(lines[:2]) + more
 
 
 @torch.no_grad()

@@ -101,3 +101,47 @@ def test_help_shows_defaults() -> None:
     result = _run("train", "--help")
     assert result.returncode == 0
     assert "--epochs" in result.stdout and "(default: " in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--epochs", "0", "a whole number of at least 1"),
+        ("--batch-size", "0", "a whole number of at least 1"),
+        ("--limit-train", "-5", "a whole number of at least 1"),
+        ("--lr", "nan", "a number above 0"),
+        ("--outlier-weight", "-1", "a number of at least 0"),
+        ("--flagged-ones", "1.5", "a fraction from 0 to 1"),
+    ],
+)
+def test_a_value_training_cannot_use_is_a_usage_error(
+    option: str, value: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each was a traceback (ZeroDivisionError, ValueError) or, for a NaN rate, 28 epochs of
+    NaN losses before this check."""
+    with pytest.raises(SystemExit) as exited:
+        main(["train", option, value])
+    assert exited.value.code == 2
+    assert f"argument {option}: '{value}' is not {says}" in capsys.readouterr().err
+
+
+def test_an_unwritable_output_is_refused_before_training(tmp_path: Path) -> None:
+    """The ONNX file was written after the whole run: a bad --out threw its minutes away."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = _run("train", "--data-dir", str(tmp_path), "--out", str(blocker / "m.onnx"))
+    assert result.returncode == 1
+    assert _only_error_line(result.stderr).startswith(f"error: --out {blocker}: cannot write")
+
+
+def test_a_checkpoint_of_another_shape_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from torch import nn
+
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"model": nn.Linear(3, 2).state_dict()}, checkpoint)
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.onnx")]) == 1
+    line = _only_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {checkpoint}: not a usable checkpoint")
