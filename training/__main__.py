@@ -52,6 +52,7 @@ POSITIVE_INT = _number(int, 1, math.inf, "a whole number of at least 1")
 POSITIVE = _number(float, math.ulp(0.0), math.inf, "a number above 0")
 NON_NEGATIVE = _number(float, 0.0, math.inf, "a number of at least 0")
 FRACTION = _number(float, 0.0, 1.0, "a fraction from 0 to 1")
+SEED = _number(int, 0, 2**32 - 1, "a seed from 0 to 2**32 - 1")  # numpy's legacy seeding range
 
 
 def check_writable(folder: Path, option: str) -> None:
@@ -93,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=POSITIVE_INT, default=DEFAULTS.epochs)
     train.add_argument("--batch-size", type=POSITIVE_INT, default=DEFAULTS.batch_size)
     train.add_argument("--lr", type=POSITIVE, default=DEFAULTS.lr, help="peak one-cycle LR")
-    train.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    train.add_argument("--seed", type=SEED, default=DEFAULTS.seed)
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     train.add_argument("--threads", type=POSITIVE_INT, default=DEFAULTS.threads, help="CPU threads")
     train.add_argument("--out", type=Path, default=DEFAULT_OUT, help="ONNX file to write")

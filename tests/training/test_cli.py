@@ -110,6 +110,7 @@ def test_help_shows_defaults() -> None:
         ("--batch-size", "0", "a whole number of at least 1"),
         ("--limit-train", "-5", "a whole number of at least 1"),
         ("--lr", "nan", "a number above 0"),
+        ("--seed", "-1", "a seed from 0 to 2**32 - 1"),
         ("--outlier-weight", "-1", "a number of at least 0"),
         ("--flagged-ones", "1.5", "a fraction from 0 to 1"),
     ],
