@@ -15,6 +15,7 @@ from service.http.errors import validation_message
 from service.http.json_body import InvalidJSON, parse_json
 from service.http.schemas import Correction, CorrectionRecorded, ErrorBody, FeedbackStatus
 from service.http.state import state_of
+from service.http.uploads import media_type
 
 router = APIRouter(tags=["feedback"])
 _OFF = (
@@ -36,7 +37,7 @@ _SHAPE = '{"request_id": "<X-Request-ID>", "digit": 3}'
 
 
 async def _json_object(request: Request) -> dict[str, object]:
-    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    media = media_type(request.headers.get("content-type", ""))
     if media and media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(
             f"a correction is JSON: send it as Content-Type: application/json, not {media[:40]!r}"

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from service.http.json_body import InvalidJSON, parse_json
+from service.http.uploads import media_type
 from service.http.v2.errors import V2Error
 
 FP32 = "FP32"
@@ -100,7 +101,7 @@ def parse_infer_request(
     the media type, decides the layout; ``application/octet-stream`` without it is an error.
     """
     if header_length is None:
-        if _media_type(content_type) == "application/octet-stream":
+        if media_type(content_type or "") == "application/octet-stream":
             raise V2Error(
                 "binary request (application/octet-stream) needs the "
                 "Inference-Header-Content-Length header"
@@ -110,10 +111,6 @@ def parse_infer_request(
         size = _parse_header_length(header_length, len(body))
         header, binary = _load_json(body[:size]), memoryview(body)[size:]
     return _read_request(header, binary, model_input, model_outputs, max_batch_size)
-
-
-def _media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def _parse_header_length(value: str, body_length: int) -> int:
