@@ -7,8 +7,11 @@ layer renders them (service/http/errors.py); docs/design.md section 2 lists the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
+
+QUOTED_CHARS = 80  # of a client's value quoted in an error message
 
 
 class ServiceError(Exception):
@@ -135,3 +138,11 @@ def error_for(code: str, message: str) -> ServiceError:
     if cls is Overloaded:
         return Overloaded(message)
     return cls(message)
+
+
+def quoted(value: object) -> str:
+    """A client's value as an error message shows it: quoted, escaped onto one line, and
+    short however long it was, so that echoing a 60 KB header or path does not make the
+    answer the largest thing the request produced."""
+    text = json.dumps(value, default=str).replace('"', "'")
+    return text if len(text) <= QUOTED_CHARS else f"{text[: QUOTED_CHARS - 3]}..."

@@ -20,7 +20,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.errors import InternalError, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from service.errors import (
+    InternalError,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedMediaType,
+    quoted,
+)
 from service.http.observability import Recorder
 from service.logs import request_id
 
@@ -165,7 +171,7 @@ def _check_encoding(encoding: str) -> None:
     """Refuse a compressed body: read as an image it would only fail as "not an image"."""
     if encoding and encoding.strip().lower() != "identity":
         raise UnsupportedMediaType(
-            f"Content-Encoding '{encoding[:40]}' is not accepted here: send the body "
+            f"Content-Encoding {quoted(encoding)} is not accepted here: send the body "
             "uncompressed (PNG, JPEG and WebP are compressed already)"
         )
 

@@ -15,7 +15,7 @@ import re
 
 from python_multipart.multipart import parse_options_header
 
-from service.errors import BadRequest, ValidationFailed
+from service.errors import BadRequest, ValidationFailed, quoted
 from service.predictor import Upload
 
 MAX_HEADER_BYTES = 16 * 1024  # of one part's header block; real clients send ~100 bytes
@@ -67,7 +67,7 @@ def read_files(body: bytes, boundary: bytes, field: str, max_files: int) -> list
             break  # anything after the closing delimiter is the epilogue
         start = following
     if not files:
-        raise ValidationFailed(f"multipart field '{field}' is missing (fields: {names})")
+        raise ValidationFailed(f"multipart field '{field}' is missing (fields: {quoted(names)})")
     return files
 
 

@@ -300,3 +300,66 @@ def test_a_batch_of_large_images_is_read_up_to_its_pixel_budget(tiny_onnx: Path)
         assert "DIGITS_MAX_BATCH_PIXELS" in entries[2]["error"]["message"]
         alone = client.post("/predict", content=data, headers=RAW)
         assert alone.status_code == 200  # a request of its own has a budget of its own
+
+
+LONG = "x" * 3000  # a client's value far longer than any answer should quote
+ADMIN_TOKEN = "test-admin-token-0123456789"
+# (what, method, url, request kwargs): each answer quotes a client's value in its message.
+ECHOES = [
+    ("model name", "GET", f"/v2/models/{LONG}", {}),
+    ("model name, readiness", "GET", f"/v2/models/{LONG}/ready", {}),
+    ("model name, statistics", "GET", f"/v2/models/{LONG}/stats", {}),
+    ("model version", "GET", f"/v2/models/tiny/versions/{LONG}", {}),
+    (
+        "model name, load",
+        "POST",
+        f"/v2/repository/models/{LONG}/load",
+        {"headers": {"Authorization": f"Bearer {ADMIN_TOKEN}"}},
+    ),
+    (
+        "V2 body encoding",
+        "POST",
+        "/v2/models/tiny/infer",
+        {"content": b"x", "headers": {"Content-Encoding": LONG}},
+    ),
+    (
+        "V2 header length",
+        "POST",
+        "/v2/models/tiny/infer",
+        {"content": b"{}", "headers": {"Inference-Header-Content-Length": LONG}},
+    ),
+    (
+        "body encoding",
+        "POST",
+        "/predict",
+        {"content": GOOD, "headers": {**RAW, "Content-Encoding": LONG}},
+    ),
+    (
+        "correction media type",
+        "POST",
+        "/feedback",
+        {"content": b"x", "headers": {"Content-Type": f"text/{LONG}"}},
+    ),
+    ("multipart field name", "POST", "/predict/batch", {"files": [(LONG, ("a.png", GOOD))]}),
+]
+
+
+@pytest.mark.parametrize(("what", "method", "url", "kwargs"), ECHOES, ids=[e[0] for e in ECHOES])
+def test_a_long_client_value_is_quoted_short_in_the_error(
+    tiny_onnx: Path, tmp_path: Path, what: str, method: str, url: str, kwargs: dict
+) -> None:
+    """Every route clips what it echoes by one rule, so an error answer stays a message."""
+    settings = Settings(
+        model_path=tiny_onnx,
+        admin_token=ADMIN_TOKEN,
+        feedback_dir=tmp_path / "feedback",
+        preprocess_workers=1,
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert client.get("/v2/models/tiny").status_code == 200  # the name the URLs assume
+        response = client.request(method, url, **kwargs)
+    assert 400 <= response.status_code < 500, f"{what}: {response.status_code}"
+    error = response.json()["error"]
+    message = error if isinstance(error, str) else error["message"]  # V2's error is a string
+    assert "xxxxxxxx..." in message, message  # the value, clipped
+    assert len(message) < 300, f"{what}: {len(message)} characters"

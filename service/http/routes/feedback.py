@@ -9,7 +9,13 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
-from service.errors import BadRequest, FeedbackDisabled, UnsupportedMediaType, ValidationFailed
+from service.errors import (
+    BadRequest,
+    FeedbackDisabled,
+    UnsupportedMediaType,
+    ValidationFailed,
+    quoted,
+)
 from service.feedback import Feedback
 from service.http.errors import validation_message
 from service.http.json_body import InvalidJSON, parse_json
@@ -40,7 +46,7 @@ async def _json_object(request: Request) -> dict[str, object]:
     media = media_type(request.headers.get("content-type", ""))
     if media and media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(
-            f"a correction is JSON: send it as Content-Type: application/json, not {media[:40]!r}"
+            f"a correction is JSON: send it as Content-Type: application/json, not {quoted(media)}"
         )
     raw = await request.body()
     if not raw.strip():

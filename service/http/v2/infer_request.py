@@ -9,7 +9,6 @@ client can make is a :class:`V2Error` naming the bad value, so nothing reaches a
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from service.errors import quoted
 from service.http.json_body import InvalidJSON, parse_json
 from service.http.uploads import media_type
 from service.http.v2.errors import V2Error
@@ -27,7 +27,6 @@ WIRE_FP32 = np.dtype("<f4")
 # MNIST convention of the model's input (docs/design.md, section 1).
 PIXEL_MIN, PIXEL_MAX = 0.0, 1.0
 # Request body encodings the Triton clients can send (``request_compression_algorithm``).
-_SHOWN_CHARS = 80  # of a client's value quoted in an error message
 _DECOMPRESSORS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
@@ -74,7 +73,7 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> by
     wbits = _DECOMPRESSORS.get(encoding)
     if wbits is None:
         raise V2Error(
-            f"unsupported Content-Encoding '{content_encoding}'; use gzip, deflate or none"
+            f"unsupported Content-Encoding {quoted(content_encoding)}; use gzip, deflate or none"
         )
     inflater = zlib.decompressobj(wbits)
     try:
@@ -118,7 +117,7 @@ def _parse_header_length(value: str, body_length: int) -> int:
         size = int(value)
     except ValueError:
         raise V2Error(
-            f"Inference-Header-Content-Length must be an integer, got '{value[:40]}'"
+            f"Inference-Header-Content-Length must be an integer, got {quoted(value)}"
         ) from None
     if not 0 < size <= body_length:
         raise V2Error(
@@ -176,10 +175,10 @@ def _read_input(
     tensor = _object(tensor, "an input tensor")
     name = tensor.get("name")
     if name != spec.name:
-        raise V2Error(f"unknown input {_shown(name)}; the model's input is '{spec.name}'")
+        raise V2Error(f"unknown input {quoted(name)}; the model's input is '{spec.name}'")
     datatype = tensor.get("datatype")
     if datatype != FP32:
-        raise V2Error(f"input '{spec.name}' must have datatype FP32, got {_shown(datatype)}")
+        raise V2Error(f"input '{spec.name}' must have datatype FP32, got {quoted(datatype)}")
     batch = _check_shape(tensor.get("shape"), spec, max_batch_size)
     count = batch * spec.item_size
     parameters = _object(tensor.get("parameters", {}), f"parameters of input '{spec.name}'")
@@ -205,11 +204,11 @@ def _check_shape(shape: Any, spec: TensorSignature, max_batch_size: int) -> int:
         or tuple(shape[1:]) != spec.item_shape
         or len(shape) != len(spec.item_shape) + 1
     ):
-        raise V2Error(f"input '{spec.name}' must have shape {expected}, got {_shown(shape)}")
+        raise V2Error(f"input '{spec.name}' must have shape {expected}, got {quoted(shape)}")
     batch = shape[0]
     if not 1 <= batch <= max_batch_size:
         raise V2Error(
-            f"input '{spec.name}' batch size {_shown(batch)} is outside 1..{max_batch_size} "
+            f"input '{spec.name}' batch size {quoted(batch)} is outside 1..{max_batch_size} "
             "(max_batch_size in the model config)"
         )
     return batch
@@ -221,7 +220,7 @@ def _binary_values(size: Any, count: int, binary: memoryview, name: str) -> np.n
     expected = count * WIRE_FP32.itemsize
     if size != expected:
         raise V2Error(
-            f"input '{name}' declares binary_data_size {_shown(size)} but its shape needs "
+            f"input '{name}' declares binary_data_size {quoted(size)} but its shape needs "
             f"{expected} bytes of FP32"
         )
     if size > len(binary):
@@ -257,12 +256,6 @@ def _check_range(images: np.ndarray, name: str) -> None:
         )
 
 
-def _shown(value: Any) -> str:
-    """A client's value as an error message quotes it: JSON, and short, however big it was."""
-    text = json.dumps(value).replace('"', "'")
-    return text if len(text) <= _SHOWN_CHARS else f"{text[: _SHOWN_CHARS - 3]}..."
-
-
 def _read_outputs(
     requested: Any, model_outputs: list[TensorSignature], binary_default: bool
 ) -> list[RequestedOutput]:
@@ -276,7 +269,7 @@ def _read_outputs(
         entry = _object(entry, "a requested output")
         name = entry.get("name")
         if not isinstance(name, str) or name not in known:
-            raise V2Error(f"unknown output {_shown(name)}; the model's outputs are {sorted(known)}")
+            raise V2Error(f"unknown output {quoted(name)}; the model's outputs are {sorted(known)}")
         parameters = _object(entry.get("parameters", {}), f"parameters of output '{name}'")
         binary = parameters.get("binary_data", binary_default)
         class_count = parameters.get("classification", 0)

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from service.contract import v2_version
+from service.errors import quoted
 from service.http.json_body import InvalidJSON, parse_json
 from service.http.state import ServiceState, state_of
 from service.http.v2.errors import V2Error, documented
@@ -161,7 +162,7 @@ async def load_model(request: Request, model_name: str) -> Response:
         assert state.model is not None and state.loader is not None
         if model_name != state.model.name:
             served = state.model.name
-            raise V2Error(f"unknown model '{model_name}'; this server serves '{served}'", 404)
+            raise V2Error(f"unknown model {quoted(model_name)}; this server serves '{served}'", 404)
         if state.settings.front_ends > 1:
             raise V2Error(_ONE_FRONT_END.format(state.settings.front_ends))
         body = await _json_body(request)

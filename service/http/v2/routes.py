@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.errors import ServiceError
+from service.errors import ServiceError, quoted
 from service.http.state import state_of
 from service.http.v2 import metadata
 from service.http.v2.errors import V2Error, documented
@@ -36,10 +36,10 @@ def _model_for(request: Request, model_name: str, model_version: str | None = No
     if model is None or not state.ready:
         raise V2Error("model is not loaded yet", status_code=503)
     if model_name != model.name:
-        raise V2Error(f"unknown model '{model_name}'; this server serves '{model.name}'", 404)
+        raise V2Error(f"unknown model {quoted(model_name)}; this server serves '{model.name}'", 404)
     if model_version is not None and not metadata.names_version(model, model_version):
         raise V2Error(
-            f"unknown version '{model_version}' of model '{model.name}'; "
+            f"unknown version {quoted(model_version)} of model '{model.name}'; "
             f"available: '{model.version}' (model version '{model.model_version}')",
             404,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from service.errors import quoted
 from service.http.state import state_of
 from service.http.v2.errors import V2Error, documented
 
@@ -19,7 +20,11 @@ router = APIRouter(prefix="/v2/models", tags=["KServe V2"])
 def _stats(request: Request, name: str | None, version: str | None) -> Response:
     entries = state_of(request).metrics.statistics.report(name, version)
     if name is not None and not entries:
-        which = f"version '{version}' of model '{name}'" if version else f"model '{name}'"
+        which = (
+            f"version {quoted(version)} of model {quoted(name)}"
+            if version
+            else f"model {quoted(name)}"
+        )
         return V2Error(f"no statistics for {which}: it has not served here", 404).response()
     return JSONResponse({"model_stats": entries})
 
