@@ -142,3 +142,22 @@ def test_many_pipelined_requests_in_one_write_are_all_answered(server: RunningSe
     )
     responses = _responses(_exchange(server, requests))
     assert [status for status, _, _ in responses] == [200] * count
+
+
+def test_a_client_that_waits_for_100_continue_gets_it_and_then_its_answer(
+    server: RunningService,
+) -> None:
+    """curl sends ``Expect: 100-continue`` before a body over 1 MB and waits for the interim
+    answer; a lane that kept silent would stall every such upload by curl's wait."""
+    request = _post("/predict", SEVEN, "Expect: 100-continue", "Connection: close")
+    head, body = request[: -len(SEVEN)], SEVEN
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head)
+        interim = sock.recv(65536)
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    ((status, _, payload),) = _responses(answer)
+    assert status == 200 and 0 <= json.loads(payload)["digit"] <= 9

@@ -114,8 +114,18 @@ def test_garbage_behind_a_request_in_flight_is_refused_cleanly(server: RunningSe
         b"POST /pr\xc3\xa9dict HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n",
         b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 5\r\n",
         b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Request-ID: a\x01b\r\nContent-Length: 1\r\n",
+        # Both framings at once is how requests are smuggled past a proxy that reads the other.
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n",
     ],
-    ids=["an overflowing length", "a non-ASCII path", "two lengths", "a control byte"],
+    ids=[
+        "an overflowing length",
+        "a non-ASCII path",
+        "two lengths",
+        "a control byte",
+        "a length and chunks",
+        "a coding that is not chunked",
+    ],
 )
 def test_malformed_requests_get_a_json_400(server: RunningService, head: bytes) -> None:
     with _connect(server) as sock:
