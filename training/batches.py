@@ -67,6 +67,9 @@ class Batch:
     y: torch.Tensor  # the digits' labels (the non-digits have none: uniform is their target)
     digits: int
 
+    def to(self, device: str) -> Batch:
+        return Batch(self.x.to(device), self.y.to(device), self.digits)
+
 
 @dataclass
 class BatchMaker:

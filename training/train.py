@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from training.augment import AugmentConfig
-from training.batches import BatchMaker, feed, standardise, to_tensor
+from training.batches import Batch, BatchMaker, feed, standardise, to_tensor
 from training.config import TrainConfig
 from training.data import MnistSplit
 from training.extra_data import OUTLIER, ExtraData
@@ -38,6 +38,7 @@ logger = logging.getLogger("training")
 
 CHECKPOINT_NAME = "last.pt"
 EVAL_BATCH = 1000
+REPORT_EVERY = 20  # steps between the progress bar's loss and accuracy updates
 
 
 @dataclass
@@ -126,29 +127,61 @@ class WeightAverage:
         self.updates = state["updates"]
 
 
-def _state(
-    epoch: int,
-    model: nn.Module,
-    ema: WeightAverage,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    generator: torch.Generator,
-    history: History,
-    best: dict[str, Any],
-    config: TrainConfig,
-) -> dict[str, Any]:
-    return {
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "ema": ema.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "generator": generator.get_state(),
-        "torch_rng": torch.get_rng_state(),  # for any layer drawing from the global generator
-        "history": history.__dict__,
-        "best": best,
-        "config": config.to_dict(),
-    }
+@dataclass
+class Run:
+    """Everything a checkpoint saves, so that a resumed run continues exactly: the model, its
+    weight average, the optimiser and its schedule, the generator the batches draw from, and
+    the epochs so far."""
+
+    model: LeNet5
+    ema: WeightAverage
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    history: History = field(default_factory=History)
+    best: dict[str, Any] = field(
+        default_factory=lambda: {"epoch": 0, "val_accuracy": -1.0, "state": None}
+    )
+    epoch: int = 0  # the last epoch done
+
+    def state_dict(self, config: TrainConfig) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),  # for any layer drawing from the global generator
+            "history": self.history.__dict__,
+            "best": self.best,
+            "config": config.to_dict(),
+        }
+
+    def load(self, path: Path, config: TrainConfig, device: str) -> None:
+        """Continue from the checkpoint at ``path``, which must come from the same config."""
+        state = torch.load(path, map_location=device, weights_only=False)
+        if state["config"] != config.to_dict():
+            raise ValueError(
+                f"{path}: was trained with a different config; "
+                "resume needs the same flags (or start afresh without --resume)"
+            )
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = History(**state["history"])
+        self.best = state["best"]
+        self.epoch = state["epoch"]
+        logger.info("resumed from %s after epoch %d", path, self.epoch)
+
+    def save(self, path: Path, config: TrainConfig) -> None:
+        """Written aside and renamed: a run stopped mid-write keeps the previous checkpoint."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(config), path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
 
 
 def printed_digits(fraction: float) -> FontDigits | None:
@@ -197,6 +230,166 @@ def with_extra(
     return torch.cat([x, to_tensor(images)]), torch.cat([y, torch.from_numpy(labels)])
 
 
+def check(config: TrainConfig) -> None:
+    """Refuse a config whose schedule or choice of weights cannot work, before any training."""
+    if config.epochs - config.finetune_epochs < 1:
+        raise ValueError(f"finetune_epochs={config.finetune_epochs} leaves no main epoch")
+    if config.keep not in ("best", "last"):
+        raise ValueError(f"keep={config.keep!r}: 'best' or 'last'")
+
+
+def start_run(config: TrainConfig, steps_per_epoch: int, device: str) -> Run:
+    """A fresh model (from the global generator, seeded), its optimiser and the one-cycle
+    schedule over the main epochs; the fine-tuning phase sets its own rate
+    (``set_finetune_rate``)."""
+    model = LeNet5().to(device)
+    ema = WeightAverage(model, config.ema_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=config.lr,
+        epochs=config.epochs - config.finetune_epochs,
+        steps_per_epoch=steps_per_epoch,
+        pct_start=0.2,
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    return Run(model, ema, optimizer, scheduler, generator)
+
+
+def set_finetune_rate(
+    run: Run, config: TrainConfig, epoch: int, step: int, steps_per_epoch: int
+) -> None:
+    """The fine-tuning phase's rate for ``step`` of ``epoch``, set before the step uses it."""
+    main_epochs = config.epochs - config.finetune_epochs
+    done = (epoch - main_epochs - 1) * steps_per_epoch + step
+    rate = finetune_rate(config, done / (config.finetune_epochs * steps_per_epoch))
+    for group in run.optimizer.param_groups:
+        group["lr"] = rate
+
+
+def train_epoch(
+    run: Run,
+    batches: Iterable[Batch],
+    config: TrainConfig,
+    epoch: int,
+    steps_per_epoch: int,
+    report: Callable[[float, float], None] | None = None,
+) -> tuple[float, float]:
+    """One pass over ``batches``; the digits' (mean loss, accuracy), comparable to validation,
+    also handed to ``report`` every ``REPORT_EVERY`` steps (the progress bar)."""
+    run.model.train()
+    finetuning = epoch > config.epochs - config.finetune_epochs
+    loss_sum, correct, seen = 0.0, 0, 0
+    for step, batch in enumerate(batches):
+        all_logits = run.model(batch.x)
+        logits = all_logits[: batch.digits]
+        digit_loss = F.cross_entropy(logits, batch.y, label_smoothing=config.label_smoothing)
+        loss = digit_loss
+        if len(batch.x) > batch.digits:  # generated non-digits, "not a digit" corrections
+            loss = loss + config.outlier_weight * outlier_loss(all_logits[batch.digits :])
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if finetuning:
+            set_finetune_rate(run, config, epoch, step, steps_per_epoch)
+        run.optimizer.step()
+        if not finetuning:  # the one-cycle schedule advances after the step, as torch expects
+            run.scheduler.step()
+        run.ema.update(run.model)
+        loss_sum += digit_loss.item() * len(batch.y)
+        correct += int((logits.argmax(dim=1) == batch.y).sum())
+        seen += len(batch.y)
+        if report is not None and step % REPORT_EVERY == 0:
+            report(loss_sum / seen, correct / seen)
+    return loss_sum / seen, correct / seen
+
+
+def record_epoch(
+    run: Run,
+    config: TrainConfig,
+    figures: tuple[float, float, float, float],
+    may_ship: bool,
+    started: float,
+) -> None:
+    """Append the epoch's (train loss, train accuracy, val loss, val accuracy) and keep its
+    weights when they are the ones to ship so far."""
+    train_loss, train_accuracy, val_loss, val_accuracy = figures
+    history = run.history
+    history.train_loss.append(train_loss)
+    history.train_accuracy.append(train_accuracy)
+    history.val_loss.append(val_loss)
+    history.val_accuracy.append(val_accuracy)
+    history.lr.append(run.optimizer.param_groups[0]["lr"])
+    # ">=": on a tie the later, longer-trained (and EMA-smoother) weights win.
+    better = config.keep == "last" or val_accuracy >= run.best["val_accuracy"]
+    if may_ship and better:
+        run.best = {
+            "epoch": run.epoch,
+            "val_accuracy": val_accuracy,
+            "state": copy.deepcopy(run.ema.module.state_dict()),
+        }
+    logger.info(
+        "epoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  best %.4f (epoch %d)"
+        "  %.0fs",
+        run.epoch,
+        config.epochs,
+        train_loss,
+        train_accuracy,
+        val_loss,
+        val_accuracy,
+        run.best["val_accuracy"],
+        run.best["epoch"],
+        time.monotonic() - started,
+    )
+
+
+def training_data(
+    config: TrainConfig, train_split: MnistSplit, extra: ExtraData | None, device: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_train, y_train, x_val, y_val): the seeded validation split carved out of MNIST's
+    training images (``config.limit_train`` of them), the extra examples joining the training
+    part only."""
+    if config.limit_train is not None:
+        train_split = MnistSplit(
+            train_split.images[: config.limit_train], train_split.labels[: config.limit_train]
+        )
+    val_size = min(config.val_size, len(train_split.labels) // 5)
+    train_part, val_part = split_validation(train_split, val_size, config.seed)
+    x_train, y_train = to_tensor(train_part.images), torch.from_numpy(train_part.labels)
+    x_train, y_train = with_extra(x_train, y_train, extra, config)
+    x_val, y_val = to_tensor(val_part.images).to(device), torch.from_numpy(val_part.labels)
+    return x_train, y_train, x_val, y_val.to(device)
+
+
+def batch_maker(
+    config: TrainConfig,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    generator: torch.Generator,
+    augment_config: AugmentConfig | None,
+) -> BatchMaker:
+    """The maker of every step's batch: printed digits and non-digits as the config asks,
+    augmented (``augment_config``, else the default strengths) unless it is off."""
+    augment = (augment_config or AugmentConfig()) if config.augment else None
+    return BatchMaker(
+        x_train,
+        y_train,
+        config.batch_size,
+        generator,
+        printed=printed_digits(config.font_fraction),
+        font_fraction=config.font_fraction,
+        outliers=nondigit_source(config.outlier_fraction, config.seed),
+        outlier_fraction=config.outlier_fraction,
+        augment_config=augment,
+        flagged_ones=config.flagged_ones if config.augment else 0.0,
+    )
+
+
 def fit(
     config: TrainConfig,
     train_split: MnistSplit,
@@ -213,163 +406,56 @@ def fit(
     ``config.extra_repeat`` times: the validation split stays MNIST's, so the checkpoint is
     chosen as before."""
     started = time.monotonic()
+    check(config)
     # With two or more threads, batches are made on one of them (training/batches.py).
     ahead = config.threads >= 2
     torch.set_num_threads(max(1, config.threads - 1) if ahead else config.threads)
     seed_everything(config.seed)
-    augment_config = augment_config or AugmentConfig()
-    if config.limit_train is not None:
-        train_split = MnistSplit(
-            train_split.images[: config.limit_train], train_split.labels[: config.limit_train]
-        )
-    val_size = min(config.val_size, len(train_split.labels) // 5)
-    train_part, val_part = split_validation(train_split, val_size, config.seed)
-    x_train, y_train = to_tensor(train_part.images), torch.from_numpy(train_part.labels)
-    x_train, y_train = with_extra(x_train, y_train, extra, config)
-    x_val, y_val = to_tensor(val_part.images).to(device), torch.from_numpy(val_part.labels)
-    y_val = y_val.to(device)
-
-    model = LeNet5().to(device)
-    ema = WeightAverage(model, config.ema_decay)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=config.weight_decay,
-    )
+    x_train, y_train, x_val, y_val = training_data(config, train_split, extra, device)
     steps_per_epoch = (len(y_train) + config.batch_size - 1) // config.batch_size
-    main_epochs = config.epochs - config.finetune_epochs
-    if main_epochs < 1:
-        raise ValueError(f"finetune_epochs={config.finetune_epochs} leaves no main epoch")
-    if config.keep not in ("best", "last"):
-        raise ValueError(f"keep={config.keep!r}: 'best' or 'last'")
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=config.lr,
-        epochs=main_epochs,
-        steps_per_epoch=steps_per_epoch,
-        pct_start=0.2,
-    )
-    generator = torch.Generator().manual_seed(config.seed)
-    history = History()
-    best: dict[str, Any] = {"epoch": 0, "val_accuracy": -1.0, "state": None}
-    first_epoch = 1
+    run = start_run(config, steps_per_epoch, device)
     checkpoint_path = run_dir / CHECKPOINT_NAME
     if resume and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state["config"] != config.to_dict():
-            raise ValueError(
-                f"{checkpoint_path}: was trained with a different config; "
-                "resume needs the same flags (or start afresh without --resume)"
-            )
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history = History(**state["history"])
-        best = state["best"]
-        first_epoch = state["epoch"] + 1
-        logger.info("resumed from %s after epoch %d", checkpoint_path, state["epoch"])
+        run.load(checkpoint_path, config, device)
 
-    printed = printed_digits(config.font_fraction)
-    outliers = nondigit_source(config.outlier_fraction, config.seed)
-    maker = BatchMaker(
-        x_train,
-        y_train,
-        config.batch_size,
-        generator,
-        printed=printed,
-        font_fraction=config.font_fraction,
-        outliers=outliers,
-        outlier_fraction=config.outlier_fraction,
-        augment_config=augment_config if config.augment else None,
-        flagged_ones=config.flagged_ones if config.augment else 0.0,
-    )
-    for epoch in range(first_epoch, config.epochs + 1):
-        model.train()
+    maker = batch_maker(config, x_train, y_train, run.generator, augment_config)
+    outliers, printed = maker.outliers, maker.printed
+    for epoch in range(run.epoch + 1, config.epochs + 1):
         exposed = epoch >= config.outlier_from_epoch
         maker.outliers = outliers if exposed else None
-        order = torch.randperm(len(y_train), generator=generator)
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(
-            range(steps_per_epoch),
+        order = torch.randperm(len(y_train), generator=run.generator)
+        batches = feed(functools.partial(maker.make, order), steps_per_epoch, ahead)
+        with tqdm(
+            (batch.to(device) for batch in batches),
+            total=steps_per_epoch,
             desc=f"epoch {epoch}/{config.epochs}",
             disable=not progress,
             leave=False,
             unit="batch",
+        ) as bar:
+
+            def report(loss: float, accuracy: float) -> None:
+                bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.4f}")
+
+            train_figures = train_epoch(run, bar, config, epoch, steps_per_epoch, report)
+        run.epoch = epoch
+        val_figures = evaluate_model(run.ema.module, x_val, y_val)
+        # Only weights that have seen the non-digits may ship.
+        record_epoch(
+            run, config, (*train_figures, *val_figures), exposed or outliers is None, started
         )
-        batches = feed(functools.partial(maker.make, order), steps_per_epoch, ahead)
-        for step, batch in zip(bar, batches, strict=True):
-            xb, yb, digits = batch.x.to(device), batch.y.to(device), batch.digits
-            all_logits = model(xb)
-            logits = all_logits[:digits]
-            digit_loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
-            loss = digit_loss
-            if len(xb) > digits:  # generated non-digits, "not a digit" corrections
-                loss = loss + config.outlier_weight * outlier_loss(all_logits[digits:])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if epoch > main_epochs:
-                done = (epoch - main_epochs - 1) * steps_per_epoch + step
-                rate = finetune_rate(config, done / (config.finetune_epochs * steps_per_epoch))
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-            optimizer.step()
-            if epoch <= main_epochs:
-                scheduler.step()
-            ema.update(model)
-            loss_sum += digit_loss.item() * len(yb)  # the digits' loss: comparable to validation
-            correct += int((logits.argmax(dim=1) == yb).sum())
-            seen += len(yb)
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
-        bar.close()
-        val_loss, val_accuracy = evaluate_model(ema.module, x_val, y_val)
-        history.train_loss.append(loss_sum / seen)
-        history.train_accuracy.append(correct / seen)
-        history.val_loss.append(val_loss)
-        history.val_accuracy.append(val_accuracy)
-        history.lr.append(optimizer.param_groups[0]["lr"])
-        # ">=": on a tie the later, longer-trained (and EMA-smoother) weights win. Only
-        # weights that have seen the non-digits may ship.
-        better = config.keep == "last" or val_accuracy >= best["val_accuracy"]
-        if (exposed or outliers is None) and better:
-            best = {
-                "epoch": epoch,
-                "val_accuracy": val_accuracy,
-                "state": copy.deepcopy(ema.module.state_dict()),
-            }
-        logger.info(
-            "epoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  best %.4f (epoch %d)"
-            "  %.0fs",
-            epoch,
-            config.epochs,
-            loss_sum / seen,
-            correct / seen,
-            val_loss,
-            val_accuracy,
-            best["val_accuracy"],
-            best["epoch"],
-            time.monotonic() - started,
-        )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        state = _state(epoch, model, ema, optimizer, scheduler, generator, history, best, config)
-        torch.save(state, checkpoint_path.with_suffix(".tmp"))
-        checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
+        run.save(checkpoint_path, config)
         if on_epoch is not None:
-            on_epoch(epoch, history)
+            on_epoch(epoch, run.history)
 
     final = LeNet5()
-    final.load_state_dict(best["state"])
+    final.load_state_dict(run.best["state"])
     final.eval()
     return TrainResult(
         model=final,
-        best_epoch=best["epoch"],
-        val_accuracy=best["val_accuracy"],
-        history=history,
+        best_epoch=run.best["epoch"],
+        val_accuracy=run.best["val_accuracy"],
+        history=run.history,
         seconds=time.monotonic() - started,
         fonts=printed.fonts if printed is not None else {},
         nondigits=outliers.counts if outliers is not None else {},
