@@ -19,7 +19,7 @@ import torch
 
 from training.augment import AugmentConfig
 from training.batches import standardise, to_tensor
-from training.calibrate import fit_temperature, reliability
+from training.calibrate import Reliability, fit_temperature, reliability
 from training.config import (
     IMAGE_SIDE,
     LABELS,
@@ -31,7 +31,7 @@ from training.config import (
     TrainConfig,
 )
 from training.data import data_checksums, load_split
-from training.evaluate import evaluation_of, open_session, probabilities
+from training.evaluate import Evaluation, evaluation_of, open_session, probabilities
 from training.export import INPUT_NAME, OUTPUT_NAME, export_onnx, write_metadata
 from training.model import LeNet5, count_parameters
 from training.rejection import DEFAULT_BUDGET, choose_rule, curve
@@ -155,6 +155,49 @@ def _reject_rule(out: Path, sets: ValidationSets) -> tuple[dict[str, Any], Path]
     return summary, path
 
 
+def _reports(
+    out: Path, evaluation: Evaluation, result: TrainResult, tables: dict[str, Reliability]
+) -> dict[str, Path]:
+    """The confusion matrix, learning curves and reliability diagram beside ``out``."""
+    paths = {
+        "confusion": out.with_suffix(".confusion.png"),
+        "curves": out.with_suffix(".curves.png"),
+        "reliability": out.with_suffix(".reliability.png"),
+    }
+    confusion_png(evaluation.confusion, evaluation.accuracy, paths["confusion"])
+    curves_png(result.history, result.best_epoch, paths["curves"])
+    reliability_png(tables, paths["reliability"])
+    return paths
+
+
+def _metadata(
+    result: TrainResult,
+    training_config: dict[str, Any],
+    evaluation: Evaluation,
+    calibration: dict[str, Any],
+    reject: dict[str, Any],
+) -> dict[str, Any]:
+    """What the ONNX file carries about itself: the service reads its contract (labels,
+    normalisation, the not-a-digit rule) from here, and shows the rest."""
+    return {
+        "name": MODEL_NAME,
+        "version": MODEL_VERSION,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "labels": LABELS,
+        "input_convention": INPUT_CONVENTION,
+        "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD, "in_graph": True},
+        "val_accuracy": f"{result.val_accuracy:.4f}",
+        "test_accuracy": f"{evaluation.accuracy:.4f}",
+        "param_count": str(count_parameters(result.model)),
+        "training_config": training_config,
+        "seed": str(training_config["seed"]),
+        "data_sha256": data_checksums(),
+        "fonts": result.fonts,
+        "calibration": calibration,
+        "not_a_digit": reject,
+    }
+
+
 def ship(
     result: TrainResult,
     training_config: dict[str, Any],
@@ -176,12 +219,7 @@ def ship(
         "MNIST test": reliability(test_probs, test.labels),
         "MNIST validation": reliability(val_probs, sets.digits.labels),
     }
-    confusion_path = out.with_suffix(".confusion.png")
-    curves_path = out.with_suffix(".curves.png")
-    reliability_path = out.with_suffix(".reliability.png")
-    confusion_png(evaluation.confusion, evaluation.accuracy, confusion_path)
-    curves_png(result.history, result.best_epoch, curves_path)
-    reliability_png(tables, reliability_path)
+    reports = {**_reports(out, evaluation, result, tables), "rejection": rejection_path}
     calibration = {
         "temperature": round(temperature, 6),
         "fitted_on": "MNIST validation split (negative log-likelihood)",
@@ -189,23 +227,7 @@ def ship(
         "ece_test": round(tables["MNIST test"].ece, 6),
         "ece_validation": round(tables["MNIST validation"].ece, 6),
     }
-    metadata: dict[str, Any] = {
-        "name": MODEL_NAME,
-        "version": MODEL_VERSION,
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "labels": LABELS,
-        "input_convention": INPUT_CONVENTION,
-        "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD, "in_graph": True},
-        "val_accuracy": f"{result.val_accuracy:.4f}",
-        "test_accuracy": f"{evaluation.accuracy:.4f}",
-        "param_count": str(count_parameters(result.model)),
-        "training_config": training_config,
-        "seed": str(training_config["seed"]),
-        "data_sha256": data_checksums(),
-        "fonts": result.fonts,
-        "calibration": calibration,
-        "not_a_digit": reject,
-    }
+    metadata = _metadata(result, training_config, evaluation, calibration, reject)
     sha256 = write_metadata(out, metadata)
     card: dict[str, Any] = {
         **metadata,
@@ -237,12 +259,7 @@ def ship(
         "history": result.history.__dict__,
         "train_seconds": round(result.seconds, 1),
         "wall_time_seconds": round(time.monotonic() - started, 1),
-        "reports": {
-            "confusion": confusion_path.name,
-            "curves": curves_path.name,
-            "reliability": reliability_path.name,
-            "rejection": rejection_path.name,
-        },
+        "reports": {name: path.name for name, path in reports.items()},
     }
     card_path = out.with_suffix(".json")
     card_path.write_text(json.dumps(card, indent=2) + "\n")
