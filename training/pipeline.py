@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 from training.augment import AugmentConfig
@@ -114,11 +115,12 @@ def calibrated_temperature(model: LeNet5, sets: ValidationSets) -> float:
     return fit_temperature(logits, torch.from_numpy(sets.digits.labels))
 
 
-def _reject_rule(out: Path, sets: ValidationSets) -> tuple[dict[str, Any], Path]:
+def _reject_rule(
+    session: ort.InferenceSession, digits: np.ndarray, out: Path, sets: ValidationSets
+) -> tuple[dict[str, Any], Path]:
     """Choose the score rule and threshold on validation data with the exported file (what
-    the service runs), and draw the trade-off."""
-    session = open_session(out)
-    digits = probabilities(session, sets.digits.images)
+    the service runs), and draw the trade-off. ``digits``: the validation digits'
+    probabilities, which the reliability table reads too."""
     styled = probabilities(session, sets.styled.images)
     nondigits = probabilities(session, sets.nondigits)
     every = np.concatenate([digits, styled])
@@ -211,10 +213,11 @@ def ship(
     sets = validation_sets(training_config, data_dir)
     temperature = calibrated_temperature(result.model, sets)
     parity = export_onnx(result.model, out, test.images.astype("float32") / 255.0, temperature)
-    reject, rejection_path = _reject_rule(out, sets)
-    test_probs = probabilities(open_session(out), test.images)
+    session = open_session(out)  # the exported file, as the service will run it
+    val_probs = probabilities(session, sets.digits.images)
+    reject, rejection_path = _reject_rule(session, val_probs, out, sets)
+    test_probs = probabilities(session, test.images)
     evaluation = evaluation_of(test_probs.argmax(axis=1), test.labels)
-    val_probs = probabilities(open_session(out), sets.digits.images)
     tables = {
         "MNIST test": reliability(test_probs, test.labels),
         "MNIST validation": reliability(val_probs, sets.digits.labels),
