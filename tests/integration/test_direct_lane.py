@@ -150,11 +150,10 @@ def test_a_client_that_waits_for_100_continue_gets_it_and_then_its_answer(
     """curl sends ``Expect: 100-continue`` before a body over 1 MB and waits for the interim
     answer; a lane that kept silent would stall every such upload by curl's wait."""
     request = _post("/predict", SEVEN, "Expect: 100-continue", "Connection: close")
-    head, body = request[: -len(SEVEN)], SEVEN
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(head)
+        sock.sendall(request[: -len(SEVEN)])  # the head alone, as curl sends it first
         interim = sock.recv(65536)
-        sock.sendall(body)
+        sock.sendall(SEVEN)
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk

@@ -344,20 +344,26 @@ ECHOES = [
 ]
 
 
-@pytest.mark.parametrize(("what", "method", "url", "kwargs"), ECHOES, ids=[e[0] for e in ECHOES])
-def test_a_long_client_value_is_quoted_short_in_the_error(
-    tiny_onnx: Path, tmp_path: Path, what: str, method: str, url: str, kwargs: dict
-) -> None:
-    """Every route clips what it echoes by one rule, so an error answer stays a message."""
+@pytest.fixture(scope="module")
+def every_route(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The feedback and repository routes on too, so each can answer with an echo."""
     settings = Settings(
         model_path=tiny_onnx,
         admin_token=ADMIN_TOKEN,
-        feedback_dir=tmp_path / "feedback",
+        feedback_dir=tmp_path_factory.mktemp("feedback"),
         preprocess_workers=1,
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         assert client.get("/v2/models/tiny").status_code == 200  # the name the URLs assume
-        response = client.request(method, url, **kwargs)
+        yield client
+
+
+@pytest.mark.parametrize(("what", "method", "url", "kwargs"), ECHOES, ids=[e[0] for e in ECHOES])
+def test_a_long_client_value_is_quoted_short_in_the_error(
+    every_route: TestClient, what: str, method: str, url: str, kwargs: dict
+) -> None:
+    """Every route clips what it echoes by one rule, so an error answer stays a message."""
+    response = every_route.request(method, url, **kwargs)
     assert 400 <= response.status_code < 500, f"{what}: {response.status_code}"
     error = response.json()["error"]
     message = error if isinstance(error, str) else error["message"]  # V2's error is a string
