@@ -8,11 +8,14 @@ the model gets (the pipeline's output is untouched), and say what the fit hid:
 - aspect: the ink's box is far wider than tall (a dash, a word, a row of marks);
 - pieces: the ink is in many separate pieces (text, dots, confetti);
 - fill: the ink covers nearly all of its own box (a blot, a filled rectangle, a photo of a
-  surface), unless the box is a bar: a 1 fills its box too.
+  surface), unless the box is a bar: a 1 fills its box too;
+- holes: the ink closes many loops around the paper (a flower, a tangle, a mesh); a digit
+  closes at most two, an 8.
 
 The limits sit beyond the extremes of MNIST's 70 000 digits (measured on the 28x28 images:
-widest 2.5, most pieces 4, fullest box 0.87 among boxes not thinner than a bar), so what the
-model answers for real digits is what it answered before.
+widest 2.5, most pieces 4, fullest box 0.87 among boxes not thinner than a bar, most holes 4
+where sloppy strokes cross), so what the model answers for real digits is what it answered
+before.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ import cv2
 import numpy as np
 
 INK = 0.3  # of the normalised 0..1 scale: what counts as ink here
-MIN_PIECE_PIXELS = 3  # smaller bits are anti-aliasing crumbs, not pieces
+MIN_PIECE_PIXELS = 3  # smaller bits (of ink or of paper) are anti-aliasing crumbs, not pieces
 MAX_ASPECT = 3.0  # ink box width / height; MNIST's widest digit is 2.5
 MAX_PIECES = 5  # separate pieces of ink; MNIST's digits come in 1 to 4
 MAX_FILL = 0.92  # share of the ink's box that is ink; MNIST's boldest round digit fills 0.87
 BAR_ASPECT = 0.4  # ...among boxes at least this wide for their height: a 1 is a full bar
+MAX_HOLES = 5  # pieces of paper enclosed by ink; MNIST's digits have 0 to 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,7 @@ class Shape:
     aspect: float  # width / height of the ink's box
     pieces: int
     fill: float  # ink pixels / box pixels
+    holes: int  # pieces of paper the ink encloses
 
     def oddity(self) -> str | None:
         """Why no digit looks like this, in words, or None when nothing is odd."""
@@ -44,6 +49,8 @@ class Shape:
             return f"its ink is in {self.pieces} separate pieces"
         if self.fill > MAX_FILL and self.aspect >= BAR_ASPECT:
             return f"ink fills {self.fill:.0%} of its box"
+        if self.holes > MAX_HOLES:
+            return f"its ink closes {self.holes} loops"
         return None
 
 
@@ -56,7 +63,7 @@ def measure_shape(pixels: np.ndarray) -> Shape:
     ink = np.greater(pixels, INK).view(np.uint8)  # 0/1, no copy: OpenCV labels any non-zero
     count, labels = cv2.connectedComponents(ink, connectivity=8)
     if count <= 1:
-        return Shape(aspect=1.0, pieces=0, fill=0.0)
+        return Shape(aspect=1.0, pieces=0, fill=0.0, holes=0)
     _, _, width, height = cv2.boundingRect(ink)
     inked = cv2.countNonZero(ink)
     if count == 2:  # one piece, as most digits are: no areas to count
@@ -64,4 +71,16 @@ def measure_shape(pixels: np.ndarray) -> Shape:
     else:
         areas = np.bincount(labels.ravel(), minlength=count)
         pieces = int(np.count_nonzero(areas[1:] >= MIN_PIECE_PIXELS))
-    return Shape(aspect=width / height, pieces=pieces, fill=inked / (width * height))
+    fill = inked / (width * height)
+    return Shape(aspect=width / height, pieces=pieces, fill=fill, holes=_holes(ink))
+
+
+def _holes(ink: np.ndarray) -> int:
+    """Pieces of paper the ink encloses: paper that cannot reach the image's edge. Paper is
+    4-connected where ink is 8-connected, so a diagonal gap in a stroke does not open a loop."""
+    count, labels = cv2.connectedComponents(1 - ink, connectivity=4)
+    if count == 2 and labels[0, 0] == 1:  # one piece of paper, around the ink: a 1, 2, 3, 5, 7
+        return 0
+    areas = np.bincount(labels.ravel(), minlength=count)
+    areas[np.concatenate((labels[0], labels[-1], labels[:, 0], labels[:, -1]))] = 0
+    return int(np.count_nonzero(areas[1:] >= MIN_PIECE_PIXELS))

@@ -134,7 +134,8 @@ class AnswerFields(BaseModel):
         "uses the rule and threshold the model was shipped with (its metadata, chosen on "
         "validation data), a number between 0 and 1 replaces the threshold (lower refuses "
         "less), 'off' answers every image with a digit. Images whose ink has no digit's "
-        "shape (far wider than high, in many pieces, filling its box) are refused unless off.",
+        "shape (far wider than high, in many pieces, filling its box, closing many loops) are "
+        "refused unless off.",
     )
 
     @field_validator("not_a_digit_threshold", mode="before")

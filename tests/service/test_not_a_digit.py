@@ -49,6 +49,17 @@ def _confetti() -> bytes:
     return png(image)
 
 
+def _flower() -> bytes:
+    """Seven rings round a centre, on a stem: one piece of ink, closing nine loops."""
+    image = Image.new("L", (280, 280), 255)
+    draw = ImageDraw.Draw(image)
+    for angle in np.linspace(0, 2 * np.pi, 7, endpoint=False):
+        x, y = 140 + 55 * np.cos(angle), 110 + 55 * np.sin(angle)
+        draw.ellipse((x - 28, y - 28, x + 28, y + 28), outline=0, width=8)
+    draw.line((140, 165, 140, 270), fill=0, width=8)
+    return png(image)
+
+
 @pytest.fixture(scope="module")
 def judged_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     metadata = {"name": "tiny", "version": "0.0.1", "not_a_digit": json.dumps(RULE)}
@@ -105,16 +116,18 @@ def test_batch_refuses_per_entry_and_counts_refusals(lenient: TestClient) -> Non
         ("files", ("dash.png", _dash_strip(), "image/png")),
         ("files", ("blank.png", BLANK, "image/png")),
         ("files", ("confetti.png", _confetti(), "image/png")),
+        ("files", ("flower.png", _flower(), "image/png")),
     ]
     response = lenient.post("/predict/batch", files=files)
     assert response.status_code == 200, response.text
-    seven, dash, blank, confetti = response.json()["predictions"]
+    seven, dash, blank, confetti, flower = response.json()["predictions"]
     assert "digit" in seven and seven["filename"] == "seven.png"
     assert dash["error"]["code"] == "not_a_digit" and "wider than high" in dash["error"]["message"]
     assert blank["error"]["code"] == "no_ink"
     assert confetti["error"]["code"] == "not_a_digit" and "pieces" in confetti["error"]["message"]
+    assert flower["error"]["code"] == "not_a_digit" and "loops" in flower["error"]["message"]
     after = value(scrape(lenient), "digits_rejected_total", reason="not_a_digit")
-    assert after - before == 2
+    assert after - before == 3
 
 
 def test_single_refusals_are_counted_too(strict: TestClient) -> None:
@@ -229,6 +242,34 @@ def test_shape_signals_of_a_digit_and_of_non_digits() -> None:
         for x in (6, 14, 22):
             dots[y : y + 2, x : x + 2] = 1.0
     assert measure_shape(dots).pieces == 9 and "pieces" in (measure_shape(dots).oddity() or "")
+
+
+def test_loops_closed_by_the_ink_are_counted_and_many_are_refused() -> None:
+    """An 8 closes two loops; a mesh of six, more than any MNIST digit (at most 4), is odd.
+    Paper that reaches the edge is no loop, nor is a speck of paper under 3 pixels."""
+    eight = np.zeros((28, 28), np.float32)
+    for top in (4, 14):
+        eight[top : top + 10, 9:19] = 1.0
+        eight[top + 3 : top + 7, 12:16] = 0.0
+    assert measure_shape(eight).holes == 2 and measure_shape(eight).oddity() is None
+    mesh = np.zeros((28, 28), np.float32)
+    mesh[4:25:6, 4:23] = 1.0
+    mesh[4:23, 4:25:6] = 1.0  # a 3x3 grid of closed cells
+    assert measure_shape(mesh).holes == 9
+    assert "closes 9 loops" in (measure_shape(mesh).oddity() or "")
+    speckled = np.ones((28, 28), np.float32)
+    speckled[2:26:3, 2:26:3] = 0.0  # 64 one-pixel specks of paper in a blot
+    assert measure_shape(speckled).holes == 0
+    frame = np.zeros((28, 28), np.float32)
+    frame[8:20, 8:20] = 1.0
+    frame[10:18, 10:18] = 0.0
+    assert measure_shape(frame).holes == 1
+    frame[12:16, 18:20] = 0.0  # a gap in its right side: the paper inside escapes
+    assert measure_shape(frame).holes == 0
+    cross = np.zeros((28, 28), np.float32)
+    cross[13:15, :] = 1.0
+    cross[:, 13:15] = 1.0  # four pieces of paper, each touching the image's edge
+    assert measure_shape(cross).holes == 0
 
 
 @pytest.mark.parametrize("value", ["maybe", "1.5", "-0.1"])
