@@ -37,7 +37,9 @@ from training.validation_drawings import validation_drawings
 
 logger = logging.getLogger("training.nondigits")
 
-# Letters and symbols unlike any digit; the unicode ones are in DejaVu and Liberation.
+# Letters and symbols unlike any digit; the unicode ones are in DejaVu and Liberation. The
+# lowercase j is left out: learning it cost scikit-learn's hooked 9s (docs/performance.md,
+# "Issue 16, thirteenth round").
 TRAIN_CHARACTERS = "ACEFHJKLMNPRTUVWXYacdefhkmnprtuvwxy#$%&*+<=>?@^~αβγδλμπσΩΣΔΦΨ★♥♦♣♠→←↑↓✓€£¥§¶©®"
 # Never trained on: the rule is chosen on these (and on words of letters, a held-out kind).
 VALIDATION_CHARACTERS = "θξζΓΛΠ♪☺✔✚¤±÷×Ж"
@@ -289,7 +291,7 @@ def validation_nondigits(font_paths: list[Path], seed: int) -> NonDigitPool:
     rng = np.random.default_rng(seed)
     glyphs = render_glyphs(font_paths, VALIDATION_CHARACTERS)
     words: list[np.ndarray] = []
-    letters = TRAIN_CHARACTERS[:35]
+    letters = [c for c in TRAIN_CHARACTERS if c.isascii() and c.isalpha()]
     for path in font_paths[:: max(1, len(font_paths) // 8)]:
         font = open_font(path)
         if font is None:
