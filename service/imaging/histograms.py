@@ -110,6 +110,12 @@ class PixelHistogram:
         first = min(max(math.floor(level) + 1, 0), len(self.counts))
         return self.total - (int(self.cumulative[first - 1]) if first > 0 else 0)
 
+    def standing_out(self, centre: float, margin: float) -> tuple[int, int]:
+        """How many pixels are darker than ``centre - margin``, and how many brighter than
+        ``centre + margin``."""
+        darker = self.total - self.count_above(math.ceil(centre - margin) - 1)
+        return darker, self.count_above(centre + margin)
+
     def brightest(self) -> int:
         """The highest level present."""
         return int(self.cumulative.searchsorted(self.total, side="left"))
@@ -220,6 +226,11 @@ class PixelHistograms:
         np.minimum(np.maximum(first, 0, out=first), 256, out=first)  # np.clip's wrapper costs more
         below = self.cumulative.ravel()[_row_offsets(len(first))[1] + np.maximum(first - 1, 0)]
         return cast(np.ndarray, self.total - np.where(first > 0, below, 0))
+
+    def standing_out(self, centres: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, ``PixelHistogram.standing_out`` around that row's centre."""
+        darker = self.total - self.count_above(np.ceil(centres - margin) - 1)
+        return darker, self.count_above(centres + margin)
 
     def brightest(self) -> np.ndarray:
         """Per row, the highest level present."""

@@ -27,6 +27,7 @@ _BINCOUNT_PIXELS = 4096
 # about the same whatever the count, so fewer images are measured one by one.
 MEASURE_TOGETHER = 16
 _LEVELS = np.arange(256, dtype=np.float32)
+MIN_INK_PIXELS = 10  # of the work image: fewer dark pixels on light paper are a speck of dust
 _TABLES = 256  # stretch tables kept (1 KB each)
 
 
@@ -55,6 +56,10 @@ def measure(works: Sequence[np.ndarray]) -> list[Measurement]:
     full = PixelHistograms(counts)
     extremes = full.percentiles((0.1, 99.9))
     inverted = background - extremes[:, 0] > extremes[:, 1] - background
+    tied = np.flatnonzero(background - extremes[:, 0] == extremes[:, 1] - background)
+    if len(tied):
+        dark, bright = full.rows(tied).standing_out(background[tied], MIN_CONTRAST)
+        inverted[tied] = (dark >= MIN_INK_PIXELS) & (dark > bright)
     level = np.where(inverted, 255.0 - background, background)  # mirrored, same spread
     luts, blank = _stretch_rows(full.reversed_where(inverted), level, sigma)
     return [
@@ -159,14 +164,20 @@ def _ink_up(
     pixels: np.ndarray, paper: tuple[float, float]
 ) -> tuple[bool, PixelHistogram, tuple[float, float]]:
     """Whether to invert the pixels so that the ink is the bright side: the ink is whichever
-    extreme lies farther from the background.
+    extreme (0.1 and 99.9 percentiles) lies farther from the background. Where both sit on
+    the paper (a small digit on a large page), the side with more pixels standing out from
+    it, if they are more than a speck.
 
     Returns that, and the histogram and the paper (level, sigma) in ink-up polarity.
     """
     histogram = _histogram(pixels)
     background, sigma = paper
     low, high = histogram.percentiles((0.1, 99.9))
-    if background - low > high - background:
+    inverted = background - low > high - background
+    if background - low == high - background:  # both on the paper: under 0.1 % is ink
+        dark, bright = histogram.standing_out(background, MIN_CONTRAST)
+        inverted = dark >= MIN_INK_PIXELS and dark > bright
+    if inverted:
         # Inverting mirrors the border's median and keeps its spread.
         return True, histogram.reversed(), (255.0 - background, sigma)
     return False, histogram, paper

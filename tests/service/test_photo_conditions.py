@@ -139,3 +139,31 @@ def test_few_photographed_digits_are_refused(
     labels = mnist_sample[1][:COUNT]
     lost = np.mean([served.lost_points(labels) for served in served_photos.values()])
     assert lost <= MAX_LOST_POINTS, {n: s.lost_points(labels) for n, s in served_photos.items()}
+
+
+FAR_PAGE = (1600, 1200)  # a phone photo of a whole sheet...
+FAR_SIDE = 80  # ...with one digit written on it: its ink is under 0.1 % of the pixels
+
+
+def photograph_from_afar(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """The digit in dark pen, small somewhere on a page of paper, blurred, as a JPEG."""
+    ink = Image.fromarray(digit).resize((FAR_SIDE, FAR_SIDE), Image.Resampling.BILINEAR)
+    page = Image.new("RGB", FAR_PAGE, tuple(round(255 * c) for c in PAPER))
+    corner = tuple(int(v) for v in rng.integers(100, np.array(FAR_PAGE) - FAR_SIDE - 100))
+    page.paste(Image.new("RGB", ink.size, (13, 13, 26)), corner, mask=ink)
+    buffer = io.BytesIO()
+    page.filter(ImageFilter.GaussianBlur(0.8)).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def test_a_digit_small_on_a_large_page_is_read(
+    accuracy_client: TestClient, mnist_sample: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """So little ink cannot move the percentiles that tell ink from paper; the darkest pixels
+    still do (before they were asked, every one of these was answered no_ink)."""
+    rng = np.random.default_rng(FAR_SIDE)
+    images = [photograph_from_afar(d, rng) for d in mnist_sample[0][:COUNT]]
+    served = served_answers(accuracy_client, images)
+    labels = mnist_sample[1][:COUNT]
+    assert float((served.digits == labels).mean()) >= MIN_ACCURACY
+    assert served.lost_points(labels) <= MAX_LOST_POINTS

@@ -318,6 +318,17 @@ def test_blank_image_is_no_ink(paper: int) -> None:
         run(png(Image.new("L", (100, 100), paper)))
 
 
+def test_a_speck_of_dust_on_a_page_is_no_ink() -> None:
+    """A few dark pixels on white paper are too few to be a digit however dark they are;
+    a small digit on the same page is not (tests/service/test_photo_conditions.py)."""
+    page = Image.new("L", (1200, 900), 255)
+    ImageDraw.Draw(page).rectangle((400, 300, 403, 303), fill=0)
+    with pytest.raises(NoInk, match="no ink"):
+        run(png(page))
+    page.paste(draw_digit((60, 60), width=5), (700, 300))
+    assert max(ink_box(run(png(page)))) >= 19
+
+
 def test_noise_with_nothing_standing_out_is_no_ink_and_says_why() -> None:
     """A busy picture (here noise: a photograph of foliage or gravel is one) has no paper for
     ink to stand out from; the message says so rather than calling it blank."""

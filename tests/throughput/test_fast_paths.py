@@ -49,6 +49,9 @@ def test_histogram_statistics_match_numpy(size: int) -> None:
     assert histogram.brightest() == pixels.max()
     inverted = histogram.reversed()
     np.testing.assert_allclose(inverted.percentiles(qs), np.percentile(255 - pixels, qs))
+    for centre in (0.0, 24.5, 250.0, 251.5, 255.0):
+        darker, brighter = histogram.standing_out(centre, 24.0)
+        assert (darker, brighter) == ((pixels < centre - 24).sum(), (pixels > centre + 24).sum())
     for cut in (-3.0, 0.0, 99.5, 249.0, 250.0, 300.0):
         above = pixels[pixels > cut]
         assert histogram.count_above(cut) == above.size
@@ -89,6 +92,8 @@ def test_histogram_rows_give_each_rows_own_statistics_bit_for_bit(size: int) -> 
         assert rows.median_deviation(medians)[i] == histogram.median_deviation(medians[i])
         assert rows.brightest()[i] == histogram.brightest()
         assert rows.count_above(cuts)[i] == histogram.count_above(cuts[i])
+        darker, brighter = rows.standing_out(medians, 24.0)
+        assert (darker[i], brighter[i]) == histogram.standing_out(medians[i], 24.0)
         if inked[i]:
             assert above[i] == histogram.percentiles((90.0,), above=cuts[i])[0]
 
@@ -108,6 +113,10 @@ def _work_images() -> list[np.ndarray]:
         noisy = gradient + rng.normal(0, 8, (side, side))
         digit = np.asarray(draw_digit((side, side), width=max(2, side // 12)), dtype=np.float64)
         images.append(np.clip(np.minimum(noisy, digit), 0, 255).astype(np.uint8))
+    for ink, paper in ((0, 255), (255, 0)):  # a digit small on a page: under 0.1 % ink
+        page = Image.new("L", (256, 192), paper)
+        page.paste(draw_digit((10, 10), ink=ink, paper=paper, width=1), (150, 60))
+        images.append(np.asarray(page))
     return images
 
 
@@ -126,6 +135,10 @@ def test_a_batch_measured_together_gets_each_images_own_measurement(same_size: b
             np.testing.assert_array_equal(together.lut, alone.lut)
     assert any(m.inverted for m in measure(batch)) and not all(m.inverted for m in measure(batch))
     assert any(m.lut is None for m in measure(batch))  # the blank one
+    if not same_size:
+        small_black, small_white = measure(batch)[-2:]
+        assert small_black.inverted and not small_white.inverted
+        assert small_black.lut is not None and small_white.lut is not None
 
 
 def _noise(mode: str, side: int = 40) -> Image.Image:
