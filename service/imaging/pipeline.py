@@ -39,6 +39,7 @@ from service.imaging.geometry import (
     reduce_to_work_side,
 )
 from service.imaging.lighting import flatten_lighting
+from service.imaging.page import find_page
 from service.imaging.statistics import Measurement, ink_table, measure
 from service.imaging.strokes import keep_strokes
 
@@ -114,6 +115,11 @@ def _normalize_steps(gray: np.ndarray) -> Steps:
         passthrough = already_mnist(original, measured.background)
         if passthrough is not None:
             return passthrough
+    sheet = find_page(work, measured)
+    if sheet is not None:  # a sheet on a darker surround: its own paper is the paper
+        work = sheet
+        measured = yield Measure(work)
+        assert measured is not None, "a Measure is answered with its Measurement"
     ink = cv2.bitwise_not(work) if measured.inverted else work
     lut = measured.lut
     flattened = flatten_lighting(ink, measured.sigma)

@@ -2,7 +2,8 @@
 
 Each condition puts real MNIST test digits, written with a dark pen, on off-white paper in a
 phone-sized JPEG, with one thing real photos have: a shadow across the page, ruled or squared
-paper, a form's box or rule, a finger in a corner, a pencil, a red pen, a dark-mode screen. Each
+paper, a form's box or rule, a finger in a corner, the desk round the sheet, a pencil, a red
+pen, a dark-mode screen. Each
 must still read at least MIN_ACCURACY. (Before the lighting fit, every shadowed photo was refused
 as "no ink"; before form lines and edge objects were handled, a finger in the corner left 13 %.)
 """
@@ -26,6 +27,7 @@ WIDTH, HEIGHT = 300, 280
 SIDE = 28 * 6  # the digit's 28x28 square, enlarged
 PAPER = (0.95, 0.93, 0.88)
 BLUE_LINE = (0.6, 0.75, 0.95)
+DESK = (0.3, 0.2, 0.12)  # dark wood round the sheet
 
 Page = np.ndarray  # (HEIGHT, WIDTH, 3) float 0..1
 Condition = Callable[[Page, tuple[int, int]], Page]
@@ -76,6 +78,18 @@ def _finger(page: Page, _: tuple[int, int]) -> Page:
     return _on_image(page, lambda draw: draw.ellipse(thumb, fill=(60, 50, 45)))
 
 
+def _desk(page: Page, corner: tuple[int, int]) -> Page:
+    """The sheet, turned a little, lies on a dark desk that fills the photo round it."""
+    half, turn = SIDE / 2 + 25, np.deg2rad(6.0)
+    centre = np.array(corner) + SIDE / 2
+    square = np.array([(-half, -half), (half, -half), (half, half), (-half, half)])
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    sheet = Image.new("L", (WIDTH, HEIGHT), 0)
+    ImageDraw.Draw(sheet).polygon([tuple(p) for p in square @ rotation.T + centre], fill=255)
+    on_sheet = (np.asarray(sheet, dtype=np.float32) / 255)[..., np.newaxis]
+    return page * on_sheet + np.array(DESK, np.float32) * (1 - on_sheet)
+
+
 CONDITIONS: dict[str, tuple[Condition, tuple[float, float, float]]] = {
     "plain": (_plain, (0.05, 0.05, 0.1)),
     "shadow": (_shadow, (0.05, 0.05, 0.1)),
@@ -84,6 +98,7 @@ CONDITIONS: dict[str, tuple[Condition, tuple[float, float, float]]] = {
     "box": (_box, (0.05, 0.05, 0.1)),
     "rule": (_rule, (0.05, 0.05, 0.1)),
     "finger": (_finger, (0.05, 0.05, 0.1)),
+    "desk": (_desk, (0.05, 0.05, 0.1)),
     "pencil": (_plain, (0.55, 0.55, 0.55)),
     "red_pen": (_plain, (0.85, 0.1, 0.1)),
     "dark_mode": (_plain, (0.05, 0.05, 0.1)),  # inverted after the pen (see photograph)

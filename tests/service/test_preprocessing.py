@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from service.errors import ImageTooLarge, InvalidImage, NoInk, UnsupportedMediaType
 from service.imaging import encode_png, preprocess_image
@@ -316,6 +316,31 @@ def test_format_outside_the_allow_list_is_415() -> None:
 def test_blank_image_is_no_ink(paper: int) -> None:
     with pytest.raises(NoInk, match="no ink"):
         run(png(Image.new("L", (100, 100), paper)))
+
+
+@pytest.mark.parametrize("turn", [0.0, 5.0])
+def test_a_sheet_on_a_dark_desk_is_read_on_its_own_paper(turn: float) -> None:
+    """A photo of a sheet lying on a desk: the photo's border is the desk, not the paper.
+    The sheet is cut out, so the digit comes out as it does from the sheet alone."""
+    alone = run(png(draw_digit((200, 200)).rotate(turn, expand=True, fillcolor=255)))
+    sheet = draw_digit((200, 200)).rotate(turn, expand=True)
+    shape = Image.new("L", (200, 200), 255).rotate(turn, expand=True)
+    photo = Image.new("L", (320, 300), 60)
+    photo.paste(sheet, (50, 40), mask=shape)
+    out = run(png(photo))
+    assert np.abs(out - alone).mean() < 0.02
+    assert np.abs(np.subtract(ink_box(out), ink_box(alone))).max() <= 1
+
+
+def test_a_sheet_cut_out_still_needs_something_written_on_it() -> None:
+    """A blank sheet on the desk is not taken for a page (it is a bright blot), and a bold
+    white digit on black is not a sheet however much of the image it covers."""
+    blank = Image.new("L", (300, 300), 60)
+    blank.paste(255, (50, 50, 250, 250))
+    out = run(png(blank))
+    assert out.mean() > 0.4  # the sheet itself is the ink: refused later by its shape
+    bold = draw_digit((200, 200), ink=255, paper=0, width=60)
+    assert np.abs(run(png(bold)) - run(png(ImageOps.invert(bold)))).max() < 0.05
 
 
 def test_a_speck_of_dust_on_a_page_is_no_ink() -> None:

@@ -273,14 +273,16 @@ def test_staged_batches_give_the_one_by_one_answers(model: DigitClassifier) -> N
 
 def _full_batch(one_size: bool) -> list[bytes]:
     """32 images: 28 small ones of both polarities, a blank, a non-image and two more, all
-    28x28 (``one_size``) or not."""
+    28x28 (``one_size``) or not (then one of them a sheet on a desk)."""
     images = [
         png(draw_digit((28, 28), ink=ink, paper=255 - ink, width=2 + i % 3, offset=(i % 4, 0)))
         for i, ink in enumerate([0, 255] * 14)
     ]
     others = [draw_digit((28, 28), offset=(5, 3)), draw_digit((28, 28), ink=200, paper=90)]
-    if not one_size:
-        others = [draw_digit((90, 60)), draw_digit((300, 120), offset=(40, 0))]
+    if not one_size:  # a sheet on a desk among them: it is measured a second time, cut out
+        sheet = Image.new("L", (120, 110), 60)
+        sheet.paste(draw_digit((80, 80), width=6), (20, 15))
+        others = [sheet, draw_digit((300, 120), offset=(40, 0))]
     images += [png(draw_digit((28, 28), ink=0, paper=0)), png(others[0]), b"nope", png(others[1])]
     return images
 
