@@ -1,11 +1,11 @@
 """Accuracy through the API on MNIST digits photographed the way paper gets photographed.
 
 Each condition puts real MNIST test digits, written with a dark pen, on off-white paper in a
-phone-sized JPEG, with one thing real photos have: a shadow across the page, ruled or squared
-paper, a form's box or rule, a finger in a corner, the desk round the sheet, a pencil, a red
-pen, a dark-mode screen. Each
-must still read at least MIN_ACCURACY. (Before the lighting fit, every shadowed photo was refused
-as "no ink"; before form lines and edge objects were handled, a finger in the corner left 13 %.)
+phone-sized JPEG, with one thing real photos have: a shadow across the page, ruled, notebook or
+squared paper, a form's box or rule, a finger in a corner, the desk round the sheet, a pencil,
+a red pen, a dark-mode screen. Each must still read at least MIN_ACCURACY. (Before the
+lighting fit, every shadowed photo was refused as "no ink"; before form lines and edge objects
+were handled, a finger in the corner left 13 %.)
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ SIDE = 28 * 6  # the digit's 28x28 square, enlarged
 PAPER = (0.95, 0.93, 0.88)
 BLUE_LINE = (0.6, 0.75, 0.95)
 DESK = (0.3, 0.2, 0.12)  # dark wood round the sheet
+NOTEBOOK_LINE = (0.47, 0.59, 0.86)
+MARGIN_LINE = (0.9, 0.3, 0.3)
 
 Page = np.ndarray  # (HEIGHT, WIDTH, 3) float 0..1
 Condition = Callable[[Page, tuple[int, int]], Page]
@@ -45,6 +47,13 @@ def _shadow(page: Page, _: tuple[int, int]) -> Page:
 
 def _ruled(page: Page, _: tuple[int, int]) -> Page:
     page[20::30] = BLUE_LINE
+    return page
+
+
+def _notebook(page: Page, _: tuple[int, int]) -> Page:
+    """A school notebook: darker rules, two pixels wide, and a red margin joining them all."""
+    page[20::30], page[21::30] = NOTEBOOK_LINE, NOTEBOOK_LINE
+    page[:, 40:42] = MARGIN_LINE
     return page
 
 
@@ -94,6 +103,7 @@ CONDITIONS: dict[str, tuple[Condition, tuple[float, float, float]]] = {
     "plain": (_plain, (0.05, 0.05, 0.1)),
     "shadow": (_shadow, (0.05, 0.05, 0.1)),
     "ruled": (_ruled, (0.05, 0.05, 0.1)),
+    "notebook": (_notebook, (0.05, 0.05, 0.1)),
     "squared": (_squared, (0.05, 0.05, 0.1)),
     "box": (_box, (0.05, 0.05, 0.1)),
     "rule": (_rule, (0.05, 0.05, 0.1)),
