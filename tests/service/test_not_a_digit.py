@@ -245,7 +245,7 @@ def test_shape_signals_of_a_digit_and_of_non_digits() -> None:
 
 
 def test_loops_closed_by_the_ink_are_counted_and_many_are_refused() -> None:
-    """An 8 closes two loops; a mesh of six, more than any MNIST digit (at most 4), is odd.
+    """An 8 closes two loops; a mesh of nine, more than any MNIST digit (at most 4), is odd.
     Paper that reaches the edge is no loop, nor is a speck of paper under 3 pixels."""
     eight = np.zeros((28, 28), np.float32)
     for top in (4, 14):
