@@ -31,16 +31,13 @@ def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
     _, bright = cv2.threshold(work, middle - 1, 1, cv2.THRESH_BINARY)
     if cv2.countNonZero(bright) < PAGE_MIN_SHARE * work.size:
         return None  # the common case, white ink on black: a labelling would cost ten times more
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=4)
-    if count < 2:
-        return None
-    sheet = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=4)
+    sheet = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # bright pixels exist: label 1 does
     x, y, width, height, area = (int(v) for v in stats[sheet])
     if area < PAGE_MIN_SHARE * work.size:
         return None
-    contours, _ = cv2.findContours(
-        np.equal(labels, sheet).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
+    paper = np.equal(labels, sheet)
+    contours, _ = cv2.findContours(paper.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     outline = max(contours, key=cv2.contourArea)
     filled = np.zeros_like(bright)
     cv2.drawContours(filled, [outline], 0, 1, thickness=cv2.FILLED)
@@ -48,7 +45,7 @@ def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
     _, (box_width, box_height), _ = cv2.minAreaRect(outline)
     if enclosed < PAGE_MIN_FILL * box_width * box_height or enclosed - area < MIN_INK_PIXELS:
         return None  # not a quadrilateral, or nothing written on it
-    return _cut_out(work, filled, np.equal(labels, sheet), (x, y, width, height))
+    return _cut_out(work, filled, paper, (x, y, width, height))
 
 
 def _cut_out(

@@ -130,9 +130,13 @@ def photograph(digit: np.ndarray, name: str, rng: np.random.Generator) -> bytes:
     pixels = (np.clip(page, 0, 1) * 255).astype(np.uint8)
     if name == "dark_mode":
         pixels = 255 - pixels
-    image = Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(0.8))
+    return _snapshot(Image.fromarray(pixels))
+
+
+def _snapshot(image: Image.Image) -> bytes:
+    """What a phone makes of the scene: slightly blurred, as a JPEG."""
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=85)
+    image.filter(ImageFilter.GaussianBlur(0.8)).save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()
 
 
@@ -176,9 +180,7 @@ def photograph_from_afar(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     page = Image.new("RGB", FAR_PAGE, tuple(round(255 * c) for c in PAPER))
     corner = tuple(int(v) for v in rng.integers(100, np.array(FAR_PAGE) - FAR_SIDE - 100))
     page.paste(Image.new("RGB", ink.size, (13, 13, 26)), corner, mask=ink)
-    buffer = io.BytesIO()
-    page.filter(ImageFilter.GaussianBlur(0.8)).save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
+    return _snapshot(page)
 
 
 def test_a_digit_small_on_a_large_page_is_read(
