@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from service.errors import ImageTooLarge, InternalError, NoInk, ServiceError
+from service.imaging.cropped import is_clean_paper, ring_as_border
 from service.imaging.decode import decode_gray
 from service.imaging.geometry import (
     SIZE,
@@ -118,14 +119,12 @@ def _normalize_steps(gray: np.ndarray) -> Steps:
     sheet = find_page(work, measured)
     if sheet is not None:  # a sheet on a darker surround: its own paper is the paper
         work = sheet
-        measured = yield Measure(work)
-        assert measured is not None, "a Measure is answered with its Measurement"
-    ink = cv2.bitwise_not(work) if measured.inverted else work
-    lut = measured.lut
-    flattened = flatten_lighting(ink, measured.sigma)
-    if flattened is not ink:
-        ink = flattened
-        lut = ink_table(flattened)
+        measured = yield from _measured(work)
+    ink, lut = _ink_up(work, measured)
+    if lut is None:  # perhaps cropped to its ink: the border band was strokes, not paper
+        ring = yield from _measured(ring_as_border(work))
+        if is_clean_paper(ring):
+            ink, lut = _ink_up(work, ring)
     if lut is None:  # nothing stands out from the paper's noise, however busy the paper is
         raise NoInk(
             "no ink found: nothing stands out from the background (a blank image, too "
@@ -137,6 +136,21 @@ def _normalize_steps(gray: np.ndarray) -> Steps:
     fitted = fit_box(kept, lut)
     yield None
     return centre_by_mass(fitted)
+
+
+def _measured(work: np.ndarray) -> Generator[Measure, Measurement | None, Measurement]:
+    measured = yield Measure(work)
+    assert measured is not None, "a Measure is answered with its Measurement"
+    return measured
+
+
+def _ink_up(work: np.ndarray, measured: Measurement) -> tuple[np.ndarray, np.ndarray | None]:
+    """The work image with its ink bright, lighting flattened, and its stretch table."""
+    ink = cv2.bitwise_not(work) if measured.inverted else work
+    flattened = flatten_lighting(ink, measured.sigma)
+    if flattened is not ink:
+        return flattened, ink_table(flattened)
+    return ink, measured.lut
 
 
 def _as_uint8(gray: np.ndarray) -> np.ndarray:
