@@ -14,7 +14,7 @@ import numpy as np
 
 from service.contract import RejectRule
 from service.errors import NotADigit
-from service.imaging.shape import measure_shape
+from service.imaging.shape import characters_in_a_row, measure_shape
 
 NOT_A_DIGIT = "That doesn't look like a digit"
 
@@ -44,17 +44,28 @@ def refusal(
     ``score``: its entry of ``scores`` under the rule."""
     if reject is None:
         return None
+    image = pixels.reshape(28, 28)
     # The shape first: when both refuse, its reason is the one a person understands.
-    odd = measure_shape(pixels.reshape(28, 28)).oddity()
+    odd = measure_shape(image).oddity()
+    if odd is None and score >= reject.threshold:
+        return None
+    guess = _guess(labels, probabilities)
     if odd is not None:
-        return NotADigit(f"{NOT_A_DIGIT}: {odd} ({_guess(labels, probabilities)}).")
-    if score < reject.threshold:
-        return NotADigit(
-            f"{NOT_A_DIGIT}: {_guess(labels, probabilities)}, and its "
-            f"{reject.rule.replace('_', ' ')} {score:.3f} is below the {reject.threshold:.3f} "
-            "a digit needs."
+        reason = f"{odd} ({guess})"
+    else:
+        reason = (
+            f"{guess}, and its {reject.rule.replace('_', ' ')} {score:.3f} is below the "
+            f"{reject.threshold:.3f} a digit needs"
         )
-    return None
+    return NotADigit(f"{NOT_A_DIGIT}: {reason}{_row_hint(image)}.")
+
+
+def _row_hint(image: np.ndarray) -> str:
+    """What to do about a number: several digits sent as one image, which the sender can fix."""
+    characters = characters_in_a_row(image)
+    if characters < 2:
+        return ""
+    return f"; it looks like {characters} characters side by side: send one digit per image"
 
 
 def _guess(labels: Sequence[str], probabilities: np.ndarray) -> str:

@@ -20,11 +20,11 @@ from PIL import Image, ImageDraw
 from service.app import create_app
 from service.contract import RejectRule, reject_rule
 from service.errors import NotADigit
-from service.imaging.shape import measure_shape
+from service.imaging.shape import characters_in_a_row, measure_shape
 from service.settings import Settings
 from service.workers.verdict import refusal, scores
 from tests.conftest import build_onnx_model
-from tests.service.images import draw_digit, png
+from tests.service.images import ONE, draw_digit, png
 from tests.service.test_metrics import scrape, value
 
 SEVEN = png(draw_digit())
@@ -276,3 +276,36 @@ def test_loops_closed_by_the_ink_are_counted_and_many_are_refused() -> None:
 def test_bad_threshold_settings_are_refused(value: str, tiny_onnx: Path) -> None:
     with pytest.raises(ValueError, match="not_a_digit_threshold"):
         Settings(model_path=tiny_onnx, not_a_digit_threshold=value)
+
+
+def test_characters_side_by_side_are_counted() -> None:
+    """Pieces as tall as half the ink, each right of the one before, are a row of characters;
+    a digit's detached parts overlap across or are small (a 5's flag, a dot)."""
+    pair = np.zeros((28, 28), np.float32)
+    pair[6:22, 4:10] = 1.0
+    pair[6:22, 16:24] = 1.0
+    assert characters_in_a_row(pair) == 2
+    pair[6:22, 11:14] = 1.0
+    assert characters_in_a_row(pair) == 3
+    five = np.zeros((28, 28), np.float32)
+    five[4:6, 10:20] = 1.0  # the flag, apart from the body under it
+    five[8:24, 8:18] = 1.0
+    assert characters_in_a_row(five) == 1
+    dotted = np.zeros((28, 28), np.float32)
+    dotted[4:24, 10:14] = 1.0
+    dotted[20:24, 18:22] = 1.0  # a full stop beside a 1: too short for a character
+    assert characters_in_a_row(dotted) == 1
+    assert characters_in_a_row(np.zeros((28, 28), np.float32)) == 1
+
+
+def test_a_number_sent_as_one_image_is_told_to_send_one_digit(strict: TestClient) -> None:
+    """Refused either way; the message says what the sender can do about it."""
+    number = Image.new("L", (400, 200), 255)
+    number.paste(draw_digit(), (0, 0))
+    number.paste(draw_digit(stroke=ONE), (200, 0))
+    response = strict.post("/predict", content=png(number), headers={"Content-Type": "image/png"})
+    assert response.status_code == 422, response.text
+    message = response.json()["error"]["message"]
+    assert message.endswith("it looks like 2 characters side by side: send one digit per image.")
+    seven = strict.post("/predict", content=SEVEN, headers={"Content-Type": "image/png"})
+    assert "side by side" not in seven.json()["error"]["message"]
