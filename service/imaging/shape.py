@@ -15,7 +15,7 @@ the model gets (the pipeline's output is untouched), and say what the fit hid:
 The limits sit beyond the extremes of MNIST's 70 000 digits (measured on the 28x28 images:
 widest 2.5, most pieces 4, fullest box 0.87 among boxes not thinner than a bar, most holes 4
 where sloppy strokes cross), so what the model answers for real digits is what it answered
-before.
+before. ``characters_in_a_row`` is no signal: it only words a refusal (a number sent whole).
 """
 
 from __future__ import annotations
@@ -91,9 +91,9 @@ def _holes(ink: np.ndarray) -> int:
 def characters_in_a_row(pixels: np.ndarray) -> int:
     """How many characters a refused image holds side by side: its pieces of ink at least
     half the ink's height, when each lies wholly to the right of the one before (a number
-    sent as one image). 1 when they are not in a row. Only asked once an image is refused, to
-    say why: of MNIST's 10 000 test digits, 2 are pieces in a row, against 298 of 300 pairs and
-    290 of 300 triples of them side by side (docs/performance.md)."""
+    sent as one image). 1 when they are not in a row. Asked only once an image is refused, to
+    tell its sender what to change; a digit's own detached parts overlap across (a 5's flag)
+    or are short (docs/performance.md, "Several digits in one image")."""
     ink = np.greater(pixels, INK).view(np.uint8)
     count, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     if count <= 2:
