@@ -1,5 +1,6 @@
 """The digit's strokes kept, everything else dropped: specks, stray shading, dark things cut
-by the frame (a finger, the table), a form's printed lines (a box, a rule) and a notebook's.
+by the frame (a finger, the table), a form's printed lines (a box, a rule), a circle drawn
+round the digit and a notebook's lines.
 
 The image is 8-bit with the ink bright (ink up) and reaches these functions with its
 stretch table, which says how inked each level is; faint pixels are kept only where they
@@ -22,6 +23,7 @@ RULE_FILL = 0.5  # ...and straight (filling this share of its bounding box) is a
 OUTLINE_BAND = 0.12  # of a frame's shorter side: how close to its box edges its ink lies...
 OUTLINE_SHARE = 0.85  # ...for this share of its pixels
 OUTLINE_FILL = 0.3  # a frame covers at most this share of its bounding box
+RING_CONTENT = 0.4  # what a ring drawn round the digit encloses spans this share of its height
 LINE_REACH = 1.25  # faint ink this many times the strong ink's box (+2) may hold a page's lines
 LINE_LENGTH = 0.6  # of the image's side: a straight run of ink this long across it is printed...
 LINE_THICKNESS = 0.015  # ...if it is at most this thin (of the shorter side, 2 pixels at least)
@@ -142,6 +144,7 @@ def _without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray)
     drop = np.zeros(len(kept), dtype=bool)
     for i, component in enumerate(kept.tolist()):
         others = np.arange(len(kept)) != i
+        others_height = int(bottom[others].max() - top[others].min())
         encloses = (
             (left[others] > left[i]).all()
             and (top[others] > top[i]).all()
@@ -149,6 +152,8 @@ def _without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray)
             and (bottom[others] < bottom[i]).all()
         )
         if encloses and _is_outline(labels, stats[component], component):
+            drop[i] = True
+        elif encloses and _is_ring_round(labels, stats[component], component, others_height):
             drop[i] = True
         elif _is_rule(stats[component], top[others].min(), bottom[others].max()):
             drop[i] = True
@@ -176,6 +181,25 @@ def _is_outline(labels: np.ndarray, box: np.ndarray, component: int) -> bool:
         return False
     inner = labels[top + band : top + height - band, left + band : left + width - band]
     return int(np.count_nonzero(inner == component)) <= (1 - OUTLINE_SHARE) * area
+
+
+def _is_ring_round(labels: np.ndarray, box: np.ndarray, component: int, inside: int) -> bool:
+    """Whether the component is a closed curve drawn round the rest, as a teacher circles an
+    answer: nearly all of it lies along the outline of the shape it closes, which a box's
+    edges do not describe. What it encloses must be as tall as a digit in it (``inside``
+    rows): a dotted zero's dot is not, and its 0 stays."""
+    left, top, width, height, area = (int(v) for v in box[:5])
+    band = max(2, round(OUTLINE_BAND * min(width, height)))
+    if width <= 2 * band or height <= 2 * band or inside < RING_CONTENT * height:
+        return False
+    mine = np.equal(labels[top : top + height, left : left + width], component).view(np.uint8)
+    contours, _ = cv2.findContours(mine, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    closed = np.zeros_like(mine)
+    cv2.drawContours(closed, contours, -1, 1, thickness=cv2.FILLED)
+    if area > OUTLINE_FILL * cv2.countNonZero(closed):
+        return False  # an open curve closes nothing: it is its own outline
+    inner = cv2.erode(closed, np.ones((2 * band + 1, 2 * band + 1), np.uint8))
+    return cv2.countNonZero(cv2.bitwise_and(mine, inner)) <= (1 - OUTLINE_SHARE) * area
 
 
 def _weak_components_of(
