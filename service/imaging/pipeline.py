@@ -31,7 +31,7 @@ import numpy as np
 
 from service.errors import ImageTooLarge, InternalError, NoInk, ServiceError
 from service.imaging.cropped import is_clean_paper, ring_as_border
-from service.imaging.decode import decode_gray
+from service.imaging.decode import decode_colour_contrast, decode_gray
 from service.imaging.geometry import (
     SIZE,
     already_mnist,
@@ -101,7 +101,15 @@ def preprocess_steps(data: bytes, *, allowed_formats: Collection[str], max_pixel
     """``preprocess_image`` in stages. Between stages an image holds only its work copy (at
     most ``WORK_SIDE`` square), never the full decoded image. The first stage ends by yielding
     a ``Measure`` of the work image."""
-    return (yield from _normalize_steps(decode_gray(data, allowed_formats, max_pixels)))
+    try:
+        return (yield from _normalize_steps(decode_gray(data, allowed_formats, max_pixels)))
+    except NoInk:  # perhaps ink as bright as its paper, in another colour (red on green)
+        colours = decode_colour_contrast(data, allowed_formats, max_pixels)
+        if colours is None:
+            raise
+        in_colour = _normalize_steps(colours)
+        del colours  # the stages hold only their work copy
+    return (yield from in_colour)
 
 
 def _normalize_steps(gray: np.ndarray) -> Steps:

@@ -320,6 +320,30 @@ def test_white_pen_on_transparent_canvas_is_read_as_ink() -> None:
     assert np.abs(out - run(png(draw_digit()))).mean() < 0.03
 
 
+def _coloured(pen: tuple[int, int, int], paper: tuple[int, int, int]) -> Image.Image:
+    ink = np.asarray(draw_digit(ink=255, paper=0), dtype=np.float32)[..., None] / 255
+    mixed = (1 - ink) * np.array(paper, np.float32) + ink * np.array(pen, np.float32)
+    return Image.fromarray(mixed.astype(np.uint8), mode="RGB")
+
+
+def test_ink_as_bright_as_its_paper_is_read_by_its_colour() -> None:
+    """Red ink on green paper of nearly the same brightness (luminance 87 and 105, under the
+    24 levels ink needs): the grayscale image is blank, the colours are not."""
+    out = run(png(_coloured((220, 30, 30), (40, 150, 40))))
+    assert np.abs(out - run(png(draw_digit()))).mean() < 0.03
+
+
+def test_a_blank_colour_image_or_a_faint_grey_one_stays_no_ink() -> None:
+    """The colour view is asked only for colour that differs in more than brightness: noisy
+    coloured paper has none, and faint grey ink stored as RGB is no darker in it."""
+    noise = np.random.default_rng(3).normal(0, 4, (120, 120, 3))
+    paper = np.clip(np.array([200, 120, 60]) + noise, 0, 255).astype(np.uint8)
+    with pytest.raises(NoInk):
+        run(encode(Image.fromarray(paper, mode="RGB"), "JPEG", quality=70))
+    with pytest.raises(NoInk):
+        run(png(_coloured((240, 240, 240), (255, 255, 255))))
+
+
 def test_exif_rotated_photo_is_turned_upright() -> None:
     upright = draw_digit((240, 160), ONE, width=12).convert("RGB")
     stored = upright.transpose(Image.Transpose.ROTATE_90)  # as the sensor saved it

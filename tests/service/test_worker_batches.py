@@ -287,6 +287,23 @@ def _full_batch(one_size: bool) -> list[bytes]:
     return images
 
 
+def test_an_image_read_in_colour_is_the_same_in_a_batch() -> None:
+    """The colour view is a second run of the stages after the first found no ink; in a batch
+    it runs between the other images' stages and gives what it gives alone."""
+    ink = np.asarray(draw_digit(ink=255, paper=0), dtype=np.float32)[..., None] / 255
+    red_on_green = (1 - ink) * np.array([40, 150, 40]) + ink * np.array([220, 30, 30])
+    images = [png(Image.fromarray(red_on_green.astype(np.uint8))), png(draw_digit())] * 9
+    prepared = prepare_batch(
+        images, allowed_formats=LIMITS.allowed_formats, max_pixels=LIMITS.max_pixels
+    )
+    for data, result in zip(images, prepared, strict=True):
+        alone = preprocess_image(
+            data, allowed_formats=LIMITS.allowed_formats, max_pixels=LIMITS.max_pixels
+        )
+        assert result.error is None and result.pixels is not None
+        np.testing.assert_array_equal(result.pixels, alone)
+
+
 @pytest.mark.parametrize("one_size", [True, False])
 def test_a_full_batch_measured_together_gives_the_one_by_one_images(one_size: bool) -> None:
     """32 images: the batch's statistics are measured together (service.imaging.statistics.
