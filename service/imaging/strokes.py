@@ -28,6 +28,9 @@ LINE_REACH = 1.25  # faint ink this many times the strong ink's box (+2) may hol
 LINE_LENGTH = 0.6  # of the image's side: a straight run of ink this long across it is printed...
 LINE_THICKNESS = 0.015  # ...if it is at most this thin (of the shorter side, 2 pixels at least)
 EDGE_OBJECT_THICKNESS = 2.5  # edge-touching ink this many times thicker than the strokes: not ink
+EDGE_BAND_LENGTH = 0.9  # of the image's side: a solid band this long along an edge...
+EDGE_BAND_DEPTH = 0.25  # ...reaching at most this far in (of the other side) is a bezel or desk
+EDGE_BAND_FILL = 0.8  # ...and solid: it fills this share of its box
 _MAX_LOOKUPS = 8  # kept components looked up one by one; more go through a label table
 _SOLE_COMPONENT = np.ones(1, dtype=np.intp)
 
@@ -110,8 +113,9 @@ def _edge_objects(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> 
     """Indices (into ``stats[1:]``) of dark things cut by the frame, not part of the digit: a
     finger, the table, a shadowed corner of a photo.
 
-    They touch the image's edge and are far thicker than the strokes away from the edge; a
-    digit's own strokes that reach the edge have the pen's width and are kept. Images whose
+    They touch the image's edge and are far thicker than the strokes away from the edge, or
+    are a solid band along a whole side; a digit's own strokes that reach the edge have the
+    pen's width and cross it, and are kept. Images whose
     ink all touches the edge (a tightly cropped digit) or none of it are left as they are.
     """
     height, width = labels.shape
@@ -129,7 +133,19 @@ def _edge_objects(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> 
     np.maximum.at(radius, labels.ravel(), distance.ravel())
     stroke = float(radius[inside + 1].max())
     edge = np.flatnonzero(at_edge)
-    return edge[radius[edge + 1] > EDGE_OBJECT_THICKNESS * stroke]
+    thick = radius[edge + 1] > EDGE_OBJECT_THICKNESS * stroke
+    return edge[thick | _bands_along_an_edge(stats[edge + 1], height, width)]
+
+
+def _bands_along_an_edge(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Which edge-touching components are solid bands along a whole side: a screen's bezel or
+    a desk's edge beside the sheet, however thin beside the strokes. A stroke reaching the
+    edge runs across it, not along all of it."""
+    box_width, box_height = boxes[:, cv2.CC_STAT_WIDTH], boxes[:, cv2.CC_STAT_HEIGHT]
+    upright = (box_height >= EDGE_BAND_LENGTH * height) & (box_width <= EDGE_BAND_DEPTH * width)
+    lying = (box_width >= EDGE_BAND_LENGTH * width) & (box_height <= EDGE_BAND_DEPTH * height)
+    solid = boxes[:, cv2.CC_STAT_AREA] >= EDGE_BAND_FILL * box_width * box_height
+    return (upright | lying) & solid
 
 
 def _without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
