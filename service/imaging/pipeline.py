@@ -128,11 +128,11 @@ def _normalize_steps(gray: np.ndarray) -> Steps:
     if sheet is not None:  # a sheet on a darker surround: its own paper is the paper
         work = sheet
         measured = yield from _measured(work)
-    ink, lut = _ink_up(work, measured)
+    ink, lut = _bright_ink(work, measured)
     if lut is None:  # perhaps cropped to its ink: the border band was strokes, not paper
         ring = yield from _measured(ring_as_border(work))
         if is_clean_paper(ring):
-            ink, lut = _ink_up(work, ring)
+            ink, lut = _bright_ink(work, ring)
     if lut is None:  # nothing stands out from the paper's noise, however busy the paper is
         raise NoInk(
             "no ink found: nothing stands out from the background (a blank image, too "
@@ -152,7 +152,7 @@ def _measured(work: np.ndarray) -> Generator[Measure, Measurement | None, Measur
     return measured
 
 
-def _ink_up(work: np.ndarray, measured: Measurement) -> tuple[np.ndarray, np.ndarray | None]:
+def _bright_ink(work: np.ndarray, measured: Measurement) -> tuple[np.ndarray, np.ndarray | None]:
     """The work image with its ink bright, lighting flattened, and its stretch table."""
     ink = cv2.bitwise_not(work) if measured.inverted else work
     flattened = flatten_lighting(ink, measured.sigma)

@@ -160,18 +160,19 @@ def _without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray)
     drop = np.zeros(len(kept), dtype=bool)
     for i, component in enumerate(kept.tolist()):
         others = np.arange(len(kept)) != i
-        others_height = int(bottom[others].max() - top[others].min())
+        ink_top, ink_bottom = int(top[others].min()), int(bottom[others].max())
         encloses = (
             (left[others] > left[i]).all()
             and (top[others] > top[i]).all()
             and (right[others] < right[i]).all()
             and (bottom[others] < bottom[i]).all()
         )
-        if encloses and _is_outline(labels, stats[component], component):
+        if encloses and (
+            _is_outline(labels, stats[component], component)
+            or _is_ring_round(labels, stats[component], component, ink_bottom - ink_top)
+        ):
             drop[i] = True
-        elif encloses and _is_ring_round(labels, stats[component], component, others_height):
-            drop[i] = True
-        elif _is_rule(stats[component], top[others].min(), bottom[others].max()):
+        elif _is_rule(stats[component], ink_top, ink_bottom):
             drop[i] = True
     return kept if drop.all() else kept[~drop]
 
@@ -192,8 +193,8 @@ def _is_outline(labels: np.ndarray, box: np.ndarray, component: int) -> bool:
     """Whether nearly all of the component lies along its bounding box's edges (a frame), not
     across it (a 0 touches its box at four points only)."""
     left, top, width, height, area = (int(v) for v in box[:5])
-    band = max(2, round(OUTLINE_BAND * min(width, height)))
-    if width <= 2 * band or height <= 2 * band or area > OUTLINE_FILL * width * height:
+    band = _frame_band(width, height)
+    if not band or area > OUTLINE_FILL * width * height:
         return False
     inner = labels[top + band : top + height - band, left + band : left + width - band]
     return int(np.count_nonzero(inner == component)) <= (1 - OUTLINE_SHARE) * area
@@ -205,8 +206,8 @@ def _is_ring_round(labels: np.ndarray, box: np.ndarray, component: int, inside: 
     edges do not describe. What it encloses must be as tall as a digit in it (``inside``
     rows): a dotted zero's dot is not, and its 0 stays."""
     left, top, width, height, area = (int(v) for v in box[:5])
-    band = max(2, round(OUTLINE_BAND * min(width, height)))
-    if width <= 2 * band or height <= 2 * band or inside < RING_CONTENT * height:
+    band = _frame_band(width, height)
+    if not band or inside < RING_CONTENT * height:
         return False
     mine = np.equal(labels[top : top + height, left : left + width], component).view(np.uint8)
     contours, _ = cv2.findContours(mine, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -216,6 +217,13 @@ def _is_ring_round(labels: np.ndarray, box: np.ndarray, component: int, inside: 
         return False  # an open curve closes nothing: it is its own outline
     inner = cv2.erode(closed, np.ones((2 * band + 1, 2 * band + 1), np.uint8))
     return cv2.countNonZero(cv2.bitwise_and(mine, inner)) <= (1 - OUTLINE_SHARE) * area
+
+
+def _frame_band(width: int, height: int) -> int:
+    """How close to its outline a frame's ink lies, in pixels; 0 when its box is too small
+    to leave anything inside such a band on each side."""
+    band = max(2, round(OUTLINE_BAND * min(width, height)))
+    return band if width > 2 * band and height > 2 * band else 0
 
 
 def _weak_components_of(
