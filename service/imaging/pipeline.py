@@ -32,6 +32,7 @@ import numpy as np
 from service.errors import ImageTooLarge, InternalError, NoInk, ServiceError
 from service.imaging.cropped import is_clean_paper, ring_as_border
 from service.imaging.decode import decode_colour_contrast, decode_gray
+from service.imaging.enlarged import native_pixels
 from service.imaging.geometry import (
     SIZE,
     already_mnist,
@@ -113,7 +114,7 @@ def preprocess_steps(data: bytes, *, allowed_formats: Collection[str], max_pixel
 
 
 def _normalize_steps(gray: np.ndarray) -> Steps:
-    pixels = _as_uint8(gray)
+    pixels = native_pixels(_as_uint8(gray))  # a small image enlarged by blocks: its source
     work = reduce_to_work_side(pixels)
     original = gray if pixels.shape == (SIZE, SIZE) else None  # may already be MNIST
     decoded = gray.size

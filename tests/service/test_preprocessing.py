@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from service.errors import ImageTooLarge, InvalidImage, NoInk, UnsupportedMediaType
 from service.imaging import encode_png, preprocess_image
@@ -259,6 +259,30 @@ def test_a_digit_cropped_to_its_ink_is_read(mnist_dir: Path) -> None:
         crop = sheet[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
         out = run(png(Image.fromarray(crop)))
         assert max(ink_box(out)) >= 19  # the ring, fitted to the 20-pixel box
+
+
+def _pixel_font_digit(digit: str) -> Image.Image:
+    """A digit in Pillow's built-in bitmap font (6x11 pixels), black on a 12x15 sheet."""
+    sheet = Image.new("L", (12, 15), 255)
+    ImageDraw.Draw(sheet).text((3, 2), digit, fill=0, font=ImageFont.load_default_imagefont())
+    return sheet
+
+
+@pytest.mark.parametrize("factor", [2, 5, 25])
+def test_a_small_image_enlarged_by_repeating_pixels_is_read_as_its_source(factor: int) -> None:
+    source = _pixel_font_digit("0")
+    grey = draw_digit((160, 160), width=20).resize((8, 8), Image.Resampling.BOX)
+    for small in (source, grey):
+        enlarged = small.resize((small.width * factor, small.height * factor), Image.NEAREST)
+        assert np.array_equal(run(png(enlarged)), run(png(small)))
+
+
+def test_a_larger_image_made_of_blocks_is_read_as_sent() -> None:
+    """A source over 16 pixels reads as well or better from its blocks, reduced with
+    antialiasing, as from its own enlargement (docs/performance.md): it is not undone."""
+    source = draw_digit((20, 20), width=2)
+    enlarged = source.resize((200, 200), Image.NEAREST)
+    assert not np.array_equal(run(png(enlarged)), run(png(source)))
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "P", "1", "I;16", "CMYK"])
