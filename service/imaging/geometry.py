@@ -10,6 +10,7 @@ import numpy as np
 
 from service.errors import NoInk
 from service.imaging.decode import DRAFT_SIZE
+from service.imaging.dots import MAX_DIGIT_PIECES, as_dot_grid
 from service.imaging.histograms import median
 from service.imaging.resampling import resize_lanczos
 from service.imaging.statistics import MIN_CONTRAST, border_pixels
@@ -64,14 +65,21 @@ def already_mnist(gray: np.ndarray, background: float) -> np.ndarray | None:
     return image
 
 
-def fit_box(kept: np.ndarray, lut: np.ndarray) -> np.ndarray:
+def fit_box(kept: np.ndarray, lut: np.ndarray, pieces: int) -> np.ndarray:
     """The ink scaled so that its box is 20 pixels on the longer side, 0..1 through ``lut``.
 
     The box is measured on clearly inked pixels (faint anti-aliasing halos would make every
     digit a little smaller than MNIST's), but the halo itself is kept: a margin around the box
-    is resized with it.
+    is resized with it. Ink in more ``pieces`` than a digit's may be a digit printed in dots:
+    then its grid's bitmap is fitted instead (dots.py).
     """
     box_from = int(lut.searchsorted(BOX_LEVEL, side="left"))
+    if pieces > MAX_DIGIT_PIECES:
+        kept = as_dot_grid(kept, box_from)
+    return _fitted(kept, lut, box_from)
+
+
+def _fitted(kept: np.ndarray, lut: np.ndarray, box_from: int) -> np.ndarray:
     left, top, width, height = cv2.boundingRect(at_least(kept, box_from))
     scale = BOX / max(height, width)
     margin = math.ceil(MARGIN / scale)

@@ -140,9 +140,9 @@ def _normalize_steps(gray: np.ndarray) -> Steps:
             "little contrast, or a busy picture such as a photograph)"
         )
     yield None
-    kept = keep_strokes(ink, lut)
+    kept, pieces = keep_strokes(ink, lut)
     yield None
-    fitted = fit_box(kept, lut)
+    fitted = fit_box(kept, lut, pieces)
     yield None
     return centre_by_mass(fitted)
 

@@ -40,10 +40,12 @@ def at_least(pixels: np.ndarray, lowest: int) -> np.ndarray:
     return cv2.threshold(pixels, lowest - 1, 255, cv2.THRESH_BINARY)[1]
 
 
-def keep_strokes(ink: np.ndarray, lut: np.ndarray) -> np.ndarray:
+def keep_strokes(ink: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, int]:
     """Drop specks and stray shading: keep faint pixels only where they touch real strokes.
 
-    Returns the 8-bit ink-up pixels with everything else set to 0 (and ``lut[0]`` is 0).
+    Returns the 8-bit ink-up pixels with everything else set to 0 (and ``lut[0]`` is 0), and
+    how many separate pieces of faint ink they are: counted here anyway, and many pieces is
+    what a digit printed in dots looks like (dots.py).
     """
     strong_from = int(lut.searchsorted(STRONG, side="left"))  # lut never decreases
     if strong_from > 255 or cv2.minMaxLoc(ink)[1] < strong_from:
@@ -54,20 +56,20 @@ def keep_strokes(ink: np.ndarray, lut: np.ndarray) -> np.ndarray:
     weak = _without_printed_lines(at_least(ink, int(lut.searchsorted(WEAK, side="right"))), strong)
     weak_count, weak_labels = cv2.connectedComponents(weak, connectivity=8, ltype=cv2.CV_32S)
     if weak_count == 2:  # one weak component, so it holds every stroke: the common case
-        return cv2.bitwise_and(ink, weak)
+        return cv2.bitwise_and(ink, weak), 1
     _, labels, stats, _ = cv2.connectedComponentsWithStats(strong, connectivity=8, ltype=cv2.CV_32S)
     kept = _strokes(strong, labels, stats)
     touching = _weak_components_of(kept, labels, stats, weak_labels, weak_count)
     if len(touching) == weak_count - 1:
-        return cv2.bitwise_and(ink, weak)
+        return cv2.bitwise_and(ink, weak), len(touching)
     if len(touching) <= _MAX_LOOKUPS:
         mask = np.zeros_like(weak)
         for component in touching:
             mask |= cv2.compare(weak_labels, component, cv2.CMP_EQ)
-        return cv2.bitwise_and(ink, mask)
+        return cv2.bitwise_and(ink, mask), len(touching)
     table = np.zeros(weak_count, dtype=bool)
     table[list(touching)] = True
-    return np.where(table[weak_labels], ink, np.uint8(0))
+    return np.where(table[weak_labels], ink, np.uint8(0)), len(touching)
 
 
 def _without_printed_lines(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:

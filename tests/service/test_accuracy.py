@@ -123,6 +123,40 @@ def test_small_digits_enlarged_by_repeating_pixels(accuracy_client: TestClient) 
     assert np.array_equal(blocks.digits, as_sent.digits)
 
 
+def _in_dots(bitmap: np.ndarray, pitch: int, turn: float) -> bytes:
+    """Each inked pixel of ``bitmap`` a round dot a third of ``pitch`` wide, black on white."""
+    rows, columns = bitmap.shape
+    sheet = Image.new("L", (columns * pitch + 60, rows * pitch + 60), 255)
+    draw = ImageDraw.Draw(sheet)
+    radius = pitch / 3
+    for row, column in zip(*np.nonzero(bitmap), strict=True):
+        x, y = 30 + (column + 0.5) * pitch, 30 + (row + 0.5) * pitch
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=0)
+    return png(sheet.rotate(turn, Image.Resampling.BICUBIC, expand=True, fillcolor=255))
+
+
+def test_digits_printed_in_dots(accuracy_client: TestClient) -> None:
+    """A dot-matrix printer's, a date stamp's or an LED sign's digits: each dot a separate
+    piece of ink. Every one was refused before (more than five pieces); each is now read from
+    its grid's bitmap. Dots not on a grid (a ring of them) are still no digit."""
+    font = ImageFont.load_default_imagefont()
+    images, labels = [], []
+    for digit in range(10):
+        sheet = Image.new("1", (8, 13), 0)
+        ImageDraw.Draw(sheet).text((1, 1), str(digit), fill=1, font=font)
+        for pitch, turn in ((12, 0.0), (24, 2.5)):
+            images.append(_in_dots(np.asarray(sheet), pitch, turn))
+            labels.append(digit)
+    assert list(served_answers(accuracy_client, images).digits) == labels
+
+    angles = np.linspace(0, 2 * np.pi, 10, endpoint=False)
+    ring = Image.new("L", (280, 280), 255)
+    for angle in angles:
+        x, y = 140 + 90 * np.cos(angle), 140 + 90 * np.sin(angle)
+        ImageDraw.Draw(ring).ellipse((x - 10, y - 10, x + 10, y + 10), fill=0)
+    assert served_answers(accuracy_client, [png(ring)]).digits[0] == -1
+
+
 def test_nondigits_are_answered_not_a_digit(accuracy_client: TestClient) -> None:
     """Letters, symbols, shapes and scribbles from sources training never saw."""
     fonts = held_out_fonts()
