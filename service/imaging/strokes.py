@@ -154,40 +154,49 @@ def _without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray)
     """``kept`` less the printed lines of a form: a box drawn around the digit (a thin,
     rectangular outline enclosing all the other ink) and a rule under it (a long flat line
     below all the other ink). A digit's own parts are never both, so they stay; and when
-    nothing else would remain, nothing is dropped.
+    nothing else would remain, nothing is dropped. Each component is compared with all the
+    others at once, through the others' extremes: a page of specks holds thousands of them.
     """
-    left, top = stats[kept, cv2.CC_STAT_LEFT], stats[kept, cv2.CC_STAT_TOP]
-    width, height = stats[kept, cv2.CC_STAT_WIDTH], stats[kept, cv2.CC_STAT_HEIGHT]
-    right, bottom = left + width, top + height
-    drop = np.zeros(len(kept), dtype=bool)
-    for i, component in enumerate(kept.tolist()):
-        others = np.arange(len(kept)) != i
-        ink_top, ink_bottom = int(top[others].min()), int(bottom[others].max())
-        encloses = (
-            (left[others] > left[i]).all()
-            and (top[others] > top[i]).all()
-            and (right[others] < right[i]).all()
-            and (bottom[others] < bottom[i]).all()
+    boxes = stats[kept]
+    left, top = boxes[:, cv2.CC_STAT_LEFT], boxes[:, cv2.CC_STAT_TOP]
+    right = left + boxes[:, cv2.CC_STAT_WIDTH]
+    bottom = top + boxes[:, cv2.CC_STAT_HEIGHT]
+    ink_top, ink_bottom = _others_min(top), -_others_min(-bottom)
+    encloses = (
+        (left < _others_min(left))
+        & (top < ink_top)
+        & (-right < _others_min(-right))
+        & (bottom > ink_bottom)
+    )
+    drop = _are_rules(boxes, ink_top, ink_bottom)
+    for i in np.flatnonzero(encloses).tolist():  # at most one encloses all the others
+        component = int(kept[i])
+        inside = int(ink_bottom[i] - ink_top[i])
+        drop[i] = _is_outline(labels, stats[component], component) or _is_ring_round(
+            labels, stats[component], component, inside
         )
-        if encloses and (
-            _is_outline(labels, stats[component], component)
-            or _is_ring_round(labels, stats[component], component, ink_bottom - ink_top)
-        ):
-            drop[i] = True
-        elif _is_rule(stats[component], ink_top, ink_bottom):
-            drop[i] = True
     return kept if drop.all() else kept[~drop]
 
 
-def _is_rule(box: np.ndarray, ink_top: int, ink_bottom: int) -> bool:
-    """Whether the component is a straight line under the rest of the ink, thin beside the
+def _others_min(values: np.ndarray) -> np.ndarray:
+    """For each entry, the smallest of all the other entries (there are at least two)."""
+    lowest = int(np.argmin(values))
+    smallest, second = np.partition(values, 1)[:2]
+    others = np.full(len(values), smallest)
+    others[lowest] = second
+    return others
+
+
+def _are_rules(boxes: np.ndarray, ink_top: np.ndarray, ink_bottom: np.ndarray) -> np.ndarray:
+    """Which components are a straight line under the rest of the ink, thin beside the
     digit's height: a form's rule. (A 5's or a 2's separate bottom stroke is curved or thick.)"""
-    _, top, width, height, area = (int(v) for v in box[:5])
+    top, width = boxes[:, cv2.CC_STAT_TOP], boxes[:, cv2.CC_STAT_WIDTH]
+    height, area = boxes[:, cv2.CC_STAT_HEIGHT], boxes[:, cv2.CC_STAT_AREA]
     return (
-        top >= ink_bottom
-        and width >= RULE_ASPECT * height
-        and height <= RULE_THICKNESS * (ink_bottom - ink_top)
-        and area >= RULE_FILL * width * height
+        (top >= ink_bottom)
+        & (width >= RULE_ASPECT * height)
+        & (height <= RULE_THICKNESS * (ink_bottom - ink_top))
+        & (area >= RULE_FILL * width * height)
     )
 
 
