@@ -21,6 +21,7 @@ MIN_DOTS = 8  # a 5x7 digit has 9 or more; fewer pieces are judged as they are
 MAX_DIGIT_PIECES = 4  # a digit is in at most four pieces (shape.py): more are looked at here
 MIN_ROWS = 5  # dot-matrix characters are 5 to 16 dots high...
 MAX_SIDE = 16  # ...and at most 16 wide
+MAX_DOTS = MAX_SIDE * MAX_SIDE
 SIZE_SPREAD = 2.5  # every dot's area lies within this factor of the median dot's
 MAX_ELONGATION = 2.0  # a dot's box is at most this many times longer than wide
 MAX_PITCH = 3.0  # dots at most this many diameters apart: further, they are not one glyph
@@ -36,7 +37,7 @@ def as_dot_grid(kept: np.ndarray, ink_from: int) -> np.ndarray:
     count, _, stats, centres = cv2.connectedComponentsWithStats(
         at_least(kept, ink_from), connectivity=8, ltype=cv2.CV_32S
     )
-    if count - 1 < MIN_DOTS or not _same_round_dots(stats[1:]):
+    if not MIN_DOTS <= count - 1 <= MAX_DOTS or not _same_round_dots(stats[1:]):
         return kept
     diameter = float(np.median(stats[1:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_HEIGHT + 1]))
     on_grid = _on_a_grid(centres[1:], diameter)
@@ -83,7 +84,10 @@ def _grid_lines(positions: np.ndarray, diameter: float) -> np.ndarray | None:
     of positions closer than half a dot; their spacing is fitted to all of them, as the gap
     between two neighbouring groups is shortened by each dot's wobble."""
     order = np.sort(positions)
-    groups = np.split(order, np.flatnonzero(np.diff(order) > diameter / 2) + 1)
+    breaks = np.flatnonzero(np.diff(order) > diameter / 2) + 1
+    if len(breaks) >= MAX_SIDE:  # more lines than a glyph has: nothing more to look at
+        return None
+    groups = np.split(order, breaks)
     if len(groups) == 1:
         return np.zeros(len(positions), dtype=np.intp)  # all on one line: a column of dots
     lines = np.array([group.mean() for group in groups])

@@ -10,7 +10,7 @@ import numpy as np
 
 from service.errors import NoInk
 from service.imaging.decode import DRAFT_SIZE
-from service.imaging.dots import MAX_DIGIT_PIECES, as_dot_grid
+from service.imaging.dots import MAX_DIGIT_PIECES, MAX_DOTS, as_dot_grid
 from service.imaging.histograms import median
 from service.imaging.resampling import resize_lanczos
 from service.imaging.statistics import MIN_CONTRAST, border_pixels
@@ -74,7 +74,7 @@ def fit_box(kept: np.ndarray, lut: np.ndarray, pieces: int) -> np.ndarray:
     then its grid's bitmap is fitted instead (dots.py).
     """
     box_from = int(lut.searchsorted(BOX_LEVEL, side="left"))
-    if pieces > MAX_DIGIT_PIECES:
+    if MAX_DIGIT_PIECES < pieces <= MAX_DOTS:  # faint ink joins dots, never splits them
         kept = as_dot_grid(kept, box_from)
     return _fitted(kept, lut, box_from)
 
