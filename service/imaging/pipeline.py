@@ -3,18 +3,17 @@
 MNIST convention: white ink on black, 0..1, the ink fitted into a 20x20 box with its aspect
 kept, placed in 28x28 so that its centre of mass sits at pixel (14, 14). Real images are black
 ink on light, tinted, noisy paper, of any size and anywhere in the frame, so the steps are:
-decode, the paper's statistics and the polarity, uneven lighting removed, the stretch from
-paper to ink, specks and form lines dropped, fit, centre.
+decode (a small image enlarged by blocks undone), the paper's statistics and the polarity,
+uneven lighting removed, the stretch from paper to ink, specks and form lines dropped, fit
+(a digit in dots as its grid), centre.
 
-This runs once per image on the request path and its cost bounds the service's throughput.
-So the pixels stay 8-bit until the final crop, every statistic comes from a 256-bin
-histogram, the stretch is a 256-entry lookup table, and the image work is done by OpenCV and
-BLAS products: a handful of calls per image instead of dozens of numpy calls on tiny arrays.
+This runs once per image on the request path; its cost bounds the service's throughput. So
+pixels stay 8-bit until the final crop, statistics come from 256-bin histograms, the stretch
+is a 256-entry lookup table, and OpenCV and BLAS do the image work: a handful of calls.
 
-A run of one image is a generator paused between its stages (``Steps``), and a batch runs
-stage by stage: each stage for every image, then the next stage (``prepare_batch``). A stage
-is a few dozen numpy and OpenCV calls on tiny arrays, so an image's cost is mostly code
-paths, and the same stage run back to back for a batch finds them in the CPU's caches
+A run of one image is a generator paused between its stages (``Steps``); a batch runs each
+stage for every image before the next (``prepare_batch``), so the same few dozen numpy and
+OpenCV calls on tiny arrays run back to back and find their code in the CPU's caches
 (docs/performance.md). This module is the only home of that protocol.
 """
 
@@ -30,8 +29,9 @@ import cv2
 import numpy as np
 
 from service.errors import ImageTooLarge, InternalError, NoInk, ServiceError
+from service.imaging.colour import decode_colour_contrast
 from service.imaging.cropped import is_clean_paper, ring_as_border
-from service.imaging.decode import decode_colour_contrast, decode_gray
+from service.imaging.decode import decode_gray
 from service.imaging.enlarged import native_pixels
 from service.imaging.geometry import (
     SIZE,
