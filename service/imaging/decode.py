@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import ImageTooLarge, InvalidImage, ServiceError, UnsupportedMediaType
+from service.imaging.segments import MAX_SEGMENTS, segment_count
 
 logger = logging.getLogger("service.imaging")
 
@@ -236,6 +237,11 @@ def decode_plain_png(data: bytes, max_pixels: int) -> np.ndarray | None:
 def decode_gray(data: bytes, allowed_formats: Collection[str], max_pixels: int) -> np.ndarray:
     """Bytes -> upright grayscale (H, W) 0..255, uint8 where the image is 8-bit gray or RGB
     (no float copy on the hot path), float32 otherwise; typed errors for bad input."""
+    if segment_count(data) > MAX_SEGMENTS:
+        raise InvalidImage(
+            f"the file holds more than {MAX_SEGMENTS} metadata segments (PNG chunks, JPEG "
+            "markers or GIF blocks) and no image needs as many: save the image again"
+        )
     if "PNG" in allowed_formats:
         plain = decode_plain_png(data, max_pixels)
         if plain is not None:
