@@ -17,11 +17,11 @@ import numpy as np
 
 from service.imaging.strokes import at_least
 
-MIN_DOTS = 8  # a 5x7 digit has 9 or more; fewer pieces are judged as they are
+MIN_DOTS = 8  # a 5x7 digit has 10 or more (the HD44780's 1); fewer are judged as they are
 MAX_DIGIT_PIECES = 4  # a digit is in at most four pieces (shape.py): more are looked at here
 MIN_ROWS = 5  # dot-matrix characters are 5 to 16 dots high...
 MAX_SIDE = 16  # ...and at most 16 wide
-MAX_DOTS = MAX_SIDE * MAX_SIDE
+MAX_DOTS = MAX_SIDE * MAX_SIDE  # more pieces than that are no grid of dots: not looked at
 SIZE_SPREAD = 2.5  # every dot's area lies within this factor of the median dot's
 MAX_ELONGATION = 2.0  # a dot's box is at most this many times longer than wide
 MAX_PITCH = 3.0  # dots at most this many diameters apart: further, they are not one glyph
