@@ -19,8 +19,8 @@ from PIL import Image, ImageDraw
 
 from service.contract import NUM_CLASSES
 from service.errors import InvalidImage, ServiceError
+from service.imaging import batch as imaging_batch
 from service.imaging import encode_png, prepare_batch, preprocess_image, preprocess_steps
-from service.imaging import pipeline as imaging_pipeline
 from service.imaging.pipeline import Steps, StepsFactory
 from service.model import DigitClassifier
 from service.workers import protocol as wire
@@ -232,7 +232,7 @@ def test_a_failing_measurement_fails_the_images_that_asked_and_nothing_else(
     def broken(works: object) -> list[object]:
         raise RuntimeError("a bug in the batch's statistics")
 
-    monkeypatch.setattr(imaging_pipeline, "measure", broken)
+    monkeypatch.setattr(imaging_batch, "measure", broken)
     tensor = Frame(9, wire.TENSOR, 0, 2, 0.0, np.zeros((2, 1, 28, 28), np.float32).tobytes())
     frames = [*_frames([png(draw_digit()), png(draw_digit(ink=255, paper=0))]), tensor]
     replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, LIMITS))
