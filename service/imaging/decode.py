@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import ImageTooLarge, InvalidImage, ServiceError, UnsupportedMediaType
-from service.imaging.segments import MAX_SEGMENTS, segment_count
+from service.imaging.segments import MAX_SEGMENTS, PNG_SIGNATURE, png_chunk_kinds, segment_count
 
 logger = logging.getLogger("service.imaging")
 
@@ -34,7 +34,6 @@ DRAFT_SIZE = 256
 _MAX_MESSAGE = 160
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHUNK = struct.Struct(">I4s")  # length, type; then the data and a 4-byte CRC
 _IHDR = struct.Struct(">IIBBBBB")  # width, height, bit depth, colour type, methods, interlace
 _PNG_GRAY, _PNG_RGB, _PNG_RGBA = 0, 2, 6  # colour types OpenCV reads as Pillow does
@@ -195,7 +194,7 @@ def to_gray_pixels(image: Image.Image) -> np.ndarray:
 def _plain_png_colour(data: bytes, max_pixels: int) -> int | None:
     """The colour type of a well-formed 8-bit gray, RGB or RGBA PNG within ``max_pixels``
     that has no chunk only Pillow honours; None for anything else (Pillow decodes it)."""
-    if not data.startswith(_PNG_SIGNATURE) or len(data) < 8 + _CHUNK.size + _IHDR.size:
+    if not data.startswith(PNG_SIGNATURE) or len(data) < 8 + _CHUNK.size + _IHDR.size:
         return None
     length, kind = _CHUNK.unpack_from(data, 8)
     width, height, depth, colour, compression, filtering, interlace = _IHDR.unpack_from(data, 16)
@@ -203,14 +202,11 @@ def _plain_png_colour(data: bytes, max_pixels: int) -> int | None:
         return None
     if compression or filtering or interlace > 1 or not 0 < width * height <= max_pixels:
         return None
-    offset = 8
-    while offset + _CHUNK.size <= len(data):
-        length, kind = _CHUNK.unpack_from(data, offset)
+    for kind in png_chunk_kinds(data):
         if kind in _PNG_PILLOW_ONLY:
             return None
         if kind == b"IEND":
             return colour
-        offset += _CHUNK.size + length + 4
     return None  # truncated: Pillow says how
 
 
