@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]  # a 7 as a polyline in unit coordinates
 ONE = [(0.5, 0.15), (0.5, 0.85)]
@@ -41,3 +41,11 @@ def png(image: Image.Image) -> bytes:
 def mnist_like(digit: np.ndarray) -> bytes:
     """A 28x28 uint8 MNIST array (white on black) as a PNG, exactly those pixels."""
     return png(Image.fromarray(digit.astype(np.uint8), mode="L"))
+
+
+def pixel_font_digit(digit: int) -> Image.Image:
+    """A digit in Pillow's built-in bitmap font (6x11 pixels), black on a 12x15 sheet: a
+    small image with hard pixel edges, as a pixel font or a tiny sensor makes it."""
+    sheet = Image.new("L", (12, 15), 255)
+    ImageDraw.Draw(sheet).text((3, 2), str(digit), fill=0, font=ImageFont.load_default_imagefont())
+    return sheet

@@ -18,11 +18,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from tests.conftest import require_fonts
 from tests.service.conftest import SEED, served_answers
-from tests.service.images import png
+from tests.service.images import pixel_font_digit, png
 from tests.service.nondigit_images import (
     FONT_FILES,
     glyph_images,
@@ -101,11 +101,9 @@ def test_small_digits_enlarged_by_repeating_pixels(accuracy_client: TestClient) 
     than sent small; each small image is now read as its own source."""
     from sklearn.datasets import load_digits
 
-    font = ImageFont.load_default_imagefont()  # 6x11-pixel digits
     images, labels = [], []
     for digit in range(10):
-        sheet = Image.new("L", (12, 15), 255)
-        ImageDraw.Draw(sheet).text((3, 2), str(digit), fill=0, font=font)
+        sheet = pixel_font_digit(digit)
         for factor in (4, 8, 16, 25):
             images.append(png(sheet.resize((12 * factor, 15 * factor), Image.NEAREST)))
             labels.append(digit)
@@ -139,13 +137,11 @@ def test_digits_printed_in_dots(accuracy_client: TestClient) -> None:
     """A dot-matrix printer's, a date stamp's or an LED sign's digits: each dot a separate
     piece of ink. Every one was refused before (more than five pieces); each is now read from
     its grid's bitmap. Dots not on a grid (a ring of them) are still no digit."""
-    font = ImageFont.load_default_imagefont()
     images, labels = [], []
     for digit in range(10):
-        sheet = Image.new("1", (8, 13), 0)
-        ImageDraw.Draw(sheet).text((1, 1), str(digit), fill=1, font=font)
+        bitmap = np.asarray(pixel_font_digit(digit)) < 128
         for pitch, turn in ((12, 0.0), (24, 2.5)):
-            images.append(_in_dots(np.asarray(sheet), pitch, turn))
+            images.append(_in_dots(bitmap, pitch, turn))
             labels.append(digit)
     assert list(served_answers(accuracy_client, images).digits) == labels
 

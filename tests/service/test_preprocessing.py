@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from service.errors import ImageTooLarge, InvalidImage, NoInk, UnsupportedMediaType
 from service.imaging import encode_png, preprocess_image
-from tests.service.images import ONE, draw_digit, encode, png
+from tests.service.images import ONE, draw_digit, encode, pixel_font_digit, png
 
 FORMATS = frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"})
 LIMIT = 40_000_000
@@ -261,16 +261,9 @@ def test_a_digit_cropped_to_its_ink_is_read(mnist_dir: Path) -> None:
         assert max(ink_box(out)) >= 19  # the ring, fitted to the 20-pixel box
 
 
-def _pixel_font_digit(digit: str) -> Image.Image:
-    """A digit in Pillow's built-in bitmap font (6x11 pixels), black on a 12x15 sheet."""
-    sheet = Image.new("L", (12, 15), 255)
-    ImageDraw.Draw(sheet).text((3, 2), digit, fill=0, font=ImageFont.load_default_imagefont())
-    return sheet
-
-
 @pytest.mark.parametrize("factor", [2, 5, 25])
 def test_a_small_image_enlarged_by_repeating_pixels_is_read_as_its_source(factor: int) -> None:
-    source = _pixel_font_digit("0")
+    source = pixel_font_digit(0)
     grey = draw_digit((160, 160), width=20).resize((8, 8), Image.Resampling.BOX)
     for small in (source, grey):
         enlarged = small.resize((small.width * factor, small.height * factor), Image.NEAREST)
