@@ -117,8 +117,8 @@ def _edge_objects(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> 
 
     They touch the image's edge and are far thicker than the strokes away from the edge, or
     are a solid band along a whole side; a digit's own strokes that reach the edge have the
-    pen's width and cross it, and are kept. Images whose
-    ink all touches the edge (a tightly cropped digit) or none of it are left as they are.
+    pen's width and cross it, and are kept. Images whose ink all touches the edge (a tightly
+    cropped digit) or none of it are left as they are.
     """
     height, width = labels.shape
     left, top = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
