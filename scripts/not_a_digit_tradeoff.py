@@ -29,8 +29,14 @@ sys.path.insert(0, str(ROOT))
 from service.app import create_app  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from service.workers.verdict import scores  # noqa: E402
-from tests.conftest import _default_mnist_dir  # noqa: E402
-from tests.service.conftest import CHUNK, SAMPLE, SEED, Served, _idx, served_answers  # noqa: E402
+from tests.conftest import default_mnist_dir  # noqa: E402
+from tests.service.conftest import (  # noqa: E402
+    CHUNK,
+    SEED,
+    Served,
+    mnist_test_sample,
+    served_answers,
+)
 from tests.service.nondigit_images import held_out_fonts, nondigit_set  # noqa: E402
 from tests.service.test_accuracy import as_user_would_send  # noqa: E402
 from tests.service.test_photo_conditions import CONDITIONS, COUNT, photograph  # noqa: E402
@@ -39,11 +45,7 @@ from tests.service.test_photo_conditions import CONDITIONS, COUNT, photograph  #
 def digit_sets() -> dict[str, tuple[list[bytes], np.ndarray]]:
     from sklearn.datasets import load_digits
 
-    mnist = _default_mnist_dir()
-    images = _idx(mnist / "t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28)
-    labels = _idx(mnist / "t10k-labels-idx1-ubyte", 8)
-    chosen = np.random.default_rng(SEED).choice(len(labels), SAMPLE, replace=False)
-    images, labels = images[chosen], labels[chosen]
+    images, labels = mnist_test_sample(default_mnist_dir())
     rng = np.random.default_rng(SEED)
     sets = {"MNIST as sent (PNG)": ([as_user_would_send(d, "PNG", rng) for d in images], labels)}
     sklearn = load_digits()

@@ -14,14 +14,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = REPO_ROOT / "models" / "lenet5.onnx"
 
 
-def _default_mnist_dir() -> Path:
+def default_mnist_dir() -> Path:
+    """$DIGITS_DATA_DIR, else ../shared/data/mnist beside the clone (where CI puts it)."""
     return Path(os.environ.get("DIGITS_DATA_DIR", REPO_ROOT.parent / "shared" / "data" / "mnist"))
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The real MNIST IDX files; CI always has them in ../shared, so absence is a failure."""
-    path = _default_mnist_dir()
+    path = default_mnist_dir()
     if (
         not (path / "t10k-images-idx3-ubyte.gz").exists()
         and not (path / "t10k-images-idx3-ubyte").exists()

@@ -26,12 +26,18 @@ def _idx(path: Path, offset: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=offset)
 
 
-@pytest.fixture(scope="module")
-def mnist_sample(mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def mnist_test_sample(mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The accuracy tests' fixed sample of MNIST test: the same digits in every run and in
+    scripts/not_a_digit_tradeoff.py, so their figures compare."""
     images = _idx(mnist_dir / "t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28)
     labels = _idx(mnist_dir / "t10k-labels-idx1-ubyte", 8)
     chosen = np.random.default_rng(SEED).choice(len(labels), SAMPLE, replace=False)
     return images[chosen], labels[chosen]
+
+
+@pytest.fixture(scope="module")
+def mnist_sample(mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    return mnist_test_sample(mnist_dir)
 
 
 @pytest.fixture(scope="module")
