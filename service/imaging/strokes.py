@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from service.errors import NoInk
+from service.imaging.grain import close_gaps, with_grains
 
 STRONG = 0.5  # "certainly ink": half the ink level above the floor
 WEAK = 0.04  # faint anti-aliased edges are kept when they touch certain ink
@@ -58,18 +59,23 @@ def keep_strokes(ink: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, int]:
     if weak_count == 2:  # one weak component, so it holds every stroke: the common case
         return cv2.bitwise_and(ink, weak), 1
     _, labels, stats, _ = cv2.connectedComponentsWithStats(strong, connectivity=8, ltype=cv2.CV_32S)
-    kept = _strokes(strong, labels, stats)
+    kept, gaps = _strokes(strong, labels, stats)
     touching = _weak_components_of(kept, labels, stats, weak_labels, weak_count)
     if len(touching) == weak_count - 1:
-        return cv2.bitwise_and(ink, weak), len(touching)
-    if len(touching) <= _MAX_LOOKUPS:
+        strokes = cv2.bitwise_and(ink, weak)
+    elif len(touching) <= _MAX_LOOKUPS:
         mask = np.zeros_like(weak)
         for component in touching:
             mask |= cv2.compare(weak_labels, component, cv2.CMP_EQ)
-        return cv2.bitwise_and(ink, mask), len(touching)
-    table = np.zeros(weak_count, dtype=bool)
-    table[list(touching)] = True
-    return np.where(table[weak_labels], ink, np.uint8(0)), len(touching)
+        strokes = cv2.bitwise_and(ink, mask)
+    else:
+        table = np.zeros(weak_count, dtype=bool)
+        table[list(touching)] = True
+        strokes = np.where(table[weak_labels], ink, np.uint8(0))
+    if not gaps:
+        return strokes, len(touching)
+    strokes = close_gaps(strokes, gaps)  # grains closed into strokes: count those pieces
+    return strokes, cv2.connectedComponents(at_least(strokes, 1), connectivity=8)[0] - 1
 
 
 def _without_printed_lines(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
@@ -98,17 +104,21 @@ def _thin_runs(ink: np.ndarray, run: tuple[int, int], across: tuple[int, int]) -
     return cv2.subtract(runs, thick)
 
 
-def _strokes(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
+def _strokes(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, int]:
     """Labels of the strong components that are the digit: not specks, not dark things cut
-    by the frame, not a form's printed lines."""
+    by the frame, not a form's printed lines; and the gaps to close between them, in pixels
+    (0 unless they are the grains of chalk or crayon: grain.py)."""
     if len(stats) == 2:  # a single component: nothing to compare it with
-        return _SOLE_COMPONENT
+        return _SOLE_COMPONENT, 0
     areas = stats[1:, cv2.CC_STAT_AREA].copy()
     areas[_edge_objects(strong, labels, stats)] = 0
-    kept = np.flatnonzero(areas >= SPECK_FRACTION * areas.max()) + 1
+    specks = areas < SPECK_FRACTION * areas.max()
+    kept = np.flatnonzero(~specks) + 1
     if len(kept) > 1:
         kept = _without_form_lines(kept, labels, stats)
-    return kept
+    if not specks.any():
+        return kept, 0
+    return with_grains(kept, labels, stats, specks & (areas > 0))
 
 
 def _edge_objects(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
