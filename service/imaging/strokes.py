@@ -1,6 +1,6 @@
 """The digit's strokes kept, everything else dropped: specks, stray shading, dark things cut
-by the frame (a finger, the table), a form's printed lines (a box, a rule), a circle drawn
-round the digit and a notebook's lines.
+by the frame (edges.py: a finger, the table), a form's printed
+lines (a box, a rule), a circle drawn round the digit and a notebook's lines.
 
 The image is 8-bit with the ink bright (ink up) and reaches these functions with its
 stretch table, which says how inked each level is; faint pixels are kept only where they
@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from service.errors import NoInk
+from service.imaging.edges import edge_objects
 from service.imaging.grain import close_gaps, with_grains
 
 STRONG = 0.5  # "certainly ink": half the ink level above the floor
@@ -28,10 +29,6 @@ RING_CONTENT = 0.4  # what a ring drawn round the digit encloses spans this shar
 LINE_REACH = 1.25  # faint ink this many times the strong ink's box (+2) may hold a page's lines
 LINE_LENGTH = 0.6  # of the image's side: a straight run of ink this long across it is printed...
 LINE_THICKNESS = 0.015  # ...if it is at most this thin (of the shorter side, 2 pixels at least)
-EDGE_OBJECT_THICKNESS = 2.5  # edge-touching ink this many times thicker than the strokes: not ink
-EDGE_BAND_LENGTH = 0.9  # of the image's side: a solid band this long along an edge...
-EDGE_BAND_DEPTH = 0.25  # ...reaching at most this far in (of the other side) is a bezel or desk
-EDGE_BAND_FILL = 0.8  # ...and solid: it fills this share of its box
 _MAX_LOOKUPS = 8  # kept components looked up one by one; more go through a label table
 _SOLE_COMPONENT = np.ones(1, dtype=np.intp)
 
@@ -111,7 +108,7 @@ def _strokes(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> tuple
     if len(stats) == 2:  # a single component: nothing to compare it with
         return _SOLE_COMPONENT, 0
     areas = stats[1:, cv2.CC_STAT_AREA].copy()
-    areas[_edge_objects(strong, labels, stats)] = 0
+    areas[edge_objects(strong, labels, stats, SPECK_FRACTION)] = 0
     specks = areas < SPECK_FRACTION * areas.max()
     kept = np.flatnonzero(~specks) + 1
     if len(kept) > 1:
@@ -119,45 +116,6 @@ def _strokes(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> tuple
     if not specks.any():
         return kept, 0
     return with_grains(kept, labels, stats, specks & (areas > 0))
-
-
-def _edge_objects(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
-    """Indices (into ``stats[1:]``) of dark things cut by the frame, not part of the digit: a
-    finger, the table, a shadowed corner of a photo.
-
-    They touch the image's edge and are far thicker than the strokes away from the edge, or
-    are a solid band along a whole side; a digit's own strokes that reach the edge have the
-    pen's width and cross it, and are kept. Images whose ink all touches the edge (a tightly
-    cropped digit) or none of it are left as they are.
-    """
-    height, width = labels.shape
-    left, top = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
-    right = left + stats[1:, cv2.CC_STAT_WIDTH]
-    bottom = top + stats[1:, cv2.CC_STAT_HEIGHT]
-    at_edge = (left == 0) | (top == 0) | (right >= width) | (bottom >= height)
-    if at_edge.all() or not at_edge.any():
-        return np.zeros(0, dtype=np.intp)
-    inside = np.flatnonzero(~at_edge)
-    inside_areas = stats[1:, cv2.CC_STAT_AREA][inside]
-    inside = inside[inside_areas >= SPECK_FRACTION * inside_areas.max()]  # strokes, not specks
-    distance = cv2.distanceTransform(strong, cv2.DIST_L2, 3)
-    radius = np.zeros(len(stats), dtype=np.float32)  # half the thickest part, per component
-    np.maximum.at(radius, labels.ravel(), distance.ravel())
-    stroke = float(radius[inside + 1].max())
-    edge = np.flatnonzero(at_edge)
-    thick = radius[edge + 1] > EDGE_OBJECT_THICKNESS * stroke
-    return edge[thick | _bands_along_an_edge(stats[edge + 1], height, width)]
-
-
-def _bands_along_an_edge(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Which edge-touching components are solid bands along a whole side: a screen's bezel or
-    a desk's edge beside the sheet, however thin beside the strokes. A stroke reaching the
-    edge runs across it, not along all of it."""
-    box_width, box_height = boxes[:, cv2.CC_STAT_WIDTH], boxes[:, cv2.CC_STAT_HEIGHT]
-    upright = (box_height >= EDGE_BAND_LENGTH * height) & (box_width <= EDGE_BAND_DEPTH * width)
-    lying = (box_width >= EDGE_BAND_LENGTH * width) & (box_height <= EDGE_BAND_DEPTH * height)
-    solid = boxes[:, cv2.CC_STAT_AREA] >= EDGE_BAND_FILL * box_width * box_height
-    return (upright | lying) & solid
 
 
 def _without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
