@@ -1,5 +1,5 @@
 """The digit's strokes kept, everything else dropped: specks, stray shading, dark things cut
-by the frame (edges.py: a finger, the table), a form's printed
+by the frame (edges.py: a finger, the table, a turned sheet's corners), a form's printed
 lines (a box, a rule), a circle drawn round the digit and a notebook's lines.
 
 The image is 8-bit with the ink bright (ink up) and reaches these functions with its

@@ -104,6 +104,18 @@ def test_a_stroke_in_grains_is_read_as_a_stroke() -> None:
     assert np.mean(differences) < 0.015, differences  # before: 0.034 (a dotted 7)
 
 
+@pytest.mark.parametrize("angle", [4, 12, -20])
+@pytest.mark.parametrize(("ink", "paper"), [(0, 255), (255, 0)])
+def test_the_filled_corners_of_a_turned_image_are_not_ink(angle: int, ink: int, paper: int) -> None:
+    """An editor fills a rotated image's corners with black (or white); a sheet turned in a
+    photo shows the desk there. They are long thin wedges lying along the sides, once kept
+    as strokes: the 7 came out framed by them."""
+    image = draw_digit((280, 280), ink=ink, paper=paper, width=18)
+    with_paper = run(png(image.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=paper)))
+    filled = run(png(image.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=ink)))
+    assert np.abs(filled - with_paper).mean() < 0.01
+
+
 def test_uneven_light_gradient_is_not_ink() -> None:
     pixels = np.asarray(draw_digit((240, 240), ink=30), dtype=np.float32)
     gradient = np.linspace(0, 50, 240, dtype=np.float32)[np.newaxis, :]
