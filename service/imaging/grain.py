@@ -3,9 +3,9 @@
 Such a stroke is not one piece of ink but a band of grains, and the speck rule (strokes.py)
 would drop every grain under 8 % of the largest piece: parts of the digit vanish (a 9
 loses its loop's side and reads 7). Grains lying within one of the model's pixels of the
-strokes are taken in with them, step by step along the band, and the gaps between them,
-narrower than half a model pixel, are closed, so that the model sees a stroke and not a row
-of dots. Specks farther off, or too small to be grain, stay dropped; ink with only a grain
+strokes are taken in with them, step by step along the band, and the gaps between them, up
+to about a model pixel wide, are closed, so that the model sees a stroke and not a row of
+dots. Specks farther off, or too small to be grain, stay dropped; ink with only a grain
 or two near it (a speck beside a stroke, dust) is not closed.
 """
 
@@ -20,7 +20,7 @@ REACH = 0.05  # of the strokes' longer side: one pixel of the model's 20-pixel b
 GRAIN_AREA = 0.05  # a grain covers at least this share of a square REACH on a side
 STEPS = 3  # each step takes in the grains that close to those taken before
 GRAINY = 3  # a stroke is grainy once this many grains were taken in...
-CLOSING = 0.5  # ...and then gaps up to this share of REACH between them are closed
+CLOSING = 0.5  # ...and closed by a disc this share of REACH in radius (gaps up to REACH)
 
 
 def with_grains(
@@ -53,8 +53,8 @@ def with_grains(
 
 
 def close_gaps(ink: np.ndarray, radius: int) -> np.ndarray:
-    """``ink`` (8-bit, ink bright) with the gaps between its grains filled, up to ``radius``
-    pixels; a stroke's outline stays where it was (a closing, not a dilation)."""
+    """``ink`` (8-bit, ink bright) with the gaps between its grains filled, up to about twice
+    ``radius`` pixels wide; a stroke's outline stays where it was (a closing, not a dilation)."""
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     return cv2.morphologyEx(ink, cv2.MORPH_CLOSE, disc)
 
