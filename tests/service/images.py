@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]  # a 7 as a polyline in unit coordinates
 ONE = [(0.5, 0.15), (0.5, 0.85)]
@@ -49,3 +49,11 @@ def pixel_font_digit(digit: int) -> Image.Image:
     sheet = Image.new("L", (12, 15), 255)
     ImageDraw.Draw(sheet).text((3, 2), str(digit), fill=0, font=ImageFont.load_default_imagefont())
     return sheet
+
+
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Noise blurred to blobs about ``sigma`` pixels wide, standardised (mean 0, std 1): a
+    board's smudges, or thresholded, the grains of chalk."""
+    noise = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+    blobs = np.asarray(noise.filter(ImageFilter.GaussianBlur(sigma)), dtype=np.float32)
+    return (blobs - blobs.mean()) / (blobs.std() + 1e-6)

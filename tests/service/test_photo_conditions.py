@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw, ImageFilter
 
 from tests.service.conftest import Served, served_answers
+from tests.service.images import smooth_noise
 
 COUNT = 150  # digits per condition (of the 1000-digit sample)
 MIN_ACCURACY = 0.97  # counting not_a_digit as wrong
@@ -71,22 +72,15 @@ def _squared(page: Page, _: tuple[int, int]) -> Page:
 def _chalkboard(page: Page, _: tuple[int, int]) -> Page:
     """A green board, wiped unevenly: the same smudges in every photo, the digit on a
     different part of them."""
-    smudges = _smooth_noise(np.random.default_rng(0), (HEIGHT, WIDTH), sigma=20)
+    smudges = smooth_noise(np.random.default_rng(0), (HEIGHT, WIDTH), sigma=20)
     board = np.array(BOARD, np.float32) + SMUDGES * smudges[..., np.newaxis]
     return np.broadcast_to(board, page.shape).copy()
-
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Noise blurred to blobs about ``sigma`` pixels wide, standardised (mean 0, std 1)."""
-    noise = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
-    blobs = np.asarray(noise.filter(ImageFilter.GaussianBlur(sigma)), dtype=np.float32)
-    return (blobs - blobs.mean()) / (blobs.std() + 1e-6)
 
 
 def _chalk_grains(rng: np.random.Generator) -> np.ndarray:
     """Where a chalk stroke leaves its grains: CHALK_COVER of it, in clumps a pixel or two
     wide, the board showing between them."""
-    grains = _smooth_noise(rng, (SIDE, SIDE), sigma=1.0)
+    grains = smooth_noise(rng, (SIDE, SIDE), sigma=1.0)
     return (grains > np.quantile(grains, 1 - CHALK_COVER)).astype(np.float32)[..., np.newaxis]
 
 
