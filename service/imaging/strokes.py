@@ -42,8 +42,9 @@ def keep_strokes(ink: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, int]:
     """Drop specks and stray shading: keep faint pixels only where they touch real strokes.
 
     Returns the 8-bit ink-up pixels with everything else set to 0 (and ``lut[0]`` is 0), and
-    how many separate pieces of faint ink they are: counted here anyway, and many pieces is
-    what a digit printed in dots looks like (dots.py).
+    how many separate pieces of faint ink they are: counted here anyway (again only once
+    grains are closed into strokes), and many pieces is what a digit printed in dots looks
+    like (dots.py).
     """
     strong_from = int(lut.searchsorted(STRONG, side="left"))  # lut never decreases
     if strong_from > 255 or cv2.minMaxLoc(ink)[1] < strong_from:
