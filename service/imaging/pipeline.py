@@ -138,9 +138,18 @@ def _bright_ink(work: np.ndarray, measured: Measurement) -> tuple[np.ndarray, np
     """The work image with its ink bright, lighting flattened, and its stretch table."""
     ink = cv2.bitwise_not(work) if measured.inverted else work
     flattened = flatten_lighting(ink, measured.sigma)
-    if flattened is not ink:
-        return flattened, ink_table(flattened)
-    return ink, measured.lut
+    if flattened is ink:
+        return ink, measured.lut
+    lut = ink_table(flattened)
+    if lut is None:
+        # A digit too small to reach the polarity's percentiles (a page photographed whole)
+        # leaves the lighting's bright and dark ends to decide which side is ink: the wrong
+        # one, when nothing stands out once the lighting is gone. The other side, then.
+        other = flatten_lighting(cv2.bitwise_not(ink), measured.sigma)
+        other_lut = ink_table(other) if other is not ink else None
+        if other_lut is not None:
+            return other, other_lut
+    return flattened, lut
 
 
 def _as_uint8(gray: np.ndarray) -> np.ndarray:

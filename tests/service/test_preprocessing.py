@@ -138,6 +138,20 @@ def test_strong_shadow_across_a_photo_is_removed(fmt: str) -> None:
     assert abs(centre_of_mass(out)[1] - centre_of_mass(clean)[1]) < 1.0
 
 
+@pytest.mark.parametrize(("paper", "ink"), [(225, 40), (40, 225)])
+def test_a_small_digit_under_a_vignette_is_found(paper: int, ink: int) -> None:
+    """A 7 a twentieth of the image's side, as on a page photographed whole. Its ink is
+    too little to reach the polarity's percentiles, so the lighting's bright and dark ends
+    decided which side was ink: a vignette made every such page "no ink"."""
+    page = Image.new("L", (1600, 1600), paper)
+    page.paste(draw_digit((80, 80), ink=ink, paper=paper, width=7), (700, 620))
+    ys, xs = np.mgrid[0:1600, 0:1600].astype(np.float32) / 1600
+    brightness = 1 - 0.6 * ((xs - 0.5) ** 2 + (ys - 0.5) ** 2)  # darker towards the corners
+    lit = np.clip(np.asarray(page, dtype=np.float32) * brightness, 0, 255).astype(np.uint8)
+    out, evenly_lit = run(png(Image.fromarray(lit))), run(png(page))
+    assert np.abs(out - evenly_lit).mean() < 0.05
+
+
 def test_digit_filling_the_frame_is_not_taken_for_a_shadow() -> None:
     """An enlarged 8x8 "2" whose strokes run along the top and bottom edges: its border looks
     unevenly lit, but it is ink; it must read the same as with a white margin around it."""
