@@ -25,6 +25,8 @@ RULE_FILL = 0.5  # ...and straight (filling this share of its bounding box) is a
 OUTLINE_BAND = 0.12  # of a frame's shorter side: how close to its box edges its ink lies...
 OUTLINE_SHARE = 0.85  # ...for this share of its pixels
 OUTLINE_FILL = 0.3  # a frame covers at most this share of its bounding box
+RULED_RUN = 0.5  # of a comb field's box: its baseline and ticks run straight this far...
+RULED_SLACK = 2  # ...give or take this many pixels either side (a form photographed turned)
 RING_CONTENT = 0.4  # what a ring drawn round the digit encloses spans this share of its height
 LINE_REACH = 1.25  # faint ink this many times the strong ink's box (+2) may hold a page's lines
 LINE_LENGTH = 0.6  # of the image's side: a straight run of ink this long across it is printed...
@@ -121,9 +123,10 @@ def _strokes(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> tuple
 
 def _without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
     """``kept`` less the printed lines of a form: a box drawn around the digit (a thin,
-    rectangular outline enclosing all the other ink) and a rule under it (a long flat line
-    below all the other ink). A digit's own parts are never both, so they stay; and when
-    nothing else would remain, nothing is dropped. Each component is compared with all the
+    rectangular outline enclosing all the other ink), a comb field's cell (straight lines
+    holding it from below and both sides) and a rule under it (a long flat line below all
+    the other ink). A digit's own parts are never those, so they stay; and when nothing
+    else would remain, nothing is dropped. Each component is compared with all the
     others at once, through the others' extremes: a page of specks holds thousands of them.
     """
     boxes = stats[kept]
@@ -131,19 +134,20 @@ def _without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray)
     right = left + boxes[:, cv2.CC_STAT_WIDTH]
     bottom = top + boxes[:, cv2.CC_STAT_HEIGHT]
     ink_top, ink_bottom = _others_min(top), -_others_min(-bottom)
-    encloses = (
-        (left < _others_min(left))
-        & (top < ink_top)
-        & (-right < _others_min(-right))
-        & (bottom > ink_bottom)
-    )
+    # Holding the rest from below and both sides: a box round the digit, or a comb field's
+    # cell (a baseline and a tick either side); enclosing it: a box or a ring.
+    cups = (left < _others_min(left)) & (-right < _others_min(-right)) & (bottom > ink_bottom)
+    encloses = cups & (top < ink_top)
     drop = _are_rules(boxes, ink_top, ink_bottom)
-    for i in np.flatnonzero(encloses).tolist():  # at most one encloses all the others
+    for i in np.flatnonzero(cups & ~drop).tolist():  # at most one holds all the others
         component = int(kept[i])
         inside = int(ink_bottom[i] - ink_top[i])
-        drop[i] = _is_outline(labels, stats[component], component) or _is_ring_round(
-            labels, stats[component], component, inside
-        )
+        if encloses[i]:
+            drop[i] = _is_outline(labels, stats[component], component) or _is_ring_round(
+                labels, stats[component], component, inside
+            )
+        else:
+            drop[i] = _is_ruled(labels, stats[component], component)
     return kept if drop.all() else kept[~drop]
 
 
@@ -178,6 +182,25 @@ def _is_outline(labels: np.ndarray, box: np.ndarray, component: int) -> bool:
         return False
     inner = labels[top + band : top + height - band, left + band : left + width - band]
     return int(np.count_nonzero(inner == component)) <= (1 - OUTLINE_SHARE) * area
+
+
+def _is_ruled(labels: np.ndarray, box: np.ndarray, component: int) -> bool:
+    """Whether the component is thin and nearly all straight lines across or up its box: a
+    comb field's baseline and its ticks, printed. The baseline runs on into the next cells,
+    past the ticks, so the ticks need not lie along the box's sides. Handwriting is not
+    that straight."""
+    left, top, width, height, area = (int(v) for v in box[:5])
+    if area > OUTLINE_FILL * width * height:
+        return False
+    mine = np.equal(labels[top : top + height, left : left + width], component).view(np.uint8)
+    # Widened first, so that a line photographed a few degrees off still runs straight.
+    wide = cv2.dilate(mine, np.ones((2 * RULED_SLACK + 1,) * 2, np.uint8))
+    across = np.ones((1, max(2, round(RULED_RUN * width))), np.uint8)
+    up = np.ones((max(2, round(RULED_RUN * height)), 1), np.uint8)
+    lines = cv2.morphologyEx(wide, cv2.MORPH_OPEN, across) | cv2.morphologyEx(
+        wide, cv2.MORPH_OPEN, up
+    )
+    return cv2.countNonZero(cv2.bitwise_and(lines, mine)) >= OUTLINE_SHARE * area
 
 
 def _is_ring_round(labels: np.ndarray, box: np.ndarray, component: int, inside: int) -> bool:
