@@ -30,7 +30,7 @@ RULED_SLACK = 2  # ...give or take this many pixels either side (a form photogra
 RING_CONTENT = 0.4  # what a ring drawn round the digit encloses spans this share of its height
 LINE_REACH = 1.25  # faint ink this many times the strong ink's box (+2) may hold a page's lines
 LINE_LENGTH = 0.6  # of the image's side: a straight run of ink this long across it is printed...
-LINE_THICKNESS = 0.015  # ...if it is at most this thin (of the shorter side, 2 pixels at least)
+LINE_THICKNESS = 0.025  # ...if it is at most this thin (of the shorter side, 2 pixels at least)
 _MAX_LOOKUPS = 8  # kept components looked up one by one; more go through a label table
 _SOLE_COMPONENT = np.ones(1, dtype=np.intp)
 
