@@ -1,6 +1,7 @@
 """The digit's strokes kept, everything else dropped: specks, stray shading, dark things cut
 by the frame (edges.py: a finger, the table, a turned sheet's corners), a form's printed
-lines (a box, a rule), a circle drawn round the digit and a notebook's lines.
+lines (a box, a rule, a comb field), a circle drawn round the digit, and a page's lines
+(lines.py: a notebook's, a grid).
 
 The image is 8-bit with the ink bright (ink up) and reaches these functions with its
 stretch table, which says how inked each level is; faint pixels are kept only where they
@@ -15,6 +16,7 @@ import numpy as np
 from service.errors import NoInk
 from service.imaging.edges import edge_objects
 from service.imaging.grain import close_gaps, with_grains
+from service.imaging.lines import without_printed_lines
 
 STRONG = 0.5  # "certainly ink": half the ink level above the floor
 WEAK = 0.04  # faint anti-aliased edges are kept when they touch certain ink
@@ -28,9 +30,6 @@ OUTLINE_FILL = 0.3  # a frame covers at most this share of its bounding box
 RULED_RUN = 0.5  # of a comb field's box: its baseline and ticks run straight this far...
 RULED_SLACK = 2  # ...give or take this many pixels either side (a form photographed turned)
 RING_CONTENT = 0.4  # what a ring drawn round the digit encloses spans this share of its height
-LINE_REACH = 1.25  # faint ink this many times the strong ink's box (+2) may hold a page's lines
-LINE_LENGTH = 0.6  # of the image's side: a straight run of ink this long across it is printed...
-LINE_THICKNESS = 0.025  # ...if it is at most this thin (of the shorter side, 2 pixels at least)
 _MAX_LOOKUPS = 8  # kept components looked up one by one; more go through a label table
 _SOLE_COMPONENT = np.ones(1, dtype=np.intp)
 
@@ -54,7 +53,7 @@ def keep_strokes(ink: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, int]:
     # Strong ink (lut >= STRONG) is also weak ink (lut > WEAK): each stroke lies inside
     # exactly one weak component.
     strong = at_least(ink, strong_from)
-    weak = _without_printed_lines(at_least(ink, int(lut.searchsorted(WEAK, side="right"))), strong)
+    weak = without_printed_lines(at_least(ink, int(lut.searchsorted(WEAK, side="right"))), strong)
     weak_count, weak_labels = cv2.connectedComponents(weak, connectivity=8, ltype=cv2.CV_32S)
     if weak_count == 2:  # one weak component, so it holds every stroke: the common case
         return cv2.bitwise_and(ink, weak), 1
@@ -76,32 +75,6 @@ def keep_strokes(ink: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, int]:
         return strokes, len(touching)
     strokes = close_gaps(strokes, gaps)  # grains closed into strokes: count those pieces
     return strokes, cv2.connectedComponents(at_least(strokes, 1), connectivity=8)[0] - 1
-
-
-def _without_printed_lines(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
-    """``weak`` less the thin straight lines printed on the paper (a notebook's rules, its
-    margin, a grid fainter than the pen) except where the pen crossed them. They touch the
-    digit, so they would be kept with its strokes and stretch its box across the page.
-    Looked for only when the faint ink reaches well beyond the strong ink, as a page's lines
-    do and a stroke's soft edge does not."""
-    _, _, weak_width, weak_height = cv2.boundingRect(weak)
-    _, _, strong_width, strong_height = cv2.boundingRect(strong)
-    reaches = weak_width > LINE_REACH * strong_width + 2
-    if not reaches and weak_height <= LINE_REACH * strong_height + 2:
-        return weak
-    height, width = weak.shape
-    thick = max(2, round(LINE_THICKNESS * min(height, width))) + 1
-    rows = _thin_runs(weak, (round(LINE_LENGTH * width), 1), (1, thick))
-    columns = _thin_runs(weak, (1, round(LINE_LENGTH * height)), (thick, 1))
-    return cv2.subtract(weak, cv2.subtract(rows | columns, strong))
-
-
-def _thin_runs(ink: np.ndarray, run: tuple[int, int], across: tuple[int, int]) -> np.ndarray:
-    """Straight runs of ``ink`` at least ``run`` (width, height) long, less their parts as
-    thick as ``across``: the lines, not the blots they pass through."""
-    runs = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones(run[::-1], np.uint8))
-    thick = cv2.morphologyEx(runs, cv2.MORPH_OPEN, np.ones(across[::-1], np.uint8))
-    return cv2.subtract(runs, thick)
 
 
 def _strokes(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, int]:
