@@ -17,7 +17,8 @@ LINE_THICKNESS = 0.025  # ...if it is at most this thin (of the shorter side, 2 
 RULE_SPAN = 0.75  # of the image's width: rows this full of the pen's ink are a printed line...
 RULE_MARGIN = 0.05  # ...if it runs this far (of the width) past the rest of the ink each side...
 RULE_LENGTH = 1.0  # ...and is this many times as long as the rest is high (a 1's foot is not)
-RULE_BELOW = 0.1  # of the ink above such a line, what may lie below it: a foot through it
+RULE_THIN = 0.1  # ...and at most this thick beside the rest's height (a 4's bar in 8x8 is not)
+RULE_FOOT = 0.35  # of the ink's height above such a line, how far below it a foot may reach
 RULE_EDGE_SPAN = 0.3  # rows next to it this full of the pen's ink are its blurred edges
 RULE_EDGE = 2  # rows of faint edge either side of such a line, dropped with it
 
@@ -82,10 +83,15 @@ def without_written_on_rule(strong: np.ndarray, weak: np.ndarray) -> tuple[np.nd
 
 def _is_written_on(strong: np.ndarray, top: int, bottom: int) -> bool:
     """Whether the ink off rows ``top:bottom`` lies above them (but a foot through them),
-    well inside their run on both sides and less high than the run is long."""
+    well inside their run on both sides, less high than the run is long and far higher
+    than the run is thick."""
     width = strong.shape[1]
     above, below = strong[:top], strong[bottom:]
-    if np.count_nonzero(below) > RULE_BELOW * np.count_nonzero(above):
+    if not above.any():
+        return False
+    high = top - cv2.boundingRect(above)[1]
+    _, below_top, _, below_height = cv2.boundingRect(below)
+    if below_height and below_top + below_height > RULE_FOOT * high:
         return False  # a 4's bar has its stem below it; a line, the digit's foot at most
     rest = np.concatenate([above, below])
     left, _, rest_width, rest_height = cv2.boundingRect(rest)
@@ -93,6 +99,7 @@ def _is_written_on(strong: np.ndarray, top: int, bottom: int) -> bool:
     margin = RULE_MARGIN * width
     return (
         line_width >= RULE_LENGTH * rest_height
+        and bottom - top <= RULE_THIN * rest_height
         and left >= line_left + margin
         and left + rest_width <= line_left + line_width - margin
     )
