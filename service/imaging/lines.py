@@ -1,7 +1,7 @@
 """A page's printed lines taken out of the ink: a notebook's rules, its margin, a grid, and
-the line a form's digit is written on. They run straight across the image, further than
-any stroke, and they touch the digit, so they would be kept with its strokes and stretch
-its box across the page. Both kinds keep the pixels where the pen crosses them.
+a form's line or box that the digit touches. They run straight across the image, further
+than any stroke, and they touch the digit, so they would be kept with its strokes and
+stretch its box across the page. The pixels where the pen crosses them stay.
 
 Images are 8-bit, 255 for ink, at the work image's size.
 """
@@ -14,13 +14,16 @@ import numpy as np
 LINE_REACH = 1.25  # faint ink this many times the strong ink's box (+2) may hold a page's lines
 LINE_LENGTH = 0.6  # of the image's side: a straight run of ink this long across it is printed...
 LINE_THICKNESS = 0.025  # ...if it is at most this thin (of the shorter side, 2 pixels at least)
-RULE_SPAN = 0.75  # of the image's width: rows this full of the pen's ink are a printed line...
-RULE_MARGIN = 0.05  # ...if it runs this far (of the width) past the rest of the ink each side...
-RULE_LENGTH = 1.0  # ...and is this many times as long as the rest is high (a 1's foot is not)
-RULE_THIN = 0.1  # ...and at most this thick beside the rest's height (a 4's bar in 8x8 is not)
-RULE_FOOT = 0.35  # of the ink's height above such a line, how far below it a foot may reach
-RULE_EDGE_SPAN = 0.3  # rows next to it this full of the pen's ink are its blurred edges
+RULE_SPAN = 0.75  # rows (a box's columns) this full of the pen's ink, thin, are printed lines
+RULE_EDGE_SPAN = 0.3  # rows next to one this full of the pen's ink are its blurred edges
 RULE_EDGE = 2  # rows of faint edge either side of such a line, dropped with it
+RULE_MARGIN = 0.05  # a line written on runs this far (of the width) past the rest each side,...
+RULE_LENGTH = 1.0  # ...is this many times as long as the rest is high (a 1's foot is not),...
+RULE_THIN = 0.1  # ...at most this thick beside the rest's height (a 4's bar in 8x8 is not)
+RULE_FOOT = 0.35  # of the ink's height above a line or box, how far past it a foot may reach
+BOX_INSIDE = 0.9  # of a box's inner width: what the digit in it spans at most
+
+Bands = list[tuple[int, int]]  # (start, stop) of each band of rows or columns
 
 
 def line_thickness(height: int, width: int) -> int:
@@ -53,31 +56,45 @@ def _thin_runs(ink: np.ndarray, run: tuple[int, int], across: tuple[int, int]) -
     return cv2.subtract(runs, thick)
 
 
-def without_written_on_rule(strong: np.ndarray, weak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``strong`` and ``weak`` less a form's line the digit is written on, printed as dark as
-    the pen: rows of ink across nearly the whole image, thin, with most of the other ink
-    above them, running well past it on both sides. A stroke of the digit ends where the
-    digit does; the pixels where the pen touches or crosses the line stay. Returns the
-    images unchanged (the same objects) when there is no such line."""
+def without_joined_lines(strong: np.ndarray, weak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``strong`` and ``weak`` less a form's printed lines as dark as the pen that the digit
+    touches or crosses, so one piece with it, which strokes.py's tests of whole pieces never
+    see: the line it is written on, or the box round it. Both are found as thin bands of
+    rows of ink across most of the image; the pixels where the pen touches or crosses them
+    stay. Returns the images unchanged (the same objects) when there are none."""
     height, width = strong.shape
-    full = cv2.reduce(strong, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
-    rows = np.flatnonzero(full >= RULE_SPAN * 255 * width)
-    if rows.size == 0:
-        return strong, weak
-    top, bottom = int(rows[0]), int(rows[-1]) + 1
-    edge = RULE_EDGE_SPAN * 255 * width  # the line's blurred edge rows go with it
-    for _ in range(RULE_EDGE):
-        top -= int(top > 0 and full[top - 1] >= edge)
-        bottom += int(bottom < height and full[bottom] >= edge)
-    if bottom - top > line_thickness(height, width) or not _is_written_on(strong, top, bottom):
-        return strong, weak
-    # The pen crosses or touches the line where ink lies just beyond it.
-    crossed = (strong[max(top - 1, 0)] > 0) | (strong[min(bottom, height - 1)] > 0)
-    cut = np.where(crossed, np.uint8(255), np.uint8(0))
-    edge_top, edge_bottom = max(top - RULE_EDGE, 0), min(bottom + RULE_EDGE, height)
+    thick = line_thickness(height, width)
+    rows = _bands(cv2.reduce(strong, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel(), width, thick)
+    if len(rows) == 1 and _is_written_on(strong, *rows[0]):
+        return _cut(strong, weak, rows, [])
+    if len(rows) == 2:
+        return _without_box(strong, weak, rows, thick)
+    return strong, weak
+
+
+def _cut(
+    strong: np.ndarray, weak: np.ndarray, rows: Bands, columns: Bands
+) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of ``strong`` and ``weak`` without the bands, but where ink lies just beyond a
+    band (the pen touches or crosses it there), and without their faint edges."""
+    lines = np.zeros_like(strong)
+    for start, stop in rows:
+        lines[start:stop] = 255
+    for start, stop in columns:
+        lines[:, start:stop] = 255
+    rest = cv2.subtract(strong, lines)
+    height, width = strong.shape
     strong, weak = strong.copy(), weak.copy()
-    strong[top:bottom] &= cut
-    weak[edge_top:edge_bottom] &= cut
+    for start, stop in rows:
+        crossed = (rest[max(start - 1, 0)] > 0) | (rest[min(stop, height - 1)] > 0)
+        cut = np.where(crossed, np.uint8(255), np.uint8(0))
+        strong[start:stop] &= cut
+        weak[max(start - RULE_EDGE, 0) : stop + RULE_EDGE] &= cut
+    for start, stop in columns:
+        crossed = (rest[:, max(start - 1, 0)] > 0) | (rest[:, min(stop, width - 1)] > 0)
+        cut = np.where(crossed, np.uint8(255), np.uint8(0))[:, np.newaxis]
+        strong[:, start:stop] &= cut
+        weak[:, max(start - RULE_EDGE, 0) : stop + RULE_EDGE] &= cut
     return strong, weak
 
 
@@ -102,4 +119,67 @@ def _is_written_on(strong: np.ndarray, top: int, bottom: int) -> bool:
         and bottom - top <= RULE_THIN * rest_height
         and left >= line_left + margin
         and left + rest_width <= line_left + line_width - margin
+    )
+
+
+def _without_box(
+    strong: np.ndarray, weak: np.ndarray, rows: Bands, thick: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Less the box round the digit: the two bands of ``rows`` its top and bottom, two such
+    bands of columns between them its sides, all the other ink inside (give or take a foot
+    through a side)."""
+    box = strong[rows[0][0] : rows[1][1]]  # the sides run from the top to the bottom
+    columns = _bands(cv2.reduce(box, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel(), len(box), thick)
+    if len(columns) != 2:
+        return strong, weak
+    sides = np.zeros_like(strong)
+    for start, stop in rows:
+        sides[start:stop] = 255
+    for start, stop in columns:
+        sides[:, start:stop] = 255
+    if not _is_boxed(cv2.subtract(strong, sides), rows, columns):
+        return strong, weak
+    return _cut(strong, weak, rows, columns)
+
+
+def _bands(full: np.ndarray, across: int, thick: int) -> Bands:
+    """The bands of rows (or columns) whose ink (``full``: 255 a pixel) spans ``RULE_SPAN``
+    of the ``across`` pixels, each with its blurred edges; none if one of them is thicker
+    than ``thick``, as no printed line is."""
+    lines = np.flatnonzero(full >= RULE_SPAN * 255 * across)
+    if lines.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(lines) > 1)
+    starts = np.concatenate([lines[:1], lines[breaks + 1]])
+    stops = np.concatenate([lines[breaks], lines[-1:]]) + 1
+    edge = RULE_EDGE_SPAN * 255 * across
+    bands = []
+    for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+        for _ in range(RULE_EDGE):
+            start -= int(start > 0 and full[start - 1] >= edge)
+            stop += int(stop < len(full) and full[stop] >= edge)
+        if stop - start > thick:
+            return []
+        bands.append((start, stop))
+    return bands
+
+
+def _is_boxed(rest: np.ndarray, rows: Bands, columns: Bands) -> bool:
+    """Whether ``rest``, the ink off the box's sides, is a digit inside it: reaching past a
+    side by at most a foot's reach, narrower than the box (an envelope's flap runs from side
+    to side) and far larger than the sides are thick."""
+    left, top, width, height = cv2.boundingRect(rest)
+    if not width or not height:
+        return False
+    (_, inner_top), (inner_bottom, _) = rows
+    (_, inner_left), (inner_right, _) = columns
+    thickest = max(stop - start for start, stop in rows + columns)
+    over = RULE_FOOT * min(width, height)
+    return (
+        thickest <= RULE_THIN * height
+        and width <= BOX_INSIDE * (inner_right - inner_left)
+        and top >= inner_top - over
+        and top + height <= inner_bottom + over
+        and left >= inner_left - over
+        and left + width <= inner_right + over
     )

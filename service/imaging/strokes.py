@@ -1,7 +1,7 @@
 """The digit's strokes kept, everything else dropped: specks, stray shading, dark things cut
 by the frame (edges.py: a finger, the table, a turned sheet's corners), a form's printed
 lines (a box, a rule, a comb field), a circle drawn round the digit, and a page's lines
-(lines.py: a notebook's, a grid, the line a digit is written on).
+(lines.py: a notebook's, a grid, a form's line or box that the digit touches).
 
 The image is 8-bit with the ink bright (ink up) and reaches these functions with its
 stretch table, which says how inked each level is; faint pixels are kept only where they
@@ -16,7 +16,7 @@ import numpy as np
 from service.errors import NoInk
 from service.imaging.edges import edge_objects
 from service.imaging.grain import close_gaps, with_grains
-from service.imaging.lines import without_printed_lines, without_written_on_rule
+from service.imaging.lines import without_joined_lines, without_printed_lines
 
 STRONG = 0.5  # "certainly ink": half the ink level above the floor
 WEAK = 0.04  # faint anti-aliased edges are kept when they touch certain ink
@@ -52,7 +52,7 @@ def keep_strokes(ink: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, int]:
         raise NoInk("no ink found: nothing stands out from the background")
     # Strong ink (lut >= STRONG) is also weak ink (lut > WEAK): each stroke lies inside
     # exactly one weak component.
-    strong, weak = without_written_on_rule(
+    strong, weak = without_joined_lines(
         at_least(ink, strong_from), at_least(ink, int(lut.searchsorted(WEAK, side="right")))
     )
     weak = without_printed_lines(weak, strong)
