@@ -77,12 +77,7 @@ def _cut(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Copies of ``strong`` and ``weak`` without the bands, but where ink lies just beyond a
     band (the pen touches or crosses it there), and without their faint edges."""
-    lines = np.zeros_like(strong)
-    for start, stop in rows:
-        lines[start:stop] = 255
-    for start, stop in columns:
-        lines[:, start:stop] = 255
-    rest = cv2.subtract(strong, lines)
+    rest = cv2.subtract(strong, _band_mask(strong.shape, rows, columns))
     height, width = strong.shape
     strong, weak = strong.copy(), weak.copy()
     for start, stop in rows:
@@ -132,14 +127,20 @@ def _without_box(
     columns = _bands(cv2.reduce(box, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel(), len(box), thick)
     if len(columns) != 2:
         return strong, weak
-    sides = np.zeros_like(strong)
-    for start, stop in rows:
-        sides[start:stop] = 255
-    for start, stop in columns:
-        sides[:, start:stop] = 255
-    if not _is_boxed(cv2.subtract(strong, sides), rows, columns):
+    inside = cv2.subtract(strong, _band_mask(strong.shape, rows, columns))
+    if not _is_boxed(inside, rows, columns):
         return strong, weak
     return _cut(strong, weak, rows, columns)
+
+
+def _band_mask(shape: tuple[int, ...], rows: Bands, columns: Bands) -> np.ndarray:
+    """255 on the bands of rows and of columns, 0 elsewhere."""
+    mask = np.zeros(shape, np.uint8)
+    for start, stop in rows:
+        mask[start:stop] = 255
+    for start, stop in columns:
+        mask[:, start:stop] = 255
+    return mask
 
 
 def _bands(full: np.ndarray, across: int, thick: int) -> Bands:
