@@ -146,7 +146,7 @@ def _bright_ink(work: np.ndarray, measured: Measurement) -> tuple[np.ndarray, np
         # leaves the lighting's bright and dark ends to decide which side is ink: the wrong
         # one, when nothing stands out once the lighting is gone. The other side, then.
         other = flatten_lighting(cv2.bitwise_not(ink), measured.sigma)
-        other_lut = ink_table(other) if other is not ink else None
+        other_lut = ink_table(other)
         if other_lut is not None:
             return other, other_lut
     return flattened, lut
