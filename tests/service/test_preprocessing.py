@@ -242,16 +242,20 @@ def test_a_forms_printed_lines_are_not_ink(
     assert np.abs(run(png(image)) - clean).mean() < 0.02
 
 
+def _photographed(image: Image.Image) -> bytes:
+    """The image as a phone would send it: a little blurred, as a JPEG."""
+    return encode(image.filter(ImageFilter.GaussianBlur(0.8)), "JPEG", quality=90)
+
+
 @pytest.mark.parametrize("width", [3, 4, 5])
 def test_a_grey_line_the_digit_rests_on_is_not_ink(width: int) -> None:
     """A form's printed line, fainter than the pen, the 7's foot on it, photographed: the
     lens widens its faint edges, and lines up to 1.4 % of the image's side thick once kept
     their blurred edges, thicker than that, as a stroke (80 % of MNIST digits so read)."""
     image = draw_digit((300, 320), width=14, offset=(30, 20))
-    photo = {"fmt": "JPEG", "quality": 90}
-    clean = run(encode(image.filter(ImageFilter.GaussianBlur(0.8)), **photo))
+    clean = run(_photographed(image))
     ImageDraw.Draw(image).line((0, 282, 300, 282), fill=150, width=width)
-    out = run(encode(image.filter(ImageFilter.GaussianBlur(0.8)), **photo))
+    out = run(_photographed(image))
     assert np.abs(out - clean).mean() < 0.02
 
 
@@ -260,10 +264,9 @@ def test_a_dark_line_the_digit_rests_on_is_not_ink(level: int) -> None:
     """The same line printed as dark as the pen: one piece with the strokes, it stretched
     their box across the form (77 % of MNIST digits so photographed were read)."""
     image = draw_digit((300, 320), width=14, offset=(30, 20))
-    photo = {"fmt": "JPEG", "quality": 90}
-    clean = run(encode(image.filter(ImageFilter.GaussianBlur(0.8)), **photo))
+    clean = run(_photographed(image))
     ImageDraw.Draw(image).line((0, 282, 300, 282), fill=level, width=3)
-    out = run(encode(image.filter(ImageFilter.GaussianBlur(0.8)), **photo))
+    out = run(_photographed(image))
     assert np.abs(out - clean).mean() < 0.02
 
 
@@ -273,10 +276,9 @@ def test_a_box_the_digit_touches_is_not_ink(bottom: int) -> None:
     piece with the strokes, the box was fitted with them (67 % of MNIST digits so
     photographed were read)."""
     image = draw_digit((300, 320), width=14, offset=(30, 20))
-    photo = {"fmt": "JPEG", "quality": 90}
-    clean = run(encode(image.filter(ImageFilter.GaussianBlur(0.8)), **photo))
+    clean = run(_photographed(image))
     ImageDraw.Draw(image).rectangle((12, 12, 288, bottom), outline=30, width=3)
-    out = run(encode(image.filter(ImageFilter.GaussianBlur(0.8)), **photo))
+    out = run(_photographed(image))
     assert np.abs(out - clean).mean() < 0.02
 
 
