@@ -1,7 +1,8 @@
 """A page's printed lines taken out of the ink: a notebook's rules, its margin, a grid, and
 a form's line or box that the digit touches. They run straight across the image, further
 than any stroke, and they touch the digit, so they would be kept with its strokes and
-stretch its box across the page. The pixels where the pen crosses them stay.
+stretch its box across the page. The pixels where the pen crosses them stay. A form
+photographed a few degrees turned is levelled (levelling.py) before its lines are looked for.
 
 Images are 8-bit, 255 for ink, at the work image's size.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from service.imaging.levelling import Levelled
 
 LINE_REACH = 1.25  # faint ink this many times the strong ink's box (+2) may hold a page's lines
 LINE_LENGTH = 0.6  # of the image's side: a straight run of ink this long across it is printed...
@@ -22,6 +25,9 @@ RULE_LENGTH = 1.0  # ...is this many times as long as the rest is high (a 1's fo
 RULE_THIN = 0.1  # ...at most this thick beside the rest's height (a 4's bar in 8x8 is not)
 RULE_FOOT = 0.35  # of the ink's height above a line or box, how far past it a foot may reach
 BOX_INSIDE = 0.9  # of a box's inner width: what the digit in it spans at most
+TILT_MAX = 5.0  # degrees: a form photographed this far off level is levelled to find its lines
+TILT_STEP = 0.25  # degrees between the slants a line is looked for at
+LEVELLED_JAG = 1  # rows a levelled line strays from its band (pixels move by whole rows)
 
 Bands = list[tuple[int, int]]  # (start, stop) of each band of rows or columns
 
@@ -61,15 +67,86 @@ def without_joined_lines(strong: np.ndarray, weak: np.ndarray) -> tuple[np.ndarr
     touches or crosses, so one piece with it, which strokes.py's tests of whole pieces never
     see: the line it is written on, or the box round it. Both are found as thin bands of
     rows of ink across most of the image; the pixels where the pen touches or crosses them
-    stay. Returns the images unchanged (the same objects) when there are none."""
+    stay. A form photographed a few degrees off level is levelled first (and back after).
+    Returns the images unchanged (the same objects) when there are none."""
     height, width = strong.shape
     thick = line_thickness(height, width)
     rows = _bands(cv2.reduce(strong, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel(), width, thick)
-    if len(rows) == 1 and _is_written_on(strong, *rows[0]):
+    if rows:  # level, or turned by so little that most of it lies in a few rows
+        without = _without_level_lines(strong, weak, rows, width, thick, 0)
+        if without[0] is not strong:
+            return without
+    slope = _line_slope(strong)
+    if slope is None:
+        return strong, weak
+    level = Levelled(strong.shape, slope)
+    flat_strong, flat_weak = level.apply(strong), level.apply(weak)
+    summed = cv2.reduce(flat_strong, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    rows = _bands(summed, width, thick, LEVELLED_JAG)
+    without = _without_level_lines(flat_strong, flat_weak, rows, width, thick, LEVELLED_JAG)
+    if without[0] is flat_strong:
+        return strong, weak
+    return level.undo(without[0]), level.undo(without[1])
+
+
+def _without_level_lines(
+    strong: np.ndarray, weak: np.ndarray, rows: Bands, width: int, thick: int, jag: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``without_joined_lines`` on an image whose lines lie level: ``rows`` are the full
+    bands of rows, ``width`` the image's width before any levelling, and ``jag`` the rows
+    (or columns) a levelled line strays either side of its band."""
+    if len(rows) == 1 and _is_written_on(strong, *rows[0], width):
         return _cut(strong, weak, rows, [])
     if len(rows) == 2:
-        return _without_box(strong, weak, rows, thick)
+        return _without_box(strong, weak, rows, thick, jag)
     return strong, weak
+
+
+def _line_slope(strong: np.ndarray) -> float | None:
+    """The slope (rows a column) of a thin straight line of ink along ``LINE_LENGTH`` of the
+    width within ``TILT_MAX`` of level, or None: a form's line photographed turned. Only
+    the ink no thicker than a line votes, and only when the ink spans ``RULE_SPAN`` of the
+    width: votes from all the ink of a digit cropped tight cost about as much as the rest
+    of its preparation, and its pen is mostly thicker than a line."""
+    height, width = strong.shape
+    if cv2.boundingRect(strong)[2] < RULE_SPAN * width:
+        return None
+    thick = line_thickness(height, width)
+    upright = cv2.morphologyEx(strong, cv2.MORPH_OPEN, np.ones((thick + 1, 1), np.uint8))
+    thin = cv2.subtract(strong, upright)
+    least = round(LINE_LENGTH * width)
+    if cv2.countNonZero(thin) < least:
+        return None
+    step, most = np.deg2rad(TILT_STEP), np.deg2rad(TILT_MAX)
+    found = cv2.HoughLines(
+        thin, 1, step, least, min_theta=np.pi / 2 - most, max_theta=np.pi / 2 + most
+    )
+    if found is None or not len(found):  # OpenCV gives either when no line has the votes
+        return None
+    rho, theta = found[0, 0].tolist()  # the line with the most votes: x cos + y sin = rho
+    return _fitted_slope(thin, rho, theta, thick)
+
+
+def _fitted_slope(thin: np.ndarray, rho: float, theta: float, thick: int) -> float | None:
+    """The slope of the line of ``thin`` ink within ``thick`` pixels of (``rho``, ``theta``),
+    fitted through the middle of each column where it is no thicker than a line, for a
+    slope finer than its votes give; None if it is so along less than ``LINE_LENGTH`` of
+    the width, or lies level, needing no levelling."""
+    width = thin.shape[1]
+    ends = (rho - np.array([0, width]) * np.cos(theta)) / np.sin(theta)  # its rows at x = 0, W
+    top = max(int(ends.min()) - thick, 0)
+    rows, columns = np.nonzero(thin[top : int(ends.max()) + thick + 1])
+    rows += top
+    on_line = np.abs(columns * np.cos(theta) + rows * np.sin(theta) - rho) <= thick
+    rows, columns = rows[on_line], columns[on_line]
+    counts = np.bincount(columns, minlength=width)
+    alone = np.flatnonzero((counts > 0) & (counts <= thick))
+    if len(alone) < max(LINE_LENGTH * width, 2):  # two columns make a slope
+        return None
+    middles = np.bincount(columns, weights=rows, minlength=width)[alone] / counts[alone]
+    across = alone - alone.mean()
+    slope = float(np.dot(across, middles) / np.dot(across, across))  # least squares
+    return slope if abs(slope) * width >= 0.5 else None  # else levelling moves no pixel
 
 
 def _cut(
@@ -93,11 +170,10 @@ def _cut(
     return strong, weak
 
 
-def _is_written_on(strong: np.ndarray, top: int, bottom: int) -> bool:
+def _is_written_on(strong: np.ndarray, top: int, bottom: int, width: int) -> bool:
     """Whether the ink off rows ``top:bottom`` lies above them (but a foot through them),
-    well inside their run on both sides, less high than the run is long and far higher
-    than the run is thick."""
-    width = strong.shape[1]
+    well inside their run on both sides (by a share of ``width``), less high than the run
+    is long and far higher than the run is thick."""
     above, below = strong[:top], strong[bottom:]
     if not above.any():
         return False
@@ -118,13 +194,14 @@ def _is_written_on(strong: np.ndarray, top: int, bottom: int) -> bool:
 
 
 def _without_box(
-    strong: np.ndarray, weak: np.ndarray, rows: Bands, thick: int
+    strong: np.ndarray, weak: np.ndarray, rows: Bands, thick: int, jag: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Less the box round the digit: the two bands of ``rows`` its top and bottom, two such
     bands of columns between them its sides, all the other ink inside (give or take a foot
     through a side)."""
     box = strong[rows[0][0] : rows[1][1]]  # the sides run from the top to the bottom
-    columns = _bands(cv2.reduce(box, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel(), len(box), thick)
+    summed = cv2.reduce(box, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    columns = _bands(summed, len(box), thick, jag)
     if len(columns) != 2:
         return strong, weak
     inside = cv2.subtract(strong, _band_mask(strong.shape, rows, columns))
@@ -143,10 +220,10 @@ def _band_mask(shape: tuple[int, ...], rows: Bands, columns: Bands) -> np.ndarra
     return mask
 
 
-def _bands(full: np.ndarray, across: int, thick: int) -> Bands:
+def _bands(full: np.ndarray, across: int, thick: int, jag: int = 0) -> Bands:
     """The bands of rows (or columns) whose ink (``full``: 255 a pixel) spans ``RULE_SPAN``
-    of the ``across`` pixels, each with its blurred edges; none if one of them is thicker
-    than ``thick``, as no printed line is."""
+    of the ``across`` pixels, each with its blurred edges and ``jag`` more either side;
+    none if one of them is thicker than ``thick``, as no printed line is."""
     lines = np.flatnonzero(full >= RULE_SPAN * 255 * across)
     if lines.size == 0:
         return []
@@ -161,7 +238,7 @@ def _bands(full: np.ndarray, across: int, thick: int) -> Bands:
             stop += int(stop < len(full) and full[stop] >= edge)
         if stop - start > thick:
             return []
-        bands.append((start, stop))
+        bands.append((max(start - jag, 0), min(stop + jag, len(full))))
     return bands
 
 
