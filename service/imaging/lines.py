@@ -41,17 +41,38 @@ def without_printed_lines(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
     """``weak`` less the thin straight lines printed on the paper (a notebook's rules, its
     margin, a grid fainter than the pen) except where the pen crossed them. Looked for only
     when the faint ink reaches well beyond the strong ink, as a page's lines do and a
-    stroke's soft edge does not."""
+    stroke's soft edge does not; again on the page levelled when more faint ink is left
+    than lay on level lines and it still reaches that far (a page photographed turned)."""
+    if not _reaches_beyond(weak, strong):
+        return weak
+    lines = cv2.bitwise_or(*_page_lines(weak, *weak.shape))
+    weak = cv2.subtract(weak, cv2.subtract(lines, strong))
+    faint = cv2.subtract(weak, strong)
+    if cv2.countNonZero(faint) <= cv2.countNonZero(lines) or not _reaches_beyond(weak, strong):
+        return weak  # the lines lay level, or none is left
+    slope = _line_slope(faint)
+    if slope is None:
+        return weak
+    level = Levelled(weak.shape, slope)
+    rows, columns = _page_lines(level.apply(weak), *weak.shape)
+    return cv2.subtract(weak, cv2.subtract(level.undo(rows | columns), strong))
+
+
+def _reaches_beyond(weak: np.ndarray, strong: np.ndarray) -> bool:
+    """Whether the faint ink reaches well beyond the strong ink's box, either way."""
     _, _, weak_width, weak_height = cv2.boundingRect(weak)
     _, _, strong_width, strong_height = cv2.boundingRect(strong)
-    reaches = weak_width > LINE_REACH * strong_width + 2
-    if not reaches and weak_height <= LINE_REACH * strong_height + 2:
-        return weak
-    height, width = weak.shape
+    return (
+        weak_width > LINE_REACH * strong_width + 2 or weak_height > LINE_REACH * strong_height + 2
+    )
+
+
+def _page_lines(weak: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The thin straight runs of ``weak`` across ``LINE_LENGTH`` of an image ``height`` x
+    ``width`` (before any levelling): along the rows, and along the columns."""
     thick = line_thickness(height, width)
     rows = _thin_runs(weak, (round(LINE_LENGTH * width), 1), (1, thick))
-    columns = _thin_runs(weak, (1, round(LINE_LENGTH * height)), (thick, 1))
-    return cv2.subtract(weak, cv2.subtract(rows | columns, strong))
+    return rows, _thin_runs(weak, (1, round(LINE_LENGTH * height)), (thick, 1))
 
 
 def _thin_runs(ink: np.ndarray, run: tuple[int, int], across: tuple[int, int]) -> np.ndarray:
