@@ -10,13 +10,15 @@ touch certain ink.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
 from service.errors import NoInk
 from service.imaging.edges import edge_objects
 from service.imaging.grain import close_gaps, with_grains
-from service.imaging.lines import without_joined_lines, without_printed_lines
+from service.imaging.lines import TILT_MAX, without_joined_lines, without_printed_lines
 
 STRONG = 0.5  # "certainly ink": half the ink level above the floor
 WEAK = 0.04  # faint anti-aliased edges are kept when they touch certain ink
@@ -24,6 +26,7 @@ SPECK_FRACTION = 0.08  # ink components smaller than this share of the largest a
 RULE_ASPECT = 4.0  # a separate line this many times wider than high, below the digit,...
 RULE_THICKNESS = 0.25  # ...at most this share of the digit's height,...
 RULE_FILL = 0.5  # ...and straight (filling this share of its bounding box) is a form's rule
+RULE_SLANT = math.tan(math.radians(TILT_MAX))  # ...less the rise across it of a form turned
 OUTLINE_BAND = 0.12  # of a frame's shorter side: how close to its box edges its ink lies...
 OUTLINE_SHARE = 0.85  # ...for this share of its pixels
 OUTLINE_FILL = 0.3  # a frame covers at most this share of its bounding box
@@ -137,14 +140,15 @@ def _others_min(values: np.ndarray) -> np.ndarray:
 
 def _are_rules(boxes: np.ndarray, ink_top: np.ndarray, ink_bottom: np.ndarray) -> np.ndarray:
     """Which components are a straight line under the rest of the ink, thin beside the
-    digit's height: a form's rule. (A 5's or a 2's separate bottom stroke is curved or thick.)"""
+    digit's height: a form's rule, level or photographed a few degrees turned. (A 5's or a
+    2's separate bottom stroke is curved or thick.)"""
     top, width = boxes[:, cv2.CC_STAT_TOP], boxes[:, cv2.CC_STAT_WIDTH]
     height, area = boxes[:, cv2.CC_STAT_HEIGHT], boxes[:, cv2.CC_STAT_AREA]
     return (
         (top >= ink_bottom)
         & (width >= RULE_ASPECT * height)
         & (height <= RULE_THICKNESS * (ink_bottom - ink_top))
-        & (area >= RULE_FILL * width * height)
+        & (area >= RULE_FILL * width * (height - RULE_SLANT * width))
     )
 
 
