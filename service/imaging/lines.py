@@ -123,18 +123,18 @@ def _without_level_lines(
     return strong, weak
 
 
-def _line_slope(strong: np.ndarray) -> float | None:
-    """The slope (rows a column) of a thin straight line of ink along ``LINE_LENGTH`` of the
-    width within ``TILT_MAX`` of level, or None: a form's line photographed turned. Only
-    the ink no thicker than a line votes, and only when the ink spans ``RULE_SPAN`` of the
-    width: votes from all the ink of a digit cropped tight cost about as much as the rest
-    of its preparation, and its pen is mostly thicker than a line."""
-    height, width = strong.shape
-    if cv2.boundingRect(strong)[2] < RULE_SPAN * width:
+def _line_slope(ink: np.ndarray) -> float | None:
+    """The slope (rows a column) of a thin straight line of ``ink`` along ``LINE_LENGTH`` of
+    the width within ``TILT_MAX`` of level, or None: a form's or a page's line photographed
+    turned. Only the ink no thicker than a line votes, and only when the ink spans
+    ``RULE_SPAN`` of the width: votes from all the ink of a digit cropped tight cost about
+    as much as the rest of its preparation, and its pen is mostly thicker than a line."""
+    height, width = ink.shape
+    if cv2.boundingRect(ink)[2] < RULE_SPAN * width:
         return None
     thick = line_thickness(height, width)
-    upright = cv2.morphologyEx(strong, cv2.MORPH_OPEN, np.ones((thick + 1, 1), np.uint8))
-    thin = cv2.subtract(strong, upright)
+    upright = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((thick + 1, 1), np.uint8))
+    thin = cv2.subtract(ink, upright)
     least = round(LINE_LENGTH * width)
     if cv2.countNonZero(thin) < least:
         return None
