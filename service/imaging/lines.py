@@ -50,7 +50,7 @@ def without_printed_lines(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
     faint = cv2.subtract(weak, strong)
     if cv2.countNonZero(faint) <= cv2.countNonZero(lines) or not _reaches_beyond(weak, strong):
         return weak  # the lines lay level, or none is left
-    slope = _line_slope(faint)
+    slope = line_slope(faint)
     if slope is None:
         return weak
     level = Levelled(weak.shape, slope)
@@ -97,7 +97,7 @@ def without_joined_lines(strong: np.ndarray, weak: np.ndarray) -> tuple[np.ndarr
         without = _without_level_lines(strong, weak, rows, width, thick, 0)
         if without[0] is not strong:
             return without
-    slope = _line_slope(strong)
+    slope = line_slope(strong)
     if slope is None:
         return strong, weak
     level = Levelled(strong.shape, slope)
@@ -123,16 +123,17 @@ def _without_level_lines(
     return strong, weak
 
 
-def _line_slope(ink: np.ndarray) -> float | None:
+def line_slope(ink: np.ndarray, thick: int | None = None) -> float | None:
     """The slope (rows a column) of a thin straight line of ``ink`` along ``LINE_LENGTH`` of
     the width within ``TILT_MAX`` of level, or None: a form's or a page's line photographed
-    turned. Only the ink no thicker than a line votes, and only when the ink spans
-    ``RULE_SPAN`` of the width: votes from all the ink of a digit cropped tight cost about
-    as much as the rest of its preparation, and its pen is mostly thicker than a line."""
+    turned. Only the ink no thicker than a line (``thick``: by default as in an image of
+    this size) votes, and only when the ink spans ``RULE_SPAN`` of the width: votes from
+    all the ink of a digit cropped tight cost about as much as the rest of its
+    preparation, and its pen is mostly thicker than a line."""
     height, width = ink.shape
     if cv2.boundingRect(ink)[2] < RULE_SPAN * width:
         return None
-    thick = line_thickness(height, width)
+    thick = thick or line_thickness(height, width)
     upright = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((thick + 1, 1), np.uint8))
     thin = cv2.subtract(ink, upright)
     least = round(LINE_LENGTH * width)

@@ -18,7 +18,14 @@ import numpy as np
 from service.errors import NoInk
 from service.imaging.edges import edge_objects
 from service.imaging.grain import close_gaps, with_grains
-from service.imaging.lines import TILT_MAX, without_joined_lines, without_printed_lines
+from service.imaging.levelling import Levelled
+from service.imaging.lines import (
+    TILT_MAX,
+    line_slope,
+    line_thickness,
+    without_joined_lines,
+    without_printed_lines,
+)
 
 STRONG = 0.5  # "certainly ink": half the ink level above the floor
 WEAK = 0.04  # faint anti-aliased edges are kept when they touch certain ink
@@ -172,7 +179,10 @@ def _is_ruled(labels: np.ndarray, box: np.ndarray, component: int) -> bool:
     if area > OUTLINE_FILL * width * height:
         return False
     mine = np.equal(labels[top : top + height, left : left + width], component).view(np.uint8)
-    # Widened first, so that a line photographed a few degrees off still runs straight.
+    slope = line_slope(mine, line_thickness(*labels.shape))
+    if slope is not None:  # a form photographed turned: its baseline levelled, ticks upright
+        mine = Levelled(mine.shape, slope).apply(mine)
+    # Widened first, so that a line photographed a degree or two off still runs straight.
     wide = cv2.dilate(mine, np.ones((2 * RULED_SLACK + 1,) * 2, np.uint8))
     across = np.ones((1, max(2, round(RULED_RUN * width))), np.uint8)
     up = np.ones((max(2, round(RULED_RUN * height)), 1), np.uint8)

@@ -237,8 +237,26 @@ def _turned_comb_cell(draw: ImageDraw.ImageDraw) -> None:
         draw.line((x - 3, 221 + x / 30, x, 298 + x / 30), fill=30, width=4)
 
 
+def _comb_cell_turned_further(draw: ImageDraw.ImageDraw) -> None:
+    """The same, photographed 4 degrees off: its lines drift further than their slack."""
+    turn = np.deg2rad(4.0)
+    centre = np.array([150.0, 303.0])
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    for line in ([(0, 303), (300, 303)], [(20, 225), (20, 303)], [(290, 225), (290, 303)]):
+        ends = (np.array(line, dtype=float) - centre) @ rotation.T + centre
+        draw.line([tuple(end) for end in ends.tolist()], fill=30, width=4)
+
+
 @pytest.mark.parametrize(
-    "form_line", [_form_box, _form_rule, _turned_form_rule, _comb_cell, _turned_comb_cell]
+    "form_line",
+    [
+        _form_box,
+        _form_rule,
+        _turned_form_rule,
+        _comb_cell,
+        _turned_comb_cell,
+        _comb_cell_turned_further,
+    ],
 )
 def test_a_forms_printed_lines_are_not_ink(
     form_line: Callable[[ImageDraw.ImageDraw], None],
