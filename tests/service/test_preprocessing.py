@@ -273,27 +273,33 @@ def _photographed(image: Image.Image) -> bytes:
     return encode(image.filter(ImageFilter.GaussianBlur(0.8)), "JPEG", quality=90)
 
 
+def _turned(image: Image.Image, degrees: float) -> Image.Image:
+    """The sheet photographed a few degrees off level, its corners filled with paper."""
+    return image.rotate(degrees, resample=Image.Resampling.BICUBIC, fillcolor=255)
+
+
+def _change_by(form_line: Callable[[ImageDraw.ImageDraw], None], degrees: float = 0.0) -> float:
+    """How much a form's line changes what the model sees of a 7 photographed on it (the
+    mean difference from the 7 alone), the sheet turned by ``degrees``."""
+    image = draw_digit((300, 320), width=14, offset=(30, 20))
+    clean = run(_photographed(_turned(image, degrees)))
+    form_line(ImageDraw.Draw(image))
+    return float(np.abs(run(_photographed(_turned(image, degrees))) - clean).mean())
+
+
 @pytest.mark.parametrize("width", [3, 4, 5])
 def test_a_grey_line_the_digit_rests_on_is_not_ink(width: int) -> None:
     """A form's printed line, fainter than the pen, the 7's foot on it, photographed: the
     lens widens its faint edges, and lines up to 1.4 % of the image's side thick once kept
     their blurred edges, thicker than that, as a stroke (80 % of MNIST digits so read)."""
-    image = draw_digit((300, 320), width=14, offset=(30, 20))
-    clean = run(_photographed(image))
-    ImageDraw.Draw(image).line((0, 282, 300, 282), fill=150, width=width)
-    out = run(_photographed(image))
-    assert np.abs(out - clean).mean() < 0.02
+    assert _change_by(lambda draw: draw.line((0, 282, 300, 282), fill=150, width=width)) < 0.02
 
 
 @pytest.mark.parametrize("level", [30, 90])
 def test_a_dark_line_the_digit_rests_on_is_not_ink(level: int) -> None:
     """The same line printed as dark as the pen: one piece with the strokes, it stretched
     their box across the form (77 % of MNIST digits so photographed were read)."""
-    image = draw_digit((300, 320), width=14, offset=(30, 20))
-    clean = run(_photographed(image))
-    ImageDraw.Draw(image).line((0, 282, 300, 282), fill=level, width=3)
-    out = run(_photographed(image))
-    assert np.abs(out - clean).mean() < 0.02
+    assert _change_by(lambda draw: draw.line((0, 282, 300, 282), fill=level, width=3)) < 0.02
 
 
 @pytest.mark.parametrize("bottom", [276, 283])
@@ -301,16 +307,8 @@ def test_a_box_the_digit_touches_is_not_ink(bottom: int) -> None:
     """A form's box as dark as the pen, the 7's foot through or on its bottom side: one
     piece with the strokes, the box was fitted with them (67 % of MNIST digits so
     photographed were read)."""
-    image = draw_digit((300, 320), width=14, offset=(30, 20))
-    clean = run(_photographed(image))
-    ImageDraw.Draw(image).rectangle((12, 12, 288, bottom), outline=30, width=3)
-    out = run(_photographed(image))
-    assert np.abs(out - clean).mean() < 0.02
-
-
-def _turned(image: Image.Image, degrees: float) -> Image.Image:
-    """The sheet photographed a few degrees off level, its corners filled with paper."""
-    return image.rotate(degrees, resample=Image.Resampling.BICUBIC, fillcolor=255)
+    box = (12, 12, 288, bottom)
+    assert _change_by(lambda draw: draw.rectangle(box, outline=30, width=3)) < 0.02
 
 
 @pytest.mark.parametrize("degrees", [-2.5, 1.5, 4.0])
@@ -318,21 +316,15 @@ def test_a_dark_line_photographed_turned_is_not_ink(degrees: float) -> None:
     """The line the 7 rests on, as dark as the pen, on a sheet photographed turned: no row
     holds it, so it was found only when level (MNIST digits so photographed 1.5 to 4
     degrees off were read 76-78 %)."""
-    image = draw_digit((300, 320), width=14, offset=(30, 20))
-    clean = run(_photographed(_turned(image, degrees)))
-    ImageDraw.Draw(image).line((0, 278, 300, 278), fill=30, width=3)
-    out = run(_photographed(_turned(image, degrees)))
-    assert np.abs(out - clean).mean() < 0.02
+    line = (0, 278, 300, 278)
+    assert _change_by(lambda draw: draw.line(line, fill=30, width=3), degrees) < 0.02
 
 
 @pytest.mark.parametrize("degrees", [-1.0, 2.0])
 def test_a_box_photographed_turned_is_not_ink(degrees: float) -> None:
     """The same for a box the 7's foot touches (61-65 % of MNIST digits so read)."""
-    image = draw_digit((300, 320), width=14, offset=(30, 20))
-    clean = run(_photographed(_turned(image, degrees)))
-    ImageDraw.Draw(image).rectangle((12, 12, 288, 279), outline=30, width=3)
-    out = run(_photographed(_turned(image, degrees)))
-    assert np.abs(out - clean).mean() < 0.02
+    box = (12, 12, 288, 279)
+    assert _change_by(lambda draw: draw.rectangle(box, outline=30, width=3), degrees) < 0.02
 
 
 @pytest.mark.parametrize("degrees", [-4.0, 3.0])
