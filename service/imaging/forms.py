@@ -1,5 +1,6 @@
 """A form's printed lines among the separate pieces of strong ink: a box drawn round the
-digit, a comb field's cell, a rule under it, and a circle drawn round it. Each is told from a
+digit, a comb field's cell, a rule under it, two lines facing each other across it, and a
+circle drawn round it. Each is told from a
 digit's own strokes by where it lies against all the other ink and by how straight it is;
 strokes.py drops the pieces named here. Lines joined to the digit are lines.py's.
 """
@@ -24,15 +25,20 @@ OUTLINE_FILL = 0.3  # a frame covers at most this share of its bounding box
 RULED_RUN = 0.5  # of a comb field's box: its baseline and ticks run straight this far...
 RULED_SLACK = 2  # ...give or take this many pixels either side (a form photographed turned)
 RING_CONTENT = 0.4  # what a ring drawn round the digit encloses spans this share of its height
+FACING_SLACK = 0.15  # of their length: how far the ends of two lines facing across it may differ
+STRAIGHT_SPREAD = 1.5  # a straight line spreads about its axis at most this times its thickness...
+STRAIGHT_MARGIN = 1.0  # ...plus this many pixels (a curve spreads by its bulge)
 
 
 def without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
     """``kept`` less the printed lines of a form: a box drawn around the digit (a thin,
     rectangular outline enclosing all the other ink), a comb field's cell (straight lines
-    holding it from below and both sides) and a rule under it (a long flat line below all
-    the other ink). A digit's own parts are never those, so they stay; and when nothing
-    else would remain, nothing is dropped. Each component is compared with all the
-    others at once, through the others' extremes: a page of specks holds thousands of them.
+    holding it from below and both sides), a rule under it (a long flat line below all
+    the other ink) and two straight lines facing each other across it (a box whose other
+    sides came out faint, a table's lines). A digit's own parts are never those, so they
+    stay; and when nothing else would remain, nothing is dropped. Each component is compared
+    with all the others at once, through the others' extremes: a page of specks holds
+    thousands of them.
     """
     boxes = stats[kept]
     left, top = boxes[:, cv2.CC_STAT_LEFT], boxes[:, cv2.CC_STAT_TOP]
@@ -43,7 +49,7 @@ def without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray) 
     # cell (a baseline and a tick either side); enclosing it: a box or a ring.
     cups = (left < _others_min(left)) & (-right < _others_min(-right)) & (bottom > ink_bottom)
     encloses = cups & (top < ink_top)
-    drop = _are_rules(boxes, ink_top, ink_bottom)
+    drop = _are_rules(boxes, ink_top, ink_bottom) | _facing_lines(labels, kept, boxes)
     for i in np.flatnonzero(cups & ~drop).tolist():  # at most one holds all the others
         component = int(kept[i])
         inside = int(ink_bottom[i] - ink_top[i])
@@ -76,6 +82,65 @@ def _are_rules(boxes: np.ndarray, ink_top: np.ndarray, ink_bottom: np.ndarray) -
         & (width >= RULE_ASPECT * height)
         & (height <= RULE_THICKNESS * (ink_bottom - ink_top))
         & (area >= RULE_FILL * width * (height - RULE_SLANT * width))
+    )
+
+
+def _facing_lines(labels: np.ndarray, kept: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Which components are two straight lines facing each other across all the other ink
+    (above and below it, or either side), each reaching past it at both ends, their ends
+    level with each other's: a box whose other two sides came out faint (a hand's motion
+    smears the lines across it thin) or a table's two lines. They are at least as long as
+    the rest is high: a capital I's separate bars are not."""
+    facing = np.zeros(len(kept), dtype=bool)
+    if len(kept) < 3:
+        return facing
+    x0, y0 = boxes[:, cv2.CC_STAT_LEFT], boxes[:, cv2.CC_STAT_TOP]
+    x1, y1 = x0 + boxes[:, cv2.CC_STAT_WIDTH], y0 + boxes[:, cv2.CC_STAT_HEIGHT]
+    for near, far, start, end, upright in ((y0, y1, x0, x1, False), (x0, x1, y0, y1, True)):
+        before = np.flatnonzero(far <= _others_min(near))  # at most one lies before all others
+        after = np.flatnonzero(-near <= _others_min(-far))
+        if not before.size or not after.size:
+            continue
+        pair = [int(before[0]), int(after[0])]
+        rest = np.ones(len(kept), dtype=bool)
+        rest[pair] = False
+        height = int(y1[rest].max() - y0[rest].min())
+        length = int(max(end[pair] - start[pair]))
+        if (
+            length >= height
+            and all(start[pair] < start[rest].min())
+            and all(end[pair] > end[rest].max())
+            and abs(int(start[pair[0]] - start[pair[1]])) <= FACING_SLACK * length
+            and abs(int(end[pair[0]] - end[pair[1]])) <= FACING_SLACK * length
+            and all(
+                _is_straight(labels, boxes[i], int(kept[i]), RULE_THICKNESS * height, upright)
+                for i in pair
+            )
+        ):
+            facing[pair] = True
+    return facing
+
+
+def _is_straight(
+    labels: np.ndarray, box: np.ndarray, component: int, thickest: float, upright: bool
+) -> bool:
+    """Whether the component is a straight line at most ``thickest`` thick, level (or upright)
+    within ``TILT_MAX``: its pixels spread about their long axis no more than a line's
+    thickness does (the second moments of a bar of thickness t give t squared over 12)."""
+    left, top, width, height, area = (int(v) for v in box[:5])
+    mine = np.equal(labels[top : top + height, left : left + width], component).view(np.uint8)
+    moments = cv2.moments(mine, binaryImage=True)
+    mu20, mu02, mu11 = moments["mu20"] / area, moments["mu02"] / area, moments["mu11"] / area
+    mean, half_gap = (mu20 + mu02) / 2, math.hypot((mu20 - mu02) / 2, mu11)
+    length, spread = math.sqrt(12 * (mean + half_gap)), math.sqrt(12 * max(mean - half_gap, 0.0))
+    thickness = area / max(length, 1.0)
+    angle = math.degrees(math.atan2(2 * mu11, mu20 - mu02)) / 2  # of the long axis, from level
+    tilt = 90 - abs(angle) if upright else abs(angle)
+    return (
+        thickness <= thickest
+        and length >= RULE_ASPECT * spread
+        and spread <= STRAIGHT_SPREAD * thickness + STRAIGHT_MARGIN
+        and tilt <= TILT_MAX
     )
 
 

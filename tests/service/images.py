@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]  # a 7 as a polyline in unit coordinates
 ONE = [(0.5, 0.15), (0.5, 0.85)]
+HAND_SHAKE = 9  # pixels a phone moves while its shutter is open, in a photo a few hundred wide
 
 
 def draw_digit(
@@ -57,3 +59,17 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float)
     noise = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
     blobs = np.asarray(noise.filter(ImageFilter.GaussianBlur(sigma)), dtype=np.float32)
     return (blobs - blobs.mean()) / (blobs.std() + 1e-6)
+
+
+def shaken(image: Image.Image, degrees: float, pixels: int = HAND_SHAKE) -> Image.Image:
+    """The image as a camera sees it when it moves ``pixels`` along ``degrees`` (from level)
+    while its shutter is open: each point smeared into a line that long."""
+    kernel = np.zeros((pixels, pixels), np.float32)
+    kernel[pixels // 2] = 1
+    centre = ((pixels - 1) / 2, (pixels - 1) / 2)
+    turn = cv2.getRotationMatrix2D(centre, degrees, 1.0)
+    kernel = cv2.warpAffine(kernel, turn, (pixels, pixels))
+    smeared = cv2.filter2D(
+        np.asarray(image), -1, kernel / kernel.sum(), borderType=cv2.BORDER_REPLICATE
+    )
+    return Image.fromarray(smeared)
