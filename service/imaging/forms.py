@@ -45,11 +45,13 @@ def without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray) 
     right = left + boxes[:, cv2.CC_STAT_WIDTH]
     bottom = top + boxes[:, cv2.CC_STAT_HEIGHT]
     ink_top, ink_bottom = _others_min(top), -_others_min(-bottom)
-    # Holding the rest from below and both sides: a box round the digit, or a comb field's
-    # cell (a baseline and a tick either side); enclosing it: a box or a ring.
-    cups = (left < _others_min(left)) & (-right < _others_min(-right)) & (bottom > ink_bottom)
+    # Reaching past the rest on both sides, and holding it from below: a box round the
+    # digit, or a comb field's cell (a baseline and a tick either side); enclosing it: a
+    # box or a ring.
+    wider = (left < _others_min(left)) & (-right < _others_min(-right))
+    cups = wider & (bottom > ink_bottom)
     encloses = cups & (top < ink_top)
-    drop = _are_rules(boxes, ink_top, ink_bottom) | _facing_lines(labels, kept, boxes)
+    drop = _are_rules(boxes, ink_top, ink_bottom, wider) | _facing_lines(labels, kept, boxes)
     for i in np.flatnonzero(cups & ~drop).tolist():  # at most one holds all the others
         component = int(kept[i])
         inside = int(ink_bottom[i] - ink_top[i])
@@ -71,16 +73,21 @@ def _others_min(values: np.ndarray) -> np.ndarray:
     return others
 
 
-def _are_rules(boxes: np.ndarray, ink_top: np.ndarray, ink_bottom: np.ndarray) -> np.ndarray:
+def _are_rules(
+    boxes: np.ndarray, ink_top: np.ndarray, ink_bottom: np.ndarray, wider: np.ndarray
+) -> np.ndarray:
     """Which components are a straight line under the rest of the ink, thin beside the
     digit's height: a form's rule, level or photographed a few degrees turned. (A 5's or a
-    2's separate bottom stroke is curved or thick.)"""
+    2's separate bottom stroke is curved or thick.) A line reaching past the rest on both
+    sides (``wider``) is judged by its own thickness, not its box's height: turned, a long
+    line's box is as high as it rises across the image. A 5's flat foot is never wider."""
     top, width = boxes[:, cv2.CC_STAT_TOP], boxes[:, cv2.CC_STAT_WIDTH]
     height, area = boxes[:, cv2.CC_STAT_HEIGHT], boxes[:, cv2.CC_STAT_AREA]
+    thickest = RULE_THICKNESS * (ink_bottom - ink_top)
     return (
         (top >= ink_bottom)
         & (width >= RULE_ASPECT * height)
-        & (height <= RULE_THICKNESS * (ink_bottom - ink_top))
+        & ((height <= thickest) | (wider & (area <= thickest * width)))
         & (area >= RULE_FILL * width * (height - RULE_SLANT * width))
     )
 

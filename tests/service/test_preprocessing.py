@@ -350,6 +350,16 @@ def test_a_box_photographed_turned_is_not_ink(degrees: float) -> None:
     assert _change_by(lambda draw: draw.rectangle(box, outline=30, width=3), degrees) < 0.02
 
 
+def test_a_thick_line_under_the_digit_at_a_slant_is_not_ink() -> None:
+    """A dark line across the sheet under a small 7 (a marker's underline, a table's edge),
+    4 degrees off level: its box is as high as it is thick plus its rise across the sheet,
+    more than a quarter of the 7's height, so the rule test took it for no line."""
+    image = draw_digit((400, 220), width=10, offset=(110, -15))
+    clean = run(_photographed(image))
+    ImageDraw.Draw(image).line((0, 212, 400, 184), fill=30, width=14)
+    assert np.abs(run(_photographed(image)) - clean).mean() < 0.02
+
+
 @pytest.mark.parametrize("degrees", [0.0, 90.0])
 def test_a_box_smeared_by_the_hands_motion_is_not_ink(degrees: float) -> None:
     """A box round the 7 photographed by a moving hand: smeared along the motion, its sides
