@@ -1,4 +1,4 @@
-"""A sheet of paper on a darker surround: the sheet, not the surround, is the paper.
+"""A sheet on a surround of another shade: the sheet, not the surround, is the paper.
 
 The normaliser takes an image's border for its paper. In a photo of a sheet on a desk, a scan
 with the lid's dark margins or a photo of a screen inside its bezel, the border is the
@@ -6,6 +6,11 @@ surround instead: the sheet comes out as one huge bright "stroke" and the digit 
 is lost (answered not_a_digit). When the bright side of such an image is one large, nearly
 rectangular region with dark marks inside it, the image is cut to that region and measured
 again, so that the sheet's own paper and ink are what the rest of the pipeline sees.
+
+The same holds the other way round: a coloured sticky note or a form's shaded field on white
+paper is darker than its surround but lighter than the pen, and came out as a faint square
+round the digit. Such a sheet must lie wholly inside the image (a shadow or a thumb reaches
+its edge) and hold the pen's marks.
 """
 
 from __future__ import annotations
@@ -13,19 +18,24 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from service.imaging.statistics import MIN_INK_PIXELS, Measurement
+from service.imaging.statistics import MIN_CONTRAST, MIN_INK_PIXELS, Measurement
 
 PAGE_MIN_SHARE = 0.3  # of the image's pixels: a sheet, not a stroke (a bold digit covers less)
 PAGE_MIN_FILL = 0.85  # of its rotated bounding box: a sheet's outline is a quadrilateral
 PAGE_INSET = 0.04  # of its shorter side, trimmed off its edges: the sheet's shaded rim
+SHEET_SHADE = 0.1  # of the way from a light surround to the pen: darker is a sheet (or ink)
+MARKS_CONTRAST = int(2 * MIN_CONTRAST)  # levels the pen's marks are darker than the sheet's shade
 
 
 def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
     """The sheet's part of the 8-bit work image, or None when the image is not a sheet on a
-    darker surround. Only asked when the border is the dark side (``measured`` says bright
-    ink), as it is for white ink on black too: there the bright region is the digit."""
-    if measured.inverted or measured.lut is None:
+    surround of another shade. When the border is the dark side (``measured`` says bright
+    ink), as it is for white ink on black too, a sheet is a bright region (for white ink
+    on black it is the digit, and too small); when the border is light, a darker one."""
+    if measured.lut is None:
         return None
+    if measured.inverted:
+        return _darker_sheet(work, measured.lut)
     # Half way from the surround to the sheet, as the stretch table has it: 0 to 1.
     middle = int(np.searchsorted(measured.lut, 0.5))
     _, bright = cv2.threshold(work, middle - 1, 1, cv2.THRESH_BINARY)
@@ -37,15 +47,49 @@ def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
     if area < PAGE_MIN_SHARE * work.size:
         return None
     paper = np.equal(labels, sheet)
-    contours, _ = cv2.findContours(paper.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    outline = max(contours, key=cv2.contourArea)
-    filled = np.zeros_like(bright)
-    cv2.drawContours(filled, [outline], 0, 1, thickness=cv2.FILLED)
-    enclosed = cv2.countNonZero(filled)  # the sheet's pixels and the marks on it
-    _, (box_width, box_height), _ = cv2.minAreaRect(outline)
-    if enclosed < PAGE_MIN_FILL * box_width * box_height or enclosed - area < MIN_INK_PIXELS:
+    filled = _quadrilateral(paper)
+    if filled is None or cv2.countNonZero(filled) - area < MIN_INK_PIXELS:
         return None  # not a quadrilateral, or nothing written on it
     return _cut_out(work, filled, paper, (x, y, width, height))
+
+
+def _darker_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
+    """A sheet darker than the light surround but lighter than the pen, wholly inside the
+    image, with the pen's marks on it: the sheet's part of ``work``, or None. Dense strokes
+    (a scribble, a Lissajous figure) also make a large dark region round darker cores, but
+    the surround shows between them."""
+    ink = cv2.bitwise_not(work)  # the stretch table reads the ink bright
+    _, dark = cv2.threshold(ink, int(np.searchsorted(lut, SHEET_SHADE)) - 1, 1, cv2.THRESH_BINARY)
+    if cv2.countNonZero(dark) < PAGE_MIN_SHARE * work.size:
+        return None  # the common case, a digit on its paper: no labelling
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=4)
+    sheet = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, width, height, area = (int(v) for v in stats[sheet])
+    inside = x > 0 and y > 0 and x + width < work.shape[1] and y + height < work.shape[0]
+    if area < PAGE_MIN_SHARE * work.size or not inside:
+        return None
+    region = np.equal(labels, sheet)
+    marked = int(np.median(ink[region])) + MARKS_CONTRAST  # a blot has no marks darker than it
+    _, marks = cv2.threshold(ink, min(marked, 255) - 1, 1, cv2.THRESH_BINARY)
+    filled = _quadrilateral(region)
+    if filled is None or area < PAGE_MIN_FILL * cv2.countNonZero(filled):
+        return None  # not a quadrilateral, or one with the surround showing through: strokes
+    if cv2.countNonZero(marks & region) < MIN_INK_PIXELS:
+        return None
+    return _cut_out(work, filled, region, (x, y, width, height))
+
+
+def _quadrilateral(region: np.ndarray) -> np.ndarray | None:
+    """The region with what it encloses filled in, when that is nearly all of the rectangle
+    round it (a sheet's outline is a quadrilateral, turned or not); else None."""
+    contours, _ = cv2.findContours(
+        region.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    outline = max(contours, key=cv2.contourArea)
+    filled = np.zeros(region.shape, np.uint8)
+    cv2.drawContours(filled, [outline], 0, 1, thickness=cv2.FILLED)
+    _, (box_width, box_height), _ = cv2.minAreaRect(outline)
+    return filled if cv2.countNonZero(filled) >= PAGE_MIN_FILL * box_width * box_height else None
 
 
 def _cut_out(

@@ -4,17 +4,18 @@ Each condition puts real MNIST test digits, written with a dark pen, on off-whit
 phone-sized JPEG, with one thing real photos have: a shadow across the page, ruled, notebook
 or squared paper (a notebook photographed turned too), a form's box (also smeared by the
 hand's motion), rule (apart from the digit or through its foot, level or photographed
-turned) or comb field, a marker's line under the digit at a slant, a finger in a corner, the
-desk round the sheet or in the corners of a turned one, a pencil, a red pen, a dark-mode
-screen, chalk on a board. Each must still read at least MIN_ACCURACY. (Before the lighting
-fit, every shadowed photo was refused as "no ink"; before form lines and edge objects were
-handled, a finger in the corner left 13 %; before grains were taken in, chalk read 91 %;
-before wedges lying on the sides were dropped, a turned sheet read 79 %; before straight
-lines holding the digit from below were dropped, a comb field read 8 %; before a dark line
-the digit is written on was, that line 23 %; before such a line photographed turned was
-levelled, 71 %, and a notebook so photographed 84 %; before two lines facing each other
-across the digit were dropped, a smeared box 83 %; before a long line under it was judged by
-its own thickness, not its box's, the marker 89 %.)
+turned) or comb field, a marker's line under the digit at a slant, a sticky note on the
+page, a finger in a corner, the desk round the sheet or in the corners of a turned one, a
+pencil, a red pen, a dark-mode screen, chalk on a board. Each must still read at least
+MIN_ACCURACY. (Before the lighting fit, every shadowed photo was refused as "no ink"; before
+form lines and edge objects were handled, a finger in the corner left 13 %; before grains
+were taken in, chalk read 91 %; before wedges lying on the sides were dropped, a turned
+sheet read 79 %; before straight lines holding the digit from below were dropped, a comb
+field read 8 %; before a dark line the digit is written on was, that line 23 %; before such
+a line photographed turned was levelled, 71 %, and a notebook so photographed 84 %; before
+two lines facing each other across the digit were dropped, a smeared box 83 %; before a long
+line under it was judged by its own thickness, not its box's, the marker 89 %; before a
+sheet darker than its surround was taken for the paper, a pink note 45 %.)
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ CHALK_COVER = 0.5  # of a chalk stroke, the share its grains cover
 TURN = 4.0  # degrees: a page photographed up to this far off level...
 TURN_CROP = 24  # ...and cropped by this much each side, past the corners the turn brought in
 MARKER = 18  # pixels: the width of a marker's line
+NOTE = (0.95, 0.45, 0.7)  # a pink sticky note...
+NOTE_TURN = 8.0  # ...stuck on up to this many degrees off level
 
 Page = np.ndarray  # (HEIGHT, WIDTH, 3) float 0..1
 Condition = Callable[[Page, tuple[int, int]], Page]
@@ -159,16 +162,27 @@ def _turned_sheet(page: Page, _: tuple[int, int]) -> Page:
     return _on_desk(page, np.array([WIDTH, HEIGHT]) / 2, 0.55 * WIDTH, 12.0)
 
 
-def _on_desk(page: Page, centre: np.ndarray, half: float, degrees: float) -> Page:
+def _sticky_note(page: Page, corner: tuple[int, int]) -> Page:
+    """A pink sticky note on the page, the digit written on it, turned a little
+    (with the digit's place across the photo): darker than the page, lighter than the pen."""
+    slant = NOTE_TURN * (corner[0] - (WIDTH - SIDE) // 2) / 20  # the shift is at most 20 pixels
+    note = np.broadcast_to(np.array(NOTE, np.float32), page.shape)
+    return _on_desk(note, np.array(corner) + SIDE / 2, SIDE / 2 + 16, slant, surround=page)
+
+
+def _on_desk(
+    page: Page, centre: np.ndarray, half: float, degrees: float, surround: Page | None = None
+) -> Page:
     """The page as a square sheet (``half`` its side) turned by ``degrees`` about
-    ``centre``, the desk round it."""
+    ``centre``, the desk (or ``surround``) round it."""
     turn = np.deg2rad(degrees)
     square = np.array([(-half, -half), (half, -half), (half, half), (-half, half)])
     rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
     sheet = Image.new("L", (WIDTH, HEIGHT), 0)
     ImageDraw.Draw(sheet).polygon([tuple(p) for p in square @ rotation.T + centre], fill=255)
     on_sheet = (np.asarray(sheet, dtype=np.float32) / 255)[..., np.newaxis]
-    return page * on_sheet + np.array(DESK, np.float32) * (1 - on_sheet)
+    round_it = np.array(DESK, np.float32) if surround is None else surround
+    return page * on_sheet + round_it * (1 - on_sheet)
 
 
 CONDITIONS: dict[str, tuple[Condition, tuple[float, float, float]]] = {
@@ -185,6 +199,7 @@ CONDITIONS: dict[str, tuple[Condition, tuple[float, float, float]]] = {
     "shaken_box": (_box, (0.05, 0.05, 0.1)),  # smeared by the hand's motion (see photograph)
     "turned_form": (_on_rule, (0.05, 0.05, 0.1)),  # turned after the pen (see photograph)
     "turned_notebook": (_notebook, (0.05, 0.05, 0.1)),  # the same
+    "sticky_note": (_sticky_note, (0.05, 0.05, 0.1)),
     "finger": (_finger, (0.05, 0.05, 0.1)),
     "desk": (_desk, (0.05, 0.05, 0.1)),
     "turned_sheet": (_turned_sheet, (0.05, 0.05, 0.1)),

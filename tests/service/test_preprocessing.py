@@ -360,6 +360,26 @@ def test_a_thick_line_under_the_digit_at_a_slant_is_not_ink() -> None:
     assert np.abs(run(_photographed(image)) - clean).mean() < 0.02
 
 
+@pytest.mark.parametrize("shade", [90, 150, 200])
+def test_a_sheet_darker_than_its_surround_is_the_paper(shade: int) -> None:
+    """A sticky note or a form's shaded field on white paper, the 7 written on it: darker
+    than the page but lighter than the pen, it was a faint square round the 7 and fitted
+    with it (45 % of MNIST digits on a pink note were read)."""
+    image = draw_digit((300, 320), width=14, offset=(30, 20))
+    clean = run(_photographed(image))
+    sheet = Image.new("L", image.size, 255)
+    ImageDraw.Draw(sheet).rectangle((40, 45, 280, 300), fill=shade)
+    written = Image.fromarray(np.minimum(np.asarray(sheet), np.asarray(image)))
+    assert np.abs(run(_photographed(written)) - clean).mean() < 0.02
+
+
+def test_a_grey_square_with_nothing_on_it_is_not_a_sheet() -> None:
+    """The same square with no pen on it is the ink itself, not a sheet to read."""
+    image = Image.new("L", (300, 320), 255)
+    ImageDraw.Draw(image).rectangle((40, 45, 280, 300), fill=120)
+    assert run(_photographed(image)).max() > 0.5
+
+
 @pytest.mark.parametrize("degrees", [0.0, 90.0])
 def test_a_box_smeared_by_the_hands_motion_is_not_ink(degrees: float) -> None:
     """A box round the 7 photographed by a moving hand: smeared along the motion, its sides
