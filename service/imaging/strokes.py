@@ -1,7 +1,8 @@
 """The digit's strokes kept, everything else dropped: specks, stray shading, dark things cut
 by the frame (edges.py: a finger, the table, a turned sheet's corners), a form's printed
-lines apart from the digit and a circle drawn round it (forms.py), and a page's lines
-(lines.py: a notebook's, a grid, a form's line or box that the digit touches).
+lines apart from the digit and a circle drawn round it (forms.py), those it touches
+(joined.py: the line it is written on, a box) and a page's lines (lines.py: a notebook's,
+a grid).
 
 The image is 8-bit with the ink bright (ink up) and reaches these functions with its
 stretch table, which says how inked each level is; faint pixels are kept only where they
@@ -17,7 +18,8 @@ from service.errors import NoInk
 from service.imaging.edges import edge_objects
 from service.imaging.forms import without_form_lines
 from service.imaging.grain import close_gaps, with_grains
-from service.imaging.lines import without_joined_lines, without_printed_lines
+from service.imaging.joined import without_joined_lines
+from service.imaging.lines import without_printed_lines
 
 STRONG = 0.5  # "certainly ink": half the ink level above the floor
 WEAK = 0.04  # faint anti-aliased edges are kept when they touch certain ink
