@@ -32,27 +32,58 @@ def without_joined_lines(strong: np.ndarray, weak: np.ndarray) -> tuple[np.ndarr
     """``strong`` and ``weak`` less a form's printed lines as dark as the pen that the digit
     touches or crosses, so one piece with it, which strokes.py's tests of whole pieces never
     see: the line it is written on, or the box round it. Both are found as thin bands of
-    rows of ink across most of the image; the pixels where the pen touches or crosses them
-    stay. A form photographed a few degrees off level is levelled first (and back after).
-    Returns the images unchanged (the same objects) when there are none."""
+    rows of ink across most of the image, or else of the ink's own box; the pixels where
+    the pen touches or crosses them stay. A form photographed a few degrees off level is
+    levelled first (and back after). Returns the images unchanged (the same objects) when
+    there are none."""
     height, width = strong.shape
     thick = line_thickness(height, width)
-    rows = _bands(cv2.reduce(strong, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel(), width, thick)
+    summed = cv2.reduce(strong, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    rows = _bands(summed, width, thick)
     if rows:  # level, or turned by so little that most of it lies in a few rows
         without = _without_level_lines(strong, weak, rows, width, thick, 0)
         if without[0] is not strong:
             return without
     slope = line_slope(strong)
     if slope is None:
-        return strong, weak
+        return _without_short_line(strong, weak, summed, thick)
     level = Levelled(strong.shape, slope)
     flat_strong, flat_weak = level.apply(strong), level.apply(weak)
-    summed = cv2.reduce(flat_strong, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
-    rows = _bands(summed, width, thick, LEVELLED_JAG)
+    flat_summed = cv2.reduce(flat_strong, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    rows = _bands(flat_summed, width, thick, LEVELLED_JAG)
     without = _without_level_lines(flat_strong, flat_weak, rows, width, thick, LEVELLED_JAG)
     if without[0] is flat_strong:
-        return strong, weak
+        return _without_short_line(strong, weak, summed, thick)
     return level.undo(without[0]), level.undo(without[1])
+
+
+def _without_short_line(
+    strong: np.ndarray, weak: np.ndarray, summed: np.ndarray, thick: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The line the digit is written on, looked for across the columns of the strong ink
+    (and the line's faint edges) instead of the image: a short field's line ("Age: ____")
+    or an underline spans less of a photo than a form's line, but is the widest thing in
+    the ink. A digit cropped to its ink meets these tests anyway; the line's thickness is
+    still judged by the whole image's scale. ``summed``: the image's row sums, which are
+    those columns' too."""
+    inked = np.flatnonzero(summed)
+    _, fullest, _, (row, _) = cv2.minMaxLoc(summed)  # a 1-D array is one row to OpenCV
+    if not fullest or 2 * row < inked[0] + inked[-1]:
+        return strong, weak  # the fullest row in the upper half: a 7's bar, not a line under it
+    width = strong.shape[1]
+    columns = np.flatnonzero(cv2.reduce(strong, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel())
+    left = max(int(columns[0]) - RULE_EDGE - 1, 0)
+    right = min(int(columns[-1]) + RULE_EDGE + 2, width)
+    if right - left == width or fullest < RULE_SPAN * 255 * (right - left):
+        return strong, weak  # looked at already, or no row spans the ink
+    rows = _bands(summed, right - left, thick)
+    box_strong = np.ascontiguousarray(strong[:, left:right])
+    if len(rows) != 1 or not _is_written_on(box_strong, *rows[0], right - left):
+        return strong, weak
+    cut_strong, cut_weak = _cut(box_strong, weak[:, left:right], rows, [])
+    strong, weak = strong.copy(), weak.copy()
+    strong[:, left:right], weak[:, left:right] = cut_strong, cut_weak
+    return strong, weak
 
 
 def _without_level_lines(

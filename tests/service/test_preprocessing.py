@@ -318,6 +318,14 @@ def test_a_grey_line_the_digit_rests_on_is_not_ink(width: int) -> None:
     assert _change_by(lambda draw: draw.line((0, 282, 300, 282), fill=150, width=width)) < 0.02
 
 
+@pytest.mark.parametrize("foot", [282, 276])
+def test_a_short_line_the_digit_rests_on_is_not_ink(foot: int) -> None:
+    """The same line only a little wider than the 7 (a short field's line, an underline),
+    its foot on it or through it: it spans less of the image than a form's line, so it
+    was kept with the 7; across the ink's own box it spans all of it."""
+    assert _change_by(lambda draw: draw.line((60, foot, 280, foot), fill=30, width=4)) < 0.02
+
+
 @pytest.mark.parametrize("level", [30, 90])
 def test_a_dark_line_the_digit_rests_on_is_not_ink(level: int) -> None:
     """The same line printed as dark as the pen: one piece with the strokes, it stretched
