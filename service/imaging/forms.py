@@ -1,8 +1,8 @@
 """A form's printed lines among the separate pieces of strong ink: a box drawn round the
 digit, a comb field's cell, a rule under it, two lines facing each other across it, and a
-circle drawn round it. Each is told from a
-digit's own strokes by where it lies against all the other ink and by how straight it is;
-strokes.py drops the pieces named here. Lines joined to the digit are lines.py's.
+circle drawn round it. Each is told from a digit's own strokes by where it lies against all
+the other ink and by how straight it is; strokes.py drops the pieces named here. Lines
+joined to the digit are joined.py's.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ Bands = list[tuple[int, int]]  # (start, stop) of each band of rows or columns
 
 def without_joined_lines(strong: np.ndarray, weak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``strong`` and ``weak`` less a form's printed lines as dark as the pen that the digit
-    touches or crosses, so one piece with it, which strokes.py's tests of whole pieces never
+    touches or crosses, so one piece with it, which forms.py's tests of whole pieces never
     see: the line it is written on, or the box round it. Both are found as thin bands of
     rows of ink across most of the image, or else of the ink's own box; the pixels where
     the pen touches or crosses them stay. A form photographed a few degrees off level is
