@@ -32,10 +32,10 @@ def without_joined_lines(strong: np.ndarray, weak: np.ndarray) -> tuple[np.ndarr
     """``strong`` and ``weak`` less a form's printed lines as dark as the pen that the digit
     touches or crosses, so one piece with it, which forms.py's tests of whole pieces never
     see: the line it is written on, or the box round it. Both are found as thin bands of
-    rows of ink across most of the image, or else of the ink's own box; the pixels where
-    the pen touches or crosses them stay. A form photographed a few degrees off level is
-    levelled first (and back after). Returns the images unchanged (the same objects) when
-    there are none."""
+    rows of ink across most of the image (the line also across the ink's own columns); the
+    pixels where the pen touches or crosses them stay. A form photographed a few degrees
+    off level is levelled first (and back after). Returns the images unchanged (the same
+    objects) when there are none."""
     height, width = strong.shape
     thick = line_thickness(height, width)
     summed = cv2.reduce(strong, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
