@@ -37,20 +37,14 @@ def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
     if measured.inverted:
         return _darker_sheet(work, measured.lut)
     # Half way from the surround to the sheet, as the stretch table has it: 0 to 1.
-    middle = int(np.searchsorted(measured.lut, 0.5))
-    _, bright = cv2.threshold(work, middle - 1, 1, cv2.THRESH_BINARY)
-    if cv2.countNonZero(bright) < PAGE_MIN_SHARE * work.size:
-        return None  # the common case, white ink on black: a labelling would cost ten times more
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=4)
-    sheet = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # bright pixels exist: label 1 does
-    x, y, width, height, area = (int(v) for v in stats[sheet])
-    if area < PAGE_MIN_SHARE * work.size:
+    found = _largest_region(work, int(np.searchsorted(measured.lut, 0.5)))
+    if found is None:
         return None
-    paper = np.equal(labels, sheet)
+    paper, box, area = found
     filled = _quadrilateral(paper)
     if filled is None or cv2.countNonZero(filled) - area < MIN_INK_PIXELS:
         return None  # not a quadrilateral, or nothing written on it
-    return _cut_out(work, filled, paper, (x, y, width, height))
+    return _cut_out(work, filled, paper, box)
 
 
 def _darker_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
@@ -59,24 +53,38 @@ def _darker_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
     (a scribble, a Lissajous figure) also make a large dark region round darker cores, but
     the surround shows between them."""
     ink = cv2.bitwise_not(work)  # the stretch table reads the ink bright
-    _, dark = cv2.threshold(ink, int(np.searchsorted(lut, SHEET_SHADE)) - 1, 1, cv2.THRESH_BINARY)
-    if cv2.countNonZero(dark) < PAGE_MIN_SHARE * work.size:
-        return None  # the common case, a digit on its paper: no labelling
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=4)
-    sheet = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, width, height, area = (int(v) for v in stats[sheet])
-    inside = x > 0 and y > 0 and x + width < work.shape[1] and y + height < work.shape[0]
-    if area < PAGE_MIN_SHARE * work.size or not inside:
+    found = _largest_region(ink, int(np.searchsorted(lut, SHEET_SHADE)))
+    if found is None:
         return None
-    region = np.equal(labels, sheet)
-    marked = int(np.median(ink[region])) + MARKS_CONTRAST  # a blot has no marks darker than it
-    _, marks = cv2.threshold(ink, min(marked, 255) - 1, 1, cv2.THRESH_BINARY)
+    region, (x, y, width, height), area = found
+    if x == 0 or y == 0 or x + width >= work.shape[1] or y + height >= work.shape[0]:
+        return None  # it reaches the frame: a shadow, a thumb
     filled = _quadrilateral(region)
     if filled is None or area < PAGE_MIN_FILL * cv2.countNonZero(filled):
         return None  # not a quadrilateral, or one with the surround showing through: strokes
+    marked = int(np.median(ink[region])) + MARKS_CONTRAST  # a blot has no marks darker than it
+    _, marks = cv2.threshold(ink, min(marked, 255) - 1, 1, cv2.THRESH_BINARY)
     if cv2.countNonZero(marks & region) < MIN_INK_PIXELS:
         return None
     return _cut_out(work, filled, region, (x, y, width, height))
+
+
+def _largest_region(
+    image: np.ndarray, lowest: int
+) -> tuple[np.ndarray, tuple[int, int, int, int], int] | None:
+    """The largest 4-connected region of ``image`` at ``lowest`` or more, its box and its
+    area, when it covers ``PAGE_MIN_SHARE`` of the image; else None. Most images have too
+    few such pixels to hold one, and are told so before a labelling that costs ten times
+    more."""
+    _, mask = cv2.threshold(image, lowest - 1, 1, cv2.THRESH_BINARY)
+    if cv2.countNonZero(mask) < PAGE_MIN_SHARE * image.size:
+        return None
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # pixels exist: label 1 does
+    x, y, width, height, area = (int(v) for v in stats[largest])
+    if area < PAGE_MIN_SHARE * image.size:
+        return None
+    return np.equal(labels, largest), (x, y, width, height), area
 
 
 def _quadrilateral(region: np.ndarray) -> np.ndarray | None:
