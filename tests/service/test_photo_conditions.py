@@ -38,6 +38,7 @@ MIN_ACCURACY = 0.97  # counting not_a_digit as wrong
 MAX_LOST_POINTS = 0.3  # accuracy lost to refusals of right answers, over all conditions
 WIDTH, HEIGHT = 300, 280
 SIDE = 28 * 6  # the digit's 28x28 square, enlarged
+SHIFT = 20  # pixels the digit's square lies off the photo's middle, at most, either way
 PAPER = (0.95, 0.93, 0.88)
 BLUE_LINE = (0.6, 0.75, 0.95)
 DESK = (0.3, 0.2, 0.12)  # dark wood round the sheet
@@ -150,10 +151,15 @@ def _underlined(page: Page, corner: tuple[int, int]) -> Page:
     """A marker's line under the digit, past it on both sides, at a slant of up to TURN
     degrees either way (the slant follows the digit's place across the photo)."""
     x, y, length = corner[0] - 30, corner[1] + SIDE + 18, SIDE + 60
-    slant = TURN * (corner[0] - (WIDTH - SIDE) // 2) / 20  # the shift is at most 20 pixels
-    rise = length * np.tan(np.deg2rad(slant))
+    rise = length * np.tan(np.deg2rad(_slant(corner, TURN)))
     line = (x, y + rise / 2, x + length, y - rise / 2)
     return _on_image(page, lambda draw: draw.line(line, fill=(40, 40, 40), width=MARKER))
+
+
+def _slant(corner: tuple[int, int], most: float) -> float:
+    """Degrees from -``most`` to ``most`` as the digit's place across the photo goes from
+    one end of its shift to the other: a slant that differs from photo to photo."""
+    return most * (corner[0] - (WIDTH - SIDE) // 2) / SHIFT
 
 
 def _finger(page: Page, _: tuple[int, int]) -> Page:
@@ -175,9 +181,10 @@ def _turned_sheet(page: Page, _: tuple[int, int]) -> Page:
 def _sticky_note(page: Page, corner: tuple[int, int]) -> Page:
     """A pink sticky note on the page, the digit written on it, turned a little
     (with the digit's place across the photo): darker than the page, lighter than the pen."""
-    slant = NOTE_TURN * (corner[0] - (WIDTH - SIDE) // 2) / 20  # the shift is at most 20 pixels
     note = np.broadcast_to(np.array(NOTE, np.float32), page.shape)
-    return _on_desk(note, np.array(corner) + SIDE / 2, SIDE / 2 + 16, slant, surround=page)
+    return _on_desk(
+        note, np.array(corner) + SIDE / 2, SIDE / 2 + 16, _slant(corner, NOTE_TURN), surround=page
+    )
 
 
 def _on_desk(
@@ -226,7 +233,7 @@ def photograph(digit: np.ndarray, name: str, rng: np.random.Generator) -> bytes:
     condition, pen = CONDITIONS[name]
     ink = np.asarray(Image.fromarray(digit).resize((SIDE, SIDE), Image.Resampling.BILINEAR))
     ink = (ink.astype(np.float32) / 255)[..., np.newaxis]
-    shift = rng.integers(-20, 21, size=2)
+    shift = rng.integers(-SHIFT, SHIFT + 1, size=2)
     if name == "chalkboard":
         ink = ink * _chalk_grains(rng)
     corner = ((WIDTH - SIDE) // 2 + int(shift[0]), (HEIGHT - SIDE) // 2 + int(shift[1]))
