@@ -10,7 +10,8 @@ again, so that the sheet's own paper and ink are what the rest of the pipeline s
 The same holds the other way round: a coloured sticky note or a form's shaded field on white
 paper is darker than its surround but lighter than the pen, and came out as a faint square
 round the digit. Such a sheet must lie wholly inside the image (a shadow or a thumb reaches
-its edge) and hold the pen's marks.
+its edge) and hold the pen's marks: darker than it, or lighter, as white paint on a dark
+plate (a house number, a sign on a wall) is.
 """
 
 from __future__ import annotations
@@ -53,20 +54,34 @@ def _darker_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
     (a scribble, a Lissajous figure) also make a large dark region round darker cores, but
     the surround shows between them."""
     ink = cv2.bitwise_not(work)  # the stretch table reads the ink bright
-    found = _largest_region(ink, int(np.searchsorted(lut, SHEET_SHADE)))
+    level = int(np.searchsorted(lut, SHEET_SHADE))
+    found = _largest_region(ink, level)
     if found is None:
         return None
-    region, (x, y, width, height), area = found
+    region, (x, y, width, height), _ = found
     if x == 0 or y == 0 or x + width >= work.shape[1] or y + height >= work.shape[0]:
         return None  # it reaches the frame: a shadow, a thumb
     filled = _quadrilateral(region)
-    if filled is None or area < PAGE_MIN_FILL * cv2.countNonZero(filled):
-        return None  # not a quadrilateral, or one with the surround showing through: strokes
-    marked = int(np.median(ink[region])) + MARKS_CONTRAST  # a blot has no marks darker than it
-    _, marks = cv2.threshold(ink, min(marked, 255) - 1, 1, cv2.THRESH_BINARY)
-    if cv2.countNonZero(marks & region) < MIN_INK_PIXELS:
+    if filled is None:
         return None
+    # The sheet's shade inside its outline, with the islands light marks enclose (a 0's).
+    _, shaded = cv2.threshold(ink, level - 1, 1, cv2.THRESH_BINARY)
+    if cv2.countNonZero(shaded & filled) < PAGE_MIN_FILL * cv2.countNonZero(filled):
+        return None  # the surround shows through: strokes
+    if not _holds_marks(ink, region, filled):
+        return None  # a blot, a grey square with nothing on it
     return _cut_out(work, filled, region, (x, y, width, height))
+
+
+def _holds_marks(ink: np.ndarray, region: np.ndarray, filled: np.ndarray) -> bool:
+    """Whether the sheet holds a pen's marks darker than its shade, or marks lighter than it
+    in the holes they leave in it: white paint on a dark plate (a house number, a sign)."""
+    shade = int(np.median(ink[region]))  # ``ink`` reads the ink bright
+    _, darker = cv2.threshold(ink, min(shade + MARKS_CONTRAST, 255) - 1, 1, cv2.THRESH_BINARY)
+    if cv2.countNonZero(darker & region) >= MIN_INK_PIXELS:
+        return True
+    _, lighter = cv2.threshold(ink, shade - MARKS_CONTRAST, 1, cv2.THRESH_BINARY_INV)
+    return cv2.countNonZero(lighter & filled & ~region.view(np.uint8)) >= MIN_INK_PIXELS
 
 
 def _largest_region(

@@ -6,18 +6,19 @@ or squared paper (a notebook photographed turned too), a form's box (also smeare
 hand's motion), rule (apart from the digit or through its foot, level or photographed
 turned, or only a little longer than the digit is wide) or comb field, a marker's line under
 the digit at a slant, a sticky note on the page, a finger in a corner, the desk round the
-sheet or in the corners of a turned one, a pencil, a red pen, a dark-mode screen, chalk on a
-board. Each must still read at least MIN_ACCURACY. (Before the lighting fit, every shadowed
-photo was refused as "no ink"; before form lines and edge objects were handled, a finger in
-the corner left 13 %; before grains were taken in, chalk read 91 %; before wedges lying on
-the sides were dropped, a turned sheet read 79 %; before straight lines holding the digit
-from below were dropped, a comb field read 8 %; before a dark line the digit is written on
-was, that line 23 %; before such a line photographed turned was levelled, 71 %, and a
-notebook so photographed 84 %; before two lines facing each other across the digit were
-dropped, a smeared box 83 %; before a long line under it was judged by its own thickness,
-not its box's, the marker 89 %; before a sheet darker than its surround was taken for the
-paper, a pink note 45 %; before the ink's own box was looked across, a short field's line 95
-%.)
+sheet or in the corners of a turned one, a house number (white paint on a dark plate), a
+pencil, a red pen, a dark-mode screen, chalk on a board. Each must still read at least
+MIN_ACCURACY. (Before the lighting fit, every shadowed photo was refused as "no ink"; before
+form lines and edge objects were handled, a finger in the corner left 13 %; before grains
+were taken in, chalk read 91 %; before wedges lying on the sides were dropped, a turned
+sheet read 79 %; before straight lines holding the digit from below were dropped, a comb
+field read 8 %; before a dark line the digit is written on was, that line 23 %; before such
+a line photographed turned was levelled, 71 %, and a notebook so photographed 84 %; before
+two lines facing each other across the digit were dropped, a smeared box 83 %; before a long
+line under it was judged by its own thickness, not its box's, the marker 89 %; before a
+sheet darker than its surround was taken for the paper, a pink note 45 %; before the ink's
+own box was looked across, a short field's line 95 %; before a dark plate with lighter marks
+was, a house number 0.7 %.)
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ TURN_CROP = 24  # ...and cropped by this much each side, past the corners the tu
 MARKER = 18  # pixels: the width of a marker's line
 NOTE = (0.95, 0.45, 0.7)  # a pink sticky note...
 NOTE_TURN = 8.0  # ...stuck on up to this many degrees off level
+PLATE = (0.1, 0.18, 0.45)  # a house number's dark blue plate on the wall...
+PAINT = (0.95, 0.95, 0.92)  # ...the digit painted on it in white
 
 Page = np.ndarray  # (HEIGHT, WIDTH, 3) float 0..1
 Condition = Callable[[Page, tuple[int, int]], Page]
@@ -179,11 +182,24 @@ def _turned_sheet(page: Page, _: tuple[int, int]) -> Page:
 
 
 def _sticky_note(page: Page, corner: tuple[int, int]) -> Page:
-    """A pink sticky note on the page, the digit written on it, turned a little
-    (with the digit's place across the photo): darker than the page, lighter than the pen."""
-    note = np.broadcast_to(np.array(NOTE, np.float32), page.shape)
+    """A pink sticky note on the page, the digit written on it: darker than the page,
+    lighter than the pen."""
+    return _sheet_round_the_digit(page, corner, NOTE)
+
+
+def _house_number(page: Page, corner: tuple[int, int]) -> Page:
+    """A dark plate on a light wall, the digit painted on it in white."""
+    return _sheet_round_the_digit(page, corner, PLATE)
+
+
+def _sheet_round_the_digit(
+    page: Page, corner: tuple[int, int], colour: tuple[float, float, float]
+) -> Page:
+    """A square of ``colour`` round the digit on the page, turned a little (with the digit's
+    place across the photo)."""
+    sheet = np.broadcast_to(np.array(colour, np.float32), page.shape)
     return _on_desk(
-        note, np.array(corner) + SIDE / 2, SIDE / 2 + 16, _slant(corner, NOTE_TURN), surround=page
+        sheet, np.array(corner) + SIDE / 2, SIDE / 2 + 16, _slant(corner, NOTE_TURN), surround=page
     )
 
 
@@ -218,6 +234,7 @@ CONDITIONS: dict[str, tuple[Condition, tuple[float, float, float]]] = {
     "turned_form": (_on_rule, (0.05, 0.05, 0.1)),  # turned after the pen (see photograph)
     "turned_notebook": (_notebook, (0.05, 0.05, 0.1)),  # the same
     "sticky_note": (_sticky_note, (0.05, 0.05, 0.1)),
+    "house_number": (_house_number, PAINT),
     "finger": (_finger, (0.05, 0.05, 0.1)),
     "desk": (_desk, (0.05, 0.05, 0.1)),
     "turned_sheet": (_turned_sheet, (0.05, 0.05, 0.1)),
