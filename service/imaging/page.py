@@ -26,6 +26,7 @@ PAGE_MIN_FILL = 0.85  # of its rotated bounding box: a sheet's outline is a quad
 PAGE_INSET = 0.04  # of its shorter side, trimmed off its edges: the sheet's shaded rim
 SHEET_SHADE = 0.1  # of the way from a light surround to the pen: darker is a sheet (or ink)
 MARKS_CONTRAST = int(2 * MIN_CONTRAST)  # levels the pen's marks are darker than the sheet's shade
+PLATE_MIN_FLAT = 0.7  # of a plate cut by the frame, the share within half that of its shade
 
 
 def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
@@ -50,17 +51,19 @@ def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
 
 def _darker_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
     """A sheet darker than the light surround but lighter than the pen, wholly inside the
-    image, with the pen's marks on it: the sheet's part of ``work``, or None. Dense strokes
-    (a scribble, a Lissajous figure) also make a large dark region round darker cores, but
-    the surround shows between them."""
+    image, with the pen's marks on it, or a plate with marks lighter than it (paint), which
+    the frame may cut on one or two sides: the sheet's part of ``work``, or None. Dense
+    strokes (a scribble, a Lissajous figure) also make a large dark region round darker
+    cores, but the surround shows between them."""
     ink = cv2.bitwise_not(work)  # the stretch table reads the ink bright
     level = int(np.searchsorted(lut, SHEET_SHADE))
     found = _largest_region(ink, level)
     if found is None:
         return None
     region, (x, y, width, height), _ = found
-    if x == 0 or y == 0 or x + width >= work.shape[1] or y + height >= work.shape[0]:
-        return None  # it reaches the frame: a shadow, a thumb
+    cut_by_frame = _sides_cut(region, (x, y, width, height))
+    if cut_by_frame is None or cut_by_frame > 2:
+        return None  # a shape cropped to its ink, round where it meets the frame
     filled = _quadrilateral(region)
     if filled is None:
         return None
@@ -68,20 +71,50 @@ def _darker_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
     _, shaded = cv2.threshold(ink, level - 1, 1, cv2.THRESH_BINARY)
     if cv2.countNonZero(shaded & filled) < PAGE_MIN_FILL * cv2.countNonZero(filled):
         return None  # the surround shows through: strokes
-    if not _holds_marks(ink, region, filled):
-        return None  # a blot, a grey square with nothing on it
+    shade = int(np.median(ink[region]))  # a blot, a grey square, has no marks either way
+    # A shadow or a thumb reaching the frame holds the pen's marks too; paint it does not.
+    darker = not cut_by_frame and _marked(ink, min(shade + MARKS_CONTRAST, 255), region)
+    holes = filled & ~region.view(np.uint8)  # light marks leave holes in the plate
+    if not darker and not _marked(cv2.bitwise_not(ink), 255 - shade + MARKS_CONTRAST, holes):
+        return None
+    if cut_by_frame and not _is_flat(ink, region, shade):
+        return None  # a blurred digit's broad strokes reaching the frame, its gaps light
     return _cut_out(work, filled, region, (x, y, width, height))
 
 
-def _holds_marks(ink: np.ndarray, region: np.ndarray, filled: np.ndarray) -> bool:
-    """Whether the sheet holds a pen's marks darker than its shade, or marks lighter than it
-    in the holes they leave in it: white paint on a dark plate (a house number, a sign)."""
-    shade = int(np.median(ink[region]))  # ``ink`` reads the ink bright
-    _, darker = cv2.threshold(ink, min(shade + MARKS_CONTRAST, 255) - 1, 1, cv2.THRESH_BINARY)
-    if cv2.countNonZero(darker & region) >= MIN_INK_PIXELS:
-        return True
-    _, lighter = cv2.threshold(ink, shade - MARKS_CONTRAST, 1, cv2.THRESH_BINARY_INV)
-    return cv2.countNonZero(lighter & filled & ~region.view(np.uint8)) >= MIN_INK_PIXELS
+def _is_flat(ink: np.ndarray, region: np.ndarray, shade: int) -> bool:
+    """Whether the region is one flat shade, as a plate is, away from its edges."""
+    inner = cv2.erode(region.view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
+    near = np.abs(ink[inner].astype(np.int16) - shade) <= MARKS_CONTRAST // 2
+    return np.count_nonzero(near) >= PLATE_MIN_FLAT * near.size
+
+
+def _sides_cut(region: np.ndarray, box: tuple[int, int, int, int]) -> int | None:
+    """How many sides of the frame cut the region straight, along all of its own side
+    there (a plate cropped by the photo); None when it meets one along less (a blob)."""
+    x, y, width, height = box
+    rows, cols = region.shape
+    sides = (
+        (y == 0, region[0, x : x + width], width),
+        (y + height >= rows, region[-1, x : x + width], width),
+        (x == 0, region[y : y + height, 0], height),
+        (x + width >= cols, region[y : y + height, -1], height),
+    )
+    cut = 0
+    for reaches, line, extent in sides:
+        if reaches:
+            if np.count_nonzero(line) < PAGE_MIN_FILL * extent:
+                return None
+            cut += 1
+    return cut
+
+
+def _marked(image: np.ndarray, level: int, where: np.ndarray) -> bool:
+    """Whether ``where`` holds marks: enough pixels of ``image`` at ``level`` or more."""
+    if level > 255:
+        return False
+    _, marks = cv2.threshold(image, level - 1, 1, cv2.THRESH_BINARY)
+    return cv2.countNonZero(marks & where) >= MIN_INK_PIXELS
 
 
 def _largest_region(
