@@ -10,8 +10,9 @@ again, so that the sheet's own paper and ink are what the rest of the pipeline s
 The same holds the other way round: a coloured sticky note or a form's shaded field on white
 paper is darker than its surround but lighter than the pen, and came out as a faint square
 round the digit. Such a sheet must lie wholly inside the image (a shadow or a thumb reaches
-its edge) and hold the pen's marks: darker than it, or lighter, as white paint on a dark
-plate (a house number, a sign on a wall) is.
+its edge) and hold the pen's marks. A dark plate with white paint on it (a house number, a
+sign on a wall) is one too, its marks lighter than it; the frame may cut it straight on one
+or two sides, where it must be one flat shade.
 """
 
 from __future__ import annotations
@@ -71,15 +72,25 @@ def _darker_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
     _, shaded = cv2.threshold(ink, level - 1, 1, cv2.THRESH_BINARY)
     if cv2.countNonZero(shaded & filled) < PAGE_MIN_FILL * cv2.countNonZero(filled):
         return None  # the surround shows through: strokes
-    shade = int(np.median(ink[region]))  # a blot, a grey square, has no marks either way
-    # A shadow or a thumb reaching the frame holds the pen's marks too; paint it does not.
-    darker = not cut_by_frame and _marked(ink, min(shade + MARKS_CONTRAST, 255), region)
-    holes = filled & ~region.view(np.uint8)  # light marks leave holes in the plate
-    if not darker and not _marked(cv2.bitwise_not(ink), 255 - shade + MARKS_CONTRAST, holes):
+    if not _holds_marks(ink, region, filled, cut_by_frame):
         return None
-    if cut_by_frame and not _is_flat(ink, region, shade):
-        return None  # a blurred digit's broad strokes reaching the frame, its gaps light
     return _cut_out(work, filled, region, (x, y, width, height))
+
+
+def _holds_marks(
+    ink: np.ndarray, region: np.ndarray, filled: np.ndarray, cut_by_frame: int
+) -> bool:
+    """Whether the sheet holds marks: a pen's, darker than its shade, when it lies wholly
+    inside the image (a shadow or a thumb reaching the frame holds them too), or paint's,
+    lighter, in the holes they leave, on a plate of one flat shade where the frame cuts it
+    (a blurred digit's broad strokes reaching the frame leave lighter gaps too)."""
+    shade = int(np.median(ink[region]))  # a blot, a grey square, has no marks either way
+    if not cut_by_frame and _marked(ink, min(shade + MARKS_CONTRAST, 255), region):
+        return True
+    holes = filled & ~region.view(np.uint8)
+    if not _marked(cv2.bitwise_not(ink), 255 - shade + MARKS_CONTRAST, holes):
+        return False
+    return not cut_by_frame or _is_flat(ink, region, shade)
 
 
 def _is_flat(ink: np.ndarray, region: np.ndarray, shade: int) -> bool:
