@@ -61,8 +61,8 @@ def _darker_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
     found = _largest_region(ink, level)
     if found is None:
         return None
-    region, (x, y, width, height), _ = found
-    cut_by_frame = _sides_cut(region, (x, y, width, height))
+    region, box, _ = found
+    cut_by_frame = _sides_cut(region, box)
     if cut_by_frame is None or cut_by_frame > 2:
         return None  # a shape cropped to its ink, round where it meets the frame
     filled = _quadrilateral(region)
@@ -74,7 +74,7 @@ def _darker_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
         return None  # the surround shows through: strokes
     if not _holds_marks(ink, region, filled, cut_by_frame):
         return None
-    return _cut_out(work, filled, region, (x, y, width, height))
+    return _cut_out(work, filled, region, box)
 
 
 def _holds_marks(

@@ -381,6 +381,18 @@ def test_a_sheet_darker_than_its_surround_is_the_paper(shade: int) -> None:
     assert np.abs(run(_photographed(written)) - clean).mean() < 0.02
 
 
+def _painted_on_a_plate(
+    image: Image.Image, plate: tuple[int, int, int, int], shade: int
+) -> Image.Image:
+    """The image's dark strokes painted white on a plate of ``shade`` (its box ``plate``)
+    on a light wall."""
+    wall = Image.new("L", image.size, 235)
+    ImageDraw.Draw(wall).rectangle(plate, fill=shade)
+    return Image.fromarray(
+        np.where(np.asarray(image) < 128, 250, np.asarray(wall)).astype(np.uint8)
+    )
+
+
 def _zero(size: tuple[int, int]) -> Image.Image:
     image = Image.new("L", size, 255)
     ImageDraw.Draw(image).ellipse((95, 80, 205, 260), outline=0, width=14)
@@ -396,11 +408,8 @@ def test_white_paint_on_a_dark_plate_is_read(
     was the ink, the digit a hole in it, and the whole refused as a filled square (1 of 150
     MNIST digits so photographed was read); a 0's inner island is the plate, not the wall."""
     image = digit((300, 320))
-    clean = run(_photographed(image))
-    wall = Image.new("L", image.size, 235)
-    ImageDraw.Draw(wall).rectangle((40, 45, 280, 300), fill=plate)
-    painted = np.where(np.asarray(image) < 128, 250, np.asarray(wall)).astype(np.uint8)
-    assert np.abs(run(_photographed(Image.fromarray(painted))) - clean).mean() < 0.02
+    painted = _painted_on_a_plate(image, (40, 45, 280, 300), plate)
+    assert np.abs(run(_photographed(painted)) - run(_photographed(image))).mean() < 0.02
 
 
 @pytest.mark.parametrize(
@@ -410,11 +419,8 @@ def test_a_plate_cut_by_the_frame_is_read(plate: tuple[int, int, int, int]) -> N
     """The same plate photographed close, the frame cutting it on one or two sides: the
     wall no longer shows all round it."""
     image = draw_digit((300, 320), width=14, offset=(30, 20))
-    clean = run(_photographed(image))
-    wall = Image.new("L", image.size, 235)
-    ImageDraw.Draw(wall).rectangle(plate, fill=30)
-    painted = np.where(np.asarray(image) < 128, 250, np.asarray(wall)).astype(np.uint8)
-    assert np.abs(run(_photographed(Image.fromarray(painted))) - clean).mean() < 0.02
+    painted = _painted_on_a_plate(image, plate, 30)
+    assert np.abs(run(_photographed(painted)) - run(_photographed(image))).mean() < 0.02
 
 
 def test_a_blurred_digit_reaching_the_frame_is_not_a_plate() -> None:
