@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from training.config import IMAGE_SIDE
 from training.fonts import open_font, render_text, to_mnist_box
+from training.pen import pen_glyphs
 from training.validation_drawings import validation_drawings
 
 logger = logging.getLogger("training.nondigits")
@@ -212,12 +213,14 @@ def _drawn(kind: str, count: int, rng: np.random.Generator) -> list[np.ndarray]:
 
 
 def build_pool(font_paths: list[Path], seed: int) -> NonDigitPool:
-    """Glyphs of TRAIN_CHARACTERS in every font, plus drawn shapes and scribbles."""
+    """Glyphs of TRAIN_CHARACTERS in every font and drawn by a pen, plus drawn shapes and
+    scribbles."""
     rng = np.random.default_rng(seed)
     parts = {
         "glyph": render_glyphs(font_paths, TRAIN_CHARACTERS),
         "shape": _drawn("shape", POOL_SHAPES, rng),
         "scribble": _drawn("scribble", POOL_SCRIBBLES, rng),
+        "pen": pen_glyphs("".join(c for c in TRAIN_CHARACTERS if c.isascii()), rng),
     }
     images = [image for group in parts.values() for image in group]
     kinds = [kind for kind, group in parts.items() for _ in group]

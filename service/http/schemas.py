@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # The examples shown in /docs are the shipped model's real answers (examples/digit.png for a
 # prediction), rounded to 3 decimals; tests/docs/test_openapi_examples.py keeps them true.
-_PROBABILITIES = [0.0, 0.0, 0.0, 0.998, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+_PROBABILITIES = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 
 
 class ModelRef(BaseModel):
@@ -47,7 +47,7 @@ class Prediction(BaseModel):
             "examples": [
                 {
                     "digit": 3,
-                    "confidence": 0.998,
+                    "confidence": 1.0,
                     "probabilities": _PROBABILITIES,
                     "model": {"name": "lenet5", "version": "1.0.0"},
                 }
@@ -172,14 +172,14 @@ class ModelDescription(BaseModel):
                 {
                     "name": "lenet5",
                     "version": "1.0.0",
-                    "sha256": "8ee2b85ded643b1fdd9a342da4b9954c2d3bfbca62db6e2f9dbbf137c209bd09",
+                    "sha256": "6de7147766ede88d20cb75d8217bac60f328e9159575caa5b99982363b22b600",
                     "provider": "CPUExecutionProvider",
-                    "created_at": "2026-12-04T22:35:41Z",
+                    "created_at": "2026-12-06T08:45:26Z",
                     "input": {"name": "image", "dtype": "float32", "shape": ["N", 1, 28, 28]},
                     "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", 10]},
                     "labels": [str(d) for d in range(10)],
-                    "val_accuracy": 0.9922,
-                    "test_accuracy": 0.9946,
+                    "val_accuracy": 0.9932,
+                    "test_accuracy": 0.9949,
                     # A few of each: the shipped model's are longer.
                     "metadata": {
                         "name": "lenet5",
@@ -187,12 +187,12 @@ class ModelDescription(BaseModel):
                         "labels": [str(d) for d in range(10)],
                         "normalization": {"mean": 0.1307, "std": 0.3081, "in_graph": True},
                     },
-                    "card": {"file": "lenet5.onnx", "opset": 18, "test_errors": 54},
+                    "card": {"file": "lenet5.onnx", "opset": 18, "test_errors": 51},
                     "not_a_digit": {
-                        "rule": "max_probability",
-                        "threshold": 0.190259,
+                        "rule": "certainty",
+                        "threshold": 0.022864,
                         "source": "model",
-                        "refused_when": "max_probability(probabilities) < 0.190259",
+                        "refused_when": "certainty(probabilities) < 0.022864",
                     },
                 }
             ]

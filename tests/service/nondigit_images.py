@@ -5,7 +5,9 @@ fonts and draws its shapes and scribbles with its own generators. This set is he
 all of that: letters and symbols in other fonts (GNU FreeFont and URW's base-35 fonts from
 Debian, and Pillow's built-in Aileron), shapes drawn here (hearts, crescents, rings of dots,
 houses, smileys, ...), and scribbles from other processes (spirals, Lissajous curves, coils,
-wavy lines, hatching). Each is black ink on white paper, 280x280, as a PNG.
+wavy lines, hatching), and letters written with a pen along the strokes of Hershey faces
+that training never draws (training/pen.py draws others). Each is black ink on white paper,
+280x280, as a PNG.
 
 Characters that people also write as digits are left out (O o Q D for 0; I l i | ! for 1;
 Z z for 2; S s for 5; G b for 6; B for 8; g q for 9): no reader could call them wrong.
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from HersheyFonts import HersheyFonts
 from PIL import Image, ImageDraw, ImageFont
 
 SIDE = 280
@@ -41,6 +44,9 @@ FONT_FILES = (
     "Z003-MediumItalic.otf",
 )
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
+# Stroke faces training never draws: a sans, a script, the script's double-stroke cut, an
+# italic and a bold sans (a pen following a double stroke makes a wider, uneven line).
+PEN_FACES = ("rowmans", "scripts", "scriptc", "timesi", "futuram")
 
 
 def held_out_fonts() -> list[Path]:
@@ -221,6 +227,37 @@ def drawn_images(
     return images
 
 
+def pen_letters(seed: int) -> list[bytes]:
+    """LETTERS written along each PEN_FACES glyph's strokes with a round pen 5-15 pixels
+    wide, the letter 150-200 pixels tall or wide, turned up to 8 degrees either way."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for face in PEN_FACES:
+        font = HersheyFonts()
+        font.load_default_font(face)
+        for letter in LETTERS:
+            strokes = [np.array(s, dtype=float) for s in font.strokes_for_text(letter)]
+            image, draw = _sheet()
+            _write(draw, [s for s in strokes if len(s) >= 2], rng)
+            images.append(_png(image))
+    return images
+
+
+def _write(draw: ImageDraw.ImageDraw, strokes: list[np.ndarray], rng: np.random.Generator) -> None:
+    points = np.concatenate(strokes)
+    low, high = points.min(axis=0), points.max(axis=0)
+    scale = rng.uniform(150, 200) / float((high - low).max())
+    turn = np.deg2rad(rng.uniform(-8, 8))
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    width = int(rng.integers(5, 16))
+    for stroke in strokes:
+        placed = (stroke - (low + high) / 2) * scale @ rotation.T + SIDE / 2
+        path = [(float(x), float(y)) for x, y in placed]
+        draw.line(path, fill=0, width=width, joint="curve")
+        for x, y in (path[0], path[-1]):
+            draw.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=0)
+
+
 def open_fonts(font_paths: list[Path], size: int = 110) -> list[ImageFont.FreeTypeFont]:
     """The fonts at ``size``, and Pillow's built-in Aileron, which is always there."""
     fonts = [ImageFont.truetype(str(path), size) for path in font_paths]
@@ -229,7 +266,7 @@ def open_fonts(font_paths: list[Path], size: int = 110) -> list[ImageFont.FreeTy
 
 
 def nondigit_set(font_paths: list[Path], size: int = 110) -> dict[str, list[bytes]]:
-    """The held-out non-digits by kind: letters, symbols, shapes, scribbles."""
+    """The held-out non-digits by kind: letters, symbols, shapes, scribbles, handwriting."""
     fonts = open_fonts(font_paths, size)
     symbol_fonts = [f for f in fonts if isinstance(f.path, str) and "Free" in f.path] or fonts
     return {
@@ -238,4 +275,5 @@ def nondigit_set(font_paths: list[Path], size: int = 110) -> dict[str, list[byte
         + glyph_images(symbol_fonts, SYMBOL_FONT_CHARACTERS),
         "shapes": drawn_images(SHAPES, 12, seed=16),
         "scribbles": drawn_images(SCRIBBLES, 16, seed=61),
+        "handwriting": pen_letters(seed=7),
     }

@@ -5,7 +5,7 @@ within 0.3 points of the shipped model's offline accuracy on the same digits. A 
 not_a_digit counts as wrong, and refusals of right answers may cost at most 0.3 points on
 each set. Issue 16 asked for 97.5 % on scikit-learn's 8x8 digits (other writers) and 95 % of
 held-out non-digits (nondigit_images.py) answered not_a_digit; the shipped model measures
-95.88 % and 93.7 % (README, "Images that are not digits"), so the bounds below hold it there: a
+96.66 % and 92.6 % (README, "Images that are not digits"), so the bounds below hold it there: a
 retrained model may not fall back, and reaching the issue's figures is still open.
 """
 
@@ -37,6 +37,9 @@ MAX_LOST_POINTS = 0.3  # right answers refused as not_a_digit, in accuracy point
 SKLEARN_MIN_ACCURACY = 0.955  # issue 16's goal: 0.975
 SKLEARN_MAX_ECE = 0.025  # the goal: 0.015, as on MNIST test (tests/training)
 NONDIGIT_MIN_REFUSED = 0.92  # issue 16's goal: 0.95
+# Letters written with a pen (nondigit_images.pen_letters): 0.744 before training drew any
+# (docs/performance.md, "Issue 16, eighteenth round"); the shipped model refuses 0.850.
+HANDWRITING_MIN_REFUSED = 0.80
 PRINTED_MIN_ACCURACY = 0.96  # the goal: every one; a recipe of round 4 reached 0.992
 
 
@@ -154,7 +157,8 @@ def test_digits_printed_in_dots(accuracy_client: TestClient) -> None:
 
 
 def test_nondigits_are_answered_not_a_digit(accuracy_client: TestClient) -> None:
-    """Letters, symbols, shapes and scribbles from sources training never saw."""
+    """Letters, symbols, shapes, scribbles and handwritten letters from sources training
+    never saw."""
     fonts = held_out_fonts()
     require_fonts(fonts, FONT_FILES)
     refused: dict[str, float] = {}
@@ -165,6 +169,7 @@ def test_nondigits_are_answered_not_a_digit(accuracy_client: TestClient) -> None
         total += refused[kind] * len(images)
         count += len(images)
     assert total / count >= NONDIGIT_MIN_REFUSED, refused
+    assert refused["handwriting"] >= HANDWRITING_MIN_REFUSED, refused
 
 
 def printed_digits(font_paths: list[Path], size: int = 110) -> tuple[list[bytes], np.ndarray]:
@@ -176,9 +181,9 @@ def printed_digits(font_paths: list[Path], size: int = 110) -> tuple[list[bytes]
 
 def test_printed_digits_in_fonts_training_never_used(accuracy_client: TestClient) -> None:
     """A receipt's or a form's digits, in typefaces training never used. The shipped model
-    reads 125 of 130: each miss is Helvetica's "1", a flag and stem without a base (FreeSans
-    and its bold, Nimbus Sans, URW Gothic, Aileron), read as a 7 with confidence 0.87-0.99
-    (docs/performance.md, "Issue 16, fourth round"). The bound holds it there."""
+    reads 128 of 130: each miss is Helvetica's "1", a flag and stem without a base (URW
+    Gothic, Aileron), read as a 7 (docs/performance.md, "Issue 16, fourth round"; the model
+    of round four missed it in FreeSans and its bold and Nimbus Sans too)."""
     fonts = held_out_fonts()
     require_fonts(fonts, FONT_FILES)
     images, labels = printed_digits(fonts)

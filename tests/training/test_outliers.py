@@ -26,6 +26,7 @@ from training.nondigits import (
     pieces,
     validation_nondigits,
 )
+from training.pen import DRAWINGS_PER_GLYPH, TRAIN_FACES, pen_glyphs
 from training.rejection import choose_rule, score, threshold_for
 from training.train import fit, outlier_loss
 from training.validation_drawings import KINDS as DRAWING_KINDS
@@ -55,11 +56,27 @@ def test_character_sets_are_disjoint_and_never_digit_like() -> None:
 def test_pool_is_normalised_like_served_images() -> None:
     pool = build_pool(FONTS[:2], seed=0)
     assert pool.images.dtype == np.uint8 and pool.images.shape[1:] == (28, 28)
-    assert set(pool.kinds) == {"glyph", "shape", "scribble"}
+    assert set(pool.kinds) == {"glyph", "shape", "scribble", "pen"}
     for image in pool.images[:: max(1, len(pool.images) // 200)]:
         longest, cy, cx = _box_and_centre(image)
         assert DIGIT_BOX - 2 <= longest <= DIGIT_BOX + 1  # the 20-pixel box
         assert abs(cy - 14) < 2 and abs(cx - 14) < 2  # centred by mass
+
+
+def test_pen_glyphs_are_seeded_fitted_and_differ_by_hand() -> None:
+    """Each face's letter several times, each drawing another hand (pen, slant, tremor);
+    characters the stroke faces lack (Greek, arrows) are skipped, not drawn blank."""
+    first = pen_glyphs("Ak→", np.random.default_rng(0))
+    assert len(first) == 2 * len(TRAIN_FACES) * DRAWINGS_PER_GLYPH
+    assert np.array_equal(np.stack(first), np.stack(pen_glyphs("Ak→", np.random.default_rng(0))))
+    drawings = np.stack(first[:DRAWINGS_PER_GLYPH]).astype(np.int16)  # one face's A
+    assert all(np.abs(drawings[0] - other).sum() > 0 for other in drawings[1:])
+    ink = (drawings >= 128).sum(axis=(1, 2))
+    assert ink.max() > 1.3 * ink.min()  # pens of different widths
+    for image in first:
+        longest, cy, cx = _box_and_centre(image)
+        assert DIGIT_BOX - 2 <= longest <= DIGIT_BOX + 1
+        assert abs(cy - 14) < 2 and abs(cx - 14) < 2
 
 
 def test_fit_keeps_the_aspect_of_wide_ink() -> None:
@@ -203,7 +220,7 @@ def test_late_outlier_exposure_ships_an_exposed_epoch(
         val_size=100,
         seed=5,
         outlier_from_epoch=2,
-        outlier_weight=50.0,
+        outlier_weight=200.0,
     )
     result = fit(config, train_split, tmp_path, progress=False)
     first, second = result.history.val_accuracy

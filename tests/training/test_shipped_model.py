@@ -74,4 +74,4 @@ def test_shipped_rule_is_in_metadata_and_card() -> None:
     assert rule["rule"] in RULES and 0 < rule["threshold"] < 1
     assert rule["validation"]["digit_false_rejection"] <= rule["budget"]
     assert (SHIPPED_MODEL.parent / card["reports"]["rejection"]).is_file()
-    assert set(card["nondigit_pool"]) == {"glyph", "shape", "scribble"}
+    assert set(card["nondigit_pool"]) == {"glyph", "shape", "scribble", "pen"}
