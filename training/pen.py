@@ -18,8 +18,9 @@ from PIL import Image, ImageDraw
 
 from training.fonts import RENDER_SIZE, to_mnist_box
 
-# Single-stroke faces: a sans, a script and a serif hand. Others (rowmans, scripts, scriptc,
-# timesi, futuram) are never drawn here, so a probe can use them as hands training never saw.
+# A one-stroke sans, a one-stroke script, and a serif whose thick parts are two or three
+# strokes side by side (a broad nib). Others (rowmans, scripts, scriptc, timesi, futuram) are
+# never drawn here, so a probe can use them as hands training never saw.
 TRAIN_FACES = ("futural", "cursive", "timesr")
 DRAWINGS_PER_GLYPH = 6
 GLYPH_SPAN = (0.6, 0.85)  # of the canvas: the glyph's longer side
