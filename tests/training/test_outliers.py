@@ -47,6 +47,12 @@ def _box_and_centre(image: np.ndarray) -> tuple[int, float, float]:
     return int(longest), float(cy), float(cx)
 
 
+def _assert_fitted_as_served(image: np.ndarray) -> None:
+    longest, cy, cx = _box_and_centre(image)
+    assert DIGIT_BOX - 2 <= longest <= DIGIT_BOX + 1  # the 20-pixel box
+    assert abs(cy - 14) < 2 and abs(cx - 14) < 2  # centred by mass
+
+
 def test_character_sets_are_disjoint_and_never_digit_like() -> None:
     assert not set(TRAIN_CHARACTERS) & set(VALIDATION_CHARACTERS)
     assert not (set(TRAIN_CHARACTERS) | set(VALIDATION_CHARACTERS)) & DIGIT_LIKE
@@ -58,9 +64,7 @@ def test_pool_is_normalised_like_served_images() -> None:
     assert pool.images.dtype == np.uint8 and pool.images.shape[1:] == (28, 28)
     assert set(pool.kinds) == {"glyph", "shape", "scribble", "pen"}
     for image in pool.images[:: max(1, len(pool.images) // 200)]:
-        longest, cy, cx = _box_and_centre(image)
-        assert DIGIT_BOX - 2 <= longest <= DIGIT_BOX + 1  # the 20-pixel box
-        assert abs(cy - 14) < 2 and abs(cx - 14) < 2  # centred by mass
+        _assert_fitted_as_served(image)
 
 
 def test_pen_glyphs_are_seeded_fitted_and_differ_by_hand() -> None:
@@ -74,9 +78,7 @@ def test_pen_glyphs_are_seeded_fitted_and_differ_by_hand() -> None:
     ink = (drawings >= 128).sum(axis=(1, 2))
     assert ink.max() > 1.3 * ink.min()  # pens of different widths
     for image in first:
-        longest, cy, cx = _box_and_centre(image)
-        assert DIGIT_BOX - 2 <= longest <= DIGIT_BOX + 1
-        assert abs(cy - 14) < 2 and abs(cx - 14) < 2
+        _assert_fitted_as_served(image)
 
 
 def test_fit_keeps_the_aspect_of_wide_ink() -> None:
