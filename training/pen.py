@@ -62,8 +62,14 @@ def draw_strokes(strokes: list[np.ndarray], rng: np.random.Generator) -> np.ndar
     for stroke in strokes:
         placed = (stroke - centre) * scale @ shear.T + side / 2
         placed += rng.normal(0, side * JITTER, placed.shape)
-        path = [(float(x), float(y)) for x, y in placed]
-        draw.line(path, fill=255, width=width, joint="curve")
-        for x, y in (path[0], path[-1]):  # round ends, as a pen leaves them
-            draw.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=255)
+        draw_pen_line(draw, placed, width, 255)
     return np.asarray(image)
+
+
+def draw_pen_line(draw: ImageDraw.ImageDraw, points: np.ndarray, width: int, fill: int) -> None:
+    """The line through ``points`` (K, 2) as a round pen draws it: curved joints, round ends
+    (PIL's own ends are square)."""
+    path = [(float(x), float(y)) for x, y in points]
+    draw.line(path, fill=fill, width=width, joint="curve")
+    for x, y in (path[0], path[-1]):
+        draw.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=fill)

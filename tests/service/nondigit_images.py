@@ -23,6 +23,8 @@ import numpy as np
 from HersheyFonts import HersheyFonts
 from PIL import Image, ImageDraw, ImageFont
 
+from training.pen import draw_pen_line
+
 SIDE = 280
 LETTERS = "ACEFHJKLMNPRTUVWXYacdefhjkmnprtuvwxy"
 SYMBOLS = "#$%&*+<=>?@~^€£¥§¶©®±÷×¤"
@@ -251,11 +253,7 @@ def _write(draw: ImageDraw.ImageDraw, strokes: list[np.ndarray], rng: np.random.
     rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
     width = int(rng.integers(5, 16))
     for stroke in strokes:
-        placed = (stroke - (low + high) / 2) * scale @ rotation.T + SIDE / 2
-        path = [(float(x), float(y)) for x, y in placed]
-        draw.line(path, fill=0, width=width, joint="curve")
-        for x, y in (path[0], path[-1]):
-            draw.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=0)
+        draw_pen_line(draw, (stroke - (low + high) / 2) * scale @ rotation.T + SIDE / 2, width, 0)
 
 
 def open_fonts(font_paths: list[Path], size: int = 110) -> list[ImageFont.FreeTypeFont]:
