@@ -12,7 +12,11 @@ paper is darker than its surround but lighter than the pen, and came out as a fa
 round the digit. Such a sheet must lie wholly inside the image (a shadow or a thumb reaches
 its edge) and hold the pen's marks. A dark plate with white paint on it (a house number, a
 sign on a wall) is one too, its marks lighter than it; the frame may cut it straight on one
-or two sides, where it must be one flat shade.
+or two sides.
+
+Every sheet and plate is one flat shade apart from its marks. A bold stroke that fills much
+of the image (a 1 cropped close, a white 0 filling the frame) is a large region too, with
+lighter or darker pixels inside it, but its shade runs from its edges to its core.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ PAGE_MIN_FILL = 0.85  # of its rotated bounding box: a sheet's outline is a quad
 PAGE_INSET = 0.04  # of its shorter side, trimmed off its edges: the sheet's shaded rim
 SHEET_SHADE = 0.1  # of the way from a light surround to the pen: darker is a sheet (or ink)
 MARKS_CONTRAST = int(2 * MIN_CONTRAST)  # levels the pen's marks are darker than the sheet's shade
-PLATE_MIN_FLAT = 0.7  # of a plate cut by the frame, the share within half that of its shade
+SHEET_MIN_FLAT = 0.7  # of a sheet's own pixels, the share within half that of its shade
 
 
 def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
@@ -47,6 +51,9 @@ def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
     filled = _quadrilateral(paper)
     if filled is None or cv2.countNonZero(filled) - area < MIN_INK_PIXELS:
         return None  # not a quadrilateral, or nothing written on it
+    ink = cv2.bitwise_not(work)  # the sheet dark, its marks bright, as _is_flat reads them
+    if not _is_flat(ink, paper, int(np.median(ink[paper]))):
+        return None  # a bold white digit filling the frame: its strokes are no flat sheet
     return _cut_out(work, filled, paper, box)
 
 
@@ -80,24 +87,28 @@ def _darker_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
 def _holds_marks(
     ink: np.ndarray, region: np.ndarray, filled: np.ndarray, cut_by_frame: int
 ) -> bool:
-    """Whether the sheet holds marks: a pen's, darker than its shade, when it lies wholly
-    inside the image (a shadow or a thumb reaching the frame holds them too), or paint's,
-    lighter, in the holes they leave, on a plate of one flat shade where the frame cuts it
-    (a blurred digit's broad strokes reaching the frame leave lighter gaps too)."""
+    """Whether the sheet is one flat shade holding marks: a pen's, darker than its shade,
+    when it lies wholly inside the image (a shadow or a thumb reaching the frame holds them
+    too), or paint's, lighter, in the holes they leave. A bold stroke filling much of a
+    narrow image (a 1 cropped close) is no sheet: its shade runs from its edges to its
+    core, and a blurred digit's broad strokes reaching the frame leave lighter gaps too."""
     shade = int(np.median(ink[region]))  # a blot, a grey square, has no marks either way
-    if not cut_by_frame and _marked(ink, min(shade + MARKS_CONTRAST, 255), region):
+    if not _is_flat(ink, region, shade):
+        return False
+    if not cut_by_frame and _marked(ink, shade + MARKS_CONTRAST, region):
         return True
     holes = filled & ~region.view(np.uint8)
-    if not _marked(cv2.bitwise_not(ink), 255 - shade + MARKS_CONTRAST, holes):
-        return False
-    return not cut_by_frame or _is_flat(ink, region, shade)
+    return _marked(cv2.bitwise_not(ink), 255 - shade + MARKS_CONTRAST, holes)
 
 
 def _is_flat(ink: np.ndarray, region: np.ndarray, shade: int) -> bool:
-    """Whether the region is one flat shade, as a plate is, away from its edges."""
+    """Whether the region away from its edges is one flat shade, apart from the pen's marks
+    on it (darker by ``MARKS_CONTRAST``), as a sheet or a plate is."""
     inner = cv2.erode(region.view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
-    near = np.abs(ink[inner].astype(np.int16) - shade) <= MARKS_CONTRAST // 2
-    return np.count_nonzero(near) >= PLATE_MIN_FLAT * near.size
+    levels = ink[inner].astype(np.int16)
+    own = levels[levels < shade + MARKS_CONTRAST]
+    near = np.abs(own - shade) <= MARKS_CONTRAST // 2
+    return np.count_nonzero(near) >= SHEET_MIN_FLAT * max(near.size, 1)
 
 
 def _sides_cut(region: np.ndarray, box: tuple[int, int, int, int]) -> int | None:
