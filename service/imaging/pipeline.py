@@ -3,9 +3,9 @@
 MNIST convention: white ink on black, 0..1, the ink fitted into a 20x20 box with its aspect
 kept, placed in 28x28 so that its centre of mass sits at pixel (14, 14). Real images are black
 ink on light, tinted, noisy paper, of any size and anywhere in the frame, so the steps are:
-decode (a small image enlarged by blocks undone), the paper's statistics and the polarity,
-uneven lighting removed, the stretch from paper to ink, specks and form lines dropped, fit
-(a digit in dots as its grid), centre.
+decode (a small image enlarged by blocks undone, a 1-bit halftone's dots smoothed to grey),
+the paper's statistics and the polarity, uneven lighting removed, the stretch from paper to
+ink, specks and form lines dropped, fit (a digit in dots as its grid), centre.
 
 This runs once per image on the request path; its cost bounds the service's throughput. So
 pixels stay 8-bit until the final crop, statistics come from 256-bin histograms, the stretch
@@ -37,6 +37,7 @@ from service.imaging.geometry import (
     fit_box,
     reduce_to_work_side,
 )
+from service.imaging.halftone import smooth_halftone
 from service.imaging.lighting import flatten_lighting
 from service.imaging.page import find_page
 from service.imaging.statistics import Measurement, ink_table, measure
@@ -97,6 +98,8 @@ def preprocess_steps(data: bytes, *, allowed_formats: Collection[str], max_pixel
 def _normalize_steps(gray: np.ndarray) -> Steps:
     pixels = native_pixels(_as_uint8(gray))  # a small image enlarged by blocks: its source
     work = reduce_to_work_side(pixels)
+    if work is pixels:  # not averaged by a reduction: a 1-bit halftone's dots are still dots
+        work = smooth_halftone(work)
     original = gray if pixels.shape == (SIZE, SIZE) else None  # may already be MNIST
     decoded = gray.size
     del gray, pixels  # only the work copy (at most WORK_SIDE square) waits for the next stage

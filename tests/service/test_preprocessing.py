@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from service.errors import ImageTooLarge, InvalidImage, NoInk, UnsupportedMediaType
 from service.imaging import encode_png, preprocess_image
+from service.imaging.halftone import smooth_halftone
 from tests.service.images import (
     ONE,
     draw_digit,
@@ -447,6 +448,21 @@ def test_a_bold_white_digit_filling_the_frame_is_not_a_sheet(index: int) -> None
     white_on_black = Image.fromarray(pixels).resize((96, 96), Image.Resampling.BILINEAR)
     black_on_white = ImageOps.invert(white_on_black)
     assert np.abs(run(encode(white_on_black)) - run(encode(black_on_white))).mean() < 0.02
+
+
+def test_only_a_dithered_one_bit_image_is_smoothed() -> None:
+    """A 1-bit halftone's scattered dots are smoothed to the grey they stand for; a drawn or
+    thresholded two-level digit (a jagged edge, no dots) and a grey image are left as sent."""
+    soft = draw_digit().filter(ImageFilter.GaussianBlur(4))
+    dithered = np.asarray(soft.convert("1").convert("L"))
+    smoothed = smooth_halftone(dithered)
+    assert len(np.unique(dithered)) == 2 and len(np.unique(smoothed)) > 2
+    for kept in (np.asarray(draw_digit()), np.asarray(soft), np.asarray(soft.point(_threshold))):
+        assert smooth_halftone(kept) is kept
+
+
+def _threshold(level: int) -> int:
+    return 255 if level >= 128 else 0
 
 
 def test_a_grey_square_with_nothing_on_it_is_not_a_sheet() -> None:
