@@ -34,11 +34,9 @@ def pen_glyphs(characters: str, rng: np.random.Generator) -> list[np.ndarray]:
     would hold it (white on black, fitted into the 20-pixel box)."""
     out: list[np.ndarray] = []
     for face in TRAIN_FACES:
-        font = HersheyFonts()
-        font.load_default_font(face)
+        font = stroke_font(face)
         for character in characters:
-            strokes = [np.array(stroke, dtype=float) for stroke in font.strokes_for_text(character)]
-            strokes = [stroke for stroke in strokes if len(stroke) >= 2]
+            strokes = glyph_strokes(font, character)
             if not strokes:
                 continue
             for _ in range(DRAWINGS_PER_GLYPH):
@@ -46,6 +44,20 @@ def pen_glyphs(characters: str, rng: np.random.Generator) -> list[np.ndarray]:
                 if fitted is not None:
                     out.append(fitted)
     return out
+
+
+def stroke_font(face: str) -> HersheyFonts:
+    """One of the Hershey faces the package ships (``HersheyFonts().default_font_names``)."""
+    font = HersheyFonts()
+    font.load_default_font(face)
+    return font
+
+
+def glyph_strokes(font: HersheyFonts, character: str) -> list[np.ndarray]:
+    """The character's strokes as (K, 2) float points in font units, y down; a face that
+    lacks the character gives none. Single points are left out: a pen draws them as dots."""
+    strokes = [np.array(stroke, dtype=float) for stroke in font.strokes_for_text(character)]
+    return [stroke for stroke in strokes if len(stroke) >= 2]
 
 
 def draw_strokes(strokes: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:

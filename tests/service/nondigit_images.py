@@ -20,10 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from HersheyFonts import HersheyFonts
 from PIL import Image, ImageDraw, ImageFont
 
-from training.pen import draw_pen_line
+from training.pen import draw_pen_line, glyph_strokes, stroke_font
 
 SIDE = 280
 LETTERS = "ACEFHJKLMNPRTUVWXYacdefhjkmnprtuvwxy"
@@ -235,12 +234,10 @@ def pen_letters(seed: int) -> list[bytes]:
     rng = np.random.default_rng(seed)
     images = []
     for face in PEN_FACES:
-        font = HersheyFonts()
-        font.load_default_font(face)
+        font = stroke_font(face)
         for letter in LETTERS:
-            strokes = [np.array(s, dtype=float) for s in font.strokes_for_text(letter)]
             image, draw = _sheet()
-            _write(draw, [s for s in strokes if len(s) >= 2], rng)
+            _write(draw, glyph_strokes(font, letter), rng)
             images.append(_png(image))
     return images
 

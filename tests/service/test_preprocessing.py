@@ -457,12 +457,12 @@ def test_only_a_dithered_one_bit_image_is_smoothed() -> None:
     dithered = np.asarray(soft.convert("1").convert("L"))
     smoothed = smooth_halftone(dithered)
     assert len(np.unique(dithered)) == 2 and len(np.unique(smoothed)) > 2
-    for kept in (np.asarray(draw_digit()), np.asarray(soft), np.asarray(soft.point(_threshold))):
+    for kept in (
+        np.asarray(draw_digit()),
+        np.asarray(soft),
+        np.asarray(soft.convert("1", dither=Image.Dither.NONE).convert("L")),
+    ):
         assert smooth_halftone(kept) is kept
-
-
-def _threshold(level: int) -> int:
-    return 255 if level >= 128 else 0
 
 
 def test_a_grey_square_with_nothing_on_it_is_not_a_sheet() -> None:
