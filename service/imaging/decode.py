@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import ImageTooLarge, InvalidImage, ServiceError, UnsupportedMediaType
+from service.imaging.histograms import PixelHistogram
 from service.imaging.segments import MAX_SEGMENTS, PNG_SIGNATURE, png_chunk_kinds, segment_count
 
 logger = logging.getLogger("service.imaging")
@@ -43,6 +44,10 @@ _PNG_READ_AS = {
     _PNG_RGBA: cv2.IMREAD_UNCHANGED,
 }
 _PNG_PILLOW_ONLY = frozenset({b"tRNS", b"eXIf"})  # transparency key, orientation
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # a pixel's four neighbours
+# Levels between a keyed drawing's fringe and its core: what tells the luminance carries the
+# shape (a colour keyed out) from strokes of one colour (the shape in the alpha).
+KEYED_FRINGE_CONTRAST = 48
 
 
 def _identify_elsewhere(data: bytes) -> str | None:
@@ -114,26 +119,63 @@ def _upright(image: Image.Image) -> Image.Image:
 
 
 def _flatten_alpha(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Composite on a background that contrasts with the ink: transparent means background.
+    """Composite 8-bit luminance on a background that contrasts with the ink: transparent
+    means background.
 
     When few pixels are opaque they are the strokes (a canvas that draws ink only through
     alpha), so the background is chosen against their colour. When most are opaque they
-    include the paper, and transparency takes the paper's colour.
+    include the paper, and transparency takes the paper's colour. A drawing whose paper was
+    keyed out (``_keyed_paper``) is put back on that paper.
     """
-    luminance = luminance.astype(np.float32)
     weight = alpha.astype(np.float32) / 255.0
     if weight.min() >= 1.0:
-        return luminance
+        return luminance.astype(np.float32)
     total = float(weight.sum())
     if total <= 0.0:
-        return np.zeros_like(luminance)  # fully transparent: nothing drawn
+        return np.zeros(luminance.shape, np.float32)  # fully transparent: nothing drawn
     opaque = weight > 0.5
-    if opaque.mean() < 0.5:
-        ink = float((luminance * weight).sum() / total)
+    background = _keyed_paper(luminance, alpha, opaque)
+    levels = luminance.astype(np.float32)
+    if background is None and opaque.mean() < 0.5:
+        ink = float((levels * weight).sum() / total)
         background = 255.0 if ink < 128.0 else 0.0
-    else:
-        background = float(np.median(luminance[opaque]))
-    return luminance * weight + background * (1.0 - weight)
+    elif background is None:
+        background = float(np.median(levels[opaque]))
+    return levels * weight + background * (1.0 - weight)
+
+
+def _keyed_paper(luminance: np.ndarray, alpha: np.ndarray, opaque: np.ndarray) -> float | None:
+    """The paper's level where one colour was made transparent (a GIF's transparency, a
+    PNG-8's tRNS key), else None.
+
+    Such alpha is all or nothing, and the shape is in the luminance: the opaque pixels along
+    the transparency are the strokes' anti-aliased fringe, between the keyed paper and the
+    strokes' core. Taken for strokes drawn through alpha, a thin digit's fringe outweighed its
+    core and the transparency turned black (docs/performance.md, "A transparent GIF").
+    Strokes drawn through all-or-nothing alpha are one colour, fringe and core alike.
+    """
+    if cv2.countNonZero(cv2.inRange(alpha, 1, 254)):
+        return None
+    solid = opaque.view(np.uint8)
+    inner = cv2.erode(solid, _CROSS)
+    fringe, core = _histogram(luminance, solid - inner), _histogram(luminance, inner)
+    if not fringe.total or not core.total:
+        return None
+    level, inside = fringe.percentiles((50.0,))[0], core.percentiles((50.0,))[0]
+    if abs(level - inside) < KEYED_FRINGE_CONTRAST:
+        return None
+    # The key lies beyond every fringe pixel. A palette keeps its colour under the
+    # transparency (Pillow's RGBA of a GIF); other files may hold anything there.
+    hidden = _histogram(luminance, 1 - solid).percentiles((50.0,))[0]
+    if level > inside:
+        return max(hidden, float(fringe.brightest()))
+    return min(hidden, float(fringe.darkest()))
+
+
+def _histogram(pixels: np.ndarray, mask: np.ndarray) -> PixelHistogram:
+    """The 8-bit pixels where ``mask`` is 1."""
+    counts = cv2.calcHist([pixels], [0], mask, [256], [0, 256])
+    return PixelHistogram(counts.ravel().astype(np.int64))
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:

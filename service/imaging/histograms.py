@@ -120,6 +120,10 @@ class PixelHistogram:
         """The highest level present."""
         return int(self.cumulative.searchsorted(self.total, side="left"))
 
+    def darkest(self) -> int:
+        """The lowest level present."""
+        return int(self.cumulative.searchsorted(1, side="left"))
+
     def median_deviation(self, centre: float) -> float:
         """``median(|pixels - centre|)``."""
         deviations, order = _deviation_order(centre)

@@ -678,6 +678,27 @@ def test_white_pen_on_transparent_canvas_is_read_as_ink() -> None:
     assert np.abs(out - run(png(draw_digit()))).mean() < 0.03
 
 
+@pytest.mark.parametrize("pen", [0, 255])
+def test_one_colour_drawn_through_all_or_nothing_alpha_is_read_as_ink(pen: int) -> None:
+    """A canvas without anti-aliasing: the shape is only in the alpha, fringe and core alike."""
+    stroke = np.asarray(draw_digit(ink=255, paper=0)) > 127
+    rgba = np.full((*stroke.shape, 4), pen, dtype=np.uint8)
+    rgba[..., 3] = np.where(stroke, 255, 0)
+    out = run(png(Image.fromarray(rgba, mode="RGBA")))
+    assert np.abs(out - run(png(draw_digit()))).mean() < 0.03
+
+
+@pytest.mark.parametrize("keyed", ["paper", "ink"])
+def test_a_colour_keyed_transparent_is_put_back(keyed: str) -> None:
+    """A GIF's transparency index keys out one colour, the paper's (or a stencil's ink): the
+    opaque fringe along it is near that colour, and the transparency takes its level."""
+    # A thin stroke with a wide soft edge: its light fringe outweighs its dark core.
+    grey = draw_digit(width=8).resize((60, 60), Image.BILINEAR).resize((120, 120), Image.BILINEAR)
+    key = 255 if keyed == "paper" else int(np.asarray(grey).min())
+    out = run(encode(grey, "GIF", transparency=key))
+    assert np.array_equal(out, run(png(grey)))
+
+
 def _coloured(pen: tuple[int, int, int], paper: tuple[int, int, int]) -> Image.Image:
     ink = np.asarray(draw_digit(ink=255, paper=0), dtype=np.float32)[..., None] / 255
     mixed = (1 - ink) * np.array(paper, np.float32) + ink * np.array(pen, np.float32)
