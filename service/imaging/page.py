@@ -12,7 +12,8 @@ paper is darker than its surround but lighter than the pen, and came out as a fa
 round the digit. Such a sheet must lie wholly inside the image (a shadow or a thumb reaches
 its edge) and hold the pen's marks. A dark plate with white paint on it (a house number, a
 sign on a wall) is one too, its marks lighter than it; the frame may cut it straight on one
-or two sides.
+or two sides. On a dark surround (a screen in dark mode) the same plate is lighter than the
+surround: a grey message bubble or key, the writing on it lighter still.
 
 Every sheet and plate is one flat shade apart from its marks. A bold stroke that fills much
 of the image (a 1 cropped close, a white 0 filling the frame) is a large region too, with
@@ -42,9 +43,18 @@ def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
     if measured.lut is None:
         return None
     if measured.inverted:
-        return _darker_sheet(work, measured.lut)
+        return _shaded_sheet(work, cv2.bitwise_not(work), measured.lut)
+    sheet = _bright_sheet(work, measured.lut)
+    if sheet is None:  # a grey plate on a darker surround, its marks lighter or darker
+        return _shaded_sheet(work, work, measured.lut)
+    return sheet
+
+
+def _bright_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
+    """A sheet brighter than half the way from the dark surround to the brightest ink,
+    with darker marks on it: the sheet's part of ``work``, or None."""
     # Half way from the surround to the sheet, as the stretch table has it: 0 to 1.
-    found = _largest_region(work, int(np.searchsorted(measured.lut, 0.5)))
+    found = _largest_region(work, int(np.searchsorted(lut, 0.5)))
     if found is None:
         return None
     paper, box, area = found
@@ -57,13 +67,15 @@ def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
     return _cut_out(work, filled, paper, box)
 
 
-def _darker_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
-    """A sheet darker than the light surround but lighter than the pen, wholly inside the
-    image, with the pen's marks on it, or a plate with marks lighter than it (paint), which
-    the frame may cut on one or two sides: the sheet's part of ``work``, or None. Dense
-    strokes (a scribble, a Lissajous figure) also make a large dark region round darker
-    cores, but the surround shows between them."""
-    ink = cv2.bitwise_not(work)  # the stretch table reads the ink bright
+def _shaded_sheet(work: np.ndarray, ink: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
+    """A sheet a shade away from the surround towards the pen, wholly inside the image, with
+    the pen's marks on it, or a plate with marks the other way (paint), which the frame may
+    cut on one or two sides: the sheet's part of ``work``, or None. ``ink`` is ``work`` with
+    the surround dark, as the stretch table reads it: for a light surround a darker sheet
+    (a sticky note, a house number's dark plate), for a dark one a lighter plate (a grey
+    chat bubble or key in dark mode, white writing on it). Dense strokes (a scribble, a
+    Lissajous figure) also make a large region round stronger cores, but the surround
+    shows between them."""
     level = int(np.searchsorted(lut, SHEET_SHADE))
     found = _largest_region(ink, level)
     if found is None:

@@ -382,6 +382,20 @@ def test_a_sheet_darker_than_its_surround_is_the_paper(shade: int) -> None:
     assert np.abs(run(_photographed(written)) - clean).mean() < 0.02
 
 
+@pytest.mark.parametrize("shade", [90, 150, 190])
+@pytest.mark.parametrize("pen", [250, 0], ids=["white", "black"])
+def test_a_plate_lighter_than_a_dark_surround_is_the_paper(shade: int, pen: int) -> None:
+    """A message bubble or a key on a dark-mode screen: grey on black, the digit on it in
+    white (or black). The bubble was the ink and the whole refused as a filled square
+    (MNIST digits on a bubble of level 110 on 30: 1 of 200 read)."""
+    image = draw_digit((300, 320), width=14, offset=(30, 20))
+    clean = run(_photographed(image))
+    screen = Image.new("L", image.size, 20)
+    ImageDraw.Draw(screen).rounded_rectangle((40, 45, 280, 300), 30, fill=shade)
+    on_it = np.where(np.asarray(image) < 128, pen, np.asarray(screen)).astype(np.uint8)
+    assert np.abs(run(_photographed(Image.fromarray(on_it))) - clean).mean() < 0.02
+
+
 def _painted_on_a_plate(
     image: Image.Image, plate: tuple[int, int, int, int], shade: int
 ) -> Image.Image:
