@@ -9,11 +9,12 @@ again, so that the sheet's own paper and ink are what the rest of the pipeline s
 
 The same holds the other way round: a coloured sticky note or a form's shaded field on white
 paper is darker than its surround but lighter than the pen, and came out as a faint square
-round the digit. Such a sheet must lie wholly inside the image (a shadow or a thumb reaches
-its edge) and hold the pen's marks. A dark plate with white paint on it (a house number, a
-sign on a wall) is one too, its marks lighter than it; the frame may cut it straight on one
-or two sides. On a dark surround (a screen in dark mode) the same plate is lighter than the
-surround: a grey message bubble or key, the writing on it lighter still.
+round the digit. Such a sheet must lie wholly inside the image (a shadow or a thumb reaches its
+edge) and hold the pen's marks. A dark plate with white paint on it (a house number, a sign on
+a wall) is one too, its marks lighter than it; the frame may cut it straight on one or two
+sides, or cut off its corners when it is photographed close and turned. On a dark surround (a
+screen in dark mode) the same plate is lighter than the surround: a grey message bubble or key,
+the writing on it lighter still.
 
 Every sheet and plate is one flat shade apart from its marks. A bold stroke that fills much
 of the image (a 1 cropped close, a white 0 filling the frame) is a large region too, with
@@ -81,17 +82,17 @@ def _shaded_sheet(work: np.ndarray, ink: np.ndarray, lut: np.ndarray) -> np.ndar
     if found is None:
         return None
     region, box, _ = found
-    cut_by_frame = _sides_cut(region, box)
-    if cut_by_frame is None or cut_by_frame > 2:
-        return None  # a shape cropped to its ink, round where it meets the frame
+    straight, partly = _frame_contact(region, box)
+    if straight > 2:
+        return None  # a shape cropped to its ink
     filled = _quadrilateral(region)
     if filled is None:
-        return None
+        return None  # round, also where it meets the frame (a thumb, a blob)
     # The sheet's shade inside its outline, with the islands light marks enclose (a 0's).
     _, shaded = cv2.threshold(ink, level - 1, 1, cv2.THRESH_BINARY)
     if cv2.countNonZero(shaded & filled) < PAGE_MIN_FILL * cv2.countNonZero(filled):
         return None  # the surround shows through: strokes
-    if not _holds_marks(ink, region, filled, cut_by_frame):
+    if not _holds_marks(ink, region, filled, straight + partly):
         return None
     return _cut_out(work, filled, region, box)
 
@@ -123,9 +124,10 @@ def _is_flat(ink: np.ndarray, region: np.ndarray, shade: int) -> bool:
     return np.count_nonzero(near) >= SHEET_MIN_FLAT * max(near.size, 1)
 
 
-def _sides_cut(region: np.ndarray, box: tuple[int, int, int, int]) -> int | None:
-    """How many sides of the frame cut the region straight, along all of its own side
-    there (a plate cropped by the photo); None when it meets one along less (a blob)."""
+def _frame_contact(region: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int]:
+    """How many sides of the frame cut the region straight, along all of its own side there
+    (a plate cropped by the photo), and how many it meets along less: a turned plate's
+    corners leaving the frame, or a round shape, which is no quadrilateral."""
     x, y, width, height = box
     rows, cols = region.shape
     sides = (
@@ -134,13 +136,13 @@ def _sides_cut(region: np.ndarray, box: tuple[int, int, int, int]) -> int | None
         (x == 0, region[y : y + height, 0], height),
         (x + width >= cols, region[y : y + height, -1], height),
     )
-    cut = 0
+    straight = partly = 0
     for reaches, line, extent in sides:
-        if reaches:
-            if np.count_nonzero(line) < PAGE_MIN_FILL * extent:
-                return None
-            cut += 1
-    return cut
+        if reaches and np.count_nonzero(line) >= PAGE_MIN_FILL * extent:
+            straight += 1
+        elif reaches:
+            partly += 1
+    return straight, partly
 
 
 def _marked(image: np.ndarray, level: int, where: np.ndarray) -> bool:

@@ -438,6 +438,20 @@ def test_a_plate_cut_by_the_frame_is_read(plate: tuple[int, int, int, int]) -> N
     assert np.abs(run(_photographed(painted)) - run(_photographed(image))).mean() < 0.02
 
 
+@pytest.mark.parametrize("degrees", [-12, 12])
+def test_a_turned_plate_with_its_corners_out_of_the_frame_is_read(degrees: float) -> None:
+    """The plate photographed close and a little turned: its corners leave the frame, which
+    meets it along short stretches, not along a whole side as a straight cut does."""
+    image = Image.new("L", (400, 420), 255)
+    image.paste(draw_digit((300, 320), width=14, offset=(30, 20)), (50, 50))
+    wall = Image.new("L", (800, 840), 235)
+    ImageDraw.Draw(wall).rectangle((210, 215, 590, 625), fill=30)
+    plate = wall.rotate(degrees, resample=Image.Resampling.BICUBIC).crop((200, 210, 600, 630))
+    painted = np.where(np.asarray(image) < 128, 250, np.asarray(plate)).astype(np.uint8)
+    turned = run(_photographed(Image.fromarray(painted)))
+    assert np.abs(turned - run(_photographed(image))).mean() < 0.02
+
+
 def test_a_blurred_digit_reaching_the_frame_is_not_a_plate() -> None:
     """One of scikit-learn's 8x8 digits, enlarged: its broad grey strokes reach the frame
     along whole sides and the paper between them is lighter, as a plate's paint is; but a
