@@ -26,7 +26,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from service.imaging.statistics import MIN_CONTRAST, MIN_INK_PIXELS, Measurement
+from service.imaging.statistics import (
+    MIN_CONTRAST,
+    MIN_INK_PIXELS,
+    Measurement,
+    clean_border_table,
+)
 
 PAGE_MIN_SHARE = 0.3  # of the image's pixels: a sheet, not a stroke (a bold digit covers less)
 PAGE_MIN_FILL = 0.85  # of its rotated bounding box: a sheet's outline is a quadrilateral
@@ -41,13 +46,15 @@ def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
     surround of another shade. When the border is the dark side (``measured`` says bright
     ink), as it is for white ink on black too, a sheet is a bright region (for white ink
     on black it is the digit, and too small); when the border is light, a darker one."""
-    if measured.lut is None:
+    # A busy surround's spread hides the sheet too: measured from the surround's level alone.
+    lut = measured.lut if measured.lut is not None else clean_border_table(work, measured)
+    if lut is None:
         return None
     if measured.inverted:
-        return _shaded_sheet(work, cv2.bitwise_not(work), measured.lut)
-    sheet = _bright_sheet(work, measured.lut)
+        return _shaded_sheet(work, cv2.bitwise_not(work), lut)
+    sheet = _bright_sheet(work, lut)
     if sheet is None:  # a grey plate on a darker surround, its marks lighter or darker
-        return _shaded_sheet(work, work, measured.lut)
+        return _shaded_sheet(work, work, lut)
     return sheet
 
 

@@ -80,6 +80,16 @@ def ink_table(ink: np.ndarray) -> np.ndarray | None:
     return _stretch(_histogram(ink), _paper(_border_histogram(ink)))
 
 
+def clean_border_table(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
+    """The stretch table as if the border were its median level alone, without its spread:
+    a sheet on a busy surround (a granite counter, a patterned cloth) stands out from the
+    surround's level, not from its noise, which the border measures."""
+    histogram, level = _histogram(work), measured.background
+    if measured.inverted:
+        histogram, level = histogram.reversed(), 255.0 - level
+    return _stretch(histogram, (level, 0.0))
+
+
 def _noise(borders: PixelHistograms, background: np.ndarray) -> np.ndarray:
     """Per image, the paper's noise (robust sigma of its border: ``_paper``'s), measured only
     where the border is not one level all round (a canvas, a clean scan: no spread)."""

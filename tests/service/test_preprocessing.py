@@ -801,6 +801,17 @@ def test_a_sheet_on_a_dark_desk_is_read_on_its_own_paper(turn: float) -> None:
     assert np.abs(np.subtract(ink_box(out), ink_box(alone))).max() <= 1
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_sheet_on_a_busy_surround_is_read_on_its_own_paper(seed: int) -> None:
+    """The desk is a granite counter or a patterned cloth: blotches 40 levels either way.
+    Measured from the border, that spread hid the sheet as well as the digit (no_ink)."""
+    alone = run(png(draw_digit((200, 200))))
+    blotches = smooth_noise(np.random.default_rng(seed), (300, 320), 12)
+    photo = Image.fromarray(np.clip(100 + 40 * blotches, 0, 255).astype(np.uint8))
+    photo.paste(draw_digit((200, 200)), (60, 50))
+    assert np.abs(run(png(photo)) - alone).mean() < 0.02
+
+
 def test_a_sheet_cut_out_still_needs_something_written_on_it() -> None:
     """A blank sheet on the desk is not taken for a page (it is a bright blot), and a bold
     white digit on black is not a sheet however much of the image it covers."""
