@@ -132,7 +132,9 @@ def test_a_request_is_timed_from_its_head_not_from_its_last_body_byte(
         if lines:
             break
         time.sleep(0.05)
-    assert lines and lines[0]["duration_ms"] >= 400
+    # Timed from the last body byte it would be a few ms; from the head, the 0.4 s pause,
+    # less however late a busy server read the head.
+    assert lines and lines[0]["duration_ms"] >= 200
 
 
 def test_many_pipelined_requests_in_one_write_are_all_answered(server: RunningService) -> None:
