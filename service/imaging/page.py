@@ -35,6 +35,7 @@ from service.imaging.statistics import (
 
 PAGE_MIN_SHARE = 0.3  # of the image's pixels: a sheet, not a stroke (a bold digit covers less)
 PAGE_MIN_FILL = 0.85  # of its rotated bounding box: a sheet's outline is a quadrilateral
+CORNER_TOLERANCE = 0.02  # of its hull's perimeter: how far an outline may bow from 4 corners
 PAGE_INSET = 0.04  # of its shorter side, trimmed off its edges: the sheet's shaded rim
 SHEET_SHADE = 0.1  # of the way from a light surround to the pen: darker is a sheet (or ink)
 MARKS_CONTRAST = int(2 * MIN_CONTRAST)  # levels the pen's marks are darker than the sheet's shade
@@ -180,15 +181,23 @@ def _largest_region(
 
 def _quadrilateral(region: np.ndarray) -> np.ndarray | None:
     """The region with what it encloses filled in, when that is nearly all of the rectangle
-    round it (a sheet's outline is a quadrilateral, turned or not); else None."""
+    round it (a sheet's outline is a quadrilateral, turned or not) or of the four-cornered
+    outline round it (a sheet photographed at a slant, a trapezoid); else None."""
     contours, _ = cv2.findContours(
         region.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
     )
     outline = max(contours, key=cv2.contourArea)
     filled = np.zeros(region.shape, np.uint8)
     cv2.drawContours(filled, [outline], 0, 1, thickness=cv2.FILLED)
+    area = cv2.countNonZero(filled)
     _, (box_width, box_height), _ = cv2.minAreaRect(outline)
-    return filled if cv2.countNonZero(filled) >= PAGE_MIN_FILL * box_width * box_height else None
+    if area >= PAGE_MIN_FILL * box_width * box_height:
+        return filled
+    hull = cv2.convexHull(outline)
+    corners = cv2.approxPolyDP(hull, CORNER_TOLERANCE * cv2.arcLength(hull, True), True)
+    if len(corners) == 4 and area >= PAGE_MIN_FILL * cv2.contourArea(corners):
+        return filled
+    return None
 
 
 def _cut_out(
