@@ -80,12 +80,11 @@ def _shaded_sheet(work: np.ndarray, ink: np.ndarray, lut: np.ndarray) -> np.ndar
     """A sheet a shade away from the surround towards the pen, wholly inside the image, with
     the pen's marks on it, or a plate with marks the other way (paint), which the frame may
     cut straight on one or two sides or at its corners: the sheet's part of ``work``, or
-    None. ``ink`` is ``work`` with
-    the surround dark, as the stretch table reads it: for a light surround a darker sheet
-    (a sticky note, a house number's dark plate), for a dark one a lighter plate (a grey
-    chat bubble or key in dark mode, white writing on it). Dense strokes (a scribble, a
-    Lissajous figure) also make a large region round stronger cores, but the surround
-    shows between them."""
+    None. ``ink`` is ``work`` with the surround dark, as the stretch table reads it: for a
+    light surround a darker sheet (a sticky note, a house number's dark plate), for a dark
+    one a lighter plate (a grey chat bubble or key in dark mode, white writing on it). Dense
+    strokes (a scribble, a Lissajous figure) also make a large region round stronger cores,
+    but the surround shows between them."""
     level = int(np.searchsorted(lut, SHEET_SHADE))
     found = _largest_region(ink, level)
     if found is None:
