@@ -393,8 +393,15 @@ def test_a_plate_lighter_than_a_dark_surround_is_the_paper(shade: int, pen: int)
     clean = run(_photographed(image))
     screen = Image.new("L", image.size, 20)
     ImageDraw.Draw(screen).rounded_rectangle((40, 45, 280, 300), 30, fill=shade)
-    on_it = np.where(np.asarray(image) < 128, pen, np.asarray(screen)).astype(np.uint8)
-    assert np.abs(run(_photographed(Image.fromarray(on_it))) - clean).mean() < 0.02
+    assert np.abs(run(_photographed(_painted(image, screen, pen))) - clean).mean() < 0.02
+
+
+def _painted(image: Image.Image, surface: Image.Image, paint: int = 250) -> Image.Image:
+    """The image's dark strokes painted ``paint`` on ``surface`` (a plate on a wall, a
+    screen), the same size."""
+    return Image.fromarray(
+        np.where(np.asarray(image) < 128, paint, np.asarray(surface)).astype(np.uint8)
+    )
 
 
 def _painted_on_a_plate(
@@ -404,9 +411,7 @@ def _painted_on_a_plate(
     on a light wall."""
     wall = Image.new("L", image.size, 235)
     ImageDraw.Draw(wall).rectangle(plate, fill=shade)
-    return Image.fromarray(
-        np.where(np.asarray(image) < 128, 250, np.asarray(wall)).astype(np.uint8)
-    )
+    return _painted(image, wall)
 
 
 def _zero(size: tuple[int, int]) -> Image.Image:
@@ -448,8 +453,7 @@ def test_a_turned_plate_with_its_corners_out_of_the_frame_is_read(degrees: float
     wall = Image.new("L", (800, 840), 235)
     ImageDraw.Draw(wall).rectangle((210, 215, 590, 625), fill=30)
     plate = wall.rotate(degrees, resample=Image.Resampling.BICUBIC).crop((200, 210, 600, 630))
-    painted = np.where(np.asarray(image) < 128, 250, np.asarray(plate)).astype(np.uint8)
-    turned = run(_photographed(Image.fromarray(painted)))
+    turned = run(_photographed(_painted(image, plate)))
     assert np.abs(turned - run(_photographed(image))).mean() < 0.02
 
 
