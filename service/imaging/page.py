@@ -109,15 +109,16 @@ def _holds_marks(
     ink: np.ndarray, region: np.ndarray, filled: np.ndarray, cut_by_frame: int
 ) -> bool:
     """Whether the sheet is one flat shade holding marks: a pen's, darker than its shade,
-    when it lies wholly inside the image (a shadow or a thumb reaching the frame holds them
-    too), or paint's, lighter, in the holes they leave. A bold stroke filling much of a
-    narrow image (a 1 cropped close) is no sheet: its shade runs from its edges to its
-    core, and a blurred digit's broad strokes reaching the frame leave lighter gaps too."""
+    when it lies wholly inside the image, or paint's, lighter, in the holes they leave. A
+    region the frame cuts that holds a pen's marks is a shadow (or a thumb), whatever
+    lighter gaps it has: the lit paper in a loop crossing its edge. A bold stroke filling
+    much of a narrow image (a 1 cropped close) is no sheet: its shade runs from its edges to
+    its core, and a blurred digit's broad strokes reaching the frame leave lighter gaps too."""
     shade = int(np.median(ink[region]))  # a blot, a grey square, has no marks either way
     if not _is_flat(ink, region, shade):
         return False
-    if not cut_by_frame and _marked(ink, shade + MARKS_CONTRAST, region):
-        return True
+    if _marked(ink, shade + MARKS_CONTRAST, region):
+        return not cut_by_frame
     holes = filled & ~region.view(np.uint8)
     return _marked(cv2.bitwise_not(ink), 255 - shade + MARKS_CONTRAST, holes)
 

@@ -4,8 +4,9 @@ MNIST convention: white ink on black, 0..1, the ink fitted into a 20x20 box with
 kept, placed in 28x28 so that its centre of mass sits at pixel (14, 14). Real images are black
 ink on light, tinted, noisy paper, of any size and anywhere in the frame, so the steps are:
 decode (a small image enlarged by blocks undone, a 1-bit halftone's dots smoothed to grey),
-the paper's statistics and the polarity, uneven lighting removed, the stretch from paper to
-ink, specks and form lines dropped, fit (a digit in dots as its grid), centre.
+the paper's statistics and the polarity, uneven lighting removed (a hard shadow lifted), the
+stretch from paper to ink, specks and form lines dropped, fit (a digit in dots as its grid),
+centre.
 
 This runs once per image on the request path; its cost bounds the service's throughput. So
 pixels stay 8-bit until the final crop, statistics come from 256-bin histograms, the stretch
@@ -38,6 +39,7 @@ from service.imaging.geometry import (
     reduce_to_work_side,
 )
 from service.imaging.halftone import smooth_halftone
+from service.imaging.hard_shadow import lift_hard_shadow
 from service.imaging.lighting import flatten_lighting
 from service.imaging.page import find_page
 from service.imaging.statistics import Measurement, ink_table, measure
@@ -142,6 +144,11 @@ def _bright_ink(work: np.ndarray, measured: Measurement) -> tuple[np.ndarray, np
     ink = cv2.bitwise_not(work) if measured.inverted else work
     flattened = flatten_lighting(ink, measured.sigma)
     if flattened is ink:
+        # A shadow's hard edge is no smooth light; it darkens light paper, where it shows.
+        if measured.inverted and measured.lut is not None:
+            lifted = lift_hard_shadow(ink, measured.lut, measured.sigma)
+            if lifted is not ink:
+                return lifted, ink_table(lifted)
         return ink, measured.lut
     lut = ink_table(flattened)
     if lut is None:

@@ -835,6 +835,21 @@ def test_a_sheet_photographed_at_a_slant_is_read_on_its_own_paper(top: float) ->
     assert np.abs(on_desk - on_paper).mean() < 0.02
 
 
+@pytest.mark.parametrize("edge", [0, 3])
+def test_a_hard_shadow_over_a_corner_is_lifted(edge: float) -> None:
+    """A phone's shadow over the photo's corner, its edge (sharp or blurred by ``edge``)
+    across a 0: the shadowed paper, 40 % darker, stands out from the lit paper as ink does.
+    It was one piece with the ink (not_a_digit), or, holding the lit paper in the 0's loop,
+    was taken for a plate with paint on it. The same 0 in even light says what it reads as."""
+    page = Image.new("L", (300, 280), 235)
+    ImageDraw.Draw(page).ellipse((100, 50, 200, 230), outline=20, width=14)
+    shade = Image.new("L", page.size, 0)
+    ImageDraw.Draw(shade).polygon([(-1, 120), (150, 150), (190, 280), (-1, 280)], fill=255)
+    cover = np.asarray(shade.filter(ImageFilter.GaussianBlur(edge)), np.float32) / 255
+    shadowed = np.rint(np.asarray(page, np.float32) * (1 - 0.4 * cover)).astype(np.uint8)
+    assert np.abs(run(png(Image.fromarray(shadowed))) - run(png(page))).mean() < 0.02
+
+
 def test_a_sheet_cut_out_still_needs_something_written_on_it() -> None:
     """A blank sheet on the desk is not taken for a page (it is a bright blot), and a bold
     white digit on black is not a sheet however much of the image it covers."""
