@@ -40,6 +40,8 @@ PAGE_INSET = 0.04  # of its shorter side, trimmed off its edges: the sheet's sha
 SHEET_SHADE = 0.1  # of the way from a light surround to the pen: darker is a sheet (or ink)
 MARKS_CONTRAST = int(2 * MIN_CONTRAST)  # levels the pen's marks are darker than the sheet's shade
 SHEET_MIN_FLAT = 0.7  # of a sheet's own pixels, the share within half that of its shade
+SHADOWED_SHEET = 0.2  # of the way from a dark surround to the sheet: a shadowed sheet
+SHEET_MIN_LIT = 0.4  # of a shadowed sheet, the least share of it lit
 
 
 def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
@@ -63,17 +65,46 @@ def _bright_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
     """A sheet brighter than half the way from the dark surround to the brightest ink,
     with darker marks on it: the sheet's part of ``work``, or None."""
     # Half way from the surround to the sheet, as the stretch table has it: 0 to 1.
-    found = _largest_region(work, int(np.searchsorted(lut, 0.5)))
-    if found is None:
-        return None
-    paper, box, area = found
-    filled = _quadrilateral(paper)
-    if filled is None or cv2.countNonZero(filled) - area < MIN_INK_PIXELS:
-        return None  # not a quadrilateral, or nothing written on it
+    half = int(np.searchsorted(lut, 0.5))
+    found = _largest_region(work, half)
+    filled = None if found is None else _quadrilateral(found[0])
     ink = cv2.bitwise_not(work)  # the sheet dark, its marks bright, as _is_flat reads them
+    if found is None or filled is None:
+        return _shadowed_sheet(work, ink, lut, work >= half)
+    paper, box, area = found
+    if cv2.countNonZero(filled) - area < MIN_INK_PIXELS:
+        return None  # nothing written on it
     if not _is_flat(ink, paper, int(np.median(ink[paper]))):
         return None  # a bold white digit filling the frame: its strokes are no flat sheet
     return _cut_out(work, filled, paper, box)
+
+
+def _shadowed_sheet(
+    work: np.ndarray, ink: np.ndarray, lut: np.ndarray, lit: np.ndarray
+) -> np.ndarray | None:
+    """A sheet a hard shadow falls across: its lit part no quadrilateral, the whole sheet
+    one at a fifth of the way from the surround, inside the image but for a turned corner
+    (a face lit from one side is one too, cut by the frame), its shadowed part flat at its
+    own level."""
+    found = _largest_region(work, int(np.searchsorted(lut, SHADOWED_SHEET)))
+    if found is None:
+        return None
+    paper, box, area = found
+    straight, partly = _frame_contact(paper, box)
+    if straight or partly > 1:
+        return None
+    filled = _quadrilateral(paper)
+    if filled is None or cv2.countNonZero(filled) - area < MIN_INK_PIXELS:
+        return None
+    lit = lit & paper
+    shaded = paper & ~lit
+    if np.count_nonzero(lit) < SHEET_MIN_LIT * area:
+        return None
+    if not _is_flat(ink, lit, int(np.median(ink[lit]))):
+        return None
+    if not _is_flat(ink, shaded, int(np.median(ink[shaded]))):
+        return None
+    return _cut_out(work, filled, paper, box, extend=True)
 
 
 def _shaded_sheet(work: np.ndarray, ink: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
@@ -202,13 +233,30 @@ def _quadrilateral(region: np.ndarray) -> np.ndarray | None:
 
 
 def _cut_out(
-    work: np.ndarray, filled: np.ndarray, paper: np.ndarray, box: tuple[int, int, int, int]
+    work: np.ndarray,
+    filled: np.ndarray,
+    paper: np.ndarray,
+    box: tuple[int, int, int, int],
+    extend: bool = False,
 ) -> np.ndarray:
     """The sheet within its box, its shaded rim trimmed off and everything round it (the
     surround in the corners of a turned sheet) painted the sheet's own paper level."""
     x, y, width, height = box
     rim = max(1, round(PAGE_INSET * min(width, height)))
     inside = cv2.erode(filled, np.ones((2 * rim + 1, 2 * rim + 1), np.uint8))
-    level = int(np.median(work[paper]))
-    sheet = np.where(inside.view(bool), work, np.uint8(level))
+    if extend:  # a shadow across the sheet reaches its edges: it goes on to the frame
+        sheet = _nearest_inside(work, inside)
+    else:
+        level = int(np.median(work[paper]))
+        sheet = np.where(inside.view(bool), work, np.uint8(level))
     return np.ascontiguousarray(sheet[y + rim : y + height - rim, x + rim : x + width - rim])
+
+
+def _nearest_inside(work: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """``work`` with every pixel outside ``inside`` (uint8 mask) given its nearest inside
+    pixel's level."""
+    outside = np.equal(inside, 0).view(np.uint8)
+    _, nearest = cv2.distanceTransformWithLabels(
+        outside, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    return work[inside.view(bool)][nearest - 1]  # inside pixels are labelled 1.. in order

@@ -806,6 +806,24 @@ def test_a_sheet_on_a_dark_desk_is_read_on_its_own_paper(turn: float) -> None:
     assert np.abs(np.subtract(ink_box(out), ink_box(alone))).max() <= 1
 
 
+@pytest.mark.parametrize("turn", [-6.0, 8.0])
+def test_a_sheet_on_a_desk_with_a_hard_shadow_across_it_is_read(turn: float) -> None:
+    """The phone's shadow falls over the photo's corner, across the desk, the sheet and the
+    7's foot: the sheet's lit part alone is no quadrilateral, and the sheet went uncut (the
+    whole sheet read as one bold stroke). The same sheet in even light says what it reads
+    as."""
+    sheet = draw_digit((200, 200), paper=235).rotate(turn, expand=True)
+    shape = Image.new("L", (200, 200), 255).rotate(turn, expand=True)
+    photo = Image.new("L", (320, 300), 60)
+    photo.paste(sheet, (50, 40), mask=shape)
+    even = run(png(photo))
+    shade = Image.new("L", photo.size, 0)
+    ImageDraw.Draw(shade).polygon([(-1, 120), (150, 150), (190, 300), (-1, 300)], fill=255)
+    cover = np.asarray(shade, np.float32) / 255
+    shadowed = np.rint(np.asarray(photo, np.float32) * (1 - 0.4 * cover)).astype(np.uint8)
+    assert np.abs(run(png(Image.fromarray(shadowed))) - even).mean() < 0.02
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_sheet_on_a_busy_surround_is_read_on_its_own_paper(seed: int) -> None:
     """The desk is a granite counter or a patterned cloth: blotches 40 levels either way.
