@@ -21,18 +21,22 @@ import numpy as np
 from service.imaging.histograms import median
 from service.imaging.statistics import MIN_CONTRAST, NOISE_SIGMAS
 
+SHADOW_MIN_SIDE = 64  # pixels: a smaller image is a digit's crop or icon, not a photo
 SHADOW_KERNEL_SHARE = 0.125  # of the shorter side: wider than any stroke of a framed digit
 SHADOW_MIN_FRAME = 0.025  # of the frame's pixels standing out: the least a shadow that wide covers
 SHADOW_MIN_AREA = 0.04  # of the image: a shadow is large, a bold stroke's remains are not
 SHADOW_MIN_LIGHT = 0.3  # of the lit paper's light: a darker plateau is ink, not shade
-SHADOW_MIN_FLAT = 0.6  # of a plateau's pixels at its own level: paper, not a stroke
+SHADOW_MIN_FLAT = 0.6  # of a plateau's pixels but the pen's, at its level: paper, no stroke
 SHADOW_FLAT_LEVELS = 8.0  # (of 255) how near its level a flat pixel is, at least
+SHADOW_MARKS = 2 * MIN_CONTRAST  # levels the pen's marks in a shadow are darker than it
 
 
 def lift_hard_shadow(ink: np.ndarray, lut: np.ndarray, sigma: float) -> np.ndarray:
     """``ink`` (ink up: dark ink on light paper, inverted) with shadowed paper brought back
     to the lit paper's level, or ``ink`` itself where no shadow reaches the frame.
     ``lut`` is its stretch table, ``sigma`` its paper's noise."""
+    if min(ink.shape) < SHADOW_MIN_SIDE:
+        return ink
     floor = int(np.searchsorted(lut, 0.0, side="right"))  # the paper's noise floor
     frame = np.concatenate((ink[0], ink[-1], ink[:, 0], ink[:, -1]))
     if np.count_nonzero(frame > floor + MIN_CONTRAST) < SHADOW_MIN_FRAME * frame.size:
@@ -81,8 +85,9 @@ def _shade(
     for label in candidates:
         inside = ink[labels == label]
         level = median(inside)
-        flat = np.count_nonzero(np.abs(inside - level) <= near) >= SHADOW_MIN_FLAT * len(inside)
-        if flat and level <= min(top - 2 * MIN_CONTRAST, _darkest(lit)):
+        own = np.count_nonzero(inside < level + SHADOW_MARKS)  # the pen's marks apart
+        flat = np.count_nonzero(np.abs(inside - level) <= near) >= SHADOW_MIN_FLAT * own
+        if flat and level <= min(top - SHADOW_MARKS, _darkest(lit)):
             chosen.append(label)
             levels.append(level)
     if not chosen:
