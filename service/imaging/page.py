@@ -63,7 +63,8 @@ def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
 
 def _bright_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
     """A sheet brighter than half the way from the dark surround to the brightest ink,
-    with darker marks on it: the sheet's part of ``work``, or None."""
+    with darker marks on it (or, where that is no quadrilateral, a sheet a shadow falls
+    across): the sheet's part of ``work``, or None."""
     # Half way from the surround to the sheet, as the stretch table has it: 0 to 1.
     half = int(np.searchsorted(lut, 0.5))
     found = _largest_region(work, half)
@@ -240,7 +241,9 @@ def _cut_out(
     extend: bool = False,
 ) -> np.ndarray:
     """The sheet within its box, its shaded rim trimmed off and everything round it (the
-    surround in the corners of a turned sheet) painted the sheet's own paper level."""
+    surround in the corners of a turned sheet) painted the sheet's own paper level, or,
+    where a shadow falls across the sheet (``extend``), its nearest pixel's level: the
+    shadow then reaches the frame, where hard_shadow.py looks for it."""
     x, y, width, height = box
     rim = max(1, round(PAGE_INSET * min(width, height)))
     inside = cv2.erode(filled, np.ones((2 * rim + 1, 2 * rim + 1), np.uint8))
