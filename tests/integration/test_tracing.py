@@ -50,6 +50,17 @@ def _trace(receiver: Receiver, trace_id: str, spans: int) -> list[ReceivedSpan]:
     return [span for span in found if span.trace_id == trace_id]
 
 
+def _span(receiver: Receiver, trace_id: str, name: str) -> ReceivedSpan:
+    """The trace's span of that name, once it has come: the workers' spans of the same
+    trace may come first (each process exports its own)."""
+
+    def arrived(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+        return [s for s in spans if s.trace_id == trace_id and s.name == name]
+
+    (span,) = arrived(receiver.wait_for(lambda all_: bool(arrived(all_))))
+    return span
+
+
 def _children(spans: list[ReceivedSpan], parent: ReceivedSpan) -> dict[str, ReceivedSpan]:
     return {span.name: span for span in spans if span.parent_span_id == parent.span_id}
 
@@ -113,7 +124,7 @@ def test_a_batch_and_a_refused_image_are_traced_with_their_outcome(
     )
     assert bad.status_code == 400
     bad_trace = bad.headers["traceparent"].split("-")[1]
-    (refused,) = [s for s in _trace(receiver, bad_trace, 2) if s.name == "POST /predict"]
+    refused = _span(receiver, bad_trace, "POST /predict")
     assert refused.attributes["digits.outcome"] == "invalid_image"
     assert refused.attributes["http.response.status_code"] == 400
 
