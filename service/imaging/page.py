@@ -69,24 +69,22 @@ def _bright_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
     half = int(np.searchsorted(lut, 0.5))
     found = _largest_region(work, half)
     filled = None if found is None else _quadrilateral(found[0])
-    ink = cv2.bitwise_not(work)  # the sheet dark, its marks bright, as _is_flat reads them
     if found is None or filled is None:
-        return _shadowed_sheet(work, ink, lut, work >= half)
+        return _shadowed_sheet(work, lut, half)
     paper, box, area = found
     if cv2.countNonZero(filled) - area < MIN_INK_PIXELS:
         return None  # nothing written on it
+    ink = cv2.bitwise_not(work)  # the sheet dark, its marks bright, as _is_flat reads them
     if not _is_flat(ink, paper, int(np.median(ink[paper]))):
         return None  # a bold white digit filling the frame: its strokes are no flat sheet
     return _cut_out(work, filled, paper, box)
 
 
-def _shadowed_sheet(
-    work: np.ndarray, ink: np.ndarray, lut: np.ndarray, lit: np.ndarray
-) -> np.ndarray | None:
-    """A sheet a hard shadow falls across: its lit part no quadrilateral, the whole sheet
-    one at a fifth of the way from the surround, inside the image but for a turned corner
-    (a face lit from one side is one too, cut by the frame), its shadowed part flat at its
-    own level."""
+def _shadowed_sheet(work: np.ndarray, lut: np.ndarray, half: int) -> np.ndarray | None:
+    """A sheet a hard shadow falls across: its lit part (``half`` and up) no quadrilateral,
+    the whole sheet one at a fifth of the way from the surround, inside the image but for a
+    turned corner (a face lit from one side is one too, cut by the frame), its shadowed part
+    flat at its own level."""
     found = _largest_region(work, int(np.searchsorted(lut, SHADOWED_SHEET)))
     if found is None:
         return None
@@ -97,10 +95,11 @@ def _shadowed_sheet(
     filled = _quadrilateral(paper)
     if filled is None or cv2.countNonZero(filled) - area < MIN_INK_PIXELS:
         return None
-    lit = lit & paper
+    lit = (work >= half) & paper
     shaded = paper & ~lit
     if np.count_nonzero(lit) < SHEET_MIN_LIT * area:
         return None
+    ink = cv2.bitwise_not(work)  # as _is_flat reads it
     if not _is_flat(ink, lit, int(np.median(ink[lit]))):
         return None
     if not _is_flat(ink, shaded, int(np.median(ink[shaded]))):
