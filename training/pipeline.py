@@ -87,17 +87,25 @@ def load_best(path: Path) -> tuple[TrainResult, dict[str, Any]]:
         model.load_state_dict(state["model"])
     except Exception as error:  # torch raises many types for damaged files
         raise CheckpointError(f"{path}: not a usable checkpoint ({_first_lines(error)})") from None
+    if "optimizer" in state:  # the training loop's own checkpoint (train.CHECKPOINT_NAME)
+        raise CheckpointError(
+            f"{path}: a training run's checkpoint, to continue with `train --resume`; export "
+            f"takes the weights a run chose ({BEST_NAME} in the same folder)"
+        )
     model.eval()
-    result = TrainResult(
-        model=model,
-        best_epoch=state["best_epoch"],
-        val_accuracy=state["val_accuracy"],
-        history=History(**state["history"]),
-        seconds=state["train_seconds"],
-        fonts=state.get("fonts", {}),
-        nondigits=state.get("nondigits", {}),
-    )
-    return result, {**state["config"], "augment": state["augment"]}
+    try:
+        result = TrainResult(
+            model=model,
+            best_epoch=state["best_epoch"],
+            val_accuracy=state["val_accuracy"],
+            history=History(**state["history"]),
+            seconds=state["train_seconds"],
+            fonts=state.get("fonts", {}),
+            nondigits=state.get("nondigits", {}),
+        )
+        return result, {**state["config"], "augment": state["augment"]}
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: not a checkpoint `train` wrote ({error!r})") from None
 
 
 def _first_lines(error: Exception) -> str:

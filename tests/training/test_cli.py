@@ -146,3 +146,35 @@ def test_a_checkpoint_of_another_shape_is_one_line(
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.onnx")]) == 1
     line = _only_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: {checkpoint}: not a usable checkpoint")
+
+
+def test_exporting_the_training_loops_checkpoint_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """last.pt holds the weights, the optimiser and the schedule but not the chosen epoch:
+    its export was a KeyError traceback."""
+    import torch
+
+    from training.model import LeNet5
+
+    checkpoint = tmp_path / "last.pt"
+    torch.save({"model": LeNet5().state_dict(), "optimizer": {}, "epoch": 3}, checkpoint)
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.onnx")]) == 1
+    line = _only_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {checkpoint}: a training run's checkpoint")
+    assert "best.pt" in line
+
+
+def test_bare_weights_are_no_checkpoint_to_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LeNet-5's weights alone load, but the card needs the run's history and config."""
+    import torch
+
+    from training.model import LeNet5
+
+    checkpoint = tmp_path / "weights.pt"
+    torch.save({"model": LeNet5().state_dict()}, checkpoint)
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.onnx")]) == 1
+    line = _only_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {checkpoint}: not a checkpoint `train` wrote (KeyError(")
