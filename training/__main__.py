@@ -140,6 +140,13 @@ def _parser() -> argparse.ArgumentParser:
         "world writes and prints a 1 (training/ones.py)",
     )
     train.add_argument(
+        "--printed-ones-weight",
+        type=POSITIVE,
+        default=DEFAULTS.printed_ones_weight,
+        help="how many times as often a printed 1 is drawn as another printed digit: a 1 "
+        "printed as a flag and a stem is otherwise read as 7",
+    )
+    train.add_argument(
         "--keep",
         choices=["best", "last"],
         default=DEFAULTS.keep,
@@ -200,6 +207,7 @@ def _train(args: argparse.Namespace, started: float) -> int:
         extra_repeat=args.extra_repeat,
         outlier_weight=args.outlier_weight,
         flagged_ones=args.flagged_ones,
+        printed_ones_weight=args.printed_ones_weight,
         keep=args.keep,
     )
     augment_config = AugmentConfig()

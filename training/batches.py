@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
 import torch
 
 from training.augment import AugmentConfig, augment
@@ -45,8 +46,10 @@ def mix_printed(
     printed: FontDigits,
     fraction: float,
     generator: torch.Generator,
+    ones_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace the batch's first share with random glyphs (drawn from the seeded generator).
+    """Replace the batch's first share with random glyphs (drawn from the seeded generator),
+    a printed 1 ``ones_weight`` times as likely as another glyph.
 
     The batch is already a random draw, so its first rows are as good as any; the glyphs then
     go through the same augmentation as the handwriting.
@@ -54,7 +57,11 @@ def mix_printed(
     count = round(fraction * len(yb))
     if count == 0:
         return xb, yb
-    pick = torch.randint(len(printed.labels), (count,), generator=generator).numpy()
+    if ones_weight == 1.0:  # the draws of the recipes before the weight
+        pick = torch.randint(len(printed.labels), (count,), generator=generator).numpy()
+    else:
+        weights = torch.from_numpy(np.where(printed.labels == 1, ones_weight, 1.0))
+        pick = torch.multinomial(weights, count, replacement=True, generator=generator).numpy()
     xb, yb = xb.clone(), yb.clone()
     xb[:count] = to_tensor(printed.images[pick])
     yb[:count] = torch.from_numpy(printed.labels[pick])
@@ -81,6 +88,7 @@ class BatchMaker:
     generator: torch.Generator
     printed: FontDigits | None = None
     font_fraction: float = 0.0
+    printed_ones_weight: float = 1.0
     outliers: NonDigitSource | None = None
     outlier_fraction: float = 0.0
     augment_config: AugmentConfig | None = None  # None: no augmentation
@@ -92,7 +100,9 @@ class BatchMaker:
         if self.flagged_ones > 0:
             xb = flag_ones(xb, yb, self.flagged_ones, self.generator)
         if self.printed is not None:
-            xb, yb = mix_printed(xb, yb, self.printed, self.font_fraction, self.generator)
+            xb, yb = mix_printed(
+                xb, yb, self.printed, self.font_fraction, self.generator, self.printed_ones_weight
+            )
         known = yb != OUTLIER  # "not a digit" corrections (--extra-data) join the non-digits
         corrections = xb[~known]
         xb, yb = xb[known], yb[known]

@@ -383,6 +383,7 @@ def batch_maker(
         generator,
         printed=printed_digits(config.font_fraction),
         font_fraction=config.font_fraction,
+        printed_ones_weight=config.printed_ones_weight,
         outliers=nondigit_source(config.outlier_fraction, config.seed),
         outlier_fraction=config.outlier_fraction,
         augment_config=augment,

@@ -53,3 +53,16 @@ def test_mix_replaces_requested_share_deterministically() -> None:
     assert int((y1 >= 0).sum()) == 10  # exactly the share asked for carries glyph labels
     assert bool((x1[:10].amax(dim=(1, 2, 3)) > 0.5).all()) and float(x1[10:].abs().sum()) == 0
     assert float(xb.abs().sum()) == 0 and bool((yb == -1).all())  # the caller's batch untouched
+
+
+@needs_fonts
+def test_printed_ones_are_drawn_as_often_as_their_weight_says() -> None:
+    digits = render_font_digits(FONTS[:2])
+    xb, yb = torch.zeros(4000, 1, 28, 28), torch.full((4000,), -1)
+
+    def ones(weight: float) -> float:
+        _, mixed = mix_printed(xb, yb, digits, 1.0, torch.Generator().manual_seed(5), weight)
+        return float((mixed == 1).float().mean())
+
+    assert 0.07 < ones(1.0) < 0.13  # one glyph in ten
+    assert 0.21 < ones(3.0) < 0.29  # three in twelve
