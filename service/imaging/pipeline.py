@@ -28,7 +28,7 @@ import numpy as np
 
 from service.errors import NoInk
 from service.imaging.colour import decode_colour_contrast
-from service.imaging.cropped import is_clean_paper, ring_as_border
+from service.imaging.cropped import framed_in_paper, is_clean_paper, ring_as_border
 from service.imaging.decode import decode_gray
 from service.imaging.enlarged import native_pixels
 from service.imaging.geometry import (
@@ -120,6 +120,12 @@ def _normalize_steps(gray: np.ndarray) -> Steps:
         ring = yield from _measured(ring_as_border(work))
         if is_clean_paper(ring):
             ink, lut = _bright_ink(work, ring)
+    if lut is None:  # a 1 cut at its ink's box: the stroke is every side; frame it in paper
+        framed = framed_in_paper(work)
+        if framed is not None:
+            work = framed
+            measured = yield from _measured(work)
+            ink, lut = _bright_ink(work, measured)
     if lut is None:  # nothing stands out from the paper's noise, however busy the paper is
         raise NoInk(
             "no ink found: nothing stands out from the background (a blank image, too "
