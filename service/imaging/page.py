@@ -18,7 +18,9 @@ the writing on it lighter still.
 
 Every sheet and plate is one flat shade apart from its marks. A bold stroke that fills much
 of the image (a 1 cropped close, a white 0 filling the frame) is a large region too, with
-lighter or darker pixels inside it, but its shade runs from its edges to its core.
+lighter or darker pixels inside it, but its shade runs from its edges to its core. A
+binarised one is flat, but a white 0 filling the frame meets three or four of its sides,
+where a sheet on a dark surround leaves the surround showing on two at least.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ MARKS_CONTRAST = int(2 * MIN_CONTRAST)  # levels the pen's marks are darker than
 SHEET_MIN_FLAT = 0.7  # of a sheet's own pixels, the share within half that of its shade
 SHADOWED_SHEET = 0.2  # of the way from a dark surround to the sheet: a shadowed sheet
 SHEET_MIN_LIT = 0.4  # of a shadowed sheet, the least share of it lit
+# Sides of the frame a bright sheet may meet: the dark surround round it shows on the others.
+BRIGHT_SHEET_MAX_SIDES = 2
 
 
 def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
@@ -72,6 +76,8 @@ def _bright_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
     if found is None or filled is None:
         return _shadowed_sheet(work, lut, half)
     paper, box, area = found
+    if sum(_frame_contact(paper, box)) > BRIGHT_SHEET_MAX_SIDES:
+        return None  # a bold white 0 round its dark hole, filling the frame: no surround
     if cv2.countNonZero(filled) - area < MIN_INK_PIXELS:
         return None  # nothing written on it
     ink = cv2.bitwise_not(work)  # the sheet dark, its marks bright, as _is_flat reads them

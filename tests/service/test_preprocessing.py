@@ -483,6 +483,18 @@ def test_a_bold_white_digit_filling_the_frame_is_not_a_sheet(index: int) -> None
     assert np.abs(run(encode(white_on_black)) - run(encode(black_on_white))).mean() < 0.02
 
 
+@pytest.mark.parametrize("width", [12, 15])
+def test_a_two_level_white_0_filling_the_frame_is_not_a_sheet(width: int) -> None:
+    """A binarised 0 cut at its box (an OCR client's crop, a semeion-style 16x16) is a flat
+    white ring meeting every side of the frame round a dark hole: taken for a white sheet on
+    a dark desk, its hole was read as the digit (18 of MNIST test's first 85 0s so made).
+    The surround a sheet lies on shows on at least two sides."""
+    white_on_black = Image.new("L", (width, 16), 0)
+    ImageDraw.Draw(white_on_black).ellipse((0, 0, width - 1, 15), outline=255, width=4)
+    black_on_white = ImageOps.invert(white_on_black)
+    assert np.abs(run(encode(white_on_black)) - run(encode(black_on_white))).mean() < 0.02
+
+
 def test_only_a_dithered_one_bit_image_is_smoothed() -> None:
     """A 1-bit halftone's scattered dots are smoothed to the grey they stand for; a drawn or
     thresholded two-level digit (a jagged edge, no dots) and a grey image are left as sent."""
