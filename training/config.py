@@ -50,9 +50,9 @@ class TrainConfig:
     augment: bool = True
     font_fraction: float = 0.05  # batch share replaced by printed digits (training/fonts.py)
     # A printed 1 is drawn this many times as often as another printed digit. A 1 printed as a
-    # flag and a stem (Roboto, Cantarell, light cuts of Open Sans) is read as 7 at 1; at 3 it is
-    # read, at a cost to scikit-learn's refusals and the seeds' MNIST figures, so it is off
-    # (docs/performance.md, "Issue 16, twenty-first round").
+    # flag and a stem (Roboto, Cantarell, light cuts of Open Sans) is read as 7 at 1, and at 3
+    # in every seed it is read, but no run at 2 or 3 was one to ship: off (docs/performance.md,
+    # "Issue 16, twenty-first round").
     printed_ones_weight: float = 1.0
     # Share of MNIST's bare 1s given a flag, a third of them a base (training/ones.py). Off: it
     # taught printed and flagged 1s but cost MNIST test and refusals (docs/performance.md).

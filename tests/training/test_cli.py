@@ -113,6 +113,7 @@ def test_help_shows_defaults() -> None:
         ("--seed", "-1", "a seed from 0 to 2**32 - 1"),
         ("--outlier-weight", "-1", "a number of at least 0"),
         ("--flagged-ones", "1.5", "a fraction from 0 to 1"),
+        ("--printed-ones-weight", "0", "a number above 0"),
     ],
 )
 def test_a_value_training_cannot_use_is_a_usage_error(
