@@ -24,8 +24,7 @@ import math
 import cv2
 import numpy as np
 
-from service.imaging.histograms import PixelHistogram
-from service.imaging.statistics import BORDER_SHARE, MIN_CONTRAST, Measurement
+from service.imaging.statistics import BORDER_SHARE, MIN_CONTRAST, Measurement, pixel_histogram
 
 # The band measured is BORDER_SHARE of the shorter side; a frame twice as wide holds it whole.
 FRAME_SHARE = 2 * BORDER_SHARE
@@ -61,7 +60,7 @@ def framed_in_paper(work: np.ndarray) -> np.ndarray | None:
     height, width = work.shape
     if width > NARROW * height:
         return None
-    levels = PixelHistogram(np.bincount(work.ravel(), minlength=256))
+    levels = pixel_histogram(work)
     low, high = levels.percentiles((2.0, 98.0))
     spread, middle = high - low, (low + high) / 2
     if spread < MIN_SPREAD:

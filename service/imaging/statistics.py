@@ -77,14 +77,14 @@ def measure(works: Sequence[np.ndarray]) -> list[Measurement]:
 
 def ink_table(ink: np.ndarray) -> np.ndarray | None:
     """The stretch table of an image already in ink-up polarity (after the lighting fit)."""
-    return _stretch(_histogram(ink), _paper(_border_histogram(ink)))
+    return _stretch(pixel_histogram(ink), _paper(_border_histogram(ink)))
 
 
 def clean_border_table(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
     """The stretch table as if the border were its median level alone, without its spread:
     a sheet on a busy surround (a granite counter, a patterned cloth) stands out from the
     surround's level, not from its noise, which the border measures."""
-    histogram, level = _histogram(work), measured.background
+    histogram, level = pixel_histogram(work), measured.background
     if measured.inverted:
         histogram, level = histogram.reversed(), 255.0 - level
     return _stretch(histogram, (level, 0.0))
@@ -158,7 +158,8 @@ def _counts(pixels: np.ndarray) -> np.ndarray:
     return cv2.calcHist([pixels], [0], None, [256], (0, 256)).ravel().astype(np.int64)
 
 
-def _histogram(pixels: np.ndarray) -> PixelHistogram:
+def pixel_histogram(pixels: np.ndarray) -> PixelHistogram:
+    """The ``PixelHistogram`` of 8-bit pixels, counted the cheaper way for their number."""
     return PixelHistogram(_counts(pixels))
 
 
@@ -180,7 +181,7 @@ def _ink_up(
 
     Returns that, and the histogram and the paper (level, sigma) in ink-up polarity.
     """
-    histogram = _histogram(pixels)
+    histogram = pixel_histogram(pixels)
     background, sigma = paper
     low, high = histogram.percentiles((0.1, 99.9))
     inverted = background - low > high - background
