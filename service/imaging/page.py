@@ -78,10 +78,10 @@ def _bright_sheet(work: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
     paper, box, area = found
     if sum(_frame_contact(paper, box)) > BRIGHT_SHEET_MAX_SIDES:
         return None  # a bold white 0 round its dark hole, filling the frame: no surround
-    if cv2.countNonZero(filled) - area < MIN_INK_PIXELS:
-        return None  # nothing written on it
+    if not _written_on(filled, area):
+        return None
     ink = cv2.bitwise_not(work)  # the sheet dark, its marks bright, as _is_flat reads them
-    if not _is_flat(ink, paper, int(np.median(ink[paper]))):
+    if not _is_flat_at_its_shade(ink, paper):
         return None  # a bold white digit filling the frame: its strokes are no flat sheet
     return _cut_out(work, filled, paper, box)
 
@@ -99,16 +99,14 @@ def _shadowed_sheet(work: np.ndarray, lut: np.ndarray, half: int) -> np.ndarray 
     if straight or partly > 1:
         return None
     filled = _quadrilateral(paper)
-    if filled is None or cv2.countNonZero(filled) - area < MIN_INK_PIXELS:
+    if filled is None or not _written_on(filled, area):
         return None
     lit = (work >= half) & paper
     shaded = paper & ~lit
     if np.count_nonzero(lit) < SHEET_MIN_LIT * area:
         return None
     ink = cv2.bitwise_not(work)  # as _is_flat reads it
-    if not _is_flat(ink, lit, int(np.median(ink[lit]))):
-        return None
-    if not _is_flat(ink, shaded, int(np.median(ink[shaded]))):
+    if not (_is_flat_at_its_shade(ink, lit) and _is_flat_at_its_shade(ink, shaded)):
         return None
     return _cut_out(work, filled, paper, box, extend=True)
 
@@ -168,6 +166,17 @@ def _is_flat(ink: np.ndarray, region: np.ndarray, shade: int) -> bool:
     own = levels[levels < shade + MARKS_CONTRAST]
     near = np.abs(own - shade) <= MARKS_CONTRAST // 2
     return np.count_nonzero(near) >= SHEET_MIN_FLAT * max(near.size, 1)
+
+
+def _is_flat_at_its_shade(ink: np.ndarray, region: np.ndarray) -> bool:
+    """``_is_flat`` at the region's own median shade."""
+    return _is_flat(ink, region, int(np.median(ink[region])))
+
+
+def _written_on(filled: np.ndarray, area: int) -> bool:
+    """Whether a sheet's outline, filled in, holds marks: enough pixels its own shade
+    (``area`` of them) leaves out."""
+    return cv2.countNonZero(filled) - area >= MIN_INK_PIXELS
 
 
 def _frame_contact(region: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int]:
