@@ -27,11 +27,6 @@ class Evaluation:
     confusion: np.ndarray  # (10, 10) int64: rows true label, columns prediction
     images: int
 
-    @property
-    def per_class_accuracy(self) -> list[float]:
-        totals = self.confusion.sum(axis=1)
-        return [float(self.confusion[k, k] / max(totals[k], 1)) for k in range(NUM_CLASSES)]
-
 
 def open_session(model_path: Path) -> ort.InferenceSession:
     if not model_path.is_file():

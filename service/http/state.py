@@ -58,10 +58,6 @@ def ready_predictor(state: ServiceState) -> Predictor:
     return state.predictor
 
 
-def predictor_of(request: Request) -> Predictor:
-    return ready_predictor(state_of(request))
-
-
 async def model_of(request: Request) -> ModelInfo:
     """The served model's description; NotReady (503) until the workers have opened it.
     ``async``: FastAPI runs a plain ``def`` dependency in a worker thread."""

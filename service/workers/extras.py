@@ -34,8 +34,8 @@ _TIMING = struct.Struct("<5dI")
 
 @dataclass(frozen=True, slots=True)
 class WorkerTiming:
-    """When the worker did what for one frame (``time.monotonic`` seconds), and when the
-    server sent it and read the reply (the same clock)."""
+    """When the server sent one frame and when the worker did what with it
+    (``time.monotonic`` seconds)."""
 
     sent_at: float
     preprocess_start: float
@@ -44,7 +44,6 @@ class WorkerTiming:
     explain_start: float
     explain_end: float
     model_batch: int  # inputs in the model call
-    received_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

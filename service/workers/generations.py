@@ -68,11 +68,6 @@ class Generations:
         task.add_done_callback(lambda done: self._retired(old, done))
         return info
 
-    async def settled(self) -> None:
-        """Wait until every replaced generation has stopped (tests, shutdown)."""
-        while self._retiring:
-            await asyncio.gather(*self._retiring, return_exceptions=True)
-
     def close(self) -> None:
         """Stop every generation; what is left unanswered fails with 503."""
         self.current.close()

@@ -5,8 +5,6 @@ the bookkeeping (which request, which metrics); this module only reads the reply
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -52,12 +50,9 @@ def decode_reply(
 
 
 def _image_results(request: Pending, payload: bytes) -> ImageResults:
-    """An IMAGES reply to ``request``; a TRACED one's timings name when it was sent and read."""
+    """An IMAGES reply to ``request``; a TRACED one's timings name when it was sent."""
     flags = request.flags
     if not flags & wire.TRACED:
         return wire.decode_image_results(payload, request.count, flags)
     sent_at = RequestHead.unpack_from(request.frame).sent_at
-    results = wire.decode_image_results(payload, request.count, flags, sent_at)
-    if results.timing is not None:
-        results.timing = replace(results.timing, received_at=time.monotonic())
-    return results
+    return wire.decode_image_results(payload, request.count, flags, sent_at)
