@@ -1,7 +1,9 @@
 """``python -m service`` / ``digits-serve``: JSON logs, settings, then uvicorn.
 
-Configuration is the environment (DIGITS_*, see service/settings/ and the README).
-One process per container: scale with replicas, not workers (see the README).
+Configuration is the environment (DIGITS_*, see service/settings/ and the README). This
+process serves the port itself, or starts ``DIGITS_FRONT_ENDS`` front ends on it
+(service/server.py); past one machine's cores, scale with replicas (the README's capacity
+model).
 """
 
 from __future__ import annotations

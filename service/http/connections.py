@@ -2,8 +2,8 @@
 
 uvicorn on httptools caps neither the request head's size nor the time a client takes to
 send its head or body, keeps any number of connections open, and arms a keep-alive timer per
-response (/work/shared/SERVING-FACTS.md). ``GuardedProtocol`` is uvicorn's httptools protocol
-plus:
+response. ``GuardedProtocol`` is uvicorn's httptools protocol plus (each limit has its test
+in tests/integration/test_hostile_clients.py):
 - a cap on the request head: 431 with a JSON body, then the connection is closed;
 - a deadline for the whole head, from the request's first byte (a brand-new connection's
   from its opening): a client sending one header line a second cannot dodge it. 408, close;
