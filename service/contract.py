@@ -19,8 +19,8 @@ logger = logging.getLogger("service.model")
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
-INPUT_SHAPE = (1, 28, 28)  # after the dynamic batch axis
 SIDE = 28
+INPUT_SHAPE = (1, SIDE, SIDE)  # after the dynamic batch axis
 NUM_CLASSES = 10
 DEFAULT_LABELS = tuple(str(digit) for digit in range(NUM_CLASSES))
 # A model version that does not start with a number ("beta", "") is V2 version 1.

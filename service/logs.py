@@ -28,10 +28,12 @@ _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {
 }
 
 
-def _timestamp(created: float) -> str:
+def iso_utc(seconds: float) -> str:
+    """``time.time()`` seconds as the logs and the feedback index write them: ISO 8601, UTC,
+    milliseconds."""
     return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-        + f".{int((created % 1) * 1000):03d}Z"
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        + f".{int((seconds % 1) * 1000):03d}Z"
     )
 
 
@@ -40,7 +42,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": _timestamp(record.created),
+            "ts": iso_utc(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -6,7 +6,8 @@ import asyncio
 from typing import Any
 
 from service.feedback.recent import RecentAnswers
-from service.feedback.store import CorrectionStore, iso_utc
+from service.feedback.store import CorrectionStore
+from service.logs import iso_utc
 from service.metrics import Metrics
 from service.settings import Settings
 

@@ -19,15 +19,12 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from service.contract import SIDE
 from service.errors import FeedbackFull
+from service.logs import iso_utc
 
 INDEX = "index.jsonl"
 IMAGES = "images"
-
-
-def iso_utc(seconds: float) -> str:
-    millis = int((seconds % 1) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 class CorrectionStore:
@@ -70,7 +67,7 @@ class CorrectionStore:
             return record_id
 
 
-def gray_png(pixels: bytes, side: int = 28) -> bytes:
+def gray_png(pixels: bytes, side: int = SIDE) -> bytes:
     """A square 8-bit grayscale PNG of ``pixels`` (row by row). Written here because the
     front-end process loads no imaging library (docs/design.md section 6): the format's
     framing is a few chunks around zlib data."""

@@ -8,6 +8,7 @@ import math
 import cv2
 import numpy as np
 
+from service.contract import SIDE
 from service.errors import NoInk
 from service.imaging.decode import DRAFT_SIZE
 from service.imaging.dots import MAX_DIGIT_PIECES, MAX_DOTS, as_dot_grid
@@ -16,7 +17,7 @@ from service.imaging.resampling import resize_lanczos
 from service.imaging.statistics import MIN_CONTRAST, border_pixels
 from service.imaging.strokes import at_least
 
-SIZE = 28  # model input side
+SIZE = SIDE  # model input side
 BOX = 20  # MNIST fits the ink into a 20x20 box...
 CENTRE = 14.0  # ...and puts its centre of mass here (measured on MNIST test: 13.99, 14.01)
 WORK_SIDE = DRAFT_SIZE  # larger images are reduced first: plenty for a 20-pixel target

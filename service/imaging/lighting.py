@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from service.imaging.histograms import median
-from service.imaging.statistics import MIN_CONTRAST, border_indices
+from service.imaging.statistics import MAD_TO_SIGMA, MIN_CONTRAST, border_indices
 
 LIGHTING_SIDE = 64  # uneven lighting is estimated on a copy this small: it varies slowly
 UNEVEN_SPREAD = 6.0  # border spread (robust sigma, of 255) above which lighting is looked at
@@ -43,7 +43,7 @@ def flatten_lighting(ink: np.ndarray, border_sigma: float) -> np.ndarray:
     for _ in range(LIGHTING_FITS):
         coefficients = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
         residual = values - design @ coefficients
-        sigma = 1.4826 * median(np.abs(residual[keep])) + 1.0
+        sigma = MAD_TO_SIGMA * median(np.abs(residual[keep])) + 1.0
         keep = residual < LIGHTING_OUTLIER_SIGMAS * sigma
         if keep.sum() < design.shape[1]:
             return ink

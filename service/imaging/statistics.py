@@ -17,6 +17,8 @@ import numpy as np
 
 from service.imaging.histograms import PixelHistogram, PixelHistograms, row_counts
 
+# A normal distribution's standard deviation from its median absolute deviation.
+MAD_TO_SIGMA = 1.4826
 MIN_CONTRAST = 24.0  # ink must differ from the background by this much (of 255) to exist
 NOISE_SIGMAS = 3.0  # background noise floor, in robust standard deviations of the border
 BORDER_SHARE = 0.04  # of the shorter side: how wide the border taken for paper is
@@ -98,7 +100,7 @@ def _noise(borders: PixelHistograms, background: np.ndarray) -> np.ndarray:
     sigma = np.zeros(len(background))
     if len(spread):
         deviation = borders.rows(spread).median_deviation(background[spread])
-        sigma[spread] = 1.4826 * deviation
+        sigma[spread] = MAD_TO_SIGMA * deviation
     return sigma
 
 
@@ -168,7 +170,7 @@ def _paper(border: PixelHistogram) -> tuple[float, float]:
     (background,) = border.percentiles((50.0,))
     if border.count_above(background - 1.0) - border.count_above(background) == border.total:
         return background, 0.0  # one level all round (a canvas, a clean scan): no spread
-    return background, 1.4826 * border.median_deviation(background)
+    return background, MAD_TO_SIGMA * border.median_deviation(background)
 
 
 def _ink_up(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.contract import RejectRule
+from service.contract import SIDE, RejectRule
 from service.errors import NotADigit
 from service.imaging.shape import characters_in_a_row, measure_shape
 
@@ -44,7 +44,7 @@ def refusal(
     ``score``: its entry of ``scores`` under the rule."""
     if reject is None:
         return None
-    image = pixels.reshape(28, 28)
+    image = pixels.reshape(SIDE, SIDE)
     # The shape first: when both refuse, its reason is the one a person understands.
     odd = measure_shape(image).oddity()
     if odd is None and score >= reject.threshold:
