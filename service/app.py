@@ -19,7 +19,7 @@ from service.http.errors import install_error_handlers
 from service.http.fast_routes import FastRoutes
 from service.http.guard import GUARD, ConnectionGuard, ConnectionLimits
 from service.http.lane import LANE, DirectLane
-from service.http.middleware import BodyLimit, Observability
+from service.http.middleware import BodyLimit, HeadAsGet, Observability
 from service.http.observability import Recorder
 from service.http.routes import docs, feedback, health, metrics, model_info, page
 from service.http.routes.predict import prediction_router
@@ -199,6 +199,8 @@ def create_app(settings: Settings | None = None) -> DigitsApp:
         # Served by service.http.routes.docs from the package: no CDN, so offline too.
         docs_url=None,
         redoc_url=None,
+        # /healthz/ is not /healthz: no redirect built from the client's Host header.
+        redirect_slashes=False,
     )
     attach_state(app, state)
     install_error_handlers(app)
@@ -215,6 +217,7 @@ def create_app(settings: Settings | None = None) -> DigitsApp:
     app.include_router(page.router)
     app.include_router(docs.router)
     # Added last = outermost: the request id, timing and metrics cover the 413 too.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(Observability, recorder=recorder)
     return app

@@ -80,6 +80,7 @@ def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> None:
         "workers": settings.front_ends,
         "loop": settings.event_loop,
         "http": GuardedProtocol,  # uvicorn's httptools protocol with the limits it lacks
+        "ws": "none",  # no WebSocket routes: an offer to switch protocols is answered as HTTP
         "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,

@@ -31,8 +31,16 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.http.coalescing import HeldHead
-from service.http.guard import GUARD, ConnectionGuard, ConnectionLimits, linger, refusal
+from service.http.guard import (
+    GUARD,
+    ConnectionGuard,
+    ConnectionLimits,
+    body_too_slow,
+    linger,
+    refusal,
+)
 from service.http.lane import LANE, DirectLane, Exchange
+from service.http.offers import head_without_offer
 
 # What a connection is waiting for, and so which deadline applies.
 HEAD, BODY, APP, IDLE = "head", "body", "app", "idle"
@@ -50,10 +58,12 @@ class GuardedProtocol(HttpToolsProtocol):
         self.head_received = 0  # raw bytes since the request's first byte, while in its head
         self.head_size = 0  # the parsed head: URL and header lines
         self.body_bytes = 0
+        self.body_at = 0.0  # when the body last made progress (or began)
         self.spoke = False  # has the client sent anything at all
         self.refused = False
         self.half_closed = False  # the client shut its sending side after a whole request
         self.writer: HeldHead | None = None
+        self.url = b""  # uvicorn sets it from a request's first byte; a refusal may come sooner
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         guard = self.guard
@@ -106,6 +116,15 @@ class GuardedProtocol(HttpToolsProtocol):
             self._enter(HEAD)
         if self.phase == HEAD:
             self.head_received += len(data)
+        self._feed(data)
+        # Still in the head after this chunk: every byte so far belongs to the head (this
+        # catches a header line that never ends, which the parser would buffer).
+        guard = self.guard
+        if self.phase == HEAD and guard is not None:
+            if self.head_received > guard.limits.max_head_bytes:
+                self._refuse_head(guard)
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -113,18 +132,21 @@ class GuardedProtocol(HttpToolsProtocol):
                 message = "Invalid HTTP request received."
                 self.logger.warning(message)
                 self.send_400_response(message)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._serve_without_upgrade(data[upgrade.args[0] :])
+
+    def _serve_without_upgrade(self, rest: bytes) -> None:
+        """Answer a request offering to switch protocols as HTTP/1.1 (service/http/offers.py):
+        httptools ended it at its head, so its body would be lost, then read as a request."""
+        method = self.parser.get_method()
+        if method == b"CONNECT":  # a tunnel, not a request this server answers
+            self.send_400_response("CONNECT is not served here")
             return
-        except httptools.HttpParserUpgrade:  # as uvicorn: serve it as plain HTTP
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
-        # Still in the head after this chunk: every byte so far belongs to the head (this
-        # catches a header line that never ends, which the parser would buffer).
-        guard = self.guard
-        if self.phase == HEAD and guard is not None:
-            if self.head_received > guard.limits.max_head_bytes:
-                self._refuse_head(guard)
+        version = self.parser.get_http_version().encode()
+        head = head_without_offer(method, self.url, version, self.headers)
+        self.parser = httptools.HttpRequestParser(self)
+        self._enter(HEAD)  # the head is counted once more, from nothing
+        self._feed(head + rest)
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes that are not HTTP, in the service's JSON error shape
@@ -153,7 +175,8 @@ class GuardedProtocol(HttpToolsProtocol):
             if self.cycle.response_started:  # too late for our answer: just close
                 self.transport.close()
                 return True
-        self.transport.write(refusal(status, code, message))
+        path = self.url.partition(b"?")[0].decode("latin-1")  # the request's, as far as it came
+        self.transport.write(refusal(status, code, message, path=path))
         linger(self.transport)
         return True
 
@@ -181,8 +204,10 @@ class GuardedProtocol(HttpToolsProtocol):
         if guard is not None and self.head_size > guard.limits.max_head_bytes:
             self._refuse_head(guard)
             return
+        if self.parser.should_upgrade():  # parsed again without the offer once this one stops
+            return
         self._enter(BODY)
-        self.body_bytes = 0
+        self.body_bytes, self.body_at = 0, self.since
         if self._take_lane():
             return
         super().on_headers_complete()
@@ -207,6 +232,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.refused:
             return
         self.body_bytes += len(body)
+        self.body_at = time.monotonic()
         cycle = self.cycle
         if type(cycle) is Exchange:  # bounded by its Content-Length, within the body limit
             cycle.chunks.append(body)
@@ -214,7 +240,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if self.refused:
+        if self.refused or self.parser.should_upgrade():  # the offer's message ends at its head
             return
         self._enter(APP)
         cycle = self.cycle
@@ -266,15 +292,9 @@ class GuardedProtocol(HttpToolsProtocol):
             self._refuse(408, "request_timeout", message)
             assert self.guard is not None
             self.guard.refused("slow_request", self.client, message)
-        elif (
-            self.phase == BODY
-            and elapsed > limits.body_grace_s
-            and self.body_bytes < limits.min_body_rate * elapsed
+        elif self.phase == BODY and (
+            message := body_too_slow(now - self.body_at, elapsed, self.body_bytes, limits)
         ):
-            message = (
-                f"the request body arrived at {self.body_bytes / elapsed:.0f} bytes/s, under "
-                f"the minimum of {limits.min_body_rate:g} bytes/s"
-            )
             self._refuse(408, "request_timeout", message)
             assert self.guard is not None
             self.guard.refused("slow_request", self.client, message)

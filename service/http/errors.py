@@ -16,6 +16,7 @@ from starlette.routing import Match
 
 from service.errors import ServiceError
 from service.http.fast_routes import CLIENT_CLOSED
+from service.http.v2.errors import error_body
 
 logger = logging.getLogger("service.errors")
 
@@ -36,43 +37,52 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def error_response(
-    status_code: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status_code: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    path: str = "",
 ) -> JSONResponse:
+    """The error answer to a request for ``path`` (V2's shape on /v2 paths)."""
     return JSONResponse(
-        {"error": {"code": code, "message": message}},
+        error_body(path, code, message),
         status_code=status_code,
         headers=dict(headers) if headers else None,
     )
 
 
-async def _service_error(_: Request, exc: Exception) -> Response:
+async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+    path = request.url.path
+    return error_response(exc.status_code, exc.code, exc.message, exc.headers, path)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    code = _STATUS_CODES.get(exc.status_code, "error")
+    code, path = _STATUS_CODES.get(exc.status_code, "error"), request.url.path
     if exc.status_code == 404:
-        message = f"no route {request.url.path}"
+        message = f"no route {path}"
     elif exc.status_code == 405:
-        message = f"method {request.method} is not allowed on {request.url.path}"
-        return error_response(405, code, message, {**(exc.headers or {}), **_allow(request)})
+        message = f"method {request.method} is not allowed on {path}"
+        headers = {**(exc.headers or {}), **_allow(request)}
+        return error_response(405, code, message, headers, path)
     else:
         message = str(exc.detail)
-    return error_response(exc.status_code, code, message, exc.headers)
+    return error_response(exc.status_code, code, message, exc.headers, path)
 
 
 def _allow(request: Request) -> dict[str, str]:
     """The Allow header of a 405: every method some route on the path takes. Starlette names
     only the first route that matched the path, so a path with a GET and a POST route (such
     as /feedback) told a client that only GET exists. Asked of the routes themselves, one
-    method at a time: the only public way through FastAPI's included routers."""
+    method at a time: the only public way through FastAPI's included routers. HEAD goes
+    wherever GET does (service/http/middleware.py, HeadAsGet)."""
     allowed = [
         method
         for method in _METHODS
         if any(
-            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            route.matches({**request.scope, "method": "GET" if method == "HEAD" else method})[0]
+            is Match.FULL
             for route in request.app.router.routes
         )
     ]
@@ -90,9 +100,10 @@ def validation_message(errors: Sequence[Mapping[str, Any]], within: tuple[str, .
     return "; ".join(_describe(error, within) for error in errors) or "invalid request"
 
 
-async def _validation_error(_: Request, exc: Exception) -> Response:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return error_response(422, "validation_error", validation_message(exc.errors()))
+    message = validation_message(exc.errors())
+    return error_response(422, "validation_error", message, path=request.url.path)
 
 
 async def _client_gone(_: Request, exc: Exception) -> Response:
@@ -106,7 +117,7 @@ async def _client_gone(_: Request, exc: Exception) -> Response:
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     # A bug, never the client's fault: log it with the traceback, answer in the same shape.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", "internal server error")
+    return error_response(500, "internal_error", "internal server error", path=request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

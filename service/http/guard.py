@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
+from service.http.v2.errors import error_body
 from service.metrics import Metrics
 
 logger = logging.getLogger("service.http")
@@ -73,8 +74,25 @@ class ConnectionGuard:
         logger.warning("refused %s: %s", client[0] if client else "a client", detail)
 
 
-def refusal(status: int, code: str, message: str, *extra: bytes) -> bytes:
-    body = orjson.dumps({"error": {"code": code, "message": message}})
+def body_too_slow(stopped: float, elapsed: float, received: int, limits: ConnectionLimits) -> str:
+    """Why a request body is too slow ("" while it is not): it has not moved for the grace
+    period (a client that sent most of a large body and then nothing would otherwise hold its
+    buffer for as long as its average allows), or ``received`` bytes in ``elapsed`` seconds
+    since the head are under the minimum rate once the grace period is over."""
+    if stopped > limits.body_grace_s:
+        return f"no request body arrived for {limits.body_grace_s:g} s"
+    if elapsed > limits.body_grace_s and received < limits.min_body_rate * elapsed:
+        return (
+            f"the request body arrived at {received / elapsed:.0f} bytes/s, under the minimum "
+            f"of {limits.min_body_rate:g} bytes/s"
+        )
+    return ""
+
+
+def refusal(status: int, code: str, message: str, *extra: bytes, path: str = "") -> bytes:
+    """A whole answer that closes the connection, for a request to ``path`` (as far as it
+    was read)."""
+    body = orjson.dumps(error_body(path, code, message))
     head = [
         STATUS_LINE[status],
         b"content-type: application/json\r\n",

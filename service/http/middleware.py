@@ -3,6 +3,7 @@
 ``BodyLimit`` refuses bodies over the limit from Content-Length up front and, for chunked
 or lying clients, by counting ``receive()`` bytes. ``Observability`` gives every response an
 ``X-Request-ID``, records the request metrics and writes one JSON access-log line.
+``HeadAsGet`` answers HEAD wherever GET is answered.
 """
 
 from __future__ import annotations
@@ -13,6 +14,21 @@ from service.errors import PayloadTooLarge
 from service.http.errors import error_response
 from service.http.observability import UNMATCHED, Recorder
 from service.logs import request_id
+
+
+class HeadAsGet:
+    """HEAD is answered as GET, the server sending the head alone (RFC 9110 section 9.3.2:
+    every general-purpose server supports it; uptime checks and ``curl -I`` use it). FastAPI
+    routes declared for GET would answer 405. Innermost: the access line and the metrics
+    still say HEAD."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -33,7 +49,7 @@ class BodyLimit:
                     declared = -1
                 if declared > limit:
                     message = f"request body of {declared} bytes is over the limit of {limit} bytes"
-                    response = error_response(413, "payload_too_large", message)
+                    response = error_response(413, "payload_too_large", message, path=scope["path"])
                     response.headers["Connection"] = "close"
                     await response(scope, receive, send)
                     return

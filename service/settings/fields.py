@@ -36,7 +36,8 @@ class ConnectionFields(BaseModel):
         10.0,
         gt=0,
         description="How long a request body may take before it must have averaged "
-        "DIGITS_BODY_MIN_BYTES_PER_SECOND; slower, 408 and the connection is closed.",
+        "DIGITS_BODY_MIN_BYTES_PER_SECOND, and the longest it may stop arriving; slower, "
+        "408 and the connection is closed.",
     )
     body_min_bytes_per_second: int = Field(
         16 * 1024,

@@ -135,6 +135,74 @@ def test_malformed_requests_get_a_json_400(server: RunningService, head: bytes) 
     _predict_works(server)
 
 
+# What Java's HttpClient and Spring's RestClient send with every POST to an http:// URL.
+H2C_OFFER = (
+    b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+)
+
+
+def _offering_h2c(framing: bytes) -> bytes:
+    return b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n" + H2C_OFFER + framing
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["head and body at once", "body later"])
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+def test_a_request_offering_h2c_is_answered_from_its_body(
+    server: RunningService, together: bool, chunked: bool
+) -> None:
+    """The offer is ignored, as a server may: the request is answered as HTTP/1.1 from its
+    body (httptools ended the message at its head: an empty body, 400), and a request after it
+    on the same connection is answered too."""
+    if chunked:
+        head, body = (
+            _offering_h2c(b"Transfer-Encoding: chunked\r\n\r\n"),
+            b"%x\r\n%s\r\n0\r\n\r\n" % (len(SEVEN), SEVEN),
+        )
+    else:
+        head, body = _offering_h2c(b"Content-Length: %d\r\n\r\n" % len(SEVEN)), SEVEN
+    with _connect(server) as sock:
+        if together:
+            sock.sendall(head + body)
+        else:
+            sock.sendall(head)
+            time.sleep(0.2)
+            sock.sendall(body)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = _read_all(sock)
+    first, _, second = answer.partition(b"HTTP/1.1 200 OK\r\n")[2].partition(b"HTTP/1.1 ")
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b'"digit":' in first
+    assert second.startswith(b"200 OK") and b'"status":"ok"' in second
+
+
+def test_a_body_after_an_h2c_offer_is_never_read_as_a_request(server: RunningService) -> None:
+    """A body that is itself a request must not be answered as one: that is how a request is
+    smuggled past a proxy that reads the body as a body."""
+    inner = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    head = (
+        b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + H2C_OFFER
+        + b"Content-Length: %d\r\n\r\n" % len(inner)
+    )
+    with _connect(server) as sock:
+        sock.sendall(head)
+        time.sleep(0.2)
+        sock.sendall(inner)
+        time.sleep(0.5)  # a second answer, if any, is written by then (keep-alive: no close)
+        sock.shutdown(socket.SHUT_WR)
+        answer = _read_all(sock)
+    assert answer.count(b"HTTP/1.1 ") == 1 and b'"status":"ok"' not in answer
+    assert answer.startswith(b"HTTP/1.1 400")
+
+
+def test_connect_gets_a_json_400(server: RunningService) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+        status, body = _status_and_body(_read_all(sock))
+    assert status == 400 and body["error"]["code"] == "bad_request"
+    _predict_works(server)
+
+
 def test_many_header_lines_over_the_cap_get_431(server: RunningService) -> None:
     lines = b"".join(b"X-Line-%d: %s\r\n" % (n, b"b" * 100) for n in range(400))
     with _connect(server) as sock:
@@ -196,6 +264,20 @@ def test_a_trickling_body_is_cut_within_its_deadline(server: RunningService) -> 
         waited = time.monotonic() - started
     status, body = _status_and_body(answer)
     assert status == 408 and "bytes/s" in body["error"]["message"]
+    assert waited < 1.0 + SWEEP_SLACK_S + 0.2
+    _predict_works(server)
+
+
+def test_a_body_that_stops_is_cut_however_fast_it_began(server: RunningService) -> None:
+    """Most of a large body at once, then nothing: its average rate alone would keep the
+    connection (and the buffered body) for minutes."""
+    with _connect(server) as sock:
+        sock.sendall(_request_head(400_000) + b"\0" * 300_000)
+        started = time.monotonic()
+        sock.settimeout(5)
+        status, body = _status_and_body(_read_all(sock))
+        waited = time.monotonic() - started
+    assert status == 408 and "no request body arrived for 1 s" in body["error"]["message"]
     assert waited < 1.0 + SWEEP_SLACK_S + 0.2
     _predict_works(server)
 

@@ -210,11 +210,32 @@ def test_unknown_route_and_wrong_method_use_the_error_body(client: TestClient) -
 
 
 def test_a_405_names_every_method_the_path_takes(client: TestClient) -> None:
-    """/feedback has a GET route and a POST route; Starlette's own Allow named only GET."""
+    """/feedback has a GET route and a POST route; Starlette's own Allow named only GET. HEAD
+    goes where GET goes."""
     wrong = client.put("/feedback")
     assert wrong.status_code == 405
-    assert wrong.headers["allow"] == "GET, POST"
+    assert wrong.headers["allow"] == "GET, HEAD, POST"
     assert client.post("/").headers["allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/readyz", "/model", "/metrics", "/v2/health/ready", "/v2/models/tiny"]
+)
+def test_head_is_answered_wherever_get_is(client: TestClient, path: str) -> None:
+    """Uptime checks and ``curl -I`` ask with HEAD: FastAPI's GET routes answered 405."""
+    got = client.get(path)
+    head = client.head(path)
+    assert got.status_code == head.status_code == 200
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert client.head("/predict").status_code == 405
+
+
+def test_a_trailing_slash_is_no_route_and_no_redirect(client: TestClient) -> None:
+    """A redirect to the same path without the slash was built from the client's Host header
+    (an open redirect, and http:// behind TLS)."""
+    answer = client.get("/healthz/", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert answer.status_code == 404 and "location" not in answer.headers
+    assert answer.json()["error"]["code"] == "not_found"
 
 
 def test_bad_query_parameter_is_a_validation_error(client: TestClient) -> None:

@@ -188,3 +188,14 @@ def test_wrong_model_name_and_version_are_404(triton: httpclient.InferenceServer
     with pytest.raises(InferenceServerException) as caught:
         triton.infer(MODEL_NAME, [tensor], model_version="2")
     assert caught.value.status() == "404"
+
+
+def test_an_error_before_the_route_reads_as_a_message(
+    triton: httpclient.InferenceServerClient,
+) -> None:
+    """An endpoint this server does not have (Triton's log settings): the client shows the
+    message instead of failing to add a dict to a string."""
+    with pytest.raises(InferenceServerException) as caught:
+        triton.get_log_settings()
+    assert caught.value.status() == "404"
+    assert "no route /v2/logging" in str(caught.value)

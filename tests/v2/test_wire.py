@@ -115,6 +115,35 @@ def test_malformed_requests_are_400_with_error_string(
     assert isinstance(error, str) and message in error
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/v2/trace/setting", 0, 404),  # Triton's trace extension: not served
+        ("GET", "/v2/systemsharedmemory/status", 0, 404),
+        ("GET", f"/v2/models/{MODEL_NAME}/versions//infer", 0, 404),
+        ("GET", INFER, 0, 405),
+        ("DELETE", f"/v2/models/{MODEL_NAME}", 0, 405),
+        ("POST", INFER, Settings().max_body_bytes + 1, 413),
+    ],
+    ids=["trace", "shared memory", "empty version", "GET infer", "DELETE model", "over the limit"],
+)
+def test_every_refusal_on_a_v2_path_is_the_protocols_error_string(
+    http: httpx.Client, method: str, path: str, body: int, status: int
+) -> None:
+    """Not only the V2 routes' own errors: the router's 404 and 405 and the body limit's 413
+    too, or tritonclient fails on the body (str + dict) instead of showing the message."""
+    response = http.request(method, path, content=b"\0" * body if body else None)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert isinstance(error, str) and error
+
+
+def test_refusals_elsewhere_keep_the_services_error_object(http: httpx.Client) -> None:
+    for response in (http.get("/v2x"), http.get("/predict"), http.get("/nothing/v2")):
+        assert response.status_code in (404, 405)
+        assert set(response.json()["error"]) == {"code", "message"}
+
+
 def test_binary_size_mismatches_are_400(http: httpx.Client) -> None:
     images = np.zeros((2, 1, 28, 28), dtype=np.float32)
     body, headers = _binary(images, size=100)

@@ -12,6 +12,17 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+V2_PREFIX = "/v2"
+
+
+def error_body(path: str, code: str, message: str) -> dict[str, Any]:
+    """The error body the client of ``path`` reads: the protocol's on /v2 paths (whichever
+    layer refuses the request: a route, the body limit, the router's 404 and 405, the
+    connection's 408 and 431), the service's everywhere else."""
+    if path == V2_PREFIX or path.startswith(V2_PREFIX + "/"):
+        return {"error": message}
+    return {"error": {"code": code, "message": message}}
+
 
 class V2ErrorBody(BaseModel):
     """Every /v2 error answer, in the protocol's shape."""
