@@ -166,6 +166,8 @@ def test_index_and_unload(admin: TestClient) -> None:
     assert admin.post("/v2/repository/index", headers=AUTH, json=[1]).status_code == 400
     unload = admin.post("/v2/repository/models/lenet5/unload", headers=AUTH)
     assert unload.status_code == 400 and "never unloads" in unload.json()["error"]
+    other = admin.post("/v2/repository/models/mnist/unload", headers=AUTH)
+    assert other.status_code == 404 and "unknown model 'mnist'" in other.json()["error"]
 
 
 def test_outcomes_are_counted_and_a_refusal_stays_in_the_index(

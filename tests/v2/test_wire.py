@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
 
@@ -67,6 +68,27 @@ def test_octet_stream_binary_answers_binary(http: httpx.Client) -> None:
     assert response.json()["outputs"][0]["shape"] == [3, 10]
 
 
+def test_a_raw_binary_request_is_one_image_answered_in_binary(
+    http: httpx.Client, v2_server: LiveServer
+) -> None:
+    """Triton's raw binary request: Inference-Header-Content-Length 0 and the tensor alone."""
+    image = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
+    headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "0"}
+    response = http.post(INFER, content=image.astype("<f4").tobytes(), headers=headers)
+    assert response.status_code == 200, response.text
+    size = int(response.headers["Inference-Header-Content-Length"])
+    header = json.loads(response.content[:size])
+    (output,) = header["outputs"]
+    assert output["shape"] == [1, 10] and output["parameters"]["binary_data_size"] == 40
+    probabilities = np.frombuffer(response.content[size:], dtype="<f4")
+    expected = ort.InferenceSession(str(v2_server.model_path)).run(None, {"image": image})[0]
+    np.testing.assert_allclose(probabilities, expected[0], rtol=1e-5)
+    for wrong in (image[0, 0, 0].tobytes(), np.zeros((2, 1, 28, 28), np.float32).tobytes()):
+        refused = http.post(INFER, content=wrong, headers=headers)
+        assert refused.status_code == 400
+        assert "of shape [1, 1, 28, 28]: 3136 bytes" in refused.json()["error"]
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "message"),
     [
@@ -102,8 +124,9 @@ def test_octet_stream_binary_answers_binary(http: httpx.Client) -> None:
         (b"{}", {"Content-Type": "application/octet-stream"}, "needs the Inference-Header"),
         (b"{}", {"Inference-Header-Content-Length": "abc"}, "must be an integer"),
         (b"{}", {"Inference-Header-Content-Length": "99"}, "outside the body"),
-        (b"{}", {"Content-Encoding": "br"}, "unsupported Content-Encoding"),
         (b"{}", {"Content-Encoding": "gzip"}, "not valid gzip"),
+        (gzip.compress(b'{"inputs": []}')[:-12], {"Content-Encoding": "gzip"}, "truncated gzip"),
+        (gzip.compress(b"{}") + b"{}", {"Content-Encoding": "gzip"}, "2 bytes after its gzip"),
     ],
 )
 def test_malformed_requests_are_400_with_error_string(
@@ -142,6 +165,12 @@ def test_refusals_elsewhere_keep_the_services_error_object(http: httpx.Client) -
     for response in (http.get("/v2x"), http.get("/predict"), http.get("/nothing/v2")):
         assert response.status_code in (404, 405)
         assert set(response.json()["error"]) == {"code", "message"}
+
+
+def test_an_encoding_the_server_cannot_undo_is_415(http: httpx.Client) -> None:
+    response = http.post(INFER, content=b"{}", headers={"Content-Encoding": "br"})
+    assert response.status_code == 415
+    assert "unsupported Content-Encoding 'br'" in response.json()["error"]
 
 
 def test_binary_size_mismatches_are_400(http: httpx.Client) -> None:
@@ -224,7 +253,7 @@ def test_the_errors_a_route_answers_are_in_its_openapi_entry(http: httpx.Client)
         schema = entry["content"]["application/json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/V2ErrorBody"}, (path, schema)
     infer = paths["/v2/models/{model_name}/versions/{model_version}/infer"]["post"]
-    assert {"400", "404", "413", "503"} <= set(infer["responses"])
+    assert {"400", "404", "413", "415", "503"} <= set(infer["responses"])
 
 
 def test_an_error_quotes_a_huge_value_short(http: httpx.Client) -> None:

@@ -37,6 +37,7 @@ _MEANINGS = {
     404: "Unknown model or version; on /v2/repository, the extension is off",
     409: "Another model load is in progress: retry when it is done",
     413: "Body over DIGITS_MAX_BODY_BYTES, or a model file over its limit",
+    415: "A Content-Encoding other than gzip, deflate or identity",
     503: "Model not loaded yet, the queue is full (with Retry-After), or the workers could not "
     "start a new model",
 }

@@ -3,14 +3,15 @@
 Transport-free: bytes and headers in, numpy out. The routes only move bytes.
 Both encodings of the protocol are read: JSON tensors (``data``) and the binary tensor data
 extension (a JSON header of ``Inference-Header-Content-Length`` bytes followed by the raw
-little-endian tensors, each sized by its ``binary_data_size`` parameter). Every mistake a
+little-endian tensors, each sized by its ``binary_data_size`` parameter), and its raw binary
+request (``Inference-Header-Content-Length: 0``: the body is one image's tensor and nothing
+else). Every mistake a
 client can make is a :class:`V2Error` naming the bad value, so nothing reaches a 500.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +27,6 @@ FP32 = "FP32"
 WIRE_FP32 = np.dtype("<f4")
 # MNIST convention of the model's input (docs/design.md, section 1).
 PIXEL_MIN, PIXEL_MAX = 0.0, 1.0
-# Request body encodings the Triton clients can send (``request_compression_algorithm``).
-_DECOMPRESSORS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 @dataclass(frozen=True)
@@ -65,26 +64,6 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
-    """Undo ``Content-Encoding: gzip|deflate``, refusing to inflate past ``max_bytes``."""
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    wbits = _DECOMPRESSORS.get(encoding)
-    if wbits is None:
-        raise V2Error(
-            f"unsupported Content-Encoding {quoted(content_encoding)}; use gzip, deflate or none"
-        )
-    inflater = zlib.decompressobj(wbits)
-    try:
-        plain = inflater.decompress(body, max_bytes)
-    except zlib.error as exc:
-        raise V2Error(f"request body is not valid {encoding} data: {exc}") from None
-    if inflater.unconsumed_tail:
-        raise V2Error(f"decompressed request body exceeds the limit of {max_bytes} bytes")
-    return plain
-
-
 def parse_infer_request(
     body: bytes,
     *,
@@ -108,6 +87,8 @@ def parse_infer_request(
         header, binary = _load_json(body), memoryview(b"")
     else:
         size = _parse_header_length(header_length, len(body))
+        if size == 0:
+            return _raw_request(body, model_input, model_outputs)
         header, binary = _load_json(body[:size]), memoryview(body)[size:]
     return _read_request(header, binary, model_input, model_outputs, max_batch_size)
 
@@ -119,11 +100,29 @@ def _parse_header_length(value: str, body_length: int) -> int:
         raise V2Error(
             f"Inference-Header-Content-Length must be an integer, got {quoted(value)}"
         ) from None
-    if not 0 < size <= body_length:
+    if not 0 <= size <= body_length:
         raise V2Error(
             f"Inference-Header-Content-Length {size} is outside the body of {body_length} bytes"
         )
     return size
+
+
+def _raw_request(
+    body: bytes, model_input: TensorSignature, model_outputs: list[TensorSignature]
+) -> InferRequest:
+    """Triton's raw binary request: no JSON header, so a batch of one (the only shape the
+    byte count can tell) and every output answered as binary data, as Triton does."""
+    expected = model_input.item_size * WIRE_FP32.itemsize
+    if len(body) != expected:
+        shape = ", ".join(map(str, (1, *model_input.item_shape)))
+        raise V2Error(
+            f"a raw binary request (Inference-Header-Content-Length 0) is one FP32 tensor "
+            f"'{model_input.name}' of shape [{shape}]: {expected} bytes, got {len(body)}"
+        )
+    flat = np.frombuffer(body, dtype=WIRE_FP32).astype(np.float32, copy=False)
+    images = flat.reshape(1, *model_input.item_shape)
+    _check_range(images, model_input.name)
+    return InferRequest(images, [RequestedOutput(output.name, True) for output in model_outputs])
 
 
 def _load_json(raw: bytes | memoryview) -> dict[str, Any]:

@@ -204,6 +204,10 @@ async def unload_model(request: Request, model_name: str) -> Response:
     except V2Error as exc:
         return _error(exc)
     served = state.model.name if state.model else "?"
+    if model_name != served:  # as a load of it would answer
+        return V2Error(
+            f"unknown model {quoted(model_name)}; this server serves '{served}'", 404
+        ).response()
     message = (
         f"this server serves exactly one model ('{served}') and never unloads it; "
         "load another in its place instead"

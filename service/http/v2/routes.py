@@ -17,8 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from service.errors import ServiceError, quoted
 from service.http.state import state_of
 from service.http.v2 import metadata
+from service.http.v2.encoding import decode_body
 from service.http.v2.errors import V2Error, documented
-from service.http.v2.infer_request import InferRequest, decode_body
+from service.http.v2.infer_request import InferRequest
 from service.http.v2.infer_request import parse_infer_request as parse
 from service.http.v2.infer_response import encode_infer_response
 from service.http.v2.metadata import ServedModel
@@ -169,5 +170,5 @@ _register(
     "POST",
     _infer,
     "Inference: JSON tensors or the binary tensor data extension",
-    (400, 404, 413, 503),
+    (400, 404, 413, 415, 503),
 )
