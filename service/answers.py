@@ -14,7 +14,6 @@ import numpy as np
 from service.contract import ModelInfo
 from service.errors import NotADigit
 from service.explanations.occlusion import METHOD, PARAMETERS
-from service.logs import request_id
 from service.metrics import Metrics
 from service.workers.extras import Explanations
 from service.workers.protocol import ImageResults
@@ -62,10 +61,12 @@ class Answers:
         uploads: Sequence[Upload],
         named: bool,
         include_image: bool,
+        request_id: str | None = None,
         first: int = 0,
     ) -> list[dict[str, Any]]:
         """One answer or error entry per image of a frame's results, in order; the numpy
-        work for all of them at once. ``first``: the first image's position in its request."""
+        work for all of them at once. ``request_id`` and ``first`` (the first image's position
+        in its request) name each answer for a correction."""
         probabilities = results.probabilities
         rows, digits, pngs = probabilities.tolist(), probabilities.argmax(1).tolist(), results.pngs
         ref = self.ref(results.model)
@@ -99,7 +100,7 @@ class Answers:
             if inputs is not None and inputs[index] is not None:
                 predicted = digit if error is None else error.code
                 self._recent.remember(  # type: ignore[union-attr]
-                    request_id.get(), first + index, inputs[index], predicted, confidence, ref
+                    request_id, first + index, inputs[index], predicted, confidence, ref
                 )
             if named and error is None:
                 answer["filename"] = upload.filename

@@ -156,10 +156,15 @@ class Predictor:
         return tracing.frame_context(images, self._answers.ref(self.model)) if tracing else None
 
     async def predict(
-        self, upload: Upload, include_image: bool = False, explain: bool = False
+        self,
+        upload: Upload,
+        include_image: bool = False,
+        explain: bool = False,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         """The answer for one image; raises ServiceError for bad input or overload (an image
-        refused after the model ran carries its explanation and input in ``details``)."""
+        refused after the model ran carries its explanation and input in ``details``).
+        ``request_id``: what a correction names the answer by (feedback on)."""
         started = time.perf_counter()
         flags, trace = self._flags(include_image, explain), self._trace(1)
         try:
@@ -170,7 +175,7 @@ class Predictor:
         if results.timing is not None:
             self._tracing.record(results, 1)  # type: ignore[union-attr]
         computed = time.perf_counter()
-        answer = self._answers.build(results, [upload], False, include_image)[0]
+        answer = self._answers.build(results, [upload], False, include_image, request_id)[0]
         error = results.errors.get(0)
         if error is not None:
             self._statistics.failed(results.model, time.perf_counter() - started)
@@ -180,7 +185,11 @@ class Predictor:
         return answer
 
     async def predict_batch(
-        self, uploads: list[Upload], include_image: bool = False, explain: bool = False
+        self,
+        uploads: list[Upload],
+        include_image: bool = False,
+        explain: bool = False,
+        request_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """One entry per upload in order; a bad image fails its own entry only.
 
@@ -212,7 +221,9 @@ class Predictor:
                     self._tracing.record(results, count)  # type: ignore[union-attr]
                 frames.append(results)
                 answered = time.perf_counter()
-                entries += self._answers.build(results, batch, True, include_image, first)
+                entries += self._answers.build(
+                    results, batch, True, include_image, request_id, first
+                )
                 building += time.perf_counter() - answered
         finally:
             _abandon([future for _, future in chunks[awaited:]])  # the request failed

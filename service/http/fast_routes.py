@@ -51,6 +51,7 @@ class DirectRequest:
     content_length: int | None
     max_body_bytes: int
     content_encoding: str = ""
+    request_id: str | None = None  # the X-Request-ID it is answered with
 
     async def body(self) -> bytes:
         """The whole body, refused with 413 once it passes the limit (chunked or lying)."""
@@ -108,7 +109,7 @@ class FastRoutes:
         token = request_id.set(rid)
         status, sent = CLIENT_CLOSED, 0
         try:
-            status, body, headers = await self.answer(self._request(scope, receive), handler)
+            status, body, headers = await self.answer(self._request(scope, receive, rid), handler)
             if status != CLIENT_CLOSED:
                 sent = await _respond(send, status, body, rid, headers)
         finally:
@@ -120,16 +121,16 @@ class FastRoutes:
         answers these paths directly, before its routing; service/app.py)."""
 
         async def endpoint(request: Request) -> Response:
-            status, body, headers = await self.answer(
-                self._request(request.scope, request.receive), handler
-            )
+            # The request id middleware (service/http/middleware.py) set it for this request.
+            direct = self._request(request.scope, request.receive, request_id.get())
+            status, body, headers = await self.answer(direct, handler)
             response = Response(body, status, media_type="application/json")
             response.headers.update({k.decode(): v.decode() for k, v in headers})
             return response
 
         return endpoint
 
-    def _request(self, scope: Scope, receive: Receive) -> DirectRequest:
+    def _request(self, scope: Scope, receive: Receive, rid: str | None) -> DirectRequest:
         content_type, length, encoding = "", None, ""
         for name, value in scope["headers"]:
             if name == b"content-type":
@@ -138,7 +139,9 @@ class FastRoutes:
                 length = int(value) if value.isdigit() else -1
             elif name == b"content-encoding":
                 encoding = value.decode("latin-1")
-        return DirectRequest(scope, receive, content_type, length, self.max_body_bytes, encoding)
+        return DirectRequest(
+            scope, receive, content_type, length, self.max_body_bytes, encoding, rid
+        )
 
     async def answer(
         self, request: DirectRequest, handler: Handler

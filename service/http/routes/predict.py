@@ -95,12 +95,13 @@ def prediction_router(
     async def predict(request: DirectRequest) -> bytes:
         predictor, (with_image, explain) = predictor_of(), query_flags(request.query_string)
         upload = single_upload(request.content_type, await request.body())
-        return orjson.dumps(await predictor.predict(upload, with_image, explain))
+        answer = await predictor.predict(upload, with_image, explain, request.request_id)
+        return orjson.dumps(answer)
 
     async def predict_batch(request: DirectRequest) -> bytes:
         predictor, (with_image, explain) = predictor_of(), query_flags(request.query_string)
         uploads = batch_uploads(request.content_type, await request.body(), max_batch_files)
-        answers = await predictor.predict_batch(uploads, with_image, explain)
+        answers = await predictor.predict_batch(uploads, with_image, explain, request.request_id)
         return orjson.dumps({"predictions": answers})
 
     router = APIRouter(tags=["predict"])
