@@ -53,18 +53,15 @@ class DigitsApp(FastAPI):
         self.tracing = tracing  # None: tracing off, and the request path knows nothing of it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            if self.tracing is not None:
-                await self.tracing.requests(scope, receive, send, self._dispatch)
-                return
-            handler = self.fast_routes.match(scope)
-            if handler is not None:
-                await self.fast_routes.serve(scope, receive, send, handler)
-                return
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+        elif self.tracing is not None:
+            await self.tracing.requests(scope, receive, send, self._dispatch)
+        else:
+            await self._dispatch(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A traced request, inside its span: the direct handlers, else FastAPI."""
+        """An HTTP request (inside its span when traced): the direct handlers, else FastAPI."""
         handler = self.fast_routes.match(scope)
         if handler is not None:
             await self.fast_routes.serve(scope, receive, send, handler)
