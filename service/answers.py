@@ -97,11 +97,11 @@ class Answers:
                 answer["normalized_image"] = base64.b64encode(png).decode("ascii")
             if values is not None and explained.overlays[index]:  # type: ignore[union-attr]
                 answer["explanation"] = _explanation(explained, values, index, digit)  # type: ignore[arg-type]
-            if inputs is not None and inputs[index] is not None:
+            pixels = inputs[index] if inputs is not None else None
+            if pixels is not None:  # sent only when answers are remembered (feedback on)
+                assert self._recent is not None
                 predicted = digit if error is None else error.code
-                self._recent.remember(  # type: ignore[union-attr]
-                    request_id, first + index, inputs[index], predicted, confidence, ref
-                )
+                self._recent.remember(request_id, first + index, pixels, predicted, confidence, ref)
             if named and error is None:
                 answer["filename"] = upload.filename
             entries.append(answer)
@@ -118,7 +118,7 @@ class Upload(Protocol):
 def _rounded(maps: np.ndarray) -> list[Any]:
     """The maps as nested lists of floats with 5 decimals: a probability drop is read to
     1e-5, and the JSON stays a third of full float32 precision's size."""
-    return np.round(maps.astype(np.float64), 5).tolist()  # type: ignore[no-any-return]
+    return np.round(maps.astype(np.float64), 5).tolist()
 
 
 def _explanation(

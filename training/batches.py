@@ -31,9 +31,9 @@ T = TypeVar("T")
 AHEAD = 2  # batches prepared ahead of the model
 
 
-def to_tensor(images: object) -> torch.Tensor:
+def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in 0..1."""
-    return torch.from_numpy(images).to(torch.float32).div_(255.0).unsqueeze(1)  # type: ignore[arg-type]
+    return torch.from_numpy(images).to(torch.float32).div_(255.0).unsqueeze(1)
 
 
 def standardise(x: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,10 @@ class DeployableLeNet(nn.Module):
     """0..1 images in, probabilities out: the training-time standardisation, then a softmax
     at the calibrated temperature (training/calibrate.py)."""
 
+    mean: torch.Tensor  # buffers, registered below (nn.Module types them as Tensor | Module)
+    std: torch.Tensor
+    temperature: torch.Tensor
+
     def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         self.model = model.eval()

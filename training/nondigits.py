@@ -104,7 +104,8 @@ def draw_shape(rng: np.random.Generator) -> np.ndarray:
             box = (x0, y0, x1 + 2, y1 + 2)
             primitive = int(rng.integers(0, 4))
             if primitive == 0:
-                draw.arc(box, *sorted(rng.uniform(0, 360, 2)), fill=255, width=_width(rng))
+                start, end = sorted(rng.uniform(0, 360, 2))
+                draw.arc(box, start, end, fill=255, width=_width(rng))
             elif primitive == 1:
                 draw.ellipse(box, outline=255, width=_width(rng))
             elif primitive == 2:
@@ -204,7 +205,7 @@ def draw_scribble(rng: np.random.Generator) -> np.ndarray:
 
 def _drawn(kind: str, count: int, rng: np.random.Generator) -> list[np.ndarray]:
     draw = draw_shape if kind == "shape" else draw_scribble
-    out = []
+    out: list[np.ndarray] = []
     while len(out) < count:
         fitted = to_mnist_box(draw(rng))
         if fitted is not None:

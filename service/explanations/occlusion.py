@@ -39,8 +39,8 @@ def _patches() -> tuple[np.ndarray, np.ndarray]:
     for row in range(_CORNERS):
         for column in range(_CORNERS):
             masks[row, column, row : row + PATCH, column : column + PATCH] = True
-    masks = masks.reshape(-1, SIDE, SIDE)
-    return masks.reshape(len(masks), -1), masks.sum(0).astype(np.float32)
+    patches = masks.reshape(-1, SIDE, SIDE)
+    return patches.reshape(len(patches), -1), patches.sum(0).astype(np.float32)
 
 
 Predict = Callable[[np.ndarray], np.ndarray]

@@ -94,7 +94,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self.guard.connections.discard(self)
         super().connection_lost(exc)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio allows True
         """The client shut its sending side, as `nc -N` and some proxies do after a request.
         A request that arrived whole is still answered, then the connection closes; uvicorn
         closes at once, dropping the answer. In any other phase it closes now, as there."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httptools
+from starlette.types import Message
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
@@ -134,7 +135,7 @@ class DirectLane:
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Message) -> None:
             nonlocal status, headers
             if message["type"] == "http.response.start":
                 status, headers = message["status"], default_headers + message["headers"]

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from starlette.types import Scope
+
 from service.logs import AccessLog
 from service.metrics import Metrics
 
@@ -62,7 +64,7 @@ class Recorder:
 
     def end(
         self,
-        scope: dict[str, Any],
+        scope: Scope,
         route: str,
         status: int,
         started: float,

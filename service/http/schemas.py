@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 # The examples shown in /docs are the shipped model's real answers (examples/digit.png for a
 # prediction), rounded to 3 decimals; tests/docs/test_openapi_examples.py keeps them true.
-_PROBABILITIES = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+_PROBABILITIES: list[JsonValue] = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 
 
 class ModelRef(BaseModel):

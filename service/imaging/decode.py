@@ -181,7 +181,8 @@ def _histogram(pixels: np.ndarray, mask: np.ndarray) -> PixelHistogram:
 def to_grayscale(image: Image.Image) -> np.ndarray:
     """Luminance 0..255 as float32 (H, W), whatever the mode, with alpha flattened."""
     if image.mode == "P":
-        has_alpha = "transparency" in image.info or image.palette.mode == "RGBA"
+        palette = image.palette
+        has_alpha = "transparency" in image.info or (palette is not None and palette.mode == "RGBA")
         image = image.convert("RGBA" if has_alpha else "RGB")
     if image.mode in _ALPHA_MODES:
         luminance, alpha = image.convert("LA").split()

@@ -178,8 +178,8 @@ def _is_ruled(labels: np.ndarray, box: np.ndarray, component: int) -> bool:
     wide = cv2.dilate(mine, np.ones((2 * RULED_SLACK + 1,) * 2, np.uint8))
     across = np.ones((1, max(2, round(RULED_RUN * width))), np.uint8)
     up = np.ones((max(2, round(RULED_RUN * height)), 1), np.uint8)
-    lines = cv2.morphologyEx(wide, cv2.MORPH_OPEN, across) | cv2.morphologyEx(
-        wide, cv2.MORPH_OPEN, up
+    lines = cv2.bitwise_or(
+        cv2.morphologyEx(wide, cv2.MORPH_OPEN, across), cv2.morphologyEx(wide, cv2.MORPH_OPEN, up)
     )
     return cv2.countNonZero(cv2.bitwise_and(lines, mine)) >= OUTLINE_SHARE * area
 

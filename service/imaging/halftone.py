@@ -29,7 +29,7 @@ def smooth_halftone(work: np.ndarray) -> np.ndarray:
     low, high, _, _ = cv2.minMaxLoc(work)
     if high - low < 1 or cv2.countNonZero(cv2.inRange(work, low + 1, high - 1)):
         return work  # one level, or more than two: not a 1-bit image
-    dark = cv2.compare(work, low, cv2.CMP_EQ)
+    dark = cv2.compare(work, low, cv2.CMP_EQ)  # type: ignore[call-overload]  # stubs: no scalars
     if _dots(dark) + _dots(cv2.bitwise_not(dark)) < MIN_DOTS:
         return work
     return cv2.GaussianBlur(work, (0, 0), SMOOTHING)

@@ -62,8 +62,10 @@ def flatten_lighting(ink: np.ndarray, border_sigma: float) -> np.ndarray:
 def _lighting_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(H*W, 6) terms 1, x, y, x*x, x*y, y*y on -1..1 coordinates, row-major, and the flat
     indices of the border pixels (the border the statistics use). Cached: sizes repeat."""
-    ys, xs = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij")
-    xs, ys = xs.ravel(), ys.ravel()
+    grid_y, grid_x = np.meshgrid(
+        np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij"
+    )
+    xs, ys = grid_x.ravel(), grid_y.ravel()
     terms = np.stack([np.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys], axis=1)
     terms.flags.writeable = False
     # Each border pixel once, ascending (the statistics' order repeats the corners).

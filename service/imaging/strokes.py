@@ -61,7 +61,7 @@ def keep_strokes(ink: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, int]:
     elif len(touching) <= _MAX_LOOKUPS:
         mask = np.zeros_like(weak)
         for component in touching:
-            mask |= cv2.compare(weak_labels, component, cv2.CMP_EQ)
+            mask |= cv2.compare(weak_labels, component, cv2.CMP_EQ)  # type: ignore[call-overload]
         strokes = cv2.bitwise_and(ink, mask)
     else:
         table = np.zeros(weak_count, dtype=bool)

@@ -126,7 +126,7 @@ class ModelLoader:
         if spec.path == serving.path:  # the same bytes: nothing to do
             return LoadOutcome(previous, previous, None, 0, time.monotonic() - started)
         try:
-            report = await self._check(spec)
+            accuracy, digits = await self._check(spec)
             info = await self._pool.reload(spec)
         except (ModelLoadError, NotReady) as exc:
             self._staging.release(spec, keep=self._pool.model)
@@ -137,24 +137,23 @@ class ModelLoader:
         self.current = info
         self._on_switch(info)  # same event-loop step as the switch: no request in between
         self._staging.release(serving, keep=spec)
-        outcome = LoadOutcome(
-            info, previous, report["accuracy"], report["digits"], time.monotonic() - started
-        )
+        outcome = LoadOutcome(info, previous, accuracy, digits, time.monotonic() - started)
         logger.info(
             "model %s %s now serves (was %s %s); %.1f%% on %d check digits; %.1f s",
             info.name,
             info.version,
             previous.name,
             previous.version,
-            100 * report["accuracy"],
-            report["digits"],
+            100 * accuracy,
+            digits,
             outcome.seconds,
             extra={"model_path": label, "sha256": info.sha256},
         )
         return outcome
 
-    async def _check(self, spec: ModelSpec) -> dict[str, float | int]:
-        """The gate's report on ``spec`` (service/repository/gate.py), in a child process."""
+    async def _check(self, spec: ModelSpec) -> tuple[float, int]:
+        """The gate's (accuracy, check digits) for ``spec`` (service/repository/gate.py), in a
+        child process."""
         request = GateRequest(spec, str(self._check_digits), self._min_accuracy)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -173,8 +172,8 @@ class ModelLoader:
         if process.returncode != 0:
             lines = err.decode(errors="replace").strip().splitlines()
             raise RefusedFile(lines[-1] if lines else f"the check exited with {process.returncode}")
-        report: dict[str, float | int] = json.loads(out)
-        return report
+        report = json.loads(out)
+        return float(report["accuracy"]), int(report["digits"])
 
     # --- SIGHUP: the same as a body-less load ----------------------------------------------
 

@@ -56,7 +56,7 @@ class WorkerSpans:
         def ns(seconds: float) -> int:
             return int(seconds * _NS) + offset
 
-        spans = [
+        spans: list[tuple[str, float, float, dict[str, int | float]]] = [
             ("queue wait", timing.sent_at, timing.preprocess_start, {}),
             (
                 "preprocess",

@@ -95,4 +95,4 @@ class SocketInbox:
             return None
         payload = bytes(buffer[wire.REQUEST_SIZE : end])
         del buffer[:end]
-        return Frame(head.request_id, head.kind, head.flags, head.count, head.sent_at, payload)
+        return Frame(head.request_id, head.kind, head.flags, head.images, head.sent_at, payload)

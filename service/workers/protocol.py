@@ -62,7 +62,7 @@ class RequestHead(NamedTuple):
     request_id: int
     kind: int
     flags: int
-    count: int
+    images: int  # ("count" would hide tuple.count)
     sent_at: float
     length: int
 

@@ -19,7 +19,7 @@ from service.workers.protocol import ImageResults, ReplyHead, RequestHead
 class Chunk(NamedTuple):
     """Consecutive images of one request sent in one frame: how many, and their answer."""
 
-    count: int
+    images: int  # ("count" would hide tuple.count)
     future: asyncio.Future[ImageResults]
 
 
