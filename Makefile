@@ -49,9 +49,10 @@ evaluate: $(VENV)/.dev-installed  ## MNIST test accuracy of $(MODEL) with ONNX R
 bench: $(VENV)/.dev-installed  ## throughput table vs its own ceilings (needs wrk), ~2 min
 	$(BIN)/python -m bench
 
-lint: $(VENV)/.dev-installed  ## ruff, ruff format, hadolint
+lint: $(VENV)/.dev-installed  ## ruff, ruff format, mypy, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/hadolint --failure-threshold warning Dockerfile
 
 # The runtime image. ENGINE: docker when its engine answers, else podman. A machine without a
