@@ -41,7 +41,7 @@ from service.imaging.geometry import (
 from service.imaging.halftone import smooth_halftone
 from service.imaging.hard_shadow import lift_hard_shadow
 from service.imaging.lighting import flatten_lighting
-from service.imaging.page import find_page
+from service.imaging.sheet import find_sheet
 from service.imaging.statistics import Measurement, ink_table, measure
 from service.imaging.strokes import keep_strokes
 
@@ -111,7 +111,7 @@ def _normalize_steps(gray: np.ndarray) -> Steps:
         passthrough = already_mnist(original, measured.background)
         if passthrough is not None:
             return passthrough
-    sheet = find_page(work, measured)
+    sheet = find_sheet(work, measured)
     if sheet is not None:  # a sheet on a darker surround: its own paper is the paper
         work = sheet
         measured = yield from _measured(work)

@@ -48,7 +48,7 @@ SHEET_MIN_LIT = 0.4  # of a shadowed sheet, the least share of it lit
 BRIGHT_SHEET_MAX_SIDES = 2
 
 
-def find_page(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
+def find_sheet(work: np.ndarray, measured: Measurement) -> np.ndarray | None:
     """The sheet's part of the 8-bit work image, or None when the image is not a sheet on a
     surround of another shade. When the border is the dark side (``measured`` says bright
     ink), as it is for white ink on black too, a sheet is a bright region (for white ink
