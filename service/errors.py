@@ -107,6 +107,18 @@ class NotReady(ServiceError):
     status_code, code = 503, "not_ready"
 
 
+class RequestTimeout(ServiceError):
+    """The request's head or body arrived too slowly; the connection is closed."""
+
+    status_code, code = 408, "request_timeout"
+
+
+class HeadersTooLarge(ServiceError):
+    """The request's head is over the cap; the connection is closed."""
+
+    status_code, code = 431, "headers_too_large"
+
+
 # Every concrete error by its code: what a worker's error reply is raised as in the server.
 _BY_CODE: dict[str, type[ServiceError]] = {
     cls.code: cls
@@ -126,6 +138,8 @@ _BY_CODE: dict[str, type[ServiceError]] = {
         NotADigit,
         Overloaded,
         NotReady,
+        RequestTimeout,
+        HeadersTooLarge,
     )
 }
 

@@ -30,6 +30,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from service.errors import BadRequest, HeadersTooLarge, Overloaded, RequestTimeout, ServiceError
 from service.http.coalescing import HeldHead
 from service.http.guard import (
     GUARD,
@@ -69,9 +70,9 @@ class GuardedProtocol(HttpToolsProtocol):
         guard = self.guard
         if guard is not None and len(self.connections) >= guard.limits.max_connections:
             self.transport, self.refused = transport, True
-            retry = b"retry-after: %d\r\n" % guard.limits.retry_after_s
             message = f"too many open connections (the limit is {guard.limits.max_connections})"
-            transport.write(refusal(503, "overloaded", message + "; retry later", retry))
+            error = Overloaded(message + "; retry later", guard.limits.retry_after_s)
+            transport.write(refusal(error))
             linger(transport)
             guard.refused("connection_limit", transport.get_extra_info("peername"), message)
             return
@@ -149,19 +150,18 @@ class GuardedProtocol(HttpToolsProtocol):
         self._feed(head + rest)
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to bytes that are not HTTP, in the service's JSON error shape
-        (uvicorn's is plain text), as every refusal: a request still being answered on this
-        connection is not written to any more, the connection closes lingering."""
-        self._refuse(400, "bad_request", msg)
+        """uvicorn's answer to bytes that are not HTTP, as every refusal here (JSON, not
+        uvicorn's plain text; nothing more written on the connection, a lingering close)."""
+        self._refuse(BadRequest(msg))
 
     def _refuse_head(self, guard: ConnectionGuard) -> None:
         limit = guard.limits.max_head_bytes
         message = f"the request head is over the limit of {limit} bytes"
-        if self._refuse(431, "headers_too_large", message):
+        if self._refuse(HeadersTooLarge(message)):
             guard.refused("headers_too_large", self.client, message)
 
-    def _refuse(self, status: int, code: str, message: str) -> bool:
-        """Answer ``status`` (JSON) and close, whatever the request was doing; once (a head
+    def _refuse(self, error: ServiceError) -> bool:
+        """Answer ``error`` (JSON) and close, whatever the request was doing; once (a head
         over the cap is seen both when parsed and when counted raw, in one read). Whether
         this call refused the connection."""
         if self.refused:
@@ -176,7 +176,7 @@ class GuardedProtocol(HttpToolsProtocol):
                 self.transport.close()
                 return True
         path = self.url.partition(b"?")[0].decode("latin-1")  # the request's, as far as it came
-        self.transport.write(refusal(status, code, message, path=path))
+        self.transport.write(refusal(error, path))
         linger(self.transport)
         return True
 
@@ -288,13 +288,13 @@ class GuardedProtocol(HttpToolsProtocol):
             if not self.spoke:  # opened and never used: nothing to answer
                 self.transport.close()
                 return
-            message = f"the request head did not arrive within {limits.head_timeout_s:g} s"
-            self._refuse(408, "request_timeout", message)
-            assert self.guard is not None
-            self.guard.refused("slow_request", self.client, message)
+            self._too_slow(f"the request head did not arrive within {limits.head_timeout_s:g} s")
         elif self.phase == BODY and (
             message := body_too_slow(now - self.body_at, elapsed, self.body_bytes, limits)
         ):
-            self._refuse(408, "request_timeout", message)
-            assert self.guard is not None
-            self.guard.refused("slow_request", self.client, message)
+            self._too_slow(message)
+
+    def _too_slow(self, message: str) -> None:
+        self._refuse(RequestTimeout(message))
+        assert self.guard is not None
+        self.guard.refused("slow_request", self.client, message)

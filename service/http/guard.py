@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
+from service.errors import ServiceError
 from service.http.v2.errors import error_body
 from service.metrics import Metrics
 
@@ -89,15 +90,18 @@ def body_too_slow(stopped: float, elapsed: float, received: int, limits: Connect
     return ""
 
 
-def refusal(status: int, code: str, message: str, *extra: bytes, path: str = "") -> bytes:
-    """A whole answer that closes the connection, for a request to ``path`` (as far as it
-    was read)."""
-    body = orjson.dumps(error_body(path, code, message))
+def refusal(error: ServiceError, path: str = "") -> bytes:
+    """The whole answer to ``error`` that closes the connection, for a request to ``path``
+    (as far as it was read)."""
+    body = orjson.dumps(error_body(path, error.code, error.message))
     head = [
-        STATUS_LINE[status],
+        STATUS_LINE[error.status_code],
         b"content-type: application/json\r\n",
         b"content-length: %d\r\n" % len(body),
-        *extra,
+        *(
+            f"{name.lower()}: {value}\r\n".encode("latin-1")
+            for name, value in error.headers.items()
+        ),
         b"connection: close\r\n\r\n",
     ]
     return b"".join(head) + body
