@@ -43,23 +43,24 @@ DEFAULT_STEPS = "service.imaging.pipeline:preprocess_steps"
 
 @dataclass
 class PoolOptions:
-    """How the workers decode, batch and admit (the Settings fields they come from)."""
+    """How the workers decode, batch and admit. Made from the settings only
+    (service.predictor.pool_options), so no default here can disagree with theirs."""
 
     workers: int
     model: ModelSpec
-    allowed_formats: Collection[str] = frozenset({"PNG", "JPEG"})
-    max_pixels: int = 40_000_000
-    max_batch_pixels: int = 40_000_000  # decoded by one request's images in one model call
-    timeout_seconds: float = 10.0
-    max_batch_size: int = 32
-    max_delay_us: int = 0
-    max_queue_images: int = 1024
-    overflow_backlog_images: int = 0  # 0: no overflow worker, all take work alike
-    retry_after_seconds: int = 1
+    allowed_formats: Collection[str]
+    max_pixels: int
+    max_batch_pixels: int  # decoded by one request's images in one model call
+    timeout_seconds: float
+    max_batch_size: int
+    max_delay_us: int
+    max_queue_images: int
+    overflow_backlog_images: int  # 0: no overflow worker, all take work alike
+    retry_after_seconds: int
+    log_level: str
+    shadow_model: ModelSpec | None  # service/workers/shadow.py
+    shadow_sample_rate: float
     steps: str = DEFAULT_STEPS  # "module:function" of the image stages; tests inject stand-ins
-    log_level: str = "INFO"
-    shadow_model: ModelSpec | None = None  # service/workers/shadow.py
-    shadow_sample_rate: float = 0.0
 
 
 def _load(worker: WorkerConnection) -> int:

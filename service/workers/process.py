@@ -47,7 +47,7 @@ class Limits:
     max_pixels: int
     max_batch_size: int
     max_delay_s: float
-    max_batch_pixels: int = 40_000_000  # decoded by one frame's images together
+    max_batch_pixels: int  # decoded by one frame's images together
 
 
 def worker_main(config: dict[str, Any]) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from service.contract import ModelSpec
-from service.workers.pool import PoolOptions, WorkerPool
+from service.predictor import pool_options
+from service.settings import Settings
+from service.workers.pool import WorkerPool
 from tests.conftest import REPO_ROOT
 from tests.service.images import draw_digit, png
 from tests.service.import_probe import WEB_AND_METRICS
@@ -68,9 +70,8 @@ def test_the_server_process_loads_no_image_or_model_code(tiny_onnx: Path) -> Non
 
 def test_a_worker_process_loads_no_web_or_metrics_code(tiny_onnx: Path) -> None:
     async def loaded() -> str:
-        options = PoolOptions(
-            1, ModelSpec(str(tiny_onnx)), steps="tests.service.import_probe:steps"
-        )
+        settings = pool_options(Settings(model_path=tiny_onnx))
+        options = replace(settings, workers=1, steps="tests.service.import_probe:steps")
         pool = WorkerPool(options)
         await pool.start()
         try:

@@ -28,7 +28,13 @@ from service.workers.process import Frame, Limits, run_batch
 from tests.conftest import build_onnx_model
 from tests.service.images import draw_digit, png
 
-LIMITS = Limits(frozenset({"PNG", "JPEG"}), max_pixels=10_000_000, max_batch_size=32, max_delay_s=0)
+LIMITS = Limits(
+    frozenset({"PNG", "JPEG"}),
+    max_pixels=10_000_000,
+    max_batch_size=32,
+    max_delay_s=0,
+    max_batch_pixels=40_000_000,
+)
 
 
 class RecordingSlot:

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Collection, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,16 +18,16 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.app import create_app
-from service.contract import ModelSpec
 from service.errors import Overloaded, ServiceError
 from service.http.state import app_state
 from service.imaging import encode_png, preprocess_image, preprocess_steps
 from service.imaging.pipeline import Steps
 from service.metrics import Metrics
 from service.model import DigitClassifier
+from service.predictor import pool_options
 from service.settings import Settings
 from service.workers import protocol as wire
-from service.workers.pool import PoolOptions, WorkerPool
+from service.workers.pool import WorkerPool
 from service.workers.protocol import ImageResults
 from service.workers.results import Chunk
 from tests.service.images import draw_digit, encode, png
@@ -85,13 +86,14 @@ def make_pool(tiny_onnx: Path) -> Any:
     def make(metrics: Metrics | None = None, **options: Any) -> WorkerPool:
         defaults: dict[str, Any] = {
             "workers": 2,
-            "model": ModelSpec(str(tiny_onnx)),
             "allowed_formats": FORMATS,
             "max_pixels": MAX_PIXELS,
             "timeout_seconds": 5.0,
+            "overflow_backlog_images": 0,  # every worker takes work alike unless a test asks
             "steps": f"{__name__}:slow_or_real",
         }
-        return WorkerPool(PoolOptions(**{**defaults, **options}), metrics)
+        settings = pool_options(Settings(model_path=tiny_onnx))
+        return WorkerPool(replace(settings, **{**defaults, **options}), metrics)
 
     return make
 
