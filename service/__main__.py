@@ -24,6 +24,11 @@ from service.settings import Settings, describe
 
 logger = logging.getLogger("service")
 EXIT_BAD_CONFIG = 2
+USAGE = """usage: digits-serve  (or: python -m service)
+
+Serves the digit classifier on DIGITS_HOST:DIGITS_PORT (127.0.0.1:8000 by default).
+It takes no arguments: it is configured by DIGITS_* environment variables, listed in
+the README's Configuration table; a bad value stops it with exit status 2, naming it."""
 CHECK_TIMEOUT_S = 60.0  # importing ONNX Runtime and opening the model on a busy machine
 
 
@@ -56,9 +61,17 @@ def _problem(model: ModelSpec) -> str | None:
     return lines[-1] if lines else f"the model check exited with {done.returncode}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Start the server; a bad setting or a model that cannot be served exits 2, the log
-    saying what."""
+    saying what. ``--help`` prints the usage; any other argument is a usage error (it was
+    ignored, and ``--help`` started a server)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args in (["-h"], ["--help"]):
+        sys.stdout.write(USAGE + "\n")
+        sys.exit(0)
+    if args:
+        sys.stderr.write(f"{USAGE}\n\nerror: unexpected arguments: {' '.join(args)}\n")
+        sys.exit(EXIT_BAD_CONFIG)
     configure_logging()
     try:
         settings = Settings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import subprocess
 import sys
@@ -89,6 +90,18 @@ def test_server_start_with_a_wrong_model_exits_with_one_line(tmp_path: Path) -> 
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "expected ['image']" in lines[0], result.stderr
+
+
+def test_help_prints_the_usage_and_arguments_are_refused() -> None:
+    """--help started a server on port 8000 before: arguments were ignored."""
+    run = functools.partial(
+        subprocess.run, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    shown = run([sys.executable, "-m", "service", "--help"])
+    assert shown.returncode == 0 and "DIGITS_* environment variables" in shown.stdout
+    refused = run([sys.executable, "-m", "service", "--port", "9000"])
+    assert refused.returncode == 2
+    assert "unexpected arguments: --port 9000" in refused.stderr
 
 
 def test_invalid_setting_exits_with_one_line() -> None:
