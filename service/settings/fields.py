@@ -115,7 +115,7 @@ class FeedbackFields(BaseModel):
     feedback_recent_answers: int = Field(
         10_000,
         ge=1,
-        description="Most answers kept in memory for correction, about 0.5 KB each; the "
+        description="Most answers kept in memory for correction, about 1 KB each; the "
         "oldest go first when more arrive within the window.",
     )
     feedback_max_records: int = Field(
