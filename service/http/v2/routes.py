@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.errors import ServiceError, quoted
+from service.errors import quoted
 from service.http.state import state_of
 from service.http.v2 import metadata
 from service.http.v2.encoding import decode_body
@@ -101,9 +101,8 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
         result = await state.predictor.probabilities(parsed.images)
     except V2Error as exc:
         return exc.response()
-    except ServiceError as exc:
-        # Overloaded (503 + Retry-After) and friends, in the protocol's error shape.
-        return V2Error(exc.message, exc.status_code).response(exc.headers)
+    # A ServiceError (Overloaded, 503 + Retry-After, and friends) goes to the app's handler,
+    # which answers it in the protocol's shape on a /v2 path (service/http/v2/errors.py).
     source = result.model  # the model that computed it: a reload may have switched meanwhile
     body, header_length = encode_infer_response(
         model_name=source.name if source else model.name,
