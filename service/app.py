@@ -213,8 +213,8 @@ def create_app(settings: Settings | None = None) -> DigitsApp:
     app.include_router(v2_router)
     app.include_router(page.router)
     app.include_router(docs.router)
+    app.add_middleware(HeadAsGet)  # innermost: the access line and metrics still say HEAD
     # Added last = outermost: the request id, timing and metrics cover the 413 too.
-    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(Observability, recorder=recorder)
     return app

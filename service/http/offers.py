@@ -21,11 +21,12 @@ def head_without_offer(
     Connection (which is dropped when nothing else is left in it)."""
     lines = [b"%s %s HTTP/%s\r\n" % (method, target, version)]
     for name, value in headers:
-        if name.lower() == b"connection":
+        field = name.lower()
+        if field == b"connection":
             tokens = [token.strip() for token in value.split(b",")]
             value = b", ".join(t for t in tokens if t and t.lower() not in OFFER_HEADERS)
             if not value:
                 continue
-        if name.lower() not in OFFER_HEADERS:
+        if field not in OFFER_HEADERS:
             lines.append(b"%s: %s\r\n" % (name, value))
     return b"".join(lines) + b"\r\n"
