@@ -126,6 +126,23 @@ def load_split(data_dir: Path, train: bool) -> MnistSplit:
     return MnistSplit(images=images.copy(), labels=labels.astype(np.int64))
 
 
+def carve_validation(
+    split: MnistSplit, *, limit: int | None, val_size: int, seed: int
+) -> tuple[MnistSplit, MnistSplit]:
+    """(train, validation): a seeded random hold-out of the first ``limit`` images, at most
+    a fifth of them. Training and the calibration after it both call this, so the
+    temperature and the not-a-digit threshold are never fitted on images the model learnt."""
+    if limit is not None:
+        split = MnistSplit(split.images[:limit], split.labels[:limit])
+    held_out = min(val_size, len(split.labels) // 5)
+    order = np.random.default_rng(seed).permutation(len(split.labels))
+    val_idx, train_idx = np.sort(order[:held_out]), np.sort(order[held_out:])
+    return (
+        MnistSplit(split.images[train_idx], split.labels[train_idx]),
+        MnistSplit(split.images[val_idx], split.labels[val_idx]),
+    )
+
+
 def data_checksums() -> dict[str, str]:
     """The checksums the loader enforces, for the model card (what the model was trained on)."""
     return dict(SHA256)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from training.augment import AugmentConfig
 from training.batches import Batch, BatchMaker, feed, standardise, to_tensor
 from training.config import TrainConfig
-from training.data import MnistSplit
+from training.data import MnistSplit, carve_validation
 from training.extra_data import OUTLIER, ExtraData
 from training.fonts import FontDigits, find_fonts, render_font_digits
 from training.model import LeNet5
@@ -69,16 +69,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     # Every op this model uses on CPU is deterministic already; this guards future edits.
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def split_validation(split: MnistSplit, val_size: int, seed: int) -> tuple[MnistSplit, MnistSplit]:
-    """Seeded random hold-out: (train, validation)."""
-    order = np.random.default_rng(seed).permutation(len(split.labels))
-    val_idx, train_idx = np.sort(order[:val_size]), np.sort(order[val_size:])
-    return (
-        MnistSplit(split.images[train_idx], split.labels[train_idx]),
-        MnistSplit(split.images[val_idx], split.labels[val_idx]),
-    )
 
 
 @torch.no_grad()
@@ -354,12 +344,9 @@ def training_data(
     """(x_train, y_train, x_val, y_val): the seeded validation split carved out of MNIST's
     training images (``config.limit_train`` of them), the extra examples joining the training
     part only."""
-    if config.limit_train is not None:
-        train_split = MnistSplit(
-            train_split.images[: config.limit_train], train_split.labels[: config.limit_train]
-        )
-    val_size = min(config.val_size, len(train_split.labels) // 5)
-    train_part, val_part = split_validation(train_split, val_size, config.seed)
+    train_part, val_part = carve_validation(
+        train_split, limit=config.limit_train, val_size=config.val_size, seed=config.seed
+    )
     x_train, y_train = to_tensor(train_part.images), torch.from_numpy(train_part.labels)
     x_train, y_train = with_extra(x_train, y_train, extra, config)
     x_val, y_val = to_tensor(val_part.images).to(device), torch.from_numpy(val_part.labels)

@@ -19,10 +19,9 @@ import torch
 from training.augment import AugmentConfig, augment
 from training.batches import to_tensor
 from training.config import TrainConfig
-from training.data import MnistSplit, load_split
+from training.data import MnistSplit, carve_validation, load_split
 from training.fonts import find_fonts, render_font_digits
 from training.nondigits import validation_nondigits
-from training.train import split_validation
 
 STYLED_SEED_OFFSET = 1000  # the augmentation draws of the styled copies: not training's
 
@@ -37,13 +36,12 @@ class ValidationSets:
 
 def validation_split(training_config: dict[str, Any], data_dir: Path) -> MnistSplit:
     """The exact validation split ``fit`` held out for this configuration."""
-    split = load_split(data_dir, train=True)
-    limit = training_config.get("limit_train")
-    if limit is not None:
-        split = MnistSplit(split.images[:limit], split.labels[:limit])
-    requested = int(training_config.get("val_size", TrainConfig.val_size))
-    val_size = min(requested, len(split.labels) // 5)
-    return split_validation(split, val_size, int(training_config["seed"]))[1]
+    return carve_validation(
+        load_split(data_dir, train=True),
+        limit=training_config.get("limit_train"),
+        val_size=int(training_config.get("val_size", TrainConfig.val_size)),
+        seed=int(training_config["seed"]),
+    )[1]
 
 
 def _as_uint8(x: torch.Tensor) -> np.ndarray:
