@@ -188,7 +188,7 @@ def _train(args: argparse.Namespace, started: float) -> int:
     from training.augment import AugmentConfig
     from training.data import download, load_split
     from training.extra_data import load_extra
-    from training.pipeline import save_best, ship
+    from training.pipeline import save_best, ship, training_config
     from training.train import fit
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -231,11 +231,9 @@ def _train(args: argparse.Namespace, started: float) -> int:
         augment_config=augment_config,
         extra=extra,
     )
-    save_best(args.run_dir, result, config, augment_config)
-    training_config = {**config.to_dict(), "augment": augment_config.__dict__}
-    if extra is not None:
-        training_config["extra_data"] = extra.sources
-    card = ship(result, training_config, args.data_dir, args.out, started)
+    recipe = training_config(config, augment_config, extra.sources if extra else None)
+    save_best(args.run_dir, result, recipe)
+    card = ship(result, recipe, args.data_dir, args.out, started)
     _summary(card)
     return 0
 

@@ -56,15 +56,26 @@ class CheckpointError(Exception):
     """A checkpoint file is missing or unusable; str() is one line naming it."""
 
 
-def save_best(run_dir: Path, result: TrainResult, config: TrainConfig, aug: AugmentConfig) -> Path:
-    """The chosen weights with everything needed to export them again later."""
+def training_config(
+    config: TrainConfig, aug: AugmentConfig, extra_sources: list[dict[str, object]] | None = None
+) -> dict[str, Any]:
+    """What the card records as the recipe: the run's settings, its augmentation and any
+    corrections folders mixed in. One function, so a fresh run and a re-export say the same."""
+    record: dict[str, Any] = {**config.to_dict(), "augment": asdict(aug)}
+    if extra_sources:
+        record["extra_data"] = list(extra_sources)
+    return record
+
+
+def save_best(run_dir: Path, result: TrainResult, recipe: dict[str, Any]) -> Path:
+    """The chosen weights with everything needed to export them again later; ``recipe`` is
+    ``training_config``'s record."""
     path = run_dir / BEST_NAME
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.save(
         {
             "model": result.model.state_dict(),
-            "config": config.to_dict(),
-            "augment": asdict(aug),
+            "training_config": recipe,
             "history": result.history.__dict__,
             "best_epoch": result.best_epoch,
             "val_accuracy": result.val_accuracy,
@@ -103,6 +114,9 @@ def load_best(path: Path) -> tuple[TrainResult, dict[str, Any]]:
             fonts=state.get("fonts", {}),
             nondigits=state.get("nondigits", {}),
         )
+        if "training_config" in state:
+            return result, state["training_config"]
+        # Written before the record held the corrections folders: settings and augmentation.
         return result, {**state["config"], "augment": state["augment"]}
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"{path}: not a checkpoint `train` wrote ({error!r})") from None

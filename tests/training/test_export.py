@@ -11,9 +11,11 @@ import onnxruntime as ort
 import pytest
 
 from training import export as export_module
+from training.augment import AugmentConfig
+from training.config import TrainConfig
 from training.data import MnistSplit
 from training.export import ExportError, export_onnx, file_sha256
-from training.pipeline import ship
+from training.pipeline import load_best, save_best, ship, training_config
 from training.train import TrainResult
 
 DESIGN_METADATA_KEYS = {
@@ -120,3 +122,16 @@ def test_ship_writes_metadata_card_and_reports(
     assert rule["refused_when"] == f"{rule['rule']}(probabilities) < threshold"
     assert 0 <= rule["threshold"] <= 1
     assert rule["validation"]["digit_false_rejection"] <= rule["budget"]
+
+
+def test_a_checkpoint_keeps_the_whole_recipe(tiny_result: TrainResult, tmp_path: Path) -> None:
+    """`export --checkpoint` writes the card from the checkpoint's record: the corrections
+    folders a run mixed in were missing from a re-exported model's card."""
+    sources: list[dict[str, object]] = [{"folder": "/feedback", "sha256": "ab12", "digits": 3}]
+    recipe = training_config(TrainConfig(epochs=2, seed=5), AugmentConfig(), sources)
+    path = save_best(tmp_path, tiny_result, recipe)
+    result, loaded = load_best(path)
+    assert loaded["extra_data"] == sources
+    assert (loaded["epochs"], loaded["seed"]) == (2, 5)
+    assert loaded["augment"]["rotate_deg"] == AugmentConfig().rotate_deg
+    assert result.best_epoch == tiny_result.best_epoch
