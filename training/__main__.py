@@ -4,10 +4,11 @@
     $ python -m training export --checkpoint runs/lenet5/best.pt  # re-export a checkpoint
     $ python -m training evaluate --model models/lenet5.onnx      # ORT accuracy on MNIST test
 
-Known failures (missing or corrupt data, missing model or checkpoint, failed parity, an output
-folder that cannot be written) end with one line on stderr naming the file and the problem,
-and exit status 1; no traceback. A value no run could use (0 epochs, a NaN rate) is argparse's
-usage error, status 2, before anything is loaded.
+Known failures (missing or corrupt data, missing model or checkpoint, a run that cannot be
+resumed, failed parity, an output folder that cannot be written, a device the machine lacks)
+end with one line on stderr naming the file and the problem, and exit status 1; no
+traceback. A value no run could use (0 epochs, a NaN rate) is argparse's usage error,
+status 2, before anything is loaded.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ DEFAULTS = TrainConfig()
 
 class OutputError(Exception):
     """An output path cannot be written; found before training, not after its minutes."""
+
+
+class DeviceError(Exception):
+    """The device asked for is not on this machine."""
 
 
 def _number(kind: type[int] | type[float], low: float, high: float, what: str) -> Any:
@@ -79,9 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--data-dir",
             type=Path,
-            default=None,
-            help="folder with the four MNIST IDX files, .gz or raw "
-            "(default: $DIGITS_DATA_DIR, then ./data/mnist)",
+            default=default_data_dir(),
+            help="folder with the four MNIST IDX files, .gz or raw ($DIGITS_DATA_DIR when set)",
         )
 
     train = commands.add_parser(
@@ -91,11 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--download", action="store_true", help="fetch missing data files from public mirrors"
     )
-    train.add_argument("--epochs", type=POSITIVE_INT, default=DEFAULTS.epochs)
-    train.add_argument("--batch-size", type=POSITIVE_INT, default=DEFAULTS.batch_size)
+    train.add_argument("--epochs", type=POSITIVE_INT, default=DEFAULTS.epochs, help="passes")
+    train.add_argument(
+        "--batch-size", type=POSITIVE_INT, default=DEFAULTS.batch_size, help="digits per step"
+    )
     train.add_argument("--lr", type=POSITIVE, default=DEFAULTS.lr, help="peak one-cycle LR")
-    train.add_argument("--seed", type=SEED, default=DEFAULTS.seed)
-    train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    train.add_argument("--seed", type=SEED, default=DEFAULTS.seed, help="every random draw's")
+    train.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to train")
     train.add_argument("--threads", type=POSITIVE_INT, default=DEFAULTS.threads, help="CPU threads")
     train.add_argument("--out", type=Path, default=DEFAULT_OUT, help="ONNX file to write")
     train.add_argument(
@@ -157,14 +163,19 @@ def _parser() -> argparse.ArgumentParser:
         "export", help="export a checkpoint to ONNX + card + reports", formatter_class=formatter
     )
     data_arguments(export)
-    export.add_argument("--checkpoint", type=Path, default=DEFAULT_RUN_DIR / "best.pt")
-    export.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    export.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=DEFAULT_RUN_DIR / "best.pt",
+        help="the weights a training run chose, in its run folder",
+    )
+    export.add_argument("--out", type=Path, default=DEFAULT_OUT, help="ONNX file to write")
 
     evaluate = commands.add_parser(
         "evaluate", help="MNIST test accuracy of an ONNX file", formatter_class=formatter
     )
     data_arguments(evaluate)
-    evaluate.add_argument("--model", type=Path, default=DEFAULT_OUT)
+    evaluate.add_argument("--model", type=Path, default=DEFAULT_OUT, help="ONNX file to score")
     evaluate.add_argument(
         "--data",
         type=Path,
@@ -192,7 +203,7 @@ def _train(args: argparse.Namespace, started: float) -> int:
     from training.train import fit
 
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise DataError("--device cuda: CUDA is not available on this machine")
+        raise DeviceError("--device cuda: CUDA is not available on this machine")
     check_writable(args.out.parent, "--out")
     check_writable(args.run_dir, "--run-dir")
     if args.download:
@@ -298,8 +309,6 @@ def _summary(card: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     args = _parser().parse_args(argv)
-    if args.data_dir is None:
-        args.data_dir = default_data_dir()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from training.evaluate import ModelFileError
 
@@ -309,8 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _evaluate(args)
         from training.export import ExportError
         from training.pipeline import CheckpointError
+        from training.train import ResumeError
 
-        handled = (DataError, ModelFileError, ExportError, CheckpointError, OutputError)
+        handled = (
+            DataError,
+            ModelFileError,
+            ExportError,
+            CheckpointError,
+            ResumeError,
+            OutputError,
+            DeviceError,
+        )
         if args.command == "train":
             return _train(args, started)
         return _export(args, started)

@@ -117,6 +117,10 @@ class WeightAverage:
         self.updates = state["updates"]
 
 
+class ResumeError(Exception):
+    """RUN_DIR/last.pt cannot be continued; str() is one line naming it and why."""
+
+
 @dataclass
 class Run:
     """Everything a checkpoint saves, so that a resumed run continues exactly: the model, its
@@ -150,11 +154,24 @@ class Run:
 
     def load(self, path: Path, config: TrainConfig, device: str) -> None:
         """Continue from the checkpoint at ``path``, which must come from the same config."""
-        state = torch.load(path, map_location=device, weights_only=False)
-        if state["config"] != config.to_dict():
-            raise ValueError(
-                f"{path}: was trained with a different config; "
-                "resume needs the same flags (or start afresh without --resume)"
+        try:
+            state = torch.load(path, map_location=device, weights_only=False)
+            saved = dict(state["config"])
+        except Exception as error:  # torch raises many types for damaged files
+            first = (
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            )
+            raise ResumeError(f"{path}: not a checkpoint to resume ({first})") from None
+        wanted = config.to_dict()
+        if saved != wanted:
+            changed = ", ".join(
+                f"{key} {saved.get(key)!r} -> {wanted.get(key)!r}"
+                for key in sorted(saved.keys() | wanted.keys())
+                if saved.get(key) != wanted.get(key)
+            )
+            raise ResumeError(
+                f"{path}: was trained with a different config ({changed}); resume needs the "
+                "same flags (or start afresh without --resume)"
             )
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])

@@ -97,10 +97,24 @@ def test_download_offline_is_one_line(tmp_path: Path) -> None:
     assert "train-images-idx3-ubyte.gz: download failed from every mirror" in line
 
 
-def test_help_shows_defaults() -> None:
-    result = _run("train", "--help")
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("train", ["--epochs", "--batch-size", "--seed", "--device", "--data-dir", "--out"]),
+        ("export", ["--checkpoint", "--out", "--data-dir"]),
+        ("evaluate", ["--model", "--data-dir"]),
+    ],
+)
+def test_help_shows_every_default(command: str, options: list[str]) -> None:
+    """argparse adds a default only to an option with help: --epochs showed none, and
+    --data-dir said "(default: None)"."""
+    result = _run(command, "--help", env_data_dir="/srv/mnist")
     assert result.returncode == 0
-    assert "--epochs" in result.stdout and "(default: " in result.stdout
+    text = " ".join(result.stdout.split())  # argparse wraps lines where it likes
+    for option in options:
+        described = text.split(f" {option} ", 1)[1].split(" --", 1)[0]
+        assert "(default: " in described and "(default: None)" not in described, described
+    assert "(default: /srv/mnist)" in text
 
 
 @pytest.mark.parametrize(
@@ -179,3 +193,15 @@ def test_bare_weights_are_no_checkpoint_to_export(
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.onnx")]) == 1
     line = _only_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: {checkpoint}: not a checkpoint `train` wrote (KeyError(")
+
+
+def test_a_run_that_cannot_be_resumed_is_one_line(
+    mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A damaged last.pt, or one from other flags, ended in a ValueError traceback."""
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    args = ["train", "--resume", "--run-dir", str(tmp_path), "--data-dir", str(mnist_dir)]
+    args += ["--limit-train", "300", "--epochs", "1", "--out", str(tmp_path / "m.onnx")]
+    assert main([*args, "--no-progress"]) == 1
+    line = _only_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {tmp_path / 'last.pt'}: not a checkpoint to resume (")

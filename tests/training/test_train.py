@@ -14,7 +14,7 @@ from training.augment import AugmentConfig, augment
 from training.config import TrainConfig
 from training.data import MnistSplit
 from training.model import LeNet5, count_parameters
-from training.train import History, TrainResult, evaluate_model, fit, to_tensor
+from training.train import History, ResumeError, TrainResult, evaluate_model, fit, to_tensor
 
 
 def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -108,7 +108,7 @@ def test_resume_refuses_other_config(train_split: MnistSplit, tmp_path: Path) ->
     config = TrainConfig(epochs=1, batch_size=64, limit_train=300, val_size=60, seed=5)
     fit(config, train_split, tmp_path, progress=False)
     assert (tmp_path / "last.pt").is_file()
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ResumeError, match=r"different config \(batch_size 64 -> 32\)"):
         fit(
             TrainConfig(epochs=1, batch_size=32, limit_train=300, val_size=60, seed=5),
             train_split,
