@@ -260,8 +260,12 @@ def _export(args: argparse.Namespace, started: float) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_corrections, evaluate_file
-    from training.report import format_table, per_class_table
+    from training.evaluate import (
+        evaluate_corrections,
+        evaluate_file,
+        format_table,
+        per_class_table,
+    )
 
     evaluation = evaluate_file(args.model, args.data_dir)
     sys.stdout.write(

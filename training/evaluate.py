@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from training.config import IMAGE_SIDE, NUM_CLASSES
+from training.config import IMAGE_SIDE, LABELS, NUM_CLASSES
 from training.data import MnistSplit, load_split
 
 BATCH = 1000
@@ -121,3 +122,29 @@ def evaluate_corrections(model_path: Path, folder: Path) -> CorrectionsScore:
         outlier_top_median=float(np.median(top)) if len(top) else None,
         outliers_unsure=int((top < UNSURE).sum()),
     )
+
+
+def per_class_table(confusion: np.ndarray) -> list[dict[str, Any]]:
+    """One row per digit: images, correct, accuracy; for the model card and the console."""
+    rows = []
+    for digit, label in enumerate(LABELS):
+        total = int(confusion[digit].sum())
+        correct = int(confusion[digit, digit])
+        rows.append(
+            {
+                "digit": label,
+                "images": total,
+                "correct": correct,
+                "accuracy": round(correct / max(total, 1), 6),
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["digit  images  correct  accuracy"]
+    for row in rows:
+        lines.append(
+            f"{row['digit']:>5}  {row['images']:>6}  {row['correct']:>7}  {row['accuracy']:>8.2%}"
+        )
+    return "\n".join(lines)

@@ -32,14 +32,19 @@ from training.config import (
     TrainConfig,
 )
 from training.data import data_checksums, load_split
-from training.evaluate import Evaluation, evaluation_of, open_session, probabilities
+from training.evaluate import (
+    Evaluation,
+    evaluation_of,
+    open_session,
+    per_class_table,
+    probabilities,
+)
 from training.export import INPUT_NAME, OUTPUT_NAME, export_onnx, write_metadata
 from training.model import LeNet5, count_parameters
 from training.rejection import DEFAULT_BUDGET, choose_rule, curve
 from training.report import (
     confusion_png,
     curves_png,
-    per_class_table,
     rejection_png,
     reliability_png,
 )

@@ -1,9 +1,9 @@
-"""Pictures and tables a person reads: confusion matrix, training curves, per-class accuracy."""
+"""Pictures a person reads: confusion matrix, training curves, reliability and rejection plots."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -14,7 +14,9 @@ import numpy as np  # noqa: E402
 
 from training.calibrate import Reliability  # noqa: E402
 from training.config import LABELS  # noqa: E402
-from training.train import History  # noqa: E402
+
+if TYPE_CHECKING:
+    from training.train import History
 
 DPI = 120
 
@@ -139,29 +141,3 @@ def rejection_png(
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
-
-
-def per_class_table(confusion: np.ndarray) -> list[dict[str, Any]]:
-    """One row per digit: images, correct, accuracy; for the model card and the console."""
-    rows = []
-    for digit, label in enumerate(LABELS):
-        total = int(confusion[digit].sum())
-        correct = int(confusion[digit, digit])
-        rows.append(
-            {
-                "digit": label,
-                "images": total,
-                "correct": correct,
-                "accuracy": round(correct / max(total, 1), 6),
-            }
-        )
-    return rows
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["digit  images  correct  accuracy"]
-    for row in rows:
-        lines.append(
-            f"{row['digit']:>5}  {row['images']:>6}  {row['correct']:>7}  {row['accuracy']:>8.2%}"
-        )
-    return "\n".join(lines)

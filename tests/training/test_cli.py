@@ -205,3 +205,18 @@ def test_a_run_that_cannot_be_resumed_is_one_line(
     assert main([*args, "--no-progress"]) == 1
     line = _only_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: {tmp_path / 'last.pt'}: not a checkpoint to resume (")
+
+
+def test_evaluate_needs_no_torch(mnist_dir: Path) -> None:
+    """The score is ONNX Runtime's, as the service runs the model; `evaluate` loaded torch
+    (and matplotlib) through the report module for its per-digit table."""
+    code = (
+        "import sys; from training.__main__ import main; "
+        f"status = main(['evaluate', '--data-dir', {str(mnist_dir)!r}]); "
+        "print(status, 'torch' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert "MNIST test accuracy" in result.stdout, result.stderr
+    assert result.stdout.splitlines()[-1] == "0 False False"
