@@ -172,8 +172,9 @@ def geometry(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) ->
 def low_resolution(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """Average down to a few pixels and back up: blocky (nearest) or soft (bilinear).
 
-    Only the chosen images (a fifth) are resampled; the draws are made for every image, in the
-    same order either way, so the choice of images does not depend on how this is computed.
+    Only the chosen images (``cfg.p_low_res`` of them) are resampled; the draws are made for
+    every image, in the same order either way, so the choice of images does not depend on how
+    this is computed.
     """
     n, _, height, width = x.shape
     low, high = cfg.low_res_sides

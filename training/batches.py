@@ -2,11 +2,12 @@
 
 A batch is the step's digits, a share of them replaced by printed digits (training/fonts.py),
 non-digits added for outlier exposure (training/nondigits.py), all augmented together. That
-preparation is a third of a step's CPU time. On two cores it runs on its own thread, one
-batch ahead of the model, with one intra-op thread each: small tensor ops gain little from a
-second OpenMP thread, and on a machine shared with other work two spinning OpenMP threads
-slowed a step several-fold, while two independent threads did not. The batches and their
-random draws are the same either way: one thread draws from the generator, in order.
+preparation is a third of a step's CPU time. On two cores it runs on its own thread, up to
+``AHEAD`` batches ahead of the model, with one intra-op thread each: small tensor ops gain
+little from a second OpenMP thread, and on a machine shared with other work two spinning
+OpenMP threads slowed a step several-fold, while two independent threads did not. The
+batches and their random draws are the same either way: one thread draws from the
+generator, in order.
 """
 
 from __future__ import annotations

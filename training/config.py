@@ -62,6 +62,9 @@ class TrainConfig:
     # digit" corrections from --extra-data) towards uniform.
     outlier_fraction: float = 0.25
     outlier_weight: float = 1.0
+    # Kept for the next experiment, not on the command line (set them in a TrainConfig):
+    # outlier_from_epoch, finetune_epochs and finetune_lr (docs/performance.md, "Issue 16,
+    # second round").
     # The first epoch with non-digits (1: all of them). Later, they fine-tune a model that
     # learnt the digits alone, in the one-cycle's low-rate tail; the checkpoint is chosen
     # among those epochs only, so the shipped model has always seen them.

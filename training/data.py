@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.config import NUM_CLASSES
+
 # SHA-256 of the DECOMPRESSED content (the .gz bytes vary with the compressor used).
 SHA256: dict[str, str] = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -121,8 +123,10 @@ def load_split(data_dir: Path, train: bool) -> MnistSplit:
         raise DataError(
             f"{data_dir}: {prefix} images ({len(images)}) and labels ({len(labels)}) differ"
         )
-    if labels.size and int(labels.max()) > 9:
-        raise DataError(f"{data_dir}: {prefix} labels hold {int(labels.max())}, expected 0..9")
+    if labels.size and int(labels.max()) >= NUM_CLASSES:
+        raise DataError(
+            f"{data_dir}: {prefix} labels hold {int(labels.max())}, expected 0..{NUM_CLASSES - 1}"
+        )
     return MnistSplit(images=images.copy(), labels=labels.astype(np.int64))
 
 

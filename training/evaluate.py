@@ -103,12 +103,10 @@ def evaluate_corrections(model_path: Path, folder: Path) -> CorrectionsScore:
 
     session = open_session(model_path)
     images, labels, predicted, _ = load_folder(folder)
-    input_name = session.get_inputs()[0].name
-    x = images.astype(np.float32).reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE) / 255.0
-    probabilities = session.run(None, {input_name: x})[0] if len(x) else np.zeros((0, 10))
+    scored = probabilities(session, images)
     digits = labels != OUTLIER
-    read = probabilities.argmax(axis=1)
-    top = probabilities.max(axis=1)[~digits]
+    read = scored.argmax(axis=1)
+    top = scored.max(axis=1)[~digits]
     return CorrectionsScore(
         folder=folder,
         digits=int(digits.sum()),

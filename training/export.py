@@ -115,10 +115,12 @@ def _check_signature(graph_model: onnx.ModelProto) -> None:
     inputs = [i.name for i in graph_model.graph.input]
     outputs = [o.name for o in graph_model.graph.output]
     if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
-        raise ExportError(f"signature is {inputs} -> {outputs}, expected image -> probabilities")
+        raise ExportError(
+            f"signature is {inputs} -> {outputs}, expected {INPUT_NAME} -> {OUTPUT_NAME}"
+        )
     opset = max(o.version for o in graph_model.opset_import if o.domain in ("", "ai.onnx"))
-    if opset < 17:
-        raise ExportError(f"opset {opset} < 17")
+    if opset != OPSET:
+        raise ExportError(f"opset {opset}, expected the {OPSET} the export asked for")
 
 
 @torch.no_grad()
@@ -129,7 +131,7 @@ def check_parity(wrapper: nn.Module, path: Path, images: np.ndarray) -> Parity:
     onnx_probs = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
     torch_probs = wrapper(torch.from_numpy(x)).numpy()
     if onnx_probs.shape != (len(x), NUM_CLASSES):
-        raise ExportError(f"ONNX output shape {onnx_probs.shape}, expected {(len(x), 10)}")
+        raise ExportError(f"ONNX output shape {onnx_probs.shape}, expected {(len(x), NUM_CLASSES)}")
     parity = Parity(
         images=len(x),
         max_abs_diff=float(np.abs(onnx_probs - torch_probs).max()),

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from training.augment import INK_THRESHOLD
 from training.config import IMAGE_SIDE
 from training.fonts import open_font, render_text, to_mnist_box
 from training.pen import pen_glyphs
@@ -57,7 +58,8 @@ class NonDigitPool:
     """Pre-rendered non-digits (K, 28, 28) uint8, white on black, and where each came from."""
 
     images: np.ndarray
-    kinds: np.ndarray  # (K,) str: "glyph", "shape", "scribble"
+    kinds: np.ndarray  # (K,) str: training's "glyph", "shape", "scribble", "pen"; validation's
+    # "glyph", "word", "drawing"
 
 
 def _missing_glyph(font: ImageFont.FreeTypeFont) -> np.ndarray:
@@ -285,7 +287,7 @@ class NonDigitSource:
         if n_pieces:
             parts.append(pieces(digits[-n_pieces:], labels[-n_pieces:], generator))
         out = torch.cat(parts)
-        has_ink = out.amax(dim=(1, 2, 3)) > 0.1
+        has_ink = out.amax(dim=(1, 2, 3)) > INK_THRESHOLD
         return out[has_ink]  # a piece of a digit can be empty
 
 

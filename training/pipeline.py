@@ -20,7 +20,7 @@ import torch
 
 from training.augment import AugmentConfig
 from training.batches import standardise, to_tensor
-from training.calibrate import Reliability, fit_temperature, reliability
+from training.calibrate import ECE_BINS, Reliability, fit_temperature, reliability
 from training.config import (
     IMAGE_SIDE,
     LABELS,
@@ -253,7 +253,7 @@ def ship(
     calibration = {
         "temperature": round(temperature, 6),
         "fitted_on": "MNIST validation split (negative log-likelihood)",
-        "ece_bins": 15,
+        "ece_bins": ECE_BINS,
         "ece_test": round(tables["MNIST test"].ece, 6),
         "ece_validation": round(tables["MNIST validation"].ece, 6),
     }

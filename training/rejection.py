@@ -15,8 +15,7 @@ held-out non-digits wins. Both go in the model's metadata and card.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,9 +56,6 @@ class RuleChoice:
     digit_false_rejection: float  # right answers refused, share of validation digits
     nondigit_rejection: float  # held-out non-digits refused
     candidates: dict[str, dict[str, float]]  # every rule's threshold and rates
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def rates(

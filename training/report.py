@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from training.calibrate import Reliability  # noqa: E402
+from training.calibrate import ECE_BINS, Reliability  # noqa: E402
 from training.config import LABELS  # noqa: E402
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def reliability_png(tables: dict[str, Reliability], path: Path) -> None:
         )
         count_ax.bar(table.edges[:-1] + (i + 0.5) * width, table.counts, width=width, label=name)
     curve_ax.set_ylabel("accuracy in the bin")
-    curve_ax.set_title("Reliability (15 confidence bins, ONNX Runtime)", fontsize=10)
+    curve_ax.set_title(f"Reliability ({ECE_BINS} confidence bins, ONNX Runtime)", fontsize=10)
     curve_ax.set_xlim(0, 1)
     curve_ax.set_ylim(0, 1.01)
     curve_ax.grid(alpha=0.3)

@@ -54,7 +54,7 @@ class History:
 
 @dataclass
 class TrainResult:
-    model: LeNet5  # the checkpoint with the best validation accuracy, in eval mode
+    model: LeNet5  # the chosen epoch's weights (config.keep: best or last), in eval mode
     best_epoch: int
     val_accuracy: float
     history: History

@@ -23,7 +23,8 @@ from training.data import MnistSplit, carve_validation, load_split
 from training.fonts import find_fonts, render_font_digits
 from training.nondigits import validation_nondigits
 
-STYLED_SEED_OFFSET = 1000  # the augmentation draws of the styled copies: not training's
+# Seeds the styled copies' augmentation and the held-out non-digits apart from training's.
+STYLED_SEED_OFFSET = 1000
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,6 @@ class ValidationSets:
     digits: MnistSplit  # MNIST validation split, untouched
     styled: MnistSplit  # augmented copies and printed digits
     nondigits: np.ndarray  # (K, 28, 28) uint8
-    nondigit_kinds: np.ndarray  # (K,) str
 
 
 def validation_split(training_config: dict[str, Any], data_dir: Path) -> MnistSplit:
@@ -70,5 +70,4 @@ def validation_sets(training_config: dict[str, Any], data_dir: Path) -> Validati
         digits=digits,
         styled=styled_digits(digits, seed),
         nondigits=held_out.images,
-        nondigit_kinds=held_out.kinds,
     )
