@@ -1,4 +1,5 @@
-"""Image bytes -> one grayscale float32 array (0..255), refusing what must not be decoded.
+"""Image bytes -> one grayscale array (0..255), refusing what must not be decoded: uint8 where
+the image is 8-bit and opaque, float32 otherwise (more bits, transparency flattened).
 
 Limits come first: the format allow-list and the pixel limit are checked from the header,
 before a single pixel is decoded, so a few-KB decompression bomb costs nothing.
@@ -254,7 +255,8 @@ def _plain_png_colour(data: bytes, max_pixels: int) -> int | None:
 
 
 def decode_plain_png(data: bytes, max_pixels: int) -> np.ndarray | None:
-    """uint8 luminance (H, W) by OpenCV, with Pillow's ITU-R 601 weights; None if not plain."""
+    """Luminance (H, W) by OpenCV, with Pillow's ITU-R 601 weights: uint8, or float32 where
+    transparency was flattened onto paper; None if not plain."""
     colour = _plain_png_colour(data, max_pixels)
     if colour is None:
         return None
@@ -274,7 +276,7 @@ def decode_plain_png(data: bytes, max_pixels: int) -> np.ndarray | None:
 
 
 def decode_gray(data: bytes, allowed_formats: Collection[str], max_pixels: int) -> np.ndarray:
-    """Bytes -> upright grayscale (H, W) 0..255, uint8 where the image is 8-bit gray or RGB
+    """Bytes -> upright grayscale (H, W) 0..255, uint8 where the image is 8-bit and opaque
     (no float copy on the hot path), float32 otherwise; typed errors for bad input."""
     if segment_count(data) > MAX_SEGMENTS:
         raise InvalidImage(

@@ -16,7 +16,7 @@ from typing import cast
 import numpy as np
 
 _LEVELS = np.arange(256, dtype=np.float64)
-_CENTRES = 512  # distinct medians of 8-bit pixels: whole and half levels
+_CENTRES = 512  # room for every median of 8-bit pixels: 511 whole and half levels
 
 
 def median(values: np.ndarray) -> float:

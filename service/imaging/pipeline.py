@@ -2,19 +2,41 @@
 
 MNIST convention: white ink on black, 0..1, the ink fitted into a 20x20 box with its aspect
 kept, placed in 28x28 so that its centre of mass sits at pixel (14, 14). Real images are black
-ink on light, tinted, noisy paper, of any size and anywhere in the frame, so the steps are:
-decode (a small image enlarged by blocks undone, a 1-bit halftone's dots smoothed to grey),
-the paper's statistics and the polarity, uneven lighting removed (a hard shadow lifted), the
-stretch from paper to ink, specks and form lines dropped, fit (a digit in dots as its grid),
-centre.
+ink on light, tinted, noisy paper, of any size and anywhere in the frame, so the steps are, in
+the order they run (``_normalize_steps``):
+
+1. Decode to 8-bit gray (decode.py: format, EXIF orientation, transparency put on paper; a
+   file of too many metadata segments refused before any parser reads it, segments.py).
+2. A small image enlarged by whole pixels back to its own pixels (enlarged.py), reduced to
+   at most ``WORK_SIDE`` on its longer side (geometry.py); a 1-bit halftone's dots smoothed
+   to grey (halftone.py).
+3. Measure: the paper's level and noise from a band along the border, the polarity, the
+   stretch from paper to ink (statistics.py; batch.py measures a batch's images together).
+4. A 28x28 image that is already MNIST's convention goes through as it is
+   (``geometry.already_mnist``).
+5. A sheet on a surround of another shade: the sheet is the image (sheet.py), measured again.
+6. Ink made bright, uneven light flattened or a hard shadow lifted (lighting.py,
+   hard_shadow.py). When nothing stands out: measured again on the outermost ring (a crop cut
+   at its ink), then framed in paper (a narrow 1 cut at its box; both cropped.py).
+7. The strokes kept, everything else dropped (strokes.py, in this order: lines the digit
+   touches, joined.py; a page's printed lines, lines.py; things cut by the frame, edges.py;
+   specks; a form's lines apart from it, forms.py; the grains of chalk closed, grain.py; the
+   three line finders see a turned page's lines level through levelling.py).
+8. Fit: the ink's box scaled to 20 pixels (geometry.py; a digit printed in dots as its grid's
+   bitmap, dots.py), then centred by mass in 28x28.
+
+When decoding in gray finds no ink at all, the image is decoded again by colour contrast (ink
+as bright as its paper, in another colour: colour.py) and runs the steps from 2.
 
 This runs once per image on the request path; its cost bounds the service's throughput. So
 pixels stay 8-bit until the final crop, statistics come from 256-bin histograms, the stretch
 is a 256-entry lookup table, and OpenCV and BLAS do the image work: a handful of calls.
 
-A run of one image is a generator paused between its stages (``Steps``): one image runs them
-in turn (``preprocess_image``), a batch runs each for every image before the next
-(batch.py). This module defines that protocol; batch.py is the only other code that drives it.
+A run of one image is a generator paused between its stages (``Steps``). The service's
+workers drive it through batch.py (``prepare_batch``), each stage for every image of a batch
+before the next; ``preprocess_image`` drives one image through it in turn, for tests, the docs
+and scripts. This module defines that protocol; batch.py is the only other code that drives
+it.
 """
 
 from __future__ import annotations
@@ -48,8 +70,9 @@ from service.imaging.strokes import keep_strokes
 
 @dataclass(frozen=True, slots=True)
 class Measure:
-    """What a run yields once its image is decoded: a request for the statistics of its work
-    image, answered by sending back ``measure([work, ...])``'s entry for it."""
+    """What a run yields when it needs the statistics of its work image (once decoded, and
+    again for a sheet, a ring or a framed crop): answered by sending back
+    ``measure([work, ...])``'s entry for it."""
 
     work: np.ndarray
     decoded: int = 0  # pixels the image was decoded to: what its decoding cost
@@ -83,9 +106,10 @@ def preprocess_image(
 
 
 def preprocess_steps(data: bytes, *, allowed_formats: Collection[str], max_pixels: int) -> Steps:
-    """``preprocess_image`` in stages. Between stages an image holds only its work copy (at
-    most ``WORK_SIDE`` square), never the full decoded image. The first stage ends by yielding
-    a ``Measure`` of the work image."""
+    """``preprocess_image`` in stages. Between stages an image holds only its work copy, never
+    the full decoded image: at most ``WORK_SIDE`` on its longer side, or up to twice that once
+    framed for a measurement (cropped.py). The first stage ends by yielding a ``Measure`` of
+    the work image."""
     try:
         return (yield from _normalize_steps(decode_gray(data, allowed_formats, max_pixels)))
     except NoInk:  # perhaps ink as bright as its paper, in another colour (red on green)
@@ -104,7 +128,7 @@ def _normalize_steps(gray: np.ndarray) -> Steps:
         work = smooth_halftone(work)
     original = gray if pixels.shape == (SIZE, SIZE) else None  # may already be MNIST
     decoded = gray.size
-    del gray, pixels  # only the work copy (at most WORK_SIDE square) waits for the next stage
+    del gray, pixels  # only the work copy waits for the next stage
     measured = yield Measure(work, decoded)
     assert measured is not None, "a Measure is answered with its Measurement"
     if original is not None:

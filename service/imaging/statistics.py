@@ -36,7 +36,7 @@ _TABLES = 256  # stretch tables kept (1 KB each)
 class Measurement(NamedTuple):
     """An image's paper and ink, from its histograms (``measure``)."""
 
-    background: float  # the border's median level, as sent (for the MNIST passthrough)
+    background: float  # the border's median level, as sent (the MNIST passthrough, sheet.py)
     inverted: bool  # dark ink on light paper: inverted so that the ink is the bright side
     sigma: float  # the paper's noise (robust sigma of the border)
     lut: np.ndarray | None  # the stretch table (paper to 0, ink to 1); None: no ink stands out
@@ -47,7 +47,9 @@ def measure(works: Sequence[np.ndarray]) -> list[Measurement]:
     farther from the paper's level), the paper's level and noise, the stretch table.
 
     From ``MEASURE_TOGETHER`` images up they are measured together (``PixelHistograms``),
-    bit for bit each image's own statistics.
+    bit for bit each image's own statistics: the batched branch repeats ``_measure_one``'s
+    steps (``_paper``, ``_ink_up``, ``_stretch``) over arrays, so a change to one is a change
+    to both, and tests/throughput/test_fast_paths.py compares them.
     """
     if len(works) < MEASURE_TOGETHER:
         return [_measure_one(work) for work in works]

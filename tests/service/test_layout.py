@@ -4,6 +4,7 @@ or model code, a worker process and the imaging package load no web or metrics c
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -102,3 +103,13 @@ def test_every_module_is_small_and_the_top_level_is_short() -> None:
     }
     assert long == {}
     assert len(list((REPO_ROOT / "service").glob("*.py"))) <= 12
+
+
+def test_the_design_notes_name_every_imaging_module() -> None:
+    """docs/design.md's module map is where a newcomer learns the pipeline's parts; it had
+    left segments.py out."""
+    design = (REPO_ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    entry = design.split("  imaging/      ", 1)[1].split("\n  model.py", 1)[0]
+    named = set(re.findall(r"[a-z_]+", entry))
+    modules = {path.stem for path in (REPO_ROOT / "service" / "imaging").glob("*.py")}
+    assert modules - {"__init__"} - named == set()
