@@ -32,10 +32,13 @@ class AugmentConfig:
     elastic_px: float = 1.5  # largest local displacement, in pixels
     elastic_cells: int = 5  # the smooth displacement field is interpolated from 5x5 nodes
     p_thicken: float = 0.3  # heavy pens and markers
+    thicken_amount: tuple[float, float] = (0.4, 1.0)  # blend towards the dilated strokes
     p_thin: float = 0.1  # fine pens
+    thin_amount: tuple[float, float] = (0.3, 0.7)  # blend towards the eroded strokes
     p_low_res: float = 0.2  # blocky, upscaled small images
     low_res_sides: tuple[int, int] = (9, 13)  # the image passes through side x side pixels
     p_blur: float = 0.05  # out-of-focus photos, soft scans
+    blur_sigma: tuple[float, float] = (0.5, 1.2)  # pixels
 
 
 def uniform_per_image(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
@@ -62,8 +65,8 @@ def stroke_width(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
     n = x.shape[0]
     # One dilation size per batch (3, 5 or 7 pixels wide) keeps this a single pooling call.
     size = 3 + 2 * int(torch.randint(0, 3, (1,), generator=generator))
-    thick_amount = uniform_per_image(n, 0.4, 1.0, generator).view(n, 1, 1, 1)
-    thin_amount = uniform_per_image(n, 0.3, 0.7, generator).view(n, 1, 1, 1)
+    thick_amount = uniform_per_image(n, *cfg.thicken_amount, generator).view(n, 1, 1, 1)
+    thin_amount = uniform_per_image(n, *cfg.thin_amount, generator).view(n, 1, 1, 1)
     roll = torch.rand(n, generator=generator)
     thick = torch.nonzero(roll < cfg.p_thicken).squeeze(1)
     thin = torch.nonzero((roll >= cfg.p_thicken) & (roll < cfg.p_thicken + cfg.p_thin)).squeeze(1)
@@ -192,9 +195,9 @@ def low_resolution(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generat
 
 
 def blur(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Gaussian blur of random strength (sigma 0.5..1.2 px), applied to the chosen images."""
+    """Gaussian blur of random strength (``cfg.blur_sigma``), applied to the chosen images."""
     n = x.shape[0]
-    sigma = uniform_per_image(n, 0.5, 1.2, generator)
+    sigma = uniform_per_image(n, *cfg.blur_sigma, generator)
     pick = torch.nonzero(_chosen(n, cfg.p_blur, generator).view(n)).squeeze(1)
     if not len(pick):
         return x

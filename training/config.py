@@ -42,6 +42,8 @@ class TrainConfig:
     epochs: int = 28
     batch_size: int = 128
     lr: float = 0.05  # peak learning rate of the one-cycle schedule
+    warmup_share: float = 0.2  # of the one-cycle's steps spent rising to the peak
+    momentum: float = 0.9  # SGD with Nesterov momentum
     weight_decay: float = 5e-4
     label_smoothing: float = 0.05
     ema_decay: float = 0.999  # weights averaged over ~1000 steps are smoother than the last step

@@ -254,7 +254,7 @@ def start_run(config: TrainConfig, steps_per_epoch: int, device: str) -> Run:
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=config.lr,
-        momentum=0.9,
+        momentum=config.momentum,
         nesterov=True,
         weight_decay=config.weight_decay,
     )
@@ -263,7 +263,7 @@ def start_run(config: TrainConfig, steps_per_epoch: int, device: str) -> Run:
         max_lr=config.lr,
         epochs=config.epochs - config.finetune_epochs,
         steps_per_epoch=steps_per_epoch,
-        pct_start=0.2,
+        pct_start=config.warmup_share,
     )
     generator = torch.Generator().manual_seed(config.seed)
     return Run(model, ema, optimizer, scheduler, generator)

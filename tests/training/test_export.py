@@ -134,4 +134,8 @@ def test_a_checkpoint_keeps_the_whole_recipe(tiny_result: TrainResult, tmp_path:
     assert loaded["extra_data"] == sources
     assert (loaded["epochs"], loaded["seed"]) == (2, 5)
     assert loaded["augment"]["rotate_deg"] == AugmentConfig().rotate_deg
+    # The optimiser's and the augmentation's strengths are part of the record, not constants
+    # in the code that a card cannot show.
+    assert (loaded["momentum"], loaded["warmup_share"]) == (0.9, 0.2)
+    assert loaded["augment"]["blur_sigma"] == (0.5, 1.2)
     assert result.best_epoch == tiny_result.best_epoch
