@@ -13,11 +13,11 @@ import logging
 import math
 from collections.abc import Collection
 
-import cv2
 import numpy as np
 from PIL import Image
 
-from service.imaging.decode import DRAFT_SIZE, open_image
+from service.imaging.decode import open_image
+from service.imaging.resampling import WORK_SIDE, shrink_to
 from service.imaging.statistics import MIN_CONTRAST
 
 logger = logging.getLogger("service.imaging")
@@ -34,7 +34,7 @@ def decode_colour_contrast(
     data: bytes, allowed_formats: Collection[str], max_pixels: int
 ) -> np.ndarray | None:
     """The image's colours projected on the axis along which they differ most, 0..255 as
-    float32, at most ``DRAFT_SIZE`` on a side: red ink on green paper can be as bright as the
+    float32, at most ``WORK_SIDE`` on a side: red ink on green paper can be as bright as the
     paper, and its grayscale image blank. Asked only once the luminance found no ink. None
     when the image has no colour, its brightness varies (busy, as a photograph is), or its
     colours differ only in brightness."""
@@ -46,10 +46,7 @@ def decode_colour_contrast(
     except Exception:  # its luminance was read: without a colour view it stays no_ink
         logger.debug("no colour view of a %s image", image.mode, exc_info=True)
         return None
-    scale = DRAFT_SIZE / max(rgb.shape[:2])
-    if scale < 1.0:  # the normaliser's work side: the projection costs no more than that
-        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    rgb = shrink_to(rgb, WORK_SIDE)  # the projection then costs no more than the pipeline
     colours = rgb.reshape(-1, 3).astype(np.float32)
     sample = colours[:: max(1, len(colours) // _COLOUR_SAMPLE)]
     darkest, brightest = np.percentile(sample @ _LUMA, (1.0, 99.0))

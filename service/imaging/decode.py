@@ -25,14 +25,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import ImageTooLarge, InvalidImage, ServiceError, UnsupportedMediaType
 from service.imaging.histograms import PixelHistogram
+from service.imaging.resampling import WORK_SIDE
 from service.imaging.segments import MAX_SEGMENTS, PNG_SIGNATURE, png_chunk_kinds, segment_count
 
 logger = logging.getLogger("service.imaging")
 
-# JPEG can decode at 1/2, 1/4 or 1/8 scale for free; the normaliser reduces every image to
-# this side anyway (service.imaging.geometry.WORK_SIDE), and Pillow's draft never goes below
-# the requested size.
-DRAFT_SIZE = 256
+# JPEG can decode at 1/2, 1/4 or 1/8 scale for free: asked for the side the pipeline reduces
+# every image to anyway (WORK_SIDE), Pillow's draft never goes below it.
 _MAX_MESSAGE = 160
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
@@ -93,7 +92,7 @@ def open_image(
             f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels"
         )
     if image.format == "JPEG" and image.mode in ("RGB", "L"):
-        image.draft(image.mode if colour else "L", (DRAFT_SIZE, DRAFT_SIZE))
+        image.draft(image.mode if colour else "L", (WORK_SIDE, WORK_SIDE))
     try:
         image.load()
     except Exception as exc:  # truncated or corrupt data: every Pillow plugin raises its own

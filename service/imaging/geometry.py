@@ -1,5 +1,5 @@
-"""Where the ink goes: the work copy of a large image, the MNIST passthrough, the ink fitted
-into a 20x20 box and centred by mass in 28x28 (MNIST's own convention)."""
+"""Where the ink goes: the MNIST passthrough, the ink fitted into a 20x20 box and centred by
+mass in 28x28 (MNIST's own convention)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import numpy as np
 
 from service.contract import SIDE
 from service.errors import NoInk
-from service.imaging.decode import DRAFT_SIZE
 from service.imaging.dots import MAX_DIGIT_PIECES, MAX_DOTS, as_dot_grid
 from service.imaging.histograms import median
 from service.imaging.resampling import resize_lanczos
@@ -20,21 +19,9 @@ from service.imaging.strokes import at_least
 SIZE = SIDE  # model input side
 BOX = 20  # MNIST fits the ink into a 20x20 box...
 CENTRE = 14.0  # ...and puts its centre of mass here (measured on MNIST test: 13.99, 14.01)
-WORK_SIDE = DRAFT_SIZE  # larger images are reduced first: plenty for a 20-pixel target
 BOX_LEVEL = 0.3  # pixels at least this inked define the 20x20 box
 MARGIN = 3  # output pixels of faint halo kept around the box
 PASSTHROUGH_BACKGROUND = 64.0  # a 28x28 image on a darker border may already be MNIST
-
-
-def reduce_to_work_side(pixels: np.ndarray) -> np.ndarray:
-    height, width = pixels.shape
-    scale = WORK_SIDE / max(height, width)
-    if scale >= 1.0:
-        return pixels
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    # Area averaging: antialiased, cheaper than Pillow's 8-bit Lanczos, without the GIL; the
-    # 20-pixel fit later is Lanczos, so the work image only has to keep the strokes.
-    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
 
 
 def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:

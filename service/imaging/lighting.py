@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from service.imaging.histograms import median
+from service.imaging.resampling import shrink_to
 from service.imaging.statistics import MAD_TO_SIGMA, MIN_CONTRAST, border_indices
 
 LIGHTING_SIDE = 64  # uneven lighting is estimated on a copy this small: it varies slowly
@@ -31,12 +32,7 @@ def flatten_lighting(ink: np.ndarray, border_sigma: float) -> np.ndarray:
     """
     if border_sigma < UNEVEN_SPREAD:
         return ink
-    height, width = ink.shape
-    scale = min(1.0, LIGHTING_SIDE / max(height, width))
-    small = ink
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        small = cv2.resize(ink, size, interpolation=cv2.INTER_AREA)
+    small = shrink_to(ink, LIGHTING_SIDE)
     terms, edge = _lighting_grid(*small.shape)
     design, values = terms[edge], small.ravel()[edge].astype(np.float64)
     keep = np.ones(len(values), dtype=bool)
@@ -54,7 +50,7 @@ def flatten_lighting(ink: np.ndarray, border_sigma: float) -> np.ndarray:
     # far below the noise floor.
     shading = np.clip(np.rint(surface - surface.min()), 0, 255).astype(np.uint8)
     if shading.shape != ink.shape:
-        shading = cv2.resize(shading, (width, height), interpolation=cv2.INTER_LINEAR)
+        shading = cv2.resize(shading, ink.shape[::-1], interpolation=cv2.INTER_LINEAR)
     return cv2.subtract(ink, shading)
 
 

@@ -8,7 +8,7 @@ the order they run (``_normalize_steps``):
 1. Decode to 8-bit gray (decode.py: format, EXIF orientation, transparency put on paper; a
    file of too many metadata segments refused before any parser reads it, segments.py).
 2. A small image enlarged by whole pixels back to its own pixels (enlarged.py), reduced to
-   at most ``WORK_SIDE`` on its longer side (geometry.py); a 1-bit halftone's dots smoothed
+   at most ``WORK_SIDE`` on its longer side (resampling.py); a 1-bit halftone's dots smoothed
    to grey (halftone.py).
 3. Measure: the paper's level and noise from a band along the border, the polarity, the
    stretch from paper to ink (statistics.py; batch.py measures a batch's images together).
@@ -58,11 +58,11 @@ from service.imaging.geometry import (
     already_mnist,
     centre_by_mass,
     fit_box,
-    reduce_to_work_side,
 )
 from service.imaging.halftone import smooth_halftone
 from service.imaging.hard_shadow import lift_hard_shadow
 from service.imaging.lighting import flatten_lighting
+from service.imaging.resampling import WORK_SIDE, shrink_to
 from service.imaging.sheet import find_sheet
 from service.imaging.statistics import Measurement, ink_table, measure
 from service.imaging.strokes import keep_strokes
@@ -123,7 +123,7 @@ def preprocess_steps(data: bytes, *, allowed_formats: Collection[str], max_pixel
 
 def _normalize_steps(gray: np.ndarray) -> Steps:
     pixels = native_pixels(_as_uint8(gray))  # a small image enlarged by blocks: its source
-    work = reduce_to_work_side(pixels)
+    work = shrink_to(pixels, WORK_SIDE)
     if work is pixels:  # not averaged by a reduction: a 1-bit halftone's dots are still dots
         work = smooth_halftone(work)
     original = gray if pixels.shape == (SIZE, SIZE) else None  # may already be MNIST

@@ -10,9 +10,8 @@ from PIL import Image
 
 from service.errors import ImageTooLarge, InvalidImage
 from service.imaging.decode import decode_gray, decode_plain_png, open_image, to_grayscale
-from service.imaging.geometry import WORK_SIDE
 from service.imaging.histograms import PixelHistogram, PixelHistograms
-from service.imaging.resampling import resize_lanczos
+from service.imaging.resampling import WORK_SIDE, resize_lanczos
 from service.imaging.statistics import measure
 from tests.service.images import draw_digit, encode
 
