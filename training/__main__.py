@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _evaluate(args)
         from training.export import ExportError
         from training.pipeline import CheckpointError
-        from training.train import ResumeError
+        from training.run import ResumeError
 
         handled = (
             DataError,

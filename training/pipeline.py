@@ -48,7 +48,7 @@ from training.report import (
     rejection_png,
     reliability_png,
 )
-from training.train import History, TrainResult
+from training.run import History, TrainResult
 from training.validation import ValidationSets, validation_sets
 
 logger = logging.getLogger("training")

@@ -16,7 +16,7 @@ from training.calibrate import ECE_BINS, Reliability  # noqa: E402
 from training.config import LABELS  # noqa: E402
 
 if TYPE_CHECKING:
-    from training.train import History
+    from training.run import History
 
 DPI = 120
 

@@ -11,7 +11,8 @@ import pytest
 
 from training.config import TrainConfig
 from training.data import MnistSplit, load_split
-from training.train import TrainResult, fit
+from training.run import TrainResult
+from training.train import fit
 
 # A run that takes a few seconds: enough to learn far beyond chance, far from the real target.
 SMALL = TrainConfig(epochs=3, batch_size=64, limit_train=2000, val_size=400, seed=3)

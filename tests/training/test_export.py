@@ -16,7 +16,7 @@ from training.config import TrainConfig
 from training.data import MnistSplit
 from training.export import ExportError, export_onnx, file_sha256
 from training.pipeline import load_best, save_best, ship, training_config
-from training.train import TrainResult
+from training.run import TrainResult
 
 DESIGN_METADATA_KEYS = {
     "name",

@@ -14,7 +14,8 @@ from training.augment import AugmentConfig, augment
 from training.config import TrainConfig
 from training.data import MnistSplit
 from training.model import LeNet5, count_parameters
-from training.train import History, ResumeError, TrainResult, evaluate_model, fit, to_tensor
+from training.run import History, ResumeError, TrainResult
+from training.train import evaluate_model, fit, to_tensor
 
 
 def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
