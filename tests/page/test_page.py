@@ -13,7 +13,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
+from tests.conftest import REPO_ROOT
 from tests.page.conftest import DESKTOP, PHONE
 from tests.page.strokes import DIGITS, Stroke
 
@@ -53,6 +55,18 @@ def shown_result(page: Any) -> dict[str, Any]:
     }
 
 
+def ink_on_pad(page: Any) -> int:
+    return page.evaluate(
+        """() => {
+            const pad = document.getElementById('pad');
+            const data = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
+            let dark = 0;
+            for (let i = 0; i < data.length; i += 4) if (data[i] < 128) dark += 1;
+            return dark;
+        }"""
+    )
+
+
 def mnist_samples(mnist_dir: Path, count: int) -> list[tuple[np.ndarray, int]]:
     def read(name: str, offset: int) -> np.ndarray:
         return np.frombuffer(gzip.open(mnist_dir / f"{name}.gz").read(), np.uint8, offset=offset)
@@ -86,16 +100,7 @@ def test_clear_resets_the_pad_and_the_answer(page: Any) -> None:
     assert page.inner_text("#digit") == "?"
     assert page.get_attribute("#result", "data-state") == "idle"
     assert page.is_hidden("#seen")
-    ink = page.evaluate(
-        """() => {
-            const pad = document.getElementById('pad');
-            const data = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
-            let dark = 0;
-            for (let i = 0; i < data.length; i += 4) if (data[i] < 128) dark += 1;
-            return dark;
-        }"""
-    )
-    assert ink == 0
+    assert ink_on_pad(page) == 0
 
 
 def test_an_uploaded_file_is_read(page: Any, mnist_dir: Path, tmp_path: Path) -> None:
@@ -138,7 +143,7 @@ def test_a_non_image_is_refused_kindly(page: Any, tmp_path: Path, artifacts: Pat
     alert = page.locator("#error[role=alert]")
     assert alert.is_visible()
     assert "could not be read" in alert.inner_text()
-    assert "cannot identify an image" in alert.inner_text()  # the API's error.message
+    assert "Cannot identify an image" in alert.inner_text()  # the API's error.message, a sentence
     assert page.inner_text("#digit") == "?"
     page.screenshot(path=str(artifacts / "page-error-1280.png"), full_page=True)
 
@@ -151,18 +156,24 @@ def test_a_blank_drawing_is_never_sent(page: Any) -> None:
     assert not [url for url in requests if "/predict" in url]
 
 
-def test_server_errors_show_the_api_message(page: Any) -> None:
-    body = {"error": {"code": "overloaded", "message": "the inference queue is full (1024)"}}
+BUSY = {"error": {"code": "overloaded", "message": "the inference queue is full (1024)"}}
+
+
+def answer_every_prediction_busy(page: Any) -> None:
     page.route(
         "**/predict*",
         lambda route: route.fulfill(
-            status=503, content_type="application/json", body=json.dumps(body)
+            status=503, content_type="application/json", body=json.dumps(BUSY)
         ),
     )
+
+
+def test_server_errors_show_the_api_message(page: Any) -> None:
+    answer_every_prediction_busy(page)
     draw(page, DIGITS[1])
     page.wait_for_selector('#result[data-state="error"]')
     text = page.inner_text("#error")
-    assert "busy" in text and "the inference queue is full (1024)" in text
+    assert "busy" in text and "The inference queue is full (1024)." in text
 
 
 def test_a_drawing_that_is_not_a_digit_is_refused_plainly(page: Any) -> None:
@@ -284,18 +295,99 @@ def test_a_finger_draws_on_a_phone(browser: Any, page_url: str) -> None:
         context.close()
 
 
-def test_the_answer_updates_while_drawing(page: Any) -> None:
-    """Before the mouse is released, the page has already asked about the drawing so far."""
+def draw_slowly_until_answered(page: Any, stroke: Stroke) -> None:
+    """One stroke with pauses, as a person draws, held down until a live answer shows."""
     box = page.locator("#pad").bounding_box()
-    asked: list[str] = []
-    page.on("request", lambda request: asked.append(request.url))
-    (stroke,) = DIGITS[0]
     page.mouse.move(box["x"] + stroke[0][0] * box["width"], box["y"] + stroke[0][1] * box["height"])
     page.mouse.down()
     for x, y in stroke[1:]:
         page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=2)
-        page.wait_for_timeout(40)
+        page.wait_for_timeout(50)
     page.wait_for_function("document.getElementById('digit').textContent !== '?'")
+
+
+def test_the_answer_updates_while_drawing(page: Any) -> None:
+    """Before the mouse is released, the page has already asked about the drawing so far."""
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    draw_slowly_until_answered(page, DIGITS[0][0])
     assert any("/predict" in url for url in asked)
     page.mouse.up()
     assert shown_result(page)["digit"] == 0
+
+
+def test_a_passing_failure_is_tried_again_without_losing_the_drawing(page: Any) -> None:
+    """A busy service answered the drawing 503; the only way on was Clear, losing it."""
+    answer_every_prediction_busy(page)
+    draw(page, DIGITS[7])
+    page.wait_for_selector('#result[data-state="error"]')
+    assert "full (1024). Try again in a moment." in page.inner_text("#error")
+    assert page.inner_text("#quick-result") == "The service is busy"
+    drawn = ink_on_pad(page)
+    page.unroute("**/predict*")
+    page.click("#try-again")
+    assert shown_result(page)["digit"] == 7
+    assert ink_on_pad(page) == drawn > 0
+
+
+def test_a_refusal_of_the_image_itself_offers_no_retry(page: Any) -> None:
+    dabs = [[(x, y), (x + 0.02, y + 0.02)] for x in (0.25, 0.5, 0.75) for y in (0.25, 0.75)]
+    draw(page, [*dabs, [(0.25, 0.5), (0.27, 0.52)], [(0.75, 0.5), (0.77, 0.52)]])
+    page.wait_for_selector('#result[data-state="error"]')
+    assert page.locator("#try-again").count() == 0
+    # No answer: the bars say so, rather than ten times 0.0 % beside "the best guess is ...".
+    assert set(page.locator(".bar-value").all_inner_texts()) == {"–"}
+    assert "The service reads one digit, 0 to 9. " in page.inner_text("#error")
+
+
+def test_an_answer_on_its_way_shows_reading_and_one_that_never_comes_is_reported(
+    browser: Any, page_url: str
+) -> None:
+    """A slow answer looked like nothing had happened ("Draw something to start"), and a
+    request that never answered left the page so for good."""
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        tab = context.new_page()
+        tab.clock.install()
+        tab.goto(page_url)
+        tab.wait_for_selector("#model-info .model-name")
+        tab.route("**/predict*", lambda route: None)  # held: never answered
+        draw(tab, DIGITS[1])
+        tab.clock.run_for(1_000)
+        assert tab.get_attribute("#result", "data-state") == "pending"
+        assert tab.inner_text("#confidence") == "Reading…"
+        tab.clock.run_for(20_000)
+        tab.wait_for_selector('#result[data-state="error"]')
+        assert "did not answer within 20 seconds" in tab.inner_text("#error")
+        assert tab.locator("#try-again").is_visible()
+    finally:
+        context.close()
+
+
+def test_a_low_confidence_answer_says_it_is_unsure(page: Any) -> None:
+    """The house of examples/ read as 6 at 63 % was shown exactly like a 100 % answer."""
+    page.set_input_files("#file", str(REPO_ROOT / "examples" / "not-a-digit.png"))
+    page.wait_for_selector('#result[data-state="done"]')
+    confidence = page.inner_text("#confidence")
+    assert confidence.endswith("confident: unsure, it may not be a digit"), confidence
+    assert "Unsure." in page.inner_text("#announce")
+    page.set_input_files("#file", str(REPO_ROOT / "examples" / "digit.png"))
+    expect(page.locator("#digit")).to_have_text("3")
+    assert page.inner_text("#confidence").endswith("% confident")
+
+
+def test_only_the_finished_drawing_is_announced(page: Any) -> None:
+    """A screen reader heard seven guesses while a 3 was drawn (the live answers)."""
+    page.evaluate(
+        """() => {
+            window.announced = [];
+            const node = document.getElementById('announce');
+            new MutationObserver(() => window.announced.push(node.textContent))
+                .observe(node, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+    draw_slowly_until_answered(page, DIGITS[3][0])
+    page.mouse.up()
+    assert shown_result(page)["digit"] == 3
+    announced = [text for text in page.evaluate("window.announced") if text]
+    assert len(announced) == 1 and announced[0].startswith("Predicted digit 3"), announced

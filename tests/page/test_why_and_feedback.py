@@ -130,7 +130,7 @@ def test_a_not_a_digit_answer_shows_its_map_and_can_be_corrected(tab: Any, artif
     tab.click(".choice[data-digit='4']")
     # The refusal was mocked: the service never gave it, and says so.
     tab.wait_for_selector("#feedback-status:not(:empty)")
-    assert "no answer to request 'mocked-refusal'" in tab.inner_text("#feedback-status")
+    assert "No answer to request 'mocked-refusal'" in tab.inner_text("#feedback-status")
 
 
 def test_without_feedback_the_page_offers_no_correction(page: Any) -> None:

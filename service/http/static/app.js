@@ -18,8 +18,16 @@
   const PAPER = "#ffffff";
   // While drawing, ask at most this often (and never with a request still in flight).
   const LIVE_INTERVAL_MS = 350;
+  // After a stroke, wait this long for the next one before asking for the full answer: a 4
+  // or a 7 with a bar is two strokes, and its first alone is no digit to announce.
+  const SETTLE_MS = 300;
+  // An answer takes milliseconds; one this late is not coming (a hung proxy, a lost packet).
+  const ANSWER_TIMEOUT_MS = 20000;
+  // Calibrated: about this share of answers this confident are right. Below it, say so.
+  const UNSURE_BELOW = 0.9;
   const UNREACHABLE =
     "Cannot reach the digits service. Check that it is running and your connection, then try again.";
+  const TOO_SLOW = `The service did not answer within ${ANSWER_TIMEOUT_MS / 1000} seconds.`;
 
   const byId = (id) => document.getElementById(id);
   const pad = byId("pad");
@@ -55,6 +63,7 @@
   let showingUpload = false;
   let lastLiveAt = 0;
   let liveInFlight = false;
+  let settling = null; // the timer that asks for the full answer once the strokes pause
 
   function fillPaper() {
     ctx.save();
@@ -149,6 +158,7 @@
     if (stroke || (event.pointerType === "mouse" && event.button !== 0)) return;
     event.preventDefault();
     if (showingUpload) clearPad();
+    clearTimeout(settling); // another stroke of the same digit
     pad.setPointerCapture(event.pointerId);
     ui.hint.hidden = true;
     hasInk = true;
@@ -168,7 +178,10 @@
   function endStroke(event) {
     if (!stroke || event.pointerId !== stroke.pointerId) return;
     finishStroke();
-    predictDrawing(false);
+    sequence += 1; // live answers still on their way are about fewer strokes
+    setState("pending");
+    clearTimeout(settling);
+    settling = setTimeout(() => predictDrawing(false), SETTLE_MS);
   }
   pad.addEventListener("pointerup", endStroke);
   pad.addEventListener("pointercancel", endStroke);
@@ -176,6 +189,7 @@
   // ---- Asking the service --------------------------------------------------------------
 
   let sequence = 0; // only the newest request may change what is shown
+  let lastAsked = null; // {blob, name} of the last full request, for "Try again"
 
   function padBlob() {
     return new Promise((resolve) => pad.toBlob(resolve, "image/png"));
@@ -211,21 +225,28 @@
   }
 
   async function send(blob, name, mine, live) {
+    if (!live) lastAsked = { blob, name };
     const body = new FormData();
     body.append("file", blob, name);
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(), ANSWER_TIMEOUT_MS);
     let response;
     let data;
     try {
-      response = await fetch(live ? LIVE_URL : PREDICT_URL, { method: "POST", body });
+      const url = live ? LIVE_URL : PREDICT_URL;
+      response = await fetch(url, { method: "POST", body, signal: timeout.signal });
       data = await readJson(response);
     } catch {
-      if (mine === sequence && !live) showError("No answer", UNREACHABLE);
+      const why = timeout.signal.aborted ? TOO_SLOW : UNREACHABLE;
+      if (mine === sequence && !live) showError("No answer", why, true);
       return;
+    } finally {
+      clearTimeout(timer);
     }
     if (mine !== sequence) return;
     const requestId = response.headers.get("X-Request-ID");
     if (response.ok && data && Array.isArray(data.probabilities)) {
-      showResult(data);
+      showResult(data, live);
       if (live) hideFeedback();
       else offerFeedback(requestId, String(data.digit));
     } else if (!live) {
@@ -234,26 +255,48 @@
       // A refusal after the model ran on the image (not_a_digit) still shows what it saw
       // and why, and can be corrected like an answer.
       if (data && data.normalized_image) {
-        showSeen(data, "no digit");
+        showSeen(data, "no digit", true);
         offerFeedback(requestId, "not a digit");
       }
     }
   }
 
+  function askAgain() {
+    if (!lastAsked) return;
+    const mine = ++sequence;
+    ui.error.hidden = true;
+    setState("pending");
+    send(lastAsked.blob, lastAsked.name, mine, false);
+  }
+
+  // The server's message as a sentence: it may end without a full stop.
+  const sentence = (text) => {
+    const trimmed = text.trim();
+    const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+    return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+  };
+
+  // [title, message, whether the same image may be sent again] for a refused request.
   function describeFailure(response, data) {
-    const message =
+    const message = sentence(
       (data && data.error && data.error.message) ||
-      (data && typeof data.detail === "string" && data.detail) ||
-      `The service answered HTTP ${response.status} ${response.statusText}.`.trim();
+        (data && typeof data.detail === "string" && data.detail) ||
+        `The service answered HTTP ${response.status} ${response.statusText}`,
+    );
     const code = data && data.error && data.error.code;
     if (code === "not_a_digit") {
       // The title says it already; the rest of the message says why (the best guess, its score).
-      return ["That doesn't look like a digit", message.replace(/^That doesn't look like a digit:\s*/, "")];
+      const why = sentence(message.replace(/^That doesn't look like a digit:\s*/, ""));
+      return ["That doesn't look like a digit", `The service reads one digit, 0 to 9. ${why}`, false];
     }
-    if (code === "overloaded") return ["The service is busy", `${message} Try again in a moment.`];
-    if (code === "not_ready") return ["The model is still loading", `${message} Try again shortly.`];
-    if (response.status >= 500) return ["The service had a problem", message];
-    return ["This image could not be read", message];
+    if (code === "overloaded") return ["The service is busy", `${message} Try again in a moment.`, true];
+    if (code === "not_ready") return ["The model is still loading", `${message} Try again shortly.`, true];
+    if (response.status >= 500 || response.status === 408) {
+      return ["The service had a problem", message, true];
+    }
+    if (response.status === 413) return ["This image is too large", message, false];
+    if (response.status === 415) return ["This kind of file is not read", message, false];
+    return ["This image could not be read", message, false];
   }
 
   // ---- Showing answers -----------------------------------------------------------------
@@ -287,33 +330,46 @@
 
   const percent = (p) => `${(p * 100).toFixed(1)}%`;
 
+  // ``probabilities`` null: no answer to show (nothing yet, or refused), not ten zeros.
   function showBars(probabilities, best) {
-    probabilities.forEach((p, digit) => {
-      barFills[digit].style.width = `${Math.max(0, Math.min(1, p)) * 100}%`;
-      barValues[digit].textContent = percent(p);
+    for (let digit = 0; digit < 10; digit += 1) {
+      const p = probabilities ? probabilities[digit] : null;
+      barFills[digit].style.width = `${p === null ? 0 : Math.max(0, Math.min(1, p)) * 100}%`;
+      barValues[digit].textContent = p === null ? "–" : percent(p);
       barRows[digit].classList.toggle("best", digit === best);
-      barRows[digit].setAttribute("aria-label", `${digit}: ${percent(p)}`);
-    });
+      barRows[digit].setAttribute("aria-label", `${digit}: ${p === null ? "no answer" : percent(p)}`);
+    }
   }
 
   function setState(state) {
     ui.result.dataset.state = state;
     ui.result.setAttribute("aria-busy", state === "pending" ? "true" : "false");
+    if (state === "pending") ui.confidence.textContent = "Reading…";
   }
 
-  function showResult(data) {
+  // ``live``: an answer about a drawing still being drawn, shown but not announced: a screen
+  // reader would otherwise read out every half-drawn guess.
+  function showResult(data, live) {
     ui.error.hidden = true;
+    const unsure = data.confidence < UNSURE_BELOW;
     ui.digit.textContent = String(data.digit);
-    ui.confidence.textContent = `${percent(data.confidence)} confident`;
+    ui.confidence.textContent = unsure
+      ? `${percent(data.confidence)} confident: unsure, it may not be a digit`
+      : `${percent(data.confidence)} confident`;
+    ui.result.classList.toggle("unsure", unsure);
     showBars(data.probabilities, data.digit);
     showSeen(data, String(data.digit));
-    ui.announce.textContent = `Predicted digit ${data.digit}, ${percent(data.confidence)} confident.`;
+    if (!live) {
+      const caution = unsure ? " Unsure." : "";
+      ui.announce.textContent = `Predicted digit ${data.digit}, ${percent(data.confidence)} confident.${caution}`;
+    }
     ui.quick.textContent = `Reads as ${data.digit} (${percent(data.confidence)})`;
     setState("done");
   }
 
-  // What the model saw and, when the answer says why, the heat map over it.
-  function showSeen(data, reading) {
+  // What the model saw and, when the answer says why, the heat map over it (``refused``: the
+  // map is of the best guess the service did not give as an answer).
+  function showSeen(data, reading, refused = false) {
     if (data.normalized_image) {
       ui.seen.src = `data:image/png;base64,${data.normalized_image}`;
       ui.seen.alt = `The 28 by 28 pixel image the model read as ${reading}`;
@@ -324,7 +380,7 @@
     if (why && why.overlay) {
       ui.heatmap.src = `data:image/png;base64,${why.overlay}`;
       ui.heatmap.alt = `Heat map: the pixels that pushed the model towards ${why.target}`;
-      ui.whyDigit.textContent = String(why.target);
+      ui.whyDigit.textContent = refused ? `${why.target}, its best guess` : String(why.target);
       ui.why.hidden = false;
     } else {
       ui.why.hidden = true; // a live answer: the map of the last finished drawing is stale
@@ -334,7 +390,8 @@
   function resetResult(text) {
     ui.digit.textContent = "?";
     ui.confidence.textContent = text;
-    showBars(new Array(10).fill(0), -1);
+    ui.result.classList.remove("unsure");
+    showBars(null, -1);
     ui.seen.hidden = true;
     ui.seen.removeAttribute("src");
     ui.seenEmpty.hidden = false;
@@ -419,15 +476,27 @@
     }
   }
 
-  function showError(title, message) {
+  // ``retry``: the same image may well be read if sent again (busy, unreachable, too slow);
+  // a button sends it again, so the drawing is not lost to a passing failure.
+  function showError(title, message, retry = false) {
     ui.error.replaceChildren();
     const strong = document.createElement("strong");
     strong.textContent = title;
     const text = document.createElement("span");
     text.textContent = message;
     ui.error.append(strong, text);
+    if (retry && lastAsked) {
+      const again = document.createElement("button");
+      again.type = "button";
+      again.id = "try-again";
+      again.className = "button secondary";
+      again.textContent = "Try again";
+      again.addEventListener("click", askAgain);
+      ui.error.append(again);
+    }
     ui.error.hidden = false;
     resetResult("No prediction");
+    ui.quick.textContent = title; // beside the pad: on a phone the box may be out of view
     ui.announce.textContent = "";
     setState("error");
   }
@@ -454,6 +523,7 @@
 
   async function readFile(file) {
     if (!file) return;
+    clearTimeout(settling);
     const mine = ++sequence;
     setState("pending");
     ui.error.hidden = true;
@@ -495,7 +565,10 @@
     event.preventDefault();
     dragDepth = 0;
     ui.dropZone.classList.remove("dragging");
-    readFile(event.dataTransfer.files[0]);
+    const { files } = event.dataTransfer;
+    readFile(files[0]).then(() => {
+      if (files.length > 1) ui.hint.textContent = `Read ${files[0].name}, the first of ${files.length} files`;
+    });
   });
   // A file dropped next to the pad would make the browser navigate away from the page.
   window.addEventListener("dragover", (event) => event.preventDefault());
@@ -512,6 +585,8 @@
 
   ui.clear.addEventListener("click", () => {
     sequence += 1; // answers still on their way belong to the old drawing
+    clearTimeout(settling);
+    lastAsked = null;
     clearPad();
     ui.error.hidden = true;
     resetResult("Draw something to start");
