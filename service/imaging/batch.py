@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.errors import ImageTooLarge, InternalError, ServiceError
+from service.imaging.decode import open_image
 from service.imaging.geometry import SIZE
 from service.imaging.pipeline import Measure, Steps, StepsFactory, preprocess_steps
 from service.imaging.statistics import Measurement, measure
@@ -78,7 +79,7 @@ def prepare_batch(
         run = _start(index, data, prepared[index], steps, allowed_formats, max(left, 0))
         if run is None or not _stage(run, on_stage):
             if left < max_pixels and isinstance(prepared[index].error, ImageTooLarge):
-                prepared[index].error = _over_budget(max_group_pixels or 0)
+                prepared[index].error = _too_large(data, allowed_formats, max_pixels, left)
             continue
         if run.asked is not None:
             spent[group] = spent.get(group, 0) + run.asked.decoded
@@ -107,9 +108,17 @@ def _start(
     return _Run(index, run, prepared)
 
 
-def _over_budget(budget: int) -> ImageTooLarge:
+def _too_large(
+    data: bytes, allowed_formats: Collection[str], max_pixels: int, left: int
+) -> ServiceError:
+    """Why an image refused within its request's budget was refused: over the limit on its
+    own (its header says so, nothing is decoded), or only over what the images before it left."""
+    try:
+        open_image(data, allowed_formats, max_pixels)
+    except ServiceError as alone:
+        return alone
     return ImageTooLarge(
-        f"the images of this request before this one used the {budget} pixels a request may "
+        f"the images of this request before this one left {left} of the pixels a request may "
         "decode in one worker (DIGITS_MAX_BATCH_PIXELS); send the large images in smaller "
         "batches"
     )

@@ -420,3 +420,20 @@ def test_without_a_budget_the_same_images_are_all_read(model: DigitClassifier) -
     frames = [_frame(7, [big, big, big, big])]
     replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, LIMITS))
     assert not wire.decode_image_results(replies[7][1], 4, 0).errors
+
+
+def test_an_image_too_large_on_its_own_is_told_so_whatever_came_before_it(
+    model: DigitClassifier,
+) -> None:
+    """After a small image, one over the per-image limit was blamed on the images before it
+    ("send the large images in smaller batches"), which would not have helped."""
+    limits = Limits(
+        frozenset({"PNG"}), max_pixels=2_000_000, max_batch_size=32, max_delay_s=0,
+        max_batch_pixels=1_500_000,
+    )  # fmt: skip
+    frames = [_frame(7, [_large_png(100), _large_png(1500), _large_png(1000), _large_png(1000)])]
+    replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, limits))
+    result = wire.decode_image_results(replies[7][1], 4, 0)
+    assert sorted(result.errors) == [1, 3]
+    assert "1500x1500 = 2250000 pixels; the limit is 2000000" in str(result.errors[1])
+    assert "DIGITS_MAX_BATCH_PIXELS" in str(result.errors[3])  # this one is over the budget
