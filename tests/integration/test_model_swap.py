@@ -29,7 +29,8 @@ from training.data import load_split
 pytestmark = pytest.mark.slow
 
 PREDICT_CLIENTS = 3
-PHASE_S = 1.5  # traffic on each state (a model serving, a refusal just answered)
+PHASE_S = 1.5  # traffic on each state (a model serving, a refusal just answered)...
+PHASE_CALLS = 12  # ...and at least this many answers, however slow the machine is
 IMAGES = 16
 SWITCH_TIMEOUT_S = 60.0
 
@@ -140,6 +141,15 @@ def served_version(url: str) -> str:
     return str(httpx.get(f"{url}/model", timeout=10).json()["version"])
 
 
+def settle(traffic: Traffic) -> None:
+    """Traffic on the state the server is in now: ``PHASE_S`` and ``PHASE_CALLS`` answers."""
+    began, answered = time.monotonic(), len(traffic.calls)
+    time.sleep(PHASE_S)
+    while len(traffic.calls) - answered < PHASE_CALLS:
+        assert time.monotonic() - began < SWITCH_TIMEOUT_S, "the traffic stopped"
+        time.sleep(0.05)
+
+
 def upload(server: RunningService, name: str, path: Path) -> Load:
     started = time.monotonic()
     response = httpx.post(f"{server.url}{LOAD}", headers=AUTH, json=upload_body(path), timeout=120)
@@ -214,15 +224,15 @@ def test_three_swaps_under_traffic_drop_nothing(
         traffic = Traffic(server.url, pngs, tensors, {v.split(".")[0]: v for v in models})
         traffic.start()
         try:
-            time.sleep(PHASE_S)
+            settle(traffic)
             loads = [upload(server, "good", models["2.0.0"])]
-            time.sleep(PHASE_S)
+            settle(traffic)
             loads.append(upload(server, "contract", no_softmax(tmp_path / "logits.onnx")))
-            time.sleep(PHASE_S)
+            settle(traffic)
             loads.append(upload(server, "floor", guessing(tmp_path / "guessing.onnx")))
-            time.sleep(PHASE_S)
+            settle(traffic)
             loads.append(sighup(server, model_path, models["3.0.0"], "3.0.0"))
-            time.sleep(PHASE_S)
+            settle(traffic)
         finally:
             traffic.stop()
         index = httpx.post(f"{server.url}/v2/repository/index", headers=AUTH).json()

@@ -152,7 +152,7 @@ def test_a_blank_drawing_is_never_sent(page: Any) -> None:
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
     page.click("#clear")
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(1000)  # over three times the pause before a drawing is sent
     assert not [url for url in requests if "/predict" in url]
 
 

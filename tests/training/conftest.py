@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import require_fonts
 from training.config import TrainConfig
 from training.data import MnistSplit, load_split
+from training.fonts import find_fonts
 from training.run import TrainResult
 from training.train import fit
 
@@ -72,3 +74,12 @@ def test_split(mnist_dir: Path) -> MnistSplit:
 def tiny_result(train_split: MnistSplit, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     """A model trained for seconds on 1 600 images; shared by the training and export tests."""
     return fit(SMALL, train_split, tmp_path_factory.mktemp("tiny-run"), progress=False)
+
+
+@pytest.fixture
+def training_fonts() -> list[Path]:
+    """The font files training draws printed digits and glyphs from (scripts/test-tools.sh
+    installs them); a plain skipif let CI pass with these tests skipped."""
+    found = find_fonts()
+    require_fonts(found, ("DejaVuSans.ttf", "LiberationSans-Regular.ttf"))
+    return found

@@ -13,7 +13,7 @@ from training.config import DIGIT_BOX
 from training.fonts import find_fonts, render_font_digits
 
 FONTS = find_fonts()
-needs_fonts = pytest.mark.skipif(not FONTS, reason="no DejaVu/Liberation fonts installed")
+needs_fonts = pytest.mark.usefixtures("training_fonts")  # skips locally, fails under CI
 
 
 @needs_fonts

@@ -217,18 +217,20 @@ def test_not_ready_before_the_model_is_loaded(v2_model: Path) -> None:
 
 
 def test_overload_is_503_with_retry_after(v2_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = create_app(Settings(model_path=v2_model, access_log=False, retry_after_seconds=2))
+    """The pool's refusal, with the wait it names, in V2's error shape (the setting reaching
+    the pool's refusals is tests/service/test_workers.py's)."""
+    app = create_app(Settings(model_path=v2_model, access_log=False))
     with TestClient(app) as client:
 
         def full(images: np.ndarray) -> np.ndarray:
-            raise Overloaded("inference queue full", 2)
+            raise Overloaded("inference queue full", 7)
 
         predictor = app_state(app).predictor
         assert predictor is not None
         monkeypatch.setattr(predictor.pool, "classify_tensor", full)
         response = client.post(INFER, json=_header(data=[0.1] * 784))
     assert response.status_code == 503
-    assert response.headers["retry-after"] == "2"
+    assert response.headers["retry-after"] == "7"
     assert response.json() == {"error": "inference queue full"}
 
 
