@@ -2,7 +2,8 @@
 
 A file fails alone (the service's per-entry error); a whole request that fails gives its error
 to every file it carried, except where retrying or splitting can still save them: 503 answers
-are retried after Retry-After, and a chunk over the body limit (413) is split in halves.
+are retried after Retry-After, and a chunk over the body limit (413) or over the service's
+files per request (DIGITS_MAX_BATCH_FILES, a 400) is split in halves.
 Anything that shows the service cannot be reached or is not a digits service at all raises
 ServiceUnavailable, because every further chunk would fail the same way.
 """
@@ -24,6 +25,7 @@ import httpx
 BATCH_ROUTE = "/predict/batch"
 MAX_RETRY_AFTER_SECONDS = 10.0
 DEFAULT_RETRIES = 3
+TOO_MANY_FILES = "too many files"  # how the service's 400 for a batch over its limit begins
 # Far above what the service takes in one request (DIGITS_MAX_BODY_BYTES, 10 MiB by default):
 # a bound on the client's memory, as a path may be a device that never ends (/dev/zero).
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -73,8 +75,15 @@ def normalise_url(url: str) -> str:
 
 def _reason(exc: Exception) -> str:
     """'[Errno 111] Connection refused' -> 'connection refused': short, for one line."""
-    text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(exc).strip()) or type(exc).__name__
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(exc).strip()).rstrip(".")
+    text = text or type(exc).__name__
     return text[0].lower() + text[1:]
+
+
+def wire_name(path: Path) -> str:
+    """The file name as the request carries it: a name that is not UTF-8 (bytes a POSIX file
+    system allows) has its undecodable bytes replaced, where httpx would raise."""
+    return path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _error_of(body: Any) -> tuple[str, str] | None:
@@ -144,7 +153,11 @@ class DigitsClient:
         files = [
             (
                 "files",
-                (path.name, data, mimetypes.guess_type(path.name)[0] or "application/octet-stream"),
+                (
+                    wire_name(path),
+                    data,
+                    mimetypes.guess_type(wire_name(path))[0] or "application/octet-stream",
+                ),
             )
             for _, path, data in payloads
         ]
@@ -181,7 +194,9 @@ class DigitsClient:
                 f"HTTP {response.status_code} {response.reason_phrase} (check --url)"
             )
         code, message = error
-        if response.status_code == 413 and code == "payload_too_large" and len(payloads) > 1:
+        too_big = response.status_code == 413 and code == "payload_too_large"
+        too_many = response.status_code == 400 and message.startswith(TOO_MANY_FILES)
+        if (too_big or too_many) and len(payloads) > 1:
             middle = len(payloads) // 2
             return self._send(payloads[:middle]) + self._send(payloads[middle:])
         return [FileResult.failed(path, code, message) for path in paths]

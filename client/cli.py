@@ -5,14 +5,14 @@
     digits predict scans/ --url http://digits.internal:8000 --batch-size 64
     digits predict scans/ --explain why/                  # also why/<file>.why.png heat maps
 
-Files are sent to POST /predict/batch in chunks of --batch-size. Exit status: 0 when every
-file was read, 1 when any file failed (the server's message is shown for it), 2 for bad
-usage, 3 when the service cannot be reached or is not a digits service.
+Files are sent to POST /predict/batch in chunks of --batch-size. A run stopped part way (the
+service gone, Ctrl-C) still prints the files read so far.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -34,6 +34,13 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_BATCH_SIZE = 32  # the service's default DIGITS_MAX_BATCH_FILES is 64
 DEFAULT_TIMEOUT = 30.0
 PROG = "digits"
+EXIT_STATUSES = """exit status:
+  0    every file was read
+  1    some file failed (its row says why), or the output could not be written
+  2    bad usage (an option, a path that does not exist, no image files)
+  3    the service cannot be reached, does not answer in time or is not a digits service
+  130  interrupted (Ctrl-C)
+with 3 and 130, the files read before are still printed"""
 
 
 def positive_int(text: str) -> int:
@@ -45,11 +52,15 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """An argparse type: a number above 0, NaN refused (also used by ``python -m bench``)."""
+    """An argparse type: a finite number above 0 (also used by ``python -m bench``)."""
     value = float(text)
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, and the exit statuses' lines kept as written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the digit in each image file",
         description="Send image files (folders are searched recursively for "
         f"{', '.join(sorted(IMAGE_EXTENSIONS))}) to the service and print one line per file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=EXIT_STATUSES,
+        formatter_class=HelpFormatter,
     )
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
     predict.add_argument(
@@ -81,7 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="files per request (at most the service's DIGITS_MAX_BATCH_FILES)",
     )
     predict.add_argument(
-        "--timeout", type=positive_float, default=DEFAULT_TIMEOUT, help="seconds per request"
+        "--timeout",
+        type=positive_float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds to wait at each step of a request: connecting, sending, and between "
+        "parts of the answer",
     )
     predict.add_argument(
         "--explain",
@@ -134,11 +150,17 @@ def predict(args: argparse.Namespace) -> int:
     if not paths:
         shown = " ".join(str(path) for path in args.paths)
         return _fail(f"no image files found in {shown}", EXIT_USAGE)
+    if args.explain is not None:
+        try:  # before any file is sent: a folder that cannot be made would waste the run
+            args.explain.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return _fail(f"cannot write heat maps to {args.explain}: {exc}", EXIT_USAGE)
     chunks = _chunks(paths, args.batch_size)
     show_progress = args.progress
     if show_progress is None:
         show_progress = sys.stderr.isatty() and len(chunks) > 1
     results: list[FileResult] = []
+    stopped: tuple[str, int] | None = None  # why the run ended before every file was read
     try:
         with (
             DigitsClient(url, timeout=args.timeout, explain=args.explain is not None) as client,
@@ -155,7 +177,20 @@ def predict(args: argparse.Namespace) -> int:
                 results.extend(client.predict(chunk))
                 progress.update(len(chunk))
     except ServiceUnavailable as exc:
-        return _fail(str(exc), EXIT_SERVICE)
+        stopped = (str(exc), EXIT_SERVICE)
+    except KeyboardInterrupt:
+        stopped = ("interrupted", EXIT_INTERRUPTED)
+    if stopped is not None and not results:
+        return _fail(*stopped)
+    status = _report(results, args)
+    if stopped is not None:
+        _say(f"{len(paths) - len(results)} of {len(paths)} files were not read")
+        return _fail(*stopped)
+    return status
+
+
+def _report(results: list[FileResult], args: argparse.Namespace) -> int:
+    """The results on stdout (the heat maps in their folder); EXIT_OK or EXIT_FILE_FAILED."""
     if args.explain is not None:
         try:
             written = write_overlays(results, args.explain)
@@ -168,7 +203,7 @@ def predict(args: argparse.Namespace) -> int:
     if failed and (args.json or args.csv):
         # The table carries the messages; machine formats keep stdout clean, so say it here.
         for result in failed:
-            _say(f"{result.path}: {result.error_code}: {result.error_message}")
+            _say(f"{output.shown(result)}: {result.error_code}: {result.error_message}")
     if failed:
         _say(f"{len(failed)} of {len(results)} files failed")
         return EXIT_FILE_FAILED
@@ -201,3 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return predict(args)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:  # `digits predict ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_FILE_FAILED
+    except OSError as exc:  # stdout on a full disk
+        return _fail(f"cannot write the output: {exc}", EXIT_FILE_FAILED)

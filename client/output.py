@@ -5,12 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
 from client.api import FileResult
 
 CSV_COLUMNS = ("file", "digit", "confidence", "error_code", "error_message")
+
+
+def shown(result: FileResult) -> str:
+    """The file's path as text: a name that is not UTF-8 (bytes a POSIX file system allows)
+    shows its odd bytes as \\xNN, so the table, JSON and CSV stay valid UTF-8."""
+    return os.fsencode(result.path).decode("utf-8", "backslashreplace")
 
 
 def _error_text(result: FileResult) -> str:
@@ -26,7 +33,7 @@ def table(results: Sequence[FileResult]) -> str:
     rows = [header]
     for result in results:
         row = [
-            str(result.path),
+            shown(result),
             "-" if result.digit is None else str(result.digit),
             "-" if result.confidence is None else f"{result.confidence:.2%}",
         ]
@@ -47,7 +54,7 @@ def table(results: Sequence[FileResult]) -> str:
 
 def as_record(result: FileResult) -> dict[str, Any]:
     return {
-        "file": str(result.path),
+        "file": shown(result),
         "digit": result.digit,
         "confidence": result.confidence,
         "probabilities": list(result.probabilities) if result.probabilities else None,
@@ -69,7 +76,7 @@ def as_csv(results: Sequence[FileResult]) -> str:
     for result in results:
         writer.writerow(
             [
-                str(result.path),
+                shown(result),
                 "" if result.digit is None else result.digit,
                 "" if result.confidence is None else repr(result.confidence),
                 result.error_code or "",

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,15 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.server import free_port, running_service
-from client.cli import EXIT_FILE_FAILED, EXIT_OK, EXIT_SERVICE, EXIT_USAGE, main
+from client import cli as cli_module
+from client.cli import (
+    EXIT_FILE_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SERVICE,
+    EXIT_USAGE,
+    main,
+)
 from tests.client.conftest import mnist_test_images
 from tests.conftest import REPO_ROOT
 
@@ -309,3 +318,123 @@ def test_the_client_needs_neither_the_service_nor_numpy_nor_torch() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def answering(
+    files_per_request: int, fail_after: int | None = None, stop: type[BaseException] = Exception
+) -> tuple[Handler, list[int]]:
+    """A stand-in service: each request's files read as 1 at 0.9, at most
+    ``files_per_request`` of them (the service's 400 beyond), the request after
+    ``fail_after`` answered requests raising ``stop``."""
+    answered: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        count = request.content.count(b'name="files"')
+        if fail_after is not None and len(answered) >= fail_after:
+            raise stop("the service went away")
+        if count > files_per_request:
+            message = f"too many files: at most {files_per_request} per request"
+            return httpx.Response(400, json={"error": {"code": "bad_request", "message": message}})
+        answered.append(count)
+        entry = {"digit": 1, "confidence": 0.9, "probabilities": [0.1 / 9] * 9 + [0.9]}
+        return httpx.Response(200, json={"predictions": [entry] * count})
+
+    return handler, answered
+
+
+@pytest.fixture
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], None]:
+    """Point the CLI's client at ``answering``'s handler instead of the network."""
+
+    def install(handler: Handler) -> None:
+        real = cli_module.DigitsClient
+
+        def client(url: str, **options: object) -> cli_module.DigitsClient:
+            return real(url, transport=httpx.MockTransport(handler), **options)
+
+        monkeypatch.setattr(cli_module, "DigitsClient", client)
+
+    return install
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "says"),
+    [
+        (httpx.ConnectError, EXIT_SERVICE, "cannot connect"),
+        (KeyboardInterrupt, EXIT_INTERRUPTED, "interrupted"),
+    ],
+)
+def test_a_run_stopped_part_way_still_prints_what_it_read(
+    capsys: pytest.CaptureFixture[str],
+    stand_in: Callable[[Handler], None],
+    digit_folder: Path,
+    stop: type,
+    status: int,
+    says: str,
+) -> None:
+    """Three answered requests were thrown away when the fourth failed, or on Ctrl-C."""
+    handler, answered = answering(64, fail_after=3, stop=stop)
+    stand_in(handler)
+    code, out, err = run(capsys, str(digit_folder), "--batch-size", "2", "--csv")
+    assert code == status
+    rows = list(csv.reader(io.StringIO(out)))
+    assert len(rows) == 1 + 6 and answered == [2, 2, 2]  # the header, then three requests' files
+    assert "6 of 12 files were not read" in err and says in err
+
+
+def test_a_batch_over_the_services_file_limit_is_split(
+    capsys: pytest.CaptureFixture[str],
+    stand_in: Callable[[Handler], None],
+    digit_folder: Path,
+) -> None:
+    """--batch-size over DIGITS_MAX_BATCH_FILES failed every file with a 400."""
+    handler, answered = answering(files_per_request=5)
+    stand_in(handler)
+    code, out, err = run(capsys, str(digit_folder), "--batch-size", "12", "--json")
+    assert code == EXIT_OK, err
+    assert len(json.loads(out)) == 12 and sum(answered) == 12 and max(answered) <= 5
+
+
+def test_a_heat_map_folder_that_cannot_be_made_is_refused_before_sending(
+    capsys: pytest.CaptureFixture[str],
+    stand_in: Callable[[Handler], None],
+    digit_folder: Path,
+    tmp_path: Path,
+) -> None:
+    handler, answered = answering(64)
+    stand_in(handler)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = run(capsys, str(digit_folder), "--explain", str(blocker))
+    assert code == EXIT_USAGE and "cannot write heat maps" in err
+    assert answered == []  # nothing was sent for heat maps that could not be written
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_printed_as_it_is(
+    capsys: pytest.CaptureFixture[str], service_url: str, digit_folder: Path, tmp_path: Path
+) -> None:
+    """One such name crashed the whole run with a UnicodeEncodeError traceback."""
+    source = next(digit_folder.rglob("*.png"))
+    odd = tmp_path / os.fsdecode(b"caf\xe9.png")
+    odd.write_bytes(source.read_bytes())
+    code, out, err = run(capsys, str(odd), "--url", service_url)
+    assert code == EXIT_OK, err
+    assert "caf\\xe9.png" in out  # its odd byte shown, the output still UTF-8
+
+
+def test_a_closed_pipe_and_an_infinite_timeout_are_no_tracebacks(
+    service_url: str, digit_folder: Path
+) -> None:
+    command = [sys.executable, "-m", "client", "predict", str(digit_folder), "--url", service_url]
+    piped = subprocess.run(
+        ["bash", "-c", f"{' '.join(command)} --json | head -c 1"],
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert piped.stdout == "[" and "Traceback" not in piped.stderr, piped.stderr
+    endless = subprocess.run(
+        [*command, "--timeout", "inf"], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT
+    )
+    assert endless.returncode == EXIT_USAGE and "Traceback" not in endless.stderr
