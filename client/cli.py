@@ -197,8 +197,14 @@ def _report(results: list[FileResult], args: argparse.Namespace) -> int:
         except OSError as exc:
             return _fail(f"cannot write heat maps to {args.explain}: {exc}", EXIT_USAGE)
         _say(f"{written} heat maps written to {args.explain}")
-    sys.stdout.write(_render(results, args))
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(_render(results, args))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise  # main: the reader went away, nothing to say
+    except OSError as exc:  # stdout on a full disk
+        _quiet_stdout()
+        return _fail(f"cannot write the output: {exc}", EXIT_FILE_FAILED)
     failed = [result for result in results if not result.ok]
     if failed and (args.json or args.csv):
         # The table carries the messages; machine formats keep stdout clean, so say it here.
@@ -237,7 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:  # `digits predict ... | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        _quiet_stdout()
         return EXIT_FILE_FAILED
-    except OSError as exc:  # stdout on a full disk
-        return _fail(f"cannot write the output: {exc}", EXIT_FILE_FAILED)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered would fail again at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

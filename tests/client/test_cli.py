@@ -434,6 +434,12 @@ def test_a_closed_pipe_and_an_infinite_timeout_are_no_tracebacks(
         capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
     )  # fmt: skip
     assert piped.stdout == "[" and "Traceback" not in piped.stderr, piped.stderr
+    with open("/dev/full", "w") as full:  # a disk with no room left
+        stuck = subprocess.run(
+            command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60, cwd=REPO_ROOT
+        )
+    assert stuck.returncode == EXIT_FILE_FAILED and "Traceback" not in stuck.stderr
+    assert "cannot write the output" in stuck.stderr
     endless = subprocess.run(
         [*command, "--timeout", "inf"], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT
     )
