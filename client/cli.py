@@ -60,7 +60,13 @@ def positive_float(text: str) -> float:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown, and the exit statuses' lines kept as written."""
+    """Defaults shown (but not "None": those options say what not giving them does), and the
+    exit statuses' lines kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress bar on stderr (default: when stderr is a terminal and there is more "
-        "than one request to make)",
+        help="progress bar on stderr (without either: when stderr is a terminal and there "
+        "is more than one request to make)",
     )
     return parser
 

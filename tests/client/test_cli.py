@@ -444,3 +444,14 @@ def test_a_closed_pipe_and_an_infinite_timeout_are_no_tracebacks(
         [*command, "--timeout", "inf"], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT
     )
     assert endless.returncode == EXIT_USAGE and "Traceback" not in endless.stderr
+
+
+def test_help_lists_the_exit_statuses_and_no_empty_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", "--help"])
+    assert exited.value.code == EXIT_OK
+    text = capsys.readouterr().out
+    assert "exit status:" in text and "130  interrupted" in text
+    assert "(default: None)" not in text  # --explain and --progress said so
