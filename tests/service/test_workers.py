@@ -37,6 +37,8 @@ MAX_PIXELS = 10_000_000
 SLEEP = b"SLEEP"  # images starting with this make the test worker sleep...
 SPIN = b"SPIN"  # ...or spin forever
 SLEEP_S = 1.0
+STARTED = b"@"  # SLEEP + STARTED + a path: the worker creates that file as it starts to sleep
+START_TIMEOUT_S = 30.0
 T = TypeVar("T")
 
 
@@ -45,6 +47,8 @@ def slow_or_real(data: bytes, *, allowed_formats: Collection[str], max_pixels: i
     its second stage: after the other images of its batch have run their first."""
     yield
     if data.startswith(SLEEP):
+        if data.startswith(SLEEP + STARTED):
+            Path(os.fsdecode(data[len(SLEEP + STARTED) :])).touch()
         time.sleep(SLEEP_S)
     elif data.startswith(SPIN):
         while True:
@@ -53,6 +57,19 @@ def slow_or_real(data: bytes, *, allowed_formats: Collection[str], max_pixels: i
         steps = preprocess_steps(data, allowed_formats=allowed_formats, max_pixels=max_pixels)
         return (yield from steps)
     return np.zeros((28, 28), np.float32)
+
+
+def sleeping(marker: Path) -> bytes:
+    """An image that keeps its worker busy for SLEEP_S and says when it has begun."""
+    return SLEEP + STARTED + os.fsencode(marker)
+
+
+async def begun(*markers: Path) -> None:
+    """Until the workers have begun those sleeps: a fixed pause assumed it on a busy machine."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not all(marker.exists() for marker in markers):
+        assert time.monotonic() < deadline, "the worker never began its sleep"
+        await asyncio.sleep(0.01)
 
 
 def _levels(*values: int) -> np.ndarray:
@@ -177,7 +194,9 @@ def test_results_match_preprocessing_and_the_model_in_process(
             )
 
 
-def test_tensors_and_images_sent_together_share_one_model_call(make_pool: Any) -> None:
+def test_tensors_and_images_sent_together_share_one_model_call(
+    make_pool: Any, tmp_path: Path
+) -> None:
     """One worker, inputs sent while it is busy: the next batch takes them all at once."""
     metrics = Metrics()
 
@@ -186,8 +205,8 @@ def test_tensors_and_images_sent_together_share_one_model_call(make_pool: Any) -
         await pool.start()
         try:
             await pool.classify(GOOD[0])  # the worker is up
-            busy = pool.classify(SLEEP + b"x")
-            await asyncio.sleep(SLEEP_S / 4)
+            busy = pool.classify(sleeping(tmp_path / "busy"))
+            await begun(tmp_path / "busy")
             (images,) = pool.classify_many(GOOD)  # one worker: one frame of three
             tensor = pool.classify_tensor(np.zeros((5, 1, 28, 28)))
             return await asyncio.gather(busy, images.future, tensor)
@@ -258,15 +277,18 @@ def test_workers_run_single_threaded(make_pool: Any) -> None:
     assert _read_levels(_run(scenario()), 2) == [1, 1]
 
 
-def test_a_killed_worker_fails_only_its_request_and_is_replaced(make_pool: Any) -> None:
+def test_a_killed_worker_fails_only_its_request_and_is_replaced(
+    make_pool: Any, tmp_path: Path
+) -> None:
     async def scenario() -> tuple[list[Any], list[int], list[int], bytes | None]:
         pool = make_pool()
         await pool.start()
         try:
             await _each_image(pool.classify_many(GOOD[:2]))  # both workers are up
             before = pool.pids
-            chunks = pool.classify_many([SLEEP + b"a", SLEEP + b"b"])  # one per worker
-            await asyncio.sleep(SLEEP_S / 4)
+            markers = [tmp_path / "a", tmp_path / "b"]
+            chunks = pool.classify_many([sleeping(marker) for marker in markers])  # one each
+            await begun(*markers)
             os.kill(before[0], signal.SIGKILL)
             results = await _each_image(chunks)
             after = pool.pids
@@ -298,7 +320,9 @@ def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving(make_pool
             # In one batch, the stuck image is not first: the progress slot names it anyway.
             queued = pool.classify(GOOD[1], flags=wire.WITH_IMAGE)
             spin = pool.classify(SPIN)
-            error = (await asyncio.gather(_one(spin), return_exceptions=True))[0]
+            # Bounded here too: a broken watchdog fails in seconds, not at pytest's timeout.
+            answer = asyncio.wait_for(_one(spin), 30 * timeout)
+            error = (await asyncio.gather(answer, return_exceptions=True))[0]
             waited = time.monotonic() - started
             return error, waited, (await _one(queued))[1], [stuck, *pool.pids]
         finally:
