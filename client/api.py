@@ -14,6 +14,7 @@ import base64
 import binascii
 import mimetypes
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,6 +135,9 @@ class DigitsClient:
         payloads: list[tuple[int, Path, bytes]] = []
         for index, path in enumerate(paths):
             try:
+                if stat.S_ISFIFO(path.stat().st_mode):  # reading it would wait for a writer
+                    results[index] = FileResult.failed(path, "unreadable_file", "a named pipe")
+                    continue
                 with path.open("rb") as file:
                     data = file.read(self.max_file_bytes + 1)
             except OSError as exc:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,21 @@ def shown(result: FileResult) -> str:
     """The file's path as text: a name that is not UTF-8 (bytes a POSIX file system allows)
     shows its odd bytes as \\xNN, so the table, JSON and CSV stay valid UTF-8."""
     return os.fsencode(result.path).decode("utf-8", "backslashreplace")
+
+
+def _printable(text: str) -> str:
+    """A cell of the table on one line: a newline or tab in a file name shown as \\n, \\t."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def _width(text: str) -> int:
+    """Columns the text takes on a terminal: CJK and other wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * (width - _width(text))
+    return fill + text if right else text + fill
 
 
 def _error_text(result: FileResult) -> str:
@@ -33,19 +49,18 @@ def table(results: Sequence[FileResult]) -> str:
     rows = [header]
     for result in results:
         row = [
-            shown(result),
+            _printable(shown(result)),
             "-" if result.digit is None else str(result.digit),
             "-" if result.confidence is None else f"{result.confidence:.2%}",
         ]
         if with_errors:
-            row.append(_error_text(result))
+            row.append(_printable(_error_text(result)))
         rows.append(row)
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    widths = [max(_width(row[column]) for row in rows) for column in range(len(header))]
     lines = []
     for row in rows:
         cells = [
-            # numbers right-aligned under their headings, text left-aligned
-            cell.rjust(width) if column in (1, 2) else cell.ljust(width)
+            _pad(cell, width, right=column in (1, 2))  # numbers right-aligned, text left
             for column, (cell, width) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())

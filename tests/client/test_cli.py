@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -455,3 +456,38 @@ def test_help_lists_the_exit_statuses_and_no_empty_defaults(
     text = capsys.readouterr().out
     assert "exit status:" in text and "130  interrupted" in text
     assert "(default: None)" not in text  # --explain and --progress said so
+
+
+def test_the_table_stays_aligned_for_wide_and_odd_file_names(
+    capsys: pytest.CaptureFixture[str], service_url: str, digit_folder: Path, tmp_path: Path
+) -> None:
+    """A CJK name took two columns per character but was padded as one; a newline in a name
+    broke its row in two."""
+    source = next(digit_folder.rglob("*.png")).read_bytes()
+    names = ["数字の七.png", "two\nlines.png", "plain.png"]
+    for name in names:
+        (tmp_path / name).write_bytes(source)
+    code, out, err = run(capsys, *(str(tmp_path / name) for name in names), "--url", service_url)
+    assert code == EXIT_OK, err
+    lines = out.splitlines()
+    assert len(lines) == 1 + len(names) and "two\\nlines.png" in out
+
+    def columns(line: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in line)
+
+    assert len({columns(line) for line in lines}) == 1, lines  # the right column lines up
+
+
+def test_a_named_pipe_fails_alone_instead_of_waiting_for_a_writer(
+    service_url: str, digit_folder: Path, tmp_path: Path
+) -> None:
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    image = next(digit_folder.rglob("*.png"))
+    answer = subprocess.run(
+        [sys.executable, "-m", "client", "predict", str(pipe), str(image), "--url", service_url],
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert answer.returncode == EXIT_FILE_FAILED, answer.stderr
+    assert "unreadable_file: a named pipe" in answer.stdout
+    assert re.search(rf"{re.escape(str(image))}\s+\d\s+[\d.]+%", answer.stdout)
