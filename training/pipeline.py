@@ -48,7 +48,7 @@ from training.report import (
     rejection_png,
     reliability_png,
 )
-from training.run import History, TrainResult
+from training.run import History, TrainResult, first_lines
 from training.validation import ValidationSets, validation_sets
 
 logger = logging.getLogger("training")
@@ -102,7 +102,7 @@ def load_best(path: Path) -> tuple[TrainResult, dict[str, Any]]:
         model = LeNet5()
         model.load_state_dict(state["model"])
     except Exception as error:  # torch raises many types for damaged files
-        raise CheckpointError(f"{path}: not a usable checkpoint ({_first_lines(error)})") from None
+        raise CheckpointError(f"{path}: not a usable checkpoint ({first_lines(error)})") from None
     if "optimizer" in state:  # the training loop's own checkpoint (train.CHECKPOINT_NAME)
         raise CheckpointError(
             f"{path}: a training run's checkpoint, to continue with `train --resume`; export "
@@ -125,13 +125,6 @@ def load_best(path: Path) -> tuple[TrainResult, dict[str, Any]]:
         return result, {**state["config"], "augment": state["augment"]}
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"{path}: not a checkpoint `train` wrote ({error!r})") from None
-
-
-def _first_lines(error: Exception) -> str:
-    """torch's message on one line: a state dict of another shape lists every tensor."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
-    return " ".join(lines[:2]) + more
 
 
 @torch.no_grad()

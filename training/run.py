@@ -23,6 +23,14 @@ logger = logging.getLogger("training")
 CHECKPOINT_NAME = "last.pt"
 
 
+def first_lines(error: Exception) -> str:
+    """torch's message on loading a checkpoint, on one line: a state dict of another shape
+    lists every tensor, and some errors say nothing (their type, then)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+    return " ".join(lines[:2]) + more if lines else type(error).__name__
+
+
 @dataclass
 class History:
     """Per-epoch figures, for the curves report and the model card."""
@@ -119,10 +127,8 @@ class Run:
             state = torch.load(path, map_location=device, weights_only=False)
             saved = dict(state["config"])
         except Exception as error:  # torch raises many types for damaged files
-            first = (
-                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            )
-            raise ResumeError(f"{path}: not a checkpoint to resume ({first})") from None
+            why = first_lines(error)
+            raise ResumeError(f"{path}: not a checkpoint to resume ({why})") from None
         wanted = config.to_dict()
         if saved != wanted:
             changed = ", ".join(
