@@ -87,6 +87,12 @@ def wire_name(path: Path) -> str:
     return path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def _file_field(path: Path, data: bytes) -> tuple[str, bytes, str]:
+    """(name, bytes, content type) of one file in the multipart request."""
+    name = wire_name(path)
+    return name, data, mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
 def _error_of(body: Any) -> tuple[str, str] | None:
     """(code, message) of the service's error body, None when the body is not one."""
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -154,17 +160,7 @@ class DigitsClient:
         return [results[index] for index in range(len(paths))]
 
     def _post(self, payloads: list[tuple[int, Path, bytes]]) -> httpx.Response:
-        files = [
-            (
-                "files",
-                (
-                    wire_name(path),
-                    data,
-                    mimetypes.guess_type(wire_name(path))[0] or "application/octet-stream",
-                ),
-            )
-            for _, path, data in payloads
-        ]
+        files = [("files", _file_field(path, data)) for _, path, data in payloads]
         endpoint = self.url + BATCH_ROUTE
         try:
             return self._http.post(

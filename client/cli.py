@@ -224,8 +224,7 @@ def _report(results: list[FileResult], args: argparse.Namespace) -> int:
 
 def write_overlays(results: list[FileResult], folder: Path) -> int:
     """Each answered file's heat map as ``folder/<name>.why.png`` (``-2``, ``-3``... when two
-    files share a name); how many were written."""
-    folder.mkdir(parents=True, exist_ok=True)
+    files share a name); how many were written. ``predict`` made ``folder`` before sending."""
     used: set[str] = set()
     written = 0
     for result in results:
