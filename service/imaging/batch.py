@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.errors import ImageTooLarge, InternalError, ServiceError
-from service.imaging.decode import open_image
 from service.imaging.geometry import SIZE
+from service.imaging.header import read_header
 from service.imaging.pipeline import Measure, Steps, StepsFactory, preprocess_steps
 from service.imaging.statistics import Measurement, measure
 
@@ -114,7 +114,7 @@ def _too_large(
     """Why an image refused within its request's budget was refused: over the limit on its
     own (its header says so, nothing is decoded), or only over what the images before it left."""
     try:
-        open_image(data, allowed_formats, max_pixels)
+        read_header(data, allowed_formats, max_pixels)
     except ServiceError as alone:
         return alone
     return ImageTooLarge(

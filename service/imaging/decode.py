@@ -1,8 +1,8 @@
 """Image bytes -> one grayscale array (0..255), refusing what must not be decoded: uint8 where
 the image is 8-bit and opaque, float32 otherwise (more bits, transparency flattened).
 
-Limits come first: the format allow-list and the pixel limit are checked from the header,
-before a single pixel is decoded, so a few-KB decompression bomb costs nothing.
+Limits come first: the format allow-list and the pixel limit are checked from the header
+(header.py), before a single pixel is decoded, so a few-KB decompression bomb costs nothing.
 
 Plain 8-bit PNGs (gray, RGB, RGBA: what drawing canvases and scanners send) are decoded by
 OpenCV, several times cheaper than Pillow on small images (docs/performance.md), because
@@ -13,7 +13,6 @@ goes to Pillow, whose errors and orientation handling stay the reference.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import struct
@@ -21,18 +20,16 @@ from collections.abc import Collection
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from service.errors import ImageTooLarge, InvalidImage, ServiceError, UnsupportedMediaType
+from service.errors import InvalidImage, ServiceError
+from service.imaging.header import MAX_MESSAGE, read_header
 from service.imaging.histograms import PixelHistogram
 from service.imaging.resampling import WORK_SIDE
 from service.imaging.segments import MAX_SEGMENTS, PNG_SIGNATURE, png_chunk_kinds, segment_count
 
 logger = logging.getLogger("service.imaging")
 
-# JPEG can decode at 1/2, 1/4 or 1/8 scale for free: asked for the side the pipeline reduces
-# every image to anyway (WORK_SIDE), Pillow's draft never goes below it.
-_MAX_MESSAGE = 160
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _CHUNK = struct.Struct(">I4s")  # length, type; then the data and a 4-byte CRC
@@ -50,54 +47,21 @@ _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # a pixel's four ne
 KEYED_FRINGE_CONTRAST = 48
 
 
-def _identify_elsewhere(data: bytes) -> str | None:
-    """The format name of an image Pillow knows but we do not allow (header only)."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.format
-    except Exception:  # anything unreadable is simply not an image
-        return None
-
-
 def open_image(
     data: bytes, allowed_formats: Collection[str], max_pixels: int, *, colour: bool = False
 ) -> Image.Image:
     """Decode the first frame of an allowed image no larger than ``max_pixels``; a JPEG as
     luminance only, unless ``colour`` is asked for."""
-    if not data:
-        raise InvalidImage("the image is empty (0 bytes)")
-    allowed = sorted(allowed_formats)
-    try:
-        image = Image.open(io.BytesIO(data), formats=allowed)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(
-            f"image refused before decoding: {exc}; the limit is {max_pixels} pixels"
-        ) from exc
-    except UnidentifiedImageError as exc:
-        other = _identify_elsewhere(data)
-        if other:
-            raise UnsupportedMediaType(
-                f"image format {other} is not accepted; send one of {', '.join(allowed)}"
-            ) from exc
-        raise InvalidImage(
-            f"cannot identify an image in {len(data)} bytes; send one of {', '.join(allowed)}"
-        ) from exc
-    except Exception as exc:
-        raise InvalidImage(f"cannot read the image header: {exc}"[:_MAX_MESSAGE]) from exc
-    width, height = image.size
-    if width < 1 or height < 1:
-        raise InvalidImage(f"image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
-        raise ImageTooLarge(
-            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels"
-        )
+    image = read_header(data, allowed_formats, max_pixels)
+    # JPEG can decode at 1/2, 1/4 or 1/8 scale for free: asked for the side the pipeline
+    # reduces every image to anyway (WORK_SIDE), Pillow's draft never goes below it.
     if image.format == "JPEG" and image.mode in ("RGB", "L"):
         image.draft(image.mode if colour else "L", (WORK_SIDE, WORK_SIDE))
     try:
         image.load()
     except Exception as exc:  # truncated or corrupt data: every Pillow plugin raises its own
         raise InvalidImage(
-            f"cannot decode the {image.format} image (truncated or corrupt): {exc}"[:_MAX_MESSAGE]
+            f"cannot decode the {image.format} image (truncated or corrupt): {exc}"[:MAX_MESSAGE]
         ) from exc
     return _upright(image)
 
@@ -292,4 +256,4 @@ def decode_gray(data: bytes, allowed_formats: Collection[str], max_pixels: int) 
     except ServiceError:
         raise
     except Exception as exc:
-        raise InvalidImage(f"cannot convert the {image.mode} image: {exc}"[:_MAX_MESSAGE]) from exc
+        raise InvalidImage(f"cannot convert the {image.mode} image: {exc}"[:MAX_MESSAGE]) from exc

@@ -246,6 +246,16 @@ def test_bad_input_gets_a_clear_4xx(
     assert follow_up.status_code == 200  # still serving
 
 
+def test_a_bomb_is_told_the_services_limit_not_pillows(hardened: TestClient) -> None:
+    """Pillow refuses a header past its own limit (178956970 pixels, twice its default) with
+    a message naming that limit, which was passed on: two limits in one answer."""
+    response = hardened.post("/predict", content=BOMB, headers=RAW)
+    assert response.status_code == 413
+    message = response.json()["error"]["message"]
+    limit = Settings.model_fields["max_image_pixels"].default
+    assert message == f"image is 900000000 pixels; the limit is {limit} pixels"
+
+
 def test_chunked_body_over_the_limit_is_stopped_while_reading(hardened: TestClient) -> None:
     def chunks() -> Iterator[bytes]:  # no Content-Length: only counting receive() can stop it
         for _ in range(8):

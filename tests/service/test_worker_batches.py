@@ -437,3 +437,23 @@ def test_an_image_too_large_on_its_own_is_told_so_whatever_came_before_it(
     assert sorted(result.errors) == [1, 3]
     assert "1500x1500 = 2250000 pixels; the limit is 2000000" in str(result.errors[1])
     assert "DIGITS_MAX_BATCH_PIXELS" in str(result.errors[3])  # this one is over the budget
+
+
+def test_an_image_past_the_budget_is_judged_from_its_header_alone(
+    model: DigitClassifier,
+) -> None:
+    """Telling whether an image past the budget is also over the per-image limit decoded it
+    in full: a request of many large images cost the worker every one of them anyway. A
+    file cut after its header shows it: decoded, it would fail as truncated."""
+    cut = _large_png(1200)[:200]  # header and the start of its pixels: 1,440,000 of them
+    limits = Limits(
+        frozenset({"PNG"}), max_pixels=2_000_000, max_batch_size=32, max_delay_s=0,
+        max_batch_pixels=1_500_000,
+    )  # fmt: skip
+    frames = [_frame(7, [_large_png(1000), cut, cut])]
+    replies = _replies(run_batch(frames, RecordingSlot(), preprocess_steps, model, limits))
+    result = wire.decode_image_results(replies[7][1], 3, 0)
+    assert sorted(result.errors) == [1, 2]
+    for error in result.errors.values():
+        assert error.code == "image_too_large"
+        assert "DIGITS_MAX_BATCH_PIXELS" in str(error), error
