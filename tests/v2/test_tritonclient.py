@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as httpclient
+import tritonclient.http.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from tests.v2.conftest import MODEL_NAME, MODEL_VERSION, V2_VERSION, LiveServer
@@ -109,6 +111,23 @@ def test_infer_matches_local_onnxruntime(
     assert response["id"] == "r-42"
     assert response["model_name"] == MODEL_NAME
     assert response["model_version"] == V2_VERSION
+
+
+@pytest.mark.parametrize("binary_in", [False, True], ids=["json", "binary"])
+def test_asyncio_client_infers(v2_server: LiveServer, binary_in: bool) -> None:
+    """tritonclient.http.aio: its JSON requests arrive as application/octet-stream."""
+    images = _images(3, seed=6)
+
+    async def infer() -> aioclient.InferResult:
+        async with aioclient.InferenceServerClient(v2_server.url) as client:
+            tensor = aioclient.InferInput("image", list(images.shape), "FP32")
+            tensor.set_data_from_numpy(images, binary_data=binary_in)
+            return await client.infer(MODEL_NAME, [tensor], request_id="aio-1")
+
+    result = asyncio.run(infer())
+    expected = _local(v2_server.model_path, images)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-5)
+    assert result.get_response()["id"] == "aio-1"
 
 
 @pytest.mark.parametrize("version", [V2_VERSION, MODEL_VERSION], ids=["integer", "model"])

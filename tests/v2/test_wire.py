@@ -52,6 +52,16 @@ def test_json_without_content_type_is_json(http: httpx.Client) -> None:
     assert sum(output["data"]) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_json_sent_as_octet_stream_is_json(http: httpx.Client) -> None:
+    """tritonclient.http.aio posts JSON requests through aiohttp, whose default Content-Type
+    for bytes is application/octet-stream; Triton reads them by the header, as JSON."""
+    body = json.dumps({**_header(data=[0.5] * 784), "id": "aio"}).encode()
+    response = http.post(INFER, content=body, headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == "aio"
+    assert response.json()["outputs"][0]["shape"] == [1, 10]
+
+
 def test_nested_json_data_is_accepted(http: httpx.Client) -> None:
     nested = np.full((2, 1, 28, 28), 0.25).tolist()
     response = http.post(INFER, json=_header(2, data=nested))
@@ -121,7 +131,11 @@ def test_a_raw_binary_request_is_one_image_answered_in_binary(
             {},
             "unknown output {'a': 1}",
         ),
-        (b"{}", {"Content-Type": "application/octet-stream"}, "needs the Inference-Header"),
+        (
+            b"\0\0\0\0",
+            {"Content-Type": "application/octet-stream"},
+            "binary tensors need Inference-Header-Content-Length",
+        ),
         (b"{}", {"Inference-Header-Content-Length": "abc"}, "must be an integer"),
         (b"{}", {"Inference-Header-Content-Length": "99"}, "outside the body"),
         (b"{}", {"Content-Encoding": "gzip"}, "not valid gzip"),

@@ -75,16 +75,14 @@ def parse_infer_request(
 ) -> InferRequest:
     """Read one infer request; JSON unless ``Inference-Header-Content-Length`` is present.
 
-    tritonclient sends no Content-Type at all, for JSON and binary alike, so the header, not
-    the media type, decides the layout; ``application/octet-stream`` without it is an error.
+    The header, not the media type, decides the layout, as in Triton: tritonclient.http
+    sends no Content-Type at all, and tritonclient.http.aio (aiohttp's default for bytes)
+    sends ``application/octet-stream`` with a plain JSON request.
     """
     if header_length is None:
-        if media_type(content_type or "") == "application/octet-stream":
-            raise V2Error(
-                "binary request (application/octet-stream) needs the "
-                "Inference-Header-Content-Length header"
-            )
-        header, binary = _load_json(body), memoryview(b"")
+        octet_stream = media_type(content_type or "") == "application/octet-stream"
+        hint = " (binary tensors need Inference-Header-Content-Length)" if octet_stream else ""
+        header, binary = _load_json(body, hint), memoryview(b"")
     else:
         size = _parse_header_length(header_length, len(body))
         if size == 0:
@@ -125,11 +123,11 @@ def _raw_request(
     return InferRequest(images, [RequestedOutput(output.name, True) for output in model_outputs])
 
 
-def _load_json(raw: bytes | memoryview) -> dict[str, Any]:
+def _load_json(raw: bytes | memoryview, hint: str = "") -> dict[str, Any]:
     try:
         document = parse_json(raw)
     except InvalidJSON as exc:
-        raise V2Error(f"request is not valid JSON: {exc}") from None
+        raise V2Error(f"request is not valid JSON{hint}: {exc}") from None
     if not isinstance(document, dict):
         raise V2Error(f"request must be a JSON object, got {type(document).__name__}")
     return document
