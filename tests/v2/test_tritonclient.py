@@ -218,3 +218,23 @@ def test_an_error_before_the_route_reads_as_a_message(
         triton.get_log_settings()
     assert caught.value.status() == "404"
     assert "no route /v2/logging" in str(caught.value)
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_shared_memory_tensors_are_refused_not_ignored(
+    triton: httpclient.InferenceServerClient, where: str
+) -> None:
+    """No shared memory extension here: an output meant for a region must not come back in
+    the body instead (the client would read its region and never see the answer)."""
+    tensor = httpclient.InferInput("image", [1, 1, 28, 28], "FP32")
+    output = httpclient.InferRequestedOutput("probabilities")
+    if where == "input":
+        tensor.set_shared_memory("images", 3136)
+    else:
+        tensor.set_data_from_numpy(_images(1))
+        output.set_shared_memory("probabilities", 40)
+    with pytest.raises(InferenceServerException) as caught:
+        triton.infer(MODEL_NAME, [tensor], outputs=[output])
+    assert caught.value.status() == "400"
+    assert "names shared memory region" in caught.value.message()
+    assert "no shared memory extension" in caught.value.message()

@@ -27,6 +27,10 @@ FP32 = "FP32"
 WIRE_FP32 = np.dtype("<f4")
 # MNIST convention of the model's input (docs/design.md, section 1).
 PIXEL_MIN, PIXEL_MAX = 0.0, 1.0
+# Triton's shared-memory extensions (tensors in regions registered beforehand) are not served
+# (GET /v2 lists none): a tensor naming a region is refused, not answered in the body, where
+# a client reading its region would never look.
+SHARED_MEMORY = "shared_memory_region"
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,7 @@ def _read_input(
     batch = _check_shape(tensor.get("shape"), spec, max_batch_size)
     count = batch * spec.item_size
     parameters = _object(tensor.get("parameters", {}), f"parameters of input '{spec.name}'")
+    _no_shared_memory(parameters, f"input '{spec.name}'")
     size = parameters.get("binary_data_size")
     if size is not None:
         if "data" in tensor:
@@ -191,6 +196,14 @@ def _read_input(
     images = flat.reshape(batch, *spec.item_shape)
     _check_range(images, spec.name)
     return images, consumed
+
+
+def _no_shared_memory(parameters: dict[str, Any], what: str) -> None:
+    if SHARED_MEMORY in parameters:
+        raise V2Error(
+            f"{what} names shared memory region {quoted(parameters[SHARED_MEMORY])}, but this "
+            "server has no shared memory extension: send the tensor in the body instead"
+        )
 
 
 def _check_shape(shape: Any, spec: TensorSignature, max_batch_size: int) -> int:
@@ -268,6 +281,7 @@ def _read_outputs(
         if not isinstance(name, str) or name not in known:
             raise V2Error(f"unknown output {quoted(name)}; the model's outputs are {sorted(known)}")
         parameters = _object(entry.get("parameters", {}), f"parameters of output '{name}'")
+        _no_shared_memory(parameters, f"output '{name}'")
         binary = parameters.get("binary_data", binary_default)
         class_count = parameters.get("classification", 0)
         if not isinstance(binary, bool):
