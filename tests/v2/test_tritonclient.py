@@ -238,3 +238,17 @@ def test_shared_memory_tensors_are_refused_not_ignored(
     assert caught.value.status() == "400"
     assert "names shared memory region" in caught.value.message()
     assert "no shared memory extension" in caught.value.message()
+
+
+def test_an_output_requested_twice_is_a_400(triton: httpclient.InferenceServerClient) -> None:
+    """Two tensors of one name would make as_numpy read the second's bytes as the first."""
+    tensor = httpclient.InferInput("image", [1, 1, 28, 28], "FP32")
+    tensor.set_data_from_numpy(_images(1))
+    outputs = [
+        httpclient.InferRequestedOutput("probabilities"),
+        httpclient.InferRequestedOutput("probabilities", class_count=2),
+    ]
+    with pytest.raises(InferenceServerException) as caught:
+        triton.infer(MODEL_NAME, [tensor], outputs=outputs)
+    assert caught.value.status() == "400"
+    assert "output 'probabilities' is requested more than once" in caught.value.message()

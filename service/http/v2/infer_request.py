@@ -274,12 +274,15 @@ def _read_outputs(
         return [RequestedOutput(output.name, binary_default) for output in model_outputs]
     if not isinstance(requested, list) or not requested:
         raise V2Error("'outputs' must be a non-empty list when present")
-    outputs = []
+    outputs: list[RequestedOutput] = []
     for entry in requested:
         entry = _object(entry, "a requested output")
         name = entry.get("name")
         if not isinstance(name, str) or name not in known:
             raise V2Error(f"unknown output {quoted(name)}; the model's outputs are {sorted(known)}")
+        if any(output.name == name for output in outputs):
+            # Two tensors of one name: tritonclient's as_numpy would read one's bytes as the other.
+            raise V2Error(f"output '{name}' is requested more than once")
         parameters = _object(entry.get("parameters", {}), f"parameters of output '{name}'")
         _no_shared_memory(parameters, f"output '{name}'")
         binary = parameters.get("binary_data", binary_default)
