@@ -29,7 +29,11 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> by
     except zlib.error as exc:
         raise V2Error(f"request body is not valid {encoding} data: {exc}") from None
     if inflater.unconsumed_tail:
-        raise V2Error(f"decompressed request body exceeds the limit of {max_bytes} bytes")
+        # 413, as for a body over the limit as sent: the same request should not get a
+        # different answer for being compressed.
+        raise V2Error(
+            f"decompressed request body exceeds the limit of {max_bytes} bytes", status_code=413
+        )
     if not inflater.eof:
         raise V2Error(f"request body is truncated {encoding} data (its stream does not end)")
     if inflater.unused_data:
