@@ -16,7 +16,7 @@ from starlette.routing import Match
 
 from service.errors import ServiceError
 from service.http.fast_routes import CLIENT_CLOSED
-from service.http.v2.errors import error_body
+from service.http.v2.errors import error_body, not_served
 
 logger = logging.getLogger("service.errors")
 
@@ -61,7 +61,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code, path = _STATUS_CODES.get(exc.status_code, "error"), request.url.path
     if exc.status_code == 404:
-        message = f"no route {path}"
+        message = f"no route {path}{not_served(path)}"
     elif exc.status_code == 405:
         message = f"method {request.method} is not allowed on {path}"
         headers = {**(exc.headers or {}), **_allow(request)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -252,3 +253,24 @@ def test_an_output_requested_twice_is_a_400(triton: httpclient.InferenceServerCl
         triton.infer(MODEL_NAME, [tensor], outputs=outputs)
     assert caught.value.status() == "400"
     assert "output 'probabilities' is requested more than once" in caught.value.message()
+
+
+@pytest.mark.parametrize(
+    ("call", "extension"),
+    [
+        (lambda c: c.register_system_shared_memory("r", "/r", 3136), "system shared memory"),
+        (lambda c: c.get_system_shared_memory_status(), "system shared memory"),
+        (lambda c: c.register_cuda_shared_memory("r", b"\0" * 64, 0, 3136), "CUDA shared memory"),
+        (lambda c: c.unregister_cuda_shared_memory(), "CUDA shared memory"),
+        (lambda c: c.update_trace_settings(settings={"trace_level": ["OFF"]}), "trace"),
+    ],
+    ids=["shm register", "shm status", "cuda register", "cuda unregister", "trace"],
+)
+def test_an_extension_not_served_says_so(
+    triton: httpclient.InferenceServerClient, call: Any, extension: str
+) -> None:
+    """Not only 'no route': the client learns that the extension is missing, not misspelt."""
+    with pytest.raises(InferenceServerException) as caught:
+        call(triton)
+    assert caught.value.status() == "404"
+    assert f"Triton's {extension} extension is not served here" in caught.value.message()

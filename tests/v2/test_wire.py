@@ -175,6 +175,13 @@ def test_every_refusal_on_a_v2_path_is_the_protocols_error_string(
     assert isinstance(error, str) and error
 
 
+@pytest.mark.parametrize("path", ["generate", "generate_stream", "versions/1/generate"])
+def test_the_generate_extension_is_named_as_not_served(http: httpx.Client, path: str) -> None:
+    response = http.post(f"/v2/models/{MODEL_NAME}/{path}", json={"image": [0.0] * 784})
+    assert response.status_code == 404
+    assert "Triton's generate extension is not served here" in response.json()["error"]
+
+
 def test_refusals_elsewhere_keep_the_services_error_object(http: httpx.Client) -> None:
     for response in (http.get("/v2x"), http.get("/predict"), http.get("/nothing/v2")):
         assert response.status_code in (404, 405)

@@ -24,6 +24,28 @@ def error_body(path: str, code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
+# Triton's extensions this server does not serve, by their paths under /v2 (GET /v2 lists
+# the ones it does): a client that calls one learns why it got a 404.
+_NOT_SERVED = (
+    ("/v2/systemsharedmemory", "system shared memory"),
+    ("/v2/cudasharedmemory", "CUDA shared memory"),
+    ("/v2/trace", "trace"),
+    ("/v2/logging", "logging"),
+)
+
+
+def not_served(path: str) -> str:
+    """For a 404 on ``path``: which Triton extension it belongs to, when this server lacks it."""
+    parts = path.rstrip("/").split("/")
+    if parts[1:3] == ["v2", "models"] and parts[-1] in ("generate", "generate_stream"):
+        name = "generate"
+    else:
+        name = next((n for p, n in _NOT_SERVED if path == p or path.startswith(p + "/")), "")
+    if not name:
+        return ""
+    return f"; Triton's {name} extension is not served here (GET /v2 lists the extensions served)"
+
+
 class V2ErrorBody(BaseModel):
     """Every /v2 error answer, in the protocol's shape."""
 
