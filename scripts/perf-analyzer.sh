@@ -16,7 +16,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
 dir=.perf-analyzer
-url=${DIGITS_URL:-127.0.0.1:8000}
+# DIGITS_URL as the digits CLI reads it (http://host:port); perf_analyzer wants host:port.
+url=${DIGITS_URL:-http://127.0.0.1:8000}
+url=${url#http://}
+url=${url%/}
 binary=$dir/tritonclient-2.41.0.data/data/bin/perf_analyzer
 
 if ! ldconfig -p | grep -q libb64.so.0d; then
