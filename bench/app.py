@@ -12,8 +12,11 @@ It exists only in this benchmark app, never in the shipped service.
 
 from __future__ import annotations
 
+import sys
+
 import orjson
 
+from service.__main__ import no_arguments
 from service.app import DigitsApp
 from service.http.fast_routes import DirectRequest
 from service.http.uploads import single_upload
@@ -22,6 +25,10 @@ from service.server import run_server, served_app
 from service.settings import Settings
 
 NOOP_PATH = "/bench/noop"
+USAGE = """usage: python -m bench.app
+
+The service with the benchmark's no-op route (POST /bench/noop), configured as the service
+is, by DIGITS_* environment variables; it takes no arguments."""
 _CONSTANT_ANSWER = orjson.dumps(
     {
         "digit": 7,
@@ -46,6 +53,7 @@ def create_bench_app() -> DigitsApp:
 
 def main() -> None:
     """The shipped server options (``service.server``) around the bench app."""
+    no_arguments(sys.argv[1:], USAGE)
     settings = Settings()
     configure_logging(settings.log_level)
     run_server(settings, "bench.app:create_bench_app")

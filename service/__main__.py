@@ -61,17 +61,22 @@ def _problem(model: ModelSpec) -> str | None:
     return lines[-1] if lines else f"the model check exited with {done.returncode}"
 
 
+def no_arguments(args: list[str], usage: str) -> None:
+    """``--help`` prints ``usage`` and exits 0; any other argument exits 2: a server here is
+    configured by its environment alone, and an ignored ``--help`` would start one."""
+    if args in (["-h"], ["--help"]):
+        sys.stdout.write(usage + "\n")
+        sys.exit(0)
+    if args:
+        sys.stderr.write(f"{usage}\n\nerror: unexpected arguments: {' '.join(args)}\n")
+        sys.exit(EXIT_BAD_CONFIG)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Start the server; a bad setting or a model that cannot be served exits 2, the log
     saying what. ``--help`` prints the usage; any other argument is a usage error (it was
     ignored, and ``--help`` started a server)."""
-    args = sys.argv[1:] if argv is None else argv
-    if args in (["-h"], ["--help"]):
-        sys.stdout.write(USAGE + "\n")
-        sys.exit(0)
-    if args:
-        sys.stderr.write(f"{USAGE}\n\nerror: unexpected arguments: {' '.join(args)}\n")
-        sys.exit(EXIT_BAD_CONFIG)
+    no_arguments(sys.argv[1:] if argv is None else argv, USAGE)
     configure_logging()
     try:
         settings = Settings()

@@ -86,3 +86,18 @@ def test_the_http_path_comparison_runs_both_paths_and_prints_their_ratio(
     assert [line.split(":")[0] for line in lines] == ["round 1", "round 2", "best round"]
     assert all("ASGI path" in line and "direct lane" in line for line in lines)
     assert "median lane/ASGI" in lines[-1]
+
+
+@pytest.mark.parametrize(("argv", "status"), [(["--help"], 0), (["--port", "9"], 2)])
+def test_the_bench_app_takes_no_arguments_and_says_so(argv: list[str], status: int) -> None:
+    """``python -m bench.app --help`` ignored its argument and served on port 8000."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.app", *argv],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DIGITS_MODEL_PATH": "/nonexistent.onnx"},
+    )
+    assert done.returncode == status, done.stderr
+    assert "usage: python -m bench.app" in (done.stdout if status == 0 else done.stderr)
