@@ -1,4 +1,5 @@
-"""The checks a model file passes before it may serve, in a child process of the server.
+"""The checks a model file passes before it may serve: at start-up (``python -m service``
+runs them before it binds its port) and at every load, in a child process.
 
 ``python -m service.repository.gate REQUEST_JSON`` opens the file with ONNX Runtime (names,
 dtypes and shapes of the contract, service/model.py), then runs it on the check digits

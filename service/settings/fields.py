@@ -75,13 +75,13 @@ class ModelLifecycleFields(BaseModel):
         0.95,
         ge=0.0,
         le=1.0,
-        description="Accuracy floor on the check digits: a load below it is refused (the "
-        "model served before keeps serving).",
+        description="Accuracy floor on the check digits: a model below it does not start, "
+        "and a load below it is refused (the model served before keeps serving).",
     )
     check_digits_path: Path = Field(
         DEFAULT_CHECK_DIGITS,
-        description="Labelled real digits (npz: images uint8 [N,28,28], labels) every load "
-        "is checked on before it serves.",
+        description="Labelled real digits (npz: images uint8 [N,28,28], labels) the model is "
+        "checked on at start-up and at every load, before it serves.",
     )
     shadow_model_path: Path | None = Field(
         None,

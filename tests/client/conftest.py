@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from bench.server import running_service
+from tests.conftest import tiny_model_env
 
 
 def mnist_test_images(mnist_dir: Path, count: int) -> list[tuple[np.ndarray, int]]:
@@ -27,7 +28,7 @@ def mnist_test_images(mnist_dir: Path, count: int) -> list[tuple[np.ndarray, int
 @pytest.fixture(scope="module")
 def service_url(tiny_onnx: Path) -> Iterator[str]:
     """The app on the tiny model: answers are meaningless but the same as /predict gives."""
-    env = {"DIGITS_MODEL_PATH": str(tiny_onnx), "DIGITS_ACCESS_LOG": "false"}
+    env = {**tiny_model_env(tiny_onnx), "DIGITS_ACCESS_LOG": "false"}
     with running_service(env) as server:
         yield server.url
 

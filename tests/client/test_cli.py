@@ -31,7 +31,7 @@ from client.cli import (
     main,
 )
 from tests.client.conftest import mnist_test_images
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, tiny_model_env
 
 FILES_IN_FOLDER = 12
 
@@ -182,7 +182,7 @@ def test_a_chunk_over_the_body_limit_is_split(
     huge = tmp_path / "huge.png"
     Image.fromarray(noise).save(huge)  # incompressible: far over the 2 KiB limit alone
     env = {
-        "DIGITS_MODEL_PATH": str(tiny_onnx),
+        **tiny_model_env(tiny_onnx),
         "DIGITS_MAX_BODY_BYTES": "2048",
         "DIGITS_ACCESS_LOG": "false",
     }

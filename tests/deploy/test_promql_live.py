@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from bench.server import free_port, start_service
-from tests.conftest import require_binary
+from tests.conftest import require_binary, tiny_model_env
 from tests.deploy.tools import DASHBOARD, PROMETHEUS_DIR, load_yaml
 from tests.service.images import ONE, draw_digit, png
 
@@ -96,7 +96,7 @@ def send_traffic(url: str) -> None:
 def prometheus(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = require_binary("prometheus")
     work = tmp_path_factory.mktemp("prometheus")
-    server = start_service({"DIGITS_MODEL_PATH": str(tiny_onnx)})
+    server = start_service(tiny_model_env(tiny_onnx))
     config = work / "prometheus.yml"
     config.write_text(
         json.dumps(

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from bench.server import RunningService, running_service
+from tests.conftest import tiny_model_env
 
 
 @pytest.fixture
 def server(tiny_onnx: Path) -> Iterator[RunningService]:
-    with running_service({"DIGITS_MODEL_PATH": str(tiny_onnx)}) as running:
+    with running_service(tiny_model_env(tiny_onnx)) as running:
         yield running

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.server import RunningService, running_service
+from tests.conftest import tiny_model_env
 from tests.service.images import draw_digit, png
 
 pytestmark = pytest.mark.slow
@@ -21,7 +22,7 @@ SEVEN = png(draw_digit())
 
 @pytest.fixture(scope="module")
 def server(tiny_onnx: Path) -> Iterator[RunningService]:
-    with running_service({"DIGITS_MODEL_PATH": str(tiny_onnx)}) as running:
+    with running_service(tiny_model_env(tiny_onnx)) as running:
         yield running
 
 

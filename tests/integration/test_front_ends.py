@@ -14,6 +14,7 @@ import pytest
 
 from bench.cpu import WORKER_MARK
 from bench.server import RunningService, running_service
+from tests.conftest import tiny_model_env
 from tests.integration.processes import descendants, predict_on_new_connection, wait_for
 from tests.service.images import draw_digit, png
 
@@ -27,7 +28,7 @@ READY_TIMEOUT_S = 60.0
 @pytest.fixture
 def server(tiny_onnx: Path) -> Iterator[RunningService]:
     env = {
-        "DIGITS_MODEL_PATH": str(tiny_onnx),
+        **tiny_model_env(tiny_onnx),
         "DIGITS_FRONT_ENDS": "2",
         "DIGITS_PREPROCESS_WORKERS": "2",
     }

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from bench.server import RunningService, running_service
+from tests.conftest import tiny_model_env
 from tests.service.images import draw_digit, png
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ SWEEP_SLACK_S = 3.0
 
 @pytest.fixture(scope="module")
 def server(tiny_onnx: Path) -> Iterator[RunningService]:
-    with running_service({"DIGITS_MODEL_PATH": str(tiny_onnx), **LIMITS}) as running:
+    with running_service({**tiny_model_env(tiny_onnx), **LIMITS}) as running:
         yield running
 
 
@@ -428,7 +429,7 @@ def test_mutated_prediction_requests_never_get_a_5xx(tiny_onnx: Path) -> None:
     ]
     rng = random.Random(20261204)
     bodies = [_mutated(rng, requests) for _ in range(150)]
-    env = {"DIGITS_MODEL_PATH": str(tiny_onnx), **LIMITS, "DIGITS_MAX_CONNECTIONS": "500"}
+    env = {**tiny_model_env(tiny_onnx), **LIMITS, "DIGITS_MAX_CONNECTIONS": "500"}
     with running_service(env) as fuzzed, ThreadPoolExecutor(10) as pool:
         statuses = list(pool.map(lambda data: _first_status(fuzzed, data), bodies))
         assert not [status for status in statuses if status is not None and status >= 500]

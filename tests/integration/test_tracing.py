@@ -17,6 +17,7 @@ import pytest
 
 from bench.otlp import ReceivedSpan, Receiver, running_receiver
 from bench.server import RunningService, running_service
+from tests.conftest import tiny_model_env
 from tests.service.images import draw_digit, png
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def traced(receiver: Receiver, tiny_onnx: Path) -> Iterator[RunningService]:
     env = {
-        "DIGITS_MODEL_PATH": str(tiny_onnx),
+        **tiny_model_env(tiny_onnx),
         "DIGITS_PREPROCESS_WORKERS": "1",
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # export within a tenth of a second

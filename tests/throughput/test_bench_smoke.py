@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import main as bench_main
-from tests.conftest import REPO_ROOT, require_binary
+from tests.conftest import REPO_ROOT, require_binary, tiny_model_env
 
 ROWS = [
     "no-op route, multipart 28x28 PNG",
@@ -34,7 +34,7 @@ ROWS = [
 @pytest.mark.slow
 def test_bench_prints_every_scenario_and_verdict(tiny_onnx: Path) -> None:
     require_binary("wrk")
-    env = {**os.environ, "DIGITS_MODEL_PATH": str(tiny_onnx), "DIGITS_ACCESS_LOG": "false"}
+    env = {**os.environ, **tiny_model_env(tiny_onnx), "DIGITS_ACCESS_LOG": "false"}
     quick = ["--duration", "1", "--overload-duration", "1", "--ort-duration", "0.2"]
     quick += ["--rounds", "2"]
     done = subprocess.run(
@@ -78,7 +78,7 @@ def test_bench_refuses_empty_runs_before_starting(
 def test_the_http_path_comparison_runs_both_paths_and_prints_their_ratio(
     tiny_onnx: Path,
 ) -> None:
-    env = {**os.environ, "DIGITS_MODEL_PATH": str(tiny_onnx)}
+    env = {**os.environ, **tiny_model_env(tiny_onnx)}
     command = [sys.executable, "-m", "bench.http_path", "--requests", "200", "--rounds", "2"]
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from bench.server import running_service
-from tests.conftest import build_onnx_model
+from tests.conftest import build_onnx_model, tiny_model_env
 
 MODEL_NAME = "lenet5"
 MODEL_VERSION = "1.0.0"  # the model's own version, in its metadata
@@ -33,7 +33,7 @@ def v2_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def v2_server(v2_model: Path) -> Iterator[LiveServer]:
     """tritonclient needs a real socket, not an ASGI transport."""
-    env = {"DIGITS_MODEL_PATH": str(v2_model), "DIGITS_ACCESS_LOG": "false"}
+    env = {**tiny_model_env(v2_model), "DIGITS_ACCESS_LOG": "false"}
     with running_service(env) as server:
         yield LiveServer(server.address, server.url, v2_model)
 
