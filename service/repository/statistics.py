@@ -127,7 +127,7 @@ class InferenceStatistics:
             while len(self._versions) > self._kept:
                 _, dropped = self._versions.popitem(last=False)
                 for model_version in dropped.model_versions:
-                    self._by_model.pop((name, model_version), None)
+                    self._by_model.pop((dropped.name, model_version), None)
         return entry
 
     # --- from the worker pool: one model call, one input of it ----------------------------

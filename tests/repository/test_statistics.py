@@ -6,6 +6,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from service.contract import DEFAULT_LABELS, ModelInfo
+from service.repository.statistics import InferenceStatistics
 from tests.service.images import draw_digit, png
 
 SEVEN = png(draw_digit())
@@ -78,3 +80,35 @@ def test_a_fresh_model_is_listed_with_zero_counts(client: TestClient) -> None:
     assert stats["inference_count"] == stats["execution_count"] == 0
     assert stats["inference_stats"]["success"] == {"count": 0, "ns": 0}
     assert "statistics" in client.get("/v2").json()["extensions"]
+
+
+def _model(name: str, version: str) -> ModelInfo:
+    return ModelInfo(
+        name=name,
+        version=version,
+        sha256=f"{name}-{version}",
+        provider="CPUExecutionProvider",
+        path=f"{name}.onnx",
+        input_name="image",
+        input_shape=("N", 1, 28, 28),
+        output_name="probabilities",
+        output_shape=("N", 10),
+        labels=DEFAULT_LABELS,
+        val_accuracy=None,
+        test_accuracy=None,
+        created_at=None,
+    )
+
+
+def test_a_model_dropped_from_the_kept_versions_is_counted_again_when_it_serves_again() -> None:
+    """Dropping the oldest entry forgot its model under the newest entry's name, so a model
+    of another name kept its dropped entry: what it served next was counted where no report
+    looks."""
+    statistics = InferenceStatistics(kept=1)
+    first, second = _model("first", "1.0.0"), _model("second", "1.0.0")
+    statistics.of(first)
+    statistics.of(second)  # one version kept: first's entry goes
+    statistics.succeeded(first, 0.01, (0.0, 0.0, 0.0), 0.0)  # a load brought it back
+    (entry,) = statistics.report("first")
+    assert entry["inference_stats"]["success"]["count"] == 1
+    assert [entry["name"] for entry in statistics.report()] == ["first"]
