@@ -252,10 +252,10 @@ class WorkerPool:
 
     def _send(self, requests: list[Pending]) -> None:
         if all(worker.retired for worker in self._supervisor.workers):
-            error = NotReady("the workers are restarting; retry later")
-            for request in requests:
-                self.fail(None, request, error)
-            raise error
+            # Admitted but never sent: undo the admission and raise. Failing the frames'
+            # futures as well left errors nobody reads (asyncio logs each one).
+            self._in_flight -= sum(request.count for request in requests)
+            raise NotReady("the workers are restarting; retry later")
         frames: dict[WorkerConnection, list[bytes]] = {}
         for request in requests:
             worker = self._pick()

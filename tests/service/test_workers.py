@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import io
 import os
 import signal
@@ -18,7 +20,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.app import create_app
-from service.errors import Overloaded, ServiceError
+from service.errors import NotReady, Overloaded, ServiceError
 from service.http.state import app_state
 from service.imaging import encode_png, preprocess_image, preprocess_steps
 from service.imaging.pipeline import Steps
@@ -356,6 +358,46 @@ def test_an_image_that_hangs_its_worker_fails_alone_in_its_frame(make_pool: Any)
     assert isinstance(spin, ServiceError) and "longer than 0.5 s" in spin.message
     for answer, data in ((first, GOOD[0]), (last, GOOD[1])):
         assert isinstance(answer, tuple) and answer[1] == encode_png(_in_process(data))
+
+
+def test_a_request_refused_while_every_worker_restarts_leaves_no_unread_error(
+    make_pool: Any,
+) -> None:
+    """While every worker waits out its restart backoff, a request is refused with 503. Its
+    frames' futures were given that error too, and nobody ever read them: asyncio logged
+    "Future exception was never retrieved" for every such request."""
+
+    async def scenario() -> tuple[str, list[str], int]:
+        pool = make_pool(workers=1)
+        await pool.start()
+        logged: list[str] = []
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: logged.append(context["message"]))
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            # A ready worker that dies is replaced at once; one that dies before it is ready
+            # is replaced only after a backoff, and meanwhile no worker takes anything.
+            while pool.pids:
+                assert time.monotonic() < deadline, "a worker was never caught starting"
+                for pid in pool.pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                await asyncio.sleep(0.01)
+            message = ""
+            try:
+                pool.classify(GOOD[0])
+            except NotReady as exc:  # not pytest.raises: its traceback would keep the futures
+                message = exc.message
+            gc.collect()  # asyncio reports an unread exception when its future is collected
+            await asyncio.sleep(0)
+            return message, logged, pool.queued_images
+        finally:
+            pool.close()
+
+    message, logged, queued = _run(scenario())
+    assert "restarting" in message
+    assert not [line for line in logged if "never retrieved" in line], logged
+    assert queued == 0  # the refused images no longer count against admission
 
 
 def test_close_leaves_no_child_processes(make_pool: Any) -> None:
