@@ -150,7 +150,8 @@ async def _lifespan(app: DigitsApp) -> AsyncIterator[dict[str, Any]]:
             info.sha256[:12],
             extra={"model_path": source.path, "reload_on_sighup": reloads_on_sighup},
         )
-        # The server's connections find their limits in the lifespan state (service/server.py).
+        # The server's connections find their limits in the lifespan state
+        # (service/http/connections.py).
         guard = ConnectionGuard(connection_limits(settings), state.metrics)
         guard.start()
         # Traced requests need their span around the whole ASGI call: no direct lane then.

@@ -123,7 +123,7 @@ class Metrics:
         )
         self.model_info = Gauge(
             "digits_model_info",
-            "The model being served (always 1).",
+            "The model being served: 1; a model it replaced: 0 (several front ends).",
             ("name", "version", "sha256", "provider"),
             registry=self.registry,
             multiprocess_mode="livemax",

@@ -7,8 +7,9 @@ import math
 import os
 from pathlib import Path
 
-# The package sits at <repo>/service, so the repository (and models/) is its parent. Installed
-# wheels have no models/ there; the current directory is tried next (the container's WORKDIR).
+# The package sits at <repo>/service, so the repository (and models/) is its parent. The
+# current directory is tried first (the container's WORKDIR): installed wheels have no models/
+# beside the package.
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
 

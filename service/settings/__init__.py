@@ -1,8 +1,9 @@
 """The one configuration class of the service: every knob, its default and why (some groups
 of fields are declared in service/settings/fields.py).
 
-Values come from the environment (prefix ``DIGITS_``); nothing else in ``service/`` reads
-``os.environ``. Invalid values stop start-up with a message that names the field.
+Values come from the environment (prefix ``DIGITS_``); nothing else in ``service/`` reads a
+``DIGITS_*`` variable (service/tracing/ reads OpenTelemetry's own ``OTEL_*`` ones). Invalid
+values stop start-up with a message that names the field.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Dynamic batching: which inputs share one ONNX Runtime call (runs in each worker process).
 
-Every input (an image from /predict or /predict/batch, a tensor of V2 images) reaches a worker
-process as one frame. The worker takes the inputs that arrived together: the first one it
-waits for, then every frame already received, then, when ``max_delay_s`` is above zero, what
-arrives until that long after the first, up to ``max_images`` images. It decodes the images of
+Every input reaches a worker process as one frame: a request's images for that worker (one
+for /predict, up to a model call's worth for /predict/batch) or a tensor of V2 images. The
+worker takes the frames that arrived together: the first one it waits for, then every frame
+already received, then, when ``max_delay_s`` is above zero, what arrives until that long
+after the first, up to ``max_images`` images. It decodes the images of
 the batch and runs the model once for all of them. Under load the frames pile up while a
 batch runs, so batches grow by themselves; idle, a lone request waits for nobody.
 

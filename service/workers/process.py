@@ -5,9 +5,10 @@ its own ONNX Runtime session and announces the model (or why it cannot load it),
 take a batch of frames (service/workers/batching.py), have the imaging package prepare its
 images (``prepare_batch``; the progress slot names the image being worked on, so the server
 can tell a stuck or crashing image from its neighbours), run the model once for the batch,
-and send every reply in one write. A bad image fails only its own reply; a failed model call
-fails the inputs of that call. A shadow model (service/workers/shadow.py), if configured, is
-offered the batch's rows and runs after the replies left, unless more work is waiting.
+and send every reply in one write. A bad image fails only its own entry in its frame's
+reply; a failed model call fails the inputs of that call. A shadow model
+(service/workers/shadow.py), if configured, is offered the batch's rows and runs after the
+replies left, unless more work is waiting.
 """
 
 from __future__ import annotations
