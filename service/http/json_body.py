@@ -13,6 +13,10 @@ import json
 import sys
 from typing import Any
 
+# A body above this is parsed in a worker thread, so that one large request (a V2 tensor in
+# JSON, a model upload) cannot stall the event loop for every other connection.
+INLINE_JSON_BYTES = 64 * 1024
+
 
 class InvalidJSON(ValueError):
     """The body is not JSON this service can read; ``str()`` is the reason, for a 400."""

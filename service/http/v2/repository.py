@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, Response
 
 from service.contract import v2_version
 from service.errors import quoted
-from service.http.json_body import InvalidJSON, parse_json
+from service.http.json_body import INLINE_JSON_BYTES, InvalidJSON, parse_json
 from service.http.state import ServiceState, state_of
 from service.http.v2.errors import V2Error, documented
 from service.repository.loader import LoadRefused
@@ -35,7 +35,6 @@ from service.repository.loader import LoadRefused
 router = APIRouter(prefix="/v2/repository", tags=["KServe V2 model repository"])
 
 _FILE_PARAMETER = re.compile(r"^file:(\d+)/model\.onnx$")
-_INLINE_JSON_BYTES = 64 * 1024  # larger bodies (uploads) are parsed in a thread
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="digits model repository"'}
 # A load through one front end would swap that one's workers only (each front end has its
 # own); SIGHUP to the main process reaches them all (service/server.py). 400, as Triton
@@ -88,7 +87,7 @@ def _parse(raw: bytes) -> Any:
 async def _json_body(request: Request) -> Any:
     """The body as JSON (None when empty); a model upload is parsed off the event loop."""
     raw = await request.body()
-    return _parse(raw) if len(raw) <= _INLINE_JSON_BYTES else await asyncio.to_thread(_parse, raw)
+    return _parse(raw) if len(raw) <= INLINE_JSON_BYTES else await asyncio.to_thread(_parse, raw)
 
 
 @router.post(

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import quoted
+from service.http.json_body import INLINE_JSON_BYTES
 from service.http.state import state_of
 from service.http.v2 import metadata
 from service.http.v2.encoding import decode_body
@@ -23,10 +24,6 @@ from service.http.v2.infer_request import InferRequest
 from service.http.v2.infer_request import parse_infer_request as parse
 from service.http.v2.infer_response import encode_infer_response
 from service.http.v2.metadata import ServedModel
-
-# JSON bodies above this are parsed in a worker thread so one big request cannot stall the
-# event loop for every other connection.
-_INLINE_JSON_BYTES = 64 * 1024
 
 router = APIRouter(prefix="/v2", tags=["KServe V2"])
 
@@ -130,7 +127,7 @@ async def _read_request(request: Request, model: ServedModel, max_bytes: int) ->
         "model_outputs": [model.output],
         "max_batch_size": model.max_batch_size,
     }
-    if arguments["header_length"] is None and len(body) > _INLINE_JSON_BYTES:
+    if arguments["header_length"] is None and len(body) > INLINE_JSON_BYTES:
         return await run_in_threadpool(parse, body, **arguments)
     return parse(body, **arguments)
 
