@@ -12,6 +12,8 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from service.errors import quoted
+
 V2_PREFIX = "/v2"
 
 
@@ -80,3 +82,8 @@ class V2Error(Exception):
 
     def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse({"error": self.message}, self.status_code, headers=headers)
+
+
+def unknown_model(requested: str, served: str) -> V2Error:
+    """The 404 for a model name other than the one model this server serves."""
+    return V2Error(f"unknown model {quoted(requested)}; this server serves '{served}'", 404)

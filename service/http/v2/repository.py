@@ -26,10 +26,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from service.contract import v2_version
-from service.errors import quoted
 from service.http.json_body import INLINE_JSON_BYTES, InvalidJSON, parse_json
 from service.http.state import ServiceState, state_of
-from service.http.v2.errors import V2Error, documented
+from service.http.v2.errors import V2Error, documented, unknown_model
 from service.repository.loader import LoadRefused
 
 router = APIRouter(prefix="/v2/repository", tags=["KServe V2 model repository"])
@@ -160,8 +159,7 @@ async def load_model(request: Request, model_name: str) -> Response:
         state = _authorise(request)
         assert state.model is not None and state.loader is not None
         if model_name != state.model.name:
-            served = state.model.name
-            raise V2Error(f"unknown model {quoted(model_name)}; this server serves '{served}'", 404)
+            raise unknown_model(model_name, state.model.name)
         if state.settings.front_ends > 1:
             raise V2Error(_ONE_FRONT_END.format(state.settings.front_ends))
         body = await _json_body(request)
@@ -204,9 +202,7 @@ async def unload_model(request: Request, model_name: str) -> Response:
         return _error(exc)
     served = state.model.name if state.model else "?"
     if model_name != served:  # as a load of it would answer
-        return V2Error(
-            f"unknown model {quoted(model_name)}; this server serves '{served}'", 404
-        ).response()
+        return unknown_model(model_name, served).response()
     message = (
         f"this server serves exactly one model ('{served}') and never unloads it; "
         "load another in its place instead"

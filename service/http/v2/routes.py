@@ -19,7 +19,7 @@ from service.http.json_body import INLINE_JSON_BYTES
 from service.http.state import state_of
 from service.http.v2 import metadata
 from service.http.v2.encoding import decode_body
-from service.http.v2.errors import V2Error, documented
+from service.http.v2.errors import V2Error, documented, unknown_model
 from service.http.v2.infer_request import InferRequest
 from service.http.v2.infer_request import parse_infer_request as parse
 from service.http.v2.infer_response import encode_infer_response
@@ -34,7 +34,7 @@ def _model_for(request: Request, model_name: str, model_version: str | None = No
     if model is None or not state.ready:
         raise V2Error("model is not loaded yet", status_code=503)
     if model_name != model.name:
-        raise V2Error(f"unknown model {quoted(model_name)}; this server serves '{model.name}'", 404)
+        raise unknown_model(model_name, model.name)
     if model_version is not None and not metadata.names_version(model, model_version):
         raise V2Error(
             f"unknown version {quoted(model_version)} of model '{model.name}'; "
