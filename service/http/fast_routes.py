@@ -35,6 +35,7 @@ logger = logging.getLogger("service.errors")
 _JSON = (b"content-type", b"application/json")
 CLOSE = (b"connection", b"close")  # the header of an answer that ends its connection
 CLIENT_CLOSED = 499  # the client went away before its answer: no answer is sent
+COMPRESSED_IMAGES = " (PNG, JPEG and WebP are compressed already)"
 
 
 class ClientDisconnected(Exception):
@@ -154,7 +155,7 @@ class FastRoutes:
                     f"request body of {request.content_length} bytes is over the limit of "
                     f"{limit} bytes"
                 )
-            _check_encoding(request.content_encoding)
+            refuse_compressed(request.content_encoding, COMPRESSED_IMAGES)
             return 200, await handler(request), []
         except ClientDisconnected:
             return CLIENT_CLOSED, b"", []
@@ -170,12 +171,13 @@ class FastRoutes:
             return 500, orjson.dumps({"error": error.to_dict()}), []
 
 
-def _check_encoding(encoding: str) -> None:
-    """Refuse a compressed body: read as an image it would only fail as "not an image"."""
+def refuse_compressed(encoding: str, advice: str = "") -> None:
+    """Refuse a compressed body (415) on a route that does not inflate one: read as it is, it
+    would only fail as "not an image" or "not UTF-8". ``advice`` ends the message."""
     if encoding and encoding.strip().lower() != "identity":
         raise UnsupportedMediaType(
             f"Content-Encoding {quoted(encoding)} is not accepted here: send the body "
-            "uncompressed (PNG, JPEG and WebP are compressed already)"
+            f"uncompressed{advice}"
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 from collections.abc import Iterator
@@ -188,6 +189,24 @@ def test_a_body_that_is_no_correction_is_told_why(
     assert response.status_code == status, response.text
     assert says in response.json()["error"]["message"]
     assert feedback_client.get("/feedback").json()["records"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [gzip.compress(b'{"request_id": "x", "digit": 3}'), b'{"request_id": "x", "digit": 3}'],
+    ids=["compressed", "labelled-compressed"],
+)
+def test_a_compressed_correction_is_unsupported_media(
+    feedback_client: TestClient, body: bytes
+) -> None:
+    """docs/design.md answers a compressed body 415 on every route but /v2; a gzipped
+    correction was a 400 saying it was not UTF-8, and a plain one labelled gzip was read."""
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    response = feedback_client.post("/feedback", content=body, headers=headers)
+    assert response.status_code == 415, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert "Content-Encoding 'gzip'" in error["message"]
 
 
 def test_a_correction_without_a_content_type_is_read_as_json(feedback_client: TestClient) -> None:

@@ -18,6 +18,7 @@ from service.errors import (
 )
 from service.feedback import Feedback
 from service.http.errors import validation_message
+from service.http.fast_routes import refuse_compressed
 from service.http.json_body import InvalidJSON, parse_json
 from service.http.schemas import Correction, CorrectionRecorded, ErrorBody, FeedbackStatus
 from service.http.state import state_of
@@ -48,6 +49,7 @@ async def _json_object(request: Request) -> dict[str, object]:
         raise UnsupportedMediaType(
             f"a correction is JSON: send it as Content-Type: application/json, not {quoted(media)}"
         )
+    refuse_compressed(request.headers.get("content-encoding", ""))
     raw = await request.body()
     if not raw.strip():
         raise BadRequest(f"the request body is empty: send a correction, e.g. {_SHAPE}")
@@ -89,7 +91,7 @@ async def feedback_status(request: Request) -> JSONResponse:
         400: {"model": ErrorBody, "description": "A body that is not JSON (`bad_request`)"},
         404: {"model": ErrorBody, "description": "`unknown_request` or `feedback_disabled`"},
         409: {"model": ErrorBody, "description": "`already_corrected`"},
-        415: {"model": ErrorBody, "description": "A body sent as another media type than JSON"},
+        415: {"model": ErrorBody, "description": "A body that is not JSON, or is compressed"},
         422: {"model": ErrorBody, "description": "`validation_error`"},
         507: {"model": ErrorBody, "description": "`feedback_full`"},
     },
