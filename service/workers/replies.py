@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,10 +24,8 @@ from service.imaging import Prepared, encode_png
 from service.model import DigitClassifier
 from service.workers import protocol as wire
 from service.workers.extras import Explanations, to_uint8
+from service.workers.inbox import Frame
 from service.workers.verdict import refusal, scores
-
-if TYPE_CHECKING:
-    from service.workers.process import Frame
 
 logger = logging.getLogger("service.workers")
 
