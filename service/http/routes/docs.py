@@ -14,7 +14,8 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from starlette.responses import HTMLResponse, Response
-from starlette.staticfiles import StaticFiles
+
+from service.http.routes.files import WholeFiles
 
 ASSETS_DIR = Path(str(files("fastapi_offline").joinpath("static")))
 ASSETS_PATH = "/docs/assets"
@@ -35,7 +36,7 @@ CONTENT_SECURITY_POLICY = (
 _HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 
 router = APIRouter(tags=["docs"], include_in_schema=False)
-_assets = StaticFiles(directory=ASSETS_DIR)
+_assets = WholeFiles(directory=ASSETS_DIR)
 
 
 def _confined(page: HTMLResponse) -> HTMLResponse:

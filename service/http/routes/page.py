@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from starlette.responses import FileResponse, Response
-from starlette.staticfiles import StaticFiles
+from starlette.responses import Response
+
+from service.http.routes.files import WholeFileResponse, WholeFiles
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 INDEX = STATIC_DIR / "index.html"
@@ -25,13 +26,13 @@ CONTENT_SECURITY_POLICY = (
 _HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 
 router = APIRouter(tags=["page"], include_in_schema=False)
-_static = StaticFiles(directory=STATIC_DIR)
+_static = WholeFiles(directory=STATIC_DIR)
 
 
 @router.api_route("/", methods=["GET", "HEAD"])
-async def index() -> FileResponse:
+async def index() -> WholeFileResponse:
     """The drawing page."""
-    return FileResponse(
+    return WholeFileResponse(
         INDEX,
         media_type="text/html; charset=utf-8",
         headers={**_HEADERS, "Content-Security-Policy": CONTENT_SECURITY_POLICY},
