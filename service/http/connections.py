@@ -1,10 +1,10 @@
 """The HTTP connections themselves: the limits uvicorn lacks, and fewer steps per response.
 
 uvicorn on httptools caps neither the request head's size nor the time a client takes to
-send its head or body, keeps any number of connections open, and arms a keep-alive timer per
-response. ``GuardedProtocol`` is uvicorn's httptools protocol plus (each limit has its test
-in tests/integration/test_hostile_clients.py):
-- a cap on the request head: 431 with a JSON body, then the connection is closed;
+send its head or body, keeps any number of connections open, and arms a keep-alive timer
+per response. ``GuardedProtocol`` is uvicorn's httptools protocol plus (each limit has its
+test in tests/integration/test_hostile_clients.py):
+- a cap on the request head, a chunked body's trailer fields included: 431 (JSON), close;
 - a deadline for the whole head, from the request's first byte (a brand-new connection's
   from its opening): a client sending one header line a second cannot dodge it. 408, close;
 - a minimum average rate for the body once the head is in, after a grace period, so a
@@ -14,11 +14,9 @@ in tests/integration/test_hostile_clients.py):
   drops it), then the connection closes.
 One sweep per second per process checks every connection's deadline, so the hot path pays
 no timer per request (the limits and the sweep: service/http/guard.py). Refusals are counted
-(digits_rejected_total) and logged.
-
-It also answers the prediction routes itself when a request allows (the direct lane,
-service/http/lane.py), and holds back an ASGI response's head until its first body bytes
-(service/http/coalescing.py), so that a small answer leaves in one send.
+(digits_rejected_total) and logged. It also answers the prediction routes itself when a
+request allows (the direct lane, service/http/lane.py), and holds back an ASGI response's
+head until its first body bytes (service/http/coalescing.py): a small answer leaves in one send.
 """
 
 from __future__ import annotations
@@ -85,8 +83,7 @@ class GuardedProtocol(HttpToolsProtocol):
             guard.connections.add(self)
 
     def _close_lingering(self) -> None:
-        """An answer closes the connection: what the client still sends is dropped, and no
-        further request starts, as after a refusal."""
+        """An answer closes the connection: what still arrives is dropped, as on a refusal."""
         self.refused = True
         linger(self.transport)
 
@@ -96,9 +93,8 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio allows True
-        """The client shut its sending side, as `nc -N` and some proxies do after a request.
-        A request that arrived whole is still answered, then the connection closes; uvicorn
-        closes at once, dropping the answer. In any other phase it closes now, as there."""
+        """The client shut its sending side (`nc -N`, some proxies): a whole request is still
+        answered, then the connection closes (uvicorn drops the answer); else it closes now."""
         if self.refused or self.phase != APP:
             return None  # asyncio closes the transport
         self.half_closed = True
@@ -154,9 +150,9 @@ class GuardedProtocol(HttpToolsProtocol):
         uvicorn's plain text; nothing more written on the connection, a lingering close)."""
         self._refuse(BadRequest(msg))
 
-    def _refuse_head(self, guard: ConnectionGuard) -> None:
+    def _refuse_head(self, guard: ConnectionGuard, trailers: str = "") -> None:
         limit = guard.limits.max_head_bytes
-        message = f"the request head is over the limit of {limit} bytes"
+        message = f"the request head{trailers} is over the limit of {limit} bytes"
         if self._refuse(HeadersTooLarge(message)):
             guard.refused("headers_too_large", self.client, message)
 
@@ -195,7 +191,10 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.refused:
             self.head_size += len(name) + len(value) + 4
-            super().on_header(name, value)
+            if self.phase == HEAD:
+                super().on_header(name, value)
+            elif self.guard is not None and self.head_size > self.guard.limits.max_head_bytes:
+                self._refuse_head(self.guard, " with its trailer fields")  # never kept
 
     def on_headers_complete(self) -> None:
         if self.refused:
@@ -208,8 +207,11 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._enter(BODY)
         self.body_bytes, self.body_at = 0, self.since
-        if self._take_lane():
-            return
+        lane, cycle = self.lane, self.cycle  # the direct lane (service/http/lane.py) takes it?
+        if lane is not None and (cycle is None or cycle.response_complete):
+            if exchange := lane.exchange(self.parser, self.url, self.headers, self.client):
+                self.cycle = exchange  # type: ignore[assignment]
+                return
         super().on_headers_complete()
         # A pipelined request waits for the one before it, which may be writing: only a
         # request that starts now gets its head held; one that waits for "100 Continue"
@@ -218,15 +220,6 @@ class GuardedProtocol(HttpToolsProtocol):
             self.cycle.transport = self.writer  # type: ignore[assignment]
             if not self.pipeline and not self.expect_100_continue:
                 self.writer.armed = True
-
-    def _take_lane(self) -> bool:
-        """Whether this request is answered on the direct lane (service/http/lane.py)."""
-        if self.lane is None or (self.cycle is not None and not self.cycle.response_complete):
-            return False
-        exchange = self.lane.exchange(self.parser, self.url, self.headers, self.client)
-        if exchange is not None:
-            self.cycle = exchange  # type: ignore[assignment]
-        return exchange is not None
 
     def on_body(self, body: bytes) -> None:
         if self.refused:

@@ -320,6 +320,42 @@ def test_a_64_mb_chunked_upload_is_cut_with_413_and_little_memory(server: Runnin
     _predict_works(server)
 
 
+def test_a_trailer_section_over_the_head_cap_is_refused(server: RunningService) -> None:
+    """The trailer fields after a chunked body were appended to the request's headers with
+    no limit: 10 MB of them cost the front end about 200 MB. They count against the head's
+    cap instead (431, then close), and are never added to the request's headers."""
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n" % (len(SEVEN), SEVEN)
+        )
+        for _ in range(64):  # 1 MB of trailer fields at most
+            try:
+                sock.sendall(b"X-Trailer: t\r\n" * 1200)
+            except OSError:  # the server answered and stopped reading
+                break
+        try:
+            sock.sendall(b"\r\n")
+        except OSError:
+            pass
+        status, body = _status_and_body(_read_all(sock))
+    assert status == 431 and body["error"]["code"] == "headers_too_large"
+    assert "trailer" in body["error"]["message"]
+    _predict_works(server)
+
+
+def test_a_few_trailer_fields_are_read_and_dropped(server: RunningService) -> None:
+    trailers = b"X-Checksum: 1\r\nContent-Type: text/plain\r\n"
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n%x\r\n%s\r\n0\r\n%s\r\n"
+            % (len(SEVEN), SEVEN, trailers)
+        )
+        status, body = _status_and_body(_read_all(sock))
+    assert status == 200 and "digit" in body
+
+
 def test_idle_keep_alive_connections_are_closed(server: RunningService) -> None:
     with _connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
