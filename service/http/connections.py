@@ -1,14 +1,15 @@
 """The HTTP connections themselves: the limits uvicorn lacks, and fewer steps per response.
 
 uvicorn on httptools caps neither the request head's size nor the time a client takes to
-send its head or body, keeps any number of connections open, and arms a keep-alive timer
-per response. ``GuardedProtocol`` is uvicorn's httptools protocol plus (each limit has its
-test in tests/integration/test_hostile_clients.py):
+send its head or body, or to read its answer, keeps any number of connections open, and arms
+a keep-alive timer per response. ``GuardedProtocol`` is uvicorn's httptools protocol plus (each
+limit has its test in tests/integration/test_hostile_clients.py):
 - a cap on the request head, a chunked body's trailer fields included: 431 (JSON), close;
 - a deadline for the whole head, from the request's first byte (a brand-new connection's
   from its opening): a client sending one header line a second cannot dodge it. 408, close;
 - a minimum average rate for the body once the head is in, after a grace period, so a
-  trickle cannot hold a connection either. 408, close;
+  trickle cannot hold a connection either. 408, close. An answer of which the client reads
+  nothing for that grace period is dropped with its connection;
 - a keep-alive idle timeout and a cap on open connections (503 + Retry-After beyond it);
 - a client that shuts its sending side after a whole request still gets the answer (uvicorn
   drops it), then the connection closes.
@@ -34,6 +35,7 @@ from service.http.guard import (
     GUARD,
     ConnectionGuard,
     ConnectionLimits,
+    Unread,
     body_too_slow,
     linger,
     refusal,
@@ -63,6 +65,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.half_closed = False  # the client shut its sending side after a whole request
         self.writer: HeldHead | None = None
         self.url = b""  # uvicorn sets it from a request's first byte; a refusal may come sooner
+        self.unread = Unread()  # what the client has not read of its answers
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         guard = self.guard
@@ -269,6 +272,10 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.close()
         else:
             self._enter(IDLE)
+
+    def resume_writing(self) -> None:
+        self.unread.drained = True  # the client read enough of its answer for more to go
+        super().resume_writing()
 
     def check_deadline(self, now: float, limits: ConnectionLimits) -> None:
         """Close this connection if it is past the deadline of what it is waiting for."""

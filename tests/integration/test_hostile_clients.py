@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from bench.server import RunningService, running_service
+from service.http.guard import Unread
 from tests.conftest import tiny_model_env
 from tests.service.images import draw_digit, png
 
@@ -354,6 +355,86 @@ def test_a_few_trailer_fields_are_read_and_dropped(server: RunningService) -> No
         )
         status, body = _status_and_body(_read_all(sock))
     assert status == 200 and "digit" in body
+
+
+# Each answer is as large as Swagger UI's bundle (about 1.5 MB): a few of them fill the kernel's
+# buffers of a client that reads nothing, and the rest waits in the server.
+UNREAD = b"GET /docs/assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: x\r\n\r\n" * 16
+
+
+def test_clients_that_never_read_their_answers_are_dropped(server: RunningService) -> None:
+    """A client that asks for large answers and reads none of them held its connection for
+    as long as it liked: uvicorn waits for the socket to drain without a limit. As many of
+    them as the connection cap kept every other client out with 503. An answer that leaves
+    nothing for the body timeout is dropped with its connection, as a body that stops
+    arriving is."""
+    held = []
+    try:
+        for _ in range(int(LIMITS["DIGITS_MAX_CONNECTIONS"])):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(UNREAD)
+            held.append(sock)
+        deadline = time.monotonic() + 1.0 + SWEEP_SLACK_S + 10
+        while True:
+            status = httpx.get(f"{server.url}/healthz", timeout=5).status_code
+            if status != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert status == 200
+    finally:
+        for sock in held:
+            sock.close()
+    assert "read nothing of its answer" in server.log()
+    _predict_works(server)
+
+
+class _HeldTransport:
+    """What the sweep asks of an asyncio transport whose buffer holds ``buffered`` bytes that
+    the kernel has no room for yet."""
+
+    def __init__(self, sock: socket.socket, buffered: int) -> None:
+        self.sock, self.buffered = sock, buffered
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def get_extra_info(self, name: str) -> object:
+        return self.sock if name == "socket" else None
+
+
+def test_a_client_reading_slowly_is_not_taken_for_one_that_reads_nothing() -> None:
+    """asyncio's buffer only moves once the kernel's is a third empty: a client reading a few
+    KB a second from a kernel buffer of megabytes left it unchanged for minutes, and was
+    dropped as one that reads nothing. The kernel's own queue shows every read."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect(listener.getsockname())
+    sender, _ = listener.accept()
+    with listener, client, sender:
+        sender.setblocking(False)
+        try:
+            while True:  # fill the kernel's buffers: the client reads nothing yet
+                sender.send(b"\0" * 65536)
+        except BlockingIOError:
+            pass
+        transport = _HeldTransport(sender, buffered=100_000)
+        unread = Unread()
+        assert unread.stalled(0.0, transport) == 0.0
+        assert unread.stalled(5.0, transport) == 5.0  # nothing read
+        deadline = time.monotonic() + 10
+        while True:  # a few KB read: the kernel's queue shrinks once the client's acks arrive
+            client.recv(4096)
+            if unread.stalled(6.0, transport) == 0.0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert unread.stalled(6.0, transport) == 0.0
+        time.sleep(0.5)
+        unread.stalled(7.0, transport)  # the last read's acks have arrived by now
+        assert unread.stalled(10.0, transport) >= 3.0  # nothing read since
 
 
 def test_idle_keep_alive_connections_are_closed(server: RunningService) -> None:
