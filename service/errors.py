@@ -107,6 +107,13 @@ class NotReady(ServiceError):
     status_code, code = 503, "not_ready"
 
 
+class ShuttingDown(NotReady):
+    """SIGTERM's drain (DIGITS_GRACEFUL_SHUTDOWN_SECONDS) ended before this request's answer."""
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down and stopped before answering; retry")
+
+
 class RequestTimeout(ServiceError):
     """The request's head or body arrived too slowly; the connection is closed."""
 

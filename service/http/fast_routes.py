@@ -11,6 +11,7 @@ request that reaches FastAPI's declaration is answered by the same handler.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from service.errors import (
     InternalError,
     PayloadTooLarge,
     ServiceError,
+    ShuttingDown,
     UnsupportedMediaType,
     quoted,
 )
@@ -159,6 +161,9 @@ class FastRoutes:
             return 200, await handler(request), []
         except ClientDisconnected:
             return CLIENT_CLOSED, b"", []
+        except asyncio.CancelledError:  # the drain after SIGTERM is over: uvicorn's 500 else
+            stopped = ShuttingDown()
+            return stopped.status_code, orjson.dumps({"error": stopped.to_dict()}), [CLOSE]
         except ServiceError as exc:
             headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
             if isinstance(exc, PayloadTooLarge):

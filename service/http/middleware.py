@@ -8,9 +8,11 @@ or lying clients, by counting ``receive()`` bytes. ``Observability`` gives every
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge
+from service.errors import PayloadTooLarge, ShuttingDown
 from service.http.errors import error_response
 from service.http.observability import UNMATCHED, Recorder
 from service.logs import request_id
@@ -84,11 +86,12 @@ class Observability:
         header = (b"x-request-id", rid.encode("latin-1"))
         status = 500  # if the app dies before answering, uvicorn sends a 500
         sent = 0
+        answering = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, sent
+            nonlocal status, sent, answering
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answering = message["status"], True
                 message["headers"] = [*message.get("headers", ()), header]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
@@ -96,6 +99,13 @@ class Observability:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:  # the drain after SIGTERM is over: uvicorn's 500 else
+            if answering:
+                raise
+            error, path = ShuttingDown(), scope["path"]
+            headers = {"Connection": "close"}
+            response = error_response(error.status_code, error.code, error.message, headers, path)
+            await response(scope, receive, send_with_id)
         finally:
             self.recorder.end(scope, _route(scope), status, started, sent, rid)
             request_id.reset(token)

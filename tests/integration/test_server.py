@@ -7,11 +7,12 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from bench.server import RunningService
+from bench.server import RunningService, running_service
 from tests.service.images import draw_digit, png
 
 pytestmark = pytest.mark.slow
@@ -62,6 +63,53 @@ def test_sigterm_answers_the_request_in_flight(server: RunningService) -> None:
     server.process.wait(timeout=15)
     with pytest.raises(httpx.TransportError):  # and it no longer listens
         httpx.get(f"{server.url}/healthz", timeout=1.0)
+
+
+def _answer(sock: socket.socket) -> bytes:
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_a_request_still_unanswered_when_the_drain_ends_gets_a_json_503(tiny_onnx: Path) -> None:
+    """uvicorn cancels what is left when DIGITS_GRACEFUL_SHUTDOWN_SECONDS are over, and
+    answered a request still in flight (here two uploads that stalled half way, on a direct
+    route and on a FastAPI route) with a plain-text 500 and an ERROR traceback in the log.
+    They get the service's 503 in JSON instead, and the connection closes."""
+    env = {
+        "DIGITS_MODEL_PATH": str(tiny_onnx),
+        "DIGITS_GRACEFUL_SHUTDOWN_SECONDS": "1",
+        "DIGITS_BODY_TIMEOUT_SECONDS": "60",  # the stalled bodies are not cut before the drain ends
+    }
+    with running_service(env) as stopping:
+        model = httpx.get(f"{stopping.url}/model").json()["name"]
+        heads = [
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s" % (len(SEVEN), SEVEN[:40]),
+            b"POST /v2/models/%s/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"inputs": [' % model.encode(),
+        ]
+        socks = [socket.create_connection(("127.0.0.1", stopping.port), timeout=30) for _ in heads]
+        try:
+            for sock, head in zip(socks, heads, strict=True):
+                sock.sendall(head)
+            time.sleep(0.5)
+            stopping.process.send_signal(signal.SIGTERM)
+            answers = [_answer(sock) for sock in socks]  # each ends when the server closes it
+        finally:
+            for sock in socks:
+                sock.close()
+        assert stopping.process.wait(timeout=30) is not None
+        log = stopping.log()
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503"), answer[:300]
+        assert b"content-type: application/json" in head.lower()
+        assert b"shutting down" in body
+    assert json.loads(answers[0].partition(b"\r\n\r\n")[2])["error"]["code"] == "not_ready"
+    assert isinstance(json.loads(answers[1].partition(b"\r\n\r\n")[2])["error"], str)  # V2
+    assert "Traceback" not in log, log[-3000:]
 
 
 def test_promtool_accepts_a_real_scrape(server: RunningService) -> None:
