@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from bench.server import RunningService, running_service
+from tests.conftest import tiny_model_env
 from tests.service.images import draw_digit, png
 
 pytestmark = pytest.mark.slow
@@ -78,7 +79,7 @@ def test_a_request_still_unanswered_when_the_drain_ends_gets_a_json_503(tiny_onn
     route and on a FastAPI route) with a plain-text 500 and an ERROR traceback in the log.
     They get the service's 503 in JSON instead, and the connection closes."""
     env = {
-        "DIGITS_MODEL_PATH": str(tiny_onnx),
+        **tiny_model_env(tiny_onnx),
         "DIGITS_GRACEFUL_SHUTDOWN_SECONDS": "1",
         "DIGITS_BODY_TIMEOUT_SECONDS": "60",  # the stalled bodies are not cut before the drain ends
     }
