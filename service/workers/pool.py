@@ -192,13 +192,19 @@ class WorkerPool:
             request.future.set_exception(exc)
 
     def resend(self, request: Pending) -> None:
+        """Send ``request`` again (its worker died); it fails with NotReady when no worker can
+        take it, never raising into the loop that sends a dead worker's other inputs."""
+        try:
+            worker = self._pick()
+        except NotReady as exc:
+            self.fail(None, request, exc)
+            return
         if request.images is not None:  # an image may have been blanked out (overrides)
             head = RequestHead.unpack_from(request.frame)
             payload = wire.pack_images(request.images)
             if head.flags & wire.TRACED:  # the trace context stays the frame's end
                 payload += request.frame[-TRACE_CONTEXT_SIZE:]
             request.frame = head._replace(length=len(payload)).pack() + payload
-        worker = self._pick()
         worker.track(request)
         worker.write(request.frame)
 

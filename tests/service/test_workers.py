@@ -463,3 +463,38 @@ def test_app_survives_a_killed_worker_and_stops_its_children(tiny_onnx: Path) ->
         pids = pool.pids
         assert first not in pids
     assert all(_gone(pid) for pid in [first, *pids])
+
+
+def test_a_retiring_workers_inputs_fail_when_no_serving_worker_can_take_them(
+    make_pool: Any,
+) -> None:
+    """A worker of a generation that a reload retired died: its other inputs go to the
+    serving generation again. With every serving worker waiting out its restart backoff,
+    that raised NotReady out of the loop, and those inputs were never answered: their
+    requests hung and kept their places in the queue for good."""
+
+    async def scenario() -> tuple[list[Any], int]:
+        pool = make_pool(workers=1, timeout_seconds=120.0)
+        await pool.start()
+        try:
+            stuck = pool.classify(SPIN)  # the retiring worker's first input never finishes
+            behind = [pool.classify(GOOD[0]) for _ in range(3)]  # sent again when it dies
+            [old] = pool.pids
+            await pool.reload(pool.model)  # a new generation serves; the old one retires
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while pool.pids:  # caught starting, the new workers wait out a backoff
+                assert time.monotonic() < deadline, "a worker was never caught starting"
+                for pid in pool.pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                await asyncio.sleep(0.01)
+            os.kill(old, signal.SIGKILL)
+            answers = asyncio.gather(stuck, *behind, return_exceptions=True)
+            return await asyncio.wait_for(answers, START_TIMEOUT_S), pool.queued_images
+        finally:
+            pool.close()
+
+    answers, queued = _run(scenario())
+    assert all(isinstance(answer, ServiceError) for answer in answers), answers
+    assert [answer.code for answer in answers[1:]] == ["not_ready"] * 3
+    assert queued == 0
