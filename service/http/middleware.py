@@ -22,15 +22,22 @@ class HeadAsGet:
     """HEAD is answered as GET, the server sending the head alone (RFC 9110 section 9.3.2:
     every general-purpose server supports it; uptime checks and ``curl -I`` use it). FastAPI
     routes declared for GET would answer 405. Innermost: the access line and the metrics
-    still say HEAD."""
+    still say HEAD, and get the route the router found on the GET copy of the scope (they
+    read it from the original: without it every HEAD was route "<unmatched>")."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "HEAD":
-            scope = {**scope, "method": "GET"}
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, send)
+        finally:
+            if "route" in as_get:
+                scope["route"] = as_get["route"]
 
 
 class BodyLimit:

@@ -85,3 +85,20 @@ def test_two_apps_in_one_process_have_separate_registries(tiny_onnx: Path) -> No
         labels = {"route": "/predict", "method": "POST", "status": "200"}
         assert value(scrape(first), "digits_http_requests_total", **labels) == 1
         assert value(scrape(second), "digits_http_requests_total", **labels) == 0
+
+
+def test_head_requests_are_labelled_with_their_route(client: TestClient) -> None:
+    """HEAD is answered as GET on a copy of the request's scope (HeadAsGet); the route the
+    router found there must reach the metrics, not "<unmatched>" as for an unknown path."""
+    before = scrape(client)
+    assert client.head("/model").status_code == 200
+    assert client.head("/v2/models/tiny").status_code == 200
+    after = scrape(client)
+    for route in ("/model", "/v2/models/{model_name}"):
+        labels = {"route": route, "method": "HEAD", "status": "200"}
+        moved = value(after, "digits_http_requests_total", **labels) - value(
+            before, "digits_http_requests_total", **labels
+        )
+        assert moved == 1, route
+    unmatched = {"route": "<unmatched>", "method": "HEAD", "status": "200"}
+    assert value(after, "digits_http_requests_total", **unmatched) == 0
