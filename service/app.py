@@ -26,6 +26,7 @@ from service.http.routes.predict import prediction_router
 from service.http.state import ServiceState, app_state, attach_state, ready_predictor
 from service.http.v2 import repository, statistics
 from service.http.v2.metadata import served_model
+from service.http.v2.routes import INFER_ROUTES
 from service.http.v2.routes import router as v2_router
 from service.logs import AccessLog
 from service.metrics import Metrics
@@ -214,6 +215,7 @@ def create_app(settings: Settings | None = None) -> DigitsApp:
     app.include_router(v2_router)
     app.include_router(page.router)
     app.include_router(docs.router)
+    state.metrics.expect_errors([*fast_routes.paths, *INFER_ROUTES])
     app.add_middleware(HeadAsGet)  # innermost: the access line and metrics still say HEAD
     # Added last = outermost: the request id, timing and metrics cover the 413 too.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)

@@ -94,6 +94,11 @@ class FastRoutes:
     def add(self, method: str, path: str, handler: Handler) -> None:
         self._routes[(method, path)] = handler
 
+    @property
+    def paths(self) -> list[str]:
+        """The paths answered here (each is its own route template)."""
+        return [path for _, path in self._routes]
+
     def match(self, scope: Scope) -> Handler | None:
         return self._routes.get((scope["method"], scope["path"]))
 

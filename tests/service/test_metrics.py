@@ -102,3 +102,23 @@ def test_head_requests_are_labelled_with_their_route(client: TestClient) -> None
         assert moved == 1, route
     unmatched = {"route": "<unmatched>", "method": "HEAD", "status": "200"}
     assert value(after, "digits_http_requests_total", **unmatched) == 0
+
+
+def test_prediction_routes_have_5xx_series_from_the_start(tiny_onnx: Path) -> None:
+    """A counter series born at its first increment has no rate until it moves again: 503s
+    that all fell between two scrapes (a burst past the queue) showed no 5xx rate at all, and
+    the error-ratio panels stayed at "No data" until the first 5xx. The prediction routes'
+    5xx series exist at 0 before any request."""
+    with TestClient(create_app(Settings(model_path=tiny_onnx))) as fresh:
+        samples = scrape(fresh)
+    routes = (
+        "/predict",
+        "/predict/batch",
+        "/v2/models/{model_name}/infer",
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+    )
+    for route in routes:
+        for status in ("500", "503"):
+            labels = {"route": route, "method": "POST", "status": status}
+            key = ("digits_http_requests_total", tuple(sorted(labels.items())))
+            assert samples.get(key) == 0, labels

@@ -26,6 +26,10 @@ from service.http.v2.infer_response import encode_infer_response
 from service.http.v2.metadata import ServedModel
 
 router = APIRouter(prefix="/v2", tags=["KServe V2"])
+# A model's routes, under both forms (_register).
+_MODEL_PATHS = ("/models/{model_name}", "/models/{model_name}/versions/{model_version}")
+# The inference routes as the request metrics name them (service/app.py expects their 5xx).
+INFER_ROUTES = tuple(f"{router.prefix}{model}/infer" for model in _MODEL_PATHS)
 
 
 def _model_for(request: Request, model_name: str, model_version: str | None = None) -> ServedModel:
@@ -141,9 +145,10 @@ def _register(path: str, method: str, endpoint: Any, summary: str, errors: tuple
     async def versioned(request: Request, model_name: str, model_version: str) -> Response:
         return await endpoint(request, model_name, model_version)
 
+    unversioned_path, versioned_path = _MODEL_PATHS
     for route_path, handler in (
-        (f"/models/{{model_name}}{path}", unversioned),
-        (f"/models/{{model_name}}/versions/{{model_version}}{path}", versioned),
+        (f"{unversioned_path}{path}", unversioned),
+        (f"{versioned_path}{path}", versioned),
     ):
         router.add_api_route(
             route_path,
