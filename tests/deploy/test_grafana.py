@@ -113,3 +113,17 @@ def test_provisioned_datasource_is_the_default_prometheus(dashboard: dict[str, A
     variables = {var["name"]: var for var in dashboard["templating"]["list"]}
     assert variables["datasource"]["query"] == "prometheus"
     assert variables["instance"]["allValue"] == ".+"
+
+
+def test_legends_name_labels_the_query_keeps(dashboard: dict[str, Any]) -> None:
+    """Grafana replaces ``{{label}}`` in a legend with the series' label; anything else is shown
+    as written (``{{{{corrected}}}}`` showed "{{corrected}}" for every series)."""
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            legend = target.get("legendFormat", "")
+            names = re.findall(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", legend)
+            rest = re.sub(r"\{\{\s*[A-Za-z_][A-Za-z0-9_]*\s*\}\}", "", legend)
+            assert "{" not in rest and "}" not in rest, (panel["title"], legend)
+            kept = re.findall(r"\bby\s*\(([^)]*)\)", target["expr"])
+            labels = {label.strip() for group in kept for label in group.split(",")}
+            assert set(names) <= labels, (panel["title"], legend, target["expr"])
