@@ -37,6 +37,7 @@ from service.http.guard import (
     ConnectionLimits,
     Unread,
     body_too_slow,
+    cut,
     linger,
     refusal,
 )
@@ -169,8 +170,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.writer is not None:  # answers still in flight (pipelined too) write no more
             self.writer.shut_down()
         if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.disconnected = True  # the app's receive() sees the client gone
-            self.cycle.message_event.set()
+            cut(self.cycle, error)
             if self.cycle.response_started:  # too late for our answer: just close
                 self.transport.close()
                 return True

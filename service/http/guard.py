@@ -27,6 +27,9 @@ from service.metrics import Metrics
 logger = logging.getLogger("service.http")
 
 GUARD = "connection_guard"  # the lifespan state key the protocol finds its guard under
+# The scope key of a request the connection refused while the app had it (a body too slow,
+# broken chunks): the status the client got, for its metrics and access line (observability).
+REFUSED = "digits.refused"
 SWEEP_S = 1.0
 # After a refusal the connection is half-closed and what the client still sends is read and
 # dropped for this long: closing at once, with its unread bytes in the socket, would make the
@@ -137,6 +140,16 @@ def body_too_slow(stopped: float, elapsed: float, received: int, limits: Connect
             f"of {limits.min_body_rate:g} bytes/s"
         )
     return ""
+
+
+def cut(cycle: Any, error: ServiceError) -> None:
+    """The app's ``receive()`` sees the client gone; unless the app's answer has begun, the
+    refusal is answered in its place, and the request recorded with its status, not as one
+    the client left (499)."""
+    if not cycle.response_started:
+        cycle.scope[REFUSED] = error.status_code
+    cycle.disconnected = True
+    cycle.message_event.set()
 
 
 def refusal(error: ServiceError, path: str = "") -> bytes:

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.types import Scope
 
+from service.http.guard import REFUSED
 from service.logs import AccessLog
 from service.metrics import Metrics
 
@@ -73,6 +74,7 @@ class Recorder:
     ) -> None:
         elapsed = time.perf_counter() - started
         method, path = scope["method"], scope["path"]
+        status = scope.get(REFUSED, status)  # cut by the connection: the client got that
         if path not in UNMEASURED:
             self.metrics.in_flight.dec()
             counter, histogram = self._children_of(route, method, status)

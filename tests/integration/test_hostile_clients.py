@@ -291,6 +291,37 @@ def test_a_body_that_stops_is_cut_however_fast_it_began(server: RunningService) 
     _predict_works(server)
 
 
+def _requests_counted(server: RunningService, status: str) -> float:
+    pattern = f'digits_http_requests_total{{method="POST",route="/predict",status="{status}"}} '
+    scrape = httpx.get(f"{server.url}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in scrape.splitlines() if line.startswith(pattern)
+    )
+
+
+def test_a_request_cut_for_its_body_is_counted_with_the_status_it_got(
+    server: RunningService,
+) -> None:
+    """A chunked body (the ASGI path: the app is already handling the request) that stops is
+    cut with 408; the request metrics and the access line say 408, not 499 (a client that
+    left), beside digits_rejected_total{reason="slow_request"}."""
+    before = {status: _requests_counted(server, status) for status in ("408", "499")}
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n4\r\n\x89PNG\r\n"
+        )
+        sock.settimeout(10)
+        status, body = _status_and_body(_read_all(sock))
+    assert status == 408 and "no request body arrived" in body["error"]["message"]
+    deadline = time.monotonic() + 5  # the app records the request once it has unwound
+    while _requests_counted(server, "408") == before["408"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _requests_counted(server, "408") == before["408"] + 1
+    assert _requests_counted(server, "499") == before["499"]
+    _predict_works(server)
+
+
 def _rss_kib(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
