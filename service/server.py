@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
+from prometheus_client.multiprocess import mark_process_dead
 from uvicorn.supervisors import Multiprocess
 
 from service.app import DigitsApp, create_app
@@ -40,7 +41,17 @@ class FrontEnds(Multiprocess):
     """uvicorn's process manager, except for SIGHUP: uvicorn restarts every front end on it,
     which would open DIGITS_MODEL_PATH unchecked and fail a front end's start-up on a bad file.
     Here each live front end gets the SIGHUP and runs the checked reload of its own workers
-    (service/repository/loader.py), as a single-process server does."""
+    (service/repository/loader.py), as a single-process server does. And a front end that
+    died (killed, out of memory) is marked dead in the shared metrics when uvicorn replaces
+    it: with no shutdown of its own, its live gauges (requests in flight) counted for good."""
+
+    def keep_subprocess_alive(self) -> None:
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        folder = os.environ.get(MULTIPROC_ENV)
+        for pid in before - {process.pid for process in self.processes}:
+            if pid is not None and folder:
+                mark_process_dead(pid, folder)
 
     def handle_hup(self) -> None:
         reloading, starting = [], []

@@ -3,7 +3,9 @@ workers, every scrape adds up all of them, and SIGTERM drains every one."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 
 from bench.cpu import WORKER_MARK
 from bench.server import RunningService, running_service
@@ -82,3 +85,41 @@ def test_sigterm_drains_every_front_end(server: RunningService) -> None:
     assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers), answers
     server.process.wait(timeout=15)
     assert descendants(server.process.pid) == {}
+
+
+def _in_flight_by_front_end(folder: Path) -> dict[int, float]:
+    """Each front end's own digits_http_requests_in_flight, read from its multiprocess file."""
+    values = {}
+    for path in folder.glob("gauge_livesum_*.db"):
+        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
+            if '"digits_http_requests_in_flight"' in key:
+                values[int(path.stem.rsplit("_", 1)[1])] = value
+    return values
+
+
+def _in_flight(server: RunningService) -> float:
+    scrape = httpx.get(f"{server.url}/metrics", timeout=5).text
+    match = re.search(r"^digits_http_requests_in_flight (\S+)", scrape, re.MULTILINE)
+    assert match, scrape
+    return float(match.group(1))
+
+
+def test_a_front_end_that_dies_leaves_nothing_in_flight(tiny_onnx: Path, tmp_path: Path) -> None:
+    """A front end killed with a request in flight (out of memory, kill -9) has no shutdown to
+    mark its live gauges dead: its file kept digits_http_requests_in_flight at 1 for good.
+    The parent marks it dead when it starts the front end's replacement."""
+    folder = tmp_path / "metrics"
+    env = {**tiny_model_env(tiny_onnx), "DIGITS_FRONT_ENDS": "2", "DIGITS_METRICS_DIR": str(folder)}
+    with running_service(env) as server:
+        wait_for(lambda: server.log().count(READY_LINE) == 2, server, READY_TIMEOUT_S)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as upload:
+            upload.sendall(  # a chunked body (the ASGI path): in flight while it arrives
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n4\r\n\x89PNG\r\n"
+            )
+            wait_for(lambda: 1.0 in _in_flight_by_front_end(folder).values(), server, 10.0)
+            victim = next(pid for pid, n in _in_flight_by_front_end(folder).items() if n == 1)
+            os.kill(victim, signal.SIGKILL)
+            wait_for(lambda: server.log().count(READY_LINE) == 3, server, READY_TIMEOUT_S)
+        wait_for(lambda: _in_flight(server) == 0, server, 5.0)
+        assert "Traceback" not in server.log()
