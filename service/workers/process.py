@@ -88,15 +88,19 @@ def serve(
     limits: Limits,
     shadow: Shadow | None = None,
 ) -> None:
-    """Batches in, replies out, until the server closes the socket; the shadow's report
-    (if any) after the replies, never before."""
+    """Batches in, replies out, until the server closes the socket (or is gone when a reply
+    is sent: a front end killed mid-batch; nobody waits for it); the shadow's report (if
+    any) after the replies, never before."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the server drains first, then stops us
     inbox = SocketInbox(sock)
-    while (batch := collect(inbox, limits.max_batch_size, limits.max_delay_s)) is not None:
-        sock.sendall(run_batch(batch, slot, steps, model, limits, shadow))
-        if shadow is not None and (report := shadow.report(inbox.waiting())) is not None:
-            sock.sendall(report)
+    try:
+        while (batch := collect(inbox, limits.max_batch_size, limits.max_delay_s)) is not None:
+            sock.sendall(run_batch(batch, slot, steps, model, limits, shadow))
+            if shadow is not None and (report := shadow.report(inbox.waiting())) is not None:
+                sock.sendall(report)
+    except (BrokenPipeError, ConnectionResetError):
+        return
 
 
 def run_batch(

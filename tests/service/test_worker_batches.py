@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import socket
 import time
 import tracemalloc
 from collections.abc import Callable, Collection
@@ -24,7 +26,7 @@ from service.imaging import encode_png, prepare_batch, preprocess_image, preproc
 from service.imaging.pipeline import Steps, StepsFactory
 from service.model import DigitClassifier
 from service.workers import protocol as wire
-from service.workers.process import Frame, Limits, run_batch
+from service.workers.process import Frame, Limits, run_batch, serve
 from tests.conftest import build_onnx_model
 from tests.service.images import draw_digit, png
 
@@ -457,3 +459,18 @@ def test_an_image_past_the_budget_is_judged_from_its_header_alone(
     for error in result.errors.values():
         assert error.code == "image_too_large"
         assert "DIGITS_MAX_BATCH_PIXELS" in str(error), error
+
+
+def test_a_worker_whose_server_is_gone_stops_without_a_traceback(
+    model: DigitClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A front end killed while its worker computes: the worker's reply meets a closed socket.
+    It stops as at the socket's end, not with a BrokenPipeError traceback in the JSON log."""
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # serve() ignores SIGINT, SIGTERM
+    worker_side, server_side = socket.socketpair()
+    data = wire.pack_images([png(draw_digit())])
+    head = wire.RequestHead(1, wire.ENCODED, 0, 1, time.monotonic(), len(data))
+    server_side.sendall(head.pack() + data)
+    server_side.close()
+    with worker_side:
+        serve(worker_side, RecordingSlot(), preprocess_steps, model, LIMITS)
