@@ -21,8 +21,9 @@ from service.metrics import Metrics
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 UNMATCHED = "<unmatched>"
-# Health and scrape traffic would drown the request metrics and tell nothing about clients.
-UNMEASURED = frozenset({"/metrics", "/healthz", "/readyz"})
+# Health and scrape traffic would drown the request metrics and tell nothing about clients;
+# KServe's probes are V2's health routes (deploy/kserve/inferenceservice.yaml).
+UNMEASURED = frozenset({"/metrics", "/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 # Any other method a client invents is counted as "other": label values stay bounded.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
