@@ -22,6 +22,7 @@ non-digits the model has not learnt by heart.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,15 @@ def _missing_glyph(font: ImageFont.FreeTypeFont) -> np.ndarray:
 
 
 def render_glyphs(font_paths: list[Path], characters: str) -> list[np.ndarray]:
-    """Every character the font really has, as MNIST would hold it."""
+    """Every character the font really has, as MNIST would hold it (read-only arrays).
+
+    Rendered once per process for a set of fonts and characters: a training run asks once,
+    but the tests fit many small models, and each one rendered them all again."""
+    return list(_rendered_glyphs(tuple(font_paths), characters))
+
+
+@functools.lru_cache(maxsize=4)
+def _rendered_glyphs(font_paths: tuple[Path, ...], characters: str) -> tuple[np.ndarray, ...]:
     out: list[np.ndarray] = []
     for path in font_paths:
         font = open_font(path)
@@ -81,8 +90,9 @@ def render_glyphs(font_paths: list[Path], characters: str) -> list[np.ndarray]:
                 continue
             fitted = to_mnist_box(drawn)
             if fitted is not None:
+                fitted.flags.writeable = False  # shared by every caller
                 out.append(fitted)
-    return out
+    return tuple(out)
 
 
 def _width(rng: np.random.Generator) -> int:
