@@ -34,9 +34,13 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.serve-installed  ## start the service on the shipped model
 	$(BIN)/python -m service
 
+# The suite in TEST_WORKERS processes (pytest-xdist), a test file each at a time: on CI's two
+# cores most tests wait for servers, sockets and timeouts, and two at once take 7 minutes
+# instead of 11 (docs/performance.md, "The test suite's time").
+TEST_WORKERS ?= 2
 test: $(VENV)/.dev-installed  ## install missing test tools (wrk, prometheus, chromium, curl, fonts), run the tests
 	bash scripts/test-tools.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 train: $(VENV)/.dev-installed  ## retrain and export models/lenet5.onnx
 	bash scripts/test-tools.sh --fonts
