@@ -26,7 +26,7 @@ TRACED = 4  # request flag: the payload ends with a trace context; the reply add
 WITH_PIXELS = 8  # request flag: also send back the model's input as 8-bit pixels
 
 TRACE_CONTEXT_SIZE = 25  # W3C binary: 16-byte trace id, 8-byte parent span id, 1 byte flags
-MAP_FLOATS = SIDE * SIDE
+PIXELS = SIDE * SIDE  # values of one 28x28 image: a map's floats, an image's bytes
 # The worker's timings of a frame: preprocessing began, the model call began and ended, the
 # frame's explanations began and ended (0.0 when it asked for none); the model call's size.
 _TIMING = struct.Struct("<5dI")
@@ -75,7 +75,7 @@ def decode_explanations(payload: bytes, offset: int, count: int) -> tuple[Explan
     """The explanations at ``offset`` and the offset after them."""
     lengths = struct.unpack_from(f"<{count}I", payload, offset)
     offset += 4 * count
-    maps = np.frombuffer(payload, np.float32, count * MAP_FLOATS, offset).reshape(count, SIDE, SIDE)
+    maps = np.frombuffer(payload, np.float32, count * PIXELS, offset).reshape(count, SIDE, SIDE)
     offset += maps.nbytes
     overlays = []
     for length in lengths:
@@ -100,8 +100,8 @@ def decode_pixels(payload: bytes, offset: int, count: int) -> tuple[list[bytes |
     pixels: list[bytes | None] = []
     for flag in present:
         if flag:
-            pixels.append(payload[offset : offset + MAP_FLOATS])
-            offset += MAP_FLOATS
+            pixels.append(payload[offset : offset + PIXELS])
+            offset += PIXELS
         else:
             pixels.append(None)
     return pixels, offset
