@@ -130,9 +130,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             if not self.refused:
-                message = "Invalid HTTP request received."
-                self.logger.warning(message)
-                self.send_400_response(message)
+                self.send_400_response("Invalid HTTP request received.")
         except httptools.HttpParserUpgrade as upgrade:
             self._serve_without_upgrade(data[upgrade.args[0] :])
 
@@ -151,8 +149,10 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes that are not HTTP, as every refusal here (JSON, not
-        uvicorn's plain text; nothing more written on the connection, a lingering close)."""
-        self._refuse(BadRequest(msg))
+        uvicorn's plain text; nothing more written on the connection, a lingering close),
+        counted as bad_request: no route saw it, so no request metric does."""
+        if self._refuse(BadRequest(msg)) and self.guard is not None:
+            self.guard.refused("bad_request", self.client, msg)
 
     def _refuse_head(self, guard: ConnectionGuard, trailers: str = "") -> None:
         limit = guard.limits.max_head_bytes

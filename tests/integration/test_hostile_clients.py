@@ -94,13 +94,23 @@ def test_a_1_mb_header_block_gets_431_and_a_closed_connection(server: RunningSer
 def test_bytes_that_are_not_http_get_400_and_a_closed_connection(
     server: RunningService,
 ) -> None:
+    """...and are counted: refused before any route, they were in no metric at all, so a
+    client speaking TLS or garbage to the port went unseen."""
+    before = _rejected(server, "bad_request")
     with _connect(server) as sock:
         sock.sendall(b"\x16\x03\x01 this is not HTTP\r\n\r\n")  # e.g. TLS to a plain port
         answer = _read_all(sock)
     status, body = _status_and_body(answer)
     assert status == 400 and body["error"]["code"] == "bad_request"
     assert "Invalid HTTP request" in body["error"]["message"]
+    assert _rejected(server, "bad_request") == before + 1
     _predict_works(server)
+
+
+def _rejected(server: RunningService, reason: str) -> float:
+    scrape = httpx.get(f"{server.url}/metrics", timeout=5).text
+    line = f'digits_rejected_total{{reason="{reason}"}} '
+    return sum(float(row.rsplit(" ", 1)[1]) for row in scrape.splitlines() if row.startswith(line))
 
 
 def test_garbage_behind_a_request_in_flight_is_refused_cleanly(server: RunningService) -> None:
