@@ -108,7 +108,8 @@ class Metrics:
         self.rejected = Counter(
             "digits_rejected",
             "Inputs and connections refused: before inference (overloaded, headers_too_large,"
-            " slow_request, connection_limit) or after it (not_a_digit).",
+            " slow_request, connection_limit, payload_too_large, bad_request) or after it"
+            " (not_a_digit).",
             ("reason",),
             registry=self.registry,
         )

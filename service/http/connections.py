@@ -2,22 +2,14 @@
 
 uvicorn on httptools caps neither the request head's size nor the time a client takes to
 send its head or body, or to read its answer, keeps any number of connections open, and arms
-a keep-alive timer per response. ``GuardedProtocol`` is uvicorn's httptools protocol plus (each
-limit has its test in tests/integration/test_hostile_clients.py):
-- a cap on the request head, a chunked body's trailer fields included: 431 (JSON), close;
-- a deadline for the whole head, from the request's first byte (a brand-new connection's
-  from its opening): a client sending one header line a second cannot dodge it. 408, close;
-- a minimum average rate for the body once the head is in, after a grace period, so a
-  trickle cannot hold a connection either. 408, close. An answer of which the client reads
-  nothing for that grace period is dropped with its connection;
-- a keep-alive idle timeout and a cap on open connections (503 + Retry-After beyond it);
-- a client that shuts its sending side after a whole request still gets the answer (uvicorn
-  drops it), then the connection closes.
-One sweep per second per process checks every connection's deadline, so the hot path pays
-no timer per request (the limits and the sweep: service/http/guard.py). Refusals are counted
-(digits_rejected_total) and logged. It also answers the prediction routes itself when a
-request allows (the direct lane, service/http/lane.py), and holds back an ASGI response's
-head until its first body bytes (service/http/coalescing.py): a small answer leaves in one send.
+a keep-alive timer per response. ``GuardedProtocol`` is uvicorn's httptools protocol plus the
+limits service/http/guard.py lists (each has its test in
+tests/integration/test_hostile_clients.py), and a client that shuts its sending side after a
+whole request still gets the answer (uvicorn drops it), then the connection closes. Refusals
+are counted (digits_rejected_total) and logged. It also answers the prediction routes itself
+when a request allows (the direct lane, service/http/lane.py), and holds back an ASGI
+response's head until its first body bytes (service/http/coalescing.py): a small answer
+leaves in one send.
 """
 
 from __future__ import annotations
@@ -32,24 +24,26 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from service.errors import BadRequest, HeadersTooLarge, Overloaded, RequestTimeout, ServiceError
 from service.http.coalescing import HeldHead
 from service.http.guard import (
+    APP,
+    BODY,
     GUARD,
+    HEAD,
+    IDLE,
     ConnectionGuard,
     ConnectionLimits,
     Unread,
-    body_too_slow,
     cut,
+    framing_over,
     linger,
+    overdue,
     refusal,
 )
 from service.http.lane import LANE, DirectLane, Exchange
 from service.http.offers import head_without_offer
 
-# What a connection is waiting for, and so which deadline applies.
-HEAD, BODY, APP, IDLE = "head", "body", "app", "idle"
-
 
 class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the limits above (when the app's lifespan put a
+    """uvicorn's httptools protocol with the guard's limits (when the app's lifespan put a
     ConnectionGuard in its state; without one it behaves as uvicorn's)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -61,6 +55,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.head_size = 0  # the parsed head: URL and header lines
         self.body_bytes = 0
         self.body_at = 0.0  # when the body last made progress (or began)
+        self.messages = self.framing = self.chunks = 0  # requests begun; this body's framing
         self.spoke = False  # has the client sent anything at all
         self.refused = False
         self.half_closed = False  # the client shut its sending side after a whole request
@@ -117,13 +112,21 @@ class GuardedProtocol(HttpToolsProtocol):
             self._enter(HEAD)
         if self.phase == HEAD:
             self.head_received += len(data)
+        in_body = (self.messages, self.body_bytes) if self.phase == BODY else None
         self._feed(data)
+        guard = self.guard
+        if guard is None:
+            return
         # Still in the head after this chunk: every byte so far belongs to the head (this
         # catches a header line that never ends, which the parser would buffer).
-        guard = self.guard
-        if self.phase == HEAD and guard is not None:
-            if self.head_received > guard.limits.max_head_bytes:
-                self._refuse_head(guard)
+        if self.phase == HEAD and self.head_received > guard.limits.max_head_bytes:
+            self._refuse_head(guard)
+        elif self.phase == BODY and in_body and in_body[0] == self.messages:
+            # What of a read within one body is not body is chunked framing: sizes,
+            # extensions and trailer fields, which the parser reads and drops uncounted.
+            self.framing += len(data) - (self.body_bytes - in_body[1])
+            if error := framing_over(self.framing, self.chunks, guard.limits):
+                self._refuse_counted("payload_too_large", error)
 
     def _feed(self, data: bytes) -> None:
         try:
@@ -151,14 +154,16 @@ class GuardedProtocol(HttpToolsProtocol):
         """uvicorn's answer to bytes that are not HTTP, as every refusal here (JSON, not
         uvicorn's plain text; nothing more written on the connection, a lingering close),
         counted as bad_request: no route saw it, so no request metric does."""
-        if self._refuse(BadRequest(msg)) and self.guard is not None:
-            self.guard.refused("bad_request", self.client, msg)
+        self._refuse_counted("bad_request", BadRequest(msg))
 
     def _refuse_head(self, guard: ConnectionGuard, trailers: str = "") -> None:
         limit = guard.limits.max_head_bytes
         message = f"the request head{trailers} is over the limit of {limit} bytes"
-        if self._refuse(HeadersTooLarge(message)):
-            guard.refused("headers_too_large", self.client, message)
+        self._refuse_counted("headers_too_large", HeadersTooLarge(message))
+
+    def _refuse_counted(self, reason: str, error: ServiceError) -> None:
+        if self._refuse(error) and self.guard is not None:
+            self.guard.refused(reason, self.client, error.message)
 
     def _refuse(self, error: ServiceError) -> bool:
         """Answer ``error`` (JSON) and close, whatever the request was doing; once (a head
@@ -184,6 +189,7 @@ class GuardedProtocol(HttpToolsProtocol):
         # answered: its head is counted and timed from here, not added to the one before.
         if self.phase != HEAD:
             self._enter(HEAD)
+        self.messages += 1
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
@@ -210,6 +216,7 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._enter(BODY)
         self.body_bytes, self.body_at = 0, self.since
+        self.framing = self.chunks = 0
         lane, cycle = self.lane, self.cycle  # the direct lane (service/http/lane.py) takes it?
         if lane is not None and (cycle is None or cycle.response_complete):
             if exchange := lane.exchange(self.parser, self.url, self.headers, self.client):
@@ -234,6 +241,9 @@ class GuardedProtocol(HttpToolsProtocol):
             cycle.chunks.append(body)
             return
         super().on_body(body)
+
+    def on_chunk_header(self) -> None:
+        self.chunks += 1
 
     def on_message_complete(self) -> None:
         if self.refused or self.parser.should_upgrade():  # the offer's message ends at its head
@@ -281,20 +291,8 @@ class GuardedProtocol(HttpToolsProtocol):
         """Close this connection if it is past the deadline of what it is waiting for."""
         if self.refused or self.transport.is_closing():
             return
-        elapsed = now - self.since
-        if self.phase == IDLE and elapsed > limits.keep_alive_s:
+        message = overdue(self, now, limits)
+        if message == "":
             self.transport.close()
-        elif self.phase == HEAD and elapsed > limits.head_timeout_s:
-            if not self.spoke:  # opened and never used: nothing to answer
-                self.transport.close()
-                return
-            self._too_slow(f"the request head did not arrive within {limits.head_timeout_s:g} s")
-        elif self.phase == BODY and (
-            message := body_too_slow(now - self.body_at, elapsed, self.body_bytes, limits)
-        ):
-            self._too_slow(message)
-
-    def _too_slow(self, message: str) -> None:
-        self._refuse(RequestTimeout(message))
-        assert self.guard is not None
-        self.guard.refused("slow_request", self.client, message)
+        elif message:
+            self._refuse_counted("slow_request", RequestTimeout(message))

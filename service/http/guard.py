@@ -3,7 +3,17 @@
 The protocol that applies them per connection is service/http/connections.py; this module
 holds what all connections of a process share: the limits, the set of open connections, one
 sweep per second over their deadlines, the refusal answer and how a refused connection is
-closed.
+closed. The limits:
+- a cap on the request head, a chunked body's trailer fields included: 431 (JSON), close;
+  the body's chunk extensions and trailer fields together under the same cap: 413, close;
+- a deadline for the whole head, from the request's first byte (a brand-new connection's
+  from its opening): a client sending one header line a second cannot dodge it. 408, close;
+- a minimum average rate for the body once the head is in, after a grace period, so a
+  trickle cannot hold a connection either. 408, close. An answer of which the client reads
+  nothing for that grace period is dropped with its connection;
+- a keep-alive idle timeout and a cap on open connections (503 + Retry-After beyond it).
+One sweep per second per process checks every connection's deadline, so the hot path pays
+no timer per request.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any, Protocol
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-from service.errors import ServiceError
+from service.errors import PayloadTooLarge, ServiceError
 from service.http.v2.errors import error_body
 from service.metrics import Metrics
 
@@ -35,6 +45,9 @@ SWEEP_S = 1.0
 # dropped for this long: closing at once, with its unread bytes in the socket, would make the
 # kernel send a reset that can reach the client before the answer.
 LINGER_S = 2.0
+# A chunk's size line and the line end after its data: 8 hexadecimal digits (a chunk of up to
+# 4 GiB), a short extension and two CRLFs fit; more is counted as extension bytes.
+CHUNK_FRAMING = 16
 
 
 @dataclass(frozen=True)
@@ -81,11 +94,20 @@ def _kernel_queue(transport: asyncio.Transport) -> int:
     return int.from_bytes(queued, sys.byteorder, signed=True)
 
 
+# What a connection is waiting for, and so which deadline applies.
+HEAD, BODY, APP, IDLE = "head", "body", "app", "idle"
+
+
 class Guarded(Protocol):
     """A connection under the guard (service/http/connections.py's GuardedProtocol)."""
 
     transport: asyncio.Transport
     unread: Unread
+    phase: str  # HEAD, BODY, APP or IDLE
+    since: float  # when it entered the phase
+    spoke: bool  # has the client sent anything at all
+    body_bytes: int
+    body_at: float  # when the body last made progress (or began)
 
     @property
     def client(self) -> tuple[str, int] | None: ...
@@ -127,11 +149,32 @@ class ConnectionGuard:
         logger.warning("refused %s: %s", client[0] if client else "a client", detail)
 
 
-def body_too_slow(stopped: float, elapsed: float, received: int, limits: ConnectionLimits) -> str:
-    """Why a request body is too slow ("" while it is not): it has not moved for the grace
+def overdue(connection: Guarded, now: float, limits: ConnectionLimits) -> str | None:
+    """Whether ``connection`` is past the deadline of what it waits for: None while it is not,
+    "" when it is to be closed without an answer (idle, or opened and never used), else why
+    it is refused as too slow."""
+    elapsed = now - connection.since
+    if connection.phase == IDLE:
+        return "" if elapsed > limits.keep_alive_s else None
+    if connection.phase == HEAD:
+        if elapsed <= limits.head_timeout_s:
+            return None
+        if not connection.spoke:  # opened and never used: nothing to answer
+            return ""
+        return f"the request head did not arrive within {limits.head_timeout_s:g} s"
+    if connection.phase == BODY:
+        return _body_too_slow(connection, elapsed, now - connection.body_at, limits)
+    return None
+
+
+def _body_too_slow(
+    connection: Guarded, elapsed: float, stopped: float, limits: ConnectionLimits
+) -> str | None:
+    """Why a request body is too slow (None while it is not): it has not moved for the grace
     period (a client that sent most of a large body and then nothing would otherwise hold its
-    buffer for as long as its average allows), or ``received`` bytes in ``elapsed`` seconds
-    since the head are under the minimum rate once the grace period is over."""
+    buffer for as long as its average allows), or its bytes in ``elapsed`` seconds since the
+    head are under the minimum rate once the grace period is over."""
+    received = connection.body_bytes
     if stopped > limits.body_grace_s:
         return f"no request body arrived for {limits.body_grace_s:g} s"
     if elapsed > limits.body_grace_s and received < limits.min_body_rate * elapsed:
@@ -139,7 +182,21 @@ def body_too_slow(stopped: float, elapsed: float, received: int, limits: Connect
             f"the request body arrived at {received / elapsed:.0f} bytes/s, under the minimum "
             f"of {limits.min_body_rate:g} bytes/s"
         )
-    return ""
+    return None
+
+
+def framing_over(framing: int, chunks: int, limits: ConnectionLimits) -> PayloadTooLarge | None:
+    """The refusal of a chunked body whose ``framing`` bytes over ``chunks`` chunks are too
+    many (None while they are not): each chunk may take CHUNK_FRAMING bytes for its size
+    line, its extensions and trailer fields together up to the head's cap. A chunk extension
+    that never ends would otherwise be parsed for as long as it keeps coming (llhttp drops it
+    unbuffered, so only the time is spent: gigabytes in the body's grace period)."""
+    if framing <= limits.max_head_bytes + CHUNK_FRAMING * chunks:
+        return None
+    return PayloadTooLarge(
+        f"the chunked body's extensions and trailer fields are over the limit of "
+        f"{limits.max_head_bytes} bytes"
+    )
 
 
 def cut(cycle: Any, error: ServiceError) -> None:

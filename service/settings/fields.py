@@ -24,7 +24,8 @@ class ConnectionFields(BaseModel):
         32 * 1024,
         ge=1024,
         description="Largest request head (request line and headers) in bytes; above it the "
-        "answer is 431 and the connection is closed.",
+        "answer is 431 and the connection is closed. A chunked body's extensions and trailer "
+        "fields together have the same cap (413, closed).",
     )
     header_timeout_seconds: float = Field(
         10.0,

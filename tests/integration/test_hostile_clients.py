@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import select
 import socket
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 from bench.server import RunningService, running_service
 from service.http.guard import Unread
 from tests.conftest import tiny_model_env
-from tests.service.images import draw_digit, png
+from tests.service.images import draw_digit, encode, png
 
 pytestmark = pytest.mark.slow
 SEVEN = png(draw_digit())
@@ -384,6 +385,45 @@ def test_a_trailer_section_over_the_head_cap_is_refused(server: RunningService) 
     assert status == 431 and body["error"]["code"] == "headers_too_large"
     assert "trailer" in body["error"]["message"]
     _predict_works(server)
+
+
+def test_an_endless_chunk_extension_is_refused_early(server: RunningService) -> None:
+    """The bytes of a chunk's extension (``5;name=value``) were parsed and dropped, counted
+    nowhere: one connection sending an extension that never ends kept the front end parsing
+    gigabytes until the body's deadline. They count against the head's cap (413, close)."""
+    sent = 0
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n1;"
+        )
+        # Until the answer comes (the server drops what follows it for a while, unread).
+        while sent < 64 * 1024 * 1024 and not select.select([sock], [], [], 0)[0]:
+            sock.sendall(b"a" * 65536)
+            sent += 65536
+        status, body = _status_and_body(_read_all(sock))
+    assert status == 413 and body["error"]["code"] == "payload_too_large"
+    assert "extensions" in body["error"]["message"]
+    assert sent < 8 * 1024 * 1024
+    _predict_works(server)
+
+
+def test_a_body_in_many_small_chunks_is_read(server: RunningService) -> None:
+    """The framing of ordinary chunks is no extension: an uncompressed 40 KB image sent 2
+    bytes a chunk, each with a short extension (framing five times the head's cap), is read."""
+    image = encode(draw_digit(), "BMP")
+    framed = b"".join(
+        b"%x;n=v\r\n%s\r\n" % (len(image[i : i + 2]), image[i : i + 2])
+        for i in range(0, len(image), 2)
+    )
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/bmp\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n%s0\r\n\r\n" % framed
+        )
+        status, body = _status_and_body(_read_all(sock))
+    assert len(framed) - len(image) > 5 * 32 * 1024
+    assert status == 200 and "digit" in body
 
 
 def test_a_few_trailer_fields_are_read_and_dropped(server: RunningService) -> None:
