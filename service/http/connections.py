@@ -21,7 +21,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.errors import BadRequest, HeadersTooLarge, Overloaded, RequestTimeout, ServiceError
+from service.errors import BadRequest, HeadersTooLarge, RequestTimeout, ServiceError
 from service.http.coalescing import HeldHead
 from service.http.guard import (
     APP,
@@ -58,6 +58,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.messages = self.framing = self.chunks = 0  # requests begun; this body's framing
         self.spoke = False  # has the client sent anything at all
         self.refused = False
+        self.deferred: tuple[str, ServiceError] | None = None  # a refusal awaiting answers
         self.half_closed = False  # the client shut its sending side after a whole request
         self.writer: HeldHead | None = None
         self.url = b""  # uvicorn sets it from a request's first byte; a refusal may come sooner
@@ -65,24 +66,18 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         guard = self.guard
-        if guard is not None and len(self.connections) >= guard.limits.max_connections:
+        if guard is not None and guard.turned_away(transport, len(self.connections)):
             self.transport, self.refused = transport, True
-            message = f"too many open connections (the limit is {guard.limits.max_connections})"
-            error = Overloaded(message + "; retry later", guard.limits.retry_after_s)
-            transport.write(refusal(error))
-            linger(transport)
-            guard.refused("connection_limit", transport.get_extra_info("peername"), message)
             return
         super().connection_made(transport)
-        # A response that closes the connection (a 413 while the body is still coming) is
-        # sent with a lingering close, as refusals are.
         self.writer = HeldHead(transport, self._close_lingering)
         self._enter(HEAD)
         if guard is not None:
             guard.connections.add(self)
 
     def _close_lingering(self) -> None:
-        """An answer closes the connection: what still arrives is dropped, as on a refusal."""
+        """An answer closes the connection (a 413 while the body is still coming): with a
+        lingering close, dropping what still arrives, as on a refusal."""
         self.refused = True
         linger(self.transport)
 
@@ -105,7 +100,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self.head_received = self.head_size = 0
 
     def data_received(self, data: bytes) -> None:
-        if self.refused:
+        if self.refused or self.deferred:
             return
         self.spoke = True
         if self.phase == IDLE:
@@ -132,8 +127,7 @@ class GuardedProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            if not self.refused:
-                self.send_400_response("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
         except httptools.HttpParserUpgrade as upgrade:
             self._serve_without_upgrade(data[upgrade.args[0] :])
 
@@ -162,6 +156,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self._refuse_counted("headers_too_large", HeadersTooLarge(message))
 
     def _refuse_counted(self, reason: str, error: ServiceError) -> None:
+        answering = self.pipeline or (self.cycle is not None and not self.cycle.response_complete)
+        if self.phase == HEAD and answering:  # whole requests before the bad one go first
+            self.deferred = self.deferred or (reason, error)
+            return
         if self._refuse(error) and self.guard is not None:
             self.guard.refused(reason, self.client, error.message)
 
@@ -273,6 +271,9 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.writer is not None:
             self.writer.flush()
         if self.refused or self.transport.is_closing():
+            return
+        if self.deferred and not self.pipeline:  # the last answer before the refusal
+            self._refuse_counted(*self.deferred)
             return
         self.flow.resume_reading()
         if self.pipeline:

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-from service.errors import PayloadTooLarge, ServiceError
+from service.errors import Overloaded, PayloadTooLarge, ServiceError
 from service.http.v2.errors import error_body
 from service.metrics import Metrics
 
@@ -144,6 +144,17 @@ class ConnectionGuard:
                 connection.check_deadline(now, self.limits)
         self.start()
 
+    def turned_away(self, transport: asyncio.Transport, open_connections: int) -> bool:
+        """Whether a new connection is over the cap and so refused: 503 and Retry-After."""
+        limit = self.limits.max_connections
+        if open_connections < limit:
+            return False
+        message = f"too many open connections (the limit is {limit})"
+        transport.write(refusal(Overloaded(message + "; retry later", self.limits.retry_after_s)))
+        linger(transport)
+        self.refused("connection_limit", transport.get_extra_info("peername"), message)
+        return True
+
     def refused(self, reason: str, client: Any, detail: str) -> None:
         self.metrics.rejected.labels(reason).inc()
         logger.warning("refused %s: %s", client[0] if client else "a client", detail)
@@ -229,6 +240,10 @@ def refusal(error: ServiceError, path: str = "") -> bytes:
 def linger(transport: asyncio.Transport) -> None:
     """Send what is written, stop writing, close after LINGER_S (the protocol drops what
     arrives meanwhile)."""
-    if transport.can_write_eof():
-        transport.write_eof()
+    try:
+        if transport.can_write_eof():
+            transport.write_eof()
+    except OSError:  # the client is gone already
+        transport.close()
+        return
     asyncio.get_running_loop().call_later(LINGER_S, transport.close)
