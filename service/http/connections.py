@@ -249,8 +249,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._enter(APP)
         cycle = self.cycle
         if type(cycle) is Exchange:
-            assert self.lane is not None
-            assert self.writer is not None
+            assert self.lane is not None and self.writer is not None
+            cycle.whole = True
             answer = self.lane.serve(
                 cycle,
                 self.writer,

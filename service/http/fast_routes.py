@@ -124,6 +124,14 @@ class FastRoutes:
             self.recorder.end(scope, scope["path"], status, started, sent, rid)
             request_id.reset(token)
 
+    def record_unanswered(self, scope: Scope, since: float) -> None:
+        """Record a request that ended before its body was whole, where no route ran (the
+        direct lane hands a route whole bodies only): as ``serve`` would, 499 unless the
+        connection refused it (service/http/observability.py reads the refusal's status)."""
+        rid = self.recorder.request_id(scope["headers"])
+        started = self.recorder.begin(scope["path"], since)
+        self.recorder.end(scope, scope["path"], CLIENT_CLOSED, started, 0, rid)
+
     def endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """``handler`` as a FastAPI endpoint, for the route declarations /docs shows (the app
         answers these paths directly, before its routing; service/app.py)."""

@@ -41,19 +41,6 @@ _ASGI_ONLY = frozenset(
 )
 
 
-class _NoEvent:
-    """uvicorn's protocol sets its cycle's event when body bytes or a disconnect arrive;
-    nothing on the lane waits for them (the handler starts once the body is whole)."""
-
-    __slots__ = ()
-
-    def set(self) -> None:
-        pass
-
-
-_NO_EVENT = _NoEvent()
-
-
 @dataclass(slots=True, eq=False)
 class Exchange:
     """One request on the lane, kept where uvicorn's protocol keeps its cycle: the
@@ -64,11 +51,25 @@ class Exchange:
     handler: Handler
     keep_alive: bool
     arrived: float  # perf_counter when its head was read: its duration counts from there
+    routes: FastRoutes
     chunks: list[bytes] = field(default_factory=list)
+    whole: bool = False  # its body has all arrived: the route answers it
     response_started: bool = False
     response_complete: bool = False
     disconnected: bool = False
-    message_event: _NoEvent = _NO_EVENT
+
+    @property
+    def message_event(self) -> Exchange:
+        """uvicorn's protocol sets its cycle's event when a disconnect or a refusal (guard.py's
+        ``cut``) reaches the request. Nothing on the lane waits on it: the route starts once
+        the body is whole. A request that ends before is recorded then, as the ASGI path
+        records it (499, or the refusal's status)."""
+        return self
+
+    def set(self) -> None:
+        if self.disconnected and not self.whole:
+            self.whole = True  # recorded once
+            self.routes.record_unanswered(self.scope, self.arrived)
 
 
 class DirectLane:
@@ -112,7 +113,7 @@ class DirectLane:
         if not 0 <= length <= self.routes.max_body_bytes:
             return None
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
-        return Exchange(scope, handler, keep_alive, time.perf_counter())
+        return Exchange(scope, handler, keep_alive, time.perf_counter(), self.routes)
 
     async def serve(
         self,
