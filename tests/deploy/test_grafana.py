@@ -106,6 +106,20 @@ def test_required_panels_exist(dashboard: dict[str, Any], title_part: str, metri
     assert any(metric in target["expr"] for panel in matching for target in panel["targets"])
 
 
+def test_refusals_are_never_a_share_of_requests(dashboard: dict[str, Any]) -> None:
+    """digits_rejected_total counts images for overloaded and not_a_digit and connections
+    that never became requests for others: divided by requests, a burst of refused batches
+    drew a "share" past 100 %. Refusals are shown per second, or as a share of image answers
+    (not_a_digit against digits_predictions_total, which counts images too)."""
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            if "digits_rejected_total" in target["expr"]:
+                assert "digits_http_requests_total" not in target["expr"], panel["title"]
+    (panel,) = [p for p in dashboard["panels"] if p["title"] == "Refusals / s by reason"]
+    (target,) = panel["targets"]
+    assert "sum by (reason) (rate(digits_rejected_total" in target["expr"]
+
+
 def test_provisioned_datasource_is_the_default_prometheus(dashboard: dict[str, Any]) -> None:
     datasource = load_yaml(GRAFANA_DIR / "provisioning/datasources/prometheus.yml")
     (source,) = datasource["datasources"]
