@@ -16,8 +16,10 @@ from dataclasses import asdict
 
 from pydantic import ValidationError
 
+from service.contract import ModelLoadError
 from service.logs import configure_logging
 from service.predictor import model_spec, shadow_spec
+from service.repository import gate
 from service.repository.gate import GateRequest
 from service.server import run_server
 from service.settings import Settings, describe
@@ -29,7 +31,6 @@ USAGE = """usage: digits-serve  (or: python -m service)
 Serves the digit classifier on DIGITS_HOST:DIGITS_PORT (127.0.0.1:8000 by default).
 It takes no arguments: it is configured by DIGITS_* environment variables, listed in
 the README's Configuration table; a bad value stops it with exit status 2, naming it."""
-CHECK_TIMEOUT_S = 60.0  # importing ONNX Runtime and checking the model on a busy machine
 
 
 def model_problem(settings: Settings) -> str | None:
@@ -38,10 +39,10 @@ def model_problem(settings: Settings) -> str | None:
     The served model passes what a load passes (service/repository/gate.py): a file a load
     would refuse must not serve after a restart either, and a rolling update to it must
     never go ready. The shadow is there to be judged, so it need only open."""
-    gate = GateRequest(
+    request = GateRequest(
         model_spec(settings), str(settings.resolved_check_digits_path), settings.model_min_accuracy
     )
-    problem = _problem("service.repository.gate", gate.to_json())
+    problem = _problem("service.repository.gate", request.to_json())
     shadow = shadow_spec(settings)
     if problem is None and shadow is not None:
         if (problem := _problem("service.model", json.dumps(asdict(shadow)))) is not None:
@@ -50,22 +51,18 @@ def model_problem(settings: Settings) -> str | None:
 
 
 def _problem(module: str, request: str) -> str | None:
-    """``python -m <module> REQUEST`` in a child process, the server process never loading
-    ONNX Runtime: its one-line refusal on stderr, or None."""
+    """A check in a child process (service/repository/gate.py's ``child``), the server
+    process never loading ONNX Runtime: its one-line refusal, or None."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", module, request],
-            capture_output=True,
-            text=True,
-            timeout=CHECK_TIMEOUT_S,
-            check=False,
+            gate.child(module, request), capture_output=True, timeout=gate.TIMEOUT_S, check=False
         )
+        gate.outcome(done.returncode, done.stdout, done.stderr)
     except subprocess.TimeoutExpired:
-        return f"checking the model took longer than {CHECK_TIMEOUT_S:g} s"
-    if done.returncode == 0:
-        return None
-    lines = done.stderr.strip().splitlines()
-    return lines[-1] if lines else f"the model check exited with {done.returncode}"
+        return gate.TIMED_OUT
+    except ModelLoadError as exc:
+        return str(exc)
+    return None
 
 
 def no_arguments(args: list[str], usage: str) -> None:

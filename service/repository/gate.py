@@ -9,7 +9,9 @@ and the accuracy must reach the floor. It writes one JSON object on stdout (the 
 the accuracy) or one line on stderr saying why the file is refused (exit 1).
 
 A child process because the server process never loads ONNX Runtime, and a file that
-crashes ONNX Runtime must not take a worker (or the server) with it.
+crashes ONNX Runtime must not take a worker (or the server) with it. ``child`` and
+``outcome`` are how both callers (start-up, service/__main__.py, and a load,
+service/repository/loader.py) run it and read what it said.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from service.contract import INPUT_SHAPE, NUM_CLASSES, THRESHOLD_OFF, ModelLoadE
 SUM_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; a missing softmax is far off
 ALONE_TOLERANCE = 1e-4  # a row computed alone vs inside the batch
 ALONE_ROWS = 4  # rows run one by one to check that the batch axis is really independent
+TIMEOUT_S = 60.0  # importing ONNX Runtime and checking a model on a busy machine
+TIMED_OUT = f"checking the model took longer than {TIMEOUT_S:g} s"
 
 
 @dataclass(frozen=True)
@@ -104,13 +108,35 @@ def inspect(request: GateRequest) -> dict[str, Any]:
     return {"info": json.loads(model.info.to_json()), "accuracy": accuracy, "digits": len(labels)}
 
 
+def child(module: str, request: str) -> list[str]:
+    """The command line of a check in a child process: ``python -m module REQUEST`` (this
+    module with a GateRequest, or service.model with a ModelSpec to only open the file)."""
+    return [sys.executable, "-m", module, request]
+
+
+def outcome(returncode: int | None, stdout: bytes, stderr: bytes) -> dict[str, Any]:
+    """What a check's child process said: its JSON report, or ModelLoadError with its one-line
+    reason. The report is its stdout's last line: a library the model runs may print first."""
+    if returncode != 0:
+        lines = stderr.decode(errors="replace").strip().splitlines()
+        raise ModelLoadError(lines[-1] if lines else f"the model check exited with {returncode}")
+    lines = stdout.decode(errors="replace").strip().splitlines()
+    try:
+        report = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        report = None
+    if not isinstance(report, dict):
+        raise ModelLoadError(f"the model check wrote no report: {stdout[-200:]!r}")
+    return report
+
+
 def main(argv: list[str]) -> int:
     try:
         report = inspect(GateRequest.from_json(argv[0]))
     except ModelLoadError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
-    sys.stdout.write(json.dumps(report))
+    sys.stdout.write("\n" + json.dumps(report) + "\n")
     return 0
 
 

@@ -17,10 +17,8 @@ Any refusal or failure leaves the model that was serving untouched, and says why
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,13 +26,12 @@ from pathlib import Path
 
 from service.contract import ModelInfo, ModelLoadError, ModelSpec
 from service.errors import NotReady
+from service.repository import gate
 from service.repository.gate import GateRequest
 from service.repository.staging import Staging
 from service.workers.pool import WorkerPool
 
 logger = logging.getLogger("service.repository")
-
-GATE_TIMEOUT_S = 60.0  # importing ONNX Runtime and checking a model on a busy machine
 
 
 class LoadRefused(Exception):
@@ -120,8 +117,10 @@ class ModelLoader:
                 spec = await asyncio.to_thread(self._staging.pin, self._source)
             else:
                 spec = await asyncio.to_thread(self._staging.store, upload, self._source)
-        except (ModelLoadError, OSError) as exc:
+        except ModelLoadError as exc:  # the file cannot be read
             raise LoadRefused(f"{label}: {exc}") from exc
+        except OSError as exc:  # the service cannot write its copy: no fault of the file's
+            raise LoadRefused(f"{label}: could not keep a private copy of it: {exc}", 503) from exc
         serving = self._pool.model
         if spec.path == serving.path:  # the same bytes: nothing to do
             return LoadOutcome(previous, previous, None, 0, time.monotonic() - started)
@@ -156,24 +155,20 @@ class ModelLoader:
         child process."""
         request = GateRequest(spec, str(self._check_digits), self._min_accuracy)
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "service.repository.gate",
-            request.to_json(),
+            *gate.child("service.repository.gate", request.to_json()),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            out, err = await asyncio.wait_for(process.communicate(), GATE_TIMEOUT_S)
+            out, err = await asyncio.wait_for(process.communicate(), gate.TIMEOUT_S)
+            report = gate.outcome(process.returncode, out, err)
+            return float(report["accuracy"]), int(report["digits"])
         except TimeoutError:
             process.kill()
             await process.wait()
-            raise RefusedFile(f"checking the model took longer than {GATE_TIMEOUT_S:g} s") from None
-        if process.returncode != 0:
-            lines = err.decode(errors="replace").strip().splitlines()
-            raise RefusedFile(lines[-1] if lines else f"the check exited with {process.returncode}")
-        report = json.loads(out)
-        return float(report["accuracy"]), int(report["digits"])
+            raise RefusedFile(gate.TIMED_OUT) from None
+        except (ModelLoadError, KeyError, TypeError, ValueError) as exc:
+            raise RefusedFile(str(exc)) from exc
 
     # --- SIGHUP: the same as a body-less load ----------------------------------------------
 

@@ -42,13 +42,18 @@ class Staging:
         return self.store(data, spec, card if card is not None and card.is_file() else None)
 
     def store(self, data: bytes, spec: ModelSpec, card: Path | None = None) -> ModelSpec:
-        """``data`` written here as the model of ``spec`` (its card copied beside it)."""
+        """``data`` written here as the model of ``spec`` (its card copied beside it). Raises
+        OSError when it cannot be written (a full disk), leaving no part of it behind."""
         digest = hashlib.sha256(data).hexdigest()
         path = self.directory / f"{digest}.onnx"
         if not path.exists():
             partial = path.with_suffix(".partial")
-            partial.write_bytes(data)
-            partial.replace(path)  # a reader never sees half a file
+            try:
+                partial.write_bytes(data)
+                partial.replace(path)  # a reader never sees half a file
+            except OSError:
+                partial.unlink(missing_ok=True)
+                raise
         card_path = None
         if card is not None:
             card_path = self.directory / f"{digest}.json"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.contract import ModelLoadError, ModelSpec
-from service.repository.gate import GateRequest, inspect, load_check_digits
+from service.repository.gate import GateRequest, inspect, load_check_digits, outcome
 from service.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.repository.conftest import Files
@@ -74,3 +74,24 @@ def test_the_command_line_reports_in_one_line(shipped_model: Path, files: Files)
     assert good.returncode == 0 and json.loads(good.stdout)["accuracy"] >= 0.99
     bad = run(files.guessing)
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_report_is_read_past_what_a_library_printed_first() -> None:
+    """A library the model runs may print on stdout before the gate's report: the load read
+    the whole stdout as JSON, and such a file got a 500 instead of an answer."""
+    report = {"accuracy": 0.99, "digits": 100}
+    printed = b"custom op: registered\nwarming up" + b"\n" + json.dumps(report).encode() + b"\n"
+    assert outcome(0, printed, b"") == report
+
+
+@pytest.mark.parametrize("stdout", [b"", b"Segmentation fault?", b"[1, 2]"])
+def test_a_check_without_a_report_is_a_refusal(stdout: bytes) -> None:
+    with pytest.raises(ModelLoadError, match="wrote no report"):
+        outcome(0, stdout, b"")
+
+
+def test_a_failed_check_gives_its_last_line() -> None:
+    with pytest.raises(ModelLoadError, match="^accuracy is 7.0%$"):
+        outcome(1, b"", b"warning: something\naccuracy is 7.0%\n")
+    with pytest.raises(ModelLoadError, match="exited with -11"):
+        outcome(-11, b"", b"")

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from service.app import create_app
 from service.contract import ModelInfo, ModelSpec
 from service.http.state import app_state
 from service.repository.loader import LoadRefused, ModelLoader
 from service.repository.staging import Staging
-from tests.repository.conftest import AUTH, LOAD, Files, upload_body
+from service.settings import Settings
+from tests.repository.conftest import AUTH, LOAD, TOKEN, Files, upload_body
 from tests.service.images import draw_digit, png
 from tests.service.test_metrics import scrape, value
 
@@ -256,6 +258,25 @@ def test_one_load_at_a_time(tmp_path: Path, files: Files, shipped_model: Path) -
     status, message = asyncio.run(scenario())
     assert status == 409 and "another model load is in progress" in message
     assert outcomes == ["busy", "loaded"]
+
+
+def test_a_copy_the_service_cannot_write_is_its_failure_not_the_files(
+    files: Files, model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load keeps a private copy of the file (service/repository/staging.py). When that
+    write fails (a full disk, a temporary folder gone), the file is not at fault: 503 and
+    "failed", where it was 400 and "refused", as for a broken file."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    settings = Settings(model_path=model_path, admin_token=TOKEN, preprocess_workers=1)
+    with TestClient(create_app(settings)) as client:
+        (directory,) = tmp_path.glob("digits-models-*")
+        shutil.rmtree(directory)
+        directory.write_text("not a directory")  # as a full disk would, every write fails
+        response = client.post(LOAD, headers=AUTH, json=upload_body(files.v2))
+        assert response.status_code == 503, response.text
+        assert "private copy" in response.json()["error"]
+        assert value(scrape(client), "digits_model_loads_total", outcome="failed") == 1
+        assert predict(client)["model"] == {"name": "lenet5", "version": "1.0.0"}
 
 
 def test_staged_copies_are_private_and_released(tmp_path: Path, files: Files) -> None:
