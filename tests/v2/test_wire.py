@@ -69,6 +69,24 @@ def test_nested_json_data_is_accepted(http: httpx.Client) -> None:
     assert response.json()["outputs"][0]["shape"] == [2, 10]
 
 
+def test_an_empty_outputs_list_asks_for_every_output(http: httpx.Client) -> None:
+    """As in Triton, which requests every output of the model when none is named: a client
+    that always sends the list, empty by default, was refused with 400."""
+    response = http.post(INFER, json={**_header(data=[0.5] * 784), "outputs": []})
+    assert response.status_code == 200, response.text
+    (output,) = response.json()["outputs"]
+    assert output["name"] == "probabilities" and output["shape"] == [1, 10]
+
+
+@pytest.mark.parametrize("huge", [10**30, -(10**30), 10**400], ids=["1e30", "-1e30", "1e400"])
+def test_a_huge_integer_is_a_number_out_of_range(http: httpx.Client, huge: int) -> None:
+    """An integer past int64 made numpy's array one of objects, refused as "numbers only"
+    though it is one; one past float64's range must not be a 500 either."""
+    response = http.post(INFER, content=json.dumps(_header(data=[huge] + [0.0] * 783)))
+    assert response.status_code == 400, response.text
+    assert "values must lie in 0..1" in response.json()["error"]
+
+
 def test_octet_stream_binary_answers_binary(http: httpx.Client) -> None:
     body, headers = _binary(np.zeros((3, 1, 28, 28), dtype=np.float32))
     headers["Content-Type"] = "application/octet-stream"

@@ -249,11 +249,23 @@ def _json_values(data: Any, count: int, name: str) -> np.ndarray:
         values = np.asarray(data)
     except (ValueError, TypeError):
         raise V2Error(f"'data' of input '{name}' is not a regular array of numbers") from None
+    if values.dtype.kind == "O" and all(type(v) in (int, float) for v in values.flat):
+        # Integers past int64's range are numbers too (refused below, as out of range).
+        values = np.fromiter(map(_as_float, values.flat), np.float64, values.size)
     if values.dtype.kind not in "iuf":
         raise V2Error(f"'data' of input '{name}' must hold numbers only")
     if values.size != count:
         raise V2Error(f"input '{name}' has {values.size} values but its shape needs {count}")
-    return values.astype(np.float32).reshape(-1)
+    with np.errstate(over="ignore"):  # past float32's range is infinity, refused as out of range
+        return values.astype(np.float32).reshape(-1)
+
+
+def _as_float(value: float) -> float:
+    """``value`` as a float; an integer past the float range as an infinity of its sign."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _check_range(images: np.ndarray, name: str) -> None:
@@ -270,10 +282,10 @@ def _read_outputs(
     requested: Any, model_outputs: list[TensorSignature], binary_default: bool
 ) -> list[RequestedOutput]:
     known = {output.name for output in model_outputs}
-    if requested is None:
+    if requested is None or requested == []:  # none named: all of them, as Triton answers
         return [RequestedOutput(output.name, binary_default) for output in model_outputs]
-    if not isinstance(requested, list) or not requested:
-        raise V2Error("'outputs' must be a non-empty list when present")
+    if not isinstance(requested, list):
+        raise V2Error("'outputs' must be a list when present")
     outputs: list[RequestedOutput] = []
     for entry in requested:
         entry = _object(entry, "a requested output")
