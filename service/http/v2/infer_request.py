@@ -21,12 +21,9 @@ from service.errors import quoted
 from service.http.json_body import InvalidJSON, parse_json
 from service.http.uploads import media_type
 from service.http.v2.errors import V2Error
+from service.http.v2.tensor_data import WIRE_FP32, binary_values, check_range, json_values
 
 FP32 = "FP32"
-# The tensor dtype of FP32 on the wire: the protocol fixes little-endian byte order.
-WIRE_FP32 = np.dtype("<f4")
-# MNIST convention of the model's input (docs/design.md, section 1).
-PIXEL_MIN, PIXEL_MAX = 0.0, 1.0
 # Triton's shared-memory extensions (tensors in regions registered beforehand) are not served
 # (GET /v2 lists none): a tensor naming a region is refused, not answered in the body, where
 # a client reading its region would never look.
@@ -123,7 +120,7 @@ def _raw_request(
         )
     flat = np.frombuffer(body, dtype=WIRE_FP32).astype(np.float32, copy=False)
     images = flat.reshape(1, *model_input.item_shape)
-    _check_range(images, model_input.name)
+    check_range(images, model_input.name)
     return InferRequest(images, [RequestedOutput(output.name, True) for output in model_outputs])
 
 
@@ -188,13 +185,13 @@ def _read_input(
     if size is not None:
         if "data" in tensor:
             raise V2Error(f"input '{spec.name}' has both 'data' and binary_data_size")
-        flat = _binary_values(size, count, binary, spec.name)
+        flat = binary_values(size, count, binary, spec.name)
         consumed = size
     else:
-        flat = _json_values(tensor.get("data"), count, spec.name)
+        flat = json_values(tensor.get("data"), count, spec.name)
         consumed = 0
     images = flat.reshape(batch, *spec.item_shape)
-    _check_range(images, spec.name)
+    check_range(images, spec.name)
     return images, consumed
 
 
@@ -222,60 +219,6 @@ def _check_shape(shape: Any, spec: TensorSignature, max_batch_size: int) -> int:
             "(max_batch_size in the model config)"
         )
     return batch
-
-
-def _binary_values(size: Any, count: int, binary: memoryview, name: str) -> np.ndarray:
-    if type(size) is not int or size < 0:
-        raise V2Error(f"binary_data_size of input '{name}' must be a non-negative integer")
-    expected = count * WIRE_FP32.itemsize
-    if size != expected:
-        raise V2Error(
-            f"input '{name}' declares binary_data_size {quoted(size)} but its shape needs "
-            f"{expected} bytes of FP32"
-        )
-    if size > len(binary):
-        raise V2Error(
-            f"input '{name}' declares {size} bytes of binary data but the body has "
-            f"{len(binary)} after the JSON header"
-        )
-    return np.frombuffer(binary[:size], dtype=WIRE_FP32).astype(np.float32, copy=False)
-
-
-def _json_values(data: Any, count: int, name: str) -> np.ndarray:
-    if data is None:
-        raise V2Error(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
-    try:
-        # No dtype here: numpy would happily parse "0.5" strings into floats.
-        values = np.asarray(data)
-    except (ValueError, TypeError):
-        raise V2Error(f"'data' of input '{name}' is not a regular array of numbers") from None
-    if values.dtype.kind == "O" and all(type(v) in (int, float) for v in values.flat):
-        # Integers past int64's range are numbers too (refused below, as out of range).
-        values = np.fromiter(map(_as_float, values.flat), np.float64, values.size)
-    if values.dtype.kind not in "iuf":
-        raise V2Error(f"'data' of input '{name}' must hold numbers only")
-    if values.size != count:
-        raise V2Error(f"input '{name}' has {values.size} values but its shape needs {count}")
-    with np.errstate(over="ignore"):  # past float32's range is infinity, refused as out of range
-        return values.astype(np.float32).reshape(-1)
-
-
-def _as_float(value: float) -> float:
-    """``value`` as a float; an integer past the float range as an infinity of its sign."""
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
-
-
-def _check_range(images: np.ndarray, name: str) -> None:
-    low, high = float(images.min()), float(images.max())
-    # Written so that NaN fails too: every comparison with NaN is false.
-    if not (low >= PIXEL_MIN and high <= PIXEL_MAX):
-        raise V2Error(
-            f"input '{name}' values must lie in {PIXEL_MIN:g}..{PIXEL_MAX:g} (MNIST convention: "
-            f"white digit on black, scaled to 0..1); got min {low:g}, max {high:g}"
-        )
 
 
 def _read_outputs(

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from service.http.v2.infer_request import FP32, WIRE_FP32, InferRequest, RequestedOutput
+from service.http.v2.infer_request import FP32, InferRequest, RequestedOutput
+from service.http.v2.tensor_data import WIRE_FP32
 
 BYTES = "BYTES"
 
