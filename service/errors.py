@@ -49,6 +49,13 @@ class InvalidImage(ServiceError):
 class PayloadTooLarge(ServiceError):
     status_code, code = 413, "payload_too_large"
 
+    @classmethod
+    def body(cls, limit: int, declared: int | None = None) -> PayloadTooLarge:
+        """A request body over ``limit`` bytes: from its Content-Length (``declared``), before
+        any of it is read, or counted as it arrived."""
+        size = "" if declared is None else f" of {declared} bytes"
+        return cls(f"request body{size} is over the limit of {limit} bytes")
+
 
 class ImageTooLarge(ServiceError):
     status_code, code = 413, "image_too_large"

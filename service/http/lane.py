@@ -29,7 +29,7 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from service.http.coalescing import HeldHead
-from service.http.fast_routes import CLOSE, FastRoutes, Handler
+from service.http.fast_routes import CLOSE, FastRoutes, Handler, declared_length
 
 logger = logging.getLogger("service.errors")
 
@@ -107,7 +107,7 @@ class DirectLane:
         length = -1
         for name, value in headers:
             if name == b"content-length":
-                length = int(value) if value.isdigit() else -1
+                length = declared_length(value)
             elif name in _ASGI_ONLY:
                 return None
         if not 0 <= length <= self.routes.max_body_bytes:

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import PayloadTooLarge, ShuttingDown
 from service.http.errors import error_response
+from service.http.fast_routes import declared_length
 from service.http.observability import UNMATCHED, Recorder
 from service.logs import request_id
 
@@ -52,13 +53,11 @@ class BodyLimit:
         limit = self.max_body_bytes
         for name, value in scope["headers"]:
             if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared > limit:
-                    message = f"request body of {declared} bytes is over the limit of {limit} bytes"
-                    response = error_response(413, "payload_too_large", message, path=scope["path"])
+                if (declared := declared_length(value)) > limit:
+                    error = PayloadTooLarge.body(limit, declared)
+                    response = error_response(
+                        error.status_code, error.code, error.message, path=scope["path"]
+                    )
                     response.headers["Connection"] = "close"
                     await response(scope, receive, send)
                     return
@@ -72,7 +71,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > limit:
                     # Raised inside the app, so the route's error handler renders the 413.
-                    raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+                    raise PayloadTooLarge.body(limit)
             return message
 
         await self.app(scope, counting_receive, send)
