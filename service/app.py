@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -102,78 +102,90 @@ def _serve(state: ServiceState, info: ModelInfo) -> None:
 @asynccontextmanager
 async def _lifespan(app: DigitsApp) -> AsyncIterator[dict[str, Any]]:
     state = app_state(app)
-    settings, loop = state.settings, asyncio.get_running_loop()
-    tracing = app.tracing
-    try:
-        state.feedback = Feedback.from_settings(settings, state.metrics)
-    except FeedbackStoreError as exc:
-        logger.error("cannot record corrections: %s", exc)
-        raise
-    recent = state.feedback.recent if state.feedback is not None else None
-    frames = tracing.frames if tracing is not None else None
-    source = model_spec(settings)
-    staging: Staging | None = None
-    predictor: Predictor | None = None
-    guard: ConnectionGuard | None = None
-    try:
+    with ExitStack() as cleanup:  # undone in reverse, from as far as start-up got
+        if app.tracing is not None:
+            cleanup.callback(app.tracing.shutdown)
+        cleanup.callback(state.metrics.close)
         try:
-            # The workers open a private copy (a respawned worker must open the same bytes);
-            # a file they cannot serve stops start-up here, before uvicorn binds its port.
-            staging = Staging()
-            predictor = Predictor.from_settings(
-                settings, state.metrics, staging.pin(source), recent, frames
-            )
-            state.predictor = predictor
-            info = await predictor.start()
-        except ModelLoadError as exc:
-            logger.error("cannot serve the model: %s", exc)
+            state.feedback = Feedback.from_settings(state.settings, state.metrics)
+        except FeedbackStoreError as exc:
+            logger.error("cannot record corrections: %s", exc)
             raise
-        state.loader = ModelLoader(
-            predictor.pool,
-            source,
-            staging,
-            settings.resolved_check_digits_path,
-            settings.model_min_accuracy,
-            on_switch=lambda served: _serve(state, served),
-            on_outcome=lambda outcome: state.metrics.model_loads.labels(outcome).inc(),
-        )
-        state.loader.current = info
-        _serve(state, info)
-        _freeze_startup_objects()
-        state.ready = True
-        state.metrics.model_ready.set(1)
-        reloads_on_sighup = state.loader.install_signal(loop)
-        logger.info(
-            "model %s %s ready on %s (sha256 %s)",
-            info.name,
-            info.version,
-            info.provider,
-            info.sha256[:12],
-            extra={"model_path": source.path, "reload_on_sighup": reloads_on_sighup},
-        )
+        info = await _start_workers(state, app.tracing, cleanup)
+        _go_ready(state, info, cleanup)
         # The server's connections find their limits in the lifespan state
         # (service/http/connections.py).
-        guard = ConnectionGuard(connection_limits(settings), state.metrics)
+        guard = ConnectionGuard(connection_limits(state.settings), state.metrics)
         guard.start()
+        cleanup.callback(guard.stop)
         # Traced requests need their span around the whole ASGI call: no direct lane then.
-        lane = {LANE: DirectLane(app.fast_routes)} if tracing is None else {}
+        lane = {LANE: DirectLane(app.fast_routes)} if app.tracing is None else {}
         yield {GUARD: guard, **lane}
-    finally:
-        if guard is not None:
-            guard.stop()
-        state.ready = False
-        state.metrics.model_ready.set(0)
-        if state.loader is not None:
-            state.loader.remove_signal(loop)
-        # uvicorn runs this after the requests in flight were answered (or the graceful
-        # shutdown timeout passed): the workers have nothing left that anyone waits for.
-        if predictor is not None:
-            predictor.close()
-        if staging is not None:
-            staging.close()
-        state.metrics.close()
-        if tracing is not None:
-            tracing.shutdown()
+        # uvicorn ends the lifespan after the requests in flight were answered (or the
+        # graceful shutdown timeout passed): the workers have nothing anyone waits for.
+
+
+async def _start_workers(
+    state: ServiceState, tracing: Tracing | None, cleanup: ExitStack
+) -> ModelInfo:
+    """The workers on a private copy of the model (a respawned worker must open the same
+    bytes), and the loader that replaces it; a file they cannot serve stops start-up here,
+    before uvicorn binds its port."""
+    settings, source = state.settings, model_spec(state.settings)
+    recent = state.feedback.recent if state.feedback is not None else None
+    frames = tracing.frames if tracing is not None else None
+    try:
+        staging = Staging()
+        cleanup.callback(staging.close)
+        predictor = Predictor.from_settings(
+            settings, state.metrics, staging.pin(source), recent, frames
+        )
+        cleanup.callback(predictor.close)
+        state.predictor = predictor
+        info = await predictor.start()
+    except ModelLoadError as exc:
+        logger.error("cannot serve the model: %s", exc)
+        raise
+    state.loader = ModelLoader(
+        predictor.pool,
+        source,
+        staging,
+        settings.resolved_check_digits_path,
+        settings.model_min_accuracy,
+        on_switch=lambda served: _serve(state, served),
+        on_outcome=lambda outcome: state.metrics.model_loads.labels(outcome).inc(),
+    )
+    state.loader.current = info
+    return info
+
+
+def _go_ready(state: ServiceState, info: ModelInfo, cleanup: ExitStack) -> None:
+    """Serve ``info``, say so (readiness, the log), and reload on SIGHUP from now on."""
+    assert state.loader is not None
+    _serve(state, info)
+    _freeze_startup_objects()
+    state.ready = True
+    state.metrics.model_ready.set(1)
+    cleanup.callback(_not_ready, state)
+    loop = asyncio.get_running_loop()
+    reloads_on_sighup = state.loader.install_signal(loop)
+    cleanup.callback(state.loader.remove_signal, loop)
+    logger.info(
+        "model %s %s ready on %s (sha256 %s)",
+        info.name,
+        info.version,
+        info.provider,
+        info.sha256[:12],
+        extra={
+            "model_path": model_spec(state.settings).path,
+            "reload_on_sighup": reloads_on_sighup,
+        },
+    )
+
+
+def _not_ready(state: ServiceState) -> None:
+    state.ready = False
+    state.metrics.model_ready.set(0)
 
 
 def create_app(settings: Settings | None = None) -> DigitsApp:
