@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
+import json
 import shutil
 import time
 from dataclasses import replace
@@ -24,6 +26,7 @@ from tests.service.images import draw_digit, png
 from tests.service.test_metrics import scrape, value
 
 SEVEN = png(draw_digit())
+INDEX = "/v2/repository/index"
 TENSOR = {"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28], "data": [0.0] * 784}
 
 
@@ -148,6 +151,30 @@ def test_malformed_load_requests_are_refused(
     assert response.status_code == status
     assert fragment in response.json()["error"]
     assert predict(admin)["model"]["version"] == "1.0.0"
+
+
+def test_repository_bodies_are_inflated_as_the_infer_routes_are(
+    admin: TestClient, files: Files
+) -> None:
+    """gzip bodies were read as JSON as they came (400 "not UTF-8") and an unknown encoding
+    was ignored: now undone as tritonclient's request compression is on the infer route."""
+    compressed = {**AUTH, "Content-Encoding": "gzip"}
+    upload = gzip.compress(json.dumps(upload_body(files.v2)).encode())
+    response = admin.post(LOAD, headers=compressed, content=upload)
+    assert response.status_code == 200, response.text
+    assert predict(admin)["model"]["version"] == "2.0.0"
+    index = admin.post(INDEX, headers=compressed, content=gzip.compress(b'{"ready": true}'))
+    assert index.status_code == 200 and index.json()[0]["state"] == "READY"
+    unknown = admin.post(INDEX, headers={**AUTH, "Content-Encoding": "br"}, content=b"{}")
+    assert unknown.status_code == 415 and "br" in unknown.json()["error"]
+
+
+@pytest.mark.parametrize("ready", ['"no"', "1", "null", "[]"])
+def test_ready_in_an_index_request_must_be_a_boolean(admin: TestClient, ready: str) -> None:
+    """{"ready": "no"} was taken as true, and dropped the refused load from the list."""
+    response = admin.post(INDEX, headers=AUTH, content=f'{{"ready": {ready}}}')
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("'ready' must be a boolean, got ")
 
 
 def test_an_upload_over_the_size_limit_is_413(admin: TestClient) -> None:

@@ -305,6 +305,32 @@ def test_the_errors_a_route_answers_are_in_its_openapi_entry(http: httpx.Client)
     assert {"400", "404", "413", "415", "503"} <= set(infer["responses"])
 
 
+@pytest.mark.parametrize(
+    "data",
+    [[True] + [0.0] * 783, [[False] * 28] + [[0.5] * 28] * 27],
+    ids=["flat", "nested rows"],
+)
+def test_booleans_among_numbers_are_refused(http: httpx.Client, data: list) -> None:
+    """numpy reads true and false as 1 and 0 beside numbers: FP32 data took them, while data
+    of booleans alone was refused. Numbers only, wherever a boolean stands."""
+    response = http.post(INFER, json=_header(data=data))
+    assert response.status_code == 400
+    assert "must hold numbers only" in response.json()["error"]
+
+
+def test_a_value_just_past_the_range_is_shown_as_it_is(http: httpx.Client) -> None:
+    """1.0000001 was reported as "max 1": the client could not see what broke the range."""
+    response = http.post(INFER, json=_header(data=[1.0000001] + [0.0] * 783))
+    assert response.status_code == 400
+    assert "max 1.00000012" in response.json()["error"]
+
+
+def test_a_huge_header_length_is_quoted_short(http: httpx.Client) -> None:
+    headers = {"Inference-Header-Content-Length": "9" * 4000}
+    response = http.post(INFER, content=b"{}", headers=headers)
+    assert response.status_code == 400 and len(response.text) < 500
+
+
 def test_an_error_quotes_a_huge_value_short(http: httpx.Client) -> None:
     response = http.post(INFER, json=_header(shape=[1] * 100_000, data=[0.5] * 784))
     assert response.status_code == 400

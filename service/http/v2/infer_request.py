@@ -101,7 +101,8 @@ def _parse_header_length(value: str, body_length: int) -> int:
         ) from None
     if not 0 <= size <= body_length:
         raise V2Error(
-            f"Inference-Header-Content-Length {size} is outside the body of {body_length} bytes"
+            f"Inference-Header-Content-Length {quoted(size)} is outside the body of "
+            f"{body_length} bytes"
         )
     return size
 

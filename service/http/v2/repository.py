@@ -26,8 +26,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from service.contract import v2_version
+from service.errors import quoted
 from service.http.json_body import INLINE_JSON_BYTES, InvalidJSON, parse_json
 from service.http.state import ServiceState, state_of
+from service.http.v2.encoding import decode_body
 from service.http.v2.errors import V2Error, documented, unknown_model
 from service.repository.loader import LoadRefused
 
@@ -84,15 +86,19 @@ def _parse(raw: bytes) -> Any:
 
 
 async def _json_body(request: Request) -> Any:
-    """The body as JSON (None when empty); a model upload is parsed off the event loop."""
-    raw = await request.body()
-    return _parse(raw) if len(raw) <= INLINE_JSON_BYTES else await asyncio.to_thread(_parse, raw)
+    """The body as JSON (None when empty), gzip or deflate undone as on the infer route; a
+    model upload is inflated and parsed off the event loop."""
+    raw, encoding = await request.body(), request.headers.get("content-encoding")
+    limit = state_of(request).settings.max_body_bytes
+    if len(raw) <= INLINE_JSON_BYTES:
+        return _parse(decode_body(raw, encoding, limit))
+    return await asyncio.to_thread(lambda: _parse(decode_body(raw, encoding, limit)))
 
 
 @router.post(
     "/index",
     summary="The models of the repository, with version and state",
-    responses=documented(400, 401, 403, 404, 503),
+    responses=documented(400, 401, 403, 404, 413, 415, 503),
 )
 async def repository_index(request: Request) -> Response:
     try:
@@ -102,13 +108,16 @@ async def repository_index(request: Request) -> Response:
         return _error(exc)
     if body is not None and not isinstance(body, dict):
         return _error(V2Error('the request body must be a JSON object, e.g. {"ready": true}'))
+    ready = (body or {}).get("ready", False)
+    if not isinstance(ready, bool):
+        return _error(V2Error(f"'ready' must be a boolean, got {quoted(ready)}"))
     assert state.model is not None and state.loader is not None  # _authorise checked
     # One model, always ready: a load replaces it only once its replacement is ready. A
     # refused load is listed beside it (Triton's UNAVAILABLE, with why) until one succeeds.
     name, version = state.model.name, v2_version(state.model.version)
     entries = [{"name": name, "version": version, "state": "READY", "reason": ""}]
     refusal = state.loader.last_refusal
-    if refusal is not None and not (body or {}).get("ready"):
+    if refusal is not None and not ready:
         entries.append({"name": name, "version": "", "state": "UNAVAILABLE", "reason": refusal})
     return JSONResponse(entries)
 
@@ -152,7 +161,7 @@ def _uploaded_file(body: Any, limit: int) -> bytes | None:
 @router.post(
     "/models/{model_name}/load",
     summary="Load the model (again, or from a file)",
-    responses=documented(400, 401, 403, 404, 409, 413, 503),
+    responses=documented(400, 401, 403, 404, 409, 413, 415, 503),
 )
 async def load_model(request: Request, model_name: str) -> Response:
     try:

@@ -48,12 +48,22 @@ def json_values(data: Any, count: int, name: str) -> np.ndarray:
     if values.dtype.kind == "O" and all(type(v) in (int, float) for v in values.flat):
         # Integers past int64's range are numbers too (refused below, as out of range).
         values = np.fromiter(map(_as_float, values.flat), np.float64, values.size)
-    if values.dtype.kind not in "iuf":
+    if values.dtype.kind not in "iuf" or _has_booleans(data):
         raise V2Error(f"'data' of input '{name}' must hold numbers only")
     if values.size != count:
         raise V2Error(f"input '{name}' has {values.size} values but its shape needs {count}")
     with np.errstate(over="ignore"):  # past float32's range is infinity, refused as out of range
         return values.astype(np.float32).reshape(-1)
+
+
+def _has_booleans(data: Any) -> bool:
+    """Whether JSON ``data`` (a list, maybe nested) holds true or false anywhere: numpy reads
+    them as 1 and 0 beside numbers, and the protocol's FP32 takes numbers only."""
+    if not isinstance(data, list):
+        return isinstance(data, bool)
+    if any(isinstance(row, list) for row in data[:1]):
+        return any(map(_has_booleans, data))
+    return bool in set(map(type, data))
 
 
 def _as_float(value: float) -> float:
@@ -70,5 +80,5 @@ def check_range(images: np.ndarray, name: str) -> None:
     if not (low >= PIXEL_MIN and high <= PIXEL_MAX):
         raise V2Error(
             f"input '{name}' values must lie in {PIXEL_MIN:g}..{PIXEL_MAX:g} (MNIST convention: "
-            f"white digit on black, scaled to 0..1); got min {low:g}, max {high:g}"
+            f"white digit on black, scaled to 0..1); got min {low:.9g}, max {high:.9g}"
         )
