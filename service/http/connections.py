@@ -250,7 +250,7 @@ class GuardedProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if type(cycle) is Exchange:
             assert self.lane is not None and self.writer is not None
-            cycle.whole = True
+            cycle.settled = True
             answer = self.lane.serve(
                 cycle,
                 self.writer,

@@ -53,7 +53,8 @@ class Exchange:
     arrived: float  # perf_counter when its head was read: its duration counts from there
     routes: FastRoutes
     chunks: list[bytes] = field(default_factory=list)
-    whole: bool = False  # its body has all arrived: the route answers it
+    # Its body came whole and its route answers it, or it ended before and is recorded so.
+    settled: bool = False
     response_started: bool = False
     response_complete: bool = False
     disconnected: bool = False
@@ -67,8 +68,8 @@ class Exchange:
         return self
 
     def set(self) -> None:
-        if self.disconnected and not self.whole:
-            self.whole = True  # recorded once
+        if self.disconnected and not self.settled:
+            self.settled = True
             self.routes.record_unanswered(self.scope, self.arrived)
 
 
