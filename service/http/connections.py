@@ -5,8 +5,8 @@ send its head or body, or to read its answer, keeps any number of connections op
 a keep-alive timer per response. ``GuardedProtocol`` is uvicorn's httptools protocol plus the
 limits service/http/guard.py lists (each has its test in
 tests/integration/test_hostile_clients.py), and a client that shuts its sending side after a
-whole request still gets the answer (uvicorn drops it), then the connection closes. Refusals
-are counted (digits_rejected_total) and logged. It also answers the prediction routes itself
+whole request still gets the answer (uvicorn drops it), then the connection closes. How it
+refuses a request is service/http/refusals.py's. It also answers the prediction routes itself
 when a request allows (the direct lane, service/http/lane.py), and holds back an ASGI
 response's head until its first body bytes (service/http/coalescing.py): a small answer
 leaves in one send.
@@ -19,9 +19,8 @@ import time
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.errors import BadRequest, HeadersTooLarge, RequestTimeout, ServiceError
+from service.errors import ServiceError
 from service.http.coalescing import HeldHead
 from service.http.guard import (
     APP,
@@ -30,19 +29,15 @@ from service.http.guard import (
     HEAD,
     IDLE,
     ConnectionGuard,
-    ConnectionLimits,
     Unread,
-    cut,
     framing_over,
-    linger,
-    overdue,
-    refusal,
 )
 from service.http.lane import LANE, DirectLane, Exchange
 from service.http.offers import head_without_offer
+from service.http.refusals import RefusingProtocol
 
 
-class GuardedProtocol(HttpToolsProtocol):
+class GuardedProtocol(RefusingProtocol):
     """uvicorn's httptools protocol with the guard's limits (when the app's lifespan put a
     ConnectionGuard in its state; without one it behaves as uvicorn's)."""
 
@@ -75,21 +70,18 @@ class GuardedProtocol(HttpToolsProtocol):
         if guard is not None:
             guard.connections.add(self)
 
-    def _close_lingering(self) -> None:
-        """An answer closes the connection (a 413 while the body is still coming): with a
-        lingering close, dropping what still arrives, as on a refusal."""
-        self.refused = True
-        linger(self.transport)
-
     def connection_lost(self, exc: Exception | None) -> None:
         if self.guard is not None:
             self.guard.connections.discard(self)
         super().connection_lost(exc)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio allows True
-        """The client shut its sending side (`nc -N`, some proxies): a whole request is still
-        answered, then the connection closes (uvicorn drops the answer); else it closes now."""
-        if self.refused or self.phase != APP:
+        """The client shut its sending side (`nc -N`, some proxies): the whole requests it sent
+        are still answered, then the connection closes (uvicorn drops them); else it closes
+        now. A request whose body is still coming will get no more of it."""
+        partial = self.phase == BODY and not self.pipeline  # the request being read is all
+        owed = self.pipeline or (self.cycle is not None and not self.cycle.response_complete)
+        if self.refused or partial or not owed:
             return None  # asyncio closes the transport
         self.half_closed = True
         return True
@@ -116,7 +108,7 @@ class GuardedProtocol(HttpToolsProtocol):
         # catches a header line that never ends, which the parser would buffer).
         if self.phase == HEAD and self.head_received > guard.limits.max_head_bytes:
             self._refuse_head(guard)
-        elif self.phase == BODY and in_body and in_body[0] == self.messages:
+        elif in_body and in_body[0] == self.messages:  # its last read too
             # What of a read within one body is not body is chunked framing: sizes,
             # extensions and trailer fields, which the parser reads and drops uncounted.
             self.framing += len(data) - (self.body_bytes - in_body[1])
@@ -143,44 +135,6 @@ class GuardedProtocol(HttpToolsProtocol):
         self.parser = httptools.HttpRequestParser(self)
         self._enter(HEAD)  # the head is counted once more, from nothing
         self._feed(head + rest)
-
-    def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to bytes that are not HTTP, as every refusal here (JSON, not
-        uvicorn's plain text; nothing more written on the connection, a lingering close),
-        counted as bad_request: no route saw it, so no request metric does."""
-        self._refuse_counted("bad_request", BadRequest(msg))
-
-    def _refuse_head(self, guard: ConnectionGuard, trailers: str = "") -> None:
-        limit = guard.limits.max_head_bytes
-        message = f"the request head{trailers} is over the limit of {limit} bytes"
-        self._refuse_counted("headers_too_large", HeadersTooLarge(message))
-
-    def _refuse_counted(self, reason: str, error: ServiceError) -> None:
-        answering = self.pipeline or (self.cycle is not None and not self.cycle.response_complete)
-        if self.phase == HEAD and answering:  # whole requests before the bad one go first
-            self.deferred = self.deferred or (reason, error)
-            return
-        if self._refuse(error) and self.guard is not None:
-            self.guard.refused(reason, self.client, error.message)
-
-    def _refuse(self, error: ServiceError) -> bool:
-        """Answer ``error`` (JSON) and close, whatever the request was doing; once (a head
-        over the cap is seen both when parsed and when counted raw, in one read). Whether
-        this call refused the connection."""
-        if self.refused:
-            return False
-        self.refused = True
-        if self.writer is not None:  # answers still in flight (pipelined too) write no more
-            self.writer.shut_down()
-        if self.cycle is not None and not self.cycle.response_complete:
-            cut(self.cycle, error)
-            if self.cycle.response_started:  # too late for our answer: just close
-                self.transport.close()
-                return True
-        path = self.url.partition(b"?")[0].decode("latin-1")  # the request's, as far as it came
-        self.transport.write(refusal(error, path))
-        linger(self.transport)
-        return True
 
     def on_message_begin(self) -> None:
         # A pipelined request starts while the one before it is in its body or being
@@ -246,8 +200,11 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self.refused or self.parser.should_upgrade():  # the offer's message ends at its head
             return
-        self._enter(APP)
         cycle = self.cycle
+        if cycle.response_complete:  # answered before its body was in: the connection is free
+            self._enter(IDLE)
+            return
+        self._enter(APP)
         if type(cycle) is Exchange:
             assert self.lane is not None and self.writer is not None
             cycle.settled = True
@@ -278,22 +235,18 @@ class GuardedProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
+            if self.half_closed and cycle is self.cycle and self.phase == BODY:
+                self.transport.close()  # its body will not come
+                return
             self._start_asgi_task(cycle, app)
         elif self.half_closed:  # nothing more can arrive
             self.transport.close()
+        elif self.phase == BODY:  # answered before its body (a 404): the rest is read, dropped
+            if self.expect_100_continue:  # unless the client waits for a 100 it will not get
+                self._close_lingering()
         else:
             self._enter(IDLE)
 
     def resume_writing(self) -> None:
         self.unread.drained = True  # the client read enough of its answer for more to go
         super().resume_writing()
-
-    def check_deadline(self, now: float, limits: ConnectionLimits) -> None:
-        """Close this connection if it is past the deadline of what it is waiting for."""
-        if self.refused or self.transport.is_closing():
-            return
-        message = overdue(self, now, limits)
-        if message == "":
-            self.transport.close()
-        elif message:
-            self._refuse_counted("slow_request", RequestTimeout(message))

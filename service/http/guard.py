@@ -32,6 +32,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from service.errors import Overloaded, PayloadTooLarge, ServiceError
 from service.http.v2.errors import error_body
+from service.logs import request_id
 from service.metrics import Metrics
 
 logger = logging.getLogger("service.http")
@@ -157,7 +158,11 @@ class ConnectionGuard:
 
     def refused(self, reason: str, client: Any, detail: str) -> None:
         self.metrics.rejected.labels(reason).inc()
+        # The connection's, no request's: a refusal behind pipelined requests is written from
+        # the last one's task, whose request id it must not carry.
+        token = request_id.set(None)
         logger.warning("refused %s: %s", client[0] if client else "a client", detail)
+        request_id.reset(token)
 
 
 def overdue(connection: Guarded, now: float, limits: ConnectionLimits) -> str | None:
@@ -201,7 +206,9 @@ def framing_over(framing: int, chunks: int, limits: ConnectionLimits) -> Payload
     many (None while they are not): each chunk may take CHUNK_FRAMING bytes for its size
     line, its extensions and trailer fields together up to the head's cap. A chunk extension
     that never ends would otherwise be parsed for as long as it keeps coming (llhttp drops it
-    unbuffered, so only the time is spent: gigabytes in the body's grace period)."""
+    unbuffered, so only the time is spent: gigabytes in the body's grace period). Counted in
+    each read after the one that ends the head: that one's share goes uncounted (at most one
+    read, 256 KiB)."""
     if framing <= limits.max_head_bytes + CHUNK_FRAMING * chunks:
         return None
     return PayloadTooLarge(

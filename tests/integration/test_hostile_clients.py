@@ -8,6 +8,7 @@ import json
 import random
 import select
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -457,6 +458,23 @@ def test_an_endless_chunk_extension_is_refused_early(server: RunningService) -> 
     _predict_works(server)
 
 
+def test_a_long_chunk_extension_in_the_bodys_last_read_is_refused(
+    server: RunningService,
+) -> None:
+    """The read that completed the body was not counted: a 40 KB extension arriving with the
+    end of the body was answered 200, the same bytes in smaller writes 413."""
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n%x;a=" % len(SEVEN)
+        )
+        time.sleep(0.2)  # the head is read on its own
+        sock.sendall(b"x" * 40_000 + b"\r\n" + SEVEN + b"\r\n0\r\n\r\n")
+        status, body = _status_and_body(_read_all(sock))
+    assert status == 413 and "extensions" in body["error"]["message"]
+    _predict_works(server)
+
+
 def test_a_body_in_many_small_chunks_is_read(server: RunningService) -> None:
     """The framing of ordinary chunks is no extension: an uncompressed 40 KB image sent 2
     bytes a chunk, each with a short extension (framing five times the head's cap), is read."""
@@ -577,6 +595,67 @@ def test_idle_keep_alive_connections_are_closed(server: RunningService) -> None:
         assert time.monotonic() - started < 1.0 + SWEEP_SLACK_S
 
 
+def _open_connections(server: RunningService) -> int:
+    """The server's established TCP connections on its port (ss), its listener aside."""
+    out = subprocess.run(
+        ["ss", "-Htn", "state", "all", f"( sport = :{server.port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sum(1 for line in out.splitlines() if not line.startswith("LISTEN"))
+
+
+def test_a_request_answered_before_its_body_keeps_its_deadlines(server: RunningService) -> None:
+    """A route may answer before reading the body (a 404, a GET with one). The body sent
+    after it reset the connection to a new head: no deadline applied any more, a client's
+    close was never answered (CLOSE-WAIT for good), and a few such clients held every
+    connection slot. A large late body was taken for a head over the cap (a spurious 431).
+    Now the rest of the body is read and dropped, and the connection serves on."""
+    rejected = _rejected(server, "headers_too_large")
+    for target, length in ((b"GET /healthz", 100), (b"POST /predict/", 100_000)):
+        with _connect(server) as sock:
+            sock.sendall(target + b" HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % length)
+            first = sock.recv(65536)
+            assert first.startswith((b"HTTP/1.1 200", b"HTTP/1.1 404")), first
+            sock.sendall(b"a" * length)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            second = b""
+            while second.count(b"HTTP/1.1 ") < 1 or not second.endswith(b"}"):
+                second += sock.recv(65536)
+            assert second.startswith(b"HTTP/1.1 200"), second
+    assert _rejected(server, "headers_too_large") == rejected
+    before = _open_connections(server)
+    for late in (True, False) * 3:  # answered, then the body comes (or not), the client leaves
+        with _connect(server) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            if late:
+                sock.sendall(b"a" * 100)
+    deadline = time.monotonic() + 5
+    while _open_connections(server) > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _open_connections(server) <= before
+    _predict_works(server)
+
+
+def test_an_answer_instead_of_100_continue_closes_the_connection(server: RunningService) -> None:
+    """A client waiting for "100 Continue" that gets a final answer (a 404) may never send its
+    body: had the connection waited for it, the client's next request would be read as that
+    body. It closes after the answer instead."""
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n"
+        )
+        answer = sock.recv(65536)
+        try:  # the client's next request on the connection: no answer, the connection closes
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer += _read_all(sock)
+        except ConnectionResetError:
+            pass
+    assert answer.startswith(b"HTTP/1.1 404") and answer.count(b"HTTP/1.1 ") == 1, answer
+
+
 def test_connections_beyond_the_cap_get_a_clean_503(server: RunningService) -> None:
     held = [_connect(server) for _ in range(12)]
     try:
@@ -607,6 +686,36 @@ def test_a_client_half_closing_after_its_request_gets_the_answer(
         sock.shutdown(socket.SHUT_WR)
         status, body = _status_and_body(_read_all(sock))  # ends when the server closes
     assert status == 200 and "digit" in body
+
+
+def test_a_refusal_behind_a_request_carries_no_request_id(server: RunningService) -> None:
+    """The refusal of bad bytes behind pipelined requests is logged once the last is answered,
+    from its task (the ASGI path's, where the request id is set): the warning carried it."""
+    head = _request_head(len(SEVEN)).replace(b"\r\n\r\n", b"\r\nX-Request-ID: d5-asked\r\n\r\n")
+    with _connect(server) as sock:
+        sock.sendall((head + SEVEN) * 2 + b"GARBAGE\r\n\r\n")
+        assert [status for status, _ in _answers(_read_all(sock))] == [200, 200, 400]
+    refusals = [line for line in server.log().splitlines() if "refused" in line]
+    assert refusals and not [line for line in refusals if "d5-asked" in line]
+
+
+@pytest.mark.parametrize(
+    ("whole", "after", "statuses"),
+    [(2, "partial", [200, 200]), (5, "partial", [200] * 5), (1, "garbage", [200, 400])],
+)
+def test_a_client_half_closing_behind_more_requests_gets_every_answer(
+    server: RunningService, whole: int, after: str, statuses: list[int]
+) -> None:
+    """Whole requests, then part of one (or bad bytes), then the client shuts its sending
+    side: every whole request was logged 200 but at most one answer came. Each is answered
+    (then the refusal, if any), then the connection closes."""
+    request = _request_head(len(SEVEN)) + SEVEN
+    rest = request[:50] if after == "partial" else b"xx\r\n\r\n"
+    with _connect(server) as sock:
+        sock.sendall(request * whole + rest)
+        sock.shutdown(socket.SHUT_WR)
+        answers = _answers(_read_all(sock))
+    assert [status for status, _ in answers] == statuses
 
 
 def test_a_client_half_closing_while_idle_is_closed_at_once(tiny_onnx: Path) -> None:

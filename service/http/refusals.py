@@ -1,0 +1,94 @@
+"""Refusing a request on its connection: the JSON answer, the close, the count, the log line.
+
+A refusal is the connection's, not a route's: bytes that are not HTTP, a head over the cap,
+a body's framing over it, a deadline missed (the limits: service/http/guard.py). It is
+written once per connection, after the answers to the whole requests before it, and the
+connection then closes lingering. ``RefusingProtocol`` is that part of the server's protocol
+(service/http/connections.py's ``GuardedProtocol``, which sets the state declared here).
+"""
+
+from __future__ import annotations
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from service.errors import BadRequest, HeadersTooLarge, RequestTimeout, ServiceError
+from service.http.coalescing import HeldHead
+from service.http.guard import (
+    HEAD,
+    ConnectionGuard,
+    ConnectionLimits,
+    Unread,
+    cut,
+    linger,
+    overdue,
+    refusal,
+)
+
+
+class RefusingProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol that refuses as above; the state is its subclass's."""
+
+    guard: ConnectionGuard | None
+    writer: HeldHead | None
+    unread: Unread
+    phase: str  # what the connection waits for (service/http/guard.py: HEAD, BODY, ...)
+    since: float
+    spoke: bool
+    body_bytes: int
+    body_at: float
+    refused: bool
+    deferred: tuple[str, ServiceError] | None  # a refusal waiting for answers before it
+
+    def _close_lingering(self) -> None:
+        """An answer closes the connection (a 413 while the body is still coming): with a
+        lingering close, dropping what still arrives, as on a refusal."""
+        self.refused = True
+        linger(self.transport)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP, as every refusal here (JSON, not
+        uvicorn's plain text; nothing more written on the connection, a lingering close),
+        counted as bad_request: no route saw it, so no request metric does."""
+        self._refuse_counted("bad_request", BadRequest(msg))
+
+    def _refuse_head(self, guard: ConnectionGuard, trailers: str = "") -> None:
+        limit = guard.limits.max_head_bytes
+        message = f"the request head{trailers} is over the limit of {limit} bytes"
+        self._refuse_counted("headers_too_large", HeadersTooLarge(message))
+
+    def _refuse_counted(self, reason: str, error: ServiceError) -> None:
+        answering = self.pipeline or (self.cycle is not None and not self.cycle.response_complete)
+        if self.phase == HEAD and answering:  # whole requests before the bad one go first
+            self.deferred = self.deferred or (reason, error)
+            return
+        if self._refuse(error) and self.guard is not None:
+            self.guard.refused(reason, self.client, error.message)
+
+    def _refuse(self, error: ServiceError) -> bool:
+        """Answer ``error`` (JSON) and close, whatever the request was doing; once (a head
+        over the cap is seen both when parsed and when counted raw, in one read). Whether
+        this call refused the connection."""
+        if self.refused:
+            return False
+        self.refused = True
+        if self.writer is not None:  # answers still in flight (pipelined too) write no more
+            self.writer.shut_down()
+        if self.cycle is not None and not self.cycle.response_complete:
+            cut(self.cycle, error)
+            if self.cycle.response_started:  # too late for our answer: just close
+                self.transport.close()
+                return True
+        path = self.url.partition(b"?")[0].decode("latin-1")  # the request's, as far as it came
+        self.transport.write(refusal(error, path))
+        linger(self.transport)
+        return True
+
+    def check_deadline(self, now: float, limits: ConnectionLimits) -> None:
+        """Close this connection if it is past the deadline of what it is waiting for."""
+        if self.refused or self.transport.is_closing():
+            return
+        message = overdue(self, now, limits)
+        if message == "":
+            self.transport.close()
+        elif message:
+            self._refuse_counted("slow_request", RequestTimeout(message))
