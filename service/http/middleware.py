@@ -37,8 +37,9 @@ class HeadAsGet:
         try:
             await self.app(as_get, receive, send)
         finally:
-            if "route" in as_get:
-                scope["route"] = as_get["route"]
+            for key in ("route", "endpoint", "path_params"):  # what names the route (_route)
+                if key in as_get:
+                    scope[key] = as_get[key]
 
 
 class BodyLimit:
@@ -120,4 +121,11 @@ class Observability:
 def _route(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED
+    if isinstance(path, str):
+        return path
+    # FastAPI's own /openapi.json is a plain Starlette route, which puts its endpoint in the
+    # scope but not itself; it has no parameters, so its path is its template. (The app
+    # mounts nothing, where a path without parameters could still be a file's.)
+    if "endpoint" in scope and not scope.get("path_params"):
+        return str(scope["path"])
+    return UNMATCHED

@@ -109,6 +109,19 @@ def test_head_requests_are_labelled_with_their_route(client: TestClient) -> None
     assert value(after, "digits_http_requests_total", **unmatched) == 0
 
 
+def test_the_openapi_document_is_counted_under_its_route(client: TestClient) -> None:
+    """FastAPI serves /openapi.json with a plain Starlette route, which names no route in the
+    request's scope: it was counted as "<unmatched>", the label of unknown paths."""
+    for method in ("GET", "HEAD"):
+        assert client.request(method, "/openapi.json").status_code == 200
+    after = scrape(client)
+    for method in ("GET", "HEAD"):
+        labels = {"route": "/openapi.json", "method": method, "status": "200"}
+        assert value(after, "digits_http_requests_total", **labels) == 1
+        unmatched = {"route": "<unmatched>", "method": method, "status": "200"}
+        assert value(after, "digits_http_requests_total", **unmatched) == 0
+
+
 def test_prediction_routes_have_5xx_series_from_the_start(tiny_onnx: Path) -> None:
     """A counter series born at its first increment has no rate until it moves again: 503s
     that all fell between two scrapes (a burst past the queue) showed no 5xx rate at all, and
