@@ -33,7 +33,7 @@ from service.http.guard import (
     framing_over,
 )
 from service.http.lane import LANE, DirectLane, Exchange
-from service.http.offers import head_without_offer
+from service.http.offers import head_without_offer, unknown_coding
 from service.http.refusals import RefusingProtocol
 
 
@@ -165,6 +165,9 @@ class GuardedProtocol(RefusingProtocol):
             self._refuse_head(guard)
             return
         if self.parser.should_upgrade():  # parsed again without the offer once this one stops
+            return
+        if coding := unknown_coding(self.headers):  # llhttp reads past it to the chunks
+            self.send_400_response(f"transfer coding {coding!r} is not supported; use chunked")
             return
         self._enter(BODY)
         self.body_bytes, self.body_at = 0, self.since

@@ -190,6 +190,25 @@ def _offering_h2c(framing: bytes) -> bytes:
     return b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n" + H2C_OFFER + framing
 
 
+@pytest.mark.parametrize("codings", [b"gzip, chunked", b"foo, chunked", b"chunked, chunked"])
+def test_a_transfer_coding_other_than_chunked_is_refused(
+    server: RunningService, codings: bytes
+) -> None:
+    """llhttp accepts codings before a final chunked and drops them: a gzip-coded body
+    reached the route as if plain (400 "cannot identify an image"). Refused, naming it."""
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: %s\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (codings, len(SEVEN), SEVEN)
+        )
+        status, body = _status_and_body(_read_all(sock))
+    if codings == b"chunked, chunked":  # chunked twice is llhttp's own 400
+        assert status == 400
+        return
+    assert status == 400 and codings.split(b",")[0].decode() in body["error"]["message"]
+    _predict_works(server)
+
+
 @pytest.mark.parametrize("together", [True, False], ids=["head and body at once", "body later"])
 @pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
 def test_a_request_offering_h2c_is_answered_from_its_body(
