@@ -92,7 +92,7 @@ class GuardedProtocol(RefusingProtocol):
             self.head_received = self.head_size = 0
 
     def data_received(self, data: bytes) -> None:
-        if self.refused or self.deferred:
+        if self.stopped:
             return
         self.spoke = True
         if self.phase == IDLE:
@@ -145,12 +145,12 @@ class GuardedProtocol(RefusingProtocol):
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
-        if not self.refused:
+        if not self.stopped:
             self.head_size += len(url)
             super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.refused:
+        if not self.stopped:
             self.head_size += len(name) + len(value) + 4
             if self.phase == HEAD:
                 super().on_header(name, value)
@@ -158,7 +158,7 @@ class GuardedProtocol(RefusingProtocol):
                 self._refuse_head(self.guard, " with its trailer fields")  # never kept
 
     def on_headers_complete(self) -> None:
-        if self.refused:
+        if self.stopped:
             return
         guard = self.guard
         if guard is not None and self.head_size > guard.limits.max_head_bytes:
@@ -187,7 +187,7 @@ class GuardedProtocol(RefusingProtocol):
                 self.writer.armed = True
 
     def on_body(self, body: bytes) -> None:
-        if self.refused:
+        if self.stopped:
             return
         self.body_bytes += len(body)
         self.body_at = time.monotonic()
@@ -201,7 +201,7 @@ class GuardedProtocol(RefusingProtocol):
         self.chunks += 1
 
     def on_message_complete(self) -> None:
-        if self.refused or self.parser.should_upgrade():  # the offer's message ends at its head
+        if self.stopped or self.parser.should_upgrade():  # the offer's message ends at its head
             return
         cycle = self.cycle
         if cycle.response_complete:  # answered before its body was in: the connection is free

@@ -39,10 +39,18 @@ class RefusingProtocol(HttpToolsProtocol):
     refused: bool
     deferred: tuple[str, ServiceError] | None  # a refusal waiting for answers before it
 
+    @property
+    def stopped(self) -> bool:
+        """Refused, or to be once the answers before it are out: nothing more that arrives
+        is read as a request (the rest of the read holding a refused head still goes through
+        the parser, whose callbacks must then touch no earlier request)."""
+        return self.refused or self.deferred is not None
+
     def _close_lingering(self) -> None:
         """An answer closes the connection (a 413 while the body is still coming): with a
         lingering close, dropping what still arrives, as on a refusal."""
         self.refused = True
+        self.flow.resume_reading()  # uvicorn pauses a large body: unread, it would reset
         linger(self.transport)
 
     def send_400_response(self, msg: str) -> None:
@@ -80,6 +88,7 @@ class RefusingProtocol(HttpToolsProtocol):
                 return True
         path = self.url.partition(b"?")[0].decode("latin-1")  # the request's, as far as it came
         self.transport.write(refusal(error, path))
+        self.flow.resume_reading()
         linger(self.transport)
         return True
 

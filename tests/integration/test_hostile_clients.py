@@ -417,11 +417,9 @@ def test_a_64_mb_chunked_upload_is_cut_with_413_and_little_memory(server: Runnin
             b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
-        for _ in range(1024):  # 64 MiB at most
-            try:
-                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            except OSError:  # the server answered and stopped reading
-                break
+        # Until the answer comes (the server reads and drops what follows it for a while).
+        while sent < 64 * 1024 * 1024 and not select.select([sock], [], [], 0)[0]:
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             sent += len(chunk)
         status, body = _status_and_body(_read_all(sock))
     assert status == 413 and body["error"]["code"] == "payload_too_large"
@@ -705,6 +703,48 @@ def test_a_client_half_closing_after_its_request_gets_the_answer(
         sock.shutdown(socket.SHUT_WR)
         status, body = _status_and_body(_read_all(sock))  # ends when the server closes
     assert status == 200 and "digit" in body
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"POST /nope HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        b"3\r\nXYZ\r\n0\r\n\r\n",
+        b"POST /nope HTTP/1.1\r\nHost: x\r\nX: "
+        + b"a" * 40_000
+        + b"\r\nContent-Length: 3\r\n\r\nXYZ",
+    ],
+    ids=["a coding", "a head over the cap"],
+)
+def test_a_request_refused_behind_another_leaves_it_alone(
+    server: RunningService, bad: bytes
+) -> None:
+    """A request refused in the same write as the one before it went on being parsed: its
+    body was appended to the earlier request's (answered 400), its end answered that request
+    again, and requests after it were served. Now: the earlier answer, the refusal, close."""
+    with _connect(server) as sock:
+        sock.sendall(
+            _request_head(len(SEVEN)) + SEVEN + bad + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        answers = _answers(_read_all(sock))
+    assert [status for status, _ in answers][:1] == [200] and len(answers) == 2, answers
+    assert answers[1][0] in (400, 431)
+    _predict_works(server)
+
+
+def test_a_closing_early_answer_reads_the_rest_of_a_large_body(server: RunningService) -> None:
+    """An answer that closes the connection (Connection: close, a 413) while a large body was
+    still coming stopped reading it (uvicorn pauses a buffer over 64 KiB): the unread bytes
+    reset the connection, and the client never saw its answer."""
+    body = b"z" * (8 << 20)
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        sock.sendall(body)  # as http.client does: the whole body, then the answer
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 404"), answer[:100]
 
 
 def test_a_refusal_behind_a_request_carries_no_request_id(server: RunningService) -> None:
