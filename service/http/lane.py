@@ -160,7 +160,7 @@ class DirectLane:
             exchange.keep_alive = False
         exchange.response_complete = True
         if not exchange.keep_alive and not writer.is_closing():
-            writer.transport.close()
+            writer.close()  # lingering, as on the ASGI path: what still arrives is dropped
         on_complete()
 
 

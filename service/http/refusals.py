@@ -14,6 +14,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from service.errors import BadRequest, HeadersTooLarge, RequestTimeout, ServiceError
 from service.http.coalescing import HeldHead
 from service.http.guard import (
+    BODY,
     HEAD,
     ConnectionGuard,
     ConnectionLimits,
@@ -65,12 +66,22 @@ class RefusingProtocol(HttpToolsProtocol):
         self._refuse_counted("headers_too_large", HeadersTooLarge(message))
 
     def _refuse_counted(self, reason: str, error: ServiceError) -> None:
-        answering = self.pipeline or (self.cycle is not None and not self.cycle.response_complete)
-        if self.phase == HEAD and answering:  # whole requests before the bad one go first
+        if self._owed_before():  # whole requests before the bad one are answered first
             self.deferred = self.deferred or (reason, error)
             return
         if self._refuse(error) and self.guard is not None:
             self.guard.refused(reason, self.client, error.message)
+
+    def _owed_before(self) -> bool:
+        """Whether whole requests before the one refused still wait for their answers. Past
+        its head the one refused is the latest cycle; queued behind them, it leaves the queue
+        (it is not answered)."""
+        if self.phase != HEAD:
+            queued = [entry for entry in self.pipeline if entry[0] is self.cycle]
+            for entry in queued:
+                self.pipeline.remove(entry)
+            return bool(queued)
+        return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
 
     def _refuse(self, error: ServiceError) -> bool:
         """Answer ``error`` (JSON) and close, whatever the request was doing; once (a head
@@ -86,6 +97,10 @@ class RefusingProtocol(HttpToolsProtocol):
             if self.cycle.response_started:  # too late for our answer: just close
                 self.transport.close()
                 return True
+        elif self.phase == BODY:  # answered before its body came: no second status line
+            self.flow.resume_reading()
+            linger(self.transport)
+            return True
         path = self.url.partition(b"?")[0].decode("latin-1")  # the request's, as far as it came
         self.transport.write(refusal(error, path))
         self.flow.resume_reading()

@@ -732,6 +732,55 @@ def test_a_request_refused_behind_another_leaves_it_alone(
     _predict_works(server)
 
 
+@pytest.mark.parametrize(
+    ("bad", "status"),
+    [
+        (b"zz\r\nabc\r\n0\r\n\r\n", 400),  # a chunk size that is no number
+        (b"1\r\na\r\n0\r\n" + b"X-T: t\r\n" * 4500 + b"\r\n", 431),  # trailers over the cap
+    ],
+    ids=["bad chunk size", "trailers over the cap"],
+)
+def test_a_body_refused_behind_a_request_waits_for_its_answer(
+    server: RunningService, bad: bytes, status: int
+) -> None:
+    """A refusal found in the body of a request queued behind one being answered went out
+    at once: the earlier answer was lost, though logged 200."""
+    with _connect(server) as sock:
+        sock.sendall(
+            _request_head(len(SEVEN))
+            + SEVEN
+            + b"POST /nope HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + bad
+        )
+        answers = _answers(_read_all(sock))
+    assert [answer_status for answer_status, _ in answers] == [200, status]
+
+
+def test_a_refusal_after_an_early_answer_adds_no_second_answer(server: RunningService) -> None:
+    """A request answered before its body (a 404) whose trailers then passed the cap got a
+    431 after its 404: a client reusing the connection would take it for its next answer."""
+    with _connect(server) as sock:
+        sock.sendall(b"POST /nope HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        first = sock.recv(65536)
+        sock.sendall(b"1\r\na\r\n0\r\n" + b"X-T: t\r\n" * 4500 + b"\r\n")
+        answer = first + _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 404") and answer.count(b"HTTP/1.1 ") == 1, answer
+
+
+def test_a_closing_answer_on_the_direct_lane_lingers(server: RunningService) -> None:
+    """Connection: close on the direct lane closed at once: what the client still sent was
+    answered by a reset (as the ASGI path's lingering close does not)."""
+    request = _request_head(len(SEVEN)).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    with _connect(server) as sock:
+        sock.sendall(request + SEVEN)
+        answer = sock.recv(65536)
+        time.sleep(0.2)  # the server has closed its side by now
+        for _ in range(20):  # more pipelined requests, in small writes
+            sock.sendall(_request_head(len(SEVEN)) + SEVEN)
+        answer += _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1 ") == 1
+
+
 def test_a_closing_early_answer_reads_the_rest_of_a_large_body(server: RunningService) -> None:
     """An answer that closes the connection (Connection: close, a 413) while a large body was
     still coming stopped reading it (uvicorn pauses a buffer over 64 KiB): the unread bytes
