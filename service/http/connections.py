@@ -80,8 +80,7 @@ class GuardedProtocol(RefusingProtocol):
         are still answered, then the connection closes (uvicorn drops them); else it closes
         now. A request whose body is still coming will get no more of it."""
         partial = self.phase == BODY and not self.pipeline  # the request being read is all
-        owed = self.pipeline or (self.cycle is not None and not self.cycle.response_complete)
-        if self.refused or partial or not owed:
+        if self.refused or partial or not self._answers_owed():
             return None  # asyncio closes the transport
         self.half_closed = True
         return True

@@ -48,8 +48,8 @@ class RefusingProtocol(HttpToolsProtocol):
         return self.refused or self.deferred is not None
 
     def _close_lingering(self) -> None:
-        """An answer closes the connection (a 413 while the body is still coming): with a
-        lingering close, dropping what still arrives, as on a refusal."""
+        """Close after a refusal, or an answer that closes the connection (a 413 while the body
+        is still coming): lingering, what still arrives read and dropped."""
         self.refused = True
         self.flow.resume_reading()  # uvicorn pauses a large body: unread, it would reset
         linger(self.transport)
@@ -81,6 +81,10 @@ class RefusingProtocol(HttpToolsProtocol):
             for entry in queued:
                 self.pipeline.remove(entry)
             return bool(queued)
+        return self._answers_owed()
+
+    def _answers_owed(self) -> bool:
+        """Whether requests read on this connection still wait for (part of) their answer."""
         return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
 
     def _refuse(self, error: ServiceError) -> bool:
@@ -98,13 +102,11 @@ class RefusingProtocol(HttpToolsProtocol):
                 self.transport.close()
                 return True
         elif self.phase == BODY:  # answered before its body came: no second status line
-            self.flow.resume_reading()
-            linger(self.transport)
+            self._close_lingering()
             return True
         path = self.url.partition(b"?")[0].decode("latin-1")  # the request's, as far as it came
         self.transport.write(refusal(error, path))
-        self.flow.resume_reading()
-        linger(self.transport)
+        self._close_lingering()
         return True
 
     def check_deadline(self, now: float, limits: ConnectionLimits) -> None:

@@ -402,6 +402,16 @@ def test_requests_ended_mid_body_on_the_direct_lane_are_counted(server: RunningS
     _predict_works(server)
 
 
+def _send_until_answered(sock: socket.socket, piece: bytes) -> int:
+    """Send ``piece`` again and again until the server's answer is there to read (64 MiB at
+    most; the server reads and drops what follows a refusal for a while); the bytes sent."""
+    sent = 0
+    while sent < 64 * 1024 * 1024 and not select.select([sock], [], [], 0)[0]:
+        sock.sendall(piece)
+        sent += len(piece)
+    return sent
+
+
 def _rss_kib(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
@@ -411,16 +421,12 @@ def test_a_64_mb_chunked_upload_is_cut_with_413_and_little_memory(server: Runnin
     """The 10 MiB body limit holds for a body of undeclared size, counted while it arrives."""
     before = _rss_kib(server.process.pid)
     chunk = b"\0" * 65536
-    sent = 0
     with _connect(server) as sock:
         sock.sendall(
             b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
-        # Until the answer comes (the server reads and drops what follows it for a while).
-        while sent < 64 * 1024 * 1024 and not select.select([sock], [], [], 0)[0]:
-            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            sent += len(chunk)
+        sent = _send_until_answered(sock, b"%x\r\n%s\r\n" % (len(chunk), chunk))
         status, body = _status_and_body(_read_all(sock))
     assert status == 413 and body["error"]["code"] == "payload_too_large"
     assert sent < 40 * 1024 * 1024  # cut well before 64 MiB
@@ -458,16 +464,12 @@ def test_an_endless_chunk_extension_is_refused_early(server: RunningService) -> 
     """The bytes of a chunk's extension (``5;name=value``) were parsed and dropped, counted
     nowhere: one connection sending an extension that never ends kept the front end parsing
     gigabytes until the body's deadline. They count against the head's cap (413, close)."""
-    sent = 0
     with _connect(server) as sock:
         sock.sendall(
             b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n1;"
         )
-        # Until the answer comes (the server drops what follows it for a while, unread).
-        while sent < 64 * 1024 * 1024 and not select.select([sock], [], [], 0)[0]:
-            sock.sendall(b"a" * 65536)
-            sent += 65536
+        sent = _send_until_answered(sock, b"a" * 65536)
         status, body = _status_and_body(_read_all(sock))
     assert status == 413 and body["error"]["code"] == "payload_too_large"
     assert "extensions" in body["error"]["message"]

@@ -90,9 +90,11 @@ async def _json_body(request: Request) -> Any:
     model upload is inflated and parsed off the event loop."""
     raw, encoding = await request.body(), request.headers.get("content-encoding")
     limit = state_of(request).settings.max_body_bytes
-    if len(raw) <= INLINE_JSON_BYTES:
+
+    def read() -> Any:
         return _parse(decode_body(raw, encoding, limit))
-    return await asyncio.to_thread(lambda: _parse(decode_body(raw, encoding, limit)))
+
+    return read() if len(raw) <= INLINE_JSON_BYTES else await asyncio.to_thread(read)
 
 
 @router.post(
