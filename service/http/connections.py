@@ -28,11 +28,13 @@ from service.http.guard import (
     GUARD,
     HEAD,
     IDLE,
+    REFUSED,
     ConnectionGuard,
     Unread,
     framing_over,
 )
 from service.http.lane import LANE, DirectLane, Exchange
+from service.http.observability import CLIENT_CLOSED
 from service.http.offers import head_without_offer, unknown_coding
 from service.http.refusals import RefusingProtocol
 
@@ -73,7 +75,27 @@ class GuardedProtocol(RefusingProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.guard is not None:
             self.guard.connections.discard(self)
+        abandoned = [self.pipeline.pop() for _ in range(len(self.pipeline))]
         super().connection_lost(exc)
+        if abandoned:
+            self._record_abandoned(abandoned)
+
+    def _record_abandoned(self, queued: list[tuple[Any, Any]]) -> None:
+        """Requests queued behind the one being answered when the client left never reached
+        the app: they were in no metric and no access line. Each now runs through the app,
+        one after another, as a request whose client has gone: its route finds the
+        disconnect when it reads the body (every POST route reads its body before it acts),
+        and the middleware records it, with its route, as 499."""
+
+        async def run() -> None:
+            for cycle, app in queued:
+                cycle.disconnected = True
+                cycle.scope[REFUSED] = CLIENT_CLOSED
+                await cycle.run_asgi(app)
+
+        task = self.loop.create_task(run())
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio allows True
         """The client shut its sending side (`nc -N`, some proxies): the whole requests it sent
@@ -239,6 +261,7 @@ class GuardedProtocol(RefusingProtocol):
             cycle, app = self.pipeline.pop()
             if self.half_closed and cycle is self.cycle and self.phase == BODY:
                 self.transport.close()  # its body will not come
+                self._record_abandoned([(cycle, app)])
                 return
             self._start_asgi_task(cycle, app)
         elif self.half_closed:  # nothing more can arrive

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
 from service.errors import ServiceError
-from service.http.fast_routes import CLIENT_CLOSED
+from service.http.observability import CLIENT_CLOSED
 from service.http.v2.errors import error_body, not_served
 
 logger = logging.getLogger("service.errors")

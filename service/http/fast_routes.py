@@ -29,14 +29,13 @@ from service.errors import (
     UnsupportedMediaType,
     quoted,
 )
-from service.http.observability import Recorder
+from service.http.observability import CLIENT_CLOSED, Recorder
 from service.logs import request_id
 
 logger = logging.getLogger("service.errors")
 
 _JSON = (b"content-type", b"application/json")
 CLOSE = (b"connection", b"close")  # the header of an answer that ends its connection
-CLIENT_CLOSED = 499  # the client went away before its answer: no answer is sent
 COMPRESSED_IMAGES = " (PNG, JPEG and WebP are compressed already)"
 
 

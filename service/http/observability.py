@@ -21,6 +21,7 @@ from service.metrics import Metrics
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 UNMATCHED = "<unmatched>"
+CLIENT_CLOSED = 499  # the client went away before its answer: no answer is sent
 # Health and scrape traffic would drown the request metrics and tell nothing about clients;
 # KServe's probes are V2's health routes (deploy/kserve/inferenceservice.yaml).
 UNMEASURED = frozenset({"/metrics", "/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
@@ -76,6 +77,8 @@ class Recorder:
         elapsed = time.perf_counter() - started
         method, path = scope["method"], scope["path"]
         status = scope.get(REFUSED, status)  # cut by the connection: the client got that
+        if status == CLIENT_CLOSED:  # whatever the route wrote went nowhere
+            sent = 0
         if path not in UNMEASURED:
             self.metrics.in_flight.dec()
             counter, histogram = self._children_of(route, method, status)

@@ -8,6 +8,7 @@ import json
 import random
 import select
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -399,6 +400,40 @@ def test_requests_ended_mid_body_on_the_direct_lane_are_counted(server: RunningS
     assert status == 408
     assert _counted_within(server, "499", before["499"] + 1) == before["499"] + 1
     assert _counted_within(server, "408", before["408"] + 1) == before["408"] + 1
+    _predict_works(server)
+
+
+def _counted(server: RunningService, method: str, route: str) -> float:
+    """Requests counted for ``method`` on ``route``, whatever their status."""
+    pattern = f'digits_http_requests_total{{method="{method}",route="{route}",'
+    scrape = httpx.get(f"{server.url}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in scrape.splitlines() if line.startswith(pattern)
+    )
+
+
+def test_requests_queued_when_the_client_resets_are_counted(server: RunningService) -> None:
+    """Whole requests pipelined behind the one being answered never reached the app when the
+    client reset the connection: they were in no metric and no access line (of four, one was
+    counted). Every request read is counted now, 499 unless it was answered."""
+    predicts = 10
+    before = (_counted(server, "POST", "/predict"), _counted(server, "GET", "/model"))
+    with _connect(server) as sock:
+        sock.sendall(
+            (_request_head(len(SEVEN)) + SEVEN) * predicts
+            + b"GET /model HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        assert sock.recv(1) == b"H"  # the server has read them all: the first answer begins
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset
+    expected = (before[0] + predicts, before[1] + 1)
+    deadline = time.monotonic() + 5
+    while (
+        counted := (_counted(server, "POST", "/predict"), _counted(server, "GET", "/model"))
+    ) != expected:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert counted == expected
     _predict_works(server)
 
 
