@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.contract import ModelInfo, ModelLoadError, ModelSpec
-from service.errors import NotReady
+from service.errors import NotReady, quoted
 from service.repository import gate
 from service.repository.gate import GateRequest
 from service.repository.staging import Staging
@@ -89,15 +89,16 @@ class ModelLoader:
     def loading(self) -> bool:
         return self._lock.locked()
 
-    async def load(self, upload: bytes | None = None) -> LoadOutcome:
+    async def load(self, upload: bytes | None = None, name: str | None = None) -> LoadOutcome:
         """Serve ``upload`` (an ONNX file), or with None the file at DIGITS_MODEL_PATH as it is
-        now. Raises LoadRefused with the old model still serving."""
+        now; ``name``: the model a request addressed, which the file must name (a SIGHUP
+        addresses none). Raises LoadRefused with the old model still serving."""
         if self._lock.locked():
             self._on_outcome("busy")
             raise LoadRefused("another model load is in progress; retry when it is done", 409)
         async with self._lock:
             try:
-                outcome = await self._load(upload)
+                outcome = await self._load(upload, name)
             except LoadRefused as exc:
                 self.last_refusal = exc.message
                 self._on_outcome("refused" if exc.status_code == 400 else "failed")
@@ -106,7 +107,7 @@ class ModelLoader:
         self._on_outcome("loaded" if outcome.changed else "unchanged")
         return outcome
 
-    async def _load(self, upload: bytes | None) -> LoadOutcome:
+    async def _load(self, upload: bytes | None, name: str | None) -> LoadOutcome:
         started = time.monotonic()
         previous = self.current
         if previous is None:
@@ -125,7 +126,7 @@ class ModelLoader:
         if spec.path == serving.path:  # the same bytes: nothing to do
             return LoadOutcome(previous, previous, None, 0, time.monotonic() - started)
         try:
-            accuracy, digits = await self._check(spec)
+            accuracy, digits = await self._check(spec, name)
             info = await self._pool.reload(spec)
         except (ModelLoadError, NotReady) as exc:
             self._staging.release(spec, keep=self._pool.model)
@@ -150,9 +151,9 @@ class ModelLoader:
         )
         return outcome
 
-    async def _check(self, spec: ModelSpec) -> tuple[float, int]:
+    async def _check(self, spec: ModelSpec, name: str | None) -> tuple[float, int]:
         """The gate's (accuracy, check digits) for ``spec`` (service/repository/gate.py), in a
-        child process."""
+        child process; a file naming another model than ``name`` is refused."""
         request = GateRequest(spec, str(self._check_digits), self._min_accuracy)
         process = await asyncio.create_subprocess_exec(
             *gate.child("service.repository.gate", request.to_json()),
@@ -162,6 +163,14 @@ class ModelLoader:
         try:
             out, err = await asyncio.wait_for(process.communicate(), gate.TIMEOUT_S)
             report = gate.outcome(process.returncode, out, err)
+            named = str(report["info"]["name"])
+            if name is not None and named != name:
+                # Its routes would move to /v2/models/<its name>: every client of this one
+                # would get 404 from a load addressed to it (Triton loads the model named).
+                raise RefusedFile(
+                    f"its model is named {quoted(named)}, not {quoted(name)}, and a load "
+                    "keeps the name the model's routes are addressed by"
+                )
             return float(report["accuracy"]), int(report["digits"])
         except TimeoutError:
             process.kill()

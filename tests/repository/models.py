@@ -49,6 +49,18 @@ def with_rule(path: Path, version: str, rule: dict[str, Any] | None, source: Pat
     return path
 
 
+def renamed(path: Path, name: str, source: Path = SHIPPED_MODEL) -> Path:
+    """``source`` with another model name in its metadata (its V2 routes would move)."""
+    import onnx
+
+    model = onnx.load(source)
+    for entry in model.metadata_props:
+        if entry.key == "name":
+            entry.value = name
+    onnx.save(model, path)
+    return path
+
+
 def contract_graph(path: Path, name: str, nodes: list[Any], seed: int) -> Path:
     """A model with the contract's names, dtypes and shapes: ``nodes`` from input ``image``
     to output ``probabilities`` over a fixed random (784, 10) initializer ``weights``."""

@@ -22,6 +22,7 @@ from service.repository.loader import LoadRefused, ModelLoader
 from service.repository.staging import Staging
 from service.settings import Settings
 from tests.repository.conftest import AUTH, LOAD, TOKEN, Files, upload_body
+from tests.repository.models import renamed
 from tests.service.images import draw_digit, png
 from tests.service.test_metrics import scrape, value
 
@@ -188,6 +189,24 @@ def test_a_load_names_the_served_model(admin: TestClient) -> None:
     assert response.status_code == 404 and "serves 'lenet5'" in response.json()["error"]
 
 
+def test_a_file_naming_another_model_is_refused(
+    admin: TestClient, tmp_path: Path, model_path: Path, shipped_model: Path
+) -> None:
+    """A load at /models/lenet5/load of a file naming 'mnistnet' installed it: every
+    /v2/models/lenet5 route, and every later load addressed to lenet5, then answered 404. A
+    load replaces the model it addresses, as Triton's does; SIGHUP addresses none."""
+    other = renamed(tmp_path / "mnistnet.onnx", "mnistnet", shipped_model)
+    response = admin.post(LOAD, headers=AUTH, json=upload_body(other))
+    assert response.status_code == 400
+    assert "named 'mnistnet', not 'lenet5'" in response.json()["error"]
+    shutil.copyfile(other, model_path)
+    assert admin.post(LOAD, headers=AUTH).status_code == 400  # the configured file, renamed
+    assert admin.get("/v2/models/lenet5/ready").status_code == 200
+    assert predict(admin)["model"]["name"] == "lenet5"
+    _, refused = admin.post(INDEX, headers=AUTH).json()
+    assert "named 'mnistnet'" in refused["reason"]
+
+
 def test_index_and_unload(admin: TestClient) -> None:
     entry = {"name": "lenet5", "version": "1", "state": "READY", "reason": ""}
     assert admin.post("/v2/repository/index", headers=AUTH).json() == [entry]
@@ -266,7 +285,7 @@ def test_one_load_at_a_time(tmp_path: Path, files: Files, shipped_model: Path) -
         )
         loader.current = info
 
-        async def passes(_: ModelSpec) -> tuple[float, int]:
+        async def passes(_: ModelSpec, __: str | None) -> tuple[float, int]:
             return 1.0, 100  # (accuracy, check digits), as the gate answers
 
         loader._check = passes  # type: ignore[method-assign]

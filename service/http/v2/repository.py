@@ -175,7 +175,7 @@ async def load_model(request: Request, model_name: str) -> Response:
             raise V2Error(_ONE_FRONT_END.format(state.settings.front_ends))
         body = await _json_body(request)
         upload = await asyncio.to_thread(_uploaded_file, body, state.settings.max_model_bytes)
-        outcome = await state.loader.load(upload)
+        outcome = await state.loader.load(upload, model_name)
     except V2Error as exc:
         return _error(exc)
     except LoadRefused as exc:
