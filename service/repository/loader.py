@@ -100,12 +100,22 @@ class ModelLoader:
             try:
                 outcome = await self._load(upload, name)
             except LoadRefused as exc:
-                self.last_refusal = exc.message
-                self._on_outcome("refused" if exc.status_code == 400 else "failed")
+                if exc.status_code == 400:
+                    self.refused(exc.message)
+                else:
+                    self.last_refusal = exc.message
+                    self._on_outcome("failed")
                 raise
         self.last_refusal = None
         self._on_outcome("loaded" if outcome.changed else "unchanged")
         return outcome
+
+    def refused(self, reason: str) -> None:
+        """A load refused before it reached the loader (its request's body: not JSON, a
+        parameter it cannot take, a file over the size limit): counted and listed in the
+        index as the loader's own refusals are."""
+        self.last_refusal = reason
+        self._on_outcome("refused")
 
     async def _load(self, upload: bytes | None, name: str | None) -> LoadOutcome:
         started = time.monotonic()

@@ -238,6 +238,20 @@ def test_outcomes_are_counted_and_a_refusal_stays_in_the_index(
     assert counts == {"loaded": 1, "unchanged": 1, "refused": 1, "failed": 0, "busy": 0}
 
 
+def test_loads_refused_for_their_request_are_counted_and_listed(
+    admin: TestClient, files: Files
+) -> None:
+    """A body the route refused (not JSON, a parameter it cannot take, a file over the limit)
+    moved no digits_model_loads_total and left an older, unrelated reason in the index."""
+    assert admin.post(LOAD, headers=AUTH, json=upload_body(files.guessing)).status_code == 400
+    assert admin.post(LOAD, headers=AUTH, content=b"{not json").status_code == 400
+    big = {"parameters": {"file:1/model.onnx": "A" * 400_004}}
+    assert admin.post(LOAD, headers=AUTH, json=big).status_code == 413
+    _, refused = admin.post(INDEX, headers=AUTH).json()
+    assert refused["reason"].startswith("the request: ") and "over the limit" in refused["reason"]
+    assert value(scrape(admin), "digits_model_loads_total", outcome="refused") == 3
+
+
 def test_the_old_workers_exit_after_a_load(admin: TestClient, files: Files) -> None:
     pool = app_state(admin.app).predictor.pool  # type: ignore[attr-defined,union-attr]
     old = pool.pids

@@ -171,13 +171,18 @@ async def load_model(request: Request, model_name: str) -> Response:
         assert state.model is not None and state.loader is not None
         if model_name != state.model.name:
             raise unknown_model(model_name, state.model.name)
+    except V2Error as exc:
+        return _error(exc)
+    try:
         if state.settings.front_ends > 1:
             raise V2Error(_ONE_FRONT_END.format(state.settings.front_ends))
         body = await _json_body(request)
         upload = await asyncio.to_thread(_uploaded_file, body, state.settings.max_model_bytes)
-        outcome = await state.loader.load(upload, model_name)
-    except V2Error as exc:
+    except V2Error as exc:  # a load refused all the same: counted, and in the index
+        state.loader.refused(f"the request: {exc.message}")
         return _error(exc)
+    try:
+        outcome = await state.loader.load(upload, model_name)
     except LoadRefused as exc:
         return V2Error(f"failed to load '{model_name}': {exc.message}", exc.status_code).response()
     info, previous = outcome.info, outcome.previous
