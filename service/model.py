@@ -138,13 +138,16 @@ class DigitClassifier:
         sha256 = hashlib.sha256(data).hexdigest()
         card = read_card(card_path) if card_path else None
         if card and card.get("sha256") and card["sha256"] != sha256:
+            # Another file's card (a model copied over the path, its card left behind): its
+            # figures would be shown as this model's.
             logger.warning(
-                "model card %s says sha256 %s but %s has %s",
+                "model card %s says sha256 %s but %s has %s; ignoring the card",
                 card_path,
                 card["sha256"],
                 path,
                 sha256,
             )
+            card = None
         source = {**(card or {}), **metadata}
         image = self._session.get_inputs()[0]
         output = next(o for o in self._session.get_outputs() if o.name == OUTPUT_NAME)

@@ -112,6 +112,19 @@ def test_a_load_without_a_body_rereads_the_configured_file(
     assert predict(admin)["model"]["version"] == "3.0.0"
 
 
+def test_a_card_left_beside_another_file_is_not_shown(
+    admin: TestClient, files: Files, model_path: Path, shipped_model: Path
+) -> None:
+    """A model copied over DIGITS_MODEL_PATH, its old card left beside it, was served with
+    that card: /model showed another file's sha256 and test accuracy as this model's."""
+    shutil.copyfile(shipped_model.with_suffix(".json"), model_path.with_suffix(".json"))
+    shutil.copyfile(files.v3, model_path)
+    assert admin.post(LOAD, headers=AUTH).status_code == 200
+    model = admin.get("/model").json()
+    assert model["sha256"] == hashlib.sha256(files.v3.read_bytes()).hexdigest()
+    assert model["card"] is None
+
+
 def test_a_refused_reload_names_the_configured_file(
     admin: TestClient, files: Files, model_path: Path
 ) -> None:
