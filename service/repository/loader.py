@@ -80,6 +80,7 @@ class ModelLoader:
         self._on_outcome = on_outcome  # "loaded", "unchanged", "refused", "failed", "busy"
         self._lock = asyncio.Lock()
         self._signal_tasks: set[asyncio.Task[None]] = set()
+        self._signal_queued = False  # a SIGHUP waits for the running load
         self.current: ModelInfo | None = None
         # Why the latest load was refused, until one succeeds (the index shows it: a SIGHUP
         # has no answer to carry it).
@@ -212,6 +213,19 @@ class ModelLoader:
         task.add_done_callback(self._signal_tasks.discard)
 
     async def _reload_from_signal(self) -> None:
+        """A SIGHUP that meets a running load reloads once that load is done: it has no
+        answer to carry a 409, and the file it announces must not be left unserved. Signals
+        while one waits are the same reload."""
+        if self.loading:
+            if self._signal_queued:
+                return
+            logger.info("SIGHUP: a load is running; %s is reloaded after it", self._source.path)
+            self._signal_queued = True
+            try:
+                async with self._lock:  # the running load's end; ``load`` takes it next
+                    pass
+            finally:
+                self._signal_queued = False
         logger.info("SIGHUP: reloading %s", self._source.path)
         try:
             outcome = await self.load(None)

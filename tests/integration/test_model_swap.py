@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,3 +284,24 @@ def test_three_swaps_under_traffic_drop_nothing(
         f"{len(during_refusals)} during the refused loads; loads: {seconds}; "
         f"{len(traffic.readiness)} readiness probes, all 200"
     )
+
+
+def test_a_sighup_during_a_load_reloads_after_it(tmp_path: Path, shipped_model: Path) -> None:
+    """A SIGHUP that met an upload being checked was refused as busy (a log line and a
+    count) and dropped: the file it announced never served. It now reloads after the load,
+    whichever of the two came first."""
+    model_path = tmp_path / "model.onnx"
+    shutil.copyfile(shipped_model, model_path)
+    uploaded = variant(tmp_path / "v2.onnx", "2.0.0", 0.8, shipped_model)
+    env = {"DIGITS_MODEL_PATH": str(model_path), "DIGITS_ADMIN_TOKEN": TOKEN}
+    with running_service(env) as server:
+        shutil.copyfile(variant(tmp_path / "v3.onnx", "3.0.0", 0.9, shipped_model), model_path)
+        with ThreadPoolExecutor(1) as pool:
+            load = pool.submit(upload, server, "good", uploaded)
+            time.sleep(0.3)  # the upload is being checked: its child process alone takes longer
+            server.process.send_signal(signal.SIGHUP)
+            assert load.result().status in (200, 409)  # 409: the SIGHUP's reload came first
+        deadline = time.monotonic() + SWITCH_TIMEOUT_S
+        while served_version(server.url) != "3.0.0" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert served_version(server.url) == "3.0.0", server.log()[-2000:]
