@@ -100,6 +100,17 @@ def test_a_refused_file_leaves_the_served_model(
     assert admin.get("/readyz").status_code == 200
 
 
+def test_a_load_with_tritons_config_parameter_is_taken(admin: TestClient, files: Files) -> None:
+    """Triton's clients send a model configuration with every file ('config' must come with
+    'file:' overrides): it was refused as unsupported. What it says must agree with the file."""
+    config = admin.get("/v2/models/lenet5/config").json()
+    body = upload_body(files.v2)
+    body["parameters"]["config"] = json.dumps(config)
+    response = admin.post(LOAD, headers=AUTH, json=body)
+    assert response.status_code == 200, response.text
+    assert predict(admin)["model"]["version"] == "2.0.0"
+
+
 def test_a_load_without_a_body_rereads_the_configured_file(
     admin: TestClient, files: Files, model_path: Path
 ) -> None:
@@ -145,7 +156,15 @@ def test_a_refused_reload_names_the_configured_file(
         (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
         (b'{"parameters": ' + b"9" * 5000 + b"}", 400, "more than 4300 digits"),
         (b'["a list"]', 400, '{"parameters"'),
-        (b'{"parameters": {"config": "{}"}}', 400, "'config' is not supported"),
+        (b'{"parameters": {"config": "{not json"}}', 400, "'config' must be a model config"),
+        (b'{"parameters": {"config": "' + b"[" * 100_000 + b'"}}', 400, "a JSON object"),
+        (b'{"parameters": {"config": {"name": "lenet5"}}}', 400, "a JSON object in a string"),
+        (b'{"parameters": {"config": "{\\"name\\": \\"mnist\\"}"}}', 400, "'mnist', not"),
+        (
+            b'{"parameters": {"config": "{\\"platform\\": \\"tensorrt_plan\\"}"}}',
+            400,
+            "platform 'tensorrt_plan'",
+        ),
         (b'{"parameters": {"file:1/model.plan": "AAAA"}}', 400, "unknown parameter(s)"),
         (b'{"parameters": {"file:1/model.onnx": "%%%%"}}', 400, "not valid base64"),
         (b'{"parameters": {"file:1/model.onnx": 7}}', 400, "in base64"),

@@ -17,6 +17,7 @@ SERVER_NAME = "digits"
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
 REPOSITORY_EXTENSION = "model_repository"
 PLATFORM = "onnxruntime_onnx"
+BACKEND = "onnxruntime"
 
 
 def _package_version() -> str:
@@ -99,7 +100,7 @@ def model_config(model: ServedModel) -> dict[str, Any]:
     return {
         "name": model.name,
         "platform": PLATFORM,
-        "backend": "onnxruntime",
+        "backend": BACKEND,
         "max_batch_size": model.max_batch_size,
         "input": [
             {

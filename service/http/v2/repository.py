@@ -7,9 +7,10 @@ SHA-256 digests, so not even its length leaks) and never logged or echoed.
 
 A load with no body reloads the file at DIGITS_MODEL_PATH; with
 ``{"parameters": {"file:<version>/model.onnx": "<base64>"}}`` it loads that file (at most
-DIGITS_MAX_MODEL_BYTES). What a load does: service/repository/loader.py. With several
-front-end processes (DIGITS_FRONT_ENDS) a load is refused with the way that reaches them all:
-SIGHUP to the main process.
+DIGITS_MAX_MODEL_BYTES); Triton's ``config`` parameter beside it is checked, not applied.
+What a load does: service/repository/loader.py. With several front-end processes
+(DIGITS_FRONT_ENDS) a load is refused with the way that reaches them all: SIGHUP to the main
+process.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from service.http.json_body import INLINE_JSON_BYTES, InvalidJSON, parse_json
 from service.http.state import ServiceState, state_of
 from service.http.v2.encoding import decode_body
 from service.http.v2.errors import V2Error, documented, unknown_model
+from service.http.v2.metadata import BACKEND, PLATFORM
 from service.repository.loader import LoadRefused
 
 router = APIRouter(prefix="/v2/repository", tags=["KServe V2 model repository"])
@@ -124,7 +126,24 @@ async def repository_index(request: Request) -> Response:
     return JSONResponse(entries)
 
 
-def _uploaded_file(body: Any, limit: int) -> bytes | None:
+def _check_config(config: Any, model_name: str) -> None:
+    """Triton's ``config`` parameter (tritonclient sends one with every file): a model
+    configuration as a JSON string. The model's contract comes from its file, so nothing in
+    it is applied; what it says must agree with the file it comes with."""
+    try:
+        parsed = parse_json(config.encode()) if isinstance(config, str) else None
+    except InvalidJSON:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise V2Error("'config' must be a model configuration: a JSON object in a string")
+    if parsed.get("name", model_name) != model_name:
+        raise V2Error(f"'config' names model {quoted(parsed['name'])}, not '{model_name}'")
+    for field, served in (("platform", PLATFORM), ("backend", BACKEND)):
+        if parsed.get(field, served) != served:
+            raise V2Error(f"'config' asks for {field} {quoted(parsed[field])}; served: '{served}'")
+
+
+def _uploaded_file(body: Any, limit: int, model_name: str) -> bytes | None:
     """The ONNX file a load request carries, or None for a reload of DIGITS_MODEL_PATH."""
     if body is None:
         return None
@@ -135,11 +154,13 @@ def _uploaded_file(body: Any, limit: int) -> bytes | None:
     if unknown:
         raise V2Error(f"unknown field(s) {unknown}; expected only 'parameters'")
     if "config" in parameters:
-        raise V2Error("'config' is not supported: the model's contract comes from its file")
+        _check_config(parameters["config"], model_name)
     files = [name for name in parameters if _FILE_PARAMETER.match(name)]
-    others = sorted(set(parameters) - set(files))
+    others = sorted(set(parameters) - {*files, "config"})
     if others:
-        raise V2Error(f"unknown parameter(s) {others}; expected 'file:<version>/model.onnx'")
+        raise V2Error(
+            f"unknown parameter(s) {others}; expected 'file:<version>/model.onnx' and 'config'"
+        )
     if not files:
         return None
     if len(files) > 1:
@@ -177,7 +198,8 @@ async def load_model(request: Request, model_name: str) -> Response:
         if state.settings.front_ends > 1:
             raise V2Error(_ONE_FRONT_END.format(state.settings.front_ends))
         body = await _json_body(request)
-        upload = await asyncio.to_thread(_uploaded_file, body, state.settings.max_model_bytes)
+        limit = state.settings.max_model_bytes
+        upload = await asyncio.to_thread(_uploaded_file, body, limit, model_name)
     except V2Error as exc:  # a load refused all the same: counted, and in the index
         state.loader.refused(f"the request: {exc.message}")
         return _error(exc)
