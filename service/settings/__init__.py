@@ -203,23 +203,26 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
 
     @model_validator(mode="after")
     def _consistent_limits(self) -> Self:
+        """Checks across fields; their messages name the variables, as start-up's errors of
+        one field do (the operator set those, not the fields)."""
         if self.max_batch_files > self.batch_max_queue_images:
             raise ValueError(
-                f"max_batch_files ({self.max_batch_files}) must not exceed "
-                f"batch_max_queue_images ({self.batch_max_queue_images}): such a batch "
+                f"DIGITS_MAX_BATCH_FILES ({self.max_batch_files}) must not exceed "
+                f"DIGITS_BATCH_MAX_QUEUE_IMAGES ({self.batch_max_queue_images}): such a batch "
                 "could never be queued"
             )
         if self.feedback_dir is not None and self.front_ends > 1:
             raise ValueError(
-                "feedback_dir needs front_ends=1: a correction is matched to its answer in "
-                "the memory of the front end that gave it, and several front ends share a port"
+                "DIGITS_FEEDBACK_DIR needs DIGITS_FRONT_ENDS=1: a correction is matched to its "
+                "answer in the memory of the front end that gave it, and several front ends "
+                "share a port"
             )
         upload_body = 4 * math.ceil(self.max_model_bytes / 3) + UPLOAD_ENVELOPE_BYTES  # base64
         if self.admin_token is not None and upload_body > self.max_body_bytes:
             raise ValueError(
-                f"max_model_bytes ({self.max_model_bytes}) needs a body of {upload_body} bytes "
-                f"in base64, over max_body_bytes ({self.max_body_bytes}): raise max_body_bytes "
-                "or lower max_model_bytes"
+                f"DIGITS_MAX_MODEL_BYTES ({self.max_model_bytes}) needs a body of {upload_body} "
+                f"bytes in base64, over DIGITS_MAX_BODY_BYTES ({self.max_body_bytes}): raise "
+                "DIGITS_MAX_BODY_BYTES or lower DIGITS_MAX_MODEL_BYTES"
             )
         return self
 

@@ -72,6 +72,8 @@ def test_a_short_token_is_a_configuration_error() -> None:
 
 
 def test_the_body_limit_must_admit_the_largest_upload(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="raise max_body_bytes or lower max_model_bytes"):
+    with pytest.raises(
+        ValidationError, match="raise DIGITS_MAX_BODY_BYTES or lower DIGITS_MAX_MODEL_BYTES"
+    ):
         Settings(admin_token=TOKEN, max_model_bytes=8 * 2**20, max_body_bytes=10 * 2**20)
     Settings(max_model_bytes=8 * 2**20)  # no token: no uploads, no constraint

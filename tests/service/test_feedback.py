@@ -83,7 +83,7 @@ def test_the_store_names_its_files_itself_and_stops_at_its_cap(tmp_path: Path) -
 
 
 def test_feedback_needs_one_front_end(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="feedback_dir needs front_ends=1"):
+    with pytest.raises(ValidationError, match="DIGITS_FEEDBACK_DIR needs DIGITS_FRONT_ENDS=1"):
         Settings(feedback_dir=tmp_path, front_ends=2)
 
 

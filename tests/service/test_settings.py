@@ -55,7 +55,7 @@ def test_port_is_digits_port_then_knatives_port(monkeypatch: pytest.MonkeyPatch)
         ("event_loop", "tokio", "'asyncio' or 'uvloop'"),
         ("allowed_image_formats", ["PNG", "PSD"], "unknown image format(s) ['PSD']"),
         ("port", 0, "greater than or equal to 1"),
-        ("max_batch_files", 5000, "must not exceed batch_max_queue_images"),
+        ("max_batch_files", 5000, "must not exceed DIGITS_BATCH_MAX_QUEUE_IMAGES"),
     ],
 )
 def test_invalid_values_name_the_problem(field: str, value: object, message: str) -> None:
@@ -69,7 +69,11 @@ def test_invalid_values_name_the_problem(field: str, value: object, message: str
     [
         ({"DIGITS_PORT": "abc"}, "DIGITS_PORT: Input should be a valid integer"),
         ({"DIGITS_MAX_BODY_BYTES": "-1"}, "DIGITS_MAX_BODY_BYTES: Input should be greater"),
-        ({"DIGITS_MAX_BATCH_FILES": "5000"}, "max_batch_files (5000) must not exceed"),
+        ({"DIGITS_MAX_BATCH_FILES": "5000"}, "DIGITS_MAX_BATCH_FILES (5000) must not exceed"),
+        (
+            {"DIGITS_FEEDBACK_DIR": "/tmp", "DIGITS_FRONT_ENDS": "2"},
+            "DIGITS_FEEDBACK_DIR needs DIGITS_FRONT_ENDS=1",
+        ),
     ],
 )
 def test_a_bad_environment_is_described_by_its_variables(
