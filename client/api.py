@@ -50,15 +50,18 @@ class FileResult:
     probabilities: tuple[float, ...] | None = None
     error_code: str | None = None
     error_message: str | None = None
-    overlay: bytes | None = None  # with explain: the heat map over what the model saw (PNG)
+    # With explain: the heat map over what the model saw (PNG), answered or refused.
+    overlay: bytes | None = None
 
     @property
     def ok(self) -> bool:
         return self.error_code is None
 
     @classmethod
-    def failed(cls, path: Path, code: str, message: str) -> FileResult:
-        return cls(path, error_code=code, error_message=message)
+    def failed(
+        cls, path: Path, code: str, message: str, overlay: bytes | None = None
+    ) -> FileResult:
+        return cls(path, error_code=code, error_message=message, overlay=overlay)
 
 
 def normalise_url(url: str) -> str:
@@ -232,7 +235,8 @@ def _batch_results(paths: list[Path], body: dict[str, Any], url: str) -> list[Fi
     for path, entry in zip(paths, entries, strict=True):
         error = _error_of(entry)
         if error is not None:
-            results.append(FileResult.failed(path, *error))
+            # A refusal after the model ran (not_a_digit) carries its map: why it was refused.
+            results.append(FileResult.failed(path, *error, overlay=_overlay(entry)))
             continue
         try:
             result = FileResult(

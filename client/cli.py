@@ -110,9 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="DIR",
-        help="also ask why, and write each image's heat map over what the model saw as "
-        "DIR/<file name>.why.png (28x28 PNG; red to yellow: ink behind the answer, blue: "
-        "ink against it)",
+        help="also ask why, and write the heat map over what the model saw as "
+        "DIR/<file name>.why.png for each image the model ran on, refused ones included "
+        "(28x28 PNG; red to yellow: ink behind the answer, blue: ink against it)",
     )
     predict.add_argument(
         "--progress",
@@ -223,8 +223,9 @@ def _report(results: list[FileResult], args: argparse.Namespace) -> int:
 
 
 def write_overlays(results: list[FileResult], folder: Path) -> int:
-    """Each answered file's heat map as ``folder/<name>.why.png`` (``-2``, ``-3``... when two
-    files share a name); how many were written. ``predict`` made ``folder`` before sending."""
+    """Each heat map the service sent as ``folder/<name>.why.png`` (``-2``, ``-3``... when two
+    files share a name); how many were written. A refused image has one when the model ran
+    on it (not_a_digit): the map shows why. ``predict`` made ``folder`` before sending."""
     used: set[str] = set()
     written = 0
     for result in results:

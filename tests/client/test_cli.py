@@ -280,6 +280,14 @@ def test_url_comes_from_the_environment(
     assert status == EXIT_OK and len(out.splitlines()) == FILES_IN_FOLDER + 1
 
 
+def long_dash(path: Path) -> Path:
+    """An image the shipped model refuses (not_a_digit): a long dash, no digit is this wide."""
+    strip = Image.new("L", (600, 40), 255)
+    strip.paste(0, (100, 15, 500, 25))
+    strip.save(path)
+    return path
+
+
 def test_the_shipped_model_reads_mnist_files(
     capsys: pytest.CaptureFixture[str], shipped_model: Path, mnist_dir: Path, tmp_path: Path
 ) -> None:
@@ -289,13 +297,11 @@ def test_the_shipped_model_reads_mnist_files(
         Image.fromarray(255 - pixels).resize((84, 84)).save(path)
         expected[str(path)] = label
     env = {"DIGITS_MODEL_PATH": str(shipped_model), "DIGITS_ACCESS_LOG": "false"}
-    dash = tmp_path / "not-a-digit" / "dash.png"  # a long dash: no digit is this wide
+    dash = tmp_path / "not-a-digit" / "dash.png"
     dash.parent.mkdir()
-    strip = Image.new("L", (600, 40), 255)
-    strip.paste(0, (100, 15, 500, 25))
     with running_service(env) as server:
         status, out, _ = run(capsys, str(tmp_path), "--url", server.url, "--json")
-        strip.save(dash)
+        long_dash(dash)
         refused_status, table, err = run(capsys, str(dash), "--url", server.url)
     assert status == EXIT_OK
     assert {record["file"]: record["digit"] for record in json.loads(out)} == expected
@@ -304,6 +310,25 @@ def test_the_shipped_model_reads_mnist_files(
     _, row = table_rows(table)
     assert row[1:3] == ["-", "-"] and row[3].startswith("not_a_digit: That doesn't look like")
     assert "1 of 1 files failed" in err
+
+
+def test_explain_writes_a_refused_images_heat_map_too(
+    capsys: pytest.CaptureFixture[str], shipped_model: Path, tmp_path: Path
+) -> None:
+    """A not_a_digit refusal carries the map of why, but only answered files got one."""
+    dash = long_dash(tmp_path / "dash.png")
+    why = tmp_path / "why"
+    env = {"DIGITS_MODEL_PATH": str(shipped_model), "DIGITS_ACCESS_LOG": "false"}
+    with running_service(env) as server:
+        status, out, err = run(
+            capsys, str(dash), "--url", server.url, "--explain", str(why), "--json"
+        )
+    assert status == EXIT_FILE_FAILED
+    (record,) = json.loads(out)
+    assert record["error"]["code"] == "not_a_digit"
+    with Image.open(why / "dash.png.why.png") as image:
+        assert (image.format, image.size, image.mode) == ("PNG", (28, 28), "RGB")
+    assert f"1 heat maps written to {why}" in err
 
 
 def test_the_client_needs_neither_the_service_nor_numpy_nor_torch() -> None:
