@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="read the digit in each image file",
         description="Send image files (folders are searched recursively for "
-        f"{', '.join(sorted(IMAGE_EXTENSIONS))}) to the service and print one line per file.",
+        f"{', '.join(sorted(IMAGE_EXTENSIONS))}; hidden files and folders are skipped) to the "
+        "service and print one line per file.",
         epilog=EXIT_STATUSES,
         formatter_class=HelpFormatter,
     )

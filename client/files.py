@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,12 +20,16 @@ def _is_hidden(path: Path, root: Path) -> bool:
 
 
 def images_in(folder: Path) -> list[Path]:
-    """Image files under ``folder`` at any depth, sorted; hidden files and folders skipped."""
+    """Entries under ``folder`` at any depth named like images, sorted; hidden files and
+    folders skipped. Any such entry but a folder is kept, not only regular files: a named
+    pipe, a device or a broken symlink then fails its own row, as it does when named, instead
+    of vanishing from the run without a word (client.api neither waits on a pipe nor reads
+    a device past its MAX_FILE_BYTES)."""
     return sorted(
         path
         for path in folder.rglob("*")
         if path.suffix.lower() in IMAGE_EXTENSIONS
-        and path.is_file()
+        and not path.is_dir()  # False, not an error, for a broken or looping symlink
         and not _is_hidden(path, folder)
     )
 
@@ -41,7 +46,8 @@ def collect(paths: Iterable[Path]) -> list[Path]:
         else:
             raise NoSuchPath(f"no such file or folder: {path}")
         for candidate in candidates:
-            key = candidate.resolve()
+            # Not Path.resolve: it raises on a symlink loop, which must fail its own row.
+            key = Path(os.path.realpath(candidate))
             if key not in seen:
                 seen.add(key)
                 found.append(candidate)

@@ -516,3 +516,46 @@ def test_a_named_pipe_fails_alone_instead_of_waiting_for_a_writer(
     assert answer.returncode == EXIT_FILE_FAILED, answer.stderr
     assert "unreadable_file: a named pipe" in answer.stdout
     assert re.search(rf"{re.escape(str(image))}\s+\d\s+[\d.]+%", answer.stdout)
+
+
+def test_a_folder_scan_fails_odd_entries_alone_as_when_named(
+    service_url: str, digit_folder: Path, tmp_path: Path
+) -> None:
+    """A named pipe, a link to /dev/zero and broken links named like images were left out of
+    a folder scan with no row and no warning; named, the first two fail their own rows."""
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    image = next(digit_folder.rglob("*.png"))
+    (odd / image.name).write_bytes(image.read_bytes())
+    os.mkfifo(odd / "pipe.png")
+    (odd / "zero.png").symlink_to("/dev/zero")
+    (odd / "dangling.png").symlink_to(odd / "missing.png")
+    (odd / "loop.png").symlink_to(odd / "loop.png")
+    os.mkfifo(odd / ".hidden.png")  # hidden: still skipped
+
+    def errors(*paths: Path) -> dict[str, str]:
+        """Each file's ``code: message`` ("" when read), by name."""
+        command = [sys.executable, "-m", "client", "predict", *map(str, paths), "--json"]
+        answer = subprocess.run(
+            [*command, "--url", service_url],
+            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+        )  # fmt: skip
+        assert answer.returncode == EXIT_FILE_FAILED, answer.stderr
+        return {
+            Path(record["file"]).name: ""
+            if record["error"] is None
+            else f"{record['error']['code']}: {record['error']['message']}"
+            for record in json.loads(answer.stdout)
+        }
+
+    scanned = errors(odd)
+    assert sorted(scanned) == sorted(
+        [image.name, "dangling.png", "loop.png", "pipe.png", "zero.png"]
+    )
+    assert scanned[image.name] == ""
+    assert scanned["pipe.png"] == "unreadable_file: a named pipe"
+    assert scanned["zero.png"].startswith("file_too_large: ")
+    assert scanned["dangling.png"].startswith("unreadable_file: no such file or directory")
+    assert scanned["loop.png"].startswith("unreadable_file: too many levels of symbolic links")
+    named = errors(odd / "pipe.png", odd / "zero.png")
+    assert named == {name: scanned[name] for name in ("pipe.png", "zero.png")}
