@@ -203,7 +203,7 @@ def _report(results: list[FileResult], args: argparse.Namespace) -> int:
             written = write_overlays(results, args.explain)
         except OSError as exc:
             return _fail(f"cannot write heat maps to {args.explain}: {exc}", EXIT_USAGE)
-        _say(f"{written} heat maps written to {args.explain}")
+        _say(f"{written} heat map{'' if written == 1 else 's'} written to {args.explain}")
     try:
         sys.stdout.write(_render(results, args))
         sys.stdout.flush()

@@ -328,7 +328,7 @@ def test_explain_writes_a_refused_images_heat_map_too(
     assert record["error"]["code"] == "not_a_digit"
     with Image.open(why / "dash.png.why.png") as image:
         assert (image.format, image.size, image.mode) == ("PNG", (28, 28), "RGB")
-    assert f"1 heat maps written to {why}" in err
+    assert f"1 heat map written to {why}" in err
 
 
 def test_the_client_needs_neither_the_service_nor_numpy_nor_torch() -> None:
