@@ -88,6 +88,13 @@ class AlreadyCorrected(ServiceError):
     status_code, code = 409, "already_corrected"
 
 
+class AmbiguousRequest(ServiceError):
+    """A correction names a request id that answered more than one request in the feedback
+    window (a client reusing X-Request-ID): recording it against either could be wrong."""
+
+    status_code, code = 409, "ambiguous_request"
+
+
 class FeedbackFull(ServiceError):
     """The corrections folder holds as many records as it may (DIGITS_FEEDBACK_MAX_RECORDS)."""
 
@@ -148,6 +155,7 @@ _BY_CODE: dict[str, type[ServiceError]] = {
         UnknownRequest,
         FeedbackDisabled,
         AlreadyCorrected,
+        AmbiguousRequest,
         FeedbackFull,
         NotADigit,
         Overloaded,

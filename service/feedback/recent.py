@@ -3,7 +3,9 @@
 A bounded, insertion-ordered map: the oldest answer goes first when it is full, and answers
 older than the window go on every insert (they are in time order at the front). Each holds
 what the model saw (28x28 8-bit pixels, 784 bytes) and what it was answered, so memory is
-about ``capacity`` x 1 KB. A client that reuses an X-Request-ID replaces its older answer.
+about ``capacity`` x 1 KB. A client that reuses an X-Request-ID within the window makes the
+id ambiguous: its newest answer is kept, marked, and a correction naming it is refused
+(AmbiguousRequest) for that answer's whole window, since it may be meant for the older one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.errors import AlreadyCorrected, UnknownRequest
+from service.errors import AlreadyCorrected, AmbiguousRequest, UnknownRequest
 
 
 @dataclass(slots=True)
@@ -27,6 +29,7 @@ class Answered:
     monotonic: float
     wall: float  # time.time() of the answer, for the record
     corrected: bool = False
+    reused: bool = False  # its request id answered another request too, within the window
 
 
 class RecentAnswers:
@@ -60,16 +63,25 @@ class RecentAnswers:
         if request_id is None:  # not an HTTP request's answer: nobody can name it
             return
         now, answers = self._clock(), self._answers
+        self._forget_before(now - self.window_s)  # an id reused after its window is fresh
         key = (request_id, index)
-        answers.pop(key, None)  # a reused id: the newest answer, at the back
-        answers[key] = Answered(pixels, predicted, confidence, model, now, self._wall_clock())
-        self._forget_before(now - self.window_s)
+        previous = answers.pop(key, None)  # a reused id: the newest answer, at the back
+        answers[key] = Answered(
+            pixels,
+            predicted,
+            confidence,
+            model,
+            now,
+            self._wall_clock(),
+            reused=previous is not None,
+        )
         while len(answers) > self.capacity:
             answers.popitem(last=False)
 
     def take(self, request_id: str, index: int) -> Answered:
         """The answer to correct, marked corrected: UnknownRequest if it is not (or no
-        longer) here, AlreadyCorrected the second time."""
+        longer) here, AmbiguousRequest if its id named another answer too, AlreadyCorrected
+        the second time."""
         now = self._clock()
         self._forget_before(now - self.window_s)
         answered = self._answers.get((request_id, index))
@@ -78,6 +90,12 @@ class RecentAnswers:
                 f"no answer to request {request_id!r} (image {index}) in the last "
                 f"{self.window_s:g} s: corrections are accepted for that long after the "
                 "answer, by the instance that gave it"
+            )
+        if answered.reused:
+            raise AmbiguousRequest(
+                f"request id {request_id!r} (image {index}) was used by more than one request "
+                f"within {self.window_s:g} s: the correction cannot tell which answer it is "
+                "about, so it is not recorded; give each request its own X-Request-ID"
             )
         if answered.corrected:
             raise AlreadyCorrected(

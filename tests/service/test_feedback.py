@@ -15,7 +15,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from service.app import create_app
-from service.errors import AlreadyCorrected, FeedbackFull, UnknownRequest
+from service.errors import AlreadyCorrected, FeedbackFull, ServiceError, UnknownRequest
 from service.feedback.recent import RecentAnswers
 from service.feedback.store import CorrectionStore
 from service.settings import Settings
@@ -52,11 +52,28 @@ def test_recent_answers_are_kept_for_the_window_and_up_to_the_capacity() -> None
     assert len(recent) == 0
 
 
-def test_a_reused_request_id_names_its_newest_answer() -> None:
-    recent = RecentAnswers(capacity=10, window_s=60.0)
+def test_a_request_id_reused_within_the_window_takes_no_correction() -> None:
+    """A reused id silently named its newest answer: a correction meant for the older image
+    was recorded against the newer one."""
+    clock = Clock()
+    recent = RecentAnswers(capacity=10, window_s=60.0, clock=clock)
     recent.remember("same", 0, b"old", 1, 0.9, MODEL)
+    clock.now += 30.0
     recent.remember("same", 0, b"new", 2, 0.8, MODEL)
-    assert (recent.take("same", 0).pixels, len(recent)) == (b"new", 1)
+    assert len(recent) == 1  # one entry per name, however often it is reused
+    clock.now += 45.0  # the older answer's window is over, the newer one's is not
+    with pytest.raises(ServiceError, match="'same' .* more than one request") as refused:
+        recent.take("same", 0)
+    assert (refused.value.status_code, refused.value.code) == (409, "ambiguous_request")
+
+
+def test_a_request_id_reused_after_the_window_names_its_new_answer() -> None:
+    clock = Clock()
+    recent = RecentAnswers(capacity=10, window_s=60.0, clock=clock)
+    recent.remember("same", 0, b"old", 1, 0.9, MODEL)
+    clock.now += 61.0
+    recent.remember("same", 0, b"new", 2, 0.8, MODEL)
+    assert recent.take("same", 0).pixels == b"new"
 
 
 def test_the_store_names_its_files_itself_and_stops_at_its_cap(tmp_path: Path) -> None:
@@ -120,6 +137,22 @@ def test_a_correction_is_written_counted_and_refused_twice(
     metrics = feedback_client.get("/metrics").text
     predicted = answer.json()["digit"]
     assert f'digits_corrections_total{{corrected="7",predicted="{predicted}"}} 1.0' in metrics
+
+
+def test_a_correction_naming_a_reused_request_id_is_refused(
+    feedback_client: TestClient,
+) -> None:
+    """The probe's case: two answers under one client X-Request-ID, then a correction."""
+    headers = {"Content-Type": "image/png", "X-Request-ID": "same"}
+    for _ in range(2):
+        answer = feedback_client.post("/predict", content=SEVEN, headers=headers)
+        assert answer.headers["x-request-id"] == "same"
+    refused = feedback_client.post("/feedback", json={"request_id": "same", "digit": 0})
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "ambiguous_request"
+    assert "used by more than one request" in error["message"]
+    assert feedback_client.get("/feedback").json()["records"] == 0
 
 
 @pytest.mark.parametrize(
