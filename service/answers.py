@@ -26,12 +26,13 @@ class RecentAnswers(Protocol):
         self,
         request_id: str | None,
         index: int,
-        pixels: bytes,
+        pixels: bytes | None,
         predicted: int | str,
         confidence: float | None,
         model: dict[str, str],
     ) -> None:
-        """Keep ``pixels`` (what the model saw, 28x28 8-bit) of image ``index`` of request
+        """Keep ``pixels`` (what the model saw, 28x28 8-bit; None when it saw nothing: an
+        image refused before the model ran) of image ``index`` of request
         ``request_id``, answered ``predicted`` (a digit, or the code of the error it was
         refused with) by ``model`` (name, version)."""
         ...
@@ -97,10 +98,10 @@ class Answers:
                 answer["normalized_image"] = base64.b64encode(png).decode("ascii")
             if values is not None and explained.overlays[index]:  # type: ignore[union-attr]
                 answer["explanation"] = _explanation(explained, values, index, digit)  # type: ignore[arg-type]
-            pixels = inputs[index] if inputs is not None else None
-            if pixels is not None:  # sent only when answers are remembered (feedback on)
+            if inputs is not None:  # sent only when answers are remembered (feedback on)
                 assert self._recent is not None
                 predicted = digit if error is None else error.code
+                pixels = inputs[index]  # None for no_ink: remembered to say why it cannot be fixed
                 self._recent.remember(request_id, first + index, pixels, predicted, confidence, ref)
             if named and error is None:
                 answer["filename"] = upload.filename

@@ -95,6 +95,13 @@ class AmbiguousRequest(ServiceError):
     status_code, code = 409, "ambiguous_request"
 
 
+class NothingToCorrect(ServiceError):
+    """A correction names an answer that kept no 28x28 image (an error given before the model
+    read one: no_ink, invalid_image): there is nothing to store with the label."""
+
+    status_code, code = 409, "nothing_to_correct"
+
+
 class FeedbackFull(ServiceError):
     """The corrections folder holds as many records as it may (DIGITS_FEEDBACK_MAX_RECORDS)."""
 
@@ -156,6 +163,7 @@ _BY_CODE: dict[str, type[ServiceError]] = {
         FeedbackDisabled,
         AlreadyCorrected,
         AmbiguousRequest,
+        NothingToCorrect,
         FeedbackFull,
         NotADigit,
         Overloaded,

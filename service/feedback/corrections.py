@@ -43,8 +43,11 @@ class Feedback:
 
     async def correct(self, request_id: str, index: int, digit: int | None) -> dict[str, Any]:
         """Record that image ``index`` of request ``request_id`` was ``digit`` (None: not a
-        digit). Raises UnknownRequest, AlreadyCorrected or FeedbackFull."""
+        digit). Raises UnknownRequest, AmbiguousRequest, NothingToCorrect, AlreadyCorrected or
+        FeedbackFull."""
         answered = self.recent.take(request_id, index)
+        pixels = answered.pixels
+        assert pixels is not None  # take() refuses an answer that kept no image
         record = {
             "label": digit,
             "predicted": answered.predicted,
@@ -55,7 +58,7 @@ class Feedback:
             "answered_at": iso_utc(answered.wall),
         }
         try:
-            record_id = await asyncio.to_thread(self.store.append, record, answered.pixels)
+            record_id = await asyncio.to_thread(self.store.append, record, pixels)
         except BaseException:
             self.recent.release(request_id, index)
             raise

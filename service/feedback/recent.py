@@ -2,7 +2,8 @@
 
 A bounded, insertion-ordered map: the oldest answer goes first when it is full, and answers
 older than the window go on every insert (they are in time order at the front). Each holds
-what the model saw (28x28 8-bit pixels, 784 bytes) and what it was answered, so memory is
+what the model saw (28x28 8-bit pixels, 784 bytes; none for an image refused before the model
+read it, kept so that its correction is told why) and what it was answered, so memory is
 about ``capacity`` x 1 KB. A client that reuses an X-Request-ID within the window makes the
 id ambiguous: its newest answer is kept, marked, and a correction naming it is refused
 (AmbiguousRequest) for that answer's whole window, since it may be meant for the older one.
@@ -15,14 +16,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.errors import AlreadyCorrected, AmbiguousRequest, UnknownRequest
+from service.errors import AlreadyCorrected, AmbiguousRequest, NothingToCorrect, UnknownRequest
 
 
 @dataclass(slots=True)
 class Answered:
     """One image's answer as it was given."""
 
-    pixels: bytes  # the 28x28 input the model saw, 8-bit, row by row
+    pixels: bytes | None  # the 28x28 input the model saw, 8-bit, row by row; None: no input
     predicted: int | str  # the digit, or the code of the error the image was refused with
     confidence: float | None
     model: dict[str, str]  # name, version
@@ -55,7 +56,7 @@ class RecentAnswers:
         self,
         request_id: str | None,
         index: int,
-        pixels: bytes,
+        pixels: bytes | None,
         predicted: int | str,
         confidence: float | None,
         model: dict[str, str],
@@ -80,8 +81,8 @@ class RecentAnswers:
 
     def take(self, request_id: str, index: int) -> Answered:
         """The answer to correct, marked corrected: UnknownRequest if it is not (or no
-        longer) here, AmbiguousRequest if its id named another answer too, AlreadyCorrected
-        the second time."""
+        longer) here, AmbiguousRequest if its id named another answer too, NothingToCorrect
+        if it kept no image, AlreadyCorrected the second time."""
         now = self._clock()
         self._forget_before(now - self.window_s)
         answered = self._answers.get((request_id, index))
@@ -96,6 +97,11 @@ class RecentAnswers:
                 f"request id {request_id!r} (image {index}) was used by more than one request "
                 f"within {self.window_s:g} s: the correction cannot tell which answer it is "
                 "about, so it is not recorded; give each request its own X-Request-ID"
+            )
+        if answered.pixels is None:
+            raise NothingToCorrect(
+                f"request {request_id!r} (image {index}) was answered {answered.predicted}: "
+                "there is no digit image to correct"
             )
         if answered.corrected:
             raise AlreadyCorrected(

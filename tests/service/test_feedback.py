@@ -182,11 +182,28 @@ def test_a_batch_image_is_named_by_its_position(
     refused = feedback_client.post(
         "/feedback", json={"request_id": request_id, "index": 1, "digit": 2}
     )
-    assert refused.status_code == 404  # a blank image has no input to keep
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "nothing_to_correct")
     third = feedback_client.post(
         "/feedback", json={"request_id": request_id, "index": 2, "digit": None}
     )
     assert third.status_code == 201 and third.json()["label"] is None
+
+
+def test_a_no_ink_answer_is_told_it_has_no_image_to_correct(feedback_client: TestClient) -> None:
+    """It was answered 404 "no answer to request ... in the last 600 s": the answer was
+    there, but a blank image leaves no 28x28 input to store with a label."""
+    blank = png(Image.new("L", (40, 40), 255))
+    answer = feedback_client.post("/predict", content=blank, headers={"Content-Type": "image/png"})
+    assert answer.json()["error"]["code"] == "no_ink"
+    request_id = answer.headers["x-request-id"]
+    refused = feedback_client.post("/feedback", json={"request_id": request_id, "digit": 4})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"] == {
+        "code": "nothing_to_correct",
+        "message": f"request {request_id!r} (image 0) was answered no_ink: "
+        "there is no digit image to correct",
+    }
+    assert feedback_client.get("/feedback").json()["records"] == 0
 
 
 def test_feedback_is_off_by_default(client: TestClient) -> None:

@@ -90,7 +90,10 @@ async def feedback_status(request: Request) -> JSONResponse:
     responses={
         400: {"model": ErrorBody, "description": "A body that is not JSON (`bad_request`)"},
         404: {"model": ErrorBody, "description": "`unknown_request` or `feedback_disabled`"},
-        409: {"model": ErrorBody, "description": "`already_corrected`, `ambiguous_request`"},
+        409: {
+            "model": ErrorBody,
+            "description": "`already_corrected`, `ambiguous_request`, `nothing_to_correct`",
+        },
         415: {"model": ErrorBody, "description": "A body that is not JSON, or is compressed"},
         422: {"model": ErrorBody, "description": "`validation_error`"},
         507: {"model": ErrorBody, "description": "`feedback_full`"},
