@@ -83,16 +83,16 @@ def test_draw_see_why_correct_and_see_the_confirmation(
     assert tab.is_disabled("#feedback-choices .choice[data-digit='7']")  # what it said
     tab.screenshot(path=str(artifacts / "page-why-1280.png"), full_page=True)
 
-    tab.click("#feedback-choices .choice[data-digit='1']")
+    tab.click("#feedback-choices .choice[data-digit='8']")
     tab.wait_for_selector(".feedback-status.done")
     assert tab.inner_text("#feedback-status") == (
-        "Thanks: recorded as a 1 for the next training run."
+        "Thanks: recorded as an 8 for the next training run."  # it said "a 8"
     )
-    assert tab.get_attribute(".choice[data-digit='1']", "aria-pressed") == "true"
+    assert tab.get_attribute(".choice[data-digit='8']", "aria-pressed") == "true"
     tab.screenshot(path=str(artifacts / "page-feedback-1280.png"), full_page=True)
     (line,) = (corrections / "index.jsonl").read_text().splitlines()
     record = json.loads(line)
-    assert (record["label"], record["predicted"]) == (1, 7)
+    assert (record["label"], record["predicted"]) == (8, 7)
     assert (corrections / record["image"]).is_file()
 
     tab.click("#clear")

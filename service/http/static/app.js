@@ -458,7 +458,9 @@
     if (response.status === 201) {
       for (const choice of ui.choices.children) choice.disabled = true;
       button.setAttribute("aria-pressed", "true");
-      const said = digit === null ? "not a digit" : `a ${digit}`;
+      // "eight" is the one digit name that starts with a vowel sound: "an 8", "a 7".
+      const article = digit === 8 ? "an" : "a";
+      const said = digit === null ? "not a digit" : `${article} ${digit}`;
       ui.feedbackStatus.textContent = `Thanks: recorded as ${said} for the next training run.`;
       ui.feedbackStatus.classList.add("done");
     } else {
