@@ -34,7 +34,7 @@ class RecentAnswers(Protocol):
         """Keep ``pixels`` (what the model saw, 28x28 8-bit; None when it saw nothing: an
         image refused before the model ran) of image ``index`` of request
         ``request_id``, answered ``predicted`` (a digit, or the code of the error it was
-        refused with) by ``model`` (name, version)."""
+        refused with) by ``model`` (name, version, sha256 of its file)."""
         ...
 
 
@@ -46,6 +46,7 @@ class Answers:
         self._metrics = metrics
         self._recent = recent
         self._refs: dict[str, dict[str, str]] = {}  # sha256 -> the answers' "model" object
+        self._recorded: dict[str, dict[str, str]] = {}  # sha256 -> a correction's "model"
 
     def ref(self, model: ModelInfo | None) -> dict[str, str]:
         """The answers' "model" object for ``model`` (one dict per model, shared)."""
@@ -55,6 +56,16 @@ class Answers:
         if ref is None:
             ref = self._refs[model.sha256] = {"name": model.name, "version": model.version}
         return ref
+
+    def recorded(self, model: ModelInfo | None) -> dict[str, str]:
+        """A correction record's "model" object: the answer's plus the file's sha256, since
+        every trained model may carry the same name and version (one dict per model)."""
+        if model is None:
+            return {}
+        recorded = self._recorded.get(model.sha256)
+        if recorded is None:
+            recorded = self._recorded[model.sha256] = {**self.ref(model), "sha256": model.sha256}
+        return recorded
 
     def build(
         self,
@@ -70,7 +81,7 @@ class Answers:
         in its request) name each answer for a correction."""
         probabilities = results.probabilities
         rows, digits, pngs = probabilities.tolist(), probabilities.argmax(1).tolist(), results.pngs
-        ref = self.ref(results.model)
+        ref, recorded = self.ref(results.model), self.recorded(results.model)
         inputs = results.pixels
         explained = results.explanations
         values = _rounded(explained.maps) if explained is not None else None
@@ -102,7 +113,9 @@ class Answers:
                 assert self._recent is not None
                 predicted = digit if error is None else error.code
                 pixels = inputs[index]  # None for no_ink: remembered to say why it cannot be fixed
-                self._recent.remember(request_id, first + index, pixels, predicted, confidence, ref)
+                self._recent.remember(
+                    request_id, first + index, pixels, predicted, confidence, recorded
+                )
             if named and error is None:
                 answer["filename"] = upload.filename
             entries.append(answer)

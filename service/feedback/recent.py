@@ -26,7 +26,7 @@ class Answered:
     pixels: bytes | None  # the 28x28 input the model saw, 8-bit, row by row; None: no input
     predicted: int | str  # the digit, or the code of the error the image was refused with
     confidence: float | None
-    model: dict[str, str]  # name, version
+    model: dict[str, str]  # name, version, sha256 (of the model file)
     monotonic: float
     wall: float  # time.time() of the answer, for the record
     corrected: bool = False

@@ -3,6 +3,7 @@ with --extra-data reads it -> evaluate --data scores a model on it."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -77,8 +78,10 @@ def test_corrections_reach_training_and_evaluation(
         single.json()["digit"],
         *(entry["digit"] for entry in batch.json()["predictions"][1:]),
     ]
+    sha256 = hashlib.sha256(shipped_model.read_bytes()).hexdigest()
     for record in records:
         assert record["model"]["name"] == "lenet5" and record["answered_at"].endswith("Z")
+        assert record["model"]["sha256"] == sha256  # which file answered, whatever its version
         with Image.open(folder / record["image"]) as image:
             assert image.size == (28, 28)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -112,7 +113,7 @@ def feedback_client(tiny_onnx: Path, tmp_path: Path) -> Iterator[TestClient]:
 
 
 def test_a_correction_is_written_counted_and_refused_twice(
-    feedback_client: TestClient, tmp_path: Path
+    feedback_client: TestClient, tmp_path: Path, tiny_onnx: Path
 ) -> None:
     assert feedback_client.get("/feedback").json()["enabled"] is True
     plain = feedback_client.post("/predict", content=SEVEN, headers={"Content-Type": "image/png"})
@@ -127,7 +128,11 @@ def test_a_correction_is_written_counted_and_refused_twice(
     assert (body["predicted"], body["label"], body["index"]) == (answer.json()["digit"], 7, 0)
     (line,) = (tmp_path / "fb" / "index.jsonl").read_text().splitlines()
     record = json.loads(line)
-    assert record["id"] == body["id"] and record["model"] == {"name": "tiny", "version": "0.0.1"}
+    # The file's hash names the model: every trained model may be version 1.0.0.
+    sha256 = hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
+    assert record["id"] == body["id"]
+    assert record["model"] == {"name": "tiny", "version": "0.0.1", "sha256": sha256}
+    assert answer.json()["model"] == {"name": "tiny", "version": "0.0.1"}  # the answer's as was
     seen = Image.open(io.BytesIO(base64.b64decode(answer.json()["normalized_image"])))
     with Image.open(tmp_path / "fb" / record["image"]) as image:
         assert (image.size, image.mode) == ((28, 28), "L")
