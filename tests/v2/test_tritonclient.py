@@ -52,6 +52,20 @@ def _infer(
     return client.infer(MODEL_NAME, [tensor], outputs=outputs, **kwargs)  # type: ignore[arg-type]
 
 
+def _infers_as_local(
+    client: httpclient.InferenceServerClient,
+    server: LiveServer,
+    images: np.ndarray,
+    binary_out: bool,
+    **kwargs: object,
+) -> httpclient.InferResult:
+    """A binary request's answer, checked against ONNX Runtime run here on the same file."""
+    result = _infer(client, images, binary_in=True, binary_out=binary_out, **kwargs)
+    expected = _local(server.model_path, images)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-5)
+    return result
+
+
 def test_server_is_live_ready_and_describes_itself(
     triton: httpclient.InferenceServerClient,
 ) -> None:
@@ -135,18 +149,31 @@ def test_asyncio_client_infers(v2_server: LiveServer, binary_in: bool) -> None:
 def test_versioned_path_and_gzip_request(
     triton: httpclient.InferenceServerClient, v2_server: LiveServer, version: str
 ) -> None:
-    images = _images(2, seed=4)
-    result = _infer(
+    result = _infers_as_local(
         triton,
-        images,
-        binary_in=True,
+        v2_server,
+        _images(2, seed=4),
         binary_out=True,
         model_version=version,
         request_compression_algorithm="gzip",
     )
-    expected = _local(v2_server.model_path, images)
-    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-5)
     assert result.get_response()["model_version"] == V2_VERSION
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+@pytest.mark.parametrize("binary_out", [False, True], ids=["json-out", "binary-out"])
+def test_compressed_answers_decode(
+    triton: httpclient.InferenceServerClient,
+    v2_server: LiveServer,
+    algorithm: str,
+    binary_out: bool,
+) -> None:
+    """response_compression_algorithm: the answer comes compressed (a binary one with its
+    header length counting the JSON before compression, as tritonclient reads it)."""
+    images = _images(64, seed=8)
+    _infers_as_local(
+        triton, v2_server, images, binary_out=binary_out, response_compression_algorithm=algorithm
+    )
 
 
 def test_classification_extension_gives_top_classes(

@@ -220,6 +220,42 @@ def test_an_encoding_the_server_cannot_undo_is_415(http: httpx.Client) -> None:
     assert "unsupported Content-Encoding 'br'" in response.json()["error"]
 
 
+@pytest.mark.parametrize(
+    ("accept", "coding"),
+    [
+        ("gzip", "gzip"),
+        ("deflate", "deflate"),
+        ("gzip;q=0.5, deflate", "deflate"),
+        ("gzip;q=0, deflate;q=0", None),
+        ("br", None),
+        ("*", "gzip"),
+        ("identity", None),
+    ],
+)
+def test_an_answer_is_compressed_as_the_client_accepts(
+    http: httpx.Client, accept: str, coding: str | None
+) -> None:
+    """tritonclient's response_compression_algorithm sends Accept-Encoding: gzip or deflate,
+    and Triton compresses its answer; ours always came plain."""
+    body = json.dumps(_header(64, data=[0.5] * (64 * 784))).encode()
+    plain = http.post(INFER, content=body, headers={"Accept-Encoding": "identity"})
+    response = http.post(INFER, content=body, headers={"Accept-Encoding": accept})
+    assert response.status_code == 200 and "content-encoding" not in plain.headers
+    assert response.headers.get("content-encoding") == coding
+    assert response.content == plain.content  # httpx undoes the coding it was given
+    if coding is not None:
+        assert response.headers["vary"] == "Accept-Encoding"
+        assert response.num_bytes_downloaded < len(plain.content) / 2
+
+
+def test_a_small_answer_is_sent_plain(http: httpx.Client) -> None:
+    """One image's answer is smaller than a compressed stream's cost: plain, even to a client
+    that accepts gzip (as httpx, requests and Go's client do by default)."""
+    body = json.dumps(_header(data=[0.5] * 784)).encode()
+    response = http.post(INFER, content=body, headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200 and "content-encoding" not in response.headers
+
+
 def test_binary_size_mismatches_are_400(http: httpx.Client) -> None:
     images = np.zeros((2, 1, 28, 28), dtype=np.float32)
     body, headers = _binary(images, size=100)

@@ -18,7 +18,12 @@ from service.errors import quoted
 from service.http.json_body import INLINE_JSON_BYTES
 from service.http.state import state_of
 from service.http.v2 import metadata
-from service.http.v2.encoding import decode_body
+from service.http.v2.encoding import (
+    INLINE_COMPRESSION_BYTES,
+    accepted_coding,
+    decode_body,
+    encode_body,
+)
 from service.http.v2.errors import V2Error, documented, unknown_model
 from service.http.v2.infer_request import InferRequest
 from service.http.v2.infer_request import parse_infer_request as parse
@@ -112,13 +117,24 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
         results={model.output.name: result.probabilities},
         labels=model.labels,
     )
-    if header_length is None:
-        return Response(body, media_type="application/json")
-    return Response(
-        body,
-        media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(header_length)},
-    )
+    return await _answer(body, header_length, request.headers.get("accept-encoding"))
+
+
+async def _answer(body: bytes, header_length: int | None, accept_encoding: str | None) -> Response:
+    """The inference answer, compressed when the client asks (tritonclient's
+    ``response_compression_algorithm``); a large one is compressed off the event loop."""
+    headers = {}
+    if header_length is not None:  # it counts the JSON header before any compression
+        headers["Inference-Header-Content-Length"] = str(header_length)
+    coding = accepted_coding(accept_encoding)
+    if coding is not None and len(body) > INLINE_COMPRESSION_BYTES:
+        body, coding = await run_in_threadpool(encode_body, body, coding)
+    else:
+        body, coding = encode_body(body, coding)
+    if coding is not None:
+        headers |= {"Content-Encoding": coding, "Vary": "Accept-Encoding"}
+    media_type = "application/json" if header_length is None else "application/octet-stream"
+    return Response(body, media_type=media_type, headers=headers)
 
 
 async def _read_request(request: Request, model: ServedModel, max_bytes: int) -> InferRequest:
