@@ -120,6 +120,25 @@ def test_refusals_are_never_a_share_of_requests(dashboard: dict[str, Any]) -> No
     assert "sum by (reason) (rate(digits_rejected_total" in target["expr"]
 
 
+def test_error_and_latency_panels_measure_the_predictions(dashboard: dict[str, Any]) -> None:
+    """Over every route, a scanner's 404s (route "<unmatched>") made 80 % of the requests:
+    the error ratio and the latency percentiles described the scanner, not the predictions.
+    Each selector of those panels names the prediction routes; latency, answered ones."""
+    scoped = 'route=~"/predict(/batch)?|/v2/models/.+/infer"'
+    panels = [p for p in dashboard["panels"] if p["id"] in (5, 10, 12)]
+    assert [p["title"] for p in panels] == [
+        "Error ratio of predictions (5xx)",
+        "Error rate of predictions",
+        "Prediction latency percentiles (answered)",
+    ]
+    for panel in panels:
+        for target in panel["targets"]:
+            selectors = re.findall(r"\{[^}]*\}", target["expr"])
+            assert selectors and all(scoped in selector for selector in selectors), target["expr"]
+            if panel["id"] == 12:
+                assert all('status=~"2.."' in selector for selector in selectors)
+
+
 def test_provisioned_datasource_is_the_default_prometheus(dashboard: dict[str, Any]) -> None:
     datasource = load_yaml(GRAFANA_DIR / "provisioning/datasources/prometheus.yml")
     (source,) = datasource["datasources"]
