@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from service.contract import ModelInfo
-from service.errors import NotADigit
+from service.errors import NoInk, NotADigit
 from service.explanations.occlusion import METHOD, PARAMETERS
 from service.metrics import Metrics
 from service.workers.extras import Explanations
@@ -94,6 +94,8 @@ class Answers:
             if error is not None:
                 if isinstance(error, NotADigit):
                     self._metrics.rejected_not_a_digit.inc()
+                elif isinstance(error, NoInk):
+                    self._metrics.rejected_no_ink.inc()
                 answer = {"filename": upload.filename, "error": error.to_dict()}
             else:
                 confidence = rows[index][digit]

@@ -108,8 +108,8 @@ class Metrics:
         self.rejected = Counter(
             "digits_rejected",
             "Inputs and connections refused: before inference (overloaded, headers_too_large,"
-            " slow_request, connection_limit, payload_too_large, bad_request) or after it"
-            " (not_a_digit).",
+            " slow_request, connection_limit, payload_too_large, bad_request, no_ink) or after"
+            " it (not_a_digit).",
             ("reason",),
             registry=self.registry,
         )
@@ -176,13 +176,23 @@ class Metrics:
         self.statistics = InferenceStatistics()
         # Children created up front: label lookups off the hot path, zero series visible at once.
         self._digit_counters = tuple(self.predictions.labels(digit) for digit in DIGITS)
-        for reason in ("overloaded", "headers_too_large", "slow_request", "connection_limit"):
+        for reason in (
+            "overloaded",
+            "headers_too_large",
+            "slow_request",
+            "connection_limit",
+            "payload_too_large",
+            "bad_request",
+        ):
             self.rejected.labels(reason)
         for outcome in ("loaded", "unchanged", "refused", "failed", "busy"):
             self.model_loads.labels(outcome)
         # Images answered not_a_digit: their share of all answers jumps when a client breaks
         # or a new kind of input arrives (deploy/prometheus/alerts.yml).
         self.rejected_not_a_digit = self.rejected.labels("not_a_digit")
+        # Blank images (a client cropping or sending the wrong buffer): a batch answers them
+        # 200 with per-image errors, in no request metric.
+        self.rejected_no_ink = self.rejected.labels("no_ink")
         self._agreement = tuple(self.shadow_agreement.labels(agree) for agree in ("false", "true"))
         self._model_series: tuple[str, str, str, str] | None = None
 

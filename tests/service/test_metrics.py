@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
@@ -81,6 +82,27 @@ def test_model_info_ready_and_process_metrics(client: TestClient) -> None:
     assert value(samples, "process_resident_memory_bytes") > 0
     assert any(name.startswith("python_info") for (name, _) in samples)
     assert value(samples, "digits_rejected_total", reason="overloaded") == 0
+
+
+def test_blank_images_are_counted_as_refused(client: TestClient) -> None:
+    """A blank image is answered no_ink: a 422 alone, but a batch of them answers 200 with
+    per-image errors, in no metric at all. A client sending empty crops now shows in
+    digits_rejected_total{reason="no_ink"}, one per image; every reason has a series at 0."""
+    blank = png(Image.new("L", (64, 64), 255))
+    before = scrape(client)
+    for reason in ("payload_too_large", "bad_request", "no_ink", "not_a_digit"):
+        assert ("digits_rejected_total", (("reason", reason),)) in before, reason
+    assert (
+        client.post("/predict", content=blank, headers={"Content-Type": "image/png"}).status_code
+        == 422
+    )
+    files = [("files", (f"{i}.png", blank, "image/png")) for i in range(3)]
+    assert client.post("/predict/batch", files=files).status_code == 200
+    after = scrape(client)
+    added = value(after, "digits_rejected_total", reason="no_ink") - value(
+        before, "digits_rejected_total", reason="no_ink"
+    )
+    assert added == 4
 
 
 def test_two_apps_in_one_process_have_separate_registries(tiny_onnx: Path) -> None:
