@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from service.contract import ModelInfo
+from service.contract import NUM_CLASSES, ModelInfo
 from service.errors import NoInk, NotADigit
 from service.explanations.occlusion import METHOD, PARAMETERS
 from service.metrics import Metrics
@@ -66,6 +66,15 @@ class Answers:
         if recorded is None:
             recorded = self._recorded[model.sha256] = {**self.ref(model), "sha256": model.sha256}
         return recorded
+
+    def observe_tensors(self, probabilities: np.ndarray) -> None:
+        """V2 answers are probabilities, but their argmax and its probability are what the
+        model predicted: counted as /predict's answers are, so that the quality alerts and
+        panels see a V2-only deployment's traffic (KServe's) too."""
+        digits = probabilities.argmax(1)
+        confidences = probabilities[np.arange(len(digits)), digits]
+        counts = np.bincount(digits, minlength=NUM_CLASSES).tolist()
+        self._metrics.observe_predictions(counts, confidences.tolist())
 
     def build(
         self,

@@ -10,7 +10,7 @@ front end answered the scrape.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -237,6 +237,14 @@ class Metrics:
     def observe_prediction(self, digit: int, confidence: float) -> None:
         self._digit_counters[digit].inc()
         self.confidence.observe(confidence)
+
+    def observe_predictions(self, counts: Sequence[int], confidences: Iterable[float]) -> None:
+        """Many answers at once: ``counts[d]`` of digit ``d``, and each one's confidence."""
+        for counter, count in zip(self._digit_counters, counts, strict=True):
+            if count:
+                counter.inc(count)
+        for confidence in confidences:
+            self.confidence.observe(confidence)
 
     def observe_correction(self, predicted: str, corrected: str) -> None:
         self.corrections.labels(predicted, corrected).inc()

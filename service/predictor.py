@@ -242,6 +242,7 @@ class Predictor:
         done = time.perf_counter()
         timings = (result.wait_s, 0.0, result.infer_s)
         self._statistics.succeeded(result.model, done - started, timings, 0.0)
+        self._answers.observe_tensors(result.probabilities)
         return result
 
     def _record(self, started: float, computed: float, frames: list[ImageResults]) -> None:

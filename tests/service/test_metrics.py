@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
@@ -103,6 +104,26 @@ def test_blank_images_are_counted_as_refused(client: TestClient) -> None:
         before, "digits_rejected_total", reason="no_ink"
     )
     assert added == 4
+
+
+def test_v2_answers_are_counted_as_predictions(client: TestClient) -> None:
+    """A V2-only deployment (KServe's) left digits_predictions_total and the confidence
+    histogram at 0, so the quality alerts and panels never saw its traffic: each image's
+    argmax and its probability are counted as /predict's answers are."""
+    tensor = {"name": "image", "datatype": "FP32", "shape": [3, 1, 28, 28], "data": [0.5] * 2352}
+    before = scrape(client)
+    response = client.post("/v2/models/tiny/infer", json={"inputs": [tensor]})
+    assert response.status_code == 200, response.text
+    rows = response.json()["outputs"][0]["data"]
+    after = scrape(client)
+
+    def added(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    digit = max(range(10), key=lambda d: rows[d])  # three identical images
+    assert added("digits_predictions_total", digit=str(digit)) == 3
+    assert added("digits_prediction_confidence_count") == 3
+    assert added("digits_prediction_confidence_sum") == pytest.approx(3 * rows[digit], rel=1e-5)
 
 
 def test_two_apps_in_one_process_have_separate_registries(tiny_onnx: Path) -> None:
