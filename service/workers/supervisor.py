@@ -187,7 +187,6 @@ class Supervisor:
         progress = worker.slot.read()
         worker.stop()
         worker.slot.close()
-        self._retired = [process for process in self._retired if process.poll() is None]
         self._retired.append(worker.process)
         pending = list(worker.outstanding.values())
         for request in pending:
@@ -232,7 +231,9 @@ class Supervisor:
         self._watch = self._loop.call_later(interval, self._check_timeouts)
 
     def _check_timeouts(self) -> None:
-        """Watchdog: a worker past the deadline on one image is killed and replaced."""
+        """Watchdog: a worker past the deadline on one image is killed and replaced; the
+        killed ones that have exited are reaped (they stayed zombies until the next kill)."""
+        self._retired = [process for process in self._retired if process.poll() is None]
         now, timeout = time.monotonic(), self._timeout
         for worker in list(self.workers):
             if worker.retired:

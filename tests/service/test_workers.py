@@ -309,10 +309,22 @@ def test_a_killed_worker_fails_only_its_request_and_is_replaced(
     assert image == encode_png(_in_process(GOOD[0]))
 
 
+REAP_WAIT_S = 5.0  # the watchdog looks at least once a second
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but was never waited for (Linux's /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" in status
+
+
 def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving(make_pool: Any) -> None:
     timeout = 0.5
 
-    async def scenario() -> tuple[BaseException | None, float, bytes | None, list[int]]:
+    async def scenario() -> tuple[BaseException | None, float, bytes | None, list[int], bool]:
         pool = make_pool(workers=1, timeout_seconds=timeout)
         await pool.start()
         try:
@@ -326,11 +338,17 @@ def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving(make_pool
             answer = asyncio.wait_for(_one(spin), 30 * timeout)
             error = (await asyncio.gather(answer, return_exceptions=True))[0]
             waited = time.monotonic() - started
-            return error, waited, (await _one(queued))[1], [stuck, *pool.pids]
+            image = (await _one(queued))[1]
+            # Killed alive, it stayed a zombie until the next kill: reaped while serving now.
+            deadline = time.monotonic() + REAP_WAIT_S
+            while _zombie(stuck) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return error, waited, image, [stuck, *pool.pids], not _zombie(stuck)
         finally:
             pool.close()
 
-    error, waited, queued_image, (stuck, *now) = _run(scenario())
+    error, waited, queued_image, (stuck, *now), reaped = _run(scenario())
+    assert reaped
     assert isinstance(error, ServiceError) and error.code == "invalid_image"
     assert "longer than 0.5 s" in error.message
     assert timeout <= waited < timeout * 4
