@@ -24,6 +24,7 @@ class OfflineTab:
     base_url: str
     left_loopback: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -41,6 +42,12 @@ def offline(browser: Any, page_url: str) -> Iterator[OfflineTab]:
 
     context.route("**/*", only_loopback)
     tab.page.on("pageerror", lambda error: tab.errors.append(str(error)))
+
+    def console(message: Any) -> None:
+        if message.type == "error":
+            tab.console_errors.append(message.text)
+
+    tab.page.on("console", console)
     tab.page.set_default_timeout(20_000)
     yield tab
     context.close()
@@ -93,6 +100,8 @@ def test_redoc_draws_every_operation_offline(offline: OfflineTab) -> None:
     assert menu.count() == len(operations)
     assert "Read the digit in one image" in page.locator("h2").all_inner_texts()
     assert offline.left_loopback == [] and offline.errors == []
+    # Its bundle asked for its vendor's logo from a CDN: the policy blocked it, with an error.
+    assert offline.console_errors == []
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
@@ -109,9 +118,12 @@ def test_docs_pages_load_nothing_from_elsewhere(client: Any, path: str) -> None:
         assert asset.status_code == 200 and len(asset.content) > 1000, url
 
 
-def test_docs_assets_are_revalidated_and_confined(client: Any) -> None:
-    answer = client.get("/docs/assets/swagger-ui-bundle.js")
+@pytest.mark.parametrize("bundle", ["swagger-ui-bundle.js", "redoc.standalone.js"])
+def test_docs_assets_are_revalidated_and_confined(client: Any, bundle: str) -> None:
+    answer = client.get(f"/docs/assets/{bundle}")
     assert answer.headers["cache-control"] == "no-cache"
+    assert answer.headers["content-type"].startswith("text/javascript")
+    assert b"https://cdn." not in answer.content
     again = client.get(answer.url, headers={"If-None-Match": answer.headers["etag"]})
     assert again.status_code == 304
     for path in ("/docs/assets/missing.js", "/docs/assets/..%2Fcore.py"):
