@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import mimetypes
+import os
 import re
 import stat
 import time
@@ -84,6 +86,16 @@ def _reason(exc: Exception) -> str:
     return text[0].lower() + text[1:]
 
 
+def _read_at_most(path: Path, limit: int) -> bytes:
+    """Up to ``limit`` bytes of ``path``, never waiting for them: a device with nothing to
+    read yet (a terminal) raises BlockingIOError, an OSError, instead of blocking the run."""
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+        data = file.read(limit)
+    if data is None:  # a non-blocking read that found nothing to read
+        raise BlockingIOError(errno.EAGAIN, "a device with nothing to read")
+    return data
+
+
 def wire_name(path: Path) -> str:
     """The file name as the request carries it: a name that is not UTF-8 (bytes a POSIX file
     system allows) has its undecodable bytes replaced, where httpx would raise."""
@@ -147,8 +159,7 @@ class DigitsClient:
                 if stat.S_ISFIFO(path.stat().st_mode):  # reading it would wait for a writer
                     results[index] = FileResult.failed(path, "unreadable_file", "a named pipe")
                     continue
-                with path.open("rb") as file:
-                    data = file.read(self.max_file_bytes + 1)
+                data = _read_at_most(path, self.max_file_bytes + 1)
             except OSError as exc:
                 results[index] = FileResult.failed(path, "unreadable_file", _reason(exc))
                 continue

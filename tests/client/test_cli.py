@@ -559,3 +559,24 @@ def test_a_folder_scan_fails_odd_entries_alone_as_when_named(
     assert scanned["loop.png"].startswith("unreadable_file: too many levels of symbolic links")
     named = errors(odd / "pipe.png", odd / "zero.png")
     assert named == {name: scanned[name] for name in ("pipe.png", "zero.png")}
+
+
+def test_a_terminal_named_like_an_image_fails_its_row_at_once(tmp_path: Path) -> None:
+    """A folder scan reads what is named like an image, devices included (a link to
+    /dev/zero fails as too large): a terminal with nothing typed, read as a file, waited for
+    ever. Its row fails at once, as the pipe's does."""
+    primary, secondary = os.openpty()  # the test holds the terminal open: a read would wait
+    try:
+        folder = tmp_path / "scan"
+        folder.mkdir()
+        (folder / "tty.png").symlink_to(os.ttyname(secondary))
+        answer = subprocess.run(
+            [sys.executable, "-m", "client", "predict", str(folder), "--json"],
+            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+        )  # fmt: skip
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert answer.returncode == EXIT_FILE_FAILED, answer.stderr
+    (record,) = json.loads(answer.stdout)
+    assert record["error"]["code"] == "unreadable_file", record
