@@ -45,27 +45,22 @@ class Answers:
     def __init__(self, metrics: Metrics, recent: RecentAnswers | None) -> None:
         self._metrics = metrics
         self._recent = recent
-        self._refs: dict[str, dict[str, str]] = {}  # sha256 -> the answers' "model" object
-        self._recorded: dict[str, dict[str, str]] = {}  # sha256 -> a correction's "model"
+        # sha256 -> the answers' "model" object and a correction record's (the same plus the
+        # file's sha256, since every trained model may carry the same name and version).
+        self._refs: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
 
     def ref(self, model: ModelInfo | None) -> dict[str, str]:
         """The answers' "model" object for ``model`` (one dict per model, shared)."""
-        if model is None:
-            return {}
-        ref = self._refs.get(model.sha256)
-        if ref is None:
-            ref = self._refs[model.sha256] = {"name": model.name, "version": model.version}
-        return ref
+        return self._refs_of(model)[0]
 
-    def recorded(self, model: ModelInfo | None) -> dict[str, str]:
-        """A correction record's "model" object: the answer's plus the file's sha256, since
-        every trained model may carry the same name and version (one dict per model)."""
+    def _refs_of(self, model: ModelInfo | None) -> tuple[dict[str, str], dict[str, str]]:
         if model is None:
-            return {}
-        recorded = self._recorded.get(model.sha256)
-        if recorded is None:
-            recorded = self._recorded[model.sha256] = {**self.ref(model), "sha256": model.sha256}
-        return recorded
+            return {}, {}
+        refs = self._refs.get(model.sha256)
+        if refs is None:
+            answer = {"name": model.name, "version": model.version}
+            refs = self._refs[model.sha256] = (answer, {**answer, "sha256": model.sha256})
+        return refs
 
     def observe_tensors(self, probabilities: np.ndarray) -> None:
         """V2 answers are probabilities, but their argmax and its probability are what the
@@ -90,7 +85,7 @@ class Answers:
         in its request) name each answer for a correction."""
         probabilities = results.probabilities
         rows, digits, pngs = probabilities.tolist(), probabilities.argmax(1).tolist(), results.pngs
-        ref, recorded = self.ref(results.model), self.recorded(results.model)
+        ref, recorded = self._refs_of(results.model)
         inputs = results.pixels
         explained = results.explanations
         values = _rounded(explained.maps) if explained is not None else None
