@@ -35,14 +35,15 @@ def images_in(folder: Path) -> list[Path]:
 
 
 def collect(paths: Iterable[Path]) -> list[Path]:
-    """Files to send, in the order given, each once; raises NoSuchPath for a missing path."""
+    """Files to send, in the order given, each once; raises NoSuchPath for a name that is not
+    there at all (a typo is a usage error, a link to nothing is a file that cannot be read)."""
     found: list[Path] = []
     seen: set[Path] = set()
     for path in paths:
         if path.is_dir():
             candidates = images_in(path)
-        elif path.exists():
-            candidates = [path]
+        elif path.exists() or path.is_symlink():
+            candidates = [path]  # a broken link fails its own row, as in a folder scan
         else:
             raise NoSuchPath(f"no such file or folder: {path}")
         for candidate in candidates:

@@ -522,7 +522,8 @@ def test_a_folder_scan_fails_odd_entries_alone_as_when_named(
     service_url: str, digit_folder: Path, tmp_path: Path
 ) -> None:
     """A named pipe, a link to /dev/zero and broken links named like images were left out of
-    a folder scan with no row and no warning; named, the first two fail their own rows."""
+    a folder scan with no row and no warning; named, each fails its own row as in the scan
+    (a broken link named ended the whole run as a usage error)."""
     odd = tmp_path / "odd"
     odd.mkdir()
     image = next(digit_folder.rglob("*.png"))
@@ -557,8 +558,9 @@ def test_a_folder_scan_fails_odd_entries_alone_as_when_named(
     assert scanned["zero.png"].startswith("file_too_large: ")
     assert scanned["dangling.png"].startswith("unreadable_file: no such file or directory")
     assert scanned["loop.png"].startswith("unreadable_file: too many levels of symbolic links")
-    named = errors(odd / "pipe.png", odd / "zero.png")
-    assert named == {name: scanned[name] for name in ("pipe.png", "zero.png")}
+    named = errors(*(odd / name for name in ("pipe.png", "zero.png", "dangling.png", "loop.png")))
+    assert named == {name: scanned[name] for name in named}
+    assert len(named) == 4
 
 
 def test_a_terminal_named_like_an_image_fails_its_row_at_once(tmp_path: Path) -> None:
