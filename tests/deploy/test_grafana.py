@@ -120,6 +120,19 @@ def test_refusals_are_never_a_share_of_requests(dashboard: dict[str, Any]) -> No
     assert "sum by (reason) (rate(digits_rejected_total" in target["expr"]
 
 
+def test_image_rates_are_not_labelled_as_requests(dashboard: dict[str, Any]) -> None:
+    """digits_predictions_total and digits_rejected_total count images (a batch of 64 is 64),
+    so Grafana's "reqps" unit (requests/s) misnamed them; requests are only
+    digits_http_requests_total's."""
+    for panel in dashboard["panels"]:
+        exprs = [target["expr"] for target in panel.get("targets", [])]
+        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        if unit == "reqps":
+            assert all("digits_http_requests_total" in expr for expr in exprs), panel["title"]
+        elif any("rate(digits_predictions_total" in expr for expr in exprs):
+            assert unit in ("ops", "percentunit"), panel["title"]
+
+
 def test_error_and_latency_panels_measure_the_predictions(dashboard: dict[str, Any]) -> None:
     """Over every route, a scanner's 404s (route "<unmatched>") made 80 % of the requests:
     the error ratio and the latency percentiles described the scanner, not the predictions.
