@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.contract import ModelInfo, ModelLoadError, ModelSpec
+from service.contract import ModelInfo, ModelLoadError, ModelSpec, v2_version
 from service.errors import NotReady, quoted
 from service.repository import gate
 from service.repository.gate import GateRequest
@@ -56,6 +56,36 @@ class LoadOutcome:
     @property
     def changed(self) -> bool:
         return self.info.sha256 != self.previous.sha256
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """What a load request names: the model (its routes' name) and, for an uploaded file,
+    the V2 version Triton's ``file:<version>/model.onnx`` gives it (None: any). A SIGHUP
+    addresses nothing and serves what the file names."""
+
+    name: str
+    version: str | None = None
+
+    def mismatch(self, name: str, version: str) -> str | None:
+        """Why a file whose metadata says ``name`` and ``version`` is not what was addressed."""
+        if name != self.name:
+            # Its routes would move to /v2/models/<its name>: every client of this one
+            # would get 404 from a load addressed to it (Triton loads the model named).
+            return (
+                f"its model is named {quoted(name)}, not {quoted(self.name)}, and a load "
+                "keeps the name the model's routes are addressed by"
+            )
+        served = v2_version(version)
+        if self.version is not None and int(self.version) != int(served):
+            # Served as its own version, a client that loaded "version 3" would find version
+            # 3 not ready and the answers naming another.
+            return (
+                f"its metadata says version {quoted(version)}, served as V2 version "
+                f"{served}, not {self.version} as its parameter names it: send it as "
+                f"'file:{served}/model.onnx'"
+            )
+        return None
 
 
 class ModelLoader:
@@ -90,16 +120,18 @@ class ModelLoader:
     def loading(self) -> bool:
         return self._lock.locked()
 
-    async def load(self, upload: bytes | None = None, name: str | None = None) -> LoadOutcome:
+    async def load(
+        self, upload: bytes | None = None, addressed: Addressed | None = None
+    ) -> LoadOutcome:
         """Serve ``upload`` (an ONNX file), or with None the file at DIGITS_MODEL_PATH as it is
-        now; ``name``: the model a request addressed, which the file must name (a SIGHUP
-        addresses none). Raises LoadRefused with the old model still serving."""
+        now; ``addressed``: what a request named, which the file must be. Raises LoadRefused
+        with the old model still serving."""
         if self._lock.locked():
             self._on_outcome("busy")
             raise LoadRefused("another model load is in progress; retry when it is done", 409)
         async with self._lock:
             try:
-                outcome = await self._load(upload, name)
+                outcome = await self._load(upload, addressed)
             except LoadRefused as exc:
                 if exc.status_code == 400:
                     self.refused(exc.message)
@@ -118,7 +150,7 @@ class ModelLoader:
         self.last_refusal = reason
         self._on_outcome("refused")
 
-    async def _load(self, upload: bytes | None, name: str | None) -> LoadOutcome:
+    async def _load(self, upload: bytes | None, addressed: Addressed | None) -> LoadOutcome:
         started = time.monotonic()
         previous = self.current
         if previous is None:
@@ -135,9 +167,12 @@ class ModelLoader:
             raise LoadRefused(f"{label}: could not keep a private copy of it: {exc}", 503) from exc
         serving = self._pool.model
         if spec.path == serving.path:  # the same bytes: nothing to do
+            mismatch = addressed and addressed.mismatch(previous.name, previous.version)
+            if mismatch:
+                raise LoadRefused(f"{label}: {mismatch}")
             return LoadOutcome(previous, previous, None, 0, time.monotonic() - started)
         try:
-            accuracy, digits = await self._check(spec, name)
+            accuracy, digits = await self._check(spec, addressed)
             info = await self._pool.reload(spec)
         except (ModelLoadError, NotReady) as exc:
             self._staging.release(spec, keep=self._pool.model)
@@ -162,9 +197,9 @@ class ModelLoader:
         )
         return outcome
 
-    async def _check(self, spec: ModelSpec, name: str | None) -> tuple[float, int]:
+    async def _check(self, spec: ModelSpec, addressed: Addressed | None) -> tuple[float, int]:
         """The gate's (accuracy, check digits) for ``spec`` (service/repository/gate.py), in a
-        child process; a file naming another model than ``name`` is refused."""
+        child process; a file that is not what the request ``addressed`` is refused."""
         request = GateRequest(spec, str(self._check_digits), self._min_accuracy)
         process = await asyncio.create_subprocess_exec(
             *gate.child("service.repository.gate", request.to_json()),
@@ -174,14 +209,10 @@ class ModelLoader:
         try:
             out, err = await asyncio.wait_for(process.communicate(), gate.TIMEOUT_S)
             report = gate.outcome(process.returncode, out, err)
-            named = str(report["info"]["name"])
-            if name is not None and named != name:
-                # Its routes would move to /v2/models/<its name>: every client of this one
-                # would get 404 from a load addressed to it (Triton loads the model named).
-                raise RefusedFile(
-                    f"its model is named {quoted(named)}, not {quoted(name)}, and a load "
-                    "keeps the name the model's routes are addressed by"
-                )
+            info = report["info"]
+            mismatch = addressed and addressed.mismatch(str(info["name"]), str(info["version"]))
+            if mismatch:
+                raise RefusedFile(mismatch)
             return float(report["accuracy"]), int(report["digits"])
         except TimeoutError:
             process.kill()

@@ -42,8 +42,23 @@ def files(tmp_path_factory: pytest.TempPathFactory, shipped_model: Path) -> File
     )
 
 
-def upload_body(path: Path) -> dict[str, dict[str, str]]:
-    return {"parameters": {"file:1/model.onnx": base64.b64encode(path.read_bytes()).decode()}}
+def file_version(path: Path) -> str:
+    """The V2 version a file's metadata gives it ("2.0.0" -> "2"; "1" for a file that has
+    none or is not ONNX): what ``file:<version>/model.onnx`` must name to load it."""
+    import onnx
+
+    try:
+        metadata = {entry.key: entry.value for entry in onnx.load(path).metadata_props}
+    except Exception:  # noqa: BLE001 - junk files are loaded too, to be refused
+        return "1"
+    return metadata.get("version", "1").split(".")[0]
+
+
+def upload_body(path: Path, version: str | None = None) -> dict[str, dict[str, str]]:
+    """A load request carrying ``path`` as Triton's file parameter, named by ``version`` (by
+    default the file's own)."""
+    parameter = f"file:{version or file_version(path)}/model.onnx"
+    return {"parameters": {parameter: base64.b64encode(path.read_bytes()).decode()}}
 
 
 @pytest.fixture

@@ -239,6 +239,36 @@ def test_a_file_naming_another_model_is_refused(
     assert "named 'mnistnet'" in refused["reason"]
 
 
+@pytest.mark.parametrize(
+    ("file", "version", "metadata"), [("v2", "3", "2.0.0"), ("v3", "1", "3.0.0")]
+)
+def test_a_file_sent_as_another_version_is_refused(
+    admin: TestClient, files: Files, file: str, version: str, metadata: str
+) -> None:
+    """Triton's file:<version>/model.onnx named a version the load then ignored: a file sent
+    as version 3 answered 200 and served as its own, and version 3 was never ready."""
+    response = admin.post(LOAD, headers=AUTH, json=upload_body(getattr(files, file), version))
+    assert response.status_code == 400
+    message = response.json()["error"]
+    assert (
+        f"says version '{metadata}', served as V2 version {metadata[0]}, not {version}" in message
+    )
+    assert f"'file:{metadata[0]}/model.onnx'" in message
+    assert admin.get("/v2/models/lenet5").json()["versions"] == ["1"]
+    assert predict(admin)["model"]["version"] == "1.0.0"
+    _, refused = admin.post(INDEX, headers=AUTH).json()
+    assert refused["reason"] == message.removeprefix("failed to load 'lenet5': ")
+
+
+def test_the_served_file_sent_as_another_version_is_refused(
+    admin: TestClient, shipped_model: Path
+) -> None:
+    """The served bytes again ("nothing to change") under another version's name."""
+    response = admin.post(LOAD, headers=AUTH, json=upload_body(shipped_model, "3"))
+    assert response.status_code == 400 and "not 3" in response.json()["error"]
+    assert admin.post(LOAD, headers=AUTH, json=upload_body(shipped_model)).status_code == 200
+
+
 def test_index_and_unload(admin: TestClient) -> None:
     entry = {"name": "lenet5", "version": "1", "state": "READY", "reason": ""}
     assert admin.post("/v2/repository/index", headers=AUTH).json() == [entry]

@@ -49,7 +49,7 @@ def test_tritonclient_loads_indexes_and_reads_statistics(
     shutil.copyfile(files.v2, model_path)
     client.load_model("lenet5", headers=AUTH)  # body-less: reread DIGITS_MODEL_PATH
     assert client.get_model_metadata("lenet5")["versions"][0].split(".")[0] == "2"
-    client.load_model("lenet5", headers=AUTH, files={"file:1/model.onnx": files.v3.read_bytes()})
+    client.load_model("lenet5", headers=AUTH, files={"file:3/model.onnx": files.v3.read_bytes()})
     assert client.get_model_metadata("lenet5")["versions"][0].split(".")[0] == "3"
     with pytest.raises(InferenceServerException, match="below the floor"):
         client.load_model(

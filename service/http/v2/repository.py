@@ -7,7 +7,8 @@ SHA-256 digests, so not even its length leaks) and never logged or echoed.
 
 A load with no body reloads the file at DIGITS_MODEL_PATH; with
 ``{"parameters": {"file:<version>/model.onnx": "<base64>"}}`` it loads that file (at most
-DIGITS_MAX_MODEL_BYTES); Triton's ``config`` parameter beside it is checked, not applied.
+DIGITS_MAX_MODEL_BYTES; the version its metadata gives it must be the one named); Triton's
+``config`` parameter beside it is checked, not applied.
 What a load does: service/repository/loader.py. With several front-end processes
 (DIGITS_FRONT_ENDS) a load is refused with the way that reaches them all: SIGHUP to the main
 process.
@@ -33,7 +34,7 @@ from service.http.state import ServiceState, state_of
 from service.http.v2.encoding import decode_body
 from service.http.v2.errors import V2Error, documented, unknown_model
 from service.http.v2.metadata import BACKEND, PLATFORM
-from service.repository.loader import LoadRefused
+from service.repository.loader import Addressed, LoadRefused
 
 router = APIRouter(prefix="/v2/repository", tags=["KServe V2 model repository"])
 
@@ -143,8 +144,9 @@ def _check_config(config: Any, model_name: str) -> None:
             raise V2Error(f"'config' asks for {field} {quoted(parsed[field])}; served: '{served}'")
 
 
-def _uploaded_file(body: Any, limit: int, model_name: str) -> bytes | None:
-    """The ONNX file a load request carries, or None for a reload of DIGITS_MODEL_PATH."""
+def _uploaded_file(body: Any, limit: int, model_name: str) -> tuple[bytes, str] | None:
+    """The ONNX file a load request carries and the version its parameter names, or None for
+    a reload of DIGITS_MODEL_PATH."""
     if body is None:
         return None
     if not isinstance(body, dict) or not isinstance(body.get("parameters", {}), dict):
@@ -155,7 +157,8 @@ def _uploaded_file(body: Any, limit: int, model_name: str) -> bytes | None:
         raise V2Error(f"unknown field(s) {unknown}; expected only 'parameters'")
     if "config" in parameters:
         _check_config(parameters["config"], model_name)
-    files = [name for name in parameters if _FILE_PARAMETER.match(name)]
+    # Each file parameter's name and the version it names.
+    files = {name: match.group(1) for name in parameters if (match := _FILE_PARAMETER.match(name))}
     others = sorted(set(parameters) - {*files, "config"})
     if others:
         raise V2Error(
@@ -165,20 +168,21 @@ def _uploaded_file(body: Any, limit: int, model_name: str) -> bytes | None:
         return None
     if len(files) > 1:
         raise V2Error(f"one model file per load, got {sorted(files)}")
-    encoded = parameters[files[0]]
+    ((parameter, version),) = files.items()
+    encoded = parameters[parameter]
     if not isinstance(encoded, str):
-        raise V2Error(f"'{files[0]}' must be the file's bytes in base64")
+        raise V2Error(f"'{parameter}' must be the file's bytes in base64")
     if len(encoded) > 4 * (limit // 3 + 1):
         raise V2Error(f"the model file is over the limit of {limit} bytes", 413)
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise V2Error(f"'{files[0]}' is not valid base64: {exc}") from exc
+        raise V2Error(f"'{parameter}' is not valid base64: {exc}") from exc
     if len(data) > limit:
         raise V2Error(f"the model file of {len(data)} bytes is over the limit of {limit}", 413)
     if not data:
-        raise V2Error(f"'{files[0]}' is empty")
-    return data
+        raise V2Error(f"'{parameter}' is empty")
+    return data, version
 
 
 @router.post(
@@ -204,7 +208,11 @@ async def load_model(request: Request, model_name: str) -> Response:
         state.loader.refused(f"the request: {exc.message}")
         return _error(exc)
     try:
-        outcome = await state.loader.load(upload, model_name)
+        if upload is None:
+            outcome = await state.loader.load(None, Addressed(model_name))
+        else:
+            data, version = upload
+            outcome = await state.loader.load(data, Addressed(model_name, version))
     except LoadRefused as exc:
         return V2Error(f"failed to load '{model_name}': {exc.message}", exc.status_code).response()
     info, previous = outcome.info, outcome.previous
