@@ -243,8 +243,10 @@ def test_an_answer_is_compressed_as_the_client_accepts(
     assert response.status_code == 200 and "content-encoding" not in plain.headers
     assert response.headers.get("content-encoding") == coding
     assert response.content == plain.content  # httpx undoes the coding it was given
+    # Every negotiated answer says so, plain ones too (RFC 9110 12.5.5): a cache that kept
+    # a plain answer would otherwise serve it to clients that asked for gzip, and the reverse.
+    assert response.headers["vary"] == plain.headers["vary"] == "Accept-Encoding"
     if coding is not None:
-        assert response.headers["vary"] == "Accept-Encoding"
         assert response.num_bytes_downloaded < len(plain.content) / 2
 
 
@@ -254,6 +256,7 @@ def test_a_small_answer_is_sent_plain(http: httpx.Client) -> None:
     body = json.dumps(_header(data=[0.5] * 784)).encode()
     response = http.post(INFER, content=body, headers={"Accept-Encoding": "gzip"})
     assert response.status_code == 200 and "content-encoding" not in response.headers
+    assert response.headers["vary"] == "Accept-Encoding"
 
 
 def test_binary_size_mismatches_are_400(http: httpx.Client) -> None:

@@ -123,7 +123,9 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
 async def _answer(body: bytes, header_length: int | None, accept_encoding: str | None) -> Response:
     """The inference answer, compressed when the client asks (tritonclient's
     ``response_compression_algorithm``); a large one is compressed off the event loop."""
-    headers = {}
+    # Plain answers vary on Accept-Encoding too (RFC 9110 12.5.5): a cache must not hand a
+    # plain one to a client that asked for gzip, nor the reverse.
+    headers = {"Vary": "Accept-Encoding"}
     if header_length is not None:  # it counts the JSON header before any compression
         headers["Inference-Header-Content-Length"] = str(header_length)
     coding = accepted_coding(accept_encoding)
@@ -132,7 +134,7 @@ async def _answer(body: bytes, header_length: int | None, accept_encoding: str |
     else:
         body, coding = encode_body(body, coding)
     if coding is not None:
-        headers |= {"Content-Encoding": coding, "Vary": "Accept-Encoding"}
+        headers["Content-Encoding"] = coding
     media_type = "application/json" if header_length is None else "application/octet-stream"
     return Response(body, media_type=media_type, headers=headers)
 
