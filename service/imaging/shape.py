@@ -10,12 +10,17 @@ the model gets (the pipeline's output is untouched), and say what the fit hid:
 - fill: the ink covers nearly all of its own box (a blot, a filled rectangle, a photo of a
   surface), unless the box is a bar: a 1 fills its box too;
 - holes: the ink closes many loops around the paper (a flower, a tangle, a mesh); a digit
-  closes at most two, an 8.
+  closes at most two, an 8;
+- stacked: rows of paper across the whole ink split it into two tall parts, one above the
+  other (two digits written one under the other, a fraction): the model, which learnt side
+  by side pairs as non-digits, read 66 of 100 such pairs as one digit.
 
 The limits sit beyond the extremes of MNIST's 70 000 digits (measured on the 28x28 images:
 widest 2.5, most pieces 4, fullest box 0.87 among boxes not thinner than a bar, most holes 4
 where sloppy strokes cross), so what the model answers for real digits is what it answered
-before. ``characters_in_a_row`` is no signal: it only words a refusal (a number sent whole).
+before; "stacked" alone refuses some: 5 of the 70 000 (a 5's flag or a 3's lower stroke
+written far apart; docs/performance.md, "Two digits one above the other").
+``characters_in_a_row`` is no signal: it only words a refusal (a number sent whole).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ MAX_FILL = 0.92  # share of the ink's box that is ink; MNIST's boldest round dig
 BAR_ASPECT = 0.4  # ...among boxes at least this wide for their height: a 1 is a full bar
 MAX_HOLES = 5  # pieces of paper enclosed by ink; MNIST's digits have 0 to 4
 ROW_PIECE_HEIGHT = 0.5  # of the ink's height: a piece this tall is a character of a row
+STACK_PART = 0.25  # of the ink's height: each part above and below a stacked gap at least
+STACK_GAP = 0.2  # of the ink's height: paper rows between them; MNIST's digits' gaps are less
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +49,7 @@ class Shape:
     pieces: int
     fill: float  # ink pixels / box pixels
     holes: int  # pieces of paper the ink encloses
+    stacked: bool = False  # two tall parts of ink, one above the other, paper between
 
     def oddity(self) -> str | None:
         """Why no digit looks like this, in words, or None when nothing is odd."""
@@ -53,6 +61,8 @@ class Shape:
             return f"ink fills {self.fill:.0%} of its box"
         if self.holes > MAX_HOLES:
             return f"its ink closes {self.holes} loops"
+        if self.stacked:
+            return "its ink is in two parts, one above the other"
         return None
 
 
@@ -74,7 +84,22 @@ def measure_shape(pixels: np.ndarray) -> Shape:
         areas = np.bincount(labels.ravel(), minlength=count)
         pieces = int(np.count_nonzero(areas[1:] >= MIN_PIECE_PIXELS))
     fill = inked / (width * height)
-    return Shape(aspect=width / height, pieces=pieces, fill=fill, holes=_holes(ink))
+    stacked = count > 2 and _stacked(ink)
+    return Shape(width / height, pieces, fill, _holes(ink), stacked)
+
+
+def _stacked(ink: np.ndarray) -> bool:
+    """Whether rows of paper at least STACK_GAP of the ink's height cross the whole ink
+    between a part above and a part below, each at least STACK_PART of it."""
+    rows = np.flatnonzero(ink.any(axis=1))
+    top, height = int(rows[0]), int(rows[-1] - rows[0] + 1)
+    gaps = np.diff(rows) - 1  # paper rows after each inked row
+    for index in np.flatnonzero(gaps >= STACK_GAP * height):
+        above = int(rows[index]) - top + 1
+        below = height - above - int(gaps[index])
+        if min(above, below) >= STACK_PART * height:
+            return True
+    return False
 
 
 def _holes(ink: np.ndarray) -> int:

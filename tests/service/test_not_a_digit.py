@@ -244,6 +244,27 @@ def test_shape_signals_of_a_digit_and_of_non_digits() -> None:
     assert measure_shape(dots).pieces == 9 and "pieces" in (measure_shape(dots).oddity() or "")
 
 
+def test_two_tall_parts_one_above_the_other_are_refused() -> None:
+    """Paper rows across the whole ink, a fifth of its height, between two parts each a
+    quarter of it: two digits one under the other. A 5's flag apart from its body or a
+    stroke broken by a skipping pen leaves a narrower gap or a shorter part."""
+    pair = np.zeros((28, 28), np.float32)
+    pair[4:12, 10:17] = 1.0
+    pair[16:24, 10:17] = 1.0  # a gap of 4 rows in 20
+    assert measure_shape(pair).stacked
+    assert measure_shape(pair).oddity() == "its ink is in two parts, one above the other"
+    pair[12:13, 12:14] = 1.0  # the gap narrowed to 3 rows
+    assert not measure_shape(pair).stacked
+    five = np.zeros((28, 28), np.float32)
+    five[4:7, 10:20] = 1.0  # a flag written apart, 3 rows high in 20
+    five[11:24, 8:18] = 1.0
+    assert not measure_shape(five).stacked and measure_shape(five).oddity() is None
+    side_by_side = np.zeros((28, 28), np.float32)
+    side_by_side[6:22, 4:10] = 1.0
+    side_by_side[6:22, 16:24] = 1.0
+    assert not measure_shape(side_by_side).stacked
+
+
 def test_loops_closed_by_the_ink_are_counted_and_many_are_refused() -> None:
     """An 8 closes two loops; a mesh of nine, more than any MNIST digit (at most 4), is odd.
     Paper that reaches the edge is no loop, nor is a speck of paper under 3 pixels."""
