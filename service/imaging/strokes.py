@@ -1,6 +1,7 @@
 """The digit's strokes kept, everything else dropped: specks, stray shading, dark things cut
 by the frame (edges.py: a finger, the table, a turned sheet's corners), a form's printed
-lines apart from the digit and a circle drawn round it (forms.py), those it touches
+lines apart from the digit and a circle drawn round it (forms.py), a screenshot's buttons
+(panels.py), those it touches
 (joined.py: the line it is written on, a box) and a page's lines (lines.py: a notebook's,
 a grid).
 
@@ -20,6 +21,7 @@ from service.imaging.forms import without_form_lines
 from service.imaging.grain import close_gaps, with_grains
 from service.imaging.joined import without_joined_lines
 from service.imaging.lines import without_printed_lines
+from service.imaging.panels import without_panels
 
 STRONG = 0.5  # "certainly ink": half the ink level above the floor
 WEAK = 0.04  # faint anti-aliased edges are kept when they touch certain ink
@@ -54,7 +56,7 @@ def keep_strokes(ink: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, int]:
     if weak_count == 2:  # one weak component, so it holds every stroke: the common case
         return cv2.bitwise_and(ink, weak), 1
     _, labels, stats, _ = cv2.connectedComponentsWithStats(strong, connectivity=8, ltype=cv2.CV_32S)
-    kept, gaps = _strokes(strong, labels, stats)
+    kept, gaps = _strokes(strong, labels, stats, ink, lut)
     touching = _weak_components_of(kept, labels, stats, weak_labels, weak_count)
     if len(touching) == weak_count - 1:
         strokes = cv2.bitwise_and(ink, weak)
@@ -73,7 +75,9 @@ def keep_strokes(ink: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, int]:
     return strokes, cv2.connectedComponents(at_least(strokes, 1), connectivity=8)[0] - 1
 
 
-def _strokes(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, int]:
+def _strokes(
+    strong: np.ndarray, labels: np.ndarray, stats: np.ndarray, ink: np.ndarray, lut: np.ndarray
+) -> tuple[np.ndarray, int]:
     """Labels of the strong components that are the digit: not specks, not dark things cut
     by the frame, not a form's printed lines; and the gaps to close between them, in pixels
     (0 unless they are the grains of chalk or crayon: grain.py)."""
@@ -84,7 +88,7 @@ def _strokes(strong: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> tuple
     specks = areas < SPECK_FRACTION * areas.max()
     kept = np.flatnonzero(~specks) + 1
     if len(kept) > 1:
-        kept = without_form_lines(kept, labels, stats)
+        kept = without_panels(without_form_lines(kept, labels, stats), labels, stats, ink, lut)
     if not specks.any():
         return kept, 0
     return with_grains(kept, labels, stats, specks & (areas > 0))
