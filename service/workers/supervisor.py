@@ -71,9 +71,10 @@ class Supervisor:
         """Spawn the workers and wait until each has opened the model; the model they
         describe. Raises ModelLoadError (and stops them) when one cannot."""
         self._loop = asyncio.get_running_loop()
-        self.workers = [self._spawn() for _ in range(self.size)]
-        announced = asyncio.gather(*(worker.announced for worker in self.workers))
         try:
+            for _ in range(self.size):  # one by one: a spawn failing midway stops the others
+                self.workers.append(self._spawn())
+            announced = asyncio.gather(*(worker.announced for worker in self.workers))
             infos = await asyncio.wait_for(announced, STARTUP_ALLOWANCE_S)
         except TimeoutError:
             self.close()
@@ -222,8 +223,19 @@ class Supervisor:
         self._dispatcher.resend(request)
 
     def _respawn(self, worker: WorkerConnection) -> None:
-        if not self.closed and not self.retiring:
-            self.workers[self.workers.index(worker)] = self._spawn()
+        if self.closed or self.retiring:
+            return
+        try:
+            successor = self._spawn()
+        except OSError as exc:
+            # Out of processes or descriptors for now (a flood of connections): the slot
+            # would stay dead for good, so it is tried again, as for a worker that failed
+            # to start; the other workers take its inputs meanwhile.
+            logger.error("could not start a worker (%s); retrying in %g s", exc, RESTART_BACKOFF_S)
+            assert self._loop is not None
+            self._loop.call_later(RESTART_BACKOFF_S, self._respawn, worker)
+            return
+        self.workers[self.workers.index(worker)] = successor
 
     def _schedule_watch(self) -> None:
         assert self._loop is not None

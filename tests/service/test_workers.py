@@ -418,6 +418,68 @@ def test_a_request_refused_while_every_worker_restarts_leaves_no_unread_error(
     assert queued == 0  # the refused images no longer count against admission
 
 
+def _failing_spawns(monkeypatch: pytest.MonkeyPatch, failing: set[int]) -> list[int]:
+    """Make the supervisor's spawns numbered in ``failing`` (from 1) raise EMFILE, as with
+    no file descriptor left for the worker's socket pair; the pids of those that ran."""
+    from service.workers import supervisor
+
+    real, calls, pids = supervisor.spawn, [0], []
+
+    def spawn(*args: Any) -> Any:
+        calls[0] += 1
+        if calls[0] in failing:
+            raise OSError(24, "Too many open files")
+        worker = real(*args)
+        pids.append(worker.process.pid)
+        return worker
+
+    monkeypatch.setattr(supervisor, "spawn", spawn)
+    return pids
+
+
+def test_a_spawn_failing_at_start_stops_the_workers_already_started(
+    make_pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first worker was left running when the second could not be spawned."""
+    pids = _failing_spawns(monkeypatch, {2})
+
+    async def scenario() -> None:
+        with pytest.raises(OSError, match="Too many open files"):
+            await make_pool().start()
+
+    _run(scenario())
+    assert len(pids) == 1 and _gone(pids[0])
+
+
+def test_a_worker_that_cannot_be_respawned_is_tried_again(
+    make_pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead worker whose successor could not be spawned (no descriptor left) stayed dead
+    for good, the exception lost in asyncio's callback, and the inputs it held were never
+    sent again: their callers waited forever."""
+    pids = _failing_spawns(monkeypatch, {3})
+
+    async def scenario() -> tuple[list[int], list[Any]]:
+        pool = make_pool()
+        await pool.start()
+        try:
+            os.kill(pool.pids[0], signal.SIGKILL)
+            answers = []
+            deadline = time.monotonic() + 10
+            while len(pids) < 3 and time.monotonic() < deadline:  # the retry, after a second
+                # Bounded: the killed worker's inputs were never sent again, and waited forever.
+                answers += await asyncio.wait_for(_each_image(pool.classify_many(GOOD[:1])), 10)
+                await asyncio.sleep(0.1)
+            await asyncio.wait_for(_each_image(pool.classify_many(GOOD[:2])), 10)
+            return pool.pids, answers
+        finally:
+            pool.close()
+
+    serving, answers = _run(scenario())
+    assert len(pids) == 3 and serving == [pids[2], pids[1]]  # the third spawn failed
+    assert answers and all(isinstance(answer, tuple) for answer in answers), answers
+
+
 def test_close_leaves_no_child_processes(make_pool: Any) -> None:
     async def scenario() -> list[int]:
         pool = make_pool()
