@@ -26,7 +26,14 @@ from service.errors import InvalidImage, ServiceError
 from service.imaging.header import MAX_MESSAGE, read_header
 from service.imaging.histograms import PixelHistogram
 from service.imaging.resampling import WORK_SIDE
-from service.imaging.segments import MAX_SEGMENTS, PNG_SIGNATURE, png_chunk_kinds, segment_count
+from service.imaging.segments import (
+    MAX_JPEG_SCANS,
+    MAX_SEGMENTS,
+    PNG_SIGNATURE,
+    jpeg_scans,
+    png_chunk_kinds,
+    segment_count,
+)
 
 logger = logging.getLogger("service.imaging")
 
@@ -245,6 +252,11 @@ def decode_gray(data: bytes, allowed_formats: Collection[str], max_pixels: int) 
         raise InvalidImage(
             f"the file holds more than {MAX_SEGMENTS} metadata segments (PNG chunks, JPEG "
             "markers or GIF blocks) and no image needs as many: save the image again"
+        )
+    if (scans := jpeg_scans(data)) > MAX_JPEG_SCANS:
+        raise InvalidImage(
+            f"the JPEG holds {scans} scans, more than the {MAX_JPEG_SCANS} allowed (encoders "
+            "write about ten, and each one is a pass over the whole image): save it again"
         )
     if "PNG" in allowed_formats:
         plain = decode_plain_png(data, max_pixels)

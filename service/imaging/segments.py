@@ -7,6 +7,11 @@ photograph of that size decodes in a tenth of a second (docs/performance.md, "Fi
 segments"). Real files hold tens of segments, a few thousand at most (a PNG's image data
 split into small chunks); a file with more is refused before any parser sees it. The walk
 stops there, so it costs a few microseconds for a real file.
+
+A progressive JPEG's scans come after its first one, past that walk, and each scan is a pass
+over the whole image: 8,000 scans of 82 bytes in an 800 KB file held a worker past its
+10-second limit, and the killed worker's other images with it (docs/performance.md, "A
+JPEG of thousands of scans"). Encoders write about ten; more than MAX_JPEG_SCANS are refused.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from collections.abc import Iterator
 from itertools import islice
 
 MAX_SEGMENTS = 10_000
+MAX_JPEG_SCANS = 64
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RSTn, SOI: no length follows
 _JPEG_SCAN, _JPEG_END = 0xDA, 0xD9
+_JPEG_PROGRESSIVE_FRAMES = (b"\xff\xc2", b"\xff\xc6", b"\xff\xca", b"\xff\xce")  # SOF2, 6, 10, 14
 _GIF_EXTENSION, _GIF_IMAGE = 0x21, 0x2C
 
 
@@ -31,6 +38,20 @@ def segment_count(data: bytes) -> int:
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return _gif_blocks(data)
     return 0
+
+
+def jpeg_scans(data: bytes) -> int:
+    """The scans of a progressive JPEG; 0 for other files. A sequential JPEG's decoder
+    rejects a scan repeated, and counting costs a tenth of decoding a large photo, so only a
+    progressive frame's are counted. Its start-of-scan marker cannot occur inside entropy-
+    coded data, where every 0xFF byte is followed by 0x00 or a restart marker, so counting
+    the two bytes counts the scans (an embedded thumbnail's among them)."""
+    if not data.startswith(b"\xff\xd8"):
+        return 0
+    header = data[: data.find(b"\xff\xda")]
+    if not any(marker in header for marker in _JPEG_PROGRESSIVE_FRAMES):
+        return 0
+    return data.count(b"\xff\xda")
 
 
 def png_chunk_kinds(data: bytes) -> Iterator[bytes]:

@@ -44,6 +44,15 @@ GIF_DATA = encode(draw_digit(), "GIF")
 MANY_CHUNKS = _with_empty_segments(GOOD, 33, struct.pack(">I4sI", 0, b"prVt", crc32(b"prVt")))
 MANY_MARKERS = _with_empty_segments(JPEG_DATA, 2, b"\xff\xfe\x00\x02")  # empty comments
 MANY_BLOCKS = _with_empty_segments(GIF_DATA, _after_gif_colour_table(GIF_DATA), b"\x21\xfe\x00")
+PROGRESSIVE = encode(draw_digit().convert("RGB"), "JPEG", progressive=True)
+
+
+def _with_scans(data: bytes, count: int) -> bytes:
+    """A progressive JPEG with its last scan repeated ``count`` times before its end: each
+    one a pass over the whole image for the decoder."""
+    last_scan = data[data.rfind(b"\xff\xda") : -2]
+    return data[:-2] + last_scan * count + data[-2:]
+
 
 # (name, request kwargs, status, code)
 CORPUS = [
@@ -244,6 +253,18 @@ def test_bad_input_gets_a_clear_4xx(
     assert response.headers["x-request-id"]
     follow_up = hardened.post("/predict", content=GOOD, headers=RAW)
     assert follow_up.status_code == 200  # still serving
+
+
+def test_a_jpeg_of_many_scans_is_refused_before_it_is_decoded(hardened: TestClient) -> None:
+    """Scans come after the markers the segment count walks: 8,000 of them in an 800 KB
+    file held a worker past its time limit, and the images it held failed with it."""
+    jpeg = {"Content-Type": "image/jpeg"}
+    assert hardened.post("/predict", content=PROGRESSIVE, headers=jpeg).status_code == 200
+    response = hardened.post("/predict", content=_with_scans(PROGRESSIVE, 100), headers=jpeg)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_image"
+    assert error["message"].startswith("the JPEG holds 110 scans, more than the 64 allowed")
 
 
 def test_a_bomb_is_told_the_services_limit_not_pillows(hardened: TestClient) -> None:
