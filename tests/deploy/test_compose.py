@@ -94,7 +94,7 @@ def test_podman_compose_runs_the_api_service_as_declared(quiet_podman: Path) -> 
         "-p 127.0.0.1:8000:8000",
         "--restart unless-stopped",
         "--cpus 2.0",
-        "-m 512m",
+        "-m 2g",
         "--health-start-period 20s",
     ):
         assert expected in flags, f"{expected!r} missing from: {flags}"

@@ -12,7 +12,14 @@ import kubernetes_validate
 import pytest
 
 from service.workers.supervisor import SHUTDOWN_GRACE_S
-from tests.deploy.tools import DEPLOY, DOCKERFILE, K8S_DIR, load_yaml, load_yaml_all
+from tests.deploy.tools import (
+    DEPLOY,
+    DOCKERFILE,
+    K8S_DIR,
+    load_yaml,
+    load_yaml_all,
+    room_for_workers,
+)
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.33.0")
 
@@ -110,6 +117,9 @@ def test_pods_are_non_root_read_only_and_bounded(resources: dict[str, dict[str, 
     assert api["securityContext"]["allowPrivilegeEscalation"] is False
     assert {mount["mountPath"] for mount in api["volumeMounts"]} == {"/tmp"}
     assert api["resources"]["requests"]["cpu"] and api["resources"]["limits"]["memory"]
+    # One CPU, one worker: 512Mi let one large image's decode get the pod OOM-killed.
+    assert api["resources"]["limits"]["cpu"] == "1"
+    assert room_for_workers(int(api["resources"]["limits"]["memory"].removesuffix("Gi")) * 1024, 1)
 
 
 def test_scaling_keeps_capacity(resources: dict[str, dict[str, Any]]) -> None:

@@ -21,7 +21,7 @@ import pytest
 from kubernetes_validate.utils import schema_contents
 
 from service.workers.supervisor import SHUTDOWN_GRACE_S
-from tests.deploy.tools import DEPLOY, load_yaml
+from tests.deploy.tools import DEPLOY, load_yaml, room_for_workers
 
 MANIFEST = DEPLOY / "kserve" / "inferenceservice.yaml"
 FIELDS = json.loads((Path(__file__).parent / "kserve_v1beta1_fields.json").read_text())["classes"]
@@ -153,6 +153,7 @@ def test_resources_and_scaling_follow_the_capacity_figures(service: dict[str, An
     assert resources["requests"]["cpu"] == resources["limits"]["cpu"] == "2"
     limit_mib = int(resources["limits"]["memory"].removesuffix("Mi"))
     assert limit_mib >= 1.5 * SWAP_PEAK_MIB  # a model swap runs two generations at once
+    assert room_for_workers(limit_mib, 2)  # both workers decoding an image at the limit
     assert predictor["scaleMetric"] == "concurrency"
     assert 0 < predictor["scaleTarget"] < SATURATING_CONCURRENCY
     assert (

@@ -40,3 +40,13 @@ def load_yaml(path: Path) -> Any:
 
 def load_yaml_all(text: str) -> list[Any]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+# README, "Memory": a worker at idle, the front end, and a worker's peak decoding one image at
+# the 40-megapixel limit (a WebP; docs/performance.md, "A worker's memory on large images").
+WORKER_IDLE_MIB, FRONT_END_MIB, IMAGE_PEAK_MIB = 90, 60, 614
+
+
+def room_for_workers(limit_mib: int, workers: int) -> bool:
+    """Whether a memory limit holds the front end and ``workers`` workers each at the peak."""
+    return limit_mib >= FRONT_END_MIB + workers * (WORKER_IDLE_MIB + IMAGE_PEAK_MIB)
