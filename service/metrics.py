@@ -31,7 +31,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from service.contract import ModelInfo
+from service.contract import DEFAULT_LABELS, ModelInfo
 from service.repository.statistics import InferenceStatistics
 from service.workers.protocol import ShadowReport
 
@@ -45,7 +45,6 @@ STEP_BUCKETS = (
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
-DIGITS = tuple(str(digit) for digit in range(10))
 
 
 class Metrics:
@@ -175,7 +174,7 @@ class Metrics:
         # observed at the same places, from the same numbers the workers report.
         self.statistics = InferenceStatistics()
         # Children created up front: label lookups off the hot path, zero series visible at once.
-        self._digit_counters = tuple(self.predictions.labels(digit) for digit in DIGITS)
+        self._digit_counters = tuple(self.predictions.labels(digit) for digit in DEFAULT_LABELS)
         for reason in (
             "overloaded",
             "headers_too_large",

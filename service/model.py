@@ -188,8 +188,9 @@ class DigitClassifier:
 
 def check(argv: list[str]) -> int:
     """``python -m service.model SPEC_JSON``: open the model once and write its ModelInfo JSON
-    on stdout, or its one-line ModelLoadError on stderr (exit 1). The server checks its model
-    this way before it binds its port, without loading ONNX Runtime itself."""
+    on stdout, or its one-line ModelLoadError on stderr (exit 1). The server checks a shadow
+    model (DIGITS_SHADOW_MODEL_PATH) this way before it binds its port, without loading ONNX
+    Runtime itself; the served model goes through the load gate (repository/gate.py)."""
     spec = ModelSpec(**json.loads(argv[0]))
     try:
         classifier = DigitClassifier.open(spec)

@@ -14,8 +14,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
-from service.errors import ServiceError
-from service.http.observability import CLIENT_CLOSED
+from service.errors import InternalError, ServiceError, ValidationFailed
+from service.http.observability import CLIENT_CLOSED, METHODS
 from service.http.v2.errors import error_body, not_served
 
 logger = logging.getLogger("service.errors")
@@ -33,7 +33,6 @@ _STATUS_CODES = {
     429: "too_many_requests",
     503: "not_ready",
 }
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def error_response(
@@ -79,7 +78,7 @@ def _allow(request: Request) -> dict[str, str]:
     wherever GET does (service/http/middleware.py, HeadAsGet)."""
     allowed = [
         method
-        for method in _METHODS
+        for method in METHODS
         if any(
             route.matches({**request.scope, "method": "GET" if method == "HEAD" else method})[0]
             is Match.FULL
@@ -103,7 +102,8 @@ def validation_message(errors: Sequence[Mapping[str, Any]], within: tuple[str, .
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     message = validation_message(exc.errors())
-    return error_response(422, "validation_error", message, path=request.url.path)
+    failed = ValidationFailed
+    return error_response(failed.status_code, failed.code, message, path=request.url.path)
 
 
 async def _client_gone(_: Request, exc: Exception) -> Response:
@@ -117,7 +117,10 @@ async def _client_gone(_: Request, exc: Exception) -> Response:
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     # A bug, never the client's fault: log it with the traceback, answer in the same shape.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", "internal server error", path=request.url.path)
+    error = InternalError
+    return error_response(
+        error.status_code, error.code, "internal server error", path=request.url.path
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -26,7 +26,7 @@ CLIENT_CLOSED = 499  # the client went away before its answer: no answer is sent
 # KServe's probes are V2's health routes (deploy/kserve/inferenceservice.yaml).
 UNMEASURED = frozenset({"/metrics", "/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 # Any other method a client invents is counted as "other": label values stay bounded.
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class Recorder:

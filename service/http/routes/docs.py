@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from starlette.responses import HTMLResponse, Response
 
-from service.http.routes.files import WholeFiles
+from service.http.routes.files import STATIC_HEADERS, WholeFiles
 
 ASSETS_DIR = Path(str(files("fastapi_offline").joinpath("static")))
 ASSETS_PATH = "/docs/assets"
@@ -38,7 +38,6 @@ CONTENT_SECURITY_POLICY = (
 )
 # Revalidated each time (a cheap 304 via ETag): an upgraded service never pairs a new page
 # with an old cached bundle.
-_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 
 router = APIRouter(tags=["docs"], include_in_schema=False)
 _assets = WholeFiles(directory=ASSETS_DIR)
@@ -96,10 +95,10 @@ async def asset(path: str, request: Request) -> Response:
     """A file of the docs UI (StaticFiles refuses paths that leave the folder: 404)."""
     if path == REDOC_JS:
         bundle, etag = _redoc_bundle()
-        headers = {**_HEADERS, "ETag": etag}
+        headers = {**STATIC_HEADERS, "ETag": etag}
         if etag in request.headers.get("if-none-match", ""):
             return Response(status_code=304, headers=headers)
         return Response(bundle, media_type="text/javascript", headers=headers)
     response = await _assets.get_response(path, request.scope)
-    response.headers.update(_HEADERS)
+    response.headers.update(STATIC_HEADERS)
     return response

@@ -16,6 +16,10 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import NotModifiedResponse, PathLike, StaticFiles
 from starlette.types import Receive, Scope, Send
 
+# Every file served whole is checked again on each use (the page and docs change with a
+# deploy) and never sniffed as another type.
+STATIC_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+
 
 class WholeFileResponse(FileResponse):
     """A FileResponse that never answers a part of its file."""

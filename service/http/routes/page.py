@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.http.routes.files import WholeFileResponse, WholeFiles
+from service.http.routes.files import STATIC_HEADERS, WholeFileResponse, WholeFiles
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 INDEX = STATIC_DIR / "index.html"
@@ -23,7 +23,6 @@ CONTENT_SECURITY_POLICY = (
 )
 # Revalidate every time (cheap 304s via ETag): an upgraded service must never pair a new
 # API with a cached old script.
-_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 
 router = APIRouter(tags=["page"], include_in_schema=False)
 _static = WholeFiles(directory=STATIC_DIR)
@@ -35,7 +34,7 @@ async def index() -> WholeFileResponse:
     return WholeFileResponse(
         INDEX,
         media_type="text/html; charset=utf-8",
-        headers={**_HEADERS, "Content-Security-Policy": CONTENT_SECURITY_POLICY},
+        headers={**STATIC_HEADERS, "Content-Security-Policy": CONTENT_SECURITY_POLICY},
     )
 
 
@@ -43,5 +42,5 @@ async def index() -> WholeFileResponse:
 async def static_file(path: str, request: Request) -> Response:
     """A file of service/http/static/ (StaticFiles refuses paths that leave the folder: 404)."""
     response = await _static.get_response(path, request.scope)
-    response.headers.update(_HEADERS)
+    response.headers.update(STATIC_HEADERS)
     return response

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.contract import v2_version
 from service.errors import quoted
 from service.http.json_body import INLINE_JSON_BYTES
 from service.http.state import state_of
@@ -112,7 +113,7 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
     source = result.model  # the model that computed it: a reload may have switched meanwhile
     body, header_length = encode_infer_response(
         model_name=source.name if source else model.name,
-        model_version=metadata.v2_version(source.version) if source else model.version,
+        model_version=v2_version(source.version) if source else model.version,
         request=parsed,
         results={model.output.name: result.probabilities},
         labels=model.labels,
