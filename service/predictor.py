@@ -89,6 +89,7 @@ def pool_options(settings: Settings, model: ModelSpec | None = None) -> PoolOpti
         max_delay_us=settings.batch_max_delay_us,
         max_queue_images=settings.batch_max_queue_images,
         overflow_backlog_images=settings.overflow_backlog_images,
+        overflow_wait_seconds=settings.overflow_wait_ms / 1000,
         retry_after_seconds=settings.retry_after_seconds,
         log_level=settings.log_level,
         shadow_model=shadow_spec(settings),

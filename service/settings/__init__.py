@@ -158,6 +158,13 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
         "traffic: /predict/batch, V2 batches), so that single-image traffic, where the event "
         "loop needs its whole core, never competes with it. 0 = every worker alike.",
     )
+    overflow_wait_ms: float = Field(
+        20.0,
+        gt=0,
+        description="...or while every other worker's oldest unanswered frame has waited this "
+        "long: a few large photos or pages are seconds of work though far fewer than "
+        "DIGITS_OVERFLOW_BACKLOG_IMAGES, and single small images never wait as long.",
+    )
     preprocess_timeout_seconds: float = Field(
         10.0,
         gt=0,

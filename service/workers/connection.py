@@ -50,6 +50,7 @@ class Pending:
     # the frame's reply says once the rest is sent again.
     overrides: dict[int, ServiceError] = field(default_factory=dict)
     retried: bool = False
+    created: float = field(default_factory=time.monotonic)  # how long it has waited, from here
 
 
 class Listener(Protocol):

@@ -16,6 +16,7 @@ overloaded service neither queues without bound nor decodes what it will refuse.
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import time
 from collections.abc import Collection, Sequence
@@ -56,6 +57,7 @@ class PoolOptions:
     max_delay_us: int
     max_queue_images: int
     overflow_backlog_images: int  # 0: no overflow worker, all take work alike
+    overflow_wait_seconds: float  # ...or once every other worker's oldest frame waited this long
     retry_after_seconds: int
     log_level: str
     shadow_model: ModelSpec | None  # service/workers/shadow.py
@@ -65,6 +67,14 @@ class PoolOptions:
 
 def _load(worker: WorkerConnection) -> int:
     return _RETIRED_LOAD if worker.retired else worker.images
+
+
+def _waiting_since(worker: WorkerConnection) -> float:
+    """When the oldest frame ``worker`` has not answered was made (monotonic); infinity when
+    it has none."""
+    for request in worker.outstanding.values():  # insertion order: the oldest first
+        return request.created
+    return math.inf
 
 
 class WorkerPool:
@@ -272,13 +282,17 @@ class WorkerPool:
 
     def _pick(self) -> WorkerConnection:
         """The least busy worker, the overflow worker (the last) only when every other one
-        has ``overflow_backlog_images`` waiting: at full single-image load the event loop
-        needs a whole core and a worker on it slows every request; bulk work leaves the loop
+        has ``overflow_backlog_images`` waiting or has left a frame waiting
+        ``overflow_wait_seconds``: at full single-image load the event loop needs a whole core
+        and a worker on it slows every request; bulk work and large photos leave the loop
         mostly idle, and the overflow worker adds a core to it (docs/performance.md)."""
         workers, backlog = self._supervisor.workers, self.options.overflow_backlog_images
         primaries = workers[:-1] if backlog and len(workers) > 1 else workers
         worker = min(primaries, key=_load)
-        if primaries is not workers and _load(worker) >= backlog:  # retired counts as full
+        if primaries is not workers and (  # retired counts as full
+            _load(worker) >= backlog
+            or time.monotonic() - _waiting_since(worker) >= self.options.overflow_wait_seconds
+        ):
             worker = min(workers, key=_load)
         if worker.retired:  # every worker died while starting and waits for its backoff
             raise NotReady("the workers are restarting; retry later")

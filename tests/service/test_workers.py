@@ -246,6 +246,33 @@ def test_the_overflow_worker_takes_images_only_behind_a_backlog(
     assert len(_run(scenario())) == workers_used
 
 
+@pytest.mark.parametrize(("wait_s", "overflow_first"), [(0.05, True), (60.0, False)])
+def test_the_overflow_worker_takes_images_behind_a_frame_that_waited(
+    make_pool: Any, tmp_path: Path, wait_s: float, overflow_first: bool
+) -> None:
+    """One large image held the first worker for seconds while the overflow worker, behind
+    a backlog of images it would never see, sat idle: small images waited behind it."""
+
+    async def scenario() -> bool:
+        pool = make_pool(overflow_backlog_images=32, overflow_wait_seconds=wait_s)
+        await pool.start()
+        try:
+            marker = tmp_path / "slow"
+            slow = pool.classify(sleeping(marker))  # the first worker's
+            await begun(marker)
+            await asyncio.sleep(0.1)  # its frame has waited past the shorter limit
+            small = pool.classify(GOOD[0])
+            answered: list[asyncio.Future[Any]] = []  # in the order their replies came
+            for future in (slow, small):
+                future.add_done_callback(answered.append)
+            await asyncio.gather(slow, small)
+            return answered[0] is small
+        finally:
+            pool.close()
+
+    assert _run(scenario()) is overflow_first
+
+
 def test_a_full_queue_refuses_at_once_and_sends_nothing(make_pool: Any) -> None:
     async def scenario() -> tuple[ServiceError, list[Any], int]:
         pool = make_pool(workers=1, max_queue_images=3, retry_after_seconds=2)
