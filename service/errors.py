@@ -188,5 +188,10 @@ def quoted(value: object) -> str:
     """A client's value as an error message shows it: quoted, escaped onto one line, and
     short however long it was, so that echoing a 60 KB header or path does not make the
     answer the largest thing the request produced."""
-    text = json.dumps(value, default=str).replace('"', "'")
+    return shortened(json.dumps(value, default=str).replace('"', "'"))
+
+
+def shortened(text: str) -> str:
+    """``text`` cut to QUOTED_CHARS, marked "...", when longer: a client's path echoed in an
+    answer or an access line stays short however long the client made it."""
     return text if len(text) <= QUOTED_CHARS else f"{text[: QUOTED_CHARS - 3]}..."

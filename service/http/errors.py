@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
-from service.errors import InternalError, ServiceError, ValidationFailed
+from service.errors import InternalError, ServiceError, ValidationFailed, shortened
 from service.http.observability import CLIENT_CLOSED, METHODS
 from service.http.v2.errors import error_body, not_served
 
@@ -60,9 +60,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code, path = _STATUS_CODES.get(exc.status_code, "error"), request.url.path
     if exc.status_code == 404:
-        message = f"no route {path}{not_served(path)}"
+        message = f"no route {shortened(path)}{not_served(path)}"
     elif exc.status_code == 405:
-        message = f"method {request.method} is not allowed on {path}"
+        message = f"method {request.method} is not allowed on {shortened(path)}"
         headers = {**(exc.headers or {}), **_allow(request)}
         return error_response(405, code, message, headers, path)
     else:

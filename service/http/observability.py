@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.types import Scope
 
+from service.errors import shortened
 from service.http.guard import REFUSED
 from service.logs import AccessLog
 from service.metrics import Metrics
@@ -86,9 +87,10 @@ class Recorder:
             histogram.observe(elapsed)
         if self.access_log is not None:
             client = scope.get("client")
+            shown = shortened(path)  # a client's 30 KB path is not a 30 KB log line
             fields = {
                 "method": method,
-                "path": path,
+                "path": shown,
                 "route": route,
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 3),
@@ -97,7 +99,7 @@ class Recorder:
             }
             if self.trace_id is not None:
                 fields["trace_id"] = self.trace_id()
-            self.access_log.write(f"{method} {path} {status}", request_id, fields)
+            self.access_log.write(f"{method} {shown} {status}", request_id, fields)
 
     def _children_of(self, route: str, method: str, status: int) -> tuple[Any, Any]:
         key = (route, method, status)

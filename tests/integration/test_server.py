@@ -30,6 +30,8 @@ def test_start_ready_predict_and_log(server: RunningService) -> None:
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "it-1"
     assert 0 <= response.json()["digit"] <= 9
+    long_path = "/" + "a" * 20_000  # echoed whole, it made a 40 KB access line
+    assert httpx.get(f"{server.url}{long_path}").status_code == 404
     server.process.send_signal(signal.SIGTERM)
     server.process.wait(timeout=15)
     lines = [json.loads(line) for line in server.log().splitlines() if line.strip()]
@@ -38,6 +40,8 @@ def test_start_ready_predict_and_log(server: RunningService) -> None:
         line["request_id"] == "it-1" and line["route"] == "/predict" and line["status"] == 200
         for line in access
     )
+    (unknown,) = [line for line in access if line["status"] == 404]
+    assert unknown["path"].endswith("aaa...") and len(unknown["message"]) < 100
 
 
 def test_sigterm_answers_the_request_in_flight(server: RunningService) -> None:

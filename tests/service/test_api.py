@@ -199,6 +199,16 @@ def test_openapi_documents_bodies_answers_and_examples(client: TestClient) -> No
     assert client.get("/docs").status_code == 200
 
 
+def test_a_long_unknown_path_is_echoed_short(client: TestClient) -> None:
+    """A 404 repeated a 30 KB path in its body (its access line: tests/integration)."""
+    path = "/" + "a" * 30_000
+    for response in (client.get(path), client.put("/predict" + path)):
+        assert response.status_code == 404
+        message = response.json()["error"]["message"]
+        assert message.startswith("no route /") and message.endswith("aaa...")
+        assert len(message) < 100
+
+
 def test_unknown_route_and_wrong_method_use_the_error_body(client: TestClient) -> None:
     missing = client.get("/does-not-exist")
     assert missing.status_code == 404
