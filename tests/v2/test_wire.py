@@ -124,6 +124,9 @@ def test_a_raw_binary_request_is_one_image_answered_in_binary(
         (b"[" * 100_000 + b"]" * 100_000, {}, "nested too deeply"),
         (b'{"inputs": [{"data": [' + b"9" * 5000 + b"]}]}", {}, "more than 4300 digits"),
         (b"9" * 5000 + b"\0" * 16, {"Inference-Header-Content-Length": "5000"}, "4300 digits"),
+        # Python's int() reads these as 10 and 2; Content-Length's grammar does not.
+        (b"{}" + b"\0" * 16, {"Inference-Header-Content-Length": "1_0"}, "must be an integer"),
+        (b"{}" + b"\0" * 16, {"Inference-Header-Content-Length": "+2"}, "must be an integer"),
         (b"[1, 2]", {}, "must be a JSON object"),
         (json.dumps({"inputs": []}).encode(), {}, "exactly one tensor"),
         (json.dumps(_header(data=[0.5] * 783)).encode(), {}, "has 783 values"),

@@ -93,12 +93,10 @@ def parse_infer_request(
 
 
 def _parse_header_length(value: str, body_length: int) -> int:
-    try:
-        size = int(value)
-    except ValueError:
-        raise V2Error(
-            f"Inference-Header-Content-Length must be an integer, got {quoted(value)}"
-        ) from None
+    # Digits only, as for Content-Length: int() also takes "1_0" and "+2".
+    if not (value.isascii() and value.isdigit()):
+        raise V2Error(f"Inference-Header-Content-Length must be an integer, got {quoted(value)}")
+    size = int(value)
     if not 0 <= size <= body_length:
         raise V2Error(
             f"Inference-Header-Content-Length {quoted(size)} is outside the body of "
