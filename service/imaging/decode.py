@@ -42,6 +42,7 @@ _WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _CHUNK = struct.Struct(">I4s")  # length, type; then the data and a 4-byte CRC
 _IHDR = struct.Struct(">IIBBBBB")  # width, height, bit depth, colour type, methods, interlace
 _PNG_GRAY, _PNG_RGB, _PNG_RGBA = 0, 2, 6  # colour types OpenCV reads as Pillow does
+_LIBPNG_SIDE_LIMIT = 1_000_000  # libpng's default user limit on a side (a 1x40,000,000 strip)
 _PNG_READ_AS = {
     _PNG_GRAY: cv2.IMREAD_GRAYSCALE,
     _PNG_RGB: cv2.IMREAD_COLOR,
@@ -216,6 +217,8 @@ def _plain_png_colour(data: bytes, max_pixels: int) -> int | None:
         return None
     if compression or filtering or interlace > 1 or not 0 < width * height <= max_pixels:
         return None
+    if max(width, height) > _LIBPNG_SIDE_LIMIT:  # libpng refuses it: no broken stream
+        return None
     for kind in png_chunk_kinds(data):
         if kind in _PNG_PILLOW_ONLY:
             return None
@@ -224,16 +227,20 @@ def _plain_png_colour(data: bytes, max_pixels: int) -> int | None:
     return None  # truncated: Pillow says how
 
 
+class BrokenPng(Exception):
+    """libpng refused a plain PNG's image data."""
+
+
 def decode_plain_png(data: bytes, max_pixels: int) -> np.ndarray | None:
     """Luminance (H, W) by OpenCV, with Pillow's ITU-R 601 weights: uint8, or float32 where
-    transparency was flattened onto paper; None if not plain."""
+    transparency was flattened onto paper; None if not plain. Raises BrokenPng."""
     colour = _plain_png_colour(data, max_pixels)
     if colour is None:
         return None
     flags = _PNG_READ_AS[colour] | cv2.IMREAD_IGNORE_ORIENTATION
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    if pixels is None:  # a broken stream: Pillow names the problem
-        return None
+    if pixels is None:
+        raise BrokenPng
     if colour == _PNG_GRAY:
         return pixels
     if colour == _PNG_RGB:
@@ -258,14 +265,24 @@ def decode_gray(data: bytes, allowed_formats: Collection[str], max_pixels: int) 
             f"the JPEG holds {scans} scans, more than the {MAX_JPEG_SCANS} allowed (encoders "
             "write about ten, and each one is a pass over the whole image): save it again"
         )
+    broken = False
     if "PNG" in allowed_formats:
-        plain = decode_plain_png(data, max_pixels)
-        if plain is not None:
-            return plain
+        try:
+            plain = decode_plain_png(data, max_pixels)
+        except BrokenPng:
+            broken = True  # Pillow names the problem, below
+        else:
+            if plain is not None:
+                return plain
     image = open_image(data, allowed_formats, max_pixels)
     try:
-        return to_gray_pixels(image)
+        pixels = to_gray_pixels(image)
     except ServiceError:
         raise
     except Exception as exc:
         raise InvalidImage(f"cannot convert the {image.mode} image: {exc}"[:MAX_MESSAGE]) from exc
+    if broken:
+        # A complete compressed stream that holds fewer rows than the header says: Pillow
+        # fills the rest with black, and the digit's lower part would be read as ink.
+        raise InvalidImage("the PNG holds fewer rows of pixels than its size says: cut short")
+    return pixels
