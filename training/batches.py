@@ -12,9 +12,10 @@ generator, in order.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -117,31 +118,42 @@ class BatchMaker:
         return Batch(standardise(xb), yb, digits)
 
 
-def feed(make: Callable[[int], T], steps: int, ahead: bool) -> Iterator[T]:
+def feed(make: Callable[[int], T], steps: int, ahead: bool) -> Generator[T, None, None]:
     """``make(0)``, ..., ``make(steps - 1)``, made on a second thread when ``ahead``.
 
     The thread makes exactly ``steps`` items, so when the last is taken it is done and the
     generator it draws from is where a sequential run would have left it (the checkpoint
-    saves that state). An exception in it is raised here, in the caller's thread.
+    saves that state). An exception in it is raised here, in the caller's thread. Closed
+    early (Ctrl-C), it stops the thread and waits for it: a thread left inside a torch op
+    when the interpreter exits aborted the process (SIGABRT) instead of exit status 130.
     """
     if not ahead:
         for step in range(steps):
             yield make(step)
         return
     ready: queue.Queue[T | BaseException] = queue.Queue(maxsize=AHEAD)
+    stop = threading.Event()
 
     def work() -> None:
         try:
             for step in range(steps):
+                if stop.is_set():
+                    return
                 ready.put(make(step))
         except BaseException as error:  # handed to the caller, who raises it
             ready.put(error)
 
     worker = threading.Thread(target=work, name="batches", daemon=True)
     worker.start()
-    for _ in range(steps):
-        item = ready.get()
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    worker.join()
+    try:
+        for _ in range(steps):
+            item = ready.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # its put may wait on a full queue: make room
+            with contextlib.suppress(queue.Empty):
+                ready.get_nowait()
+            worker.join(timeout=0.05)
