@@ -4,11 +4,12 @@
     $ python -m training export --checkpoint runs/lenet5/best.pt  # re-export a checkpoint
     $ python -m training evaluate --model models/lenet5.onnx      # ORT accuracy on MNIST test
 
-Known failures (missing or corrupt data, missing model or checkpoint, a run that cannot be
-resumed, failed parity, an output folder that cannot be written, a device the machine lacks)
-end with one line on stderr naming the file and the problem, and exit status 1; no
-traceback. A value no run could use (0 epochs, a NaN rate) is argparse's usage error,
-status 2, before anything is loaded.
+Known failures (missing or corrupt data, a corrections folder that cannot be read, missing
+model or checkpoint or one of other shapes, a run that cannot be resumed or that diverged,
+failed parity, an output that cannot be written, a device the machine lacks) end with one
+line on stderr naming the file and the problem, and exit status 1; no traceback. A value no
+run could use (0 epochs, a NaN rate) is argparse's usage error, status 2, before anything is
+loaded.
 """
 
 from __future__ import annotations
@@ -54,10 +55,22 @@ def _number(kind: type[int] | type[float], low: float, high: float, what: str) -
 
 
 POSITIVE_INT = _number(int, 1, math.inf, "a whole number of at least 1")
+# A fifth is held out for validation, which its accuracy is a share of: at least one image.
+TRAIN_LIMIT = _number(int, 10, math.inf, "a whole number of at least 10")
 POSITIVE = _number(float, math.ulp(0.0), math.inf, "a number above 0")
 NON_NEGATIVE = _number(float, 0.0, math.inf, "a number of at least 0")
 FRACTION = _number(float, 0.0, 1.0, "a fraction from 0 to 1")
 SEED = _number(int, 0, 2**32 - 1, "a seed from 0 to 2**32 - 1")  # numpy's legacy seeding range
+
+
+def check_out(path: Path) -> None:
+    """``--out`` names an ONNX file in a folder that can be written: checked before minutes
+    of training, not when the export finds a folder there or picks a format by the suffix."""
+    if path.suffix != ".onnx":
+        raise OutputError(f"--out {path}: the model file's name must end in .onnx")
+    if path.is_dir():
+        raise OutputError(f"--out {path}: is a folder; name the .onnx file to write")
+    check_writable(path.parent, "--out")
 
 
 def check_writable(folder: Path, option: str) -> None:
@@ -110,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     train.add_argument(
         "--limit-train",
-        type=POSITIVE_INT,
+        type=TRAIN_LIMIT,
         default=None,
         help="use only the first N training images",
     )
@@ -204,7 +217,7 @@ def _train(args: argparse.Namespace, started: float) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise DeviceError("--device cuda: CUDA is not available on this machine")
-    check_writable(args.out.parent, "--out")
+    check_out(args.out)
     check_writable(args.run_dir, "--run-dir")
     if args.download:
         download(args.data_dir)
@@ -252,8 +265,8 @@ def _train(args: argparse.Namespace, started: float) -> int:
 def _export(args: argparse.Namespace, started: float) -> int:
     from training.pipeline import load_best, ship
 
+    check_out(args.out)
     result, training_config = load_best(args.checkpoint)
-    check_writable(args.out.parent, "--out")
     card = ship(result, training_config, args.data_dir, args.out, started - result.seconds)
     _summary(card)
     return 0
@@ -323,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.export import ExportError
         from training.pipeline import CheckpointError
         from training.run import ResumeError
+        from training.train import Diverged
 
         handled = (
             DataError,
@@ -332,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ResumeError,
             OutputError,
             DeviceError,
+            Diverged,
         )
         if args.command == "train":
             return _train(args, started)
@@ -340,7 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {error}\n")
         return 1
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted (resume with --resume)\n")
+        hint = " (resume with --resume)" if args.command == "train" else ""
+        sys.stderr.write(f"error: interrupted{hint}\n")
         return 130
 
 

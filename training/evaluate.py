@@ -19,7 +19,8 @@ BATCH = 1000
 
 
 class ModelFileError(Exception):
-    """The ONNX file is missing or not loadable; str() is one line naming it."""
+    """The ONNX file is missing, not loadable or not a digit model; str() is one line naming
+    it."""
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,28 @@ def open_session(model_path: Path) -> ort.InferenceSession:
     if not model_path.is_file():
         raise ModelFileError(f"{model_path}: model file not found")
     try:
-        return ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     except Exception as error:  # ORT raises its own untyped errors for bad files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unknown"
         raise ModelFileError(f"{model_path}: not a loadable ONNX model ({first_line})") from None
+    _check_contract(model_path, session)
+    return session
+
+
+def _check_contract(model_path: Path, session: ort.InferenceSession) -> None:
+    """One image in [N, 1, 28, 28], ten probabilities out: a file of other shapes failed in
+    ONNX Runtime mid-run, or was scored on whichever outputs it had."""
+    inputs, model_output = session.get_inputs(), session.get_outputs()[0]
+    if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, IMAGE_SIDE, IMAGE_SIDE]:
+        raise ModelFileError(
+            f"{model_path}: takes {[model_input.shape for model_input in inputs]}, not one "
+            f"[N, 1, {IMAGE_SIDE}, {IMAGE_SIDE}] image tensor: not a digit model of this project"
+        )
+    if list(model_output.shape[1:]) != [NUM_CLASSES]:
+        raise ModelFileError(
+            f"{model_path}: answers {model_output.shape}, not [N, {NUM_CLASSES}] probabilities: "
+            "not a digit model of this project"
+        )
 
 
 def probabilities(session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:

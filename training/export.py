@@ -137,7 +137,8 @@ def check_parity(wrapper: nn.Module, path: Path, images: np.ndarray) -> Parity:
         max_abs_diff=float(np.abs(onnx_probs - torch_probs).max()),
         argmax_identical=bool((onnx_probs.argmax(1) == torch_probs.argmax(1)).all()),
     )
-    if parity.max_abs_diff > PARITY_TOLERANCE or not parity.argmax_identical:
+    # Written so that a NaN difference (a diverged model) fails too.
+    if not parity.max_abs_diff <= PARITY_TOLERANCE or not parity.argmax_identical:
         raise ExportError(
             f"ONNX Runtime disagrees with PyTorch on {parity.images} images: max abs diff "
             f"{parity.max_abs_diff:.3g} (limit {PARITY_TOLERANCE}), identical argmax "

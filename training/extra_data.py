@@ -51,12 +51,12 @@ def _read_image(folder: Path, relative: object, where: str) -> np.ndarray:
         raise DataError(f"{where}: image {relative!r} lies outside {folder}")
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("L"), dtype=np.uint8)
-    except (OSError, ValueError) as exc:
+            if image.size != (IMAGE_SIDE, IMAGE_SIDE):  # from the header, before decoding
+                width, height = image.size
+                raise DataError(f"{where}: image {relative!r} is {height}x{width}, expected 28x28")
+            return np.asarray(image.convert("L"), dtype=np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{where}: cannot read image {relative!r} ({exc})") from None
-    if pixels.shape != (IMAGE_SIDE, IMAGE_SIDE):
-        raise DataError(f"{where}: image {relative!r} is {pixels.shape}, expected 28x28")
-    return pixels
 
 
 def _label(raw: object, where: str) -> int:
@@ -73,8 +73,12 @@ def load_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[object], dic
     if not index.is_file():
         raise DataError(f"{index}: missing (is {folder} a corrections folder?)")
     content = index.read_bytes()
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{index}: not UTF-8 text ({exc})") from None
     images, labels, predicted = [], [], []
-    for number, line in enumerate(content.decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{index}:{number}"

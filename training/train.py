@@ -8,6 +8,7 @@ the only thing that picks the checkpoint; the test set is never looked at here.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
@@ -31,7 +32,7 @@ from training.extra_data import OUTLIER, ExtraData
 from training.fonts import FontDigits, find_fonts, render_font_digits
 from training.model import LeNet5
 from training.nondigits import NonDigitSource, build_pool
-from training.run import CHECKPOINT_NAME, History, Run, TrainResult, start_run
+from training.run import CHECKPOINT_NAME, History, ResumeError, Run, TrainResult, start_run
 
 logger = logging.getLogger("training")
 
@@ -240,6 +241,21 @@ def batch_maker(
     )
 
 
+class Diverged(Exception):
+    """The training loss is no longer a number: the rate is too high for the run."""
+
+
+def _check_finite(epoch: int, train_loss: float, val_loss: float, lr: float) -> None:
+    """Diverged when either loss is no longer a number: NaN weights would be exported, with a
+    card of NaNs, and the service would refuse the file only when it is deployed."""
+    for name, loss in (("training", train_loss), ("validation", val_loss)):
+        if not math.isfinite(loss):
+            raise Diverged(
+                f"epoch {epoch}: the {name} loss is {loss}: the run diverged (lower --lr than "
+                f"{lr:g})"
+            )
+
+
 def fit(
     config: TrainConfig,
     train_split: MnistSplit,
@@ -265,7 +281,9 @@ def fit(
     steps_per_epoch = (len(y_train) + config.batch_size - 1) // config.batch_size
     run = start_run(config, steps_per_epoch, device)
     checkpoint_path = run_dir / CHECKPOINT_NAME
-    if resume and checkpoint_path.is_file():
+    if resume:
+        if not checkpoint_path.is_file():  # a mistyped --run-dir would start afresh
+            raise ResumeError(f"--resume: {checkpoint_path} does not exist")
         run.load(checkpoint_path, config, device)
 
     maker = batch_maker(config, x_train, y_train, run.generator, augment_config)
@@ -275,14 +293,17 @@ def fit(
         maker.outliers = outliers if exposed else None
         order = torch.randperm(len(y_train), generator=run.generator)
         batches = feed(functools.partial(maker.make, order), steps_per_epoch, ahead)
-        with tqdm(
-            (batch.to(device) for batch in batches),
-            total=steps_per_epoch,
-            desc=f"epoch {epoch}/{config.epochs}",
-            disable=not progress,
-            leave=False,
-            unit="batch",
-        ) as bar:
+        with (
+            contextlib.closing(batches),
+            tqdm(
+                (batch.to(device) for batch in batches),
+                total=steps_per_epoch,
+                desc=f"epoch {epoch}/{config.epochs}",
+                disable=not progress,
+                leave=False,
+                unit="batch",
+            ) as bar,
+        ):
 
             def report(loss: float, accuracy: float) -> None:
                 bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.4f}")
@@ -290,6 +311,7 @@ def fit(
             train_figures = train_epoch(run, bar, config, epoch, steps_per_epoch, report)
         run.epoch = epoch
         val_figures = evaluate_model(run.ema.module, x_val, y_val)
+        _check_finite(epoch, train_figures[0], val_figures[0], config.lr)
         # Only weights that have seen the non-digits may ship.
         record_epoch(
             run, config, (*train_figures, *val_figures), exposed or outliers is None, started

@@ -8,10 +8,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, build_onnx_model
 from training.__main__ import main
 
 
@@ -81,6 +82,24 @@ def test_garbage_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert line.startswith(f"error: {garbage}: not a loadable ONNX model")
 
 
+@pytest.mark.parametrize(
+    ("shape", "says"),
+    [
+        ({"input_dims": (784,)}, "not one [N, 1, 28, 28] image tensor"),
+        ({"classes": 12}, "not [N, 10] probabilities"),
+        ({"classes": 5}, "not [N, 10] probabilities"),
+    ],
+)
+def test_evaluating_a_model_of_other_shapes_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], shape: dict[str, Any], says: str
+) -> None:
+    """A flat input or 12 outputs ended in ONNX Runtime's or numpy's traceback, and 5
+    outputs were scored (7.82 %) as if the model were a digit model."""
+    model = build_onnx_model(tmp_path / "other.onnx", **shape)
+    assert main(["evaluate", "--model", str(model), "--data-dir", str(tmp_path)]) == 1
+    assert says in _only_error_line(capsys.readouterr().err)
+
+
 def test_export_without_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     checkpoint = tmp_path / "best.pt"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.onnx")]) == 1
@@ -122,7 +141,8 @@ def test_help_shows_every_default(command: str, options: list[str]) -> None:
     [
         ("--epochs", "0", "a whole number of at least 1"),
         ("--batch-size", "0", "a whole number of at least 1"),
-        ("--limit-train", "-5", "a whole number of at least 1"),
+        ("--limit-train", "-5", "a whole number of at least 10"),
+        ("--limit-train", "4", "a whole number of at least 10"),  # no validation image
         ("--lr", "nan", "a number above 0"),
         ("--seed", "-1", "a seed from 0 to 2**32 - 1"),
         ("--outlier-weight", "-1", "a number of at least 0"),
@@ -148,6 +168,44 @@ def test_an_unwritable_output_is_refused_before_training(tmp_path: Path) -> None
     result = _run("train", "--data-dir", str(tmp_path), "--out", str(blocker / "m.onnx"))
     assert result.returncode == 1
     assert _only_error_line(result.stderr).startswith(f"error: --out {blocker}: cannot write")
+
+
+@pytest.mark.parametrize("name", ["m.json", "folder"])
+def test_an_out_that_is_no_onnx_file_is_refused_before_training(tmp_path: Path, name: str) -> None:
+    """A folder ended the run in an IsADirectoryError traceback, and another suffix made the
+    exporter pick another format, after all the training."""
+    (tmp_path / "folder").mkdir()
+    out = tmp_path / name
+    for command in (["train", "--data-dir", str(tmp_path)], ["export"]):
+        result = _run(*command, "--out", str(out))
+        assert result.returncode == 1
+        assert _only_error_line(result.stderr).startswith(f"error: --out {out}: ")
+
+
+def test_resuming_a_run_that_is_not_there_is_one_line(
+    mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --run-dir with --resume started afresh without a word."""
+    run_dir = tmp_path / "no-such-run"
+    args = ["train", "--resume", "--run-dir", str(run_dir), "--data-dir", str(mnist_dir)]
+    args += ["--limit-train", "300", "--epochs", "1", "--out", str(tmp_path / "m.onnx")]
+    assert main([*args, "--no-progress"]) == 1
+    line = _only_error_line(capsys.readouterr().err)
+    assert line == f"error: --resume: {run_dir / 'last.pt'} does not exist"
+
+
+def test_a_run_that_diverges_stops_with_one_line(
+    mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At --lr 1e6 the loss is NaN: the run exported a model of NaN weights (parity passed,
+    since NaN > tolerance is false) and a card of bare NaNs, exit 0."""
+    out = tmp_path / "m.onnx"
+    args = ["train", "--run-dir", str(tmp_path / "run"), "--data-dir", str(mnist_dir)]
+    args += ["--limit-train", "300", "--epochs", "1", "--lr", "1e6", "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 1
+    line = _only_error_line(capsys.readouterr().err)
+    assert line.startswith("error: epoch 1: the ") and "loss is nan: the run diverged" in line
+    assert not out.exists()
 
 
 def test_a_checkpoint_of_another_shape_is_one_line(
