@@ -200,14 +200,14 @@ done
 readonly=$(podman inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$api")
 [ "$readonly" = true ] || fail "compose: the root file system is not read-only"
 memory=$(podman inspect -f '{{.HostConfig.Memory}}' "$api")
-[ "$memory" = $((512 * 1024 * 1024)) ] || fail "compose: memory limit is $memory, expected 512 MiB"
+[ "$memory" = $((2 * 1024 * 1024 * 1024)) ] || fail "compose: memory limit is $memory, expected 2 GiB"
 cpus=$(podman inspect -f '{{.HostConfig.NanoCpus}}' "$api")
 [ "$cpus" = 2000000000 ] || fail "compose: CPU limit is $cpus nano-CPUs, expected 2 CPUs"
 # cap_drop ALL empties the bounding set: nothing in the container can ever gain a capability.
 # (awk on this side: the image has only sh, ls, cat, id and sleep, deploy/image/rootfs.py)
 bounding=$(podman exec "$api" cat /proc/1/status | awk '/^CapBnd/ {print $2}')
 [ "$bounding" = 0000000000000000 ] || fail "compose: capability bounding set is $bounding, expected none"
-log "compose api on $COMPOSE_URL: $correct/$total MNIST test digits right; read-only, caps dropped, 2 CPUs, 512 MiB"
+log "compose api on $COMPOSE_URL: $correct/$total MNIST test digits right; read-only, caps dropped, 2 CPUs, 2 GiB"
 compose down -t 2 > "$WORK/compose-down.log" 2>&1 || { tail -30 "$WORK/compose-down.log"; fail "podman-compose down"; }
 left=$(podman ps -aq --filter "label=io.podman.compose.project=$COMPOSE_PROJECT")
 [ -z "$left" ] || fail "podman-compose down left containers: $left"
