@@ -106,6 +106,9 @@ class Run:
         default_factory=lambda: {"epoch": 0, "val_accuracy": -1.0, "state": None}
     )
     epoch: int = 0  # the last epoch done
+    # The corrections folders (--extra-data) it trains on, by index sha256: part of what a
+    # resume must continue with, as the config is, though not a hyperparameter.
+    extra_sources: list[dict[str, object]] = field(default_factory=list)
 
     def state_dict(self, config: TrainConfig) -> dict[str, Any]:
         return {
@@ -119,6 +122,7 @@ class Run:
             "history": self.history.__dict__,
             "best": self.best,
             "config": config.to_dict(),
+            "extra": self.extra_sources,
         }
 
     def load(self, path: Path, config: TrainConfig, device: str) -> None:
@@ -140,6 +144,11 @@ class Run:
                 f"{path}: was trained with a different config ({changed}); resume needs the "
                 "same flags (or start afresh without --resume)"
             )
+        if state.get("extra", []) != self.extra_sources:
+            raise ResumeError(
+                f"{path}: was trained with other --extra-data ({_folders(state.get('extra', []))}"
+                f" -> {_folders(self.extra_sources)}); resume needs the same folders, unchanged"
+            )
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -156,6 +165,10 @@ class Run:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(self.state_dict(config), path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
+
+
+def _folders(sources: list[dict[str, object]]) -> str:
+    return ", ".join(f"{source['folder']}" for source in sources) or "none"
 
 
 def start_run(config: TrainConfig, steps_per_epoch: int, device: str) -> Run:

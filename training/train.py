@@ -280,6 +280,7 @@ def fit(
     x_train, y_train, x_val, y_val = training_data(config, train_split, extra, device)
     steps_per_epoch = (len(y_train) + config.batch_size - 1) // config.batch_size
     run = start_run(config, steps_per_epoch, device)
+    run.extra_sources = extra.sources if extra is not None else []
     checkpoint_path = run_dir / CHECKPOINT_NAME
     if resume:
         if not checkpoint_path.is_file():  # a mistyped --run-dir would start afresh

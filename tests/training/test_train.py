@@ -13,6 +13,7 @@ from tests.training.conftest import SMALL
 from training.augment import AugmentConfig, augment
 from training.config import TrainConfig
 from training.data import MnistSplit
+from training.extra_data import ExtraData
 from training.model import LeNet5, count_parameters
 from training.run import History, ResumeError, TrainResult
 from training.train import evaluate_model, fit, to_tensor
@@ -117,6 +118,17 @@ def test_resume_refuses_other_config(train_split: MnistSplit, tmp_path: Path) ->
             resume=True,
             progress=False,
         )
+
+
+def test_resume_refuses_other_corrections(train_split: MnistSplit, tmp_path: Path) -> None:
+    """A run trained with --extra-data and resumed without it finished on other data, and
+    its model card then named no corrections."""
+    config = TrainConfig(epochs=1, batch_size=32, limit_train=300, val_size=60, seed=5)
+    source = {"folder": "fb", "index_sha256": "ab" * 32, "digits": 4, "outliers": 0}
+    extra = ExtraData(train_split.images[:4], train_split.labels[:4].astype(np.int64), [source])
+    fit(config, train_split, tmp_path, progress=False, extra=extra)
+    with pytest.raises(ResumeError, match=r"other --extra-data \(fb -> none\)"):
+        fit(config, train_split, tmp_path, resume=True, progress=False)
 
 
 def test_finetune_phase_restarts_the_rate_and_resumes_exactly(
