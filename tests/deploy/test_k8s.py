@@ -117,7 +117,7 @@ def test_pods_are_non_root_read_only_and_bounded(resources: dict[str, dict[str, 
     assert api["securityContext"]["allowPrivilegeEscalation"] is False
     assert {mount["mountPath"] for mount in api["volumeMounts"]} == {"/tmp"}
     assert api["resources"]["requests"]["cpu"] and api["resources"]["limits"]["memory"]
-    # One CPU, one worker: 512Mi let one large image's decode get the pod OOM-killed.
+    # One CPU, one worker: 512Mi was less than one large image's decode takes.
     assert api["resources"]["limits"]["cpu"] == "1"
     assert room_for_workers(int(api["resources"]["limits"]["memory"].removesuffix("Gi")) * 1024, 1)
 

@@ -44,7 +44,7 @@ def load_yaml_all(text: str) -> list[Any]:
 
 # README, "Memory": a worker at idle, the front end, and a worker's peak decoding one image at
 # the 40-megapixel limit (a WebP; docs/performance.md, "A worker's memory on large images").
-WORKER_IDLE_MIB, FRONT_END_MIB, IMAGE_PEAK_MIB = 90, 60, 614
+WORKER_IDLE_MIB, FRONT_END_MIB, IMAGE_PEAK_MIB = 95, 65, 614
 
 
 def room_for_workers(limit_mib: int, workers: int) -> bool:
