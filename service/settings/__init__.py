@@ -40,6 +40,11 @@ EventLoop = Literal["asyncio", "uvloop"]
 UPLOAD_ENVELOPE_BYTES = 1024  # the JSON around a load request's base64 file
 
 
+def base64_length(size: int) -> int:
+    """Characters of ``size`` bytes in base64, padding included."""
+    return 4 * math.ceil(size / 3)
+
+
 class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFields, BaseSettings):
     """Service configuration; each field is the environment variable ``DIGITS_<NAME>``."""
 
@@ -224,7 +229,7 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
                 "answer in the memory of the front end that gave it, and several front ends "
                 "share a port"
             )
-        upload_body = 4 * math.ceil(self.max_model_bytes / 3) + UPLOAD_ENVELOPE_BYTES  # base64
+        upload_body = base64_length(self.max_model_bytes) + UPLOAD_ENVELOPE_BYTES
         if self.admin_token is not None and upload_body > self.max_body_bytes:
             raise ValueError(
                 f"DIGITS_MAX_MODEL_BYTES ({self.max_model_bytes}) needs a body of {upload_body} "

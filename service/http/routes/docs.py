@@ -36,8 +36,6 @@ CONTENT_SECURITY_POLICY = (
     "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
-# Revalidated each time (a cheap 304 via ETag): an upgraded service never pairs a new page
-# with an old cached bundle.
 
 router = APIRouter(tags=["docs"], include_in_schema=False)
 _assets = WholeFiles(directory=ASSETS_DIR)

@@ -21,8 +21,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
-# Revalidate every time (cheap 304s via ETag): an upgraded service must never pair a new
-# API with a cached old script.
 
 router = APIRouter(tags=["page"], include_in_schema=False)
 _static = WholeFiles(directory=STATIC_DIR)

@@ -35,6 +35,7 @@ from service.http.v2.encoding import decode_body
 from service.http.v2.errors import V2Error, documented, unknown_model
 from service.http.v2.metadata import BACKEND, PLATFORM
 from service.repository.loader import Addressed, LoadRefused
+from service.settings import base64_length
 
 router = APIRouter(prefix="/v2/repository", tags=["KServe V2 model repository"])
 
@@ -172,7 +173,7 @@ def _uploaded_file(body: Any, limit: int, model_name: str) -> tuple[bytes, str] 
     encoded = parameters[parameter]
     if not isinstance(encoded, str):
         raise V2Error(f"'{parameter}' must be the file's bytes in base64")
-    if len(encoded) > 4 * (limit // 3 + 1):
+    if len(encoded) > base64_length(limit):
         raise V2Error(f"the model file is over the limit of {limit} bytes", 413)
     try:
         data = base64.b64decode(encoded, validate=True)
@@ -207,12 +208,9 @@ async def load_model(request: Request, model_name: str) -> Response:
     except V2Error as exc:  # a load refused all the same: counted, and in the index
         state.loader.refused(f"the request: {exc.message}")
         return _error(exc)
+    data, version = upload or (None, None)
     try:
-        if upload is None:
-            outcome = await state.loader.load(None, Addressed(model_name))
-        else:
-            data, version = upload
-            outcome = await state.loader.load(data, Addressed(model_name, version))
+        outcome = await state.loader.load(data, Addressed(model_name, version))
     except LoadRefused as exc:
         return V2Error(f"failed to load '{model_name}': {exc.message}", exc.status_code).response()
     info, previous = outcome.info, outcome.previous
