@@ -11,7 +11,11 @@ closed. The limits:
 - a minimum average rate for the body once the head is in, after a grace period, so a
   trickle cannot hold a connection either. 408, close. An answer of which the client reads
   nothing for that grace period is dropped with its connection;
-- a keep-alive idle timeout and a cap on open connections (503 + Retry-After beyond it).
+- a keep-alive idle timeout and a cap on open connections. At the cap, the connections
+  longest waiting for a request (idle, or still sending a head) are closed to make room, as
+  nginx reuses its idle connections: sockets held open without requests (a slowloris) keep
+  no client out, health probes included. Only when every connection has a request in hand
+  is a new one refused: 503 + Retry-After.
 One sweep per second per process checks every connection's deadline, so the hot path pays
 no timer per request.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import heapq
 import logging
 import sys
 import termios
@@ -49,6 +54,9 @@ LINGER_S = 2.0
 # A chunk's size line and the line end after its data: 8 hexadecimal digits (a chunk of up to
 # 4 GiB), a short extension and two CRLFs fit; more is counted as extension bytes.
 CHUNK_FRAMING = 16
+# Connections closed at once to make room at the cap (nginx frees 32 of its reusable ones):
+# one scan of the open connections serves the next new ones too.
+ROOM = 32
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,10 @@ class Guarded(Protocol):
 
     def check_deadline(self, now: float, limits: ConnectionLimits) -> None: ...
 
+    def waiting_for_request(self) -> bool: ...
+
+    def give_way(self, error: ServiceError) -> None: ...
+
 
 class ConnectionGuard:
     """The limits, the open connections and the sweep that enforces their deadlines."""
@@ -148,12 +160,37 @@ class ConnectionGuard:
     def turned_away(self, transport: asyncio.Transport, open_connections: int) -> bool:
         """Whether a new connection is over the cap and so refused: 503 and Retry-After."""
         limit = self.limits.max_connections
-        if open_connections < limit:
+        if open_connections < limit or self.made_room():
             return False
         message = f"too many open connections (the limit is {limit})"
         transport.write(refusal(Overloaded(message + "; retry later", self.limits.retry_after_s)))
         linger(transport)
         self.refused("connection_limit", transport.get_extra_info("peername"), message)
+        return True
+
+    def made_room(self) -> bool:
+        """Close up to ROOM of the connections longest waiting for a request; whether any."""
+        waiting = [c for c in self.connections if c.waiting_for_request()]
+        if not waiting:
+            return False
+        limit = self.limits.max_connections
+        error = Overloaded(
+            f"closed to make room: too many open connections (the limit is {limit}) and this "
+            "one had no request in hand; retry",
+            self.limits.retry_after_s,
+        )
+        closed = heapq.nsmallest(ROOM, waiting, key=lambda connection: connection.since)
+        for connection in closed:
+            connection.give_way(error)
+        self.metrics.rejected.labels("connection_limit").inc(len(closed))
+        token = request_id.set(None)
+        logger.warning(
+            "closed %d connections waiting for a request: the limit of %d open connections "
+            "was reached",
+            len(closed),
+            limit,
+        )
+        request_id.reset(token)
         return True
 
     def refused(self, reason: str, client: Any, detail: str) -> None:

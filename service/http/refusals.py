@@ -16,6 +16,7 @@ from service.http.coalescing import HeldHead
 from service.http.guard import (
     BODY,
     HEAD,
+    IDLE,
     ConnectionGuard,
     ConnectionLimits,
     Unread,
@@ -35,6 +36,7 @@ class RefusingProtocol(HttpToolsProtocol):
     phase: str  # what the connection waits for (service/http/guard.py: HEAD, BODY, ...)
     since: float
     spoke: bool
+    head_received: int  # bytes of the request head being read
     body_bytes: int
     body_at: float
     refused: bool
@@ -108,6 +110,26 @@ class RefusingProtocol(HttpToolsProtocol):
         self.transport.write(refusal(error, path))
         self._close_lingering()
         return True
+
+    def waiting_for_request(self) -> bool:
+        """Whether closing this connection drops no request the server has taken: it is idle
+        between requests or its head is not yet whole, and it owes no answer."""
+        return (
+            self.phase in (IDLE, HEAD)
+            and not self.stopped
+            and not self.transport.is_closing()
+            and not self._answers_owed()
+        )
+
+    def give_way(self, error: ServiceError) -> None:
+        """Close to make room for a new connection: silently when no request has begun (as
+        an idle connection is closed), else answering ``error``. Not lingering: the client
+        has sent nothing unread, and the slot is wanted now."""
+        self.refused = True
+        if self.phase == HEAD and self.head_received:
+            path = self.url.partition(b"?")[0].decode("latin-1")
+            self.transport.write(refusal(error, path))
+        self.transport.close()
 
     def check_deadline(self, now: float, limits: ConnectionLimits) -> None:
         """Close this connection if it is past the deadline of what it is waiting for."""

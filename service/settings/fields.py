@@ -52,8 +52,9 @@ class ConnectionFields(BaseModel):
     max_connections: int = Field(
         1024,
         ge=1,
-        description="Most open connections per front-end process; beyond it a new connection "
-        "is answered 503 overloaded (with Retry-After) and closed.",
+        description="Most open connections per front-end process; at it the connections "
+        "longest waiting for a request are closed to make room, and only when all have one in "
+        "hand is a new connection answered 503 overloaded (with Retry-After) and closed.",
     )
 
 
