@@ -12,6 +12,7 @@ with ``bytes.find`` and each part's headers are parsed by python-multipart's own
 from __future__ import annotations
 
 import re
+from email.message import Message
 
 from python_multipart.multipart import parse_options_header
 
@@ -142,8 +143,16 @@ def _part(body: bytes, start: int, end: int) -> tuple[str, str | None, bytes]:
     if kind.lower() != b"form-data" or b"name" not in options:
         raise BadRequest("malformed multipart body: a part has no Content-Disposition name")
     filename = options.get(b"filename")
-    return (
-        options[b"name"].decode("utf-8", "replace"),
-        None if filename is None else filename.decode("utf-8", "replace"),
-        body[split + 4 : end],
-    )
+    name = None if filename is None else filename.decode("utf-8", "replace")
+    if b"filename*" in disposition:  # python-multipart drops it
+        name = _extended_filename(disposition)
+    return options[b"name"].decode("utf-8", "replace"), name, body[split + 4 : end]
+
+
+def _extended_filename(disposition: bytes) -> str | None:
+    """The file name of a Content-Disposition carrying RFC 2231's ``filename*``
+    (``utf-8''%E2%82%AC.png``): urllib3 1.x sends only that for a name beyond ASCII, and
+    RFC 7578 allows it. The standard library's email parser decodes it."""
+    header = Message()
+    header["content-disposition"] = disposition.decode("latin-1")
+    return header.get_filename()

@@ -59,6 +59,26 @@ def test_batch_keeps_order_and_ignores_other_fields(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
+    ("disposition", "filename"),
+    [
+        ("filename*=utf-8''%E2%82%AC%20a.png", "\u20ac a.png"),  # urllib3 1.x, beyond ASCII
+        ("filename=\"a.png\"; filename*=UTF-8''%C3%A9.png", "a.png"),  # both: the first
+        ('filename="a \\"b\\".png"', 'a "b".png'),  # quoted-pair escapes
+    ],
+    ids=["rfc2231-only", "both", "escapes"],
+)
+def test_file_names_in_other_forms_are_read(
+    client: TestClient, disposition: str, filename: str
+) -> None:
+    """A part naming its file only by RFC 2231's ``filename*`` was taken for a text field:
+    422 "must carry a file, not text" for a client that sent a file."""
+    head = f'--b0\r\nContent-Disposition: form-data; name="files"; {disposition}\r\n\r\n'
+    entries = _post(client, "/predict/batch", head.encode() + SEVEN + b"\r\n--b0--\r\n").json()
+    assert [entry["filename"] for entry in entries["predictions"]] == [filename]
+    assert entries["predictions"][0]["digit"] == _reference(client)["digit"]
+
+
+@pytest.mark.parametrize(
     ("body", "status", "words"),
     [
         (_part("file", SEVEN), 400, "not closed"),  # no closing delimiter: truncated
