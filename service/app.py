@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from service import __version__
 from service.contract import ModelInfo, ModelLoadError
+from service.errors import ShuttingDown
 from service.feedback import Feedback, FeedbackStoreError
 from service.http.errors import install_error_handlers
 from service.http.fast_routes import FastRoutes
@@ -123,6 +124,7 @@ async def _lifespan(app: DigitsApp) -> AsyncIterator[dict[str, Any]]:
         yield {GUARD: guard, **lane}
         # uvicorn ends the lifespan after the requests in flight were answered (or the
         # graceful shutdown timeout passed): the workers have nothing anyone waits for.
+        await guard.shut(ShuttingDown())
 
 
 async def _start_workers(

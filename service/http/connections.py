@@ -30,13 +30,13 @@ from service.http.guard import (
     IDLE,
     REFUSED,
     ConnectionGuard,
-    Unread,
     framing_over,
 )
 from service.http.lane import LANE, DirectLane, Exchange
 from service.http.observability import CLIENT_CLOSED
 from service.http.offers import head_without_offer, unknown_coding
 from service.http.refusals import RefusingProtocol
+from service.http.unread import Unread
 
 
 class GuardedProtocol(RefusingProtocol):

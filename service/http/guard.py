@@ -23,11 +23,8 @@ no timer per request.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import heapq
 import logging
-import sys
-import termios
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,6 +33,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from service.errors import Overloaded, PayloadTooLarge, ServiceError
+from service.http.unread import Unread
 from service.http.v2.errors import error_body
 from service.logs import request_id
 from service.metrics import Metrics
@@ -47,6 +45,7 @@ GUARD = "connection_guard"  # the lifespan state key the protocol finds its guar
 # broken chunks): the status the client got, for its metrics and access line (observability).
 REFUSED = "digits.refused"
 SWEEP_S = 1.0
+SHUT_POLL_S = 0.05  # how often the exit checks whether the refused connections have closed
 # After a refusal the connection is half-closed and what the client still sends is read and
 # dropped for this long: closing at once, with its unread bytes in the socket, would make the
 # kernel send a reset that can reach the client before the answer.
@@ -70,39 +69,6 @@ class ConnectionLimits:
     retry_after_s: int
 
 
-class Unread:
-    """Whether a connection's client reads what it is sent: what its transport holds (past the
-    kernel's buffer) and what the kernel holds for it must shrink, or let a paused writer go
-    on, from one sweep to the next. uvicorn waits without a limit for a client that reads
-    nothing, which so holds its connection and the answers it asked for as long as it likes."""
-
-    __slots__ = ("pending", "since", "drained")
-
-    def __init__(self) -> None:
-        self.pending, self.since, self.drained = 0, 0.0, False
-
-    def stalled(self, now: float, transport: asyncio.Transport) -> float:
-        """For how long none of what waits to be sent on ``transport`` has left."""
-        buffered = transport.get_write_buffer_size()
-        pending = buffered + _kernel_queue(transport) if buffered else 0
-        if not pending or not self.pending or pending < self.pending or self.drained:
-            self.since = now
-        self.pending, self.drained = pending, False
-        return now - self.since
-
-
-def _kernel_queue(transport: asyncio.Transport) -> int:
-    """Bytes the kernel holds to send on the transport's socket, not yet read by the client
-    (Linux's SIOCOUTQ): it shrinks as a slow client reads, while asyncio's buffer waits for
-    it to be a third empty. 0 where the kernel does not say."""
-    try:
-        sock = transport.get_extra_info("socket")
-        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    except (AttributeError, OSError, ValueError):
-        return 0
-    return int.from_bytes(queued, sys.byteorder, signed=True)
-
-
 # What a connection is waiting for, and so which deadline applies.
 HEAD, BODY, APP, IDLE = "head", "body", "app", "idle"
 
@@ -124,6 +90,8 @@ class Guarded(Protocol):
     def check_deadline(self, now: float, limits: ConnectionLimits) -> None: ...
 
     def waiting_for_request(self) -> bool: ...
+
+    def cut_short(self, error: ServiceError) -> None: ...
 
     def give_way(self, error: ServiceError) -> None: ...
 
@@ -156,6 +124,15 @@ class ConnectionGuard:
             else:
                 connection.check_deadline(now, self.limits)
         self.start()
+
+    async def shut(self, error: ServiceError) -> None:
+        """After SIGTERM's drain, refuse the requests still arriving with ``error`` and give
+        their clients up to LINGER_S to read it before the process exits."""
+        for connection in list(self.connections):
+            connection.cut_short(error)
+        deadline = time.monotonic() + LINGER_S
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(SHUT_POLL_S)
 
     def turned_away(self, transport: asyncio.Transport, open_connections: int) -> bool:
         """Whether a new connection is over the cap and so refused: 503 and Retry-After."""

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.errors import BadRequest, HeadersTooLarge, RequestTimeout, ServiceError
+from service.errors import (
+    BadRequest,
+    HeadersTooLarge,
+    RequestTimeout,
+    ServiceError,
+    ShuttingDown,
+)
 from service.http.coalescing import HeldHead
 from service.http.guard import (
     BODY,
@@ -19,12 +25,12 @@ from service.http.guard import (
     IDLE,
     ConnectionGuard,
     ConnectionLimits,
-    Unread,
     cut,
     linger,
     overdue,
     refusal,
 )
+from service.http.unread import Unread
 
 
 class RefusingProtocol(HttpToolsProtocol):
@@ -130,6 +136,27 @@ class RefusingProtocol(HttpToolsProtocol):
             path = self.url.partition(b"?")[0].decode("latin-1")
             self.transport.write(refusal(error, path))
         self.transport.close()
+
+    def shutdown(self) -> None:
+        """uvicorn's start of SIGTERM's drain closes a connection with no request under way,
+        one whose head is half sent included: that client is told why instead (503), as
+        one whose request is still arriving when the drain ends is."""
+        if self.phase == HEAD and self.head_received and not self._answers_owed():
+            self._refuse(ShuttingDown())
+            return
+        super().shutdown()
+
+    def cut_short(self, error: ServiceError) -> None:
+        """At the end of SIGTERM's drain: a request whose head or body is still arriving is
+        refused with ``error`` (on the direct lane it has no task for uvicorn to cancel, so
+        the exit would drop it unanswered); a connection waiting for a request is closed."""
+        if self.stopped or self.transport.is_closing():
+            return
+        if self.phase == BODY or (self.phase == HEAD and self.head_received):
+            if not self._owed_before():  # else the answers before it are still being cut
+                self._refuse(error)
+        elif not self._answers_owed():
+            self.transport.close()
 
     def check_deadline(self, now: float, limits: ConnectionLimits) -> None:
         """Close this connection if it is past the deadline of what it is waiting for."""

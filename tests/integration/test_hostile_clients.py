@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from bench.server import RunningService, running_service
-from service.http.guard import Unread
+from service.http.unread import Unread
 from tests.conftest import tiny_model_env
 from tests.service.images import draw_digit, encode, png
 

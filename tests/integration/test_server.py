@@ -79,9 +79,11 @@ def _answer(sock: socket.socket) -> bytes:
 
 def test_a_request_still_unanswered_when_the_drain_ends_gets_a_json_503(tiny_onnx: Path) -> None:
     """uvicorn cancels what is left when DIGITS_GRACEFUL_SHUTDOWN_SECONDS are over, and
-    answered a request still in flight (here two uploads that stalled half way, on a direct
+    answered a request still in flight (here uploads that stalled half way, on a direct
     route and on a FastAPI route) with a plain-text 500 and an ERROR traceback in the log.
-    They get the service's 503 in JSON instead, and the connection closes."""
+    They get the service's 503 in JSON instead, and the connection closes. A request whose
+    body or head was still arriving on the direct lane (no task to cancel yet) got a bare
+    close (at exit, or for a head, when the drain began): it gets the same 503."""
     env = {
         **tiny_model_env(tiny_onnx),
         "DIGITS_GRACEFUL_SHUTDOWN_SECONDS": "1",
@@ -94,6 +96,9 @@ def test_a_request_still_unanswered_when_the_drain_ends_gets_a_json_503(tiny_onn
             b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s" % (len(SEVEN), SEVEN[:40]),
             b"POST /v2/models/%s/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b'Content-Length: 1000\r\n\r\n{"inputs": [' % model.encode(),
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(SEVEN), SEVEN[:40]),
+            b"POST /predict HTTP/1.1\r\nHost: x\r\n",
         ]
         socks = [socket.create_connection(("127.0.0.1", stopping.port), timeout=30) for _ in heads]
         try:
@@ -112,8 +117,10 @@ def test_a_request_still_unanswered_when_the_drain_ends_gets_a_json_503(tiny_onn
         assert head.startswith(b"HTTP/1.1 503"), answer[:300]
         assert b"content-type: application/json" in head.lower()
         assert b"shutting down" in body
-    assert json.loads(answers[0].partition(b"\r\n\r\n")[2])["error"]["code"] == "not_ready"
-    assert isinstance(json.loads(answers[1].partition(b"\r\n\r\n")[2])["error"], str)  # V2
+    bodies = [json.loads(answer.partition(b"\r\n\r\n")[2]) for answer in answers]
+    assert [body["error"]["code"] for body in bodies[2:]] == ["not_ready", "not_ready"]
+    assert bodies[0]["error"]["code"] == "not_ready"
+    assert isinstance(bodies[1]["error"], str)  # V2
     assert "Traceback" not in log, log[-3000:]
 
 
