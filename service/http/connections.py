@@ -74,7 +74,7 @@ class GuardedProtocol(RefusingProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.guard is not None:
-            self.guard.connections.discard(self)
+            self.guard.lost(self)
         abandoned = [self.pipeline.pop() for _ in range(len(self.pipeline))]
         super().connection_lost(exc)
         if abandoned:
@@ -159,9 +159,11 @@ class GuardedProtocol(RefusingProtocol):
 
     def on_message_begin(self) -> None:
         # A pipelined request starts while the one before it is in its body or being
-        # answered: its head is counted and timed from here, not added to the one before.
+        # answered: its head is counted and timed from here, not added to the one before
+        # (one byte stands for its part of this read: begun, but not counted).
         if self.phase != HEAD:
             self._enter(HEAD)
+            self.head_received = 1
         self.messages += 1
         super().on_message_begin()
 
@@ -269,7 +271,7 @@ class GuardedProtocol(RefusingProtocol):
         elif self.phase == BODY:  # answered before its body (a 404): the rest is read, dropped
             if self.expect_100_continue:  # unless the client waits for a 100 it will not get
                 self._close_lingering()
-        else:
+        elif self.phase != HEAD:  # else the next request's head has begun, and is timed
             self._enter(IDLE)
 
     def resume_writing(self) -> None:

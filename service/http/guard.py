@@ -12,9 +12,10 @@ closed. The limits:
   trickle cannot hold a connection either. 408, close. An answer of which the client reads
   nothing for that grace period is dropped with its connection;
 - a keep-alive idle timeout and a cap on open connections. At the cap, the connections
-  longest waiting for a request (idle, or still sending a head) are closed to make room, as
-  nginx reuses its idle connections: sockets held open without requests (a slowloris) keep
-  no client out, health probes included. Only when every connection has a request in hand
+  longest waiting for a request (idle, or still sending a head, for at least ROOM_AGE_S,
+  their answers all received) are closed to make room, as nginx reuses its idle
+  connections: sockets held open without requests (a slowloris) keep no client out,
+  health probes included. Only when every connection has a request in hand, or is younger,
   is a new one refused: 503 + Retry-After.
 One sweep per second per process checks every connection's deadline, so the hot path pays
 no timer per request.
@@ -56,6 +57,9 @@ CHUNK_FRAMING = 16
 # Connections closed at once to make room at the cap (nginx frees 32 of its reusable ones):
 # one scan of the open connections serves the next new ones too.
 ROOM = 32
+# ...among those that have waited this long: a client sends its head within a round trip of
+# connecting, so a younger connection is one whose request is on its way.
+ROOM_AGE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,9 @@ class ConnectionGuard:
         self.limits = limits
         self.metrics = metrics
         self.connections: set[Guarded] = set()
+        # Closed to make room and not yet gone: uvicorn counts them until their
+        # connection_lost, which comes after every connection accepted with the new one.
+        self.making_room: set[Guarded] = set()
         self._sweep: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -134,10 +141,14 @@ class ConnectionGuard:
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(SHUT_POLL_S)
 
+    def lost(self, connection: Guarded) -> None:
+        self.connections.discard(connection)
+        self.making_room.discard(connection)
+
     def turned_away(self, transport: asyncio.Transport, open_connections: int) -> bool:
         """Whether a new connection is over the cap and so refused: 503 and Retry-After."""
         limit = self.limits.max_connections
-        if open_connections < limit or self.made_room():
+        if open_connections - len(self.making_room) < limit or self.made_room():
             return False
         message = f"too many open connections (the limit is {limit})"
         transport.write(refusal(Overloaded(message + "; retry later", self.limits.retry_after_s)))
@@ -146,8 +157,10 @@ class ConnectionGuard:
         return True
 
     def made_room(self) -> bool:
-        """Close up to ROOM of the connections longest waiting for a request; whether any."""
-        waiting = [c for c in self.connections if c.waiting_for_request()]
+        """Close up to ROOM of the connections longest waiting for a request (at least
+        ROOM_AGE_S); whether any."""
+        oldest = time.monotonic() - ROOM_AGE_S
+        waiting = [c for c in self.connections if c.since < oldest and c.waiting_for_request()]
         if not waiting:
             return False
         limit = self.limits.max_connections
@@ -159,6 +172,7 @@ class ConnectionGuard:
         closed = heapq.nsmallest(ROOM, waiting, key=lambda connection: connection.since)
         for connection in closed:
             connection.give_way(error)
+        self.making_room.update(closed)
         self.metrics.rejected.labels("connection_limit").inc(len(closed))
         token = request_id.set(None)
         logger.warning(

@@ -30,7 +30,7 @@ from service.http.guard import (
     overdue,
     refusal,
 )
-from service.http.unread import Unread
+from service.http.unread import Unread, unsent
 
 
 class RefusingProtocol(HttpToolsProtocol):
@@ -119,12 +119,14 @@ class RefusingProtocol(HttpToolsProtocol):
 
     def waiting_for_request(self) -> bool:
         """Whether closing this connection drops no request the server has taken: it is idle
-        between requests or its head is not yet whole, and it owes no answer."""
+        between requests or its head is not yet whole, it owes no answer, and all it was
+        sent has reached its client (a close would cut an answer still leaving)."""
         return (
             self.phase in (IDLE, HEAD)
             and not self.stopped
             and not self.transport.is_closing()
             and not self._answers_owed()
+            and not unsent(self.transport)
         )
 
     def give_way(self, error: ServiceError) -> None:

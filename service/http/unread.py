@@ -1,5 +1,5 @@
 """Whether a connection's client reads what it is sent (the guard's sweep drops one that does
-not, service/http/guard.py)."""
+not, service/http/guard.py), and what of an answer has not reached it."""
 
 from __future__ import annotations
 
@@ -40,3 +40,9 @@ def kernel_queue(transport: asyncio.Transport) -> int:
     except (AttributeError, OSError, ValueError):
         return 0
     return int.from_bytes(queued, sys.byteorder, signed=True)
+
+
+def unsent(transport: asyncio.Transport) -> int:
+    """Bytes written on ``transport`` that have not reached its client: asyncio's buffer and
+    the kernel's."""
+    return transport.get_write_buffer_size() + kernel_queue(transport)

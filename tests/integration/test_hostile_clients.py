@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from bench.server import RunningService, running_service
+from service.http.guard import ROOM_AGE_S
 from service.http.unread import Unread
 from tests.conftest import tiny_model_env
 from tests.service.images import draw_digit, encode, png
@@ -284,6 +285,19 @@ def test_a_stalled_request_head_is_closed_within_its_deadline(server: RunningSer
         waited = time.monotonic() - started
     assert status == 408 and body["error"]["code"] == "request_timeout"
     assert 1.0 <= waited < 1.0 + SWEEP_SLACK_S
+
+
+def test_a_head_begun_behind_an_answer_keeps_its_deadline(server: RunningService) -> None:
+    """A head begun in the same write as the request before it was taken for an idle
+    connection once that request was answered: closed without a word at the keep-alive's end
+    (and taken for one waiting for nothing when the cap made room)."""
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nX: ")
+        answers = _read_all(sock)
+    first = answers.index(b"}") + 1  # the first request's answer, then the refusal
+    assert answers.startswith(b"HTTP/1.1 200")
+    status, body = _status_and_body(answers[first:])
+    assert status == 408 and body["error"]["code"] == "request_timeout"
 
 
 def test_a_header_line_a_second_does_not_dodge_the_head_deadline(server: RunningService) -> None:
@@ -726,11 +740,12 @@ def capped(tiny_onnx: Path) -> Iterator[RunningService]:
 
 
 def _held(server: RunningService, sent: bytes) -> list[socket.socket]:
-    """As many connections as the cap, each having sent ``sent``; given a moment to be read."""
+    """As many connections as the cap, each having sent ``sent``; given a moment to be read
+    and to be old enough to make room (ROOM_AGE_S)."""
     held = [_connect(server) for _ in range(int(LIMITS["DIGITS_MAX_CONNECTIONS"]))]
     for sock in held:
         sock.sendall(sent)
-    time.sleep(1.0)
+    time.sleep(ROOM_AGE_S + 0.5)
     return held
 
 
@@ -755,8 +770,13 @@ def test_connections_beyond_the_cap_get_a_clean_503_when_all_have_requests(
 
 @pytest.mark.parametrize(
     "sent",
-    [b"", b"GET /readyz HTTP/1.1\r\n", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"],
-    ids=["never a byte", "a head that never ends", "idle after a request"],
+    [
+        b"",
+        b"GET /readyz HTTP/1.1\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nX: ",
+    ],
+    ids=["never a byte", "a head that never ends", "idle after a request", "then half a head"],
 )
 def test_connections_without_a_request_make_room_at_the_cap(
     capped: RunningService, sent: bytes
@@ -772,6 +792,8 @@ def test_connections_without_a_request_make_room_at_the_cap(
         assert httpx.get(f"{capped.url}/healthz", timeout=5).status_code == 200
         oldest = held[0]
         answer = _read_all(oldest)
+        if answer.startswith(b"HTTP/1.1 200") and sent.count(b"GET") == 2:  # its first request
+            answer = answer[answer.index(b"}") + 1 :]
         if sent.endswith(b"\r\n\r\n"):  # its own answer first, then a plain close
             assert answer.count(b"HTTP/1.1 ") == 1 and answer.startswith(b"HTTP/1.1 200")
         elif sent:
@@ -784,6 +806,57 @@ def test_connections_without_a_request_make_room_at_the_cap(
             sock.close()
     _predict_works(capped)
     assert _rejected(capped, "connection_limit") > before  # each closed one is counted
+
+
+def test_a_burst_of_new_connections_at_the_cap_is_served(capped: RunningService) -> None:
+    """Connections accepted together each saw the ones closed for room still counted (they
+    leave on the next pass of the loop), so each closed 32 more: the idle ones, then the
+    other new ones, unanswered; and a new connection whose request was on its way was
+    closed with the idle ones. The burst is now served and only the idle ones close."""
+    held = _held(capped, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    held.pop().close()  # 11 idle, and the server hears of the twelfth's going
+    burst = []
+    try:
+        for _ in range(6):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", capped.port))
+            burst.append(sock)
+        time.sleep(0.5)
+        answers = []
+        for sock in burst:
+            sock.settimeout(10)
+            try:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answers.append(_read_all(sock)[:12])
+            except OSError as exc:  # closed before it sent its request
+                answers.append(repr(exc).encode())
+    finally:
+        for sock in held + burst:
+            sock.close()
+    assert answers == [b"HTTP/1.1 200"] * len(burst)
+
+
+def test_an_answer_still_leaving_is_not_cut_for_room(capped: RunningService) -> None:
+    """A connection whose answer sat in its buffers (a client reading slowly) with the next
+    head begun looked idle: closed for room, it lost the rest of the answer."""
+    big = socket.socket()
+    big.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    big.settimeout(10)
+    big.connect(("127.0.0.1", capped.port))
+    big.sendall(UNREAD.split(b"\r\n\r\n")[0] + b"\r\n\r\nGET /healthz HTTP/1.1\r\nHo")
+    time.sleep(ROOM_AGE_S + 0.5)
+    held = [_connect(capped) for _ in range(int(LIMITS["DIGITS_MAX_CONNECTIONS"]))]
+    try:
+        time.sleep(0.5)
+        big.sendall(b"st: x\r\nConnection: close\r\n\r\n")
+        answer = _read_all(big)
+    finally:
+        for sock in [big, *held]:
+            sock.close()
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    assert len(rest) > length and rest[length:].startswith(b"HTTP/1.1 200"), len(rest)
 
 
 @pytest.mark.parametrize("route", ["direct lane", "ASGI"])
