@@ -74,10 +74,14 @@ def check_out(path: Path) -> None:
 
 
 def check_writable(folder: Path, option: str) -> None:
-    """Create ``folder`` and write a scratch file in it; OutputError naming ``option`` if not."""
+    """Write a scratch file in ``folder``, or in its nearest existing parent when it is yet to
+    be made (the run makes it): OutputError naming ``option`` if that fails. No folder is
+    made here, so a run that another check stops leaves none behind."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
         reason = error.strerror or type(error).__name__

@@ -48,8 +48,9 @@ class TrainResult:
     best_epoch: int
     val_accuracy: float
     history: History
-    seconds: float
+    seconds: float  # training time, of every session of a resumed run
     fonts: dict[str, str] = field(default_factory=dict)  # printed digits' fonts: name -> sha256
+    earlier_seconds: float = 0.0  # of ``seconds``, the sessions before a resume
     nondigits: dict[str, int] = field(default_factory=dict)  # outlier pool: kind -> images
 
 
@@ -109,6 +110,7 @@ class Run:
     # The corrections folders (--extra-data) it trains on, by index sha256: part of what a
     # resume must continue with, as the config is, though not a hyperparameter.
     extra_sources: list[dict[str, object]] = field(default_factory=list)
+    seconds: float = 0.0  # training time up to the last epoch done, all sessions together
 
     def state_dict(self, config: TrainConfig) -> dict[str, Any]:
         return {
@@ -123,6 +125,7 @@ class Run:
             "best": self.best,
             "config": config.to_dict(),
             "extra": self.extra_sources,
+            "seconds": self.seconds,
         }
 
     def load(self, path: Path, config: TrainConfig, device: str) -> None:
@@ -158,6 +161,7 @@ class Run:
         self.history = History(**state["history"])
         self.best = state["best"]
         self.epoch = state["epoch"]
+        self.seconds = state.get("seconds", 0.0)  # absent from checkpoints before it was kept
         logger.info("resumed from %s after epoch %d", path, self.epoch)
 
     def save(self, path: Path, config: TrainConfig) -> None:

@@ -286,6 +286,7 @@ def fit(
         if not checkpoint_path.is_file():  # a mistyped --run-dir would start afresh
             raise ResumeError(f"--resume: {checkpoint_path} does not exist")
         run.load(checkpoint_path, config, device)
+    earlier = run.seconds  # a resumed run's card counts its whole training time
 
     maker = batch_maker(config, x_train, y_train, run.generator, augment_config)
     outliers, printed = maker.outliers, maker.printed
@@ -317,6 +318,7 @@ def fit(
         record_epoch(
             run, config, (*train_figures, *val_figures), exposed or outliers is None, started
         )
+        run.seconds = earlier + time.monotonic() - started
         run.save(checkpoint_path, config)
         if on_epoch is not None:
             on_epoch(epoch, run.history)
@@ -329,7 +331,8 @@ def fit(
         best_epoch=run.best["epoch"],
         val_accuracy=run.best["val_accuracy"],
         history=run.history,
-        seconds=time.monotonic() - started,
+        seconds=earlier + time.monotonic() - started,
         fonts=printed.fonts if printed is not None else {},
         nondigits=outliers.counts if outliers is not None else {},
+        earlier_seconds=earlier,
     )

@@ -182,6 +182,17 @@ def test_an_out_that_is_no_onnx_file_is_refused_before_training(tmp_path: Path, 
         assert _only_error_line(result.stderr).startswith(f"error: --out {out}: ")
 
 
+def test_a_run_without_its_data_leaves_no_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --data-dir failed after the output and run folders were made."""
+    out, run_dir = tmp_path / "new" / "m.onnx", tmp_path / "run"
+    args = ["train", "--data-dir", str(tmp_path / "no-data"), "--out", str(out)]
+    assert main([*args, "--run-dir", str(run_dir), "--no-progress"]) == 1
+    assert "missing" in _only_error_line(capsys.readouterr().err)
+    assert not out.parent.exists() and not run_dir.exists()
+
+
 def test_resuming_a_run_that_is_not_there_is_one_line(
     mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

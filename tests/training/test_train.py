@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -82,6 +83,24 @@ def test_resume_continues_exactly(train_split: MnistSplit, tmp_path: Path) -> No
     assert resumed.history.val_accuracy == straight.history.val_accuracy
     for a, b in zip(_weights(straight.model), _weights(resumed.model), strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_resumed_run_counts_the_time_before_it(train_split: MnistSplit, tmp_path: Path) -> None:
+    """The model card's training time counted only the resumed part of a run."""
+    config = TrainConfig(epochs=3, batch_size=64, limit_train=600, val_size=100, seed=5)
+    pause_s = 3.0
+
+    def slow_then_stop(epoch: int, history: History) -> None:
+        if epoch == 1:
+            time.sleep(pause_s)  # inside the first session's second epoch's time
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, train_split, tmp_path, progress=False, on_epoch=slow_then_stop)
+    resumed = fit(config, train_split, tmp_path, resume=True, progress=False)
+    assert resumed.seconds >= pause_s  # the first session's time is in it
+    assert resumed.seconds > resumed.earlier_seconds >= pause_s
 
 
 def test_keep_chooses_the_best_or_the_last_epoch(train_split: MnistSplit, tmp_path: Path) -> None:
