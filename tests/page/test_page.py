@@ -391,3 +391,52 @@ def test_only_the_finished_drawing_is_announced(page: Any) -> None:
     assert shown_result(page)["digit"] == 3
     announced = [text for text in page.evaluate("window.announced") if text]
     assert len(announced) == 1 and announced[0].startswith("Predicted digit 3"), announced
+
+
+def test_a_confidence_near_certainty_is_not_rounded_up_to_it(page: Any, page_url: str) -> None:
+    """examples/digit.png, answered 0.99968, was shown "100.0% confident": a certainty the
+    calibrated model does not claim, and not what the CLI shows (99.97%)."""
+    path = REPO_ROOT / "examples" / "digit.png"
+    answer = httpx.post(
+        page_url + "predict", content=path.read_bytes(), headers={"Content-Type": "image/png"}
+    ).json()
+    assert 0.99 <= answer["confidence"] < 1
+    shown = f"{min(round(answer['confidence'] * 10000), 9999) / 100:.2f}%"
+    page.set_input_files("#file", str(path))
+    expect(page.locator("#confidence")).to_have_text(f"{shown} confident")
+    assert page.inner_text(".bar.best .bar-value") == shown != "100.00%"
+
+
+def test_a_blank_image_is_called_blank(page: Any, tmp_path: Path) -> None:
+    """A white page was titled "This image could not be read", though it was read."""
+    path = tmp_path / "white.png"
+    path.write_bytes(png_bytes(Image.new("L", (200, 200), 255)))
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector('#result[data-state="error"]')
+    assert page.inner_text("#error").startswith("Nothing to read here")
+
+
+def test_try_again_from_the_keyboard_keeps_the_focus(page: Any) -> None:
+    """The button went away while the image was sent again, and the focus with it, to the
+    start of the page: the next Tab led to the footer."""
+    answer_every_prediction_busy(page)
+    draw(page, DIGITS[7])
+    page.wait_for_selector('#result[data-state="error"]')
+    page.focus("#try-again")
+    page.keyboard.press("Enter")
+    page.wait_for_selector('#result[data-state="error"]')  # the service still busy
+    expect(page.locator("#try-again")).to_be_focused()  # the new one
+    page.unroute("**/predict*")
+    page.keyboard.press("Enter")
+    assert shown_result(page)["digit"] == 7
+    assert page.evaluate("document.activeElement.id") == "result"
+
+
+def test_a_stroke_begun_off_the_pad_draws_from_where_it_comes_on(page: Any) -> None:
+    box = page.locator("#pad").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] - 20, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, y, steps=10)
+    page.mouse.up()
+    assert ink_on_pad(page) > 0

@@ -155,7 +155,18 @@
   }
 
   pad.addEventListener("pointerdown", (event) => {
-    if (stroke || (event.pointerType === "mouse" && event.button !== 0)) return;
+    if (event.pointerType === "mouse" && event.button !== 0) return;
+    startStroke(event);
+  });
+
+  // A stroke begun just off the pad starts where the pressed pointer comes onto it, as on
+  // other drawing pads (a pen or finger pressed elsewhere is scrolling, not drawing).
+  pad.addEventListener("pointerenter", (event) => {
+    if (event.pointerType === "mouse" && event.buttons & 1) startStroke(event);
+  });
+
+  function startStroke(event) {
+    if (stroke) return;
     event.preventDefault();
     if (showingUpload) clearPad();
     clearTimeout(settling); // another stroke of the same digit
@@ -164,7 +175,7 @@
     hasInk = true;
     stroke = { pointerId: event.pointerId, points: [] };
     extendStroke(pointFrom(event));
-  });
+  }
 
   pad.addEventListener("pointermove", (event) => {
     if (!stroke || event.pointerId !== stroke.pointerId) return;
@@ -261,8 +272,15 @@
     }
   }
 
+  // Whether "Try again" had the focus when pressed: it goes away while the image is sent
+  // again, so the focus waits on the answer's box and moves to the next "Try again" if that
+  // one fails too, rather than falling back to the start of the page.
+  let retryFocused = false;
+
   function askAgain() {
     if (!lastAsked) return;
+    retryFocused = document.activeElement === byId("try-again");
+    if (retryFocused) ui.result.focus();
     const mine = ++sequence;
     ui.error.hidden = true;
     setState("pending");
@@ -294,6 +312,7 @@
     if (response.status >= 500 || response.status === 408) {
       return ["The service had a problem", message, true];
     }
+    if (code === "no_ink") return ["Nothing to read here", message, false];
     if (response.status === 413) return ["This image is too large", message, false];
     if (response.status === 415) return ["This kind of file is not read", message, false];
     return ["This image could not be read", message, false];
@@ -328,7 +347,13 @@
     }
   }
 
-  const percent = (p) => `${(p * 100).toFixed(1)}%`;
+  // Two decimals near certainty, and a probability under 1 never shown as 100 %: 0.99968 is
+  // "99.97%", as the CLI shows it, not a certainty the calibrated model does not claim.
+  const percent = (p) => {
+    if (p < 0.99) return `${(p * 100).toFixed(1)}%`;
+    const hundredths = Math.min(Math.round(p * 10000), p < 1 ? 9999 : 10000);
+    return `${(hundredths / 100).toFixed(2)}%`;
+  };
 
   // ``probabilities`` null: no answer to show (nothing yet, or refused), not ten zeros.
   function showBars(probabilities, best) {
@@ -350,6 +375,7 @@
   // ``live``: an answer about a drawing still being drawn, shown but not announced: a screen
   // reader would otherwise read out every half-drawn guess.
   function showResult(data, live) {
+    retryFocused = false;
     ui.error.hidden = true;
     const unsure = data.confidence < UNSURE_BELOW;
     ui.digit.textContent = String(data.digit);
@@ -497,6 +523,8 @@
       ui.error.append(again);
     }
     ui.error.hidden = false;
+    if (retryFocused) (byId("try-again") || ui.result).focus(); // a button can take it once shown
+    retryFocused = false;
     resetResult("No prediction");
     ui.quick.textContent = title; // beside the pad: on a phone the box may be out of view
     ui.announce.textContent = "";
