@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import time
+from collections import Counter
 from typing import Any, TextIO
 
 import orjson
@@ -69,6 +70,43 @@ def configure_logging(level: str = "INFO") -> None:
         logger.propagate = True
     # Our middleware writes the access line (with request id and route); uvicorn's is a duplicate.
     logging.getLogger("uvicorn.access").disabled = True
+
+
+class Throttled:
+    """A warning that can come thousands of times a second (a flood of refused connections):
+    at most ``per_second`` lines a second of each kind; the rest are counted and said in one
+    line once that second is over (``flush``, which the caller's timer also calls). The
+    metrics count every one; the log has only to show that they happened."""
+
+    def __init__(self, logger: logging.Logger, per_second: int) -> None:
+        self._logger, self._per_second = logger, per_second
+        self._second = int(time.monotonic())
+        self._said: Counter[str] = Counter()
+        self._held: Counter[str] = Counter()
+
+    def warning(self, kind: str, message: str, *args: object) -> None:
+        self.flush()
+        if self._said[kind] < self._per_second:
+            self._said[kind] += 1
+            self._logger.warning(message, *args)
+        else:
+            self._held[kind] += 1
+
+    def flush(self) -> None:
+        """Say what was held back in a second that is over."""
+        second = int(time.monotonic())
+        if second == self._second:
+            return
+        for kind, count in self._held.items():
+            self._logger.warning(
+                "%d more %s refusals in the last second, not logged one by one",
+                count,
+                kind,
+                extra={"reason": kind, "count": count},
+            )
+        self._second = second
+        self._said.clear()
+        self._held.clear()
 
 
 ACCESS_LOGGER = "service.access"

@@ -36,7 +36,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 from service.errors import Overloaded, PayloadTooLarge, ServiceError
 from service.http.unread import Unread
 from service.http.v2.errors import error_body
-from service.logs import request_id
+from service.logs import Throttled, request_id
 from service.metrics import Metrics
 
 logger = logging.getLogger("service.http")
@@ -46,6 +46,7 @@ GUARD = "connection_guard"  # the lifespan state key the protocol finds its guar
 # broken chunks): the status the client got, for its metrics and access line (observability).
 REFUSED = "digits.refused"
 SWEEP_S = 1.0
+REFUSAL_LINES_PER_S = 10  # of each reason; a flood's others are summed in one line a second
 SHUT_POLL_S = 0.05  # how often the exit checks whether the refused connections have closed
 # After a refusal the connection is half-closed and what the client still sends is read and
 # dropped for this long: closing at once, with its unread bytes in the socket, would make the
@@ -111,6 +112,7 @@ class ConnectionGuard:
         # connection_lost, which comes after every connection accepted with the new one.
         self.making_room: set[Guarded] = set()
         self._sweep: asyncio.TimerHandle | None = None
+        self.log = Throttled(logger, REFUSAL_LINES_PER_S)
 
     def start(self) -> None:
         self._sweep = asyncio.get_running_loop().call_later(SWEEP_S, self.sweep)
@@ -120,6 +122,7 @@ class ConnectionGuard:
             self._sweep.cancel()
 
     def sweep(self) -> None:
+        self.log.flush()
         now = time.monotonic()
         grace = self.limits.body_grace_s
         for connection in list(self.connections):
@@ -175,7 +178,8 @@ class ConnectionGuard:
         self.making_room.update(closed)
         self.metrics.rejected.labels("connection_limit").inc(len(closed))
         token = request_id.set(None)
-        logger.warning(
+        self.log.warning(
+            "connection_limit",
             "closed %d connections waiting for a request: the limit of %d open connections "
             "was reached",
             len(closed),
@@ -189,7 +193,7 @@ class ConnectionGuard:
         # The connection's, no request's: a refusal behind pipelined requests is written from
         # the last one's task, whose request id it must not carry.
         token = request_id.set(None)
-        logger.warning("refused %s: %s", client[0] if client else "a client", detail)
+        self.log.warning(reason, "refused %s: %s", client[0] if client else "a client", detail)
         request_id.reset(token)
 
 

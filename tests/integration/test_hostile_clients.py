@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from bench.server import RunningService, running_service
-from service.http.guard import ROOM_AGE_S
+from service.http.guard import REFUSAL_LINES_PER_S, ROOM_AGE_S
 from service.http.unread import Unread
 from tests.conftest import tiny_model_env
 from tests.service.images import draw_digit, encode, png
@@ -766,6 +766,34 @@ def test_connections_beyond_the_cap_get_a_clean_503_when_all_have_requests(
             sock.close()
     _predict_works(capped)
     assert _rejected(capped, "connection_limit") >= before + 1
+
+
+def test_a_flood_of_refusals_is_logged_in_a_few_lines(capped: RunningService) -> None:
+    """Each refused connection wrote a WARNING line: a flood of 3,000 a second wrote 30 MB of
+    log in two minutes. At most REFUSAL_LINES_PER_S a second of each reason now, the rest
+    summed in one line a second; the metric still counts every one."""
+    held = _held(capped, _request_head(1000) + b"x" * 10)  # each in the middle of its body
+    logged, refused = len(capped.log()), 100
+    before = _rejected(capped, "connection_limit")
+    started = time.monotonic()
+    try:
+        for _ in range(refused):
+            with _connect(capped) as extra:
+                assert _read_all(extra).startswith(b"HTTP/1.1 503")
+    finally:
+        elapsed = time.monotonic() - started
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while "more connection_limit refusals" not in capped.log()[logged:]:
+        assert time.monotonic() < deadline, capped.log()[logged:][-2000:]
+        time.sleep(0.2)
+    lines = [json.loads(line) for line in capped.log()[logged:].splitlines() if line]
+    one_by_one = [line for line in lines if "too many open connections" in line["message"]]
+    summed = sum(line["count"] for line in lines if line.get("reason") == "connection_limit")
+    assert len(one_by_one) <= REFUSAL_LINES_PER_S * (elapsed + 2)
+    assert len(one_by_one) + summed >= refused
+    assert _rejected(capped, "connection_limit") >= before + refused
 
 
 @pytest.mark.parametrize(
