@@ -123,7 +123,8 @@ async def _lifespan(app: DigitsApp) -> AsyncIterator[dict[str, Any]]:
         lane = {LANE: DirectLane(app.fast_routes)} if app.tracing is None else {}
         yield {GUARD: guard, **lane}
         # uvicorn ends the lifespan after the requests in flight were answered (or the
-        # graceful shutdown timeout passed): the workers have nothing anyone waits for.
+        # graceful shutdown timeout passed). What is still arriving is refused, then the
+        # workers have nothing anyone waits for.
         await guard.shut(ShuttingDown())
 
 

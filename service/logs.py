@@ -78,8 +78,8 @@ class Throttled:
     line once that second is over (``flush``, which the caller's timer also calls). The
     metrics count every one; the log has only to show that they happened."""
 
-    def __init__(self, logger: logging.Logger, per_second: int) -> None:
-        self._logger, self._per_second = logger, per_second
+    def __init__(self, logger: logging.Logger, per_second: int, what: str) -> None:
+        self._logger, self._per_second, self._what = logger, per_second, what
         self._second = int(time.monotonic())
         self._said: Counter[str] = Counter()
         self._held: Counter[str] = Counter()
@@ -99,9 +99,10 @@ class Throttled:
             return
         for kind, count in self._held.items():
             self._logger.warning(
-                "%d more %s refusals in the last second, not logged one by one",
+                "%d more %s %s in the last second, not logged one by one",
                 count,
                 kind,
+                self._what,
                 extra={"reason": kind, "count": count},
             )
         self._second = second

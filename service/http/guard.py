@@ -15,8 +15,8 @@ closed. The limits:
   longest waiting for a request (idle, or still sending a head, for at least ROOM_AGE_S,
   their answers all received) are closed to make room, as nginx reuses its idle
   connections: sockets held open without requests (a slowloris) keep no client out,
-  health probes included. Only when every connection has a request in hand, or is younger,
-  is a new one refused: 503 + Retry-After.
+  health probes included. Only when every connection has a request in hand, or is younger
+  than ROOM_AGE_S, is a new one refused: 503 + Retry-After.
 One sweep per second per process checks every connection's deadline, so the hot path pays
 no timer per request.
 """
@@ -112,7 +112,7 @@ class ConnectionGuard:
         # connection_lost, which comes after every connection accepted with the new one.
         self.making_room: set[Guarded] = set()
         self._sweep: asyncio.TimerHandle | None = None
-        self.log = Throttled(logger, REFUSAL_LINES_PER_S)
+        self.log = Throttled(logger, REFUSAL_LINES_PER_S, "refusals")
 
     def start(self) -> None:
         self._sweep = asyncio.get_running_loop().call_later(SWEEP_S, self.sweep)
