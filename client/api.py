@@ -2,8 +2,10 @@
 
 A file fails alone (the service's per-entry error); a whole request that fails gives its error
 to every file it carried, except where retrying or splitting can still save them: 503 answers
-are retried after Retry-After, and a chunk over the body limit (413) or over the service's
-files per request (DIGITS_MAX_BATCH_FILES, a 400) is split in halves.
+are retried after Retry-After (said through ``on_retry``), a chunk over the body limit (413)
+or over the service's files per request (DIGITS_MAX_BATCH_FILES, a 400) is split in halves,
+and an image refused only because the images before it in its request used up the pixels a
+request may decode (DIGITS_MAX_BATCH_PIXELS) is sent again alone.
 Anything that shows the service cannot be reached or is not a digits service at all raises
 ServiceUnavailable, because every further chunk would fail the same way.
 """
@@ -29,6 +31,8 @@ BATCH_ROUTE = "/predict/batch"
 MAX_RETRY_AFTER_SECONDS = 10.0
 DEFAULT_RETRIES = 3
 TOO_MANY_FILES = "too many files"  # how the service's 400 for a batch over its limit begins
+# In the service's image_too_large for an image that fits alone but not after the others.
+BATCH_PIXELS = "the images of this request before this one"
 # Far above what the service takes in one request (DIGITS_MAX_BODY_BYTES, 10 MiB by default):
 # a bound on the client's memory, as a path may be a device that never ends (/dev/zero).
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -135,6 +139,7 @@ class DigitsClient:
         sleep: Callable[[float], None] = time.sleep,
         explain: bool = False,
         max_file_bytes: int = MAX_FILE_BYTES,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self.url = normalise_url(url)
         self.max_file_bytes = max_file_bytes
@@ -142,6 +147,7 @@ class DigitsClient:
         self.timeout = timeout
         self.retries = retries
         self._sleep = sleep
+        self._on_retry = on_retry
         self._http = httpx.Client(timeout=timeout, transport=transport)
 
     def __enter__(self) -> DigitsClient:
@@ -192,16 +198,27 @@ class DigitsClient:
 
     def _send(self, payloads: list[tuple[int, Path, bytes]]) -> list[FileResult]:
         response = self._post(payloads)
-        for _ in range(self.retries):
+        for attempt in range(1, self.retries + 1):
             if response.status_code != 503:
                 break
-            self._sleep(_retry_after(response))
+            wait = _retry_after(response)
+            if self._on_retry is not None:
+                self._on_retry(
+                    f"the service is busy (HTTP 503); sending {len(payloads)} files again in "
+                    f"{wait:g} s ({attempt} of {self.retries})"
+                )
+            self._sleep(wait)
             response = self._post(payloads)
         body = _json(response)
         paths = [path for _, path, _ in payloads]
         if response.status_code == 200 and isinstance(body, dict):
-            return _batch_results(paths, body, self.url)
+            return self._alone_if_crowded(payloads, _batch_results(paths, body, self.url))
         error = _error_of(body)
+        if error is None and response.status_code >= 500:  # a proxy's page, not the service's
+            raise ServiceUnavailable(
+                f"POST {self.url}{BATCH_ROUTE} answered HTTP {response.status_code} "
+                f"{response.reason_phrase} without the service's JSON (a proxy in front of it?)"
+            )
         if error is None or response.status_code in (404, 405):
             raise ServiceUnavailable(
                 f"{self.url} does not look like a digits service: POST {BATCH_ROUTE} answered "
@@ -214,6 +231,21 @@ class DigitsClient:
             middle = len(payloads) // 2
             return self._send(payloads[:middle]) + self._send(payloads[middle:])
         return [FileResult.failed(path, code, message) for path in paths]
+
+    def _alone_if_crowded(
+        self, payloads: list[tuple[int, Path, bytes]], results: list[FileResult]
+    ) -> list[FileResult]:
+        """``results`` with each image the pixels of the ones before it crowded out sent
+        again alone (within the per-image limit, it fits a request by itself)."""
+        if len(payloads) == 1:
+            return results
+        for position, result in enumerate(results):
+            crowded = result.error_code == "image_too_large" and BATCH_PIXELS in (
+                result.error_message or ""
+            )
+            if crowded:
+                results[position] = self._send([payloads[position]])[0]
+        return results
 
 
 def _retry_after(response: httpx.Response) -> float:

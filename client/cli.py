@@ -170,7 +170,9 @@ def predict(args: argparse.Namespace) -> int:
     stopped: tuple[str, int] | None = None  # why the run ended before every file was read
     try:
         with (
-            DigitsClient(url, timeout=args.timeout, explain=args.explain is not None) as client,
+            DigitsClient(
+                url, timeout=args.timeout, explain=args.explain is not None, on_retry=_say
+            ) as client,
             tqdm(
                 total=len(paths),
                 unit="file",
@@ -197,13 +199,9 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def _report(results: list[FileResult], args: argparse.Namespace) -> int:
-    """The results on stdout (the heat maps in their folder); EXIT_OK or EXIT_FILE_FAILED."""
-    if args.explain is not None:
-        try:
-            written = write_overlays(results, args.explain)
-        except OSError as exc:
-            return _fail(f"cannot write heat maps to {args.explain}: {exc}", EXIT_USAGE)
-        _say(f"{written} heat map{'' if written == 1 else 's'} written to {args.explain}")
+    """The results on stdout, then the heat maps in their folder (a folder that fails
+    late, full or taken by a file of the same name, costs the maps, not the answers);
+    EXIT_OK or EXIT_FILE_FAILED."""
     try:
         sys.stdout.write(_render(results, args))
         sys.stdout.flush()
@@ -216,7 +214,14 @@ def _report(results: list[FileResult], args: argparse.Namespace) -> int:
     if failed and (args.json or args.csv):
         # The table carries the messages; machine formats keep stdout clean, so say it here.
         for result in failed:
-            _say(f"{output.shown(result)}: {result.error_code}: {result.error_message}")
+            name = output.printable(output.shown(result))
+            _say(f"{name}: {result.error_code}: {result.error_message}")
+    if args.explain is not None:
+        try:
+            written = write_overlays(results, args.explain)
+        except OSError as exc:
+            return _fail(f"cannot write heat maps to {args.explain}: {exc}", EXIT_FILE_FAILED)
+        _say(f"{written} heat map{'' if written == 1 else 's'} written to {args.explain}")
     if failed:
         _say(f"{len(failed)} of {len(results)} files failed")
         return EXIT_FILE_FAILED

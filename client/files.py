@@ -9,6 +9,8 @@ from pathlib import Path
 # The formats the service accepts by default (DIGITS_ALLOWED_IMAGE_FORMATS). A file named
 # explicitly is sent whatever its name: the service, not the extension, decides.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+# What ``digits predict --explain`` writes: a folder scanned again is not sent its heat maps.
+HEAT_MAP_SUFFIX = ".why.png"
 
 
 class NoSuchPath(Exception):
@@ -29,20 +31,31 @@ def images_in(folder: Path) -> list[Path]:
         path
         for path in folder.rglob("*")
         if path.suffix.lower() in IMAGE_EXTENSIONS
-        and not path.is_dir()  # False, not an error, for a broken or looping symlink
+        and not path.name.lower().endswith(HEAT_MAP_SUFFIX)
+        and not _is_dir(path)
         and not _is_hidden(path, folder)
     )
+
+
+def _is_dir(path: Path) -> bool:
+    """False for a broken or looping symlink, and for a path the system will not look at (a
+    name too long, a folder on the way it may not enter): such a path fails its own row when
+    read, rather than ending the run in a traceback."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def collect(paths: Iterable[Path]) -> list[Path]:
     """Files to send, in the order given, each once; raises NoSuchPath for a name that is not
     there at all (a typo is a usage error, a link to nothing is a file that cannot be read)."""
     found: list[Path] = []
-    seen: set[Path] = set()
+    seen: dict[Path, int] = {}  # real path -> its place in ``found``
     for path in paths:
-        if path.is_dir():
+        if _is_dir(path):
             candidates = images_in(path)
-        elif path.exists() or path.is_symlink():
+        elif _there(path):
             candidates = [path]  # a broken link fails its own row, as in a folder scan
         else:
             raise NoSuchPath(f"no such file or folder: {path}")
@@ -50,6 +63,24 @@ def collect(paths: Iterable[Path]) -> list[Path]:
             # Not Path.resolve: it raises on a symlink loop, which must fail its own row.
             key = Path(os.path.realpath(candidate))
             if key not in seen:
-                seen.add(key)
+                seen[key] = len(found)
                 found.append(candidate)
+            elif _is_link(found[seen[key]]) and not _is_link(candidate):
+                found[seen[key]] = candidate  # the file under its own name, not a link's
     return found
+
+
+def _is_link(path: Path) -> bool:
+    try:
+        return path.is_symlink()
+    except OSError:  # a name too long: not a link it can tell
+        return False
+
+
+def _there(path: Path) -> bool:
+    """Whether anything is at ``path`` (a broken link included); True when the system will
+    not say (a name too long, a folder it may not enter): the row then says why."""
+    try:
+        return path.exists() or path.is_symlink()
+    except OSError:
+        return True

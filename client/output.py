@@ -21,7 +21,7 @@ def shown(result: FileResult) -> str:
     return os.fsencode(result.path).decode("utf-8", "backslashreplace")
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """A cell of the table on one line: a newline or tab in a file name shown as \\n, \\t."""
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
@@ -49,12 +49,12 @@ def table(results: Sequence[FileResult]) -> str:
     rows = [header]
     for result in results:
         row = [
-            _printable(shown(result)),
+            printable(shown(result)),
             "-" if result.digit is None else str(result.digit),
             "-" if result.confidence is None else f"{result.confidence:.2%}",
         ]
         if with_errors:
-            row.append(_printable(_error_text(result)))
+            row.append(printable(_error_text(result)))
         rows.append(row)
     widths = [max(_width(row[column]) for row in rows) for column in range(len(header))]
     lines = []

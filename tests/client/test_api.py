@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
-from client.api import DigitsClient
+from client.api import DigitsClient, ServiceUnavailable
 
 PREDICTION = {
     "digit": 3,
@@ -74,3 +75,26 @@ def test_a_file_over_the_read_limit_fails_alone_and_is_not_sent(tmp_path: Path) 
     assert first.ok and first.digit == 3
     assert second.error_code == "file_too_large" and "1000 bytes" in str(second.error_message)
     assert len(sent) == 1 and b"png bytes" in sent[0] and b"x" * 1001 not in sent[0]
+
+
+def test_a_retry_is_said_and_a_proxys_error_page_is_named(tmp_path: Path) -> None:
+    """A busy service meant silent waits of up to 10 s a try; a proxy's HTML 503 was taken
+    for a wrong URL ("does not look like a digits service (check --url)")."""
+    image = tmp_path / "a.png"
+    image.write_bytes(b"png bytes")
+    busy = {"error": {"code": "overloaded", "message": "queue full"}}
+    answers = [
+        httpx.Response(503, headers={"Retry-After": "2"}, json=busy),
+        httpx.Response(503, text="<html>Service Unavailable</html>"),
+    ]
+    said: list[str] = []
+    with DigitsClient(
+        "http://digits.test",
+        transport=httpx.MockTransport(lambda request: answers.pop(0)),
+        retries=1,
+        sleep=lambda _: None,
+        on_retry=said.append,
+    ) as client:
+        with pytest.raises(ServiceUnavailable, match="HTTP 503 .*a proxy in front of it"):
+            client.predict([image])
+    assert said == ["the service is busy (HTTP 503); sending 1 files again in 2 s (1 of 1)"]

@@ -582,3 +582,97 @@ def test_a_terminal_named_like_an_image_fails_its_row_at_once(tmp_path: Path) ->
     assert answer.returncode == EXIT_FILE_FAILED, answer.stderr
     (record,) = json.loads(answer.stdout)
     assert record["error"]["code"] == "unreadable_file", record
+
+
+def test_images_crowded_out_of_a_batch_are_sent_again_alone(
+    capsys: pytest.CaptureFixture[str], tiny_onnx: Path, tmp_path: Path
+) -> None:
+    """Large photos in one chunk: all but the first were refused image_too_large, the pixels
+    a request may decode taken by the ones before (DIGITS_MAX_BATCH_PIXELS), and the CLI
+    failed them though each fits a request alone (with --batch-size 1 all were read)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(3):
+        image = Image.new("L", (300, 300), 255)
+        image.paste(0, (120 + 10 * index, 60, 180, 240))  # a bar: a 1 of sorts
+        image.save(folder / f"{index}.png")
+    env = {
+        **tiny_model_env(tiny_onnx),
+        "DIGITS_MAX_IMAGE_PIXELS": "100000",  # one 300x300 image (90,000 pixels) fits alone
+        "DIGITS_MAX_BATCH_PIXELS": "100000",
+        "DIGITS_ACCESS_LOG": "false",
+    }
+    with running_service(env) as server:
+        status, out, err = run(capsys, str(folder), "--url", server.url, "--json")
+    assert status == EXIT_OK, err
+    assert [record["error"] for record in json.loads(out)] == [None, None, None]
+
+
+def test_heat_maps_that_cannot_be_written_cost_the_maps_not_the_answers(
+    capsys: pytest.CaptureFixture[str], service_url: str, digit_folder: Path, tmp_path: Path
+) -> None:
+    """The folder was there, but a map's name was taken by a folder: the run's answers were
+    thrown away and the exit status said bad usage (2)."""
+    why = tmp_path / "why"
+    first = next((digit_folder / "batch-a").glob("00-*"))
+    (why / f"{first.name}.why.png").mkdir(parents=True)
+    status, out, err = run(
+        capsys, str(digit_folder), "--url", service_url, "--explain", str(why), "--json"
+    )
+    assert status == EXIT_FILE_FAILED
+    assert len(json.loads(out)) == FILES_IN_FOLDER
+    assert f"cannot write heat maps to {why}" in err
+
+
+def test_paths_the_system_will_not_look_at_fail_their_own_rows(
+    capsys: pytest.CaptureFixture[str],
+    stand_in: Callable[[Handler], None],
+    digit_folder: Path,
+) -> None:
+    """A name too long for the file system ended the run in an OSError traceback."""
+    handler, _ = answering(64)
+    stand_in(handler)
+    too_long = "x" * 300 + ".png"
+    status, out, err = run(capsys, str(digit_folder), too_long, "--json")
+    assert status == EXIT_FILE_FAILED
+    records = json.loads(out)
+    assert len(records) == FILES_IN_FOLDER + 1
+    assert records[-1]["error"]["code"] == "unreadable_file"
+    assert "too long" in records[-1]["error"]["message"]
+
+
+def test_a_scan_keeps_real_names_and_skips_its_own_heat_maps(
+    capsys: pytest.CaptureFixture[str],
+    stand_in: Callable[[Handler], None],
+    digit_folder: Path,
+) -> None:
+    """A link sorted before the file it points to took the file's place in the output, and
+    --explain's maps written into the scanned folder were read as digits by the next run."""
+    handler, answered = answering(64)
+    stand_in(handler)
+    real = next((digit_folder / "batch-b").rglob("*.png"))
+    (digit_folder / "batch-a" / "a-link.png").symlink_to(real)
+    (digit_folder / "batch-a" / "00.png.why.png").write_bytes(b"a heat map")
+    status, out, err = run(capsys, str(digit_folder), "--json")
+    assert status == EXIT_OK, err
+    files = [record["file"] for record in json.loads(out)]
+    assert len(files) == FILES_IN_FOLDER == sum(answered)
+    assert str(real) in files and not [name for name in files if "a-link" in name]
+
+
+def test_failures_on_stderr_keep_odd_file_names_on_one_line(
+    capsys: pytest.CaptureFixture[str],
+    stand_in: Callable[[Handler], None],
+    tmp_path: Path,
+) -> None:
+    """With --json the failures are listed on stderr, where a newline or an escape sequence
+    in a file name came out raw (the table shows them as \\n, \\x1b)."""
+    handler, _ = answering(64)
+    stand_in(handler)
+    odd = tmp_path / "bad\nname\x1b[31m.png"
+    odd.symlink_to(tmp_path / "nowhere")  # a broken link: it fails its own row
+    status, out, err = run(capsys, str(odd), "--json")
+    assert status == EXIT_FILE_FAILED
+    assert json.loads(out)[0]["file"] == str(odd)  # JSON carries the name as it is
+    assert all(line.startswith("digits: ") for line in err.splitlines()), err
+    assert "bad\\nname\\x1b[31m.png: unreadable_file" in err
