@@ -4,12 +4,18 @@ section 7), read by ``python -m training train --extra-data`` and ``evaluate --d
 Every name in it is the service's own (a timestamp, a counter and random hex): nothing a
 request sent ever becomes part of a path. An image is written under a temporary name and
 renamed, then its line is appended in one write, so a reader never meets a line whose image
-is missing. The folder holds at most ``max_records`` corrections.
+is missing; a write that fails (a full disk) is undone, the image removed and the index cut
+back to its length before, so no half line breaks the training's reading of the folder. The
+folder holds at most ``max_records`` corrections; one deleted under the service is made
+again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import os
 import secrets
 import struct
@@ -26,6 +32,8 @@ from service.logs import iso_utc
 INDEX = "index.jsonl"
 IMAGES = "images"
 
+logger = logging.getLogger(__name__)
+
 
 class CorrectionStore:
     """Appends corrections to ``folder`` (created if missing); raises OSError at start when
@@ -39,7 +47,7 @@ class CorrectionStore:
         probe.write_bytes(b"")  # fail now, not on the first correction
         probe.unlink()
         index = folder / INDEX
-        self.records = _count_lines(index) if index.exists() else 0
+        self.records = _count_lines(index) if _repaired(index) else 0
         self._lock = threading.Lock()
         self._serial = 0
 
@@ -57,14 +65,34 @@ class CorrectionStore:
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
             record_id = f"{stamp}-{self._serial:06d}-{secrets.token_hex(4)}"
             image = f"{IMAGES}/{record_id}.png"
-            partial = self.folder / IMAGES / f".{record_id}.partial"
-            partial.write_bytes(gray_png(pixels))
-            os.replace(partial, self.folder / image)
             line = {"id": record_id, "image": image, **record, "corrected_at": iso_utc(now)}
-            with (self.folder / INDEX).open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(line, separators=(",", ":")) + "\n")
+            try:
+                self._write(record_id, json.dumps(line, separators=(",", ":")) + "\n", pixels)
+            except OSError as exc:
+                raise FeedbackFull(
+                    f"the corrections folder cannot store this correction: "
+                    f"{exc.strerror or type(exc).__name__}"
+                ) from None
             self.records += 1
             return record_id
+
+    def _write(self, record_id: str, line: str, pixels: bytes) -> None:
+        """The image, then its index line; after a failure neither is left."""
+        images = self.folder / IMAGES
+        index = self.folder / INDEX
+        if not images.is_dir():  # deleted under the service: counted again from nothing
+            images.mkdir(parents=True, exist_ok=True)
+            self.records = _count_lines(index) if index.exists() else 0
+        partial, final = images / f".{record_id}.partial", images / f"{record_id}.png"
+        try:
+            partial.write_bytes(gray_png(pixels))
+            os.replace(partial, final)
+            _append_whole(index, line.encode())
+        except OSError:
+            for path in (partial, final):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+            raise
 
 
 def gray_png(pixels: bytes, side: int = SIDE) -> bytes:
@@ -87,6 +115,36 @@ def gray_png(pixels: bytes, side: int = SIDE) -> bytes:
             chunk(b"IEND", b""),
         ]
     )
+
+
+def _append_whole(index: Path, line: bytes) -> None:
+    """``line`` at the end of ``index`` in one write, or not at all: a short or failed write
+    is cut back off."""
+    handle = os.open(index, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        length = os.fstat(handle).st_size
+        try:
+            if os.write(handle, line) != len(line):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            os.ftruncate(handle, length)
+            raise
+    finally:
+        os.close(handle)
+
+
+def _repaired(index: Path) -> bool:
+    """Whether ``index`` exists; a last line without its end (a write cut by a crash or a
+    full disk before this service undid such writes) is cut off, and said."""
+    if not index.exists():
+        return False
+    data = index.read_bytes()
+    if data and not data.endswith(b"\n"):
+        whole = data.rfind(b"\n") + 1
+        with index.open("r+b") as handle:
+            handle.truncate(whole)
+        logger.warning("cut a partial last line (%d bytes) off %s", len(data) - whole, index)
+    return True
 
 
 def _count_lines(path: Path) -> int:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import errno
 import gzip
 import hashlib
 import io
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +103,46 @@ def test_the_store_names_its_files_itself_and_stops_at_its_cap(tmp_path: Path) -
         assert image.tobytes() == pixels
 
 
+def _lines(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "index.jsonl").read_text().splitlines()]
+
+
+def test_a_write_the_disk_cuts_short_leaves_no_half_line_and_no_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk the index kept half a line and the image had no line: the next
+    correction was appended onto the half line, and training's --extra-data stopped at it."""
+    folder = tmp_path / "corrections"
+    store = CorrectionStore(folder, max_records=10)
+    pixels = bytes(784)
+    store.append({"label": 1}, pixels)
+    real_write = os.write
+
+    def short_write(handle: int, data: bytes) -> int:
+        return real_write(handle, data[: len(data) // 2])  # the disk took half of it
+
+    monkeypatch.setattr(os, "write", short_write)
+    with pytest.raises(FeedbackFull, match="cannot store this correction: No space left"):
+        store.append({"label": 2}, pixels)
+    monkeypatch.setattr(os, "write", real_write)
+    store.append({"label": 3}, pixels)
+    lines = _lines(folder)
+    assert [line["label"] for line in lines] == [1, 3] and store.records == 2
+    assert sorted(path.name for path in (folder / "images").iterdir()) == sorted(
+        line["image"].removeprefix("images/") for line in lines
+    )
+
+
+def test_a_half_line_left_by_an_older_crash_is_cut_at_start(tmp_path: Path) -> None:
+    folder = tmp_path / "corrections"
+    CorrectionStore(folder, max_records=10).append({"label": 4}, bytes(784))
+    with (folder / "index.jsonl").open("a") as index:
+        index.write('{"id":"cut-short","lab')
+    store = CorrectionStore(folder, max_records=10)
+    store.append({"label": 5}, bytes(784))
+    assert [line["label"] for line in _lines(folder)] == [4, 5] and store.records == 2
+
+
 def test_feedback_needs_one_front_end(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="DIGITS_FEEDBACK_DIR needs DIGITS_FRONT_ENDS=1"):
         Settings(feedback_dir=tmp_path, front_ends=2)
@@ -142,6 +185,35 @@ def test_a_correction_is_written_counted_and_refused_twice(
     metrics = feedback_client.get("/metrics").text
     predicted = answer.json()["digit"]
     assert f'digits_corrections_total{{corrected="7",predicted="{predicted}"}} 1.0' in metrics
+
+
+def _corrected(client: TestClient) -> object:
+    answer = client.post(
+        "/predict?include_image=1", content=SEVEN, headers={"Content-Type": "image/png"}
+    )
+    return client.post("/feedback", json={"request_id": answer.headers["x-request-id"], "digit": 7})
+
+
+def test_a_full_disk_or_a_deleted_folder_is_no_server_error(
+    feedback_client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both were a 500 with two tracebacks, and a folder deleted under the service stayed
+    gone: every later correction failed until someone made it again."""
+
+    def disk_full(handle: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "write", disk_full)
+        refused = _corrected(feedback_client)
+    assert refused.status_code == 507, refused.text
+    assert refused.json()["error"]["code"] == "feedback_full"
+    assert "No space left on device" in refused.json()["error"]["message"]
+    assert list((tmp_path / "fb" / "images").iterdir()) == []  # nor a .partial left behind
+    shutil.rmtree(tmp_path / "fb")
+    assert _corrected(feedback_client).status_code == 201
+    assert len(_lines(tmp_path / "fb")) == 1
+    assert feedback_client.get("/feedback").json()["records"] == 1
 
 
 def test_a_correction_naming_a_reused_request_id_is_refused(
