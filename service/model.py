@@ -76,6 +76,11 @@ def _check_signature(session: ort.InferenceSession, path: Path) -> None:
         raise ModelLoadError(
             f"{path}: input '{INPUT_NAME}' has shape {list(image.shape)}, expected [N, 1, 28, 28]"
         )
+    if isinstance(image.shape[0], int):  # the workers batch images: N must be free
+        raise ModelLoadError(
+            f"{path}: input '{INPUT_NAME}' has a fixed batch size of {image.shape[0]}, expected "
+            "[N, 1, 28, 28] with N free (export with a dynamic first axis)"
+        )
     output = next(o for o in outputs if o.name == OUTPUT_NAME)
     if len(output.shape) != 2 or output.shape[1] != NUM_CLASSES:
         raise ModelLoadError(
@@ -178,7 +183,13 @@ class DigitClassifier:
     def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
         """Run each batch size once so the first real request pays no allocation cost."""
         for size in batch_sizes:
-            probabilities = self.predict(np.zeros((size, *INPUT_SHAPE), dtype=np.float32))
+            try:
+                probabilities = self.predict(np.zeros((size, *INPUT_SHAPE), dtype=np.float32))
+            except Exception as exc:  # ONNX Runtime's own errors: the whole reason, one line
+                reason = " ".join(str(exc).split())
+                raise ModelLoadError(
+                    f"{self.info.path}: a warm-up batch of {size} failed: {reason}"
+                ) from None
             if probabilities.shape != (size, NUM_CLASSES) or not np.isfinite(probabilities).all():
                 raise ModelLoadError(
                     f"{self.info.path}: warm-up batch of {size} gave shape "

@@ -68,11 +68,15 @@ def build_onnx_model(
     input_dims: tuple[int, ...] = (1, 28, 28),
     classes: int = 10,
     metadata: dict[str, str] | None = None,
+    batch: str | int = "N",
+    reshape_to: tuple[int, int] | None = None,
 ) -> Path:
     """A small valid ONNX classifier (flatten -> matmul -> softmax) built without torch.
 
     The weights are fixed pseudo-random numbers: answers are deterministic but meaningless,
-    which is all the HTTP tests need. Accuracy tests use the shipped model.
+    which is all the HTTP tests need. Accuracy tests use the shipped model. ``batch`` fixes
+    the first axis; ``reshape_to`` flattens with a fixed Reshape instead (a graph that only
+    runs at that batch size).
     """
     import numpy as np
     import onnx
@@ -81,16 +85,22 @@ def build_onnx_model(
     features = int(np.prod(input_dims))
     rng = np.random.default_rng(0)
     weights = rng.normal(0.0, 0.05, (features, classes)).astype(np.float32)
+    flatten = (
+        helper.make_node("Flatten", [input_name], ["flat"], axis=1)
+        if reshape_to is None
+        else helper.make_node("Reshape", [input_name, "to"], ["flat"])
+    )
+    shapes = [] if reshape_to is None else [numpy_helper.from_array(np.array(reshape_to), "to")]
     graph = helper.make_graph(
         [
-            helper.make_node("Flatten", [input_name], ["flat"], axis=1),
+            flatten,
             helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
             helper.make_node("Softmax", ["logits"], [output_name], axis=1),
         ],
         "tiny",
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", *input_dims])],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", classes])],
-        initializer=[numpy_helper.from_array(weights, "weights")],
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch, *input_dims])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch, classes])],
+        initializer=[numpy_helper.from_array(weights, "weights"), *shapes],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -33,6 +33,7 @@ def test_loads_and_predicts_probabilities(tiny_onnx: Path) -> None:
         ({"output_name": "scores"}, "model outputs are ['scores'], expected 'probabilities'"),
         ({"input_dims": (3, 32, 32)}, "expected [N, 1, 28, 28]"),
         ({"classes": 7}, "expected [N, 10]"),
+        ({"batch": 1}, "fixed batch size of 1"),  # it failed at a batch of 2, reason lost
     ],
 )
 def test_wrong_signature_is_refused_naming_the_problem(
@@ -42,6 +43,18 @@ def test_wrong_signature_is_refused_naming_the_problem(
     with pytest.raises(ModelLoadError) as caught:
         DigitClassifier(path)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_model_failing_its_warm_up_says_onnx_runtimes_reason(tmp_path: Path) -> None:
+    """The load gate kept only the last line of ONNX Runtime's error ("Please fix either
+    the inputs/outputs or the model."), not what was wrong."""
+    path = build_onnx_model(tmp_path / "one.onnx", reshape_to=(1, 784))
+    classifier = DigitClassifier(path)
+    with pytest.raises(ModelLoadError) as caught:
+        classifier.warm_up((1, 2))
+    message = str(caught.value)
+    assert "a warm-up batch of 2 failed" in message and "requested shape" in message
+    assert "\n" not in message
 
 
 def test_missing_file(tmp_path: Path) -> None:
