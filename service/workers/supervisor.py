@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from service.contract import ModelInfo, ModelLoadError
 from service.errors import InvalidImage, NotReady, ServiceError
 from service.workers.connection import Pending, WorkerConnection, spawn
+from service.workers.pinned import Pinned
 from service.workers.progress import IDLE
 from service.workers.protocol import ReplyHead
 
@@ -59,6 +60,7 @@ class Supervisor:
         self.size = max(1, size)
         self._dispatcher = dispatcher
         self.config = config
+        self._pinned = Pinned(config["model"])  # a cleaner of /tmp may remove the model
         self._timeout = timeout_seconds
         self._retired: list[subprocess.Popen[bytes]] = []
         self._connecting: set[asyncio.Task[None]] = set()
@@ -168,6 +170,7 @@ class Supervisor:
 
     def _spawn(self) -> WorkerConnection:
         assert self._loop is not None
+        self._pinned.restore()
         worker = spawn(self, self.config, self._loop)
         task = self._loop.create_task(self._connect(worker))
         self._connecting.add(task)  # a task nobody references may be collected mid-way

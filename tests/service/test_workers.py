@@ -7,6 +7,7 @@ import contextlib
 import gc
 import io
 import os
+import shutil
 import signal
 import time
 from collections.abc import Collection, Coroutine
@@ -570,6 +571,31 @@ def test_app_survives_a_killed_worker_and_stops_its_children(tiny_onnx: Path) ->
         pids = pool.pids
         assert first not in pids
     assert all(_gone(pid) for pid in [first, *pids])
+
+
+def test_a_worker_started_after_a_tmp_cleaner_removed_the_model_still_opens_it(
+    tiny_onnx: Path,
+) -> None:
+    """The served model is a private copy in a temporary folder; with that folder removed (a
+    cleaner of /tmp) every worker started later found no model, and the service answered
+    503 until restarted. The supervisor writes the copy again before a worker starts."""
+    settings = Settings(model_path=tiny_onnx, batch_max_delay_us=0, preprocess_workers=1)
+    with TestClient(create_app(settings)) as client:
+        predictor = app_state(client.app).predictor  # type: ignore[arg-type]
+        assert predictor is not None
+        pool = predictor.pool
+        private = Path(pool.model.path)
+        shutil.rmtree(private.parent)
+        (first,) = pool.pids
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            response = client.post("/predict", files={"file": ("d.png", GOOD[0])})
+            if response.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert response.status_code == 200, response.text
+        assert private.is_file()
 
 
 def test_a_retiring_workers_inputs_fail_when_no_serving_worker_can_take_them(
