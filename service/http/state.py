@@ -6,6 +6,7 @@ Every route reaches the app's state through these functions and nothing else.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -21,6 +22,9 @@ from service.repository.loader import ModelLoader
 from service.settings import Settings
 
 _NOT_READY = "the model is not loaded yet; retry when GET /readyz answers 200"
+# A worker replaced after a crash opens its model within a second or two: readiness does not
+# drop for that, only when no worker has had it open for this long.
+WORKERS_DOWN_S = 5.0
 
 
 @dataclass
@@ -35,6 +39,21 @@ class ServiceState:
     v2_model: ServedModel | None = None
     ready: bool = False
     feedback: Feedback | None = None  # with DIGITS_FEEDBACK_DIR set, from the lifespan on
+    workers_down_since: float | None = None  # when a probe first found no worker serving
+
+    def serving(self) -> bool:
+        """Ready, and a worker has the model open or had it WORKERS_DOWN_S ago: when every
+        worker fails to start (a broken install, a model file gone), /predict can only
+        answer 503, and readiness says so rather than 200."""
+        if not self.ready or self.predictor is None:
+            return False
+        if self.predictor.pool.serving():
+            self.workers_down_since = None
+            return True
+        now = time.monotonic()
+        if self.workers_down_since is None:
+            self.workers_down_since = now
+        return now - self.workers_down_since < WORKERS_DOWN_S
 
 
 def attach_state(app: FastAPI, state: ServiceState) -> None:

@@ -70,8 +70,7 @@ def _load(worker: WorkerConnection) -> int:
 
 
 def _waiting_since(worker: WorkerConnection) -> float:
-    """When the oldest frame ``worker`` has not answered was made (monotonic); infinity when
-    it has none."""
+    """When (monotonic) the oldest frame ``worker`` has not answered was made; inf if none."""
     for request in worker.outstanding.values():  # insertion order: the oldest first
         return request.created
     return math.inf
@@ -105,13 +104,15 @@ class WorkerPool:
         """The live workers' process ids (for operators and tests)."""
         return [w.process.pid for w in self._supervisor.workers if not w.retired]
 
+    def serving(self) -> bool:  # a worker of the current generation has its model open
+        return any(w.ready and not w.retired for w in self._supervisor.workers)
+
     @property
     def queued_images(self) -> int:
         return self._in_flight
 
     async def start(self) -> ModelInfo:
-        """Spawn the workers and wait until each has opened the model; the model they
-        describe. Raises ModelLoadError (and stops them) when one cannot."""
+        """Spawn the workers; the model they opened (ModelLoadError, all stopped, if one can't)."""
         self._loop = asyncio.get_running_loop()
         return await self._supervisor.start()
 

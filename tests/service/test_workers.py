@@ -22,6 +22,7 @@ from PIL import Image
 
 from service.app import create_app
 from service.errors import NotReady, Overloaded, ServiceError
+from service.http import state as http_state
 from service.http.state import app_state
 from service.imaging import encode_png, preprocess_image, preprocess_steps
 from service.imaging.pipeline import Steps
@@ -596,6 +597,36 @@ def test_a_worker_started_after_a_tmp_cleaner_removed_the_model_still_opens_it(
             time.sleep(0.2)
         assert response.status_code == 200, response.text
         assert private.is_file()
+
+
+def test_readiness_drops_while_no_worker_can_open_the_model(
+    tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every respawned worker failed to start and /predict answered 503, while /readyz and
+    V2's readiness said 200 and ready: an orchestrator kept sending traffic there."""
+    monkeypatch.setattr(http_state, "WORKERS_DOWN_S", 0.5)
+    settings = Settings(model_path=tiny_onnx, batch_max_delay_us=0, preprocess_workers=1)
+    with TestClient(create_app(settings)) as client:
+        predictor = app_state(client.app).predictor  # type: ignore[arg-type]
+        assert predictor is not None
+        private = Path(predictor.pool.model.path)
+        shutil.rmtree(private.parent)
+        private.parent.write_bytes(b"")  # a file where the folder was: no copy can be written
+        assert client.get("/readyz").status_code == 200
+        os.kill(predictor.pool.pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while client.get("/readyz").status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        assert "no worker has the model open" in ready.json()["error"]["message"]
+        assert client.get("/v2/health/ready").json() == {"ready": False}
+        assert client.get("/healthz").status_code == 200  # alive: the process answers
+        private.parent.unlink()  # once a copy can be written again, a worker serves again
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert client.get("/readyz").status_code == 200
 
 
 def test_a_retiring_workers_inputs_fail_when_no_serving_worker_can_take_them(

@@ -24,6 +24,9 @@ async def healthz() -> JSONResponse:
     summary="Readiness: the model is loaded and warmed up",
 )
 async def readyz(request: Request) -> JSONResponse:
-    if not state_of(request).ready:
+    state = state_of(request)
+    if not state.ready:
         raise NotReady("the model is not loaded and warmed up yet")
+    if not state.serving():
+        raise NotReady("no worker has the model open: they fail to start (see the log)")
     return JSONResponse({"status": "ready"})

@@ -71,7 +71,7 @@ async def server_live() -> JSONResponse:
     responses={503: {"description": 'Not ready: `{"ready": false}`'}},
 )
 async def server_ready(request: Request) -> JSONResponse:
-    ready = state_of(request).ready
+    ready = state_of(request).serving()
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
@@ -89,6 +89,8 @@ async def _model_ready(request: Request, model_name: str, version: str | None) -
         if exc.status_code == 503:
             return JSONResponse({"name": model_name, "ready": False}, status_code=503)
         return exc.response()
+    if not state_of(request).serving():
+        return JSONResponse({"name": model.name, "ready": False}, status_code=503)
     return JSONResponse({"name": model.name, "ready": True})
 
 
