@@ -204,8 +204,8 @@ class DigitsClient:
             wait = _retry_after(response)
             if self._on_retry is not None:
                 self._on_retry(
-                    f"the service is busy (HTTP 503); sending {len(payloads)} files again in "
-                    f"{wait:g} s ({attempt} of {self.retries})"
+                    f"the service is busy (HTTP 503); sending {_files(len(payloads))} again "
+                    f"in {wait:g} s ({attempt} of {self.retries})"
                 )
             self._sleep(wait)
             response = self._post(payloads)
@@ -246,6 +246,10 @@ class DigitsClient:
             if crowded:
                 results[position] = self._send([payloads[position]])[0]
         return results
+
+
+def _files(count: int) -> str:
+    return f"{count} file{'' if count == 1 else 's'}"
 
 
 def _retry_after(response: httpx.Response) -> float:

@@ -199,9 +199,9 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def _report(results: list[FileResult], args: argparse.Namespace) -> int:
-    """The results on stdout, then the heat maps in their folder (a folder that fails
-    late, full or taken by a file of the same name, costs the maps, not the answers);
-    EXIT_OK or EXIT_FILE_FAILED."""
+    """The results on stdout, then the heat maps in their folder (one that fails late, a
+    full disk or a map's name taken by a folder, costs the maps, not the answers); EXIT_OK
+    or EXIT_FILE_FAILED."""
     try:
         sys.stdout.write(_render(results, args))
         sys.stdout.flush()

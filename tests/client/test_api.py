@@ -97,4 +97,4 @@ def test_a_retry_is_said_and_a_proxys_error_page_is_named(tmp_path: Path) -> Non
     ) as client:
         with pytest.raises(ServiceUnavailable, match="HTTP 503 .*a proxy in front of it"):
             client.predict([image])
-    assert said == ["the service is busy (HTTP 503); sending 1 files again in 2 s (1 of 1)"]
+    assert said == ["the service is busy (HTTP 503); sending 1 file again in 2 s (1 of 1)"]
