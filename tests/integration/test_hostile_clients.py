@@ -745,7 +745,7 @@ def _held(server: RunningService, sent: bytes) -> list[socket.socket]:
     held = [_connect(server) for _ in range(int(LIMITS["DIGITS_MAX_CONNECTIONS"]))]
     for sock in held:
         sock.sendall(sent)
-    time.sleep(ROOM_AGE_S + 0.5)
+    time.sleep(ROOM_AGE_S + 1.0)  # a busy machine may read them, or answer, late
     return held
 
 
