@@ -130,7 +130,8 @@ class Metrics:
         )
         self.model_ready = Gauge(
             "digits_model_ready",
-            "1 once the model is loaded and warmed up (in every front end).",
+            "1 once the model is loaded and warmed up (in every front end); 0 while no worker "
+            "has had it open for 5 s.",
             registry=self.registry,
             multiprocess_mode="livemin",
         )

@@ -44,16 +44,18 @@ class ServiceState:
     def serving(self) -> bool:
         """Ready, and a worker has the model open or had it WORKERS_DOWN_S ago: when every
         worker fails to start (a broken install, a model file gone), /predict can only
-        answer 503, and readiness says so rather than 200."""
+        answer 503, and readiness says so rather than 200, as digits_model_ready does (the
+        probes and the scrapes that ask keep it current)."""
         if not self.ready or self.predictor is None:
             return False
         if self.predictor.pool.serving():
             self.workers_down_since = None
-            return True
-        now = time.monotonic()
-        if self.workers_down_since is None:
-            self.workers_down_since = now
-        return now - self.workers_down_since < WORKERS_DOWN_S
+        elif self.workers_down_since is None:
+            self.workers_down_since = time.monotonic()
+        down = self.workers_down_since
+        serving = down is None or time.monotonic() - down < WORKERS_DOWN_S
+        self.metrics.model_ready.set(1 if serving else 0)
+        return serving
 
 
 def attach_state(app: FastAPI, state: ServiceState) -> None:

@@ -613,6 +613,7 @@ def test_readiness_drops_while_no_worker_can_open_the_model(
         shutil.rmtree(private.parent)
         private.parent.write_bytes(b"")  # a file where the folder was: no copy can be written
         assert client.get("/readyz").status_code == 200
+        assert "\ndigits_model_ready 1.0\n" in client.get("/metrics").text
         os.kill(predictor.pool.pids[0], signal.SIGKILL)
         deadline = time.monotonic() + START_TIMEOUT_S
         while client.get("/readyz").status_code == 200 and time.monotonic() < deadline:
@@ -621,12 +622,14 @@ def test_readiness_drops_while_no_worker_can_open_the_model(
         assert ready.status_code == 503, ready.text
         assert "no worker has the model open" in ready.json()["error"]["message"]
         assert client.get("/v2/health/ready").json() == {"ready": False}
+        assert "\ndigits_model_ready 0.0\n" in client.get("/metrics").text  # the alert's
         assert client.get("/healthz").status_code == 200  # alive: the process answers
         private.parent.unlink()  # once a copy can be written again, a worker serves again
         deadline = time.monotonic() + START_TIMEOUT_S
         while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert client.get("/readyz").status_code == 200
+        assert "\ndigits_model_ready 1.0\n" in client.get("/metrics").text
 
 
 def test_a_retiring_workers_inputs_fail_when_no_serving_worker_can_take_them(

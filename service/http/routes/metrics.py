@@ -18,4 +18,6 @@ router = APIRouter(tags=["operations"])
     summary="Prometheus metrics",
 )
 async def metrics(request: Request) -> Response:
-    return Response(state_of(request).metrics.exposition(), media_type=CONTENT_TYPE)
+    state = state_of(request)
+    state.serving()  # digits_model_ready as of this scrape
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE)
