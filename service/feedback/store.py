@@ -47,7 +47,7 @@ class CorrectionStore:
         probe.write_bytes(b"")  # fail now, not on the first correction
         probe.unlink()
         index = folder / INDEX
-        self.records = _count_lines(index) if _repaired(index) else 0
+        self.records = _records(index)
         self._lock = threading.Lock()
         self._serial = 0
 
@@ -82,7 +82,7 @@ class CorrectionStore:
         index = self.folder / INDEX
         if not images.is_dir():  # deleted under the service: counted again from nothing
             images.mkdir(parents=True, exist_ok=True)
-            self.records = _count_lines(index) if index.exists() else 0
+            self.records = _records(index)
         partial, final = images / f".{record_id}.partial", images / f"{record_id}.png"
         try:
             partial.write_bytes(gray_png(pixels))
@@ -133,20 +133,17 @@ def _append_whole(index: Path, line: bytes) -> None:
         os.close(handle)
 
 
-def _repaired(index: Path) -> bool:
-    """Whether ``index`` exists; a last line without its end (a write cut by a crash or a
-    full disk before this service undid such writes) is cut off, and said."""
+def _records(index: Path) -> int:
+    """The corrections ``index`` holds (0 when there is none yet); a last line without its
+    end (a write cut by a crash or a full disk before this service undid such writes) is cut
+    off first, and said."""
     if not index.exists():
-        return False
+        return 0
     data = index.read_bytes()
     if data and not data.endswith(b"\n"):
         whole = data.rfind(b"\n") + 1
         with index.open("r+b") as handle:
             handle.truncate(whole)
         logger.warning("cut a partial last line (%d bytes) off %s", len(data) - whole, index)
-    return True
-
-
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as handle:
-        return sum(1 for line in handle if line.strip())
+        data = data[:whole]
+    return sum(1 for line in data.splitlines() if line.strip())

@@ -47,13 +47,7 @@ class Staging:
         digest = hashlib.sha256(data).hexdigest()
         path = self.directory / f"{digest}.onnx"
         if not path.exists():
-            partial = path.with_suffix(".partial")
-            try:
-                partial.write_bytes(data)
-                partial.replace(path)  # a reader never sees half a file
-            except OSError:
-                partial.unlink(missing_ok=True)
-                raise
+            write_whole(path, data)
         card_path = None
         if card is not None:
             card_path = self.directory / f"{digest}.json"
@@ -69,3 +63,15 @@ class Staging:
 
     def close(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """``data`` at ``path`` under a temporary name, then renamed: a worker never opens half a
+    file. Raises OSError when it cannot be written (a full disk), leaving no part behind."""
+    partial = path.with_suffix(".partial")
+    try:
+        partial.write_bytes(data)
+        partial.replace(path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise

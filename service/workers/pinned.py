@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from service.repository.staging import write_whole
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,11 +38,9 @@ class Pinned:
         for path, data in self.files:
             if path.exists():
                 continue
-            partial = path.with_suffix(".partial")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                partial.write_bytes(data)
-                partial.replace(path)  # a worker never opens half a file
+                write_whole(path, data)
             except OSError as exc:
                 logger.error("cannot write the model's private copy %s again (%s)", path, exc)
                 continue
