@@ -22,15 +22,11 @@ logger = logging.getLogger("service.errors")
 
 _STATUS_CODES = {
     400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
-    406: "not_acceptable",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
-    429: "too_many_requests",
     503: "not_ready",
 }
 

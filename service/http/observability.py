@@ -17,10 +17,11 @@ from starlette.types import Scope
 
 from service.errors import shortened
 from service.http.guard import REFUSED
+from service.http.schemas import REQUEST_ID_PATTERN
 from service.logs import AccessLog
 from service.metrics import Metrics
 
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_SANE_ID = re.compile(REQUEST_ID_PATTERN)
 UNMATCHED = "<unmatched>"
 CLIENT_CLOSED = 499  # the client went away before its answer: no answer is sent
 # Health and scrape traffic would drown the request metrics and tell nothing about clients;

@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+# An X-Request-ID kept as the client sent it, and so one a correction can name.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+
 # The examples shown in /docs are the shipped model's real answers (examples/digit.png for a
 # prediction), rounded to 3 decimals; tests/docs/test_openapi_examples.py keeps them true.
 _PROBABILITIES: list[JsonValue] = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
@@ -119,7 +122,7 @@ class Correction(BaseModel):
         },
     )
     request_id: str = Field(
-        pattern=r"^[A-Za-z0-9._:\-]{1,128}$",
+        pattern=REQUEST_ID_PATTERN,
         description="The X-Request-ID of the answer being corrected.",
     )
     # Strict: true or 3.0 as a digit is a client's bug, not a correction to store as 1 or 3.
@@ -154,7 +157,7 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"] = Field(examples=["ready"])
+    status: Literal["ready"] = Field(examples=["ready"])
 
 
 class Signature(BaseModel):

@@ -21,10 +21,13 @@ from service.http.multipart import boundary_of, read_files
 from service.predictor import Upload
 
 RAW_TYPES = ("image/", "application/octet-stream")
-ACCEPTED = "multipart/form-data (field 'file'), image/* or application/json {\"image\": base64}"
-INCLUDE_IMAGE = "include_image"
-EXPLAIN = "explain"
-_FLAGS = (INCLUDE_IMAGE, EXPLAIN)
+ACCEPTED = (
+    "multipart/form-data (field 'file'), image/* (not SVG), application/octet-stream or "
+    'application/json {"image": base64}'
+)
+INCLUDE_IMAGE_PARAM = "include_image"
+EXPLAIN_PARAM = "explain"
+_FLAGS = (INCLUDE_IMAGE_PARAM, EXPLAIN_PARAM)
 SINGLE_FIELD, BATCH_FIELD = "file", "files"
 _FLAG = TypeAdapter(bool)
 
@@ -42,7 +45,7 @@ def query_flags(query_string: bytes) -> tuple[bool, bool]:
     for key, value in parse_qsl(query_string.decode("latin-1"), True):
         if key in _FLAGS:
             values[key] = value
-    return _flag(values, INCLUDE_IMAGE), _flag(values, EXPLAIN)
+    return _flag(values, INCLUDE_IMAGE_PARAM), _flag(values, EXPLAIN_PARAM)
 
 
 def _flag(values: dict[str, str], name: str) -> bool:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from service.imaging.histograms import median
-from service.imaging.statistics import MIN_CONTRAST, NOISE_SIGMAS, pixel_histogram
+from service.imaging.statistics import BRIGHTEST, MIN_CONTRAST, NOISE_SIGMAS, pixel_histogram
 
 SHADOW_MIN_SIDE = 64  # pixels: a smaller image is a digit's crop or icon, not a photo
 SHADOW_KERNEL_SHARE = 0.125  # of the shorter side: wider than any stroke of a framed digit
@@ -80,7 +80,7 @@ def _shade(
     lit = median(ink[~plateaus])
     if lit > floor:
         return None  # round the plateaus is no lit paper: strokes (a digit cropped close)
-    (top,) = pixel_histogram(ink).percentiles((99.9,))
+    (top,) = pixel_histogram(ink).percentiles((BRIGHTEST,))
     chosen, levels = [], []
     for label in candidates:
         inside = ink[labels == label]

@@ -30,6 +30,8 @@ _BINCOUNT_PIXELS = 4096
 MEASURE_TOGETHER = 16
 _LEVELS = np.arange(256, dtype=np.float32)
 MIN_INK_PIXELS = 10  # of the work image: fewer dark pixels on light paper are a speck of dust
+# The percentiles taken as an image's darkest and brightest levels: a few specks are no ink.
+DARKEST, BRIGHTEST = 0.1, 99.9
 _TABLES = 256  # stretch tables kept (1 KB each)
 
 
@@ -58,7 +60,7 @@ def measure(works: Sequence[np.ndarray]) -> list[Measurement]:
     background = borders.percentiles((50.0,))[:, 0]
     sigma = _noise(borders, background)
     full = PixelHistograms(counts)
-    extremes = full.percentiles((0.1, 99.9))
+    extremes = full.percentiles((DARKEST, BRIGHTEST))
     inverted = background - extremes[:, 0] > extremes[:, 1] - background
     tied = np.flatnonzero(background - extremes[:, 0] == extremes[:, 1] - background)
     if len(tied):
@@ -179,7 +181,7 @@ def _ink_up(
     pixels: np.ndarray, paper: tuple[float, float]
 ) -> tuple[bool, PixelHistogram, tuple[float, float]]:
     """Whether to invert the pixels so that the ink is the bright side: the ink is whichever
-    extreme (0.1 and 99.9 percentiles) lies farther from the background. Where both sit on
+    extreme (DARKEST and BRIGHTEST percentiles) lies farther from the background. Where both sit on
     the paper (a small digit on a large page), the side with more pixels standing out from
     it, if they are more than a speck.
 
@@ -187,7 +189,7 @@ def _ink_up(
     """
     histogram = pixel_histogram(pixels)
     background, sigma = paper
-    low, high = histogram.percentiles((0.1, 99.9))
+    low, high = histogram.percentiles((DARKEST, BRIGHTEST))
     inverted = background - low > high - background
     if background - low == high - background:  # both on the paper: under 0.1 % is ink
         dark, bright = histogram.standing_out(background, MIN_CONTRAST)
@@ -205,7 +207,7 @@ def _stretch(histogram: PixelHistogram, paper: tuple[float, float]) -> np.ndarra
     """
     background, sigma = paper
     floor = background + NOISE_SIGMAS * sigma
-    (peak,) = histogram.percentiles((99.9,))
+    (peak,) = histogram.percentiles((BRIGHTEST,))
     brightest = float(histogram.brightest())
     if peak - floor < MIN_CONTRAST and brightest - floor < MIN_CONTRAST:
         return None
@@ -233,7 +235,7 @@ def _stretch_rows(
     """``_stretch`` for each row (ink up) at once: the tables (N, 256), and which rows are
     blank (``_stretch`` returns None for them)."""
     floor = background + NOISE_SIGMAS * sigma
-    peak = histograms.percentiles((99.9,))[:, 0]
+    peak = histograms.percentiles((BRIGHTEST,))[:, 0]
     brightest = histograms.brightest().astype(np.float64)
     blank = (peak - floor < MIN_CONTRAST) & (brightest - floor < MIN_CONTRAST)
     cut = floor + 0.5 * (brightest - floor)

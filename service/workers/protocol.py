@@ -51,7 +51,7 @@ ENCODED, TENSOR = 1, 2  # request kinds: images to decode, or ready (n, 1, 28, 2
 # Reply kinds: per-image results, a tensor's probabilities, or why a tensor's model call failed.
 IMAGES, PROBABILITIES, ERROR = 3, 4, 7
 READY, FAILED = 5, 6  # a worker's first reply: its model's ModelInfo JSON, or why it cannot load
-# Request flags (WITH_IMAGE, EXPLAIN, TRACED), what they add: service/workers/extras.py
+# Request flags (WITH_IMAGE, EXPLAIN, TRACED, WITH_PIXELS), what they add: service/workers/extras.py
 SHADOW = 8  # after a batch's replies (never instead): its shadow model's report (ShadowReport)
 
 IMAGE_FLOATS = SIDE * SIDE

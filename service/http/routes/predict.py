@@ -17,8 +17,8 @@ from service.http.fast_routes import DirectRequest, FastRoutes
 from service.http.schemas import BatchPrediction, ErrorBody, ImagePayload, Prediction
 from service.http.uploads import (
     BATCH_FIELD,
-    EXPLAIN,
-    INCLUDE_IMAGE,
+    EXPLAIN_PARAM,
+    INCLUDE_IMAGE_PARAM,
     SINGLE_FIELD,
     batch_uploads,
     query_flags,
@@ -27,14 +27,14 @@ from service.http.uploads import (
 from service.predictor import Predictor
 
 _INCLUDE_IMAGE_PARAMETER = {
-    "name": INCLUDE_IMAGE,
+    "name": INCLUDE_IMAGE_PARAM,
     "in": "query",
     "required": False,
     "schema": {"type": "boolean", "default": False, "title": "Include Image"},
     "description": "Also return the 28x28 image the model saw, as a base64 PNG.",
 }
 _EXPLAIN_PARAMETER = {
-    "name": EXPLAIN,
+    "name": EXPLAIN_PARAM,
     "in": "query",
     "required": False,
     "schema": {"type": "boolean", "default": False, "title": "Explain"},

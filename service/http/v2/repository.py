@@ -1,4 +1,5 @@
-"""Triton's model repository extension: ``POST /v2/repository/index``, ``.../models/{m}/load``.
+"""Triton's model repository extension: ``POST /v2/repository/index``, ``.../models/{m}/load``
+and ``.../unload`` (always refused: one model, always served).
 
 These routes change what the service answers, so they are closed unless DIGITS_ADMIN_TOKEN
 is set (404 then, as if absent), and open only to ``Authorization: Bearer <that token>``:
