@@ -187,8 +187,15 @@ def error_for(code: str, message: str) -> ServiceError:
 def quoted(value: object) -> str:
     """A client's value as an error message shows it: quoted, escaped onto one line, and
     short however long it was, so that echoing a 60 KB header or path does not make the
-    answer the largest thing the request produced."""
-    return shortened(json.dumps(value, default=str).replace('"', "'"))
+    answer the largest thing the request produced. A string keeps JSON's escapes inside
+    single quotes, its own quotes told apart from those round it: the name it shows is the
+    name the client sent."""
+    text = json.dumps(value, default=str)
+    if isinstance(value, str):
+        text = "'" + text[1:-1].replace('\\"', '"').replace("'", "\\'") + "'"
+    else:
+        text = text.replace('"', "'")
+    return shortened(text)
 
 
 def shortened(text: str) -> str:

@@ -35,3 +35,16 @@ def parse_json(raw: bytes | bytearray | memoryview) -> Any:
     except ValueError:  # the only other ValueError json.loads raises: int() refused a literal
         limit = sys.get_int_max_str_digits()
         raise InvalidJSON(f"it holds an integer of more than {limit} digits") from None
+
+
+def json_type(value: object) -> str:
+    """``value``'s JSON type name, for a message to a client that wrote JSON, not Python."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from pydantic import TypeAdapter, ValidationError
 
 from service.errors import BadRequest, UnsupportedMediaType, ValidationFailed
-from service.http.json_body import InvalidJSON, parse_json
+from service.http.json_body import InvalidJSON, json_type, parse_json
 from service.http.multipart import boundary_of, read_files
 from service.predictor import Upload
 
@@ -106,7 +106,7 @@ def _standard_base64(text: str) -> str:
 
 def _from_base64(text: Any) -> bytes:
     if not isinstance(text, str):
-        raise ValidationFailed(f"field 'image' must be a base64 string, got {type(text).__name__}")
+        raise ValidationFailed(f"field 'image' must be a base64 string, got {json_type(text)}")
     if text.startswith("data:"):
         text = text.partition(",")[2]
     try:

@@ -111,6 +111,14 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
     max_batch_files: int = Field(
         64, ge=1, description="Most images in one POST /predict/batch request."
     )
+    v2_max_batch_size: int = Field(
+        1024,
+        ge=1,
+        description="Most images in one V2 inference request (the model config's "
+        "max_batch_size). A quarter of DIGITS_BATCH_MAX_QUEUE_IMAGES by default: a client "
+        "sending its largest batches from several threads (perf_analyzer -b at a concurrency "
+        "over 1) is queued, not refused.",
+    )
     allowed_image_formats: frozenset[str] = Field(
         frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"}),
         description="Image formats (Pillow names) accepted; others are 415. In the "
@@ -130,7 +138,7 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
         "CPU); on a GPU a few hundred lets larger batches form.",
     )
     batch_max_queue_images: int = Field(
-        1024,
+        4096,
         ge=1,
         description="Most images admitted and not yet answered; beyond it requests are refused "
         "at once with 503 overloaded + Retry-After instead of queueing without bound.",
@@ -220,6 +228,12 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
         if self.max_batch_files > self.batch_max_queue_images:
             raise ValueError(
                 f"DIGITS_MAX_BATCH_FILES ({self.max_batch_files}) must not exceed "
+                f"DIGITS_BATCH_MAX_QUEUE_IMAGES ({self.batch_max_queue_images}): such a batch "
+                "could never be queued"
+            )
+        if self.v2_max_batch_size > self.batch_max_queue_images:
+            raise ValueError(
+                f"DIGITS_V2_MAX_BATCH_SIZE ({self.v2_max_batch_size}) must not exceed "
                 f"DIGITS_BATCH_MAX_QUEUE_IMAGES ({self.batch_max_queue_images}): such a batch "
                 "could never be queued"
             )

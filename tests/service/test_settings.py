@@ -56,6 +56,7 @@ def test_port_is_digits_port_then_knatives_port(monkeypatch: pytest.MonkeyPatch)
         ("allowed_image_formats", ["PNG", "PSD"], "unknown image format(s) ['PSD']"),
         ("port", 0, "greater than or equal to 1"),
         ("max_batch_files", 5000, "must not exceed DIGITS_BATCH_MAX_QUEUE_IMAGES"),
+        ("v2_max_batch_size", 5000, "DIGITS_V2_MAX_BATCH_SIZE (5000) must not exceed"),
     ],
 )
 def test_invalid_values_name_the_problem(field: str, value: object, message: str) -> None:

@@ -378,3 +378,48 @@ def test_an_error_quotes_a_huge_value_short(http: httpx.Client) -> None:
     assert response.status_code == 400
     error = response.json()["error"]
     assert "must have shape [N, 1, 28, 28], got [1, 1, 1" in error and len(error) < 300
+
+
+@pytest.mark.parametrize("where", ["request", "input", "output"])
+def test_null_parameters_are_none_at_all(http: httpx.Client, where: str) -> None:
+    """A null "parameters" was a 400 while a null "outputs" or "id" was taken as absent."""
+    body: dict[str, Any] = _header(data=[0.5] * 784)
+    if where == "request":
+        body["parameters"] = None
+    elif where == "input":
+        body["inputs"][0]["parameters"] = None
+    else:
+        body["outputs"] = [{"name": "probabilities", "parameters": None}]
+    response = http.post(INFER, json=body)
+    assert response.status_code == 200, response.text
+
+
+def test_a_wrong_type_is_named_as_json_names_it(http: httpx.Client) -> None:
+    """The client wrote JSON: "got list" named Python's type."""
+    response = http.post(INFER, json={**_header(data=[0.5] * 784), "parameters": [1]})
+    assert response.status_code == 400
+    assert response.json()["error"] == "request 'parameters' must be a JSON object, got an array"
+
+
+def test_a_name_with_quotes_is_shown_as_sent(http: httpx.Client) -> None:
+    """a"b\\c'd was shown 'a\\'b\\\\c'd': neither the name sent nor one a reader could undo."""
+    response = http.get("/v2/models/a%22b%5Cc%27d")
+    assert response.status_code == 404
+    assert "unknown model 'a\"b\\\\c\\'d'" in response.json()["error"]
+
+
+def test_the_largest_batch_is_a_setting_the_config_publishes(v2_model: Path) -> None:
+    app = create_app(Settings(model_path=v2_model, access_log=False, v2_max_batch_size=4))
+    with TestClient(app) as client:
+        assert client.get(f"/v2/models/{MODEL_NAME}/config").json()["max_batch_size"] == 4
+        assert client.post(INFER, json=_header(4, data=[0.5] * 784 * 4)).status_code == 200
+        over = client.post(INFER, json=_header(5, data=[0.5] * 784 * 5))
+    assert over.status_code == 400, over.text
+    assert "4" in over.json()["error"]
+
+
+def test_by_default_several_of_the_largest_batches_queue_together() -> None:
+    """perf_analyzer -b 600 at a concurrency of 2 was refused 503 overloaded: the largest V2
+    batch the config allowed was the whole inference queue."""
+    settings = Settings()
+    assert settings.batch_max_queue_images >= 4 * settings.v2_max_batch_size

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import quoted
-from service.http.json_body import InvalidJSON, parse_json
+from service.http.json_body import InvalidJSON, json_type, parse_json
 from service.http.uploads import media_type
 from service.http.v2.errors import V2Error
 from service.http.v2.tensor_data import WIRE_FP32, binary_values, check_range, json_values
@@ -129,7 +129,7 @@ def _load_json(raw: bytes | memoryview, hint: str = "") -> dict[str, Any]:
     except InvalidJSON as exc:
         raise V2Error(f"request is not valid JSON{hint}: {exc}") from None
     if not isinstance(document, dict):
-        raise V2Error(f"request must be a JSON object, got {type(document).__name__}")
+        raise V2Error(f"request must be a JSON object, got {json_type(document)}")
     return document
 
 
@@ -142,8 +142,8 @@ def _read_request(
 ) -> InferRequest:
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise V2Error(f"'id' must be a string, got {type(request_id).__name__}")
-    parameters = _object(header.get("parameters", {}), "request 'parameters'")
+        raise V2Error(f"'id' must be a string, got {json_type(request_id)}")
+    parameters = _parameters(header, "request 'parameters'")
     inputs = header.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1:
         raise V2Error(f"'inputs' must be a list with exactly one tensor, '{model_input.name}'")
@@ -160,9 +160,15 @@ def _read_request(
     return InferRequest(images, outputs, request_id, parameters)
 
 
+def _parameters(holder: dict[str, Any], what: str) -> dict[str, Any]:
+    """A ``parameters`` object; null is none at all, as for ``outputs`` and ``id``."""
+    parameters = holder.get("parameters")
+    return {} if parameters is None else _object(parameters, what)
+
+
 def _object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise V2Error(f"{what} must be a JSON object, got {type(value).__name__}")
+        raise V2Error(f"{what} must be a JSON object, got {json_type(value)}")
     return value
 
 
@@ -178,7 +184,7 @@ def _read_input(
         raise V2Error(f"input '{spec.name}' must have datatype FP32, got {quoted(datatype)}")
     batch = _check_shape(tensor.get("shape"), spec, max_batch_size)
     count = batch * spec.item_size
-    parameters = _object(tensor.get("parameters", {}), f"parameters of input '{spec.name}'")
+    parameters = _parameters(tensor, f"parameters of input '{spec.name}'")
     _no_shared_memory(parameters, f"input '{spec.name}'")
     size = parameters.get("binary_data_size")
     if size is not None:
@@ -237,7 +243,7 @@ def _read_outputs(
         if any(output.name == name for output in outputs):
             # Two tensors of one name: tritonclient's as_numpy would read one's bytes as the other.
             raise V2Error(f"output '{name}' is requested more than once")
-        parameters = _object(entry.get("parameters", {}), f"parameters of output '{name}'")
+        parameters = _parameters(entry, f"parameters of output '{name}'")
         _no_shared_memory(parameters, f"output '{name}'")
         binary = parameters.get("binary_data", binary_default)
         class_count = parameters.get("classification", 0)
