@@ -48,7 +48,7 @@ _PNG_READ_AS = {
     _PNG_RGB: cv2.IMREAD_COLOR,
     _PNG_RGBA: cv2.IMREAD_UNCHANGED,
 }
-_PNG_PILLOW_ONLY = frozenset({b"tRNS", b"eXIf"})  # transparency key, orientation
+_PNG_PILLOW_ONLY = frozenset({b"tRNS", b"eXIf", b"acTL"})  # transparency key, orientation, frames
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # a pixel's four neighbours
 # Levels between a keyed drawing's fringe and its core: what tells the luminance carries the
 # shape (a colour keyed out) from strokes of one colour (the shape in the alpha).
@@ -99,21 +99,28 @@ def _flatten_alpha(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     include the paper, and transparency takes the paper's colour. A drawing whose paper was
     keyed out (``_keyed_paper``) is put back on that paper.
     """
-    weight = alpha.astype(np.float32) / 255.0
-    if weight.min() >= 1.0:
+    if alpha.min() == 255:
         return luminance.astype(np.float32)
+    # levels * weight + background * (1 - weight), in two image-sized float arrays rather
+    # than six: at the pixel limit each is 160 MB (docs/performance.md, "A worker's memory").
+    weight = alpha.astype(np.float32)
+    weight /= 255.0
     total = float(weight.sum())
     if total <= 0.0:
         return np.zeros(luminance.shape, np.float32)  # fully transparent: nothing drawn
     opaque = weight > 0.5
     background = _keyed_paper(luminance, alpha, opaque)
-    levels = luminance.astype(np.float32)
-    if background is None and opaque.mean() < 0.5:
-        ink = float((levels * weight).sum() / total)
+    if background is None and opaque.mean() >= 0.5:
+        background = float(np.median(luminance[opaque]))
+    flattened = luminance.astype(np.float32)
+    flattened *= weight
+    if background is None:
+        ink = float(flattened.sum() / total)
         background = 255.0 if ink < 128.0 else 0.0
-    elif background is None:
-        background = float(np.median(levels[opaque]))
-    return levels * weight + background * (1.0 - weight)
+    np.subtract(1.0, weight, out=weight)
+    weight *= background
+    flattened += weight
+    return flattened
 
 
 def _keyed_paper(luminance: np.ndarray, alpha: np.ndarray, opaque: np.ndarray) -> float | None:
@@ -157,8 +164,7 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
         has_alpha = "transparency" in image.info or (palette is not None and palette.mode == "RGBA")
         image = image.convert("RGBA" if has_alpha else "RGB")
     if image.mode in _ALPHA_MODES:
-        luminance, alpha = image.convert("LA").split()
-        return _flatten_alpha(np.asarray(luminance), np.asarray(alpha))
+        return _flatten_alpha(*_luminance_and_alpha(image))
     if image.mode == "F":
         return _float_levels(np.asarray(image, dtype=np.float32))
     if image.mode in _WIDE_MODES:  # 16- and 32-bit integers
@@ -167,6 +173,18 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
     return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def _luminance_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """8-bit luminance and alpha; ``image`` is closed once they are read, so that at the
+    pixel limit its 160 MB are not held beside the flattening's floats."""
+    if image.mode in ("RGBA", "LA"):
+        alpha = np.asarray(image.getchannel("A"))
+        luminance = np.asarray(image.convert("L"))
+    else:  # premultiplied or palette alpha: Pillow's own conversion
+        luminance, alpha = (np.asarray(band) for band in image.convert("LA").split())
+    image.close()
+    return luminance, alpha
 
 
 def _float_levels(values: np.ndarray) -> np.ndarray:
@@ -246,7 +264,8 @@ def decode_plain_png(data: bytes, max_pixels: int) -> np.ndarray | None:
     if colour == _PNG_RGB:
         return cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
     luminance = cv2.cvtColor(pixels, cv2.COLOR_BGRA2GRAY)
-    alpha = pixels[..., 3]
+    alpha = np.ascontiguousarray(pixels[..., 3])
+    del pixels  # four bytes a pixel, not needed while the alpha is flattened
     if alpha.min() == 255:
         return luminance
     return _flatten_alpha(luminance, alpha)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import struct
+import subprocess
+import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -730,6 +734,58 @@ def test_one_colour_drawn_through_all_or_nothing_alpha_is_read_as_ink(pen: int) 
     rgba[..., 3] = np.where(stroke, 255, 0)
     out = run(png(Image.fromarray(rgba, mode="RGBA")))
     assert np.abs(out - run(png(draw_digit()))).mean() < 0.03
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P"])
+def test_an_animated_png_is_read_by_its_first_frame_whatever_its_pixels(mode: str) -> None:
+    """As a GIF, WebP or TIFF is: OpenCV read the last frame of a gray, RGB or RGBA one,
+    Pillow the first of the others."""
+    seven, one = draw_digit().convert(mode), draw_digit(stroke=ONE).convert(mode)
+    buffer = io.BytesIO()
+    seven.save(buffer, "PNG", save_all=True, append_images=[one, one], default_image=True)
+    assert np.array_equal(run(buffer.getvalue()), run(png(seven)))
+
+
+def test_a_png_with_a_stray_animation_chunk_is_read() -> None:
+    """An acTL chunk with no frames after it: OpenCV decoded nothing (no_ink), Pillow the
+    image."""
+    plain = png(draw_digit())
+    chunk = b"acTL" + struct.pack(">II", 2, 0)
+    after_header = 8 + 25  # the signature, then IHDR's length, type, 13 bytes and CRC
+    stray = struct.pack(">I", 8) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    assert np.array_equal(run(plain[:after_header] + stray + plain[after_header:]), run(plain))
+
+
+_PEAK_SCRIPT = """
+import resource, sys
+from service.imaging import preprocess_image
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+preprocess_image(data, allowed_formats={"PNG"}, max_pixels=40_000_000)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_a_transparent_drawing_at_the_pixel_limit_is_read_in_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    """This 6300x6300 PNG, its digit only in its alpha, took 742 MB over idle (a probe's of
+    187 KB: 987 MB): the flattening held six image-sized float arrays beside the decoded
+    RGBA. Now about 210 MB; the README's Memory section gives what a worker needs."""
+    side = 6300
+    alpha = draw_digit(ink=255, paper=0).resize((side, side), Image.Resampling.BILINEAR)
+    black = Image.new("L", (side, side), 0)
+    path = tmp_path / "canvas.png"
+    Image.merge("RGBA", [black, black, black, alpha]).save(path, compress_level=1)
+    peak = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
+    assert int(peak) < 400, f"{peak.strip()} MB over idle"
 
 
 @pytest.mark.parametrize("keyed", ["paper", "ink"])
