@@ -70,6 +70,9 @@ def configure_logging(level: str = "INFO") -> None:
         logger.propagate = True
     # Our middleware writes the access line (with request id and route); uvicorn's is a duplicate.
     logging.getLogger("uvicorn.access").disabled = True
+    # Pillow logs at ERROR what it finds wrong in a client's file, as often as a client sends
+    # one; the client's 400 says it, and our log is for our errors.
+    logging.getLogger("PIL").setLevel(logging.CRITICAL)
 
 
 class Throttled:

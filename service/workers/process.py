@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,9 @@ class Limits:
 def worker_main(config: dict[str, Any]) -> None:
     """Entry point of a worker process: ``config`` is what the server's ``spawn`` sent."""
     configure_logging(str(config.get("log_level", "INFO")))
+    # Pillow warns of what it skips in a client's file (a TIFF tag, an APNG's broken frames)
+    # in lines that quote the file: the image is read or refused all the same.
+    warnings.filterwarnings("ignore", module="PIL")
     cv2.setNumThreads(1)  # one thread per worker: the pool is the parallelism
     module, _, name = str(config["steps"]).partition(":")
     steps: StepsFactory = getattr(importlib.import_module(module), name)

@@ -457,3 +457,39 @@ def test_a_long_client_value_is_quoted_short_in_the_error(
     message = error if isinstance(error, str) else error["message"]  # V2's error is a string
     assert "xxxxxxxx..." in message, message  # the value, clipped
     assert len(message) < 300, f"{what}: {len(message)} characters"
+
+
+def _tiff_of_samples(samples: int) -> bytes:
+    """An 8-bit TIFF of 64x64 pixels declaring ``samples`` samples a pixel."""
+    entries = [
+        (256, 4, 1, 64),  # width
+        (257, 4, 1, 64),  # height
+        (258, 3, 1, 8),  # bits a sample
+        (259, 3, 1, 1),  # no compression
+        (262, 3, 1, 1),  # black is zero
+        (273, 4, 1, 122),  # where the strip starts
+        (277, 3, 1, samples),
+        (278, 4, 1, 64),  # rows a strip
+        (279, 4, 1, 4096),  # the strip's bytes
+    ]
+    directory = struct.pack("<H", len(entries)) + b"".join(
+        struct.pack("<HHII", *entry) for entry in entries
+    )
+    return b"II*\0" + struct.pack("<I", 8) + directory + b"\0" * 4100
+
+
+def test_what_pillow_finds_wrong_in_a_file_is_not_logged(
+    tiny_onnx: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A TIFF declaring 65,535 samples a pixel made Pillow log two ERROR lines each time a
+    client sent it (128 for one batch of 64): the client's 400 says what was wrong."""
+    settings = Settings(model_path=tiny_onnx, access_log=False)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        for _ in range(3):
+            response = client.post(
+                "/predict", content=_tiff_of_samples(65535), headers={"Content-Type": "image/tiff"}
+            )
+            assert response.status_code == 400, response.text
+        assert client.post("/predict", content=GOOD, headers=RAW).status_code == 200
+    logged = capfd.readouterr().err
+    assert "samples per pixel" not in logged.lower()
