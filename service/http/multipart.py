@@ -21,6 +21,17 @@ from service.predictor import Upload
 
 MAX_HEADER_BYTES = 16 * 1024  # of one part's header block; real clients send ~100 bytes
 EXTRA_PARTS = 16  # parts besides the files that a body may carry (other form fields)
+# How the allowed image formats begin (WebP: RIFF, then WEBP at 8). A part without a file
+# name is still a file when it begins so (curl -F 'file=<digit.png' sends no name).
+_IMAGE_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\0",
+    b"MM\0*",
+)
 _CRLF = b"\r\n"
 _HEADERS_END = b"\r\n\r\n"
 _PLAIN_BOUNDARY = re.compile(
@@ -59,8 +70,11 @@ def read_files(body: bytes, boundary: bytes, field: str, max_files: int) -> list
         if len(names) > max_files + EXTRA_PARTS:
             raise BadRequest(f"too many multipart parts: at most {max_files + EXTRA_PARTS}")
         if name == field:
-            if filename is None:
-                raise ValidationFailed(f"multipart field '{field}' must carry a file, not text")
+            if filename is None and not _is_image(data):
+                raise ValidationFailed(
+                    f"multipart field '{field}' must carry a file, not text (curl: -F "
+                    f"'{field}=@digit.png', with the @)"
+                )
             if len(files) == max_files:
                 raise BadRequest(f"too many files: at most {max_files} per request")
             files.append(Upload(data, filename))
@@ -156,3 +170,7 @@ def _extended_filename(disposition: bytes) -> str | None:
     header = Message()
     header["content-disposition"] = disposition.decode("latin-1")
     return header.get_filename()
+
+
+def _is_image(data: bytes) -> bool:
+    return data.startswith(_IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")

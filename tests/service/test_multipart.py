@@ -78,6 +78,14 @@ def test_file_names_in_other_forms_are_read(
     assert entries["predictions"][0]["digit"] == _reference(client)["digit"]
 
 
+def test_a_part_without_a_file_name_holding_an_image_is_the_file(client: TestClient) -> None:
+    """curl -F 'file=<digit.png' sends the file's bytes with no file name: RFC 7578 makes
+    the name optional, and the part was refused 422 "must carry a file, not text"."""
+    response = _post(client, "/predict", _part("file", SEVEN, filename=None) + b"--b0--")
+    assert response.status_code == 200, response.text
+    assert response.json()["digit"] == _reference(client)["digit"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
