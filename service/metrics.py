@@ -249,6 +249,14 @@ class Metrics:
     def observe_correction(self, predicted: str, corrected: str) -> None:
         self.corrections.labels(predicted, corrected).inc()
 
+    def prepare_corrections(self, answers: Sequence[str]) -> None:
+        """Every (predicted, corrected) pair of ``answers`` at 0: a series that first appears
+        at 1 is a step no rate() or increase() sees, and corrections are few enough that the
+        dashboard lost most of them."""
+        for predicted in answers:
+            for corrected in answers:
+                self.corrections.labels(predicted, corrected)
+
     def observe_images(
         self, seconds: Iterable[float], waits: Iterable[float], refused: Collection[int]
     ) -> None:

@@ -39,6 +39,7 @@ class Feedback:
                 f"DIGITS_FEEDBACK_DIR {folder} cannot be written: {exc.strerror or exc}"
             ) from exc
         recent = RecentAnswers(settings.feedback_recent_answers, settings.feedback_window_seconds)
+        metrics.prepare_corrections([*(str(digit) for digit in range(10)), NOT_A_DIGIT])
         return cls(recent, store, metrics)
 
     async def correct(self, request_id: str, index: int, digit: int | None) -> dict[str, Any]:

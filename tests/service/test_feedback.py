@@ -155,6 +155,15 @@ def feedback_client(tiny_onnx: Path, tmp_path: Path) -> Iterator[TestClient]:
         yield client
 
 
+def test_every_correction_is_counted_from_zero(feedback_client: TestClient) -> None:
+    """A pair's series appeared at 1 with its first correction: Prometheus's increase() and
+    rate() saw no step, and the dashboard's Corrections panels missed the first of each."""
+    metrics = feedback_client.get("/metrics").text
+    assert 'digits_corrections_total{corrected="8",predicted="3"} 0.0' in metrics
+    assert 'digits_corrections_total{corrected="1",predicted="not_a_digit"} 0.0' in metrics
+    assert 'digits_corrections_total{corrected="not_a_digit",predicted="4"} 0.0' in metrics
+
+
 def test_a_correction_is_written_counted_and_refused_twice(
     feedback_client: TestClient, tmp_path: Path, tiny_onnx: Path
 ) -> None:
@@ -285,6 +294,7 @@ def test_a_no_ink_answer_is_told_it_has_no_image_to_correct(feedback_client: Tes
 
 def test_feedback_is_off_by_default(client: TestClient) -> None:
     assert client.get("/feedback").json() == {"enabled": False}
+    assert "digits_corrections_total{" not in client.get("/metrics").text
     response = client.post("/feedback", json={"request_id": "x", "digit": 1})
     assert (response.status_code, response.json()["error"]["code"]) == (404, "feedback_disabled")
 
