@@ -20,7 +20,7 @@ from collections.abc import Collection
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from service.errors import InvalidImage, ServiceError
 from service.imaging.alpha import flatten_alpha, luminance_and_alpha
@@ -57,6 +57,8 @@ def open_image(
     """Decode the first frame of an allowed image no larger than ``max_pixels``; a JPEG as
     luminance only, unless ``colour`` is asked for."""
     image = read_header(data, allowed_formats, max_pixels)
+    if (with_alpha := _bmp_alpha(image, data)) is not None:
+        return with_alpha  # a BMP has no orientation to apply
     # JPEG can decode at 1/2, 1/4 or 1/8 scale for free: asked for the side the pipeline
     # reduces every image to anyway (WORK_SIDE), Pillow's draft never goes below it.
     if image.format == "JPEG" and image.mode in ("RGB", "L"):
@@ -68,6 +70,27 @@ def open_image(
             f"cannot decode the {image.format} image (truncated or corrupt): {exc}"[:MAX_MESSAGE]
         ) from exc
     return _upright(image)
+
+
+def _bmp_alpha(image: Image.Image, data: bytes) -> Image.Image | None:
+    """A 32-bit BMP with its fourth byte set somewhere, read as RGBA; None for any other file.
+    Pillow reads that byte as padding, yet writes an RGBA image's alpha there (a canvas's
+    drawing saved as BMP lost its ink: no_ink), and browsers show it as alpha."""
+    if not isinstance(image, ImageFile.ImageFile) or image.format != "BMP":
+        return None
+    if len(image.tile) != 1:
+        return None
+    codec, _, offset, args = image.tile[0]
+    if codec != "raw" or not isinstance(args, tuple) or args[0] != "BGRX":
+        return None
+    stride, orientation = args[1], args[2]
+    size = stride * image.height
+    if len(data) < offset + size:
+        return None  # cut short: Pillow says how
+    if not np.frombuffer(data, np.uint8, count=size, offset=offset)[3::4].any():
+        return None  # padding, as most 32-bit BMPs have it: opaque
+    pixels = data[offset : offset + size]
+    return Image.frombuffer("RGBA", image.size, pixels, "raw", "BGRA", stride, orientation)
 
 
 def _upright(image: Image.Image) -> Image.Image:

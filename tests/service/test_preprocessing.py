@@ -736,6 +736,24 @@ def test_one_colour_drawn_through_all_or_nothing_alpha_is_read_as_ink(pen: int) 
     assert np.abs(out - run(png(draw_digit()))).mean() < 0.03
 
 
+def test_a_32_bit_bmp_keeps_its_alpha() -> None:
+    """Pillow writes an RGBA image's alpha in a 32-bit BMP's fourth byte and reads it back as
+    padding: a canvas's drawing saved so was all black, no_ink."""
+    stroke = np.asarray(draw_digit(ink=255, paper=0))
+    rgba = np.zeros((*stroke.shape, 4), dtype=np.uint8)
+    rgba[..., 3] = stroke
+    canvas = Image.fromarray(rgba, mode="RGBA")
+    assert np.array_equal(run(encode(canvas, "BMP")), run(png(canvas)))
+
+
+def test_a_32_bit_bmp_whose_fourth_byte_is_padding_is_opaque() -> None:
+    digit = np.asarray(draw_digit())
+    padded = np.zeros((*digit.shape, 4), dtype=np.uint8)  # the fourth byte 0 everywhere
+    padded[..., :3] = digit[..., None]
+    bmp = encode(Image.fromarray(padded, mode="RGBA"), "BMP")
+    assert np.array_equal(run(bmp), run(png(draw_digit())))
+
+
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P"])
 def test_an_animated_png_is_read_by_its_first_frame_whatever_its_pixels(mode: str) -> None:
     """As a GIF, WebP or TIFF is: OpenCV read the last frame of a gray, RGB or RGBA one,
