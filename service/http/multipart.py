@@ -21,16 +21,17 @@ from service.predictor import Upload
 
 MAX_HEADER_BYTES = 16 * 1024  # of one part's header block; real clients send ~100 bytes
 EXTRA_PARTS = 16  # parts besides the files that a body may carry (other form fields)
-# How the allowed image formats begin (WebP: RIFF, then WEBP at 8). A part without a file
-# name is still a file when it begins so (curl -F 'file=<digit.png' sends no name).
+# How the allowed image formats begin (WebP and BMP: _is_image). A part without a file name
+# is still a file when it begins so (curl -F 'file=<digit.png' sends no name).
 _IMAGE_SIGNATURES = (
     b"\x89PNG\r\n\x1a\n",
     b"\xff\xd8\xff",
     b"GIF87a",
     b"GIF89a",
-    b"BM",
-    b"II*\0",
+    b"II*\0",  # TIFF, and BigTIFF below
     b"MM\0*",
+    b"II+\0",
+    b"MM\0+",
 )
 _CRLF = b"\r\n"
 _HEADERS_END = b"\r\n\r\n"
@@ -173,4 +174,9 @@ def _extended_filename(disposition: bytes) -> str | None:
 
 
 def _is_image(data: bytes) -> bool:
-    return data.startswith(_IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+    if data.startswith(_IMAGE_SIGNATURES):
+        return True
+    if data[:4] == b"RIFF":
+        return data[8:12] == b"WEBP"
+    # "BM" alone begins words too: a BMP's two reserved fields (bytes 6-9) are zero.
+    return data[:2] == b"BM" and data[6:10] == b"\0\0\0\0"

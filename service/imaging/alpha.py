@@ -14,6 +14,7 @@ _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # a pixel's four ne
 # Levels between a keyed drawing's fringe and its core: what tells the luminance carries the
 # shape (a colour keyed out) from strokes of one colour (the shape in the alpha).
 KEYED_FRINGE_CONTRAST = 48
+OPAQUE = 255
 
 
 def luminance_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -37,10 +38,11 @@ def flatten_alpha(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     include the paper, and transparency takes the paper's colour. A drawing whose paper was
     keyed out (``_keyed_paper``) is put back on that paper.
     """
-    if alpha.min() == 255:
+    if alpha.min() == OPAQUE:
         return luminance.astype(np.float32)
     # levels * weight + background * (1 - weight), in two image-sized float arrays rather
-    # than six: at the pixel limit each is 160 MB (docs/performance.md, "A worker's memory").
+    # than six: at the pixel limit each is 160 MB (docs/performance.md, "A transparent
+    # drawing at the pixel limit").
     weight = alpha.astype(np.float32)
     weight /= 255.0
     total = float(weight.sum())

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from service.errors import InvalidImage, ServiceError
-from service.imaging.alpha import flatten_alpha, luminance_and_alpha
+from service.imaging.alpha import OPAQUE, flatten_alpha, luminance_and_alpha
 from service.imaging.header import MAX_MESSAGE, read_header
 from service.imaging.resampling import WORK_SIDE
 from service.imaging.segments import (
@@ -73,9 +73,9 @@ def open_image(
 
 
 def _bmp_alpha(image: Image.Image, data: bytes) -> Image.Image | None:
-    """A 32-bit BMP with its fourth byte set somewhere, read as RGBA; None for any other file.
-    Pillow reads that byte as padding, yet writes an RGBA image's alpha there (a canvas's
-    drawing saved as BMP lost its ink: no_ink), and browsers show it as alpha."""
+    """A 32-bit BMP whose fourth byte makes some pixel opaque, read as RGBA; None for any
+    other file. Pillow reads that byte as padding, yet writes an RGBA image's alpha there (a
+    canvas's drawing saved as BMP lost its ink: no_ink)."""
     if not isinstance(image, ImageFile.ImageFile) or image.format != "BMP":
         return None
     if len(image.tile) != 1:
@@ -87,8 +87,8 @@ def _bmp_alpha(image: Image.Image, data: bytes) -> Image.Image | None:
     size = stride * image.height
     if len(data) < offset + size:
         return None  # cut short: Pillow says how
-    if not np.frombuffer(data, np.uint8, count=size, offset=offset)[3::4].any():
-        return None  # padding, as most 32-bit BMPs have it: opaque
+    if np.frombuffer(data, np.uint8, count=size, offset=offset)[3::4].max() < OPAQUE:
+        return None  # padding (zeros, or a stray byte): no pixel is opaque, so no alpha plane
     pixels = data[offset : offset + size]
     return Image.frombuffer("RGBA", image.size, pixels, "raw", "BGRA", stride, orientation)
 

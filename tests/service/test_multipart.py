@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from tests.service.images import draw_digit, png
 
@@ -78,12 +80,27 @@ def test_file_names_in_other_forms_are_read(
     assert entries["predictions"][0]["digit"] == _reference(client)["digit"]
 
 
-def test_a_part_without_a_file_name_holding_an_image_is_the_file(client: TestClient) -> None:
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF-big"])
+def test_a_part_without_a_file_name_holding_an_image_is_the_file(
+    client: TestClient, fmt: str
+) -> None:
     """curl -F 'file=<digit.png' sends the file's bytes with no file name: RFC 7578 makes
     the name optional, and the part was refused 422 "must carry a file, not text"."""
-    response = _post(client, "/predict", _part("file", SEVEN, filename=None) + b"--b0--")
+    data = SEVEN
+    if fmt == "TIFF-big":
+        buffer = io.BytesIO()
+        Image.open(io.BytesIO(SEVEN)).save(buffer, "TIFF", big_tiff=True)
+        data = buffer.getvalue()
+        assert data.startswith(b"II+\0")
+    response = _post(client, "/predict", _part("file", data, filename=None) + b"--b0--")
     assert response.status_code == 200, response.text
     assert response.json()["digit"] == _reference(client)["digit"]
+
+
+def test_text_that_begins_like_a_bmp_gets_the_hint(client: TestClient) -> None:
+    response = _post(client, "/predict", _part("file", b"BMW 3 series", filename=None) + b"--b0--")
+    assert response.status_code == 422
+    assert "with the @" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
