@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import os
 import struct
 from collections.abc import Iterator
@@ -493,3 +494,28 @@ def test_what_pillow_finds_wrong_in_a_file_is_not_logged(
         assert client.post("/predict", content=GOOD, headers=RAW).status_code == 200
     logged = capfd.readouterr().err
     assert "samples per pixel" not in logged.lower()
+
+
+def _idat_crc_broken(data: bytes) -> bytes:
+    """``data`` (a PNG) with its first IDAT chunk's CRC flipped."""
+    at = 8
+    while data[at + 4 : at + 8] != b"IDAT":
+        at += 12 + int.from_bytes(data[at : at + 4], "big")
+    crc_at = at + 8 + int.from_bytes(data[at : at + 4], "big")
+    return data[:crc_at] + bytes(b ^ 0xFF for b in data[crc_at : crc_at + 4]) + data[crc_at + 4 :]
+
+
+def test_what_c_libraries_print_is_logged_as_json(
+    tiny_onnx: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """libpng printed "libpng error: IDAT: CRC error" on the worker's stderr for each such
+    file, a line no JSON log reader could parse, as often as a client sent one."""
+    settings = Settings(model_path=tiny_onnx, access_log=False)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.post("/predict", content=_idat_crc_broken(GOOD), headers=RAW)
+        assert response.status_code == 400, response.text
+        assert client.post("/predict", content=GOOD, headers=RAW).status_code == 200
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is JSON
+    native = [record for record in records if record["logger"] == "service.native"]
+    assert any("CRC" in record["message"] for record in native), records
