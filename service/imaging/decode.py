@@ -241,7 +241,11 @@ def decode_gray(data: bytes, allowed_formats: Collection[str], max_pixels: int) 
     except Exception as exc:
         raise InvalidImage(f"cannot convert the {image.mode} image: {exc}"[:MAX_MESSAGE]) from exc
     if broken:
-        # A complete compressed stream that holds fewer rows than the header says: Pillow
-        # fills the rest with black, and the digit's lower part would be read as ink.
-        raise InvalidImage("the PNG holds fewer rows of pixels than its size says: cut short")
+        # libpng refused it where Pillow did not: a complete compressed stream of fewer rows
+        # than the header says (Pillow fills the rest with black, and the digit's lower part
+        # would be read as ink), a checksum that does not match, a chunk libpng will not read.
+        raise InvalidImage(
+            "the PNG's image data is broken (rows missing, a checksum that does not match, or "
+            "a damaged chunk): save the image again"
+        )
     return pixels

@@ -514,6 +514,7 @@ def test_what_c_libraries_print_is_logged_as_json(
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         response = client.post("/predict", content=_idat_crc_broken(GOOD), headers=RAW)
         assert response.status_code == 400, response.text
+        assert "checksum" in response.json()["error"]["message"]  # not "rows ... cut short"
         assert client.post("/predict", content=GOOD, headers=RAW).status_code == 200
     lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is JSON
