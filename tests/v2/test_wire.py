@@ -394,6 +394,17 @@ def test_null_parameters_are_none_at_all(http: httpx.Client, where: str) -> None
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.parametrize("name", ["binary_data", "classification"])
+def test_a_null_output_parameter_is_not_given(http: httpx.Client, name: str) -> None:
+    """binary_data_size: null was taken as not given, binary_data: null was a 400."""
+    outputs = [{"name": "probabilities", "parameters": {name: None}}]
+    body = {**_header(data=[0.5] * 784), "outputs": outputs}
+    body["parameters"] = {"binary_data_output": None}
+    response = http.post(INFER, json=body)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["outputs"][0]["data"]) == 10  # JSON, the probabilities
+
+
 def test_a_wrong_type_is_named_as_json_names_it(http: httpx.Client) -> None:
     """The client wrote JSON: "got list" named Python's type."""
     response = http.post(INFER, json={**_header(data=[0.5] * 784), "parameters": [1]})

@@ -153,7 +153,7 @@ def _read_request(
             f"body carries {len(binary)} bytes of binary tensor data but the inputs "
             f"declare {consumed} (binary_data_size)"
         )
-    binary_default = parameters.get("binary_data_output", False)
+    binary_default = _given(parameters, "binary_data_output", False)
     if not isinstance(binary_default, bool):
         raise V2Error("parameter 'binary_data_output' must be a boolean")
     outputs = _read_outputs(header.get("outputs"), model_outputs, binary_default)
@@ -164,6 +164,12 @@ def _parameters(holder: dict[str, Any], what: str) -> dict[str, Any]:
     """A ``parameters`` object; null is none at all, as for ``outputs`` and ``id``."""
     parameters = holder.get("parameters")
     return {} if parameters is None else _object(parameters, what)
+
+
+def _given(parameters: dict[str, Any], name: str, default: Any) -> Any:
+    """A parameter's value; null is not given, as ``binary_data_size`` has always read it."""
+    value = parameters.get(name)
+    return default if value is None else value
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -245,8 +251,8 @@ def _read_outputs(
             raise V2Error(f"output '{name}' is requested more than once")
         parameters = _parameters(entry, f"parameters of output '{name}'")
         _no_shared_memory(parameters, f"output '{name}'")
-        binary = parameters.get("binary_data", binary_default)
-        class_count = parameters.get("classification", 0)
+        binary = _given(parameters, "binary_data", binary_default)
+        class_count = _given(parameters, "classification", 0)
         if not isinstance(binary, bool):
             raise V2Error(f"binary_data of output '{name}' must be a boolean")
         if type(class_count) is not int or class_count < 0:
