@@ -38,6 +38,7 @@ Provider = Literal["cpu", "cuda", "auto"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 EventLoop = Literal["asyncio", "uvloop"]
 UPLOAD_ENVELOPE_BYTES = 1024  # the JSON around a load request's base64 file
+V2_MAX_BATCH_SIZE = 1024
 
 
 def base64_length(size: int) -> int:
@@ -111,13 +112,11 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
     max_batch_files: int = Field(
         64, ge=1, description="Most images in one POST /predict/batch request."
     )
-    v2_max_batch_size: int = Field(
-        1024,
+    v2_max_batch_size: int | None = Field(
+        None,
         ge=1,
         description="Most images in one V2 inference request (the model config's "
-        "max_batch_size). A quarter of DIGITS_BATCH_MAX_QUEUE_IMAGES by default: a client "
-        "sending its largest batches from several threads (perf_analyzer -b at a concurrency "
-        "over 1) is queued, not refused.",
+        "max_batch_size); unset: 1024, or the queue when it is smaller.",
     )
     allowed_image_formats: frozenset[str] = Field(
         frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"}),
@@ -225,18 +224,16 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
     def _consistent_limits(self) -> Self:
         """Checks across fields; their messages name the variables, as start-up's errors of
         one field do (the operator set those, not the fields)."""
-        if self.max_batch_files > self.batch_max_queue_images:
-            raise ValueError(
-                f"DIGITS_MAX_BATCH_FILES ({self.max_batch_files}) must not exceed "
-                f"DIGITS_BATCH_MAX_QUEUE_IMAGES ({self.batch_max_queue_images}): such a batch "
-                "could never be queued"
-            )
-        if self.v2_max_batch_size > self.batch_max_queue_images:
-            raise ValueError(
-                f"DIGITS_V2_MAX_BATCH_SIZE ({self.v2_max_batch_size}) must not exceed "
-                f"DIGITS_BATCH_MAX_QUEUE_IMAGES ({self.batch_max_queue_images}): such a batch "
-                "could never be queued"
-            )
+        batches = {
+            "MAX_BATCH_FILES": self.max_batch_files,
+            "V2_MAX_BATCH_SIZE": self.v2_max_batch_size,
+        }
+        for name, images in batches.items():
+            if images and images > self.batch_max_queue_images:
+                raise ValueError(
+                    f"DIGITS_{name} ({images}) must not exceed DIGITS_BATCH_MAX_QUEUE_IMAGES "
+                    f"({self.batch_max_queue_images}): such a batch could never be queued"
+                )
         if self.feedback_dir is not None and self.front_ends > 1:
             raise ValueError(
                 "DIGITS_FEEDBACK_DIR needs DIGITS_FRONT_ENDS=1: a correction is matched to its "
@@ -269,6 +266,11 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
     @property
     def resolved_check_digits_path(self) -> Path:
         return resolve_model_path(self.check_digits_path)
+
+    @property
+    def resolved_v2_max_batch_size(self) -> int:
+        """A quarter of the default queue: several clients' largest batches queue together."""
+        return self.v2_max_batch_size or min(V2_MAX_BATCH_SIZE, self.batch_max_queue_images)
 
     @property
     def resolved_shadow_model_path(self) -> Path | None:

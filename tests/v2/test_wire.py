@@ -433,4 +433,12 @@ def test_by_default_several_of_the_largest_batches_queue_together() -> None:
     """perf_analyzer -b 600 at a concurrency of 2 was refused 503 overloaded: the largest V2
     batch the config allowed was the whole inference queue."""
     settings = Settings()
-    assert settings.batch_max_queue_images >= 4 * settings.v2_max_batch_size
+    assert settings.batch_max_queue_images >= 4 * settings.resolved_v2_max_batch_size
+
+
+def test_a_queue_smaller_than_the_default_batch_limits_the_batch(v2_model: Path) -> None:
+    """DIGITS_BATCH_MAX_QUEUE_IMAGES=512 was a valid setting before the batch limit was one of
+    its own: it must still start, and take batches up to the queue."""
+    settings = Settings(model_path=v2_model, access_log=False, batch_max_queue_images=512)
+    with TestClient(create_app(settings)) as client:
+        assert client.get(f"/v2/models/{MODEL_NAME}/config").json()["max_batch_size"] == 512

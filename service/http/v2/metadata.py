@@ -53,7 +53,7 @@ def served_model(info: ModelInfo, settings: Settings) -> ServedModel:
         input=TensorSignature(info.input_name, tuple(int(d) for d in info.input_shape[1:])),
         output=TensorSignature(info.output_name, tuple(int(d) for d in info.output_shape[1:])),
         labels=list(info.labels),
-        max_batch_size=settings.v2_max_batch_size,
+        max_batch_size=settings.resolved_v2_max_batch_size,
         max_queue_delay_us=settings.batch_max_delay_us,
         not_a_digit=info.not_a_digit,
     )
