@@ -95,10 +95,11 @@ class Throttled:
         else:
             self._held[kind] += 1
 
-    def flush(self) -> None:
-        """Say what was held back in a second that is over."""
+    def flush(self, *, force: bool = False) -> None:
+        """Say what was held back in a second that is over (``force``: now, as the source
+        of the lines is going away)."""
         second = int(time.monotonic())
-        if second == self._second:
+        if second == self._second and not force:
             return
         for kind, count in self._held.items():
             self._logger.warning(

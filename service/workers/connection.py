@@ -21,6 +21,7 @@ from typing import Any, Protocol, cast
 from service.contract import ModelInfo, ModelLoadError
 from service.errors import ServiceError
 from service.workers import protocol as wire
+from service.workers.native_output import StderrRelay
 from service.workers.progress import ProgressSlot
 from service.workers.protocol import ReplyHead
 
@@ -92,6 +93,10 @@ class WorkerConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._backlog: list[bytes] = []
         self._buffer = bytearray()
+        self._stderr: asyncio.Task[Any] | None = None
+        if process.stderr is not None:
+            relay = StderrRelay(process.pid)
+            self._stderr = loop.create_task(loop.connect_read_pipe(lambda: relay, process.stderr))
 
     def track(self, request: Pending) -> None:
         """Count ``request`` as this worker's (its frame is written by the caller)."""
@@ -208,6 +213,7 @@ def spawn(
             [sys.executable, "-c", BOOT, json.dumps(config)],
             pass_fds=(child_sock.fileno(), slot_fd),
             stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,  # relayed as JSON lines (service/workers/native_output.py)
             env={**os.environ, **_SINGLE_THREADED},
         )
     finally:

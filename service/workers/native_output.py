@@ -1,20 +1,18 @@
-"""What C libraries print on a worker's stderr, as JSON log lines.
+"""What a worker prints on its stderr, relayed by the server as JSON log lines.
 
-libpng (under OpenCV) and libtiff (under Pillow) print a line for each broken file a client
-sends ("libpng error: IDAT: CRC error"); ONNX Runtime prints its own warnings. Written
-straight to the process's stderr they broke the JSON log, as often as a client liked. Here
-fd 2 becomes a pipe; a thread turns each line into a warning of the ``service.native``
-logger, at most ``LINES_PER_S`` a second (the rest counted in one line).
+Workers log JSON (service/logs.py), but the C libraries under them print plain lines on the
+same stderr: libpng (under OpenCV) one for each broken PNG a client sends ("libpng error:
+IDAT: CRC error"), libtiff, ONNX Runtime, a C++ runtime's last words before an abort. The
+server reads each worker's stderr through a pipe: a JSON line passes as it is, any other
+becomes a WARNING of ``service.native``, at most ``LINES_PER_S`` a second (the rest counted
+in one line). Read here rather than in the worker, nothing is lost when the worker dies.
 """
 
 from __future__ import annotations
 
-import faulthandler
+import asyncio
 import logging
-import os
 import sys
-import threading
-from typing import TextIO
 
 from service.logs import Throttled
 
@@ -23,29 +21,30 @@ MAX_LINE_CHARS = 500  # a library's line quoting a client's bytes stays short
 logger = logging.getLogger("service.native")
 
 
-def capture_native_output() -> TextIO:
-    """Point fd 2 at the relay's pipe; return the process's real stderr, which becomes
-    ``sys.stderr`` (the JSON handler's and a crash's: faulthandler writes there)."""
-    real = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
-    read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
-    os.close(write_end)
-    sys.stderr = real
-    faulthandler.enable(real)
-    threading.Thread(target=_relay, args=(read_end,), name="native-stderr", daemon=True).start()
-    return real
+class StderrRelay(asyncio.Protocol):
+    """The read end of one worker's stderr."""
 
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._buffer = b""
+        self._lines = Throttled(logger, LINES_PER_S, "lines from C libraries")
 
-def _relay(read_end: int) -> None:
-    """Each line as a log record; never stops on a bad one (a full pipe would block the C
-    code writing to it)."""
-    throttled = Throttled(logger, LINES_PER_S, "lines from C libraries")
-    with os.fdopen(read_end, "rb") as pipe:
-        for raw in pipe:
-            line = raw.decode("utf-8", "replace").strip()
-            if not line:
-                continue
-            try:
-                throttled.warning("native", "%s", line[:MAX_LINE_CHARS])
-            except Exception:  # logging failed: the line is lost, the relay goes on
-                continue
+    def data_received(self, data: bytes) -> None:
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        for line in lines:
+            self._relay(line)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The worker is gone (or closed its stderr): its last words, then the count of any
+        held back."""
+        self._relay(self._buffer)
+        self._buffer = b""
+        self._lines.flush(force=True)
+
+    def _relay(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace").rstrip()
+        if text.startswith("{"):  # the worker's own log line, JSON already
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+        elif text:
+            self._lines.warning("native", "worker %d: %s", self._pid, text[:MAX_LINE_CHARS])

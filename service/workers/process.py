@@ -36,7 +36,6 @@ from service.model import DigitClassifier
 from service.workers import protocol as wire
 from service.workers.batching import collect
 from service.workers.inbox import Frame, SocketInbox
-from service.workers.native_output import capture_native_output
 from service.workers.progress import ProgressSlot
 from service.workers.replies import ModelCall, replies, trace_id
 from service.workers.shadow import Shadow
@@ -55,7 +54,6 @@ class Limits:
 
 def worker_main(config: dict[str, Any]) -> None:
     """Entry point of a worker process: ``config`` is what the server's ``spawn`` sent."""
-    capture_native_output()  # before the JSON handler: it writes to the real stderr
     configure_logging(str(config.get("log_level", "INFO")))
     # Pillow warns of what it skips in a client's file (a TIFF tag, an APNG's broken frames)
     # in lines that quote the file: the image is read or refused all the same.
