@@ -32,6 +32,8 @@ _IMAGE_SIGNATURES = (
     b"MM\0*",
     b"II+\0",
     b"MM\0+",
+    *(f"P{kind}".encode() for kind in range(1, 7)),  # PPM, PGM, PBM, when allowed
+    b"\0\0\1\0",  # ICO, when allowed
 )
 _CRLF = b"\r\n"
 _HEADERS_END = b"\r\n\r\n"

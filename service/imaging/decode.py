@@ -34,6 +34,7 @@ from service.imaging.segments import (
     png_chunk_kinds,
     segment_count,
 )
+from service.imaging.statistics import MIN_INK_PIXELS
 
 logger = logging.getLogger("service.imaging")
 
@@ -73,9 +74,9 @@ def open_image(
 
 
 def _bmp_alpha(image: Image.Image, data: bytes) -> Image.Image | None:
-    """A 32-bit BMP whose fourth byte makes some pixel opaque, read as RGBA; None for any
-    other file. Pillow reads that byte as padding, yet writes an RGBA image's alpha there (a
-    canvas's drawing saved as BMP lost its ink: no_ink)."""
+    """A 32-bit BMP whose fourth byte makes more than a speck of pixels opaque, read as RGBA;
+    None for any other file. Pillow reads that byte as padding, yet writes an RGBA image's
+    alpha there (a canvas's drawing saved as BMP lost its ink: no_ink)."""
     if not isinstance(image, ImageFile.ImageFile) or image.format != "BMP":
         return None
     if len(image.tile) != 1:
@@ -87,8 +88,9 @@ def _bmp_alpha(image: Image.Image, data: bytes) -> Image.Image | None:
     size = stride * image.height
     if len(data) < offset + size:
         return None  # cut short: Pillow says how
-    if np.frombuffer(data, np.uint8, count=size, offset=offset)[3::4].max() < OPAQUE:
-        return None  # padding (zeros, or a stray byte): no pixel is opaque, so no alpha plane
+    fourth = np.frombuffer(data, np.uint8, count=size, offset=offset)[3::4]
+    if np.count_nonzero(fourth == OPAQUE) < MIN_INK_PIXELS:
+        return None  # padding (zeros, or stray bytes): too few opaque pixels for a drawing
     pixels = data[offset : offset + size]
     return Image.frombuffer("RGBA", image.size, pixels, "raw", "BGRA", stride, orientation)
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from service.app import create_app
+from service.settings import Settings
 from tests.service.images import draw_digit, png
 
 SEVEN = png(draw_digit())
@@ -95,6 +98,17 @@ def test_a_part_without_a_file_name_holding_an_image_is_the_file(
     response = _post(client, "/predict", _part("file", data, filename=None) + b"--b0--")
     assert response.status_code == 200, response.text
     assert response.json()["digit"] == _reference(client)["digit"]
+
+
+def test_a_part_without_a_file_name_in_a_format_an_operator_allowed(tiny_onnx: Path) -> None:
+    """PPM and ICO can be allowed (DIGITS_ALLOWED_IMAGE_FORMATS); a part of one without a
+    file name was refused as text."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(SEVEN)).convert("L").save(buffer, "PPM")
+    settings = Settings(model_path=tiny_onnx, allowed_image_formats=frozenset({"PNG", "PPM"}))
+    with TestClient(create_app(settings)) as client:
+        response = _post(client, "/predict", _part("file", buffer.getvalue(), None) + b"--b0--")
+    assert response.status_code == 200, response.text
 
 
 def test_text_that_begins_like_a_bmp_gets_the_hint(client: TestClient) -> None:

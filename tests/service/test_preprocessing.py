@@ -750,7 +750,8 @@ def test_a_32_bit_bmp_whose_fourth_byte_is_padding_is_opaque() -> None:
     digit = np.asarray(draw_digit())
     padded = np.zeros((*digit.shape, 4), dtype=np.uint8)  # the fourth byte 0...
     padded[..., :3] = digit[..., None]
-    padded[0, 0, 3] = 1  # ...but for a stray one: no pixel is opaque, so no alpha plane
+    padded[0, 0, 3] = 1  # ...but for stray ones: a speck of opaque pixels is no drawing
+    padded[5, 5, 3] = 255
     bmp = encode(Image.fromarray(padded, mode="RGBA"), "BMP")
     assert np.array_equal(run(bmp), run(png(draw_digit())))
 
