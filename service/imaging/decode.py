@@ -49,6 +49,8 @@ _PNG_READ_AS = {
     _PNG_RGB: cv2.IMREAD_COLOR,
     _PNG_RGBA: cv2.IMREAD_UNCHANGED,
 }
+_VP8X_FLAGS = 20  # the byte of a VP8X chunk's flags in the file
+_VP8X_NOT_PLAIN = 0x02 | 0x08  # animation, EXIF (an orientation): Pillow reads those
 _PNG_PILLOW_ONLY = frozenset({b"tRNS", b"eXIf", b"acTL"})  # transparency key, orientation, frames
 
 
@@ -201,14 +203,39 @@ def decode_plain_png(data: bytes, max_pixels: int) -> np.ndarray | None:
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if pixels is None:
         raise BrokenPng
-    if colour == _PNG_GRAY:
+    return _luminance(pixels)
+
+
+def decode_plain_webp(
+    data: bytes, allowed_formats: Collection[str], max_pixels: int
+) -> np.ndarray | None:
+    """A still WebP without EXIF (no orientation to apply) decoded by OpenCV, as
+    ``decode_plain_png``; None for any other file. Pillow's WebP decoder keeps a canvas of its
+    own beside the image (at the pixel limit 300 MB: docs/performance.md, "A transparent
+    drawing at the pixel limit"); libwebp under OpenCV decodes into the one array."""
+    if "WEBP" not in allowed_formats or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    chunk = data[12:16]
+    extended = chunk == b"VP8X" and len(data) > _VP8X_FLAGS
+    still = extended and not (data[_VP8X_FLAGS] & _VP8X_NOT_PLAIN)
+    if not (chunk in (b"VP8 ", b"VP8L") or still):
+        return None
+    read_header(data, allowed_formats, max_pixels)  # the size limit, before a pixel is decoded
+    flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    return None if pixels is None else _luminance(pixels)  # damaged: Pillow says how
+
+
+def _luminance(pixels: np.ndarray) -> np.ndarray:
+    """OpenCV's gray, BGR or BGRA pixels as luminance, alpha flattened onto paper."""
+    if pixels.ndim == 2:
         return pixels
-    if colour == _PNG_RGB:
+    if pixels.shape[2] == 3:
         return cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
     luminance = cv2.cvtColor(pixels, cv2.COLOR_BGRA2GRAY)
     alpha = np.ascontiguousarray(pixels[..., 3])
     del pixels  # four bytes a pixel, not needed while the alpha is flattened
-    if alpha.min() == 255:
+    if alpha.min() == OPAQUE:
         return luminance
     return flatten_alpha(luminance, alpha)
 
@@ -235,6 +262,8 @@ def decode_gray(data: bytes, allowed_formats: Collection[str], max_pixels: int) 
         else:
             if plain is not None:
                 return plain
+    if (webp := decode_plain_webp(data, allowed_formats, max_pixels)) is not None:
+        return webp
     image = open_image(data, allowed_formats, max_pixels)
     try:
         pixels = to_gray_pixels(image)

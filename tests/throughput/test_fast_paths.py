@@ -9,7 +9,13 @@ import pytest
 from PIL import Image
 
 from service.errors import ImageTooLarge, InvalidImage
-from service.imaging.decode import decode_gray, decode_plain_png, open_image, to_grayscale
+from service.imaging.decode import (
+    decode_gray,
+    decode_plain_png,
+    decode_plain_webp,
+    open_image,
+    to_grayscale,
+)
 from service.imaging.histograms import PixelHistogram, PixelHistograms
 from service.imaging.resampling import WORK_SIDE, resize_lanczos
 from service.imaging.statistics import measure
@@ -186,6 +192,42 @@ def test_unusual_pngs_are_left_to_pillow(image: Image.Image) -> None:
     np.testing.assert_array_equal(
         decode_gray(data, FORMATS, 10**7), decode_grayscale(data, FORMATS, 10**7)
     )
+
+
+WEBP = frozenset({"WEBP"})
+
+
+@pytest.mark.parametrize("lossless", [True, False], ids=["lossless", "lossy"])
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_opencv_reads_still_webps_as_pillow_does(mode: str, lossless: bool) -> None:
+    """Pillow's WebP decoder kept a second canvas of the image's size (300 MB at the pixel
+    limit); OpenCV's decodes into one array, the same pixels within one level of luminance."""
+    image = _noise(mode)
+    if mode == "RGBA":
+        alpha = np.zeros((40, 40), dtype=np.uint8)
+        alpha[10:30, 15:20], alpha[10:30, 20] = 255, 128
+        image.putalpha(Image.fromarray(alpha))
+    data = encode(image, "WEBP", lossless=lossless, quality=90)
+    assert decode_plain_webp(data, WEBP, 10**7) is not None  # the fast path took it
+    np.testing.assert_allclose(
+        decode_gray(data, WEBP, 10**7), decode_grayscale(data, WEBP, 10**7), rtol=0, atol=1
+    )
+
+
+def test_animated_or_turned_webps_are_left_to_pillow() -> None:
+    frames = [_noise("RGB"), _noise("RGB").transpose(Image.Transpose.ROTATE_90)]
+    animated = io.BytesIO()
+    frames[0].save(animated, "WEBP", save_all=True, append_images=frames[1:])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turned
+    turned = encode(_noise("RGB"), "WEBP", exif=exif.tobytes())
+    for data in (animated.getvalue(), turned):
+        assert decode_plain_webp(data, WEBP, 10**7) is None
+
+
+def test_a_webp_over_the_pixel_limit_is_refused_before_decoding() -> None:
+    with pytest.raises(ImageTooLarge):
+        decode_gray(encode(_noise("RGB"), "WEBP"), WEBP, 40 * 40 - 1)
 
 
 def test_a_transparency_key_is_left_to_pillow() -> None:
