@@ -33,6 +33,9 @@ class StderrRelay(asyncio.Protocol):
         *lines, self._buffer = (self._buffer + data).split(b"\n")
         for line in lines:
             self._relay(line)
+        if len(self._buffer) > MAX_LINE_CHARS:  # no end of line in sight: held, not hoarded
+            self._relay(self._buffer)
+            self._buffer = b""
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The worker is gone (or closed its stderr): its last words, then the count of any

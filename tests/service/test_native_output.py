@@ -41,3 +41,14 @@ def test_a_flood_of_library_lines_is_logged_in_a_few_lines(
     assert len(single) + sum(summed) == 100
     assert len(single) <= 2 * LINES_PER_S  # a second may end among them
     assert summed, messages
+
+
+def test_output_without_line_ends_is_not_hoarded(caplog: pytest.LogCaptureFixture) -> None:
+    """A library printing bytes without a newline grew the server's buffer without bound."""
+    relay = StderrRelay(pid=7)
+    with caplog.at_level(logging.WARNING, logger="service.native"):
+        for _ in range(100):
+            relay.data_received(b"x" * 10_000)
+        assert caplog.records  # said as it came (cut short), not kept for the pipe's end
+        relay.connection_lost(None)
+    assert all(len(record.getMessage()) <= 600 for record in caplog.records)

@@ -394,7 +394,7 @@ def test_null_parameters_are_none_at_all(http: httpx.Client, where: str) -> None
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.parametrize("name", ["binary_data", "classification"])
+@pytest.mark.parametrize("name", ["binary_data", "classification", "shared_memory_region"])
 def test_a_null_output_parameter_is_not_given(http: httpx.Client, name: str) -> None:
     """binary_data_size: null was taken as not given, binary_data: null was a 400."""
     outputs = [{"name": "probabilities", "parameters": {name: None}}]

@@ -207,7 +207,7 @@ def _read_input(
 
 
 def _no_shared_memory(parameters: dict[str, Any], what: str) -> None:
-    if SHARED_MEMORY in parameters:
+    if _given(parameters, SHARED_MEMORY, None) is not None:
         raise V2Error(
             f"{what} names shared memory region {quoted(parameters[SHARED_MEMORY])}, but this "
             "server has no shared memory extension: send the tensor in the body instead"
