@@ -28,6 +28,7 @@ from typing import Any
 from service.contract import SIDE
 from service.errors import FeedbackFull
 from service.logs import iso_utc
+from service.repository.staging import write_whole
 
 INDEX = "index.jsonl"
 IMAGES = "images"
@@ -83,15 +84,13 @@ class CorrectionStore:
         if not images.is_dir():  # deleted under the service: counted again from nothing
             images.mkdir(parents=True, exist_ok=True)
             self.records = _records(index)
-        partial, final = images / f".{record_id}.partial", images / f"{record_id}.png"
+        final = images / f"{record_id}.png"
         try:
-            partial.write_bytes(gray_png(pixels))
-            os.replace(partial, final)
+            write_whole(final, gray_png(pixels))  # leaves no part of the image behind itself
             _append_whole(index, line.encode())
         except OSError:
-            for path in (partial, final):
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                final.unlink(missing_ok=True)
             raise
 
 

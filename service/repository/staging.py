@@ -66,8 +66,9 @@ class Staging:
 
 
 def write_whole(path: Path, data: bytes) -> None:
-    """``data`` at ``path`` under a temporary name, then renamed: a worker never opens half a
-    file. Raises OSError when it cannot be written (a full disk), leaving no part behind."""
+    """``data`` at ``path`` under a temporary name, then renamed: a reader (a worker, training
+    reading corrections) never opens half a file. Raises OSError when it cannot be written (a
+    full disk), leaving no part behind."""
     partial = path.with_suffix(".partial")
     try:
         partial.write_bytes(data)
