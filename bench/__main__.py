@@ -27,7 +27,7 @@ from bench.app import NOOP_PATH
 from bench.cpu import CpuSeconds, cpu_by_role
 from bench.inprocess import run_onnxruntime
 from bench.loadgen import LoadResult, combine, run_wrk, wrk_binary
-from bench.payloads import Payload, digit_png, multipart, photo_jpeg, v2_binary
+from bench.payloads import Payload, digit_png, multipart, photo_jpeg, v2_binary, v2_json
 from bench.report import (
     Row,
     Targets,
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     one_png = multipart("file", [("digit.png", png, "image/png")])
     one_jpeg = multipart("file", [("photo.jpg", jpeg, "image/jpeg")])
     many_png = multipart("files", [(f"d{i}.png", png, "image/png") for i in range(BATCH_FILES)])
-    v2 = v2_binary(V2_BATCH)
+    v2, v2_text = v2_binary(V2_BATCH), v2_json(V2_BATCH)
     c, bc = args.concurrency, args.batch_concurrency
     started = time.monotonic()
 
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         # The model keeps its own name in V2 paths: ask the service, never assume "lenet5".
         v2_path = f"/v2/models/{httpx.get(f'{url}/model').json()['name']}/infer"
         load("v2", f"V2 binary infer, batch {V2_BATCH}", v2_path, v2, bc)
+        load("v2_json", f"V2 JSON infer, batch {V2_BATCH}", v2_path, v2_text, bc)
         wait_idle(url)
         before_scrape = scrape(url)
         overload = run_wrk(

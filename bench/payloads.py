@@ -76,6 +76,26 @@ def multipart(field: str, files: list[tuple[str, bytes, str]]) -> Payload:
     return Payload(body, f"multipart/form-data; boundary={BOUNDARY}", len(files))
 
 
+def v2_json(batch: int, seed: int = 0) -> Payload:
+    """A V2 infer request with ``batch`` FP32 images in JSON ``data``, as KServe's SDK and
+    tritonclient without binary data send it (float32 values written as doubles)."""
+    rng = np.random.default_rng(seed)
+    images = rng.random((batch, *V2_IMAGE_SHAPE), dtype=np.float32)
+    body = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "datatype": "FP32",
+                    "shape": [batch, *V2_IMAGE_SHAPE],
+                    "data": images.reshape(-1).tolist(),
+                }
+            ]
+        }
+    ).encode()
+    return Payload(body, "application/json", batch)
+
+
 def v2_binary(batch: int, seed: int = 0) -> Payload:
     """A V2 infer request with ``batch`` FP32 images in the binary tensor data extension."""
     rng = np.random.default_rng(seed)

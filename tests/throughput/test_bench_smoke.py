@@ -25,6 +25,7 @@ ROWS = [
     "/predict 600x600 JPEG photo",
     "/predict/batch 64 PNGs",
     "V2 binary infer, batch 256",
+    "V2 JSON infer, batch 256",
     "overload: /predict PNG",
     "ONNX Runtime in-process, batch 1",
     "ONNX Runtime in-process, batch 256",
@@ -56,7 +57,12 @@ def test_bench_prints_every_scenario_and_verdict(tiny_onnx: Path) -> None:
     assert sum(line.startswith("/predict c=16 vs ") for line in lines) == 4
     assert any(line.startswith("CPU per /predict at c=16") for line in lines)
     capacity = [line for line in lines if line.endswith("per core")]
-    for scenario in ("/predict 28x28 PNG", "/predict/batch 64 PNGs", "V2 binary infer"):
+    for scenario in (
+        "/predict 28x28 PNG",
+        "/predict/batch 64 PNGs",
+        "V2 binary infer",
+        "V2 JSON infer",
+    ):
         assert any(line.strip().startswith(scenario) for line in capacity), done.stdout
     # The overload run must never fail with anything but 503, whatever the machine's speed.
     assert any(line.startswith("PASS") and "other than 503" in line for line in verdicts)
