@@ -5,6 +5,11 @@ levels deep raises ``RecursionError``, an integer literal longer than Python's c
 limit a bare ``ValueError``, bytes that are not UTF-8 ``UnicodeDecodeError``. Left to the
 routes, the first two were 500s; here each becomes an ``InvalidJSON`` that says what is wrong
 in words a client can act on, and each route wraps it in its own error format.
+
+orjson reads a body first: a V2 tensor in JSON parses four to five times faster, and the
+event loop's thread (or the GIL, from a worker thread) is held that much less. What orjson
+refuses goes to ``json.loads``, which stays the contract: it accepts what it always did (NaN,
+an escaped lone surrogate, a number past float's range) and words the refusals as before.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import json
 import sys
 from typing import Any
+
+import orjson
 
 # A body above this is parsed in a worker thread, so that one large request (a V2 tensor in
 # JSON, a model upload) cannot stall the event loop for every other connection.
@@ -24,6 +31,10 @@ class InvalidJSON(ValueError):
 
 def parse_json(raw: bytes | bytearray | memoryview) -> Any:
     """``raw`` as a JSON document; ``InvalidJSON`` for any body that is not one."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(bytes(raw))
     except RecursionError:
