@@ -36,6 +36,7 @@ BATCH_PIXELS = "the images of this request before this one"
 # Far above what the service takes in one request (DIGITS_MAX_BODY_BYTES, 10 MiB by default):
 # a bound on the client's memory, as a path may be a device that never ends (/dev/zero).
 MAX_FILE_BYTES = 64 * 1024 * 1024
+DIGITS = 10  # an answer's digit is 0..9, with one probability each
 
 
 class ServiceUnavailable(Exception):
@@ -80,6 +81,8 @@ def normalise_url(url: str) -> str:
         raise InvalidURL(
             f"invalid --url {url!r}: expected http://HOST[:PORT], e.g. http://127.0.0.1:8000"
         )
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise InvalidURL(f"invalid --url {url!r}: port {parsed.port} is not 1..65535")
     return str(parsed.copy_with(query=None, fragment=None)).rstrip("/")
 
 
@@ -98,6 +101,15 @@ def _read_at_most(path: Path, limit: int) -> bytes:
     if data is None:  # a non-blocking read that found nothing to read
         raise BlockingIOError(errno.EAGAIN, "a device with nothing to read")
     return data
+
+
+def _unlisted(folder: Path) -> str:
+    """Why ``folder``'s files were not searched, for its row."""
+    try:
+        os.scandir(folder).close()
+    except OSError as exc:
+        return f"its files cannot be listed: {_reason(exc)}"
+    return "its files could not be listed when it was searched"
 
 
 def wire_name(path: Path) -> str:
@@ -162,7 +174,11 @@ class DigitsClient:
         payloads: list[tuple[int, Path, bytes]] = []
         for index, path in enumerate(paths):
             try:
-                if stat.S_ISFIFO(path.stat().st_mode):  # reading it would wait for a writer
+                mode = path.stat().st_mode
+                if stat.S_ISDIR(mode):  # a folder the scan could not list (client.files)
+                    results[index] = FileResult.failed(path, "unreadable_folder", _unlisted(path))
+                    continue
+                if stat.S_ISFIFO(mode):  # reading it would wait for a writer
                     results[index] = FileResult.failed(path, "unreadable_file", "a named pipe")
                     continue
                 data = _read_at_most(path, self.max_file_bytes + 1)
@@ -288,14 +304,30 @@ def _batch_results(paths: list[Path], body: dict[str, Any], url: str) -> list[Fi
         try:
             result = FileResult(
                 path,
-                digit=int(entry["digit"]),
-                confidence=float(entry["confidence"]),
-                probabilities=tuple(float(p) for p in entry["probabilities"]),
+                digit=_digit(entry["digit"]),
+                confidence=_probability(entry["confidence"]),
+                probabilities=tuple(map(_probability, entry["probabilities"])),
                 overlay=_overlay(entry),
             )
+            if len(result.probabilities or ()) != DIGITS:
+                raise ValueError(f"{len(result.probabilities or ())} probabilities, not {DIGITS}")
         except (KeyError, TypeError, ValueError) as exc:
             raise ServiceUnavailable(
                 f"{url} answered POST {BATCH_ROUTE} with a malformed entry for {path} ({exc!r})"
             ) from exc
         results.append(result)
     return results
+
+
+def _digit(value: Any) -> int:
+    """An answer's digit: a whole number 0..9 (3.7 or true is a broken answer, not a 3 or 1)."""
+    if type(value) is not int or not 0 <= value < DIGITS:
+        raise ValueError(f"digit {value!r} is not 0..9")
+    return value
+
+
+def _probability(value: Any) -> float:
+    """A confidence or probability: a number in 0..1 (NaN and "0.5" are broken answers)."""
+    if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{value!r} is not a number in 0..1")
+    return float(value)

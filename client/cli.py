@@ -12,6 +12,7 @@ service gone, Ctrl-C) still prints the files read so far.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import sys
@@ -55,8 +56,16 @@ def positive_float(text: str) -> float:
     """An argparse type: a finite number above 0 (also used by ``python -m bench``)."""
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a finite number more than 0, got {text}")
     return value
+
+
+def path_argument(text: str) -> Path:
+    """An argparse type: a path, never the empty string (``Path("")`` is the current folder,
+    which ``digits predict "$DIR"`` with DIR unset would then search)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (an unset variable?)")
+    return Path(text)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -84,10 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_STATUSES,
         formatter_class=HelpFormatter,
     )
-    predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    predict.add_argument(
+        "paths", nargs="+", type=path_argument, metavar="PATH", help="files or folders"
+    )
     predict.add_argument(
         "--url",
-        default=os.environ.get(URL_ENV, DEFAULT_URL),
+        default=os.environ.get(URL_ENV) or DEFAULT_URL,  # set but empty: as if unset
         help=f"base URL of the service (environment: {URL_ENV})",
     )
     fmt = predict.add_mutually_exclusive_group()
@@ -202,6 +213,8 @@ def _report(results: list[FileResult], args: argparse.Namespace) -> int:
     """The results on stdout, then the heat maps in their folder (one that fails late, a
     full disk or a map's name taken by a folder, costs the maps, not the answers); EXIT_OK
     or EXIT_FILE_FAILED."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        return _fail("cannot write the output: stdout is closed", EXIT_FILE_FAILED)
     try:
         sys.stdout.write(_render(results, args))
         sys.stdout.flush()
@@ -217,23 +230,28 @@ def _report(results: list[FileResult], args: argparse.Namespace) -> int:
             name = output.printable(output.shown(result))
             _say(f"{name}: {result.error_code}: {result.error_message}")
     if args.explain is not None:
-        try:
-            written = write_overlays(results, args.explain)
-        except OSError as exc:
-            return _fail(f"cannot write heat maps to {args.explain}: {exc}", EXIT_FILE_FAILED)
+        written, unwritten = write_overlays(results, args.explain)
         _say(f"{written} heat map{'' if written == 1 else 's'} written to {args.explain}")
+        if unwritten:
+            _say(
+                f"cannot write heat maps to {args.explain}: {len(unwritten)} not written "
+                f"(the first: {unwritten[0]})"
+            )
+            return EXIT_FILE_FAILED
     if failed:
         _say(f"{len(failed)} of {len(results)} files failed")
         return EXIT_FILE_FAILED
     return EXIT_OK
 
 
-def write_overlays(results: list[FileResult], folder: Path) -> int:
+def write_overlays(results: list[FileResult], folder: Path) -> tuple[int, list[str]]:
     """Each heat map the service sent as ``folder/<name>.why.png`` (``-2``, ``-3``... when two
-    files share a name); how many were written. A refused image has one when the model ran
-    on it (not_a_digit): the map shows why. ``predict`` made ``folder`` before sending."""
+    files share a name): how many were written, and why each other one was not (a name too
+    long, a folder in its way, a full disk) without costing the maps after it. A refused
+    image has one when the model ran on it (not_a_digit): the map shows why. ``predict``
+    made ``folder`` before sending."""
     used: set[str] = set()
-    written = 0
+    written, unwritten = 0, []
     for result in results:
         if result.overlay is None:
             continue
@@ -242,14 +260,19 @@ def write_overlays(results: list[FileResult], folder: Path) -> int:
             number += 1
             name = f"{result.path.name}-{number}.why.png"
         used.add(name)
-        (folder / name).write_bytes(result.overlay)
+        try:
+            (folder / name).write_bytes(result.overlay)
+        except OSError as exc:
+            unwritten.append(output.printable(f"{name}: {exc.strerror or exc}"))
+            continue
         written += 1
-    return written
+    return written, unwritten
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``digits`` console script and ``python -m client``."""
     args = build_parser().parse_args(argv)
+    _escape_what_the_terminal_cannot_show()
     try:
         return predict(args)
     except KeyboardInterrupt:
@@ -257,6 +280,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `digits predict ... | head`: the reader has what it wanted
         _quiet_stdout()
         return EXIT_FILE_FAILED
+
+
+def _escape_what_the_terminal_cannot_show() -> None:
+    """A file name the locale cannot encode (an ASCII or Latin-1 terminal) is shown as
+    ``\\uXXXX`` instead of ending the run in a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _quiet_stdout() -> None:

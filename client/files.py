@@ -17,24 +17,44 @@ class NoSuchPath(Exception):
     """A path given on the command line does not exist."""
 
 
-def _is_hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
 def images_in(folder: Path) -> list[Path]:
     """Entries under ``folder`` at any depth named like images, sorted; hidden files and
     folders skipped. Any such entry but a folder is kept, not only regular files: a named
     pipe, a device or a broken symlink then fails its own row, as it does when named, instead
     of vanishing from the run without a word (client.api neither waits on a pipe nor reads
-    a device past its MAX_FILE_BYTES)."""
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_EXTENSIONS
-        and not path.name.lower().endswith(HEAT_MAP_SUFFIX)
-        and not _is_dir(path)
-        and not _is_hidden(path, folder)
-    )
+    a device past its MAX_FILE_BYTES). A folder that cannot be listed is kept too, to fail
+    its own row (Path.rglob dropped it in silence), and a link to a folder is followed once:
+    after every real folder, so a file keeps its own name rather than a link's."""
+    found: list[Path] = []
+    folders: list[Path] = [folder]
+    linked: list[Path] = []  # links to folders, followed after every real folder
+    scanned: set[str] = set()  # real paths: a link back up the tree is not a loop
+    while folders or linked:
+        current = folders.pop() if folders else linked.pop()
+        real = os.path.realpath(current)
+        if real in scanned:
+            continue
+        scanned.add(real)
+        try:
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except OSError:
+            found.append(current)
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                continue
+            if _is_dir(path):
+                (linked if _is_link(path) else folders).append(path)
+            elif _named_like_an_image(entry.name):
+                found.append(path)
+    return sorted(found)
+
+
+def _named_like_an_image(name: str) -> bool:
+    lowered = name.lower()
+    return Path(lowered).suffix in IMAGE_EXTENSIONS and not lowered.endswith(HEAT_MAP_SUFFIX)
 
 
 def _is_dir(path: Path) -> bool:

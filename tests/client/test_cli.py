@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.server import free_port, running_service
@@ -676,3 +676,163 @@ def test_failures_on_stderr_keep_odd_file_names_on_one_line(
     assert json.loads(out)[0]["file"] == str(odd)  # JSON carries the name as it is
     assert all(line.startswith("digits: ") for line in err.splitlines()), err
     assert "bad\\nname\\x1b[31m.png: unreadable_file" in err
+
+
+def _unlistable(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """``folder`` as a user without read permission sees it (the tests may run as root, who
+    reads every folder): listing it raises PermissionError, in the scan and in its row."""
+    real_scandir = os.scandir
+
+    def scandir(path: str | os.PathLike[str] = ".") -> object:
+        if os.path.realpath(path) == os.path.realpath(folder):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_a_folder_that_cannot_be_listed_fails_its_own_row(
+    capsys: pytest.CaptureFixture[str],
+    stand_in: Callable[[Handler], None],
+    digit_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A subfolder without read permission was left out of the scan in silence (exit 0), and
+    named, it was "no image files found" (exit 2): the user never heard that it was shut."""
+    handler, answered = answering(64)
+    stand_in(handler)
+    locked = digit_folder / "batch-b" / "nested"
+    _unlistable(monkeypatch, locked)
+    status, out, err = run(capsys, str(digit_folder), "--json")
+    assert status == EXIT_FILE_FAILED, err
+    records = {record["file"]: record for record in json.loads(out)}
+    assert len(records) == 6 + 1 == sum(answered) + 1  # batch-a's six, and the locked folder
+    error = records[str(locked)]["error"]
+    assert error["code"] == "unreadable_folder"
+    assert error["message"].startswith("its files cannot be listed: permission denied")
+    assert f"{locked}: unreadable_folder" in err
+    status, out, err = run(capsys, str(locked))
+    assert status == EXIT_FILE_FAILED, err
+    assert "unreadable_folder" in out and "no image files" not in err
+
+
+def test_a_linked_folder_is_searched_once_and_a_loop_ends(
+    capsys: pytest.CaptureFixture[str],
+    stand_in: Callable[[Handler], None],
+    digit_folder: Path,
+    tmp_path: Path,
+) -> None:
+    """A link to a folder was skipped in silence (rglob does not follow links); followed, a
+    link back up the tree must not loop, and a file keeps its own name, not a link's."""
+    handler, answered = answering(64)
+    stand_in(handler)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.new("L", (28, 28), 255).save(elsewhere / "outside.png")
+    (digit_folder / "aa-outside").symlink_to(elsewhere)
+    (digit_folder / "aa-batch-b").symlink_to(digit_folder / "batch-b")  # sorts first
+    (digit_folder / "batch-a" / "up").symlink_to(digit_folder)  # a loop
+    status, out, err = run(capsys, str(digit_folder), "--json")
+    assert status == EXIT_OK, err
+    files = [record["file"] for record in json.loads(out)]
+    assert len(files) == FILES_IN_FOLDER + 1 == sum(answered)
+    assert str(digit_folder / "aa-outside" / "outside.png") in files
+    assert not [name for name in files if "aa-batch-b" in name or "/up/" in name]
+
+
+def test_an_empty_path_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """``digits predict "$DIR"`` with DIR unset searched the current folder: Path("") is "."."""
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", ""])
+    assert exited.value.code == EXIT_USAGE
+    assert "an empty path" in capsys.readouterr().err
+
+
+def test_an_empty_url_variable_is_the_default_and_a_bad_port_is_refused(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stand_in: Callable[[Handler], None],
+    digit_folder: Path,
+) -> None:
+    """DIGITS_URL= (set, empty, as Compose passes an unset one) was "invalid --url ''" with
+    no --url given; port 99999 was taken and failed as "connection refused" (exit 3)."""
+    handler, _ = answering(64)
+    stand_in(handler)
+    monkeypatch.setenv("DIGITS_URL", "")
+    status, _, err = run(capsys, str(digit_folder))
+    assert status == EXIT_OK, err
+    status, _, err = run(capsys, str(digit_folder), "--url", "http://127.0.0.1:99999")
+    assert status == EXIT_USAGE
+    assert "port 99999 is not 1..65535" in err
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"digit": 3, "confidence": float("nan"), "probabilities": [0.1] * 10},
+        {"digit": 3.7, "confidence": 0.9, "probabilities": [0.1] * 10},
+        {"digit": True, "confidence": 0.9, "probabilities": [0.1] * 10},
+        {"digit": 3, "confidence": 0.9, "probabilities": [1.0]},
+        {"digit": 3, "confidence": "0.9", "probabilities": [0.1] * 10},
+        {"digit": 3, "confidence": 1e400, "probabilities": [0.1] * 10},
+    ],
+    ids=["nan", "fraction", "boolean", "one-probability", "string", "infinity"],
+)
+def test_an_answer_that_breaks_the_contract_is_not_a_result(
+    capsys: pytest.CaptureFixture[str],
+    stand_in: Callable[[Handler], None],
+    tmp_path: Path,
+    entry: dict[str, object],
+) -> None:
+    """A server answering confidence NaN made --json print NaN (not JSON) with exit 0; a
+    digit 3.7 was shown as 3 and one probability in place of ten was taken."""
+    body = json.dumps({"predictions": [entry]}).encode()  # NaN and Infinity as Python writes
+    stand_in(lambda request: httpx.Response(200, content=body))
+    image = tmp_path / "one.png"
+    Image.new("L", (28, 28), 255).save(image)
+    status, out, err = run(capsys, str(image), "--json")
+    assert status == EXIT_SERVICE
+    assert out == "" and "malformed entry" in err
+
+
+def test_a_heat_map_that_cannot_be_written_costs_only_itself(
+    capsys: pytest.CaptureFixture[str], service_url: str, tmp_path: Path
+) -> None:
+    """A file name long enough that ``.why.png`` made it too long stopped every map after it
+    and the count of those written."""
+    images = tmp_path / "images"
+    images.mkdir()
+    names = ["00.png", "m" * (255 - len(".png")) + ".png", "zz.png"]
+    for name in names:
+        image = Image.new("L", (28, 28), 255)
+        ImageDraw.Draw(image).line([(14, 4), (14, 24)], fill=0, width=3)
+        image.save(images / name)
+    why = tmp_path / "why"
+    status, out, err = run(capsys, str(images), "--url", service_url, "--explain", str(why))
+    assert status == EXIT_FILE_FAILED
+    written = sorted(path.name for path in why.iterdir())
+    assert written == ["00.png.why.png", "zz.png.why.png"]
+    assert "2 heat maps written" in err
+    assert "1 not written" in err and "File name too long" in err
+
+
+def test_a_closed_stdout_and_a_narrow_locale_are_no_tracebacks(
+    service_url: str, tmp_path: Path
+) -> None:
+    """An ASCII locale could not encode a file name (UnicodeEncodeError in a traceback, no
+    output at all), and a closed stdout (``>&-``) ended in an AttributeError traceback."""
+    image = tmp_path / "日本語.png"
+    Image.new("L", (28, 28), 255).save(image)
+    command = [sys.executable, "-m", "client", "predict", str(image), "--url", service_url]
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    narrow = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, env=env
+    )
+    assert narrow.returncode == EXIT_FILE_FAILED  # a blank image: no_ink
+    assert "\\u65e5\\u672c\\u8a9e.png" in narrow.stdout and "Traceback" not in narrow.stderr
+    closed = subprocess.run(
+        ["bash", "-c", 'exec "$@" >&-', "bash", *command],
+        capture_output=False, stderr=subprocess.PIPE, text=True, timeout=60, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert closed.returncode == EXIT_FILE_FAILED
+    assert "stdout is closed" in closed.stderr and "Traceback" not in closed.stderr
