@@ -21,6 +21,7 @@ from typing import Any, Protocol, cast
 from service.contract import ModelInfo, ModelLoadError
 from service.errors import ServiceError
 from service.workers import protocol as wire
+from service.workers.exits import describe, exit_status
 from service.workers.native_output import StderrRelay
 from service.workers.progress import ProgressSlot
 from service.workers.protocol import ReplyHead
@@ -156,9 +157,9 @@ class WorkerConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         if not self.announced.done():
-            code = self.process.poll()
+            how = describe(exit_status(self.process))
             self.announced.set_exception(
-                ModelLoadError(f"a worker process exited while starting (exit code {code})")
+                ModelLoadError(f"a worker process exited while starting ({how})")
             )
         self.listener.on_lost(self)
 

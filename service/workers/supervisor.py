@@ -3,9 +3,12 @@ the ones that die or hang, and stops them on shutdown, or once a newer generatio
 serves (``retire``: service/workers/generations.py).
 
 An image past ``timeout_seconds`` (the progress slot says which and since when), or one under
-which its worker died (segfault, OOM kill), fails as ``invalid_image``; the worker is replaced
-and its other inputs are sent again, once. A worker that dies before it is ready (a broken
-install, an unloadable model) fails its inputs with 503 and is restarted only after
+which its worker crashed (a segfault, an abort), fails as ``invalid_image``; the worker is
+replaced and its other inputs are sent again, once. A worker killed from outside (SIGKILL from
+an operator or the OOM killer) blames no image at once: the one it was decoding is sent again
+too, and fails as ``invalid_image`` only if it takes a second worker with it
+(service/workers/exits.py tells the two apart). A worker that dies before it is ready (a
+broken install, an unloadable model) fails its inputs with 503 and is restarted only after
 ``RESTART_BACKOFF_S``. Workers ignore SIGINT/SIGTERM (the server drains, then stops them) and
 exit when their socket closes, so a killed server leaves no orphans.
 """
@@ -21,6 +24,7 @@ from typing import Any, Protocol
 from service.contract import ModelInfo, ModelLoadError
 from service.errors import InvalidImage, NotReady, ServiceError
 from service.workers.connection import Pending, WorkerConnection, spawn
+from service.workers.exits import describe, exit_status, killed_from_outside
 from service.workers.pinned import Pinned
 from service.workers.progress import IDLE
 from service.workers.protocol import ReplyHead
@@ -157,8 +161,9 @@ class Supervisor:
         """A worker's socket closed: unless we retired it, the process died."""
         if worker.retired:
             return
+        status = exit_status(worker.process)
         if worker.ready:
-            logger.warning("worker %s died; restarting", worker.process.pid)
+            logger.warning("worker %s died (%s); restarting", worker.process.pid, describe(status))
         else:
             logger.warning(
                 "worker %s failed to start (%s); restarting in %g s",
@@ -166,7 +171,8 @@ class Supervisor:
                 _reason(worker.announced),
                 RESTART_BACKOFF_S,
             )
-        self._replace(worker, InvalidImage("the image crashed the decoder"))
+        culprit = InvalidImage("the image crashed the decoder")
+        self._replace(worker, culprit, blame_at_once=not killed_from_outside(status))
 
     def _spawn(self) -> WorkerConnection:
         assert self._loop is not None
@@ -184,9 +190,15 @@ class Supervisor:
         except (OSError, ValueError):  # closed before it connected: retired or shutting down
             self.on_lost(worker)
 
-    def _replace(self, worker: WorkerConnection, culprit_error: ServiceError | None) -> None:
-        """Kill ``worker``, start its successor, fail the image it was decoding (if any),
-        send its other inputs again (once)."""
+    def _replace(
+        self,
+        worker: WorkerConnection,
+        culprit_error: ServiceError | None,
+        blame_at_once: bool = True,
+    ) -> None:
+        """Kill ``worker``, start its successor, fail the image it was decoding (if any; if
+        not ``blame_at_once``, only when that image was sent again already), send its other
+        inputs again (once)."""
         started = worker.ready  # one that never got ready died of itself, not of an image
         progress = worker.slot.read()
         worker.stop()
@@ -206,7 +218,9 @@ class Supervisor:
         self._respawn(worker)
         decoding = progress.request_id if progress.since != IDLE else None
         for request in pending:
-            if culprit_error is not None and request.request_id == decoding:
+            culprit = culprit_error is not None and request.request_id == decoding
+            if culprit and (blame_at_once or request.retried):
+                assert culprit_error is not None
                 self._blame(request, progress.index, culprit_error)
             elif request.retried:
                 self._dispatcher.fail(None, request, NotReady("workers keep failing; retry later"))
