@@ -128,9 +128,33 @@ def test_a_not_a_digit_answer_shows_its_map_and_can_be_corrected(tab: Any, artif
     assert tab.is_disabled(".choice[data-digit='']")  # "not a digit" is what it said
     tab.screenshot(path=str(artifacts / "page-not-a-digit-1280.png"), full_page=True)
     tab.click(".choice[data-digit='4']")
-    # The refusal was mocked: the service never gave it, and says so.
+    # The refusal was mocked: the service never gave it, and says so, in words for a person
+    # (the service's message named the request id and the window in seconds).
     tab.wait_for_selector("#feedback-status:not(:empty)")
-    assert "No answer to request 'mocked-refusal'" in tab.inner_text("#feedback-status")
+    assert "can no longer be corrected" in tab.inner_text("#feedback-status")
+    assert all(button.is_disabled() for button in tab.locator(".choice").all())
+
+
+def test_a_second_choice_waits_for_the_first_correction(tab: Any) -> None:
+    """Two choices in quick succession: the first was recorded, then the second's 409 put
+    "already corrected" with a request id over the thanks."""
+    draw(tab, DIGITS[7])
+    shown_result(tab)
+    tab.wait_for_selector("#feedback:not([hidden])")
+    # From the keyboard, the focused choice is outlined (it was only hover's border colour).
+    tab.locator(".choice[data-digit='2']").focus()
+    tab.keyboard.press("Shift+Tab")
+    tab.keyboard.press("Tab")
+    outline = tab.eval_on_selector(".choice:focus-visible", "b => getComputedStyle(b).outlineStyle")
+    assert outline == "solid"
+    held: list[Any] = []
+    tab.route("**/feedback", lambda route: held.append(route))
+    tab.click("#feedback-choices .choice[data-digit='1']")
+    tab.wait_for_function("() => document.querySelectorAll('.choice:not(:disabled)').length === 0")
+    assert len(held) == 1
+    held[0].continue_()
+    tab.wait_for_selector(".feedback-status.done")
+    assert tab.inner_text("#feedback-status").startswith("Thanks: recorded as a 1")
 
 
 def test_without_feedback_the_page_offers_no_correction(page: Any) -> None:

@@ -27,6 +27,8 @@
   const UNSURE_BELOW = 0.9;
   const UNREACHABLE =
     "Cannot reach the digits service. Check that it is running and your connection, then try again.";
+  // The header's model line asks again this often while the model is loading or unreachable.
+  const MODEL_INFO_RETRY_MS = 5000;
   const TOO_SLOW = `The service did not answer within ${ANSWER_TIMEOUT_MS / 1000} seconds.`;
 
   const byId = (id) => document.getElementById(id);
@@ -90,6 +92,9 @@
     copy.width = pad.width;
     copy.height = pad.height;
     copy.getContext("2d").drawImage(pad, 0, 0);
+    // A stroke under way goes on at the new scale, not from its old points (a stray hook).
+    const scale = side / pad.width;
+    if (stroke) stroke.points = stroke.points.map((p) => ({ x: p.x * scale, y: p.y * scale }));
     pad.width = side;
     pad.height = side;
     fillPaper();
@@ -307,10 +312,18 @@
       const why = sentence(message.replace(/^That doesn't look like a digit:\s*/, ""));
       return ["That doesn't look like a digit", `The service reads one digit, 0 to 9. ${why}`, false];
     }
-    if (code === "overloaded") return ["The service is busy", `${message} Try again in a moment.`, true];
+    if (code === "overloaded" || response.status === 429) {
+      // 429: a proxy or rate limiter in front of the service; the image itself is fine.
+      return ["The service is busy", `${message} Try again in a moment.`, true];
+    }
     if (code === "not_ready") return ["The model is still loading", `${message} Try again shortly.`, true];
     if (response.status >= 500 || response.status === 408) {
       return ["The service had a problem", message, true];
+    }
+    if (response.ok) {
+      // A 200 that is not a prediction: a captive portal's page, a proxy's answer.
+      const what = "The answer was not a prediction (something between you and the service?).";
+      return ["The service had a problem", what, true];
     }
     if (code === "no_ink") return ["Nothing to read here", message, false];
     if (response.status === 413) return ["This image is too large", message, false];
@@ -463,10 +476,29 @@
     ui.feedback.hidden = false;
   }
 
+  // One correction at a time: a second choice while the first is on its way was answered
+  // "already corrected" over the first one's thanks.
+  function setChoicesEnabled(enabled, reading) {
+    for (const choice of ui.choices.children) {
+      choice.disabled = !enabled || choice.textContent === reading;
+    }
+  }
+
+  // What a refused correction means to the person who sent it, and whether to try again.
+  function correctionRefused(response, data) {
+    const code = data && data.error && data.error.code;
+    if (code === "unknown_request") {
+      return ["This answer can no longer be corrected: the service keeps answers for a while only (or it restarted meanwhile).", false];
+    }
+    if (code === "already_corrected") return ["This answer has been corrected already.", false];
+    return [describeFailure(response, data)[1], response.status >= 500 || response.status === 429];
+  }
+
   async function correct(button) {
     if (!correcting) return;
     const about = correcting;
     const digit = button.dataset.digit === "" ? null : Number(button.dataset.digit);
+    setChoicesEnabled(false);
     let response;
     let data;
     try {
@@ -477,12 +509,13 @@
       });
       data = await readJson(response);
     } catch {
+      if (correcting !== about) return;
       ui.feedbackStatus.textContent = UNREACHABLE;
+      setChoicesEnabled(true, about.reading);
       return;
     }
     if (correcting !== about) return; // a newer answer replaced this one meanwhile
     if (response.status === 201) {
-      for (const choice of ui.choices.children) choice.disabled = true;
       button.setAttribute("aria-pressed", "true");
       // "eight" is the one digit name that starts with a vowel sound: "an 8", "a 7".
       const article = digit === 8 ? "an" : "a";
@@ -490,7 +523,9 @@
       ui.feedbackStatus.textContent = `Thanks: recorded as ${said} for the next training run.`;
       ui.feedbackStatus.classList.add("done");
     } else {
-      ui.feedbackStatus.textContent = describeFailure(response, data)[1];
+      const [why, mayRetry] = correctionRefused(response, data);
+      ui.feedbackStatus.textContent = why;
+      setChoicesEnabled(mayRetry, about.reading);
     }
   }
 
@@ -638,8 +673,9 @@
       const response = await fetch(MODEL_URL, { headers: { Accept: "application/json" } });
       const data = await readJson(response);
       if (!response.ok || !data) {
-        const [, message] = describeFailure(response, data);
+        const [, message, passing] = describeFailure(response, data);
         ui.modelInfo.textContent = `Model information unavailable: ${message}`;
+        if (passing) setTimeout(loadModelInfo, MODEL_INFO_RETRY_MS); // still loading, busy
         return;
       }
       const accuracy =
@@ -654,6 +690,7 @@
       );
     } catch {
       ui.modelInfo.textContent = "Model information unavailable: the service did not answer.";
+      setTimeout(loadModelInfo, MODEL_INFO_RETRY_MS);
     }
   }
 
