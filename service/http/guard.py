@@ -45,6 +45,7 @@ GUARD = "connection_guard"  # the lifespan state key the protocol finds its guar
 # The scope key of a request the connection refused while the app had it (a body too slow,
 # broken chunks): the status the client got, for its metrics and access line (observability).
 REFUSED = "digits.refused"
+REFUSED_BYTES = "digits.refused_bytes"  # its body's size, for the access log's bytes_sent
 SWEEP_S = 1.0
 REFUSAL_LINES_PER_S = 10  # of each reason; a flood's others are summed in one line a second
 SHUT_POLL_S = 0.05  # how often the exit checks whether the refused connections have closed
@@ -249,20 +250,27 @@ def framing_over(framing: int, chunks: int, limits: ConnectionLimits) -> Payload
     )
 
 
-def cut(cycle: Any, error: ServiceError) -> None:
+def cut(cycle: Any, error: ServiceError, body_bytes: int) -> None:
     """The app's ``receive()`` sees the client gone; unless the app's answer has begun, the
-    refusal is answered in its place, and the request recorded with its status, not as one
-    the client left (499)."""
+    refusal (of ``body_bytes``) is answered in its place, and the request recorded with its
+    status and size, not as one the client left (499)."""
     if not cycle.response_started:
         cycle.scope[REFUSED] = error.status_code
+        cycle.scope[REFUSED_BYTES] = body_bytes
     cycle.disconnected = True
     cycle.message_event.set()
 
 
-def refusal(error: ServiceError, path: str = "") -> bytes:
+def refusal_body(error: ServiceError, path: str = "") -> bytes:
+    """The JSON body of ``refusal``."""
+    return orjson.dumps(error_body(path, error.code, error.message))
+
+
+def refusal(error: ServiceError, path: str = "", body: bytes | None = None) -> bytes:
     """The whole answer to ``error`` that closes the connection, for a request to ``path``
-    (as far as it was read)."""
-    body = orjson.dumps(error_body(path, error.code, error.message))
+    (as far as it was read), around ``body`` when it is made already."""
+    if body is None:
+        body = refusal_body(error, path)
     head = [
         STATUS_LINE[error.status_code],
         b"content-type: application/json\r\n",

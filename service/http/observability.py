@@ -16,7 +16,7 @@ from typing import Any
 from starlette.types import Scope
 
 from service.errors import shortened
-from service.http.guard import REFUSED
+from service.http.guard import REFUSED, REFUSED_BYTES
 from service.http.schemas import REQUEST_ID_PATTERN
 from service.logs import AccessLog
 from service.metrics import Metrics
@@ -78,7 +78,8 @@ class Recorder:
     ) -> None:
         elapsed = time.perf_counter() - started
         method, path = scope["method"], scope["path"]
-        status = scope.get(REFUSED, status)  # cut by the connection: the client got that
+        if REFUSED in scope:  # cut by the connection: the client got its refusal instead
+            status, sent = scope[REFUSED], scope.get(REFUSED_BYTES, 0)
         if status == CLIENT_CLOSED:  # whatever the route wrote went nowhere
             sent = 0
         if path not in UNMEASURED:

@@ -29,6 +29,7 @@ from service.http.guard import (
     linger,
     overdue,
     refusal,
+    refusal_body,
 )
 from service.http.unread import Unread, unsent
 
@@ -104,16 +105,17 @@ class RefusingProtocol(HttpToolsProtocol):
         self.refused = True
         if self.writer is not None:  # answers still in flight (pipelined too) write no more
             self.writer.shut_down()
+        path = self.url.partition(b"?")[0].decode("latin-1")  # the request's, as far as it came
+        body = refusal_body(error, path)
         if self.cycle is not None and not self.cycle.response_complete:
-            cut(self.cycle, error)
+            cut(self.cycle, error, len(body))
             if self.cycle.response_started:  # too late for our answer: just close
                 self.transport.close()
                 return True
         elif self.phase == BODY:  # answered before its body came: no second status line
             self._close_lingering()
             return True
-        path = self.url.partition(b"?")[0].decode("latin-1")  # the request's, as far as it came
-        self.transport.write(refusal(error, path))
+        self.transport.write(refusal(error, path, body))
         self._close_lingering()
         return True
 

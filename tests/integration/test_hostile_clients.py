@@ -1130,3 +1130,28 @@ def test_a_client_leaving_mid_body_on_a_fastapi_route_is_no_server_error(
     tracebacks = [line for line in server.log().splitlines() if "Traceback" in line]
     assert not tracebacks, tracebacks[0][:3000]
     _predict_works(server)
+
+
+def test_a_refused_request_is_logged_with_the_bytes_of_its_answer(tiny_onnx: Path) -> None:
+    """A 408 for a stalled body reached its client with a 124-byte body, but its access line
+    said bytes_sent 0 (the route's count: it never answered)."""
+    env = {**tiny_model_env(tiny_onnx), **LIMITS, "DIGITS_ACCESS_LOG": "true"}
+    with running_service(env) as running, _connect(running) as sock:
+        sock.sendall(_request_head(len(SEVEN)) + SEVEN[:10])  # and the rest never comes
+        answer = _read_all(sock)
+        status, body = _status_and_body(answer)
+        assert status == 408
+        deadline = time.monotonic() + 5
+        while not (lines := _access_lines(running, 408)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    (line,) = lines
+    assert line["bytes_sent"] == len(answer.partition(b"\r\n\r\n")[2]) > 0
+
+
+def _access_lines(server: RunningService, status: int) -> list[dict]:
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    return [
+        line
+        for line in lines
+        if line.get("logger") == "service.access" and line.get("status") == status
+    ]
