@@ -68,11 +68,24 @@ def configure_logging(level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    if not any(isinstance(f, DrainOutOfTime) for f in logging.getLogger("uvicorn.error").filters):
+        logging.getLogger("uvicorn.error").addFilter(DrainOutOfTime())
     # Our middleware writes the access line (with request id and route); uvicorn's is a duplicate.
     logging.getLogger("uvicorn.access").disabled = True
     # Pillow logs at ERROR what it finds wrong in a client's file, as often as a client sends
     # one; the client's 400 says it, and our log is for our errors.
     logging.getLogger("PIL").setLevel(logging.CRITICAL)
+
+
+class DrainOutOfTime(logging.Filter):
+    """uvicorn logs a drain that ran out of DIGITS_GRACEFUL_SHUTDOWN_SECONDS at ERROR ("Cancel
+    0 running task(s), timeout graceful shutdown exceeded"): the documented end of a drain
+    (what still arrives is answered 503), a WARNING, not a fault to page anyone for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Cancel %s running task(s)"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 class Throttled:
