@@ -17,6 +17,13 @@ from service.errors import NotADigit
 from service.imaging.shape import characters_in_a_row, measure_shape
 
 NOT_A_DIGIT = "That doesn't look like a digit"
+# What each rule's low score means, in words for the person who sent the image; the score
+# and its threshold follow in brackets for whoever tunes DIGITS_REJECT_THRESHOLD.
+UNSURE = {
+    "certainty": "the ten digits are almost equally likely",
+    "margin": "the second guess is almost as likely",
+    "max_probability": "no digit is likely enough",
+}
 
 
 def scores(probabilities: np.ndarray, rule: str) -> np.ndarray:
@@ -54,8 +61,8 @@ def refusal(
         reason = f"{odd} ({guess})"
     else:
         reason = (
-            f"{guess}, and its {reject.rule.replace('_', ' ')} {score:.3f} is below the "
-            f"{reject.threshold:.3f} a digit needs"
+            f"{guess}, but {UNSURE[reject.rule]} ({reject.rule.replace('_', ' ')} {score:.3f}, "
+            f"under the {reject.threshold:.3f} a digit needs)"
         )
     return NotADigit(f"{NOT_A_DIGIT}: {reason}{_row_hint(image)}.")
 
