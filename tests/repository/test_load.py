@@ -159,6 +159,12 @@ def test_a_refused_reload_names_the_configured_file(
         (b'{"parameters": {"config": "{not json"}}', 400, "'config' must be a model config"),
         (b'{"parameters": {"config": "' + b"[" * 100_000 + b'"}}', 400, "a JSON object"),
         (b'{"parameters": {"config": {"name": "lenet5"}}}', 400, "a JSON object in a string"),
+        (b'{"parameters": {"config": "\\ud800"}}', 400, "a JSON object in a string"),
+        (
+            b'{"parameters": {"config": "{\\"name\\": ' + b"[" * 990 + b"]" * 990 + b'}"}}',
+            400,
+            "a JSON",
+        ),
         (b'{"parameters": {"config": "{\\"name\\": \\"mnist\\"}"}}', 400, "'mnist', not"),
         (
             b'{"parameters": {"config": "{\\"platform\\": \\"tensorrt_plan\\"}"}}',

@@ -124,6 +124,10 @@ def test_a_raw_binary_request_is_one_image_answered_in_binary(
         (b"[" * 100_000 + b"]" * 100_000, {}, "nested too deeply"),
         (b'{"inputs": [{"data": [' + b"9" * 5000 + b"]}]}", {}, "more than 4300 digits"),
         (b"9" * 5000 + b"\0" * 16, {"Inference-Header-Content-Length": "5000"}, "4300 digits"),
+        # Deeper than json.loads takes, within orjson's 1,024: a 500 from the error message.
+        (json.dumps(_header()).replace('"image"', "[" * 990 + "]" * 990).encode(), {}, "deeply"),
+        # int() refuses past 4,300 digits: a header length that long was a 500.
+        (b"{}", {"Inference-Header-Content-Length": "9" * 5000}, "is outside the body"),
         # Python's int() reads these as 10 and 2; Content-Length's grammar does not.
         (b"{}" + b"\0" * 16, {"Inference-Header-Content-Length": "1_0"}, "must be an integer"),
         (b"{}" + b"\0" * 16, {"Inference-Header-Content-Length": "+2"}, "must be an integer"),

@@ -134,7 +134,10 @@ def _check_config(config: Any, model_name: str) -> None:
     configuration as a JSON string. The model's contract comes from its file, so nothing in
     it is applied; what it says must agree with the file it comes with."""
     try:
-        parsed = parse_json(config.encode()) if isinstance(config, str) else None
+        # surrogatepass: a lone surrogate ("\ud800") fails as JSON, not as a 500 here
+        parsed = (
+            parse_json(config.encode(errors="surrogatepass")) if isinstance(config, str) else None
+        )
     except InvalidJSON:
         parsed = None
     if not isinstance(parsed, dict):
