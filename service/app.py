@@ -25,6 +25,7 @@ from service.http.observability import Recorder
 from service.http.routes import docs, feedback, health, metrics, model_info, page
 from service.http.routes.predict import prediction_router
 from service.http.state import ServiceState, app_state, attach_state, ready_predictor
+from service.http.v2 import openapi as v2_openapi
 from service.http.v2 import repository, statistics
 from service.http.v2.metadata import served_model
 from service.http.v2.routes import INFER_ROUTES
@@ -53,6 +54,12 @@ class DigitsApp(FastAPI):
         super().__init__(**kwargs)
         self.fast_routes = fast_routes
         self.tracing = tracing  # None: tracing off, and the request path knows nothing of it
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, completed for the V2 routes (service/http/v2/openapi.py)."""
+        if self.openapi_schema is None:
+            self.openapi_schema = v2_openapi.complete(super().openapi())
+        return self.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

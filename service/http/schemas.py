@@ -87,13 +87,24 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class RefusalBody(ErrorBody):
+    """A prediction route's error: an image refused after the model ran (``not_a_digit``)
+    also carries what the model saw and why, when asked for."""
+
+    normalized_image: str | None = Field(
+        None, description="Only for not_a_digit, with ?include_image=true or ?explain=true."
+    )
+    explanation: Explanation | None = Field(
+        None, description="Only for not_a_digit, with ?explain=true."
+    )
+
+
 class BatchEntry(Prediction):
     filename: str | None = Field(None, description="The uploaded file's name.")
 
 
-class BatchError(BaseModel):
+class BatchError(RefusalBody):
     filename: str | None = None
-    error: ErrorDetail
 
 
 class BatchPrediction(BaseModel):
@@ -108,7 +119,11 @@ class ImagePayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: str = Field(
         description="The image file's bytes in base64 (a data: URL prefix is accepted).",
-        examples=["iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAA..."],
+        # A 28x28 1-bit PNG of a 7, whole: a generated client or mock sends it as it is.
+        examples=[
+            "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcAQAAAABaduI5AAAARklEQVR42nXNsRFAQBQFwL03AqEOKEXpQuWcTHD"
+            "jK8BINt1WXIEPbRaGMJnUKczCISxUrT1sogi7eFCjegyiETcRotP+yhdqghP4TsB8/AAAAABJRU5ErkJggg=="
+        ],
     )
 
 

@@ -175,6 +175,7 @@ def test_openapi_documents_bodies_answers_and_examples(client: TestClient) -> No
     assert set(predict["requestBody"]["content"]) == {
         "multipart/form-data",
         "image/*",
+        "application/octet-stream",
         "application/json",
     }
     assert {"200", "400", "413", "415", "422", "503"} <= set(predict["responses"])

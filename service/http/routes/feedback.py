@@ -94,6 +94,7 @@ async def feedback_status(request: Request) -> JSONResponse:
             "model": ErrorBody,
             "description": "`already_corrected`, `ambiguous_request`, `nothing_to_correct`",
         },
+        413: {"model": ErrorBody, "description": "Body over DIGITS_MAX_BODY_BYTES"},
         415: {"model": ErrorBody, "description": "A body that is not JSON, or is compressed"},
         422: {"model": ErrorBody, "description": "`validation_error`"},
         507: {"model": ErrorBody, "description": "`feedback_full`"},

@@ -14,7 +14,13 @@ import orjson
 from fastapi import APIRouter
 
 from service.http.fast_routes import DirectRequest, FastRoutes
-from service.http.schemas import BatchPrediction, ErrorBody, ImagePayload, Prediction
+from service.http.schemas import (
+    BatchPrediction,
+    ErrorBody,
+    ImagePayload,
+    Prediction,
+    RefusalBody,
+)
 from service.http.uploads import (
     BATCH_FIELD,
     EXPLAIN_PARAM,
@@ -43,7 +49,7 @@ _EXPLAIN_PARAMETER = {
     "model runs per image.",
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
+    status: {"model": RefusalBody if status == 422 else ErrorBody, "description": text}
     for status, text in {
         400: "Undecodable image (`invalid_image`) or malformed request (`bad_request`)",
         413: "Body over the limit (`payload_too_large`) or too many pixels (`image_too_large`)",
@@ -76,6 +82,8 @@ _SINGLE_BODY = _request_body(
     _BINARY,
     {
         "image/*": {"schema": _BINARY},
+        # What a client generator sends raw bytes as (most take no "image/*" media type).
+        "application/octet-stream": {"schema": _BINARY},
         "application/json": {"schema": ImagePayload.model_json_schema()},
     },
 )
@@ -112,7 +120,8 @@ def prediction_router(
             Prediction,
             _SINGLE_BODY,
             "Read the digit in one image",
-            'One image as multipart `file`, a raw `image/*` body, or JSON `{"image": base64}`.',
+            "One image as multipart `file`, a raw `image/*` (or `application/octet-stream`) "
+            'body, or JSON `{"image": base64}`.',
         ),
         (
             "/predict/batch",

@@ -32,6 +32,7 @@ from service.contract import v2_version
 from service.errors import quoted
 from service.http.json_body import INLINE_JSON_BYTES, InvalidJSON, parse_json
 from service.http.state import ServiceState, state_of
+from service.http.v2 import openapi
 from service.http.v2.encoding import decode_body
 from service.http.v2.errors import V2Error, documented, unknown_model
 from service.http.v2.metadata import BACKEND, PLATFORM
@@ -106,6 +107,7 @@ async def _json_body(request: Request) -> Any:
     "/index",
     summary="The models of the repository, with version and state",
     responses=documented(400, 401, 403, 404, 413, 415, 503),
+    openapi_extra=openapi.INDEX,
 )
 async def repository_index(request: Request) -> Response:
     try:
@@ -194,6 +196,7 @@ def _uploaded_file(body: Any, limit: int, model_name: str) -> tuple[bytes, str] 
     "/models/{model_name}/load",
     summary="Load the model (again, or from a file)",
     responses=documented(400, 401, 403, 404, 409, 413, 415, 503),
+    openapi_extra=openapi.LOAD,
 )
 async def load_model(request: Request, model_name: str) -> Response:
     try:
@@ -241,7 +244,8 @@ async def load_model(request: Request, model_name: str) -> Response:
 @router.post(
     "/models/{model_name}/unload",
     summary="Unload (refused: one model, always served)",
-    responses=documented(400, 401, 403, 404, 503),
+    responses=documented(400, 401, 403, 404, 413, 503),
+    openapi_extra=openapi.ADMIN,
 )
 async def unload_model(request: Request, model_name: str) -> Response:
     try:

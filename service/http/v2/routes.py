@@ -18,7 +18,7 @@ from service.contract import v2_version
 from service.errors import quoted
 from service.http.json_body import INLINE_JSON_BYTES
 from service.http.state import state_of
-from service.http.v2 import metadata
+from service.http.v2 import metadata, openapi
 from service.http.v2.encoding import (
     INLINE_COMPRESSION_BYTES,
     accepted_coding,
@@ -157,8 +157,16 @@ async def _read_request(request: Request, model: ServedModel, max_bytes: int) ->
     return parse(body, **arguments)
 
 
-def _register(path: str, method: str, endpoint: Any, summary: str, errors: tuple[int, ...]) -> None:
-    """The same handler under /models/{name} and /models/{name}/versions/{version}."""
+def _register(
+    path: str,
+    method: str,
+    endpoint: Any,
+    summary: str,
+    errors: tuple[int, ...],
+    documents: dict[str, Any] | None = None,
+) -> None:
+    """The same handler under /models/{name} and /models/{name}/versions/{version};
+    ``documents``: what the OpenAPI document says of its body and answer (v2/openapi.py)."""
 
     async def unversioned(request: Request, model_name: str) -> Response:
         return await endpoint(request, model_name, None)
@@ -179,10 +187,11 @@ def _register(path: str, method: str, endpoint: Any, summary: str, errors: tuple
             response_class=Response,
             responses=documented(*errors),
             name=f"v2{route_path}",
+            openapi_extra=documents,
         )
 
 
-_register("", "GET", _model_metadata, "Model metadata", (404, 503))
+_register("", "GET", _model_metadata, "Model metadata", (404, 503), openapi.METADATA)
 _register("/ready", "GET", _model_ready, "Model readiness", (404,))
 _register(
     "/config", "GET", _model_config, "Model configuration (Triton model-config JSON)", (404, 503)
@@ -193,4 +202,5 @@ _register(
     _infer,
     "Inference: JSON tensors or the binary tensor data extension",
     (400, 404, 413, 415, 503),
+    openapi.INFER,
 )
