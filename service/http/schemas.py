@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 # An X-Request-ID kept as the client sent it, and so one a correction can name.
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
@@ -140,7 +140,8 @@ class Correction(BaseModel):
         pattern=REQUEST_ID_PATTERN,
         description="The X-Request-ID of the answer being corrected.",
     )
-    # Strict: true or 3.0 as a digit is a client's bug, not a correction to store as 1 or 3.
+    # Strict: true or "3" as a digit is a client's bug, not a correction to store as 1 or 3.
+    # 3.0 is JSON's 3 (JSON Schema's "integer", which /openapi.json says, includes it).
     digit: int | None = Field(
         ge=0, le=9, strict=True, description="What the image really was; null: not a digit."
     )
@@ -150,6 +151,14 @@ class Correction(BaseModel):
         strict=True,
         description="For /predict/batch answers: the image's position in the batch.",
     )
+
+    @field_validator("digit", "index", mode="before")
+    @classmethod
+    def _whole(cls, value: object) -> object:
+        """3.0 as 3, for the strict check; 3.5, true and "3" go on to be refused."""
+        if type(value) is float and value.is_integer():
+            return int(value)
+        return value
 
 
 class CorrectionRecorded(BaseModel):
