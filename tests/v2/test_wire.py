@@ -446,3 +446,18 @@ def test_a_queue_smaller_than_the_default_batch_limits_the_batch(v2_model: Path)
     settings = Settings(model_path=v2_model, access_log=False, batch_max_queue_images=512)
     with TestClient(create_app(settings)) as client:
         assert client.get(f"/v2/models/{MODEL_NAME}/config").json()["max_batch_size"] == 512
+
+
+def test_two_header_lengths_are_refused(http: httpx.Client) -> None:
+    """Two Inference-Header-Content-Length headers: the first was used in silence, where two
+    Content-Lengths are refused (which of them ends the JSON is anybody's guess)."""
+    body, headers = _binary(np.zeros((1, 1, 28, 28), dtype=np.float32))
+    (length,) = headers.values()
+    response = http.post(
+        INFER,
+        content=body,
+        headers=[("Inference-Header-Content-Length", length)] * 2,
+    )
+    assert response.status_code == 400
+    assert "sent 2 times" in response.json()["error"]
+    assert http.post(INFER, content=body, headers=headers).status_code == 200

@@ -31,6 +31,9 @@ from service.http.v2.infer_request import parse_infer_request as parse
 from service.http.v2.infer_response import encode_infer_response
 from service.http.v2.metadata import ServedModel
 
+# The binary tensor data extension's header: where the JSON ends and the tensors begin.
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
 router = APIRouter(prefix="/v2", tags=["KServe V2"])
 # A model's routes, under both forms (_register).
 _MODEL_PATHS = ("/models/{model_name}", "/models/{model_name}/versions/{model_version}")
@@ -130,7 +133,7 @@ async def _answer(body: bytes, header_length: int | None, accept_encoding: str |
     # plain one to a client that asked for gzip, nor the reverse.
     headers = {"Vary": "Accept-Encoding"}
     if header_length is not None:  # it counts the JSON header before any compression
-        headers["Inference-Header-Content-Length"] = str(header_length)
+        headers[HEADER_LENGTH] = str(header_length)
     coding = accepted_coding(accept_encoding)
     if coding is not None and len(body) > INLINE_COMPRESSION_BYTES:
         body, coding = await run_in_threadpool(encode_body, body, coding)
@@ -144,9 +147,12 @@ async def _answer(body: bytes, header_length: int | None, accept_encoding: str |
 
 async def _read_request(request: Request, model: ServedModel, max_bytes: int) -> InferRequest:
     headers = request.headers
+    lengths = headers.getlist(HEADER_LENGTH)
+    if len(lengths) > 1:  # which one ends the JSON? As with two Content-Lengths: neither
+        raise V2Error(f"{HEADER_LENGTH} is sent {len(lengths)} times: send it once")
     body = decode_body(await request.body(), headers.get("content-encoding"), max_bytes)
     arguments: dict[str, Any] = {
-        "header_length": headers.get("inference-header-content-length"),
+        "header_length": lengths[0] if lengths else None,
         "content_type": headers.get("content-type"),
         "model_input": model.input,
         "model_outputs": [model.output],
