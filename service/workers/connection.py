@@ -52,6 +52,9 @@ class Pending:
     # the frame's reply says once the rest is sent again.
     overrides: dict[int, ServiceError] = field(default_factory=dict)
     retried: bool = False
+    # Images under which a worker was killed from outside (service/workers/exits.py): one
+    # killed under again is blamed (service/workers/supervisor.py).
+    killed_under: set[int] = field(default_factory=set)
     created: float = field(default_factory=time.monotonic)  # how long it has waited, from here
 
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from service.contract import ModelInfo, ModelLoadError
 from service.errors import InvalidImage, NotReady, ServiceError
 from service.workers.connection import Pending, WorkerConnection, spawn
-from service.workers.exits import describe, exit_status, killed_from_outside
+from service.workers.exits import crashed, describe, exit_status
 from service.workers.pinned import Pinned
 from service.workers.progress import IDLE
 from service.workers.protocol import ReplyHead
@@ -172,7 +172,7 @@ class Supervisor:
                 RESTART_BACKOFF_S,
             )
         culprit = InvalidImage("the image crashed the decoder")
-        self._replace(worker, culprit, blame_at_once=not killed_from_outside(status))
+        self._replace(worker, culprit, blame_at_once=crashed(status))
 
     def _spawn(self) -> WorkerConnection:
         assert self._loop is not None
@@ -197,8 +197,8 @@ class Supervisor:
         blame_at_once: bool = True,
     ) -> None:
         """Kill ``worker``, start its successor, fail the image it was decoding (if any; if
-        not ``blame_at_once``, only when that image was sent again already), send its other
-        inputs again (once)."""
+        not ``blame_at_once``, only when a worker was killed under that image before), send
+        its other inputs again (once)."""
         started = worker.ready  # one that never got ready died of itself, not of an image
         progress = worker.slot.read()
         worker.stop()
@@ -219,9 +219,12 @@ class Supervisor:
         decoding = progress.request_id if progress.since != IDLE else None
         for request in pending:
             culprit = culprit_error is not None and request.request_id == decoding
-            if culprit and (blame_at_once or request.retried):
+            if culprit and (blame_at_once or progress.index in request.killed_under):
                 assert culprit_error is not None
                 self._blame(request, progress.index, culprit_error)
+            elif culprit:  # killed from outside under this image, a first time
+                request.killed_under.add(progress.index)
+                self._dispatcher.resend(request)
             elif request.retried:
                 self._dispatcher.fail(None, request, NotReady("workers keep failing; retry later"))
             else:

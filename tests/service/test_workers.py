@@ -374,6 +374,30 @@ def test_an_image_that_takes_two_workers_with_it_is_blamed(make_pool: Any, tmp_p
     assert (result.status_code, result.code) == (400, "invalid_image")
 
 
+def test_kills_under_two_images_of_a_frame_blame_neither(make_pool: Any, tmp_path: Path) -> None:
+    """A frame sent again after a kill under its first image was taken as killed under once
+    already: a kill under its second image then blamed that one (a review of bc7bfae)."""
+
+    async def scenario() -> list[Any]:
+        pool = make_pool(workers=1)
+        await pool.start()
+        try:
+            await _each_image(pool.classify_many(GOOD[:1]))
+            first, second = tmp_path / "a", tmp_path / "b"
+            chunks = pool.classify_many([sleeping(first), sleeping(second)])  # one frame
+            for marker in (first, second):  # the second sleeps after the first, each time
+                await begun(marker)
+                pid = int(marker.read_text())
+                marker.unlink()
+                os.kill(pid, signal.SIGKILL)
+            return await _each_image(chunks)
+        finally:
+            pool.close()
+
+    results = _run(scenario())
+    assert len(results) == 2 and all(isinstance(item, tuple) for item in results), results
+
+
 REAP_WAIT_S = 5.0  # the watchdog looks at least once a second
 
 
