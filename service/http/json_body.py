@@ -6,14 +6,15 @@ limit a bare ``ValueError``, bytes that are not UTF-8 ``UnicodeDecodeError``. Le
 routes, the first two were 500s; here each becomes an ``InvalidJSON`` that says what is wrong
 in words a client can act on, and each route wraps it in its own error format.
 
-orjson reads a body first: a V2 tensor in JSON parses four to five times faster, and the
-event loop's thread (or the GIL, from a worker thread) is held that much less. What orjson
-refuses goes to ``json.loads``, which stays the contract: it accepts what it always did (NaN,
-an escaped lone surrogate, a number past float's range) and words the refusals as before.
-So does a body with many brackets: orjson takes 1,024 levels of nesting where json.loads
-stops near 950, and a value that deep then broke what reads it (json.dumps in an error
-message: a 500). One difference stays: an integer past 64 bits is read as a float, as
-JavaScript reads it.
+orjson reads a large body first: a V2 tensor of flat JSON data parses two to four times
+faster (docs/performance.md), and the GIL is held that much less. What orjson refuses goes to
+``json.loads``, which stays the contract: it accepts what it always did (NaN, an escaped lone
+surrogate, a number past float's range) and words the refusals as before. So does a body
+with many brackets: orjson takes 1,024 levels of nesting where json.loads stops near 950, and
+a value that deep then broke what reads it (json.dumps in an error message: a 500). Small
+bodies (a request's parameters, a correction, a model's config) are read by json.loads alone:
+orjson reads an integer past 64 bits as a float, which made a V2 classification of 2**64 a
+400 saying it must be an integer; in a large body that stays so.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ INLINE_JSON_BYTES = 64 * 1024
 # A body with this many opening brackets may nest deeper than json.loads takes: it is read by
 # json.loads (a flat V2 tensor has a handful; one nested as [N][1][28][28] has 30 an image).
 ORJSON_MAX_BRACKETS = 512
+# Below this, orjson saves under a millisecond: json.loads reads it, exactly as it always did.
+ORJSON_MIN_BYTES = 64 * 1024
 
 
 class InvalidJSON(ValueError):
@@ -40,7 +43,8 @@ def parse_json(raw: bytes | bytearray | memoryview) -> Any:
     """``raw`` as a JSON document; ``InvalidJSON`` for any body that is not one."""
     if isinstance(raw, memoryview):
         raw = bytes(raw)  # counting needs bytes; the routes pass bytes (no copy there)
-    if raw.count(b"[") + raw.count(b"{") < ORJSON_MAX_BRACKETS:
+    large = len(raw) >= ORJSON_MIN_BYTES
+    if large and raw.count(b"[") + raw.count(b"{") < ORJSON_MAX_BRACKETS:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -29,6 +29,9 @@ FP32 = "FP32"
 # a client reading its region would never look.
 SHARED_MEMORY = "shared_memory_region"
 
+# The binary tensor data extension's header: where the JSON ends and the tensors begin.
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
 
 @dataclass(frozen=True)
 class TensorSignature:
@@ -82,7 +85,7 @@ def parse_infer_request(
     """
     if header_length is None:
         octet_stream = media_type(content_type or "") == "application/octet-stream"
-        hint = " (binary tensors need Inference-Header-Content-Length)" if octet_stream else ""
+        hint = f" (binary tensors need {HEADER_LENGTH})" if octet_stream else ""
         header, binary = _load_json(body, hint), memoryview(b"")
     else:
         size = _parse_header_length(header_length, len(body))
@@ -95,12 +98,11 @@ def parse_infer_request(
 def _parse_header_length(value: str, body_length: int) -> int:
     # Digits only, as for Content-Length: int() also takes "1_0" and "+2".
     if not (value.isascii() and value.isdigit()):
-        raise V2Error(f"Inference-Header-Content-Length must be an integer, got {quoted(value)}")
+        raise V2Error(f"{HEADER_LENGTH} must be an integer, got {quoted(value)}")
     digits = value.lstrip("0") or "0"  # int() refuses past 4,300 digits: a 500 it was
     if len(digits) > len(str(body_length)) or int(digits) > body_length:
         raise V2Error(
-            f"Inference-Header-Content-Length {shortened(digits)} is outside the body of "
-            f"{body_length} bytes"
+            f"{HEADER_LENGTH} {shortened(value)} is outside the body of {body_length} bytes"
         )
     return int(digits)
 
@@ -114,7 +116,7 @@ def _raw_request(
     if len(body) != expected:
         shape = ", ".join(map(str, (1, *model_input.item_shape)))
         raise V2Error(
-            f"a raw binary request (Inference-Header-Content-Length 0) is one FP32 tensor "
+            f"a raw binary request ({HEADER_LENGTH} 0) is one FP32 tensor "
             f"'{model_input.name}' of shape [{shape}]: {expected} bytes, got {len(body)}"
         )
     flat = np.frombuffer(body, dtype=WIRE_FP32).astype(np.float32, copy=False)

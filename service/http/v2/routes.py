@@ -26,13 +26,10 @@ from service.http.v2.encoding import (
     encode_body,
 )
 from service.http.v2.errors import V2Error, documented, unknown_model
-from service.http.v2.infer_request import InferRequest
+from service.http.v2.infer_request import HEADER_LENGTH, InferRequest
 from service.http.v2.infer_request import parse_infer_request as parse
 from service.http.v2.infer_response import encode_infer_response
 from service.http.v2.metadata import ServedModel
-
-# The binary tensor data extension's header: where the JSON ends and the tensors begin.
-HEADER_LENGTH = "Inference-Header-Content-Length"
 
 router = APIRouter(prefix="/v2", tags=["KServe V2"])
 # A model's routes, under both forms (_register).
