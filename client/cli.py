@@ -141,8 +141,10 @@ def _chunks(paths: list[Path], size: int) -> list[list[Path]]:
 
 
 def _say(line: str) -> None:
-    """A diagnostic on stderr, where it never mixes with the table / JSON / CSV on stdout."""
-    sys.stderr.write(f"{PROG}: {line}\n")
+    """A diagnostic on stderr, where it never mixes with the table / JSON / CSV on stdout
+    (none when stderr is closed: ``2>&-``; the exit status still says it)."""
+    if sys.stderr is not None:
+        sys.stderr.write(f"{PROG}: {line}\n")
 
 
 def _fail(message: str, status: int) -> int:
@@ -174,9 +176,9 @@ def predict(args: argparse.Namespace) -> int:
         except OSError as exc:
             return _fail(f"cannot write heat maps to {args.explain}: {exc}", EXIT_USAGE)
     chunks = _chunks(paths, args.batch_size)
-    show_progress = args.progress
-    if show_progress is None:
-        show_progress = sys.stderr.isatty() and len(chunks) > 1
+    show_progress = args.progress and sys.stderr is not None
+    if args.progress is None:
+        show_progress = sys.stderr is not None and sys.stderr.isatty() and len(chunks) > 1
     results: list[FileResult] = []
     stopped: tuple[str, int] | None = None  # why the run ended before every file was read
     try:

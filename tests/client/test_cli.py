@@ -836,3 +836,9 @@ def test_a_closed_stdout_and_a_narrow_locale_are_no_tracebacks(
     )  # fmt: skip
     assert closed.returncode == EXIT_FILE_FAILED
     assert "stdout is closed" in closed.stderr and "Traceback" not in closed.stderr
+    silent = subprocess.run(
+        ["bash", "-c", 'exec "$@" 2>&-', "bash", *command, "--json"],
+        capture_output=False, stdout=subprocess.PIPE, text=True, timeout=60, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert silent.returncode == EXIT_FILE_FAILED  # no_ink, said by the status alone
+    assert json.loads(silent.stdout)[0]["error"]["code"] == "no_ink"
