@@ -27,8 +27,11 @@
   const UNSURE_BELOW = 0.9;
   const UNREACHABLE =
     "Cannot reach the digits service. Check that it is running and your connection, then try again.";
-  // The header's model line asks again this often while the model is loading or unreachable.
+  // The header's model line asks again while the model is loading or the service unreachable:
+  // after 5 s, then twice as long each time, at most a minute apart.
   const MODEL_INFO_RETRY_MS = 5000;
+  const MODEL_INFO_RETRY_MAX_MS = 60000;
+  let modelInfoRetryMs = MODEL_INFO_RETRY_MS;
   const TOO_SLOW = `The service did not answer within ${ANSWER_TIMEOUT_MS / 1000} seconds.`;
 
   const byId = (id) => document.getElementById(id);
@@ -321,8 +324,8 @@
       return ["The service had a problem", message, true];
     }
     if (response.ok) {
-      // A 200 that is not a prediction: a captive portal's page, a proxy's answer.
-      const what = "The answer was not a prediction (something between you and the service?).";
+      // A 200 without what was asked for: a captive portal's page, a proxy's answer.
+      const what = "Its answer was not the one expected (something between you and the service?).";
       return ["The service had a problem", what, true];
     }
     if (code === "no_ink") return ["Nothing to read here", message, false];
@@ -467,17 +470,15 @@
   function offerFeedback(requestId, reading) {
     if (!feedbackEnabled || !requestId) return;
     correcting = { requestId, reading };
-    for (const button of ui.choices.children) {
-      button.disabled = button.textContent === reading; // "it was" what it said: no news
-      button.setAttribute("aria-pressed", "false");
-    }
+    setChoicesEnabled(true, reading);
+    for (const button of ui.choices.children) button.setAttribute("aria-pressed", "false");
     ui.feedbackStatus.textContent = "";
     ui.feedbackStatus.classList.remove("done");
     ui.feedback.hidden = false;
   }
 
   // One correction at a time: a second choice while the first is on its way was answered
-  // "already corrected" over the first one's thanks.
+  // "already corrected" over the first one's thanks. "It was" what it said is no news.
   function setChoicesEnabled(enabled, reading) {
     for (const choice of ui.choices.children) {
       choice.disabled = !enabled || choice.textContent === reading;
@@ -675,7 +676,7 @@
       if (!response.ok || !data) {
         const [, message, passing] = describeFailure(response, data);
         ui.modelInfo.textContent = `Model information unavailable: ${message}`;
-        if (passing) setTimeout(loadModelInfo, MODEL_INFO_RETRY_MS); // still loading, busy
+        if (passing) askModelInfoAgain(); // still loading, busy
         return;
       }
       const accuracy =
@@ -690,8 +691,13 @@
       );
     } catch {
       ui.modelInfo.textContent = "Model information unavailable: the service did not answer.";
-      setTimeout(loadModelInfo, MODEL_INFO_RETRY_MS);
+      askModelInfoAgain();
     }
+  }
+
+  function askModelInfoAgain() {
+    setTimeout(loadModelInfo, modelInfoRetryMs);
+    modelInfoRetryMs = Math.min(2 * modelInfoRetryMs, MODEL_INFO_RETRY_MAX_MS);
   }
 
   buildBars();
