@@ -78,6 +78,15 @@ async def begun(*markers: Path) -> None:
         await asyncio.sleep(0.01)
 
 
+async def kill_under(marker: Path) -> None:
+    """SIGKILL the worker once it sleeps on ``marker``'s image, as an operator or the OOM
+    killer would; the marker goes, so the image's next start is seen."""
+    await begun(marker)
+    pid = int(marker.read_text())
+    marker.unlink()
+    os.kill(pid, signal.SIGKILL)
+
+
 def _levels(*values: int) -> np.ndarray:
     """An image whose first pixels carry ``values`` (0..255 each) through the PNG reply."""
     image = np.zeros((28, 28), np.float32)
@@ -361,10 +370,7 @@ def test_an_image_that_takes_two_workers_with_it_is_blamed(make_pool: Any, tmp_p
             marker = tmp_path / "a"
             chunks = pool.classify_many([sleeping(marker)])
             for _ in range(2):
-                await begun(marker)
-                pid = int(marker.read_text())
-                marker.unlink()
-                os.kill(pid, signal.SIGKILL)
+                await kill_under(marker)
             return await _each_image(chunks)
         finally:
             pool.close()
@@ -386,10 +392,7 @@ def test_kills_under_two_images_of_a_frame_blame_neither(make_pool: Any, tmp_pat
             first, second = tmp_path / "a", tmp_path / "b"
             chunks = pool.classify_many([sleeping(first), sleeping(second)])  # one frame
             for marker in (first, second):  # the second sleeps after the first, each time
-                await begun(marker)
-                pid = int(marker.read_text())
-                marker.unlink()
-                os.kill(pid, signal.SIGKILL)
+                await kill_under(marker)
             return await _each_image(chunks)
         finally:
             pool.close()

@@ -77,7 +77,9 @@ def test_the_repository_routes_document_their_token_and_bodies(spec: dict[str, A
         assert "401" in operation["responses"] and "413" in operation["responses"]
     upload = {"parameters": {"file:1/model.onnx": base64.b64encode(b"onnx").decode()}}
     assert _valid(spec, "LoadRequest", upload) == []
+    assert _valid(spec, "LoadRequest", {"parameters": ["file:1/model.onnx"]}) != []
     assert _valid(spec, "IndexRequest", {"ready": True}) == []
+    assert _valid(spec, "IndexRequest", {"ready": "yes"}) != []
     assert "application/json" in load["requestBody"]["content"]
 
 
