@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import math
 import mimetypes
 import os
 import re
@@ -133,9 +134,11 @@ def _error_of(body: Any) -> tuple[str, str] | None:
 
 
 def _json(response: httpx.Response) -> Any:
+    """The answer's JSON, None when it is none this client can read (nested thousands deep:
+    a RecursionError, from a server that is no digits service)."""
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -272,6 +275,8 @@ def _retry_after(response: httpx.Response) -> float:
     try:
         seconds = float(response.headers.get("retry-after", "1"))
     except ValueError:
+        seconds = 1.0
+    if math.isnan(seconds):  # "nan" parses, and time.sleep refuses it
         seconds = 1.0
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 

@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--explain",
-        type=Path,
+        type=path_argument,
         default=None,
         metavar="DIR",
         help="also ask why, and write the heat map over what the model saw as "

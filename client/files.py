@@ -45,11 +45,21 @@ def images_in(folder: Path) -> list[Path]:
             path = Path(entry.path)
             if entry.name.startswith("."):
                 continue
-            if _is_dir(path):
-                (linked if _is_link(path) else folders).append(path)
+            if _entry_is_dir(entry):
+                (linked if entry.is_symlink() else folders).append(path)
             elif _named_like_an_image(entry.name):
                 found.append(path)
     return sorted(found)
+
+
+def _entry_is_dir(entry: os.DirEntry[str]) -> bool:
+    """The listing's own word for a folder (no stat: inside a folder that may be read but not
+    entered, a stat of what it holds fails, and such a subfolder vanished from the scan);
+    a link is followed, which needs a stat: one that fails is no folder."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _named_like_an_image(name: str) -> bool:

@@ -13,6 +13,7 @@ import sys
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -842,3 +843,61 @@ def test_a_closed_stdout_and_a_narrow_locale_are_no_tracebacks(
     )  # fmt: skip
     assert silent.returncode == EXIT_FILE_FAILED  # no_ink, said by the status alone
     assert json.loads(silent.stdout)[0]["error"]["code"] == "no_ink"
+
+
+def test_a_subfolder_of_a_folder_read_but_not_entered_fails_its_own_row(
+    capsys: pytest.CaptureFixture[str],
+    stand_in: Callable[[Handler], None],
+    digit_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A folder with read but no search permission lists its names, but nothing in it can be
+    looked at: its subfolder, taken for no folder, left the scan without a word (a re-probe
+    of 705b8d8 as a user without root's permissions)."""
+    handler, _ = answering(64)
+    stand_in(handler)
+    shut = digit_folder / "batch-b"  # holds the subfolder nested/
+    _unlistable(monkeypatch, shut / "nested")
+    real_stat = Path.stat
+
+    def stat(self: Path, **options: Any) -> os.stat_result:
+        if self.parent == shut:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, **options)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    status, out, err = run(capsys, str(shut), "--json")
+    records = {record["file"]: record["error"] for record in json.loads(out)}
+    # Its row says what the system says (not even whether it is a folder can be looked up).
+    assert "permission denied" in records[str(shut / "nested")]["message"], records
+    assert status == EXIT_FILE_FAILED
+
+
+def test_a_broken_server_never_makes_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+    stand_in: Callable[[Handler], None],
+    tmp_path: Path,
+) -> None:
+    """An answer nested 100,000 deep raised RecursionError, and 'Retry-After: nan' reached
+    time.sleep, which refuses NaN: each a traceback (a re-probe with a fake server)."""
+    image = tmp_path / "one.png"
+    Image.new("L", (28, 28), 255).save(image)
+    busy = {"error": {"code": "overloaded", "message": "queue full"}}
+    answers = [
+        httpx.Response(200, content=b'{"predictions": ' + b"[" * 100_000),
+        *[httpx.Response(503, json=busy, headers={"Retry-After": "nan"})] * 4,
+    ]
+    stand_in(lambda request: answers.pop(0))
+    status, out, err = run(capsys, str(image))
+    assert status == EXIT_SERVICE and "Traceback" not in err
+    status, out, err = run(capsys, str(image))  # three retries, a second apart
+    assert status == EXIT_FILE_FAILED and "Traceback" not in err
+    assert err.count("again in 1 s") == 3
+
+
+def test_an_empty_heat_map_folder_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """--explain "$DIR" with DIR unset wrote the maps into the current folder."""
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", "x.png", "--explain", ""])
+    assert exited.value.code == EXIT_USAGE
+    assert "an empty path" in capsys.readouterr().err
