@@ -17,13 +17,11 @@ from service.errors import NotADigit
 from service.imaging.shape import characters_in_a_row, measure_shape
 
 NOT_A_DIGIT = "That doesn't look like a digit"
-# What each rule's low score means, in words for the person who sent the image; the score
-# and its threshold follow in brackets for whoever tunes DIGITS_REJECT_THRESHOLD.
-UNSURE = {
-    "certainty": "the ten digits are almost equally likely",
-    "margin": "the second guess is almost as likely",
-    "max_probability": "no digit is likely enough",
-}
+# What a low score means, in words for the person who sent the image, true of every rule and
+# threshold (DIGITS_NOT_A_DIGIT_THRESHOLD may be raised far above the model's); the score and
+# its threshold follow in brackets for whoever tunes them.
+UNSURE = "the model is not sure enough that this is a digit at all"
+DECIMALS = (3, 4, 5, 6)  # a score and its threshold are shown apart: 0.0021 under 0.0024
 
 
 def scores(probabilities: np.ndarray, rule: str) -> np.ndarray:
@@ -60,11 +58,22 @@ def refusal(
     if odd is not None:
         reason = f"{odd} ({guess})"
     else:
+        shown, needed = _apart(score, reject.threshold)
         reason = (
-            f"{guess}, but {UNSURE[reject.rule]} ({reject.rule.replace('_', ' ')} {score:.3f}, "
-            f"under the {reject.threshold:.3f} a digit needs)"
+            f"{guess}, but {UNSURE} ({reject.rule.replace('_', ' ')} {shown}, under the "
+            f"{needed} a digit needs)"
         )
     return NotADigit(f"{NOT_A_DIGIT}: {reason}{_row_hint(image)}.")
+
+
+def _apart(score: float, threshold: float) -> tuple[str, str]:
+    """``score`` and ``threshold`` with the fewest decimals (of DECIMALS) that tell them apart:
+    "0.002, under the 0.002" said nothing."""
+    for places in DECIMALS:
+        shown, needed = f"{score:.{places}f}", f"{threshold:.{places}f}"
+        if shown != needed:
+            break
+    return shown, needed
 
 
 def _row_hint(image: np.ndarray) -> str:

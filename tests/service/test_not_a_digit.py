@@ -216,10 +216,16 @@ def test_refusal_names_the_label_and_the_rule() -> None:
     refused = refusal(rule, [str(d) for d in range(10)], pixels, probabilities, margin)
     assert isinstance(refused, NotADigit) and refused.status_code == 422
     assert "best guess is 1 with confidence 0.82" in refused.message
-    # The score in words first (a page showed two alike numbers and a threshold, no more).
-    assert "but the second guess is almost as likely (margin 0.800, under the 0.900" in (
+    # The score in words first (a page showed two alike numbers and a threshold, no more),
+    # words true at any threshold: "the second guess is almost as likely" was said of a
+    # second guess at 0.004 under a raised threshold.
+    assert "but the model is not sure enough that this is a digit at all (margin 0.800, " in (
         refused.message
     )
+    assert "under the 0.900 a digit needs" in refused.message
+    close = refusal(RejectRule("margin", 0.0024, "model"), list("0123456789"), pixels,
+                    probabilities, 0.0021)  # fmt: skip
+    assert close is not None and "(margin 0.0021, under the 0.0024 a digit" in close.message
     assert (
         refusal(
             RejectRule("margin", 0.5, "model"), list("0123456789"), pixels, probabilities, margin
