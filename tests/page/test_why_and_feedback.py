@@ -157,6 +157,18 @@ def test_a_second_choice_waits_for_the_first_correction(tab: Any) -> None:
     assert tab.inner_text("#feedback-status").startswith("Thanks: recorded as a 1")
 
 
+def test_a_choice_made_from_the_keyboard_keeps_the_focus_near(tab: Any) -> None:
+    """Enter on a choice disabled it, and the focus fell to the page's start: the next Tab
+    went to the top of the page."""
+    draw(tab, DIGITS[7])
+    shown_result(tab)
+    tab.wait_for_selector("#feedback:not([hidden])")
+    tab.locator(".choice[data-digit='1']").focus()
+    tab.keyboard.press("Enter")
+    tab.wait_for_selector(".feedback-status.done")
+    assert tab.evaluate("document.activeElement.id") == "feedback-status"
+
+
 def test_without_feedback_the_page_offers_no_correction(page: Any) -> None:
     draw(page, DIGITS[1])
     shown_result(page)

@@ -499,7 +499,11 @@
     if (!correcting) return;
     const about = correcting;
     const digit = button.dataset.digit === "" ? null : Number(button.dataset.digit);
+    // A disabled button loses the keyboard's focus to the page's start: the status line,
+    // which says what became of the choice, takes it.
+    const fromKeyboard = ui.choices.contains(document.activeElement);
     setChoicesEnabled(false);
+    if (fromKeyboard) ui.feedbackStatus.focus();
     let response;
     let data;
     try {
@@ -673,7 +677,7 @@
     try {
       const response = await fetch(MODEL_URL, { headers: { Accept: "application/json" } });
       const data = await readJson(response);
-      if (!response.ok || !data) {
+      if (!response.ok || !data || typeof data.name !== "string") {
         const [, message, passing] = describeFailure(response, data);
         ui.modelInfo.textContent = `Model information unavailable: ${message}`;
         if (passing) askModelInfoAgain(); // still loading, busy
