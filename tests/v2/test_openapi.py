@@ -51,6 +51,12 @@ def test_an_infer_request_and_its_answer_match_the_documented_shapes(
     assert "application/json" in operation["responses"]["200"]["content"]
     metadata = http.get(f"/v2/models/{MODEL_NAME}").json()
     assert _valid(spec, "ModelMetadata", metadata) == []
+    # /ready and /config answered JSON that the document said nothing of (a re-probe).
+    for path, component in (("/ready", "ModelReadiness"), ("/config", "ModelConfig")):
+        answer = http.get(f"/v2/models/{MODEL_NAME}{path}")
+        assert answer.status_code == 200 and _valid(spec, component, answer.json()) == []
+        documented = _operation(spec, "/v2/models/{model_name}" + path, "get")
+        assert "application/json" in documented["responses"]["200"]["content"]
 
 
 def test_no_v2_route_documents_fastapis_422(spec: dict[str, Any]) -> None:

@@ -80,6 +80,27 @@ class ModelMetadata(BaseModel):
     parameters: dict[str, Any] | None = None
 
 
+class ModelReadiness(BaseModel):
+    """GET /v2/models/{name}/ready: 200 when ready, 503 with ``ready`` false while not."""
+
+    name: str
+    ready: bool
+
+
+class ModelConfig(BaseModel):
+    """GET /v2/models/{name}/config: Triton's model configuration, as perf_analyzer reads it
+    (the fields this server fills; Triton's own document has many more)."""
+
+    name: str
+    platform: str
+    backend: str
+    max_batch_size: int
+    input: list[dict[str, Any]]
+    output: list[dict[str, Any]]
+    dynamic_batching: dict[str, Any] | None = None
+    version_policy: dict[str, Any] | None = None
+
+
 class LoadRequest(BaseModel):
     """POST /v2/repository/models/{name}/load: no body reloads DIGITS_MODEL_PATH; a file is
     parameters["file:<version>/model.onnx"] in base64, with Triton's optional ``config``."""
@@ -91,7 +112,15 @@ class IndexRequest(BaseModel):
     ready: bool | None = Field(None, description="Only the models that are (not) ready.")
 
 
-DOCUMENTED = (InferenceRequest, InferenceResponse, ModelMetadata, LoadRequest, IndexRequest)
+DOCUMENTED = (
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ModelReadiness,
+    ModelConfig,
+    LoadRequest,
+    IndexRequest,
+)
 
 
 def _json(model: type[BaseModel]) -> dict[str, Any]:
@@ -114,6 +143,15 @@ INFER: dict[str, Any] = {
             },
         }
     },
+}
+READY: dict[str, Any] = {
+    "responses": {
+        status: {"description": meaning, "content": {"application/json": _json(ModelReadiness)}}
+        for status, meaning in (("200", "Ready"), ("503", "Not ready"))
+    }
+}
+CONFIG: dict[str, Any] = {
+    "responses": {"200": {"content": {"application/json": _json(ModelConfig)}}}
 }
 METADATA: dict[str, Any] = {
     "responses": {"200": {"content": {"application/json": _json(ModelMetadata)}}}

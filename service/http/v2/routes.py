@@ -195,9 +195,14 @@ def _register(
 
 
 _register("", "GET", _model_metadata, "Model metadata", (404, 503), openapi.METADATA)
-_register("/ready", "GET", _model_ready, "Model readiness", (404,))
+_register("/ready", "GET", _model_ready, "Model readiness", (404,), openapi.READY)
 _register(
-    "/config", "GET", _model_config, "Model configuration (Triton model-config JSON)", (404, 503)
+    "/config",
+    "GET",
+    _model_config,
+    "Model configuration (Triton model-config JSON)",
+    (404, 503),
+    openapi.CONFIG,
 )
 _register(
     "/infer",
