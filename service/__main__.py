@@ -21,11 +21,12 @@ from service.logs import configure_logging
 from service.predictor import model_spec, shadow_spec
 from service.repository import gate
 from service.repository.gate import GateRequest
-from service.server import run_server
+from service.server import exit_zero_on_sigterm, run_server
 from service.settings import Settings, describe
 
 logger = logging.getLogger("service")
 EXIT_BAD_CONFIG = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a Ctrl-C
 USAGE = """usage: digits-serve  (or: python -m service)
 
 Serves the digit classifier on DIGITS_HOST:DIGITS_PORT (127.0.0.1:8000 by default).
@@ -81,6 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     saying what. ``--help`` prints the usage; any other argument is a usage error (it was
     ignored, and ``--help`` started a server)."""
     no_arguments(sys.argv[1:] if argv is None else argv, USAGE)
+    exit_zero_on_sigterm()  # a stop while it starts is a stop, not a failure (exit 143)
+    try:
+        _start()
+    except KeyboardInterrupt:  # Ctrl-C while it starts: no traceback
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _start() -> None:
     configure_logging()
     try:
         settings = Settings()

@@ -101,7 +101,7 @@ def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> None:
     }
     with _shared_metrics(settings):
         if settings.front_ends == 1:
-            _exit_zero_on_sigterm()
+            exit_zero_on_sigterm()
             uvicorn.run(app_factory, **options)  # type: ignore[arg-type]
             return
         # What uvicorn.run does with workers > 1, with our process manager.
@@ -109,11 +109,12 @@ def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> None:
         FrontEnds(config, sockets=[config.bind_socket()]).run()
 
 
-def _exit_zero_on_sigterm() -> None:
+def exit_zero_on_sigterm() -> None:
     """uvicorn drains on SIGTERM, then raises the signal again under the handler it found:
     the default one made a clean stop exit 143 (docker shows "Exited (143)", Kubernetes
     "Error"), where several front ends' manager exits 0. Under this one it exits 0, and a
-    SIGTERM before uvicorn is up still stops the process."""
+    SIGTERM before uvicorn is up (service/__main__.py installs it first thing) stops the
+    process with 0 too."""
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bench.server import RunningService, running_service
-from tests.conftest import tiny_model_env
+from bench.server import RunningService, free_port, running_service
+from tests.conftest import REPO_ROOT, tiny_model_env
 from tests.service.images import draw_digit, png
 
 pytestmark = pytest.mark.slow
@@ -143,3 +145,35 @@ def test_promtool_accepts_a_real_scrape(server: RunningService) -> None:
         [promtool, "check", "metrics"], input=scrape, capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("how", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_stop_while_it_starts_is_quiet(
+    tiny_onnx: Path, tmp_path: Path, how: signal.Signals, status: int
+) -> None:
+    """SIGTERM while the model was checked (before uvicorn ran) exited 143, SIGINT with a
+    KeyboardInterrupt traceback: a stop asked for, not a failure (a re-probe of 05eca7d)."""
+    env = {**os.environ, **tiny_model_env(tiny_onnx), "DIGITS_PORT": str(free_port())}
+    log = tmp_path / "server.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "service"], env=env, stdout=sink, stderr=sink, cwd=REPO_ROOT
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not _children(server.pid):  # the model's check runs in a child process
+                assert time.monotonic() < deadline and server.poll() is None, log.read_text()
+                time.sleep(0.01)
+            server.send_signal(how)
+            assert server.wait(timeout=30) == status, log.read_text()
+        finally:
+            server.kill()
+    assert "Traceback" not in log.read_text()
+
+
+def _children(pid: int) -> list[str]:
+    """Linux's list of ``pid``'s child processes (its main thread's)."""
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
