@@ -45,6 +45,8 @@ STEP_BUCKETS = (
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
+# Why a worker process is replaced (service/workers/supervisor.py says which).
+RESTART_REASONS = ("crashed", "killed", "hung", "failed_to_start")
 
 
 class Metrics:
@@ -148,6 +150,16 @@ class Metrics:
             ("outcome",),
             registry=self.registry,
         )
+        self.worker_restarts = Counter(
+            "digits_worker_restarts",
+            "Worker processes replaced, by why: crashed (on an image, which is refused), killed "
+            "(from outside: the OOM killer, an operator), hung (past "
+            "DIGITS_PREPROCESS_TIMEOUT_SECONDS), failed_to_start.",
+            ("reason",),
+            registry=self.registry,
+        )
+        for reason in RESTART_REASONS:  # from 0: rate() misses a series' first sample
+            self.worker_restarts.labels(reason)
         self.shadow_agreement = Counter(
             "digits_shadow_agreement",
             "Inputs the shadow model saw, by whether its digit agreed with the served model's.",
@@ -245,6 +257,12 @@ class Metrics:
                 counter.inc(count)
         for confidence in confidences:
             self.confidence.observe(confidence)
+
+    def worker_replaced(self, reason: str, hung_for: float | None = None) -> None:
+        """A worker replaced for ``reason``; one that hung also times its image's decode."""
+        self.worker_restarts.labels(reason).inc()
+        if hung_for is not None:
+            self.preprocess_duration.observe(hung_for)
 
     def observe_correction(self, predicted: str, corrected: str) -> None:
         self.corrections.labels(predicted, corrected).inc()

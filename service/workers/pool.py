@@ -219,9 +219,9 @@ class WorkerPool:
         worker.track(request)
         worker.write(request.frame)
 
-    def timed_out(self, seconds: float) -> None:
+    def replaced(self, reason: str, hung_for: float | None = None) -> None:
         if self.metrics is not None:
-            self.metrics.preprocess_duration.observe(seconds)
+            self.metrics.worker_replaced(reason, hung_for)
 
     # --- sending -------------------------------------------------------------------------
 

@@ -50,8 +50,9 @@ class Dispatcher(Protocol):
     def resend(self, request: Pending) -> None:
         """Send ``request`` again, to whichever worker is least busy now."""
 
-    def timed_out(self, seconds: float) -> None:
-        """An image was stopped after ``seconds`` of decoding (a metric)."""
+    def replaced(self, reason: str, hung_for: float | None = None) -> None:
+        """A worker is being replaced, for ``reason`` (of RESTART_REASONS; a metric), after
+        ``hung_for`` seconds on one image when it hung."""
 
 
 class Supervisor:
@@ -162,6 +163,8 @@ class Supervisor:
         if worker.retired:
             return
         status = exit_status(worker.process)
+        why = "crashed" if crashed(status) else "killed"
+        self._dispatcher.replaced(why if worker.ready else "failed_to_start")
         if worker.ready:
             logger.warning("worker %s died (%s); restarting", worker.process.pid, describe(status))
         else:
@@ -272,13 +275,14 @@ class Supervisor:
                 continue
             if not worker.ready:
                 if now - worker.spawned_at > STARTUP_ALLOWANCE_S:
+                    self._dispatcher.replaced("failed_to_start")
                     self._replace(worker, None)
                 continue
             progress = worker.slot.read()
             if progress.since == IDLE or now - progress.since <= timeout:
                 continue
             logger.warning("worker %s timed out on an image; restarting", worker.process.pid)
-            self._dispatcher.timed_out(now - progress.since)
+            self._dispatcher.replaced("hung", now - progress.since)
             self._replace(
                 worker, InvalidImage(f"the image took longer than {timeout:g} s to decode")
             )

@@ -26,6 +26,7 @@ DESIGN_METRICS = {
     "digits_model_ready",
     "digits_corrections_total",
     "digits_model_loads_total",
+    "digits_worker_restarts_total",
     "digits_shadow_agreement_total",
     "digits_shadow_dropped_total",
     "digits_shadow_confidence",

@@ -329,8 +329,10 @@ def test_a_dead_worker_is_replaced_and_only_a_crash_blames_its_image(
     reading a 400 invalid_image: the client was told not to send it again. A crash of the
     worker's own (a decoder's segfault) still fails that image alone."""
 
+    metrics = Metrics()
+
     async def scenario() -> tuple[list[Any], list[int], list[int], bytes | None]:
-        pool = make_pool()
+        pool = make_pool(metrics)
         await pool.start()
         try:
             await _each_image(pool.classify_many(GOOD[:2]))  # both workers are up
@@ -355,6 +357,19 @@ def test_a_dead_worker_is_replaced_and_only_a_crash_blames_its_image(
     assert sum(isinstance(item, tuple) for item in results) == 2 - int(blamed)
     killed = set(before) - set(after)
     assert len(killed) == 1 and len(after) == len(before)
+    # Operators see why (digits_worker_restarts_total; there was no metric of it at all).
+    restarts = {
+        reason: metrics.registry.get_sample_value(
+            "digits_worker_restarts_total", {"reason": reason}
+        )
+        for reason in ("crashed", "killed", "hung", "failed_to_start")
+    }
+    assert restarts == {
+        "crashed": float(blamed),
+        "killed": float(not blamed),
+        "hung": 0.0,
+        "failed_to_start": 0.0,
+    }
     assert image == encode_png(_in_process(GOOD[0]))
 
 
