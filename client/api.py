@@ -201,10 +201,10 @@ class DigitsClient:
     def _post(self, payloads: list[tuple[int, Path, bytes]]) -> httpx.Response:
         files = [("files", _file_field(path, data)) for _, path, data in payloads]
         endpoint = self.url + BATCH_ROUTE
+        params = {"explain": "true"} if self.explain else None
         try:
-            return self._http.post(
-                endpoint, files=files, params={"explain": "true"} if self.explain else None
-            )
+            with self._http.stream("POST", endpoint, files=files, params=params) as response:
+                return self._read_within(response, endpoint)
         except httpx.TimeoutException as exc:
             raise ServiceUnavailable(
                 f"no answer from {endpoint} within {self.timeout:g} s (raise --timeout?)"
@@ -214,6 +214,27 @@ class DigitsClient:
                 f"cannot connect to {self.url}: {_reason(exc)}; is the service running there? "
                 "(set --url)"
             ) from exc
+
+    def _read_within(self, response: httpx.Response, endpoint: str) -> httpx.Response:
+        """``response`` read whole within ``timeout`` of its head: httpx's timeout bounds
+        each read, so a server sending a byte a second held a run for ever."""
+        if response.is_stream_consumed:  # a transport that answered whole (httpx's mock)
+            return response
+        deadline = time.monotonic() + self.timeout
+        raw = bytearray()
+        for chunk in response.iter_raw():
+            raw += chunk
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f"the answer from {endpoint} took more than {self.timeout:g} s to arrive "
+                    "(raise --timeout?)"
+                )
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            content=bytes(raw),  # as sent: read() undoes a Content-Encoding, as before
+            request=response.request,
+        )
 
     def _send(self, payloads: list[tuple[int, Path, bytes]]) -> list[FileResult]:
         response = self._post(payloads)

@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=positive_float,
         default=DEFAULT_TIMEOUT,
-        help="seconds to wait at each step of a request: connecting, sending, and between "
-        "parts of the answer",
+        help="seconds to wait at each step of a request: connecting, sending, and for the "
+        "answer, which must then arrive whole within as long again",
     )
     predict.add_argument(
         "--explain",

@@ -8,8 +8,11 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
+import time
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -901,3 +904,38 @@ def test_an_empty_heat_map_folder_is_a_usage_error(capsys: pytest.CaptureFixture
         main(["predict", "x.png", "--explain", ""])
     assert exited.value.code == EXIT_USAGE
     assert "an empty path" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)  # the regression waits 200 s for the trickle's 1000 bytes
+def test_an_answer_trickled_a_byte_at_a_time_ends_at_the_timeout(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Each read came within --timeout, so a server sending its answer a byte every 0.2 s
+    held the run for as long as it liked (a probe waited 25 s on --timeout 2)."""
+    image = tmp_path / "one.png"
+    Image.new("L", (28, 28), 255).save(image)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            while not stop.wait(0.2):
+                try:
+                    connection.sendall(b" ")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        status, out, err = run(capsys, str(image), "--url", url, "--timeout", "1")
+    finally:
+        stop.set()
+        listener.close()
+    assert status == EXIT_SERVICE and "took more than 1 s to arrive" in err
+    assert time.monotonic() - started < 10
