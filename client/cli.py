@@ -157,7 +157,7 @@ def _render(results: list[FileResult], args: argparse.Namespace) -> str:
         return output.as_json(results)
     if args.csv:
         return output.as_csv(results)
-    return output.table(results)
+    return output.table(results, getattr(sys.stdout, "encoding", None) or "utf-8")
 
 
 def predict(args: argparse.Namespace) -> int:

@@ -40,8 +40,10 @@ def _error_text(result: FileResult) -> str:
     return f"{result.error_code}: {result.error_message}" if not result.ok else ""
 
 
-def table(results: Sequence[FileResult]) -> str:
-    """FILE / DIGIT / CONFIDENCE columns, plus ERROR with the server's message if any failed."""
+def table(results: Sequence[FileResult], encoding: str = "utf-8") -> str:
+    """FILE / DIGIT / CONFIDENCE columns, plus ERROR with the server's message if any failed.
+    What ``encoding`` (the terminal's) cannot show is escaped here, before the columns are
+    measured: escaped on its way out, a name pushed the row's later columns out of line."""
     header = ["FILE", "DIGIT", "CONFIDENCE"]
     with_errors = any(not result.ok for result in results)
     if with_errors:
@@ -55,7 +57,7 @@ def table(results: Sequence[FileResult]) -> str:
         ]
         if with_errors:
             row.append(printable(_error_text(result)))
-        rows.append(row)
+        rows.append([_encodable(cell, encoding) for cell in row])
     widths = [max(_width(row[column]) for row in rows) for column in range(len(header))]
     lines = []
     for row in rows:
@@ -65,6 +67,10 @@ def table(results: Sequence[FileResult]) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines) + "\n"
+
+
+def _encodable(text: str, encoding: str) -> str:
+    return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
 def as_record(result: FileResult) -> dict[str, Any]:

@@ -834,6 +834,8 @@ def test_a_closed_stdout_and_a_narrow_locale_are_no_tracebacks(
     )
     assert narrow.returncode == EXIT_FILE_FAILED  # a blank image: no_ink
     assert "\\u65e5\\u672c\\u8a9e.png" in narrow.stdout and "Traceback" not in narrow.stderr
+    head, row = narrow.stdout.splitlines()[:2]  # escaped before measured: columns in line
+    assert row[head.index("DIGIT") + len("DIGIT") - 1] == "-", narrow.stdout
     closed = subprocess.run(
         ["bash", "-c", 'exec "$@" >&-', "bash", *command],
         capture_output=False, stderr=subprocess.PIPE, text=True, timeout=60, cwd=REPO_ROOT,
