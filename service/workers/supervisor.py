@@ -275,6 +275,11 @@ class Supervisor:
                 continue
             if not worker.ready:
                 if now - worker.spawned_at > STARTUP_ALLOWANCE_S:
+                    logger.warning(
+                        "worker %s did not start within %g s; restarting",
+                        worker.process.pid,
+                        STARTUP_ALLOWANCE_S,
+                    )
                     self._dispatcher.replaced("failed_to_start")
                     self._replace(worker, None)
                 continue
