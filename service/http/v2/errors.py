@@ -17,11 +17,16 @@ from service.errors import quoted
 V2_PREFIX = "/v2"
 
 
+def is_v2_path(path: str) -> bool:
+    """Whether ``path`` is one of the V2 protocol's (/v2 and below it)."""
+    return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+
+
 def error_body(path: str, code: str, message: str) -> dict[str, Any]:
     """The error body the client of ``path`` reads: the protocol's on /v2 paths (whichever
     layer refuses the request: a route, the body limit, the router's 404 and 405, the
     connection's 408 and 431), the service's everywhere else."""
-    if path == V2_PREFIX or path.startswith(V2_PREFIX + "/"):
+    if is_v2_path(path):
         return {"error": message}
     return {"error": {"code": code, "message": message}}
 

@@ -209,7 +209,7 @@ def _read_input(
 
 
 def _no_shared_memory(parameters: dict[str, Any], what: str) -> None:
-    if _given(parameters, SHARED_MEMORY, None) is not None:
+    if parameters.get(SHARED_MEMORY) is not None:  # null: not given
         raise V2Error(
             f"{what} names shared memory region {quoted(parameters[SHARED_MEMORY])}, but this "
             "server has no shared memory extension: send the tensor in the body instead"

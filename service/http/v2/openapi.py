@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from service.http.v2.errors import V2_PREFIX
+from service.http.v2.errors import is_v2_path
 
 ADMIN_SCHEME = "adminToken"
 _COMPONENTS = "#/components/schemas/{model}"
@@ -184,7 +184,7 @@ def complete(spec: dict[str, Any]) -> dict[str, Any]:
         }
     }
     for path, operations in spec.get("paths", {}).items():
-        if path == V2_PREFIX or path.startswith(V2_PREFIX + "/"):
+        if is_v2_path(path):
             for operation in operations.values():
                 operation.get("responses", {}).pop("422", None)
     return spec
