@@ -6,8 +6,9 @@ are retried after Retry-After (said through ``on_retry``), a chunk over the body
 or over the service's files per request (DIGITS_MAX_BATCH_FILES, a 400) is split in halves,
 and an image refused only because the images before it in its request used up the pixels a
 request may decode (DIGITS_MAX_BATCH_PIXELS) is sent again alone.
-Anything that shows the service cannot be reached or is not a digits service at all raises
-ServiceUnavailable, because every further chunk would fail the same way.
+Anything that shows the service cannot be reached, stays busy through the retries or is not a
+digits service at all raises ServiceUnavailable, because every further chunk would fail the
+same way.
 """
 
 from __future__ import annotations
@@ -251,9 +252,16 @@ class DigitsClient:
             response = self._post(payloads)
         body = _json(response)
         paths = [path for _, path, _ in payloads]
+        error = _error_of(body)
+        if response.status_code == 503 and error is not None:
+            # Every further chunk would wait out the same retries: stop the run, as for a
+            # service that cannot be reached, rather than fail each file as unreadable.
+            raise ServiceUnavailable(
+                f"the service stayed busy (HTTP 503 {error[0]}: {error[1]}) through "
+                f"{self.retries + 1} tries; try again later"
+            )
         if response.status_code == 200 and isinstance(body, dict):
             return self._alone_if_crowded(payloads, _batch_results(paths, body, self.url))
-        error = _error_of(body)
         if error is None and response.status_code >= 500:  # a proxy's page, not the service's
             raise ServiceUnavailable(
                 f"POST {self.url}{BATCH_ROUTE} answered HTTP {response.status_code} "

@@ -39,7 +39,8 @@ EXIT_STATUSES = """exit status:
   0    every file was read
   1    some file failed (its row says why), or the output could not be written
   2    bad usage (an option, a path that does not exist, no image files)
-  3    the service cannot be reached, does not answer in time or is not a digits service
+  3    the service cannot be reached, stays busy (503), does not answer in time or is not
+       a digits service
   130  interrupted (Ctrl-C)
 with 3 and 130, the files read before are still printed"""
 

@@ -45,16 +45,28 @@ def test_overloaded_answers_are_retried_after_retry_after(tmp_path: Path) -> Non
     assert result.ok and result.digit == 3
 
 
-def test_still_overloaded_after_the_retries_fails_the_files(tmp_path: Path) -> None:
+def test_still_overloaded_after_the_retries_stops_the_run(tmp_path: Path) -> None:
+    """Each file failed 'overloaded' as if it were unreadable, and every further chunk
+    waited out the same retries."""
     image = tmp_path / "a.png"
     image.write_bytes(b"png bytes")
     busy = {"error": {"code": "overloaded", "message": "queue full"}}
-    transport = httpx.MockTransport(lambda request: httpx.Response(503, json=busy))
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(503, json=busy)
+
+    transport = httpx.MockTransport(handler)
     with DigitsClient(
         "http://digits.test", transport=transport, retries=2, sleep=lambda _: None
     ) as client:
-        (result,) = client.predict([image])
-    assert (result.error_code, result.error_message) == ("overloaded", "queue full")
+        with pytest.raises(ServiceUnavailable) as stopped:
+            client.predict([image])
+    assert str(stopped.value) == (
+        "the service stayed busy (HTTP 503 overloaded: queue full) through 3 tries; try again later"
+    )
+    assert len(sent) == 3
 
 
 def test_a_file_over_the_read_limit_fails_alone_and_is_not_sent(tmp_path: Path) -> None:

@@ -415,6 +415,32 @@ def test_a_run_stopped_part_way_still_prints_what_it_read(
     assert "6 of 12 files were not read" in err and says in err
 
 
+def test_a_service_that_stays_busy_stops_the_run_after_what_it_read(
+    capsys: pytest.CaptureFixture[str],
+    stand_in: Callable[[Handler], None],
+    digit_folder: Path,
+) -> None:
+    """A service still answering 503 after the retries failed each file 'overloaded' (exit
+    1, as if the images were bad), and every later chunk waited out the same retries."""
+    reader, answered = answering(64)
+    sent: list[int] = []
+    busy = {"error": {"code": "overloaded", "message": "queue full"}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(1)
+        if len(sent) > 1:
+            return httpx.Response(503, json=busy, headers={"Retry-After": "0"})
+        return reader(request)
+
+    stand_in(handler)
+    code, out, err = run(capsys, str(digit_folder), "--batch-size", "4", "--csv")
+    assert code == EXIT_SERVICE
+    assert len(list(csv.reader(io.StringIO(out)))) == 1 + 4 and answered == [4]
+    assert len(sent) == 1 + 4  # the second chunk and its three retries; no third chunk
+    assert "8 of 12 files were not read" in err
+    assert "stayed busy (HTTP 503 overloaded: queue full) through 4 tries" in err
+
+
 def test_a_batch_over_the_services_file_limit_is_split(
     capsys: pytest.CaptureFixture[str],
     stand_in: Callable[[Handler], None],
@@ -896,7 +922,7 @@ def test_a_broken_server_never_makes_a_traceback(
     status, out, err = run(capsys, str(image))
     assert status == EXIT_SERVICE and "Traceback" not in err
     status, out, err = run(capsys, str(image))  # three retries, a second apart
-    assert status == EXIT_FILE_FAILED and "Traceback" not in err
+    assert status == EXIT_SERVICE and "Traceback" not in err
     assert err.count("again in 1 s") == 3
 
 
