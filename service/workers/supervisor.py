@@ -73,6 +73,7 @@ class Supervisor:
         self._watch: asyncio.TimerHandle | None = None
         self.closed = False
         self.retiring = False  # replaced by a newer generation: finish, respawn nothing
+        self.started = False  # every worker opened the model once: ``start`` returned
 
     async def start(self) -> ModelInfo:
         """Spawn the workers and wait until each has opened the model; the model they
@@ -92,6 +93,7 @@ class Supervisor:
             self.close()
             raise
         self._schedule_watch()
+        self.started = True
         return infos[0]
 
     def close(self) -> None:
@@ -162,18 +164,16 @@ class Supervisor:
         """A worker's socket closed: unless we retired it, the process died."""
         if worker.retired:
             return
-        status = exit_status(worker.process)
-        why = "crashed" if crashed(status) else "killed"
-        self._dispatcher.replaced(why if worker.ready else "failed_to_start")
+        status, pid = exit_status(worker.process), worker.process.pid
         if worker.ready:
-            logger.warning("worker %s died (%s); restarting", worker.process.pid, describe(status))
-        else:
-            logger.warning(
-                "worker %s failed to start (%s); restarting in %g s",
-                worker.process.pid,
-                _reason(worker.announced),
-                RESTART_BACKOFF_S,
-            )
+            self._dispatcher.replaced("crashed" if crashed(status) else "killed")
+            logger.warning("worker %s died (%s); restarting", pid, describe(status))
+        elif self.started:
+            self._dispatcher.replaced("failed_to_start")
+            why, wait = _reason(worker.announced), RESTART_BACKOFF_S
+            logger.warning("worker %s failed to start (%s); restarting in %g s", pid, why, wait)
+        else:  # ``start`` fails with it (a load refused, or the service does not start)
+            logger.warning("worker %s failed to start (%s)", pid, _reason(worker.announced))
         culprit = InvalidImage("the image crashed the decoder")
         self._replace(worker, culprit, blame_at_once=crashed(status))
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import io
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.app import create_app
+from service.contract import ModelLoadError
 from service.errors import NotReady, Overloaded, ServiceError
 from service.http import state as http_state
 from service.http.state import app_state
@@ -708,6 +710,37 @@ def test_readiness_drops_while_no_worker_can_open_the_model(
             time.sleep(0.2)
         assert client.get("/readyz").status_code == 200
         assert "\ndigits_model_ready 1.0\n" in client.get("/metrics").text
+
+
+def test_a_load_whose_workers_cannot_open_its_model_restarts_nothing(
+    make_pool: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new generation's worker that fails to start fails the load; it was logged
+    "restarting in 1 s" and counted as a worker restart, though nothing was restarted."""
+    metrics = Metrics()
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+
+    async def scenario() -> Any:
+        pool = make_pool(metrics, workers=1)
+        await pool.start()
+        try:
+            with pytest.raises(ModelLoadError):
+                await pool.reload(replace(pool.model, path=str(garbage)))
+            return await _one(pool.classify(GOOD[0]))  # the old generation serves on
+        finally:
+            pool.close()
+
+    caplog.set_level(logging.WARNING, logger="service.workers")
+    probabilities, _ = _run(scenario())
+    assert len(probabilities) == 10
+    said = [record.getMessage() for record in caplog.records]
+    assert any("failed to start" in line for line in said), said
+    assert not any("restarting" in line for line in said), said
+    restarts = metrics.registry.get_sample_value(
+        "digits_worker_restarts_total", {"reason": "failed_to_start"}
+    )
+    assert restarts == 0
 
 
 def test_a_retiring_workers_inputs_fail_when_no_serving_worker_can_take_them(
