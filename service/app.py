@@ -16,6 +16,7 @@ from service import __version__
 from service.contract import ModelInfo, ModelLoadError
 from service.errors import ShuttingDown
 from service.feedback import Feedback, FeedbackStoreError
+from service.http.documented_headers import document_headers
 from service.http.errors import install_error_handlers
 from service.http.fast_routes import FastRoutes
 from service.http.guard import GUARD, ConnectionGuard, ConnectionLimits
@@ -56,9 +57,10 @@ class DigitsApp(FastAPI):
         self.tracing = tracing  # None: tracing off, and the request path knows nothing of it
 
     def openapi(self) -> dict[str, Any]:
-        """FastAPI's document, completed for the V2 routes (service/http/v2/openapi.py)."""
+        """FastAPI's document, completed for the V2 routes (service/http/v2/openapi.py) and
+        with the response headers (service/http/documented_headers.py)."""
         if self.openapi_schema is None:
-            self.openapi_schema = v2_openapi.complete(super().openapi())
+            self.openapi_schema = document_headers(v2_openapi.complete(super().openapi()))
         return self.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -5,6 +5,7 @@ an empty 200, the repository with no body and no token, and a 422 no V2 route se
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import httpx
@@ -104,3 +105,25 @@ def test_predict_documents_raw_bytes_as_generators_send_them(
     assert np.allclose(raw.json()["probabilities"], as_json.json()["probabilities"])
     feedback = _operation(spec, "/feedback", "post")
     assert "413" in feedback["responses"]
+
+
+def test_every_answer_documents_its_request_id_and_a_full_queue_its_retry_after(
+    http: httpx.Client, spec: dict[str, Any]
+) -> None:
+    """The document named no response header: a generated client could not learn of the
+    X-Request-ID that POST /feedback asks for, or of Retry-After on a 503."""
+    responses = [
+        (status, response)
+        for operations in spec["paths"].values()
+        for operation in operations.values()
+        for status, response in operation["responses"].items()
+    ]
+    assert responses and all("X-Request-ID" in response["headers"] for _, response in responses)
+    unavailable = [response for status, response in responses if status == "503"]
+    assert unavailable and all("Retry-After" in response["headers"] for response in unavailable)
+    pattern = _operation(spec, "/predict", "post")["responses"]["200"]["headers"]["X-Request-ID"]
+    answered = http.get("/healthz", headers={"X-Request-ID": "client-id.1"})
+    assert answered.headers["X-Request-ID"] == "client-id.1"
+    assert re.fullmatch(pattern["schema"]["pattern"].strip("^$"), "client-id.1")
+    new_id = http.get("/healthz", headers={"X-Request-ID": "not sane!"}).headers["X-Request-ID"]
+    assert new_id != "not sane!" and re.fullmatch(pattern["schema"]["pattern"].strip("^$"), new_id)
