@@ -97,6 +97,7 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
         keep_alive_s=settings.keep_alive_seconds,
         max_connections=settings.max_connections,
         retry_after_s=settings.retry_after_seconds,
+        max_body_bytes_in_flight=settings.max_body_bytes_in_flight,
     )
 
 

@@ -108,9 +108,9 @@ class Metrics:
         )
         self.rejected = Counter(
             "digits_rejected",
-            "Inputs and connections refused: before inference (overloaded, headers_too_large,"
-            " slow_request, connection_limit, payload_too_large, bad_request, no_ink) or after"
-            " it (not_a_digit).",
+            "Inputs and connections refused: before inference (overloaded, bodies_in_flight,"
+            " headers_too_large, slow_request, connection_limit, payload_too_large, bad_request,"
+            " no_ink) or after it (not_a_digit).",
             ("reason",),
             registry=self.registry,
         )
@@ -190,6 +190,7 @@ class Metrics:
         self._digit_counters = tuple(self.predictions.labels(digit) for digit in DEFAULT_LABELS)
         for reason in (
             "overloaded",
+            "bodies_in_flight",
             "headers_too_large",
             "slow_request",
             "connection_limit",

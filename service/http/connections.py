@@ -20,7 +20,8 @@ from typing import Any
 
 import httptools
 
-from service.errors import ServiceError
+from service.errors import Overloaded, ServiceError
+from service.http.body_budget import BodyBudget, Holding
 from service.http.coalescing import HeldHead
 from service.http.guard import (
     APP,
@@ -47,6 +48,7 @@ class GuardedProtocol(RefusingProtocol):
         super().__init__(*args, **kwargs)
         self.guard: ConnectionGuard | None = self.app_state.get(GUARD)
         self.lane: DirectLane | None = self.app_state.get(LANE)
+        self.holding = Holding(self.guard.bodies if self.guard is not None else BodyBudget(None))
         self.phase, self.since = HEAD, 0.0
         self.head_received = 0  # raw bytes since the request's first byte, while in its head
         self.head_size = 0  # the parsed head: URL and header lines
@@ -73,6 +75,7 @@ class GuardedProtocol(RefusingProtocol):
             guard.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.holding.release()
         if self.guard is not None:
             self.guard.lost(self)
         abandoned = [self.pipeline.pop() for _ in range(len(self.pipeline))]
@@ -193,6 +196,7 @@ class GuardedProtocol(RefusingProtocol):
             self.send_400_response(f"transfer coding {coding!r} is not supported; use chunked")
             return
         self._enter(BODY)
+        self.holding.begin()
         self.body_bytes, self.body_at = 0, self.since
         self.framing = self.chunks = 0
         lane, cycle = self.lane, self.cycle  # the direct lane (service/http/lane.py) takes it?
@@ -211,6 +215,11 @@ class GuardedProtocol(RefusingProtocol):
 
     def on_body(self, body: bytes) -> None:
         if self.stopped:
+            return
+        if not self.holding.take(len(body)):  # service/http/body_budget.py
+            assert self.guard is not None  # only a guard's budget refuses
+            error = Overloaded(self.holding.refusal(len(body)), self.guard.limits.retry_after_s)
+            self._refuse_counted("bodies_in_flight", error)
             return
         self.body_bytes += len(body)
         self.body_at = time.monotonic()
@@ -250,6 +259,7 @@ class GuardedProtocol(RefusingProtocol):
     def on_response_complete(self) -> None:
         """uvicorn's, without its keep-alive timer per response: the sweep closes idle
         connections."""
+        self.holding.answered()
         self.server_state.total_requests += 1
         if self.writer is not None:
             self.writer.flush()

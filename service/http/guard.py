@@ -34,6 +34,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from service.errors import Overloaded, PayloadTooLarge, ServiceError
+from service.http.body_budget import BodyBudget
 from service.http.unread import Unread
 from service.http.v2.errors import error_body
 from service.logs import Throttled, request_id
@@ -73,6 +74,7 @@ class ConnectionLimits:
     keep_alive_s: float
     max_connections: int
     retry_after_s: int
+    max_body_bytes_in_flight: int  # service/http/body_budget.py
 
 
 # What a connection is waiting for, and so which deadline applies.
@@ -109,6 +111,7 @@ class ConnectionGuard:
         self.limits = limits
         self.metrics = metrics
         self.connections: set[Guarded] = set()
+        self.bodies = BodyBudget(limits.max_body_bytes_in_flight)
         # Closed to make room and not yet gone: uvicorn counts them until their
         # connection_lost, which comes after every connection accepted with the new one.
         self.making_room: set[Guarded] = set()

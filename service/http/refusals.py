@@ -18,6 +18,7 @@ from service.errors import (
     ServiceError,
     ShuttingDown,
 )
+from service.http.body_budget import Holding
 from service.http.coalescing import HeldHead
 from service.http.guard import (
     BODY,
@@ -40,6 +41,7 @@ class RefusingProtocol(HttpToolsProtocol):
     guard: ConnectionGuard | None
     writer: HeldHead | None
     unread: Unread
+    holding: Holding  # its requests' bodies, in the process's budget
     phase: str  # what the connection waits for (service/http/guard.py: HEAD, BODY, ...)
     since: float
     spoke: bool
@@ -103,6 +105,7 @@ class RefusingProtocol(HttpToolsProtocol):
         if self.refused:
             return False
         self.refused = True
+        self.holding.release()  # what still arrives is dropped, and nothing is answered
         if self.writer is not None:  # answers still in flight (pipelined too) write no more
             self.writer.shut_down()
         path = self.url.partition(b"?")[0].decode("latin-1")  # the request's, as far as it came

@@ -46,6 +46,15 @@ class ConnectionFields(BaseModel):
         description="Slowest average rate (bytes/s) a request body may arrive at, once "
         "DIGITS_BODY_TIMEOUT_SECONDS have passed.",
     )
+    max_body_bytes_in_flight: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of request bodies one front-end process holds for requests "
+        "not yet answered (it holds each three or four times over while reading and framing "
+        "it); a body that would take it past this is refused as it arrives, 503 overloaded "
+        "with Retry-After, unless it is the only one held. Bounds the front end's memory "
+        "under many large uploads at once.",
+    )
     keep_alive_seconds: float = Field(
         5.0, gt=0, description="How long an idle keep-alive connection stays open."
     )

@@ -1155,3 +1155,40 @@ def _access_lines(server: RunningService, status: int) -> list[dict]:
         for line in lines
         if line.get("logger") == "service.access" and line.get("status") == status
     ]
+
+
+def test_bodies_past_the_processs_budget_are_refused_while_others_are_held(
+    tiny_onnx: Path,
+) -> None:
+    """A hundred clients sending 10 MB each took a front end past 4 GB: each body is held
+    three or four times over until it is answered, and only one request's size was capped
+    (service/http/body_budget.py). Past DIGITS_MAX_BODY_BYTES_IN_FLIGHT a body is refused as
+    it arrives; held alone, one of any allowed size is served."""
+    budget = 1_000_000
+    env = {**tiny_model_env(tiny_onnx), "DIGITS_MAX_BODY_BYTES_IN_FLIGHT": str(budget)}
+    with running_service(env) as server, _connect(server) as holder:
+        head = _request_head(900_000).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+        holder.sendall(head + b"x" * 800_000)  # on the direct lane
+        time.sleep(0.5)  # read by the server before the next one comes
+        with _connect(server) as late:  # chunked: the ASGI path
+            late.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            _send_until_answered(late, b"%x\r\n%s\r\n" % (50_000, b"y" * 50_000))
+            answer = _read_all(late)
+        status, body = _status_and_body(answer)
+        assert status == 503 and body["error"]["code"] == "overloaded", body
+        assert f"past its limit of {budget}" in body["error"]["message"]
+        assert b"\r\nretry-after: " in answer.lower()
+        assert _rejected(server, "bodies_in_flight") == 1
+        holder.sendall(b"x" * 100_000)  # the held request is whole: answered, not refused
+        assert _status_and_body(_read_all(holder))[0] == 400
+        alone = httpx.post(
+            f"{server.url}/predict",
+            content=SEVEN + b"\0" * 1_500_000,  # over the budget, but the only body held
+            headers={"Content-Type": "image/png"},
+            timeout=10,
+        )
+        assert alone.status_code != 503, alone.text
+        _predict_works(server)
