@@ -24,9 +24,10 @@ from service.errors import ServiceError
 from service.metrics import Metrics
 from service.settings import Settings
 from service.workers import protocol as wire
+from service.workers.explaining import ExplainTurns
 from service.workers.pool import PoolOptions, WorkerPool
 from service.workers.protocol import ImageResults
-from service.workers.results import TensorResults
+from service.workers.results import Chunk, TensorResults
 
 
 class FrameTracing(Protocol):
@@ -121,6 +122,7 @@ class Predictor:
         self._always = wire.WITH_PIXELS if recent is not None else 0
         self.model: ModelInfo | None = None  # the one new requests go to
         self.pool = pool
+        self._explaining = ExplainTurns(pool.options.workers)
 
     @classmethod
     def from_settings(
@@ -169,7 +171,12 @@ class Predictor:
         started = time.perf_counter()
         flags, trace = self._flags(include_image, explain), self._trace(1)
         try:
-            results = await self.pool.classify(upload.data, flags, trace)
+            if explain:
+                results = await self._explaining.run(
+                    lambda: self.pool.classify(upload.data, flags, trace)
+                )
+            else:
+                results = await self.pool.classify(upload.data, flags, trace)
         except ServiceError:
             self._statistics.failed(self.model, time.perf_counter() - started)
             raise
@@ -200,7 +207,11 @@ class Predictor:
         started = time.perf_counter()
         flags, trace = self._flags(include_image, explain), self._trace(len(uploads))
         try:
-            chunks = self.pool.classify_many([upload.data for upload in uploads], flags, trace)
+            images = [upload.data for upload in uploads]
+            if explain:  # an image a frame, each in its turn (service/workers/explaining.py)
+                chunks = [Chunk(1, self._explained(image, flags, trace)) for image in images]
+            else:
+                chunks = self.pool.classify_many(images, flags, trace)
         except ServiceError:
             self._statistics.failed(self.model, time.perf_counter() - started)
             raise
@@ -230,6 +241,9 @@ class Predictor:
             _abandon([future for _, future in chunks[awaited:]])  # the request failed
         self._record(started, time.perf_counter() - building, frames)
         return entries
+
+    def _explained(self, data: bytes, flags: int, trace: bytes | None) -> asyncio.Future[Any]:
+        return self._explaining.start(lambda: self.pool.classify(data, flags, trace))
 
     async def probabilities(self, images: np.ndarray) -> TensorResults:
         """(n, 10) for float32 images (n, 1, 28, 28) in MNIST convention (the V2 endpoint),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,8 @@ def test_a_worker_answers_each_flag(tiny_onnx: Path) -> None:
 
 class OnePool:
     """Answers every frame with the same results (a stand-in for WorkerPool)."""
+
+    options = SimpleNamespace(workers=2)
 
     def __init__(self, results: wire.ImageResults) -> None:
         self.results = results
