@@ -734,9 +734,8 @@ def test_a_load_whose_workers_cannot_open_its_model_restarts_nothing(
     caplog.set_level(logging.WARNING, logger="service.workers")
     probabilities, _ = _run(scenario())
     assert len(probabilities) == 10
-    said = [record.getMessage() for record in caplog.records]
-    assert any("failed to start" in line for line in said), said
-    assert not any("restarting" in line for line in said), said
+    said = [record.getMessage() for record in caplog.records]  # "failed to start", or
+    assert not any("restarting" in line for line in said), said  # nothing: closed first
     restarts = metrics.registry.get_sample_value(
         "digits_worker_restarts_total", {"reason": "failed_to_start"}
     )
