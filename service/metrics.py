@@ -10,7 +10,7 @@ front end answered the scrape.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,20 +20,16 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client import (
-    GCCollector as _GCCollector,
-)
-from prometheus_client import (
-    PlatformCollector as _PlatformCollector,
-)
-from prometheus_client import (
-    ProcessCollector as _ProcessCollector,
-)
+from prometheus_client import GCCollector as _GCCollector
+from prometheus_client import PlatformCollector as _PlatformCollector
+from prometheus_client import ProcessCollector as _ProcessCollector
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from service.contract import DEFAULT_LABELS, ModelInfo
+from service.errors import NotADigit
 from service.repository.statistics import InferenceStatistics
-from service.workers.protocol import ShadowReport
+from service.workers.protocol import ImageResults, ShadowReport
+from service.workers.results import TensorResults
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Request latency: sub-millisecond answers up to slow uploads.
@@ -96,7 +92,8 @@ class Metrics:
         )
         self.queue_wait = Histogram(
             "digits_queue_wait_seconds",
-            "Time an input waited for its model call, besides its own decoding.",
+            "Time an input waited for its model call, besides its own decoding (a V2 tensor's"
+            " images: one wait).",
             buckets=STEP_BUCKETS,
             registry=self.registry,
         )
@@ -276,18 +273,23 @@ class Metrics:
             for corrected in answers:
                 self.corrections.labels(predicted, corrected)
 
-    def observe_images(
-        self, seconds: Iterable[float], waits: Iterable[float], refused: Collection[int]
+    def observe_answer(
+        self, answer: ImageResults | TensorResults, model: ModelInfo | None, call_size: int
     ) -> None:
-        """A worker's account of a frame's images: each one's decode + normalisation time
-        (refused ones too) and each answered one's wait for its model call."""
+        """A worker's account of a frame: each image's decode + normalisation time (refused
+        ones too) and, for each the model ran on (not_a_digit too), its wait for the call; a
+        V2 tensor's images waited together, so it is one wait."""
+        if isinstance(answer, TensorResults):
+            self.queue_wait.observe(answer.wait_s)
+            return
         observe = self.preprocess_duration.observe
-        for value in seconds:
+        for value in answer.seconds:
             observe(value)
-        observe = self.queue_wait.observe
-        for index, value in enumerate(waits):
-            if index not in refused:
+        observe, errors = self.queue_wait.observe, answer.errors
+        for index, value in enumerate(answer.waits):
+            if index not in errors or isinstance(errors[index], NotADigit):
                 observe(value)
+        self.statistics.inputs(model, call_size, answer.seconds, errors)
 
     def exposition(self) -> bytes:
         return generate_latest(self._exposed)

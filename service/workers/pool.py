@@ -185,10 +185,8 @@ class WorkerPool:
             metrics.inference_duration.observe(head.model_s)
             metrics.statistics.execution(worker.model, head.batch_size, head.model_s)
         answer = decode_reply(request, worker, head, payload)
-        if metrics is not None and isinstance(answer, ImageResults):
-            metrics.observe_images(answer.seconds, answer.waits, answer.errors)
-            statistics = metrics.statistics
-            statistics.inputs(worker.model, worker.call_size, answer.seconds, answer.errors)
+        if metrics is not None and not isinstance(answer, BaseException):
+            metrics.observe_answer(answer, worker.model, worker.call_size)
         if not request.future.done():  # else the caller went away
             if isinstance(answer, BaseException):
                 request.future.set_exception(answer)

@@ -136,6 +136,16 @@ def test_single_refusals_are_counted_too(strict: TestClient) -> None:
     assert value(scrape(strict), "digits_rejected_total", reason="not_a_digit") == before + 1
 
 
+def test_refused_images_count_their_wait_for_the_model(strict: TestClient) -> None:
+    """The model ran on an image it then refused: its wait for the call was left out of
+    digits_queue_wait_seconds, as if it had been refused before (a blank image is)."""
+    before = value(scrape(strict), "digits_queue_wait_seconds_count")
+    refused = strict.post("/predict", content=SEVEN, headers={"Content-Type": "image/png"})
+    assert refused.status_code == 422
+    strict.post("/predict", content=BLANK, headers={"Content-Type": "image/png"})  # no model
+    assert value(scrape(strict), "digits_queue_wait_seconds_count") == before + 1
+
+
 def test_turned_off_every_image_with_ink_gets_a_digit(judged_model: Path) -> None:
     with _client(judged_model, "off") as client:
         for data in (SEVEN, _dash_strip(), _confetti()):
