@@ -1,7 +1,8 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task and a copy per request).
 
-``BodyLimit`` refuses bodies over the limit from Content-Length up front and, for chunked
-or lying clients, by counting ``receive()`` bytes. ``Observability`` gives every response an
+``BodyLimit`` refuses bodies over the limit from Content-Length (when the route asks for the
+body, before any of it is read) and, for chunked or lying clients, by counting ``receive()``
+bytes. ``Observability`` gives every response an
 ``X-Request-ID``, records the request metrics and writes one JSON access-log line.
 ``HeadAsGet`` answers HEAD wherever GET is answered.
 """
@@ -51,22 +52,22 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_body_bytes
+        limit, declared = self.max_body_bytes, -1
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if (declared := declared_length(value)) > limit:
-                    error = PayloadTooLarge.body(limit, declared)
-                    response = error_response(
-                        error.status_code, error.code, error.message, path=scope["path"]
-                    )
-                    response.headers["Connection"] = "close"
-                    await response(scope, receive, send)
-                    return
+                declared = declared_length(value)
                 break
         received = 0
 
         async def counting_receive() -> Message:
             nonlocal received
+            if declared > limit:
+                # Refused when its route reads it, before any of it is read: answered before
+                # routing, a V2 infer's 413 was counted and logged as route "<unmatched>".
+                # The connection closes: the client is still sending what nobody will read.
+                error = PayloadTooLarge.body(limit, declared)
+                error.headers["Connection"] = "close"
+                raise error
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))

@@ -126,6 +126,34 @@ def test_v2_answers_are_counted_as_predictions(client: TestClient) -> None:
     assert added("digits_prediction_confidence_sum") == pytest.approx(3 * rows[digit], rel=1e-5)
 
 
+def test_v2_requests_count_their_wait_and_keep_their_route_when_refused(
+    client: TestClient,
+) -> None:
+    """A V2 request's wait for its model call was in no observation (a V2-only deployment
+    had no queue-wait signal), and one refused 413 from its Content-Length, before routing,
+    was counted as route "<unmatched>", out of every panel and alert on prediction routes."""
+    tensor = {"name": "image", "datatype": "FP32", "shape": [2, 1, 28, 28], "data": [0.5] * 1568}
+    before = scrape(client)
+    assert client.post("/v2/models/tiny/infer", json={"inputs": [tensor]}).status_code == 200
+    oversized = b"0" * (Settings().max_body_bytes + 1)
+    headers = {"Content-Type": "application/json"}
+    for path in ("/v2/models/tiny/infer", "/v2/models/tiny/versions/0.0.1/infer"):
+        assert client.post(path, content=oversized, headers=headers).status_code == 413
+    after = scrape(client)
+    waits = value(after, "digits_queue_wait_seconds_count")
+    assert waits - value(before, "digits_queue_wait_seconds_count") == 1  # waited together
+    for route in (
+        "/v2/models/{model_name}/infer",
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+    ):
+        labels = {"route": route, "method": "POST", "status": "413"}
+        assert value(after, "digits_http_requests_total", **labels) == 1, route
+    assert (
+        value(after, "digits_http_requests_total", route="<unmatched>", method="POST", status="413")
+        == 0
+    )
+
+
 def test_two_apps_in_one_process_have_separate_registries(tiny_onnx: Path) -> None:
     settings = Settings(model_path=tiny_onnx)
     with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
