@@ -68,8 +68,8 @@ def configure_logging(level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    if not any(isinstance(f, DrainOutOfTime) for f in logging.getLogger("uvicorn.error").filters):
-        logging.getLogger("uvicorn.error").addFilter(DrainOutOfTime())
+    if not any(isinstance(f, UvicornLevels) for f in logging.getLogger("uvicorn.error").filters):
+        logging.getLogger("uvicorn.error").addFilter(UvicornLevels())
     # Our middleware writes the access line (with request id and route); uvicorn's is a duplicate.
     logging.getLogger("uvicorn.access").disabled = True
     # Pillow logs at ERROR what it finds wrong in a client's file, as often as a client sends
@@ -77,13 +77,18 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("PIL").setLevel(logging.CRITICAL)
 
 
-class DrainOutOfTime(logging.Filter):
-    """uvicorn logs a drain that ran out of DIGITS_GRACEFUL_SHUTDOWN_SECONDS at ERROR ("Cancel
-    0 running task(s), timeout graceful shutdown exceeded"): the documented end of a drain
-    (what still arrives is answered 503), a WARNING, not a fault to page anyone for."""
+class UvicornLevels(logging.Filter):
+    """Two of uvicorn's lines at the level an operator needs, WARNING: a drain that ran out of
+    DIGITS_GRACEFUL_SHUTDOWN_SECONDS ("Cancel 0 running task(s), timeout graceful shutdown
+    exceeded") is logged at ERROR, though it is the documented end of a drain (what still
+    arrives is answered 503), no fault to page anyone for; and with several front ends, one
+    that died ("Child process [N] died": killed, crashed; uvicorn starts another) at INFO,
+    where a front end crashing again and again went unseen beside the workers' WARNINGs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("Cancel %s running task(s)"):
+        message = str(record.msg)
+        drain = message.startswith("Cancel %s running task(s)")
+        if drain or (message.startswith("Child process [") and message.endswith("] died")):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 

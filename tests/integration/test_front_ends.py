@@ -3,6 +3,7 @@ workers, every scrape adds up all of them, and SIGTERM drains every one."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -123,3 +124,17 @@ def test_a_front_end_that_dies_leaves_nothing_in_flight(tiny_onnx: Path, tmp_pat
             wait_for(lambda: server.log().count(READY_LINE) == 3, server, READY_TIMEOUT_S)
         wait_for(lambda: _in_flight(server) == 0, server, 5.0)
         assert "Traceback" not in server.log()
+
+
+def test_a_front_end_that_dies_is_a_warning(server: RunningService) -> None:
+    """uvicorn logs a front end that died (killed, crashed; it starts another) at INFO, so
+    one crashing again and again went unseen beside the workers' WARNINGs."""
+    commands = descendants(server.process.pid)
+    front_end = next(
+        pid for pid, command in commands.items() if b"multiprocessing.spawn" in command
+    )
+    os.kill(front_end, signal.SIGKILL)
+    line = f"Child process [{front_end}] died"
+    wait_for(lambda: line in server.log(), server, READY_TIMEOUT_S)
+    records = [json.loads(row) for row in server.log().splitlines() if line in row]
+    assert [record["level"] for record in records] == ["WARNING"]
