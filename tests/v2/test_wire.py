@@ -398,6 +398,28 @@ def test_null_parameters_are_none_at_all(http: httpx.Client, where: str) -> None
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.parametrize("where", ["request", "input", "output"])
+@pytest.mark.parametrize("value", [{"a": 1}, [1, 2]])
+def test_a_parameter_must_be_a_string_number_or_boolean(
+    http: httpx.Client, where: str, value: Any
+) -> None:
+    """The protocol's parameter values are strings, numbers and booleans (Triton answers 400
+    for others): an object or a list was taken in silence."""
+    body: dict[str, Any] = _header(data=[0.5] * 784)
+    custom = {"tenant": "a", "priority": 2, "trace": True, "extra": value}
+    if where == "request":
+        body["parameters"] = custom
+    elif where == "input":
+        body["inputs"][0]["parameters"] = custom
+    else:
+        body["outputs"] = [{"name": "probabilities", "parameters": custom}]
+    response = http.post(INFER, json=body)
+    assert response.status_code == 400, response.text
+    assert "'extra' must be a string, number or boolean, got an" in response.json()["error"]
+    del custom["extra"]  # scalars alone are served
+    assert http.post(INFER, json=body).status_code == 200
+
+
 @pytest.mark.parametrize("name", ["binary_data", "classification", "shared_memory_region"])
 def test_a_null_output_parameter_is_not_given(http: httpx.Client, name: str) -> None:
     """binary_data_size: null was taken as not given, binary_data: null was a 400."""

@@ -163,9 +163,18 @@ def _read_request(
 
 
 def _parameters(holder: dict[str, Any], what: str) -> dict[str, Any]:
-    """A ``parameters`` object; null is none at all, as for ``outputs`` and ``id``."""
-    parameters = holder.get("parameters")
-    return {} if parameters is None else _object(parameters, what)
+    """A ``parameters`` object; null is none at all, as for ``outputs`` and ``id``. Its values
+    are the protocol's: a string, a number or a boolean (null: not given), as Triton checks;
+    an object or a list was taken in silence, where Triton answers 400."""
+    given = holder.get("parameters")
+    parameters = {} if given is None else _object(given, what)
+    for name, value in parameters.items():
+        if isinstance(value, dict | list):
+            raise V2Error(
+                f"{what}: {quoted(name)} must be a string, number or boolean, "
+                f"got {json_type(value)}"
+            )
+    return parameters
 
 
 def _given(parameters: dict[str, Any], name: str, default: Any) -> Any:
