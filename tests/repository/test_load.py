@@ -111,6 +111,29 @@ def test_a_load_with_tritons_config_parameter_is_taken(admin: TestClient, files:
     assert predict(admin)["model"]["version"] == "2.0.0"
 
 
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"max_batch_size": 8}, "max_batch_size 8; served: 1024, which a load cannot change"),
+        ({"dynamic_batching": {}}, "dynamic_batching {}; served:"),
+        ({"instance_group": [{"count": 4, "kind": "KIND_GPU"}]}, "'instance_group', which"),
+    ],
+)
+def test_a_config_asking_for_what_a_load_cannot_apply_is_refused(
+    admin: TestClient, files: Files, change: dict[str, Any], fragment: str
+) -> None:
+    """Triton applies a load's 'config'; here the model file and the settings make the
+    configuration, and a config asking for max_batch_size 8 was answered 200 and ignored."""
+    config = {**admin.get("/v2/models/lenet5/config").json(), **change}
+    body = upload_body(files.v2)
+    body["parameters"]["config"] = json.dumps(config)
+    response = admin.post(LOAD, headers=AUTH, json=body)
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["error"]
+    assert predict(admin)["model"]["version"] == "1.0.0"
+    assert admin.get("/v2/models/lenet5/config").json()["max_batch_size"] == 1024
+
+
 def test_a_load_without_a_body_rereads_the_configured_file(
     admin: TestClient, files: Files, model_path: Path
 ) -> None:

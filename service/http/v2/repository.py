@@ -9,7 +9,7 @@ SHA-256 digests, so not even its length leaks) and never logged or echoed.
 A load with no body reloads the file at DIGITS_MODEL_PATH; with
 ``{"parameters": {"file:<version>/model.onnx": "<base64>"}}`` it loads that file (at most
 DIGITS_MAX_MODEL_BYTES; the version its metadata gives it must be the one named); Triton's
-``config`` parameter beside it is checked, not applied.
+``config`` parameter beside it must agree with the served configuration (a load applies none).
 What a load does: service/repository/loader.py. With several front-end processes
 (DIGITS_FRONT_ENDS) a load is refused with the way that reaches them all: SIGHUP to the main
 process.
@@ -35,7 +35,7 @@ from service.http.state import ServiceState, state_of
 from service.http.v2 import openapi
 from service.http.v2.encoding import decode_body
 from service.http.v2.errors import V2Error, documented, unknown_model
-from service.http.v2.metadata import BACKEND, PLATFORM
+from service.http.v2.metadata import model_config
 from service.repository.loader import Addressed, LoadRefused
 from service.settings import base64_length
 
@@ -131,10 +131,12 @@ async def repository_index(request: Request) -> Response:
     return JSONResponse(entries)
 
 
-def _check_config(config: Any, model_name: str) -> None:
-    """Triton's ``config`` parameter (tritonclient sends one with every file): a model
-    configuration as a JSON string. The model's contract comes from its file, so nothing in
-    it is applied; what it says must agree with the file it comes with."""
+def _check_config(config: Any, model_name: str, served: dict[str, Any]) -> None:
+    """Triton's ``config`` parameter: a model configuration as a JSON string. Here the model's
+    contract comes from its file and the rest from the DIGITS_* settings, so a load applies
+    none of it: each field must be one of ``served`` (GET .../config) with its value, or the
+    load is refused (a config asking for max_batch_size 8 was answered 200 and ignored).
+    ``version_policy`` is left to the file, whose metadata names its version."""
     try:
         # surrogatepass: a lone surrogate ("\ud800") fails as JSON, not as a 500 here
         parsed = (
@@ -146,12 +148,24 @@ def _check_config(config: Any, model_name: str) -> None:
         raise V2Error("'config' must be a model configuration: a JSON object in a string")
     if parsed.get("name", model_name) != model_name:
         raise V2Error(f"'config' names model {quoted(parsed['name'])}, not '{model_name}'")
-    for field, served in (("platform", PLATFORM), ("backend", BACKEND)):
-        if parsed.get(field, served) != served:
-            raise V2Error(f"'config' asks for {field} {quoted(parsed[field])}; served: '{served}'")
+    for field, value in parsed.items():
+        if field == "version_policy":
+            continue
+        if field not in served:
+            raise V2Error(
+                f"'config' sets {quoted(field)}, which a load cannot apply: this service's model "
+                f"configuration comes from the model file and its DIGITS_* settings"
+            )
+        if value != served[field]:
+            raise V2Error(
+                f"'config' asks for {field} {quoted(value)}; served: {quoted(served[field])}, "
+                "which a load cannot change (it comes from the model file or a DIGITS_* setting)"
+            )
 
 
-def _uploaded_file(body: Any, limit: int, model_name: str) -> tuple[bytes, str] | None:
+def _uploaded_file(
+    body: Any, limit: int, model_name: str, served: dict[str, Any]
+) -> tuple[bytes, str] | None:
     """The ONNX file a load request carries and the version its parameter names, or None for
     a reload of DIGITS_MODEL_PATH."""
     if body is None:
@@ -163,7 +177,7 @@ def _uploaded_file(body: Any, limit: int, model_name: str) -> tuple[bytes, str] 
     if unknown:
         raise V2Error(f"unknown field(s) {unknown}; expected only 'parameters'")
     if "config" in parameters:
-        _check_config(parameters["config"], model_name)
+        _check_config(parameters["config"], model_name, served)
     # Each file parameter's name and the version it names.
     files = {name: match.group(1) for name in parameters if (match := _FILE_PARAMETER.match(name))}
     others = sorted(set(parameters) - {*files, "config"})
@@ -201,7 +215,7 @@ def _uploaded_file(body: Any, limit: int, model_name: str) -> tuple[bytes, str] 
 async def load_model(request: Request, model_name: str) -> Response:
     try:
         state = _authorise(request)
-        assert state.model is not None and state.loader is not None
+        assert state.model is not None and state.loader is not None and state.v2_model is not None
         if model_name != state.model.name:
             raise unknown_model(model_name, state.model.name)
     except V2Error as exc:
@@ -211,7 +225,8 @@ async def load_model(request: Request, model_name: str) -> Response:
             raise V2Error(_ONE_FRONT_END.format(state.settings.front_ends))
         body = await _json_body(request)
         limit = state.settings.max_model_bytes
-        upload = await asyncio.to_thread(_uploaded_file, body, limit, model_name)
+        served = model_config(state.v2_model)
+        upload = await asyncio.to_thread(_uploaded_file, body, limit, model_name, served)
     except V2Error as exc:  # a load refused all the same: counted, and in the index
         state.loader.refused(f"the request: {exc.message}")
         return _error(exc)
