@@ -26,7 +26,7 @@ def read_header(data: bytes, allowed_formats: Collection[str], max_pixels: int) 
     except Image.DecompressionBombError as exc:  # over Pillow's own, far higher limit
         raise ImageTooLarge(f"{_bomb_size(exc)}; the limit is {max_pixels} pixels") from exc
     except UnidentifiedImageError as exc:
-        other = _identify_elsewhere(data)
+        other = _identify_elsewhere(data) or _named_by_signature(data)
         if other:
             raise UnsupportedMediaType(
                 f"image format {other} is not accepted; send one of {', '.join(allowed)}"
@@ -60,3 +60,26 @@ def _identify_elsewhere(data: bytes) -> str | None:
             return image.format
     except Exception:  # anything unreadable is simply not an image
         return None
+
+
+# ISO base media files (HEIF, AVIF) name their kind in the "ftyp" box's brand, bytes 8-12.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_SNIFFED_BYTES = 1024  # where an SVG's root element is found, after its XML declaration
+
+
+def _named_by_signature(data: bytes) -> str | None:
+    """A format Pillow cannot open at all, named by its first bytes, so its sender learns what
+    was sent (an iPhone's photo is HEIC by default) instead of "cannot identify an image"."""
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in _HEIF_BRANDS:
+            return "HEIC/HEIF (an iPhone's photo format)"
+        if brand in _AVIF_BRANDS:
+            return "AVIF"
+    head = data[:_SNIFFED_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"%PDF-"):
+        return "PDF"
+    if head.startswith(b"<") and b"<svg" in head.lower():
+        return "SVG"
+    return None

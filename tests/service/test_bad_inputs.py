@@ -148,11 +148,34 @@ CORPUS = [
         400,
         "invalid_image",
     ),
-    (
+    (  # named by its first bytes: "cannot identify an image" told its sender nothing
         "pdf as image",
         {"content": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n", "headers": RAW},
-        400,
-        "invalid_image",
+        415,
+        "unsupported_media_type",
+    ),
+    (  # an iPhone's photo; a 400 invalid_image said the file was broken
+        "heic as image",
+        {
+            "content": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\0" * 64,
+            "headers": RAW,
+        },
+        415,
+        "unsupported_media_type",
+    ),
+    (  # in a form field the part's type is not read: 400 invalid_image, 415 sent raw
+        "svg in a form",
+        {
+            "files": {
+                "file": (
+                    "d.svg",
+                    b"<?xml version='1.0'?>\n<svg xmlns='http://www.w3.org/2000/svg'/>",
+                    "image/svg+xml",
+                )
+            }
+        },
+        415,
+        "unsupported_media_type",
     ),
     (
         "bad json",
