@@ -36,6 +36,11 @@ BOOT = (
 # Set before numpy loads: the pool is the parallelism, and a BLAS thread per core in every
 # worker made them several times slower (docs/performance.md).
 _SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# A frame's bytes count as work too, an image for every so many: a large upload is seconds of
+# decoding in one image, and three 40-megapixel PNGs sent together all went to one worker
+# (counted as three images, under the overflow worker's backlog) while the other stood idle.
+# A digit's PNG adds nothing, a V2 tensor 0.4 an image; a 320 KB PNG adds 40, a 2 MB photo 256.
+LOAD_UNIT_BYTES = 8192
 
 
 @dataclass(slots=True)
@@ -56,6 +61,7 @@ class Pending:
     # killed under again is blamed (service/workers/supervisor.py).
     killed_under: set[int] = field(default_factory=set)
     created: float = field(default_factory=time.monotonic)  # how long it has waited, from here
+    load: int = 0  # what it adds to its worker's load while tracked (WorkerConnection.track)
 
 
 class Listener(Protocol):
@@ -83,7 +89,7 @@ class WorkerConnection(asyncio.Protocol):
         self.slot = slot
         self.spawned_at = time.monotonic()
         self.outstanding: dict[int, Pending] = {}  # insertion order = the worker's order
-        self.images = 0  # images outstanding: the load the pool balances
+        self.images = 0  # the load the pool balances: images outstanding, and their bytes
         self.ready = False
         self.retired = False
         self.model: ModelInfo | None = None  # what it opened: the answers' model
@@ -103,14 +109,16 @@ class WorkerConnection(asyncio.Protocol):
             self._stderr = loop.create_task(loop.connect_read_pipe(lambda: relay, process.stderr))
 
     def track(self, request: Pending) -> None:
-        """Count ``request`` as this worker's (its frame is written by the caller)."""
+        """Count ``request`` as this worker's (its frame is written by the caller): its images,
+        and an image more for every LOAD_UNIT_BYTES of its frame."""
         self.outstanding[request.request_id] = request
-        self.images += request.count
+        request.load = request.count + len(request.frame) // LOAD_UNIT_BYTES
+        self.images += request.load
 
     def untrack(self, request_id: int) -> Pending | None:
         request = self.outstanding.pop(request_id, None)
         if request is not None:
-            self.images -= request.count
+            self.images -= request.load
         return request
 
     def write(self, data: bytes) -> None:

@@ -261,6 +261,29 @@ def test_the_overflow_worker_takes_images_only_behind_a_backlog(
     assert len(_run(scenario())) == workers_used
 
 
+@pytest.mark.parametrize(("size", "workers_used"), [(1, 1), (320_000, 2)])
+def test_large_uploads_arriving_together_reach_the_overflow_worker(
+    make_pool: Any, size: int, workers_used: int
+) -> None:
+    """Three 40-megapixel PNGs (320 KB each) sent together all went to the first worker,
+    counted as three images under the backlog of 32, while the overflow worker stood idle:
+    the last one waited 9 s. A frame's bytes count as work too."""
+
+    async def scenario() -> set[int]:
+        pool = make_pool(
+            steps=f"{__name__}:worker_pid", overflow_backlog_images=32, overflow_wait_seconds=60
+        )
+        await pool.start()
+        try:
+            futures = [pool.classify(b"x" * size, True) for _ in range(3)]
+            answers = [await _one(future) for future in futures]
+            return {bytes(_read_levels(png, 4)) for _, png in answers}  # type: ignore[misc]
+        finally:
+            pool.close()
+
+    assert len(_run(scenario())) == workers_used
+
+
 @pytest.mark.parametrize(("wait_s", "overflow_first"), [(0.05, True), (60.0, False)])
 def test_the_overflow_worker_takes_images_behind_a_frame_that_waited(
     make_pool: Any, tmp_path: Path, wait_s: float, overflow_first: bool
