@@ -2,15 +2,13 @@
 the ones that die or hang, and stops them on shutdown, or once a newer generation of workers
 serves (``retire``: service/workers/generations.py).
 
-An image past ``timeout_seconds`` (the progress slot says which and since when), or one under
-which its worker crashed (a segfault, an abort), fails as ``invalid_image``; the worker is
-replaced and its other inputs are sent again, once. A worker killed from outside (SIGKILL from
-an operator or the OOM killer) blames no image at once: the one it was decoding is sent again
-too, and fails as ``invalid_image`` only if it takes a second worker with it
-(service/workers/exits.py tells the two apart). A worker that dies before it is ready (a
-broken install, an unloadable model) fails its inputs with 503 and is restarted only after
-``RESTART_BACKOFF_S``. Workers ignore SIGINT/SIGTERM (the server drains, then stops them) and
-exit when their socket closes, so a killed server leaves no orphans.
+An image past ``timeout_seconds`` of its worker's CPU (hangs.py), or one its worker crashed
+under (a segfault, an abort), fails as ``invalid_image``; the worker is replaced, its other
+inputs sent again, once. One killed from outside (SIGKILL: an operator, the OOM killer) blames
+no image at once: its image is sent again, and fails only if it takes a second worker with it
+(exits.py). A worker that dies before it is ready fails its inputs with 503 and is restarted
+after ``RESTART_BACKOFF_S``. Workers ignore SIGINT/SIGTERM (the server drains, then stops
+them) and exit when their socket closes, so a killed server leaves no orphans.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from service.contract import ModelInfo, ModelLoadError
 from service.errors import InvalidImage, NotReady, ServiceError
 from service.workers.connection import Pending, WorkerConnection, spawn
 from service.workers.exits import crashed, describe, exit_status
+from service.workers.hangs import HangWatch
 from service.workers.pinned import Pinned
 from service.workers.progress import IDLE
 from service.workers.protocol import ReplyHead
@@ -67,6 +66,7 @@ class Supervisor:
         self.config = config
         self._pinned = Pinned(config["model"])  # a cleaner of /tmp may remove the model
         self._timeout = timeout_seconds
+        self._hangs = HangWatch(timeout_seconds)
         self._retired: list[subprocess.Popen[bytes]] = []
         self._connecting: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -284,7 +284,7 @@ class Supervisor:
                     self._replace(worker, None)
                 continue
             progress = worker.slot.read()
-            if progress.since == IDLE or now - progress.since <= timeout:
+            if not self._hangs.overdue(worker, progress, now):  # by its CPU (hangs.py)
                 continue
             logger.warning("worker %s timed out on an image; restarting", worker.process.pid)
             self._dispatcher.replaced("hung", now - progress.since)

@@ -42,6 +42,7 @@ FORMATS = frozenset({"PNG", "JPEG"})
 MAX_PIXELS = 10_000_000
 SLEEP = b"SLEEP"  # images starting with this make the test worker sleep...
 SPIN = b"SPIN"  # ...or spin forever
+CRAWL = b"CRAWL"  # ...or, for SLEEP_S, work a quarter of the time: a worker starved of CPU
 SLEEP_S = 1.0
 STARTED = b"@"  # SLEEP + STARTED + a path: the worker writes its pid there as it starts to sleep
 START_TIMEOUT_S = 30.0
@@ -61,6 +62,13 @@ def slow_or_real(data: bytes, *, allowed_formats: Collection[str], max_pixels: i
     elif data.startswith(SPIN):
         while True:
             pass
+    elif data.startswith(CRAWL):
+        end = time.monotonic() + SLEEP_S
+        while time.monotonic() < end:
+            busy_until = time.thread_time() + 0.01
+            while time.thread_time() < busy_until:
+                pass
+            time.sleep(0.03)
     else:
         steps = preprocess_steps(data, allowed_formats=allowed_formats, max_pixels=max_pixels)
         return (yield from steps)
@@ -490,6 +498,49 @@ def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving(make_pool
     while not _gone(stuck) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert _gone(stuck)
+
+
+def test_an_image_starved_of_cpu_is_not_taken_for_one_that_hangs(make_pool: Any) -> None:
+    """On a machine short of CPU a valid 40-megapixel image took its worker past the timeout
+    by the clock while using far less CPU: answered 400 invalid_image, its worker killed. A
+    worker past the timeout by the clock but not by its CPU, its CPU time still moving, is
+    left to finish (here working a quarter of the time for twice the timeout)."""
+    timeout = SLEEP_S / 2
+
+    async def scenario() -> tuple[wire.ImageResults, list[int], list[int]]:
+        pool = make_pool(workers=1, timeout_seconds=timeout)
+        await pool.start()
+        try:
+            before = pool.pids
+            results = await asyncio.wait_for(pool.classify(CRAWL), 30 * timeout)
+            return results, before, pool.pids
+        finally:
+            pool.close()
+
+    results, before, after = _run(scenario())
+    assert not results.errors, results.errors  # answered, not "longer than ... to decode"
+    assert before == after  # and its worker kept
+
+
+def test_a_worker_whose_cpu_stands_still_past_the_timeout_is_replaced(make_pool: Any) -> None:
+    """Stopped or blocked (here asleep), a worker uses no CPU: judged by its CPU alone it
+    would never reach the timeout, so a whole timeout without CPU replaces it."""
+    timeout = SLEEP_S / 4
+
+    async def scenario() -> tuple[BaseException | None, list[int], list[int]]:
+        pool = make_pool(workers=1, timeout_seconds=timeout)
+        await pool.start()
+        try:
+            before = pool.pids
+            answer = asyncio.wait_for(_one(pool.classify(SLEEP + b"x")), 30 * timeout)
+            error = (await asyncio.gather(answer, return_exceptions=True))[0]
+            return error, before, pool.pids
+        finally:
+            pool.close()
+
+    error, before, after = _run(scenario())
+    assert isinstance(error, ServiceError) and error.code == "invalid_image", error
+    assert before != after
 
 
 def test_an_image_that_hangs_its_worker_fails_alone_in_its_frame(make_pool: Any) -> None:
