@@ -10,11 +10,25 @@ body that would take the count past it is refused as it arrives (503 ``overloade
 Retry-After, the connection closed): the budget counts bytes received, not declared, so a
 client that declares 10 MB and trickles it holds only what it sent. A request alone in the
 count is never refused, so any body within DIGITS_MAX_BODY_BYTES can be served.
+
+A client could hold the budget cheaply: a few bodies sent fast to 10 MB, then a byte every few
+seconds, keep their average rate above DIGITS_BODY_MIN_BYTES_PER_SECOND for minutes and every
+other upload out. So before a body is refused, the bodies that hold bytes and have not moved
+for STALLED_S are cut (408, as a body too slow is) to make room for it, as the connection
+cap makes room by closing the connections waiting longest: a body still arriving keeps its
+place; one that stopped gives it up only when another needs it.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Iterable
+from typing import Protocol
+
+from service.errors import RequestTimeout, ServiceError
+
+STALLED_S = 1.0  # a body that has not moved for this long gives way to one arriving
 
 
 class BodyBudget:
@@ -32,10 +46,22 @@ class Holding:
     def __init__(self, budget: BodyBudget) -> None:
         self.budget = budget
         self.requests: deque[int] = deque()
+        self.receiving = False  # the newest request's body is still arriving
+        self.moved = 0.0  # when it last did (monotonic)
 
     def begin(self) -> None:
         """A request's head is in; its body is counted from here."""
         self.requests.append(0)
+        self.receiving, self.moved = True, time.monotonic()
+
+    def done(self) -> None:
+        """The newest request's body is whole."""
+        self.receiving = False
+
+    def stalled(self, now: float) -> bool:
+        """Whether a body still arriving holds bytes and has not moved for STALLED_S."""
+        held = bool(self.requests) and self.requests[-1] > 0
+        return self.receiving and held and now - self.moved > STALLED_S
 
     def take(self, size: int) -> bool:
         """Count ``size`` more bytes of the newest request's body; False when that would take
@@ -48,6 +74,7 @@ class Holding:
             return False
         requests[-1] += size
         budget.held += size
+        self.moved = time.monotonic()
         return True
 
     def answered(self) -> None:
@@ -60,9 +87,37 @@ class Holding:
         self.budget.held -= sum(self.requests)
         self.requests.clear()
 
+    def make_room(self, connections: Iterable[Holder]) -> list[Holder]:
+        """Cut the bodies of ``connections`` that have stalled (not this one's), freeing their
+        bytes; those cut."""
+        now = time.monotonic()
+        stalled = [c for c in connections if c.holding is not self and c.holding.stalled(now)]
+        for connection in stalled:
+            connection.cut_short(RequestTimeout(STALLED_MESSAGE))
+        # One still owing answers to requests before the stalled one is left alone.
+        return [connection for connection in stalled if not connection.holding.requests]
+
     def refusal(self, size: int) -> str:
         """Why a ``size``-byte read was refused, for the client."""
         return (
             f"the server holds {self.budget.held} bytes of request bodies, and {size} more "
             f"would take it past its limit of {self.budget.limit}; retry later"
         )
+
+
+STALLED_MESSAGE = (
+    f"the request body stopped arriving for over {STALLED_S:g} s while other bodies needed "
+    "the server's room for request bodies; retry"
+)
+
+
+class Holder(Protocol):
+    """A connection with a share of the budget (service/http/connections.py)."""
+
+    holding: Holding
+
+    @property
+    def client(self) -> tuple[str, int] | None: ...
+
+    def cut_short(self, error: ServiceError) -> None:
+        """Refuse the request whose body is arriving with ``error``, and close."""

@@ -21,7 +21,7 @@ from typing import Any
 import httptools
 
 from service.errors import Overloaded, ServiceError
-from service.http.body_budget import BodyBudget, Holding
+from service.http.body_budget import STALLED_MESSAGE, BodyBudget, Holding
 from service.http.coalescing import HeldHead
 from service.http.guard import (
     APP,
@@ -217,10 +217,12 @@ class GuardedProtocol(RefusingProtocol):
         if self.stopped:
             return
         if not self.holding.take(len(body)):  # service/http/body_budget.py
-            assert self.guard is not None  # only a guard's budget refuses
-            error = Overloaded(self.holding.refusal(len(body)), self.guard.limits.retry_after_s)
-            self._refuse_counted("bodies_in_flight", error)
-            return
+            guard = self.guard
+            assert guard is not None  # only a guard's budget refuses
+            if not (self._room_made(guard) and self.holding.take(len(body))):
+                error = Overloaded(self.holding.refusal(len(body)), guard.limits.retry_after_s)
+                self._refuse_counted("bodies_in_flight", error)
+                return
         self.body_bytes += len(body)
         self.body_at = time.monotonic()
         cycle = self.cycle
@@ -229,12 +231,20 @@ class GuardedProtocol(RefusingProtocol):
             return
         super().on_body(body)
 
+    def _room_made(self, guard: ConnectionGuard) -> bool:
+        """Bodies stalled for a second cut (408) to make room for this one; whether any was."""
+        cut = self.holding.make_room(guard.connections)
+        for connection in cut:
+            guard.refused("slow_request", connection.client, STALLED_MESSAGE)
+        return bool(cut)
+
     def on_chunk_header(self) -> None:
         self.chunks += 1
 
     def on_message_complete(self) -> None:
         if self.stopped or self.parser.should_upgrade():  # the offer's message ends at its head
             return
+        self.holding.done()
         cycle = self.cycle
         if cycle.response_complete:  # answered before its body was in: the connection is free
             self._enter(IDLE)

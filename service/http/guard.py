@@ -34,7 +34,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from service.errors import Overloaded, PayloadTooLarge, ServiceError
-from service.http.body_budget import BodyBudget
+from service.http.body_budget import BodyBudget, Holding
 from service.http.unread import Unread
 from service.http.v2.errors import error_body
 from service.logs import Throttled, request_id
@@ -91,6 +91,7 @@ class Guarded(Protocol):
     spoke: bool  # has the client sent anything at all
     body_bytes: int
     body_at: float  # when the body last made progress (or began)
+    holding: Holding  # its bodies' share of the process's budget (body_budget.py)
 
     @property
     def client(self) -> tuple[str, int] | None: ...

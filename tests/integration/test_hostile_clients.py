@@ -10,6 +10,7 @@ import select
 import socket
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -1170,19 +1171,20 @@ def test_bodies_past_the_processs_budget_are_refused_while_others_are_held(
         head = _request_head(900_000).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
         holder.sendall(head + b"x" * 800_000)  # on the direct lane
         time.sleep(0.5)  # read by the server before the next one comes
-        with _connect(server) as late:  # chunked: the ASGI path
-            late.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n"
-            )
-            _send_until_answered(late, b"%x\r\n%s\r\n" % (50_000, b"y" * 50_000))
-            answer = _read_all(late)
+        moving = threading.Event()
+        trickle = threading.Thread(target=_keep_moving, args=(holder, moving, 50_000))
+        trickle.start()  # still arriving: it keeps its place (a stalled one would give it up)
+        try:
+            answer = _chunked_upload(server, 50_000)  # chunked: the ASGI path
+        finally:
+            moving.set()
+            trickle.join()
         status, body = _status_and_body(answer)
         assert status == 503 and body["error"]["code"] == "overloaded", body
         assert f"past its limit of {budget}" in body["error"]["message"]
         assert b"\r\nretry-after: " in answer.lower()
         assert _rejected(server, "bodies_in_flight") == 1
-        holder.sendall(b"x" * 100_000)  # the held request is whole: answered, not refused
+        holder.sendall(b"x" * (100_000 - _TRICKLED[0]))  # whole: answered, not refused
         assert _status_and_body(_read_all(holder))[0] == 400
         alone = httpx.post(
             f"{server.url}/predict",
@@ -1191,4 +1193,45 @@ def test_bodies_past_the_processs_budget_are_refused_while_others_are_held(
             timeout=10,
         )
         assert alone.status_code != 503, alone.text
+        _predict_works(server)
+
+
+_TRICKLED = [0]  # bytes _keep_moving sent
+
+
+def _keep_moving(sock: socket.socket, stop: threading.Event, most: int) -> None:
+    """A body still arriving: 1 KB every 0.1 s until ``stop`` (at most ``most`` bytes)."""
+    _TRICKLED[0] = 0
+    while not stop.wait(0.1) and _TRICKLED[0] + 1000 <= most:
+        sock.sendall(b"x" * 1000)
+        _TRICKLED[0] += 1000
+
+
+def _chunked_upload(server: RunningService, chunk: int) -> bytes:
+    """A chunked upload to /predict, chunks of ``chunk`` bytes until the server answers."""
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        _send_until_answered(sock, b"%x\r\n%s\r\n" % (chunk, b"y" * chunk))
+        return _read_all(sock)
+
+
+def test_a_stalled_body_gives_its_place_in_the_budget_to_one_arriving(tiny_onnx: Path) -> None:
+    """Bodies sent fast to 10 MB, then a byte every few seconds, kept their average rate up
+    for minutes and held the budget: every other upload was refused. A body that has not
+    moved for a second is cut (408) when another needs its room."""
+    env = {**tiny_model_env(tiny_onnx), "DIGITS_MAX_BODY_BYTES_IN_FLIGHT": "1000000"}
+    with running_service(env) as server, _connect(server) as holder:
+        holder.sendall(_request_head(900_000) + b"x" * 800_000)
+        time.sleep(1.5)  # and then nothing
+        before = _rejected(server, "slow_request")
+        status, _ = _status_and_body(_chunked_upload(server, 50_000))
+        assert status == 413  # served: over the 10 MiB body limit, not refused for room
+        stalled, body = _status_and_body(_read_all(holder))
+        assert stalled == 408 and body["error"]["code"] == "request_timeout", body
+        assert "stopped arriving" in body["error"]["message"]
+        assert _rejected(server, "slow_request") == before + 1
+        assert _rejected(server, "bodies_in_flight") == 0
         _predict_works(server)
