@@ -384,17 +384,23 @@ def test_an_error_quotes_a_huge_value_short(http: httpx.Client) -> None:
     assert "must have shape [N, 1, 28, 28], got [1, 1, 1" in error and len(error) < 300
 
 
+def _with_parameters(where: str, parameters: Any) -> dict[str, Any]:
+    """An infer request of one image with ``parameters`` at the request, its input or its
+    output."""
+    body: dict[str, Any] = _header(data=[0.5] * 784)
+    if where == "request":
+        body["parameters"] = parameters
+    elif where == "input":
+        body["inputs"][0]["parameters"] = parameters
+    else:
+        body["outputs"] = [{"name": "probabilities", "parameters": parameters}]
+    return body
+
+
 @pytest.mark.parametrize("where", ["request", "input", "output"])
 def test_null_parameters_are_none_at_all(http: httpx.Client, where: str) -> None:
     """A null "parameters" was a 400 while a null "outputs" or "id" was taken as absent."""
-    body: dict[str, Any] = _header(data=[0.5] * 784)
-    if where == "request":
-        body["parameters"] = None
-    elif where == "input":
-        body["inputs"][0]["parameters"] = None
-    else:
-        body["outputs"] = [{"name": "probabilities", "parameters": None}]
-    response = http.post(INFER, json=body)
+    response = http.post(INFER, json=_with_parameters(where, None))
     assert response.status_code == 200, response.text
 
 
@@ -405,14 +411,8 @@ def test_a_parameter_must_be_a_string_number_or_boolean(
 ) -> None:
     """The protocol's parameter values are strings, numbers and booleans (Triton answers 400
     for others): an object or a list was taken in silence."""
-    body: dict[str, Any] = _header(data=[0.5] * 784)
     custom = {"tenant": "a", "priority": 2, "trace": True, "extra": value}
-    if where == "request":
-        body["parameters"] = custom
-    elif where == "input":
-        body["inputs"][0]["parameters"] = custom
-    else:
-        body["outputs"] = [{"name": "probabilities", "parameters": custom}]
+    body = _with_parameters(where, custom)
     response = http.post(INFER, json=body)
     assert response.status_code == 400, response.text
     assert "'extra' must be a string, number or boolean, got an" in response.json()["error"]
