@@ -13,14 +13,17 @@ the model gets (the pipeline's output is untouched), and say what the fit hid:
   closes at most two, an 8;
 - stacked: rows of paper across the whole ink split it into two tall parts, one above the
   other (two digits written one under the other, a fraction): the model, which learnt side
-  by side pairs as non-digits, read 66 of 100 such pairs as one digit.
+  by side pairs as non-digits, read 66 of 100 such pairs as one digit;
+- in a row: pieces of ink at least half the ink's height, each wholly right of the one before
+  (a number written as one image): the model refuses most such pairs, but read a handwritten
+  "10" as 0 at 0.67-0.84, its 1 a thin bar beside a round digit.
 
 The limits sit beyond the extremes of MNIST's 70 000 digits (measured on the 28x28 images:
 widest 2.5, most pieces 4, fullest box 0.87 among boxes not thinner than a bar, most holes 4
 where sloppy strokes cross), so what the model answers for real digits is what it answered
 before; "stacked" alone refuses some: 5 of the 70 000 (a 5's flag or a 3's lower stroke
-written far apart; docs/performance.md, "Two digits one above the other").
-``characters_in_a_row`` is no signal: it only words a refusal (a number sent whole).
+written far apart; docs/performance.md, "Two digits one above the other"), and "in a row"
+15 (a loop or stem written apart; "Several digits in one image").
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class Shape:
     fill: float  # ink pixels / box pixels
     holes: int  # pieces of paper the ink encloses
     stacked: bool = False  # two tall parts of ink, one above the other, paper between
+    in_a_row: int = 1  # characters side by side (characters_in_a_row)
 
     def oddity(self) -> str | None:
         """Why no digit looks like this, in words, or None when nothing is odd."""
@@ -63,7 +67,12 @@ class Shape:
             return f"its ink closes {self.holes} loops"
         if self.stacked:
             return "its ink is in two parts, one above the other"
+        if self.in_a_row > 1:
+            return self.row_words()
         return None
+
+    def row_words(self) -> str:
+        return f"it looks like {self.in_a_row} characters side by side"
 
 
 def measure_shape(pixels: np.ndarray) -> Shape:
@@ -85,7 +94,8 @@ def measure_shape(pixels: np.ndarray) -> Shape:
         pieces = int(np.count_nonzero(areas[1:] >= MIN_PIECE_PIXELS))
     fill = inked / (width * height)
     stacked = count > 2 and _stacked(ink)
-    return Shape(width / height, pieces, fill, _holes(ink), stacked)
+    in_a_row = characters_in_a_row(pixels) if count > 2 else 1
+    return Shape(width / height, pieces, fill, _holes(ink), stacked, in_a_row)
 
 
 def _stacked(ink: np.ndarray) -> bool:
@@ -114,11 +124,10 @@ def _holes(ink: np.ndarray) -> int:
 
 
 def characters_in_a_row(pixels: np.ndarray) -> int:
-    """How many characters a refused image holds side by side: its pieces of ink at least
-    half the ink's height, when each lies wholly to the right of the one before (a number
-    sent as one image). 1 when they are not in a row. Asked only once an image is refused, to
-    tell its sender what to change; a digit's own detached parts overlap across (a 5's flag)
-    or are short (docs/performance.md, "Several digits in one image")."""
+    """How many characters an image holds side by side: its pieces of ink at least half the
+    ink's height, when each lies wholly to the right of the one before (a number sent as one
+    image). 1 when they are not in a row; a digit's own detached parts overlap across (a 5's
+    flag) or are short (docs/performance.md, "Several digits in one image")."""
     ink = np.greater(pixels, INK).view(np.uint8)
     count, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     if count <= 2:

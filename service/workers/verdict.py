@@ -14,13 +14,14 @@ import numpy as np
 
 from service.contract import SIDE, RejectRule
 from service.errors import NotADigit
-from service.imaging.shape import characters_in_a_row, measure_shape
+from service.imaging.shape import Shape, measure_shape
 
 NOT_A_DIGIT = "That doesn't look like a digit"
 # What a low score means, in words for the person who sent the image, true of every rule and
 # threshold (DIGITS_NOT_A_DIGIT_THRESHOLD may be raised far above the model's); the score and
 # its threshold follow in brackets for whoever tunes them.
 UNSURE = "the model is not sure enough that this is a digit at all"
+ROW_ADVICE = ": send one digit per image"  # after a refusal that found a number sent whole
 DECIMALS = (3, 4, 5, 6)  # a score and its threshold are shown apart: 0.0021 under 0.0024
 
 
@@ -51,7 +52,8 @@ def refusal(
         return None
     image = pixels.reshape(SIDE, SIDE)
     # The shape first: when both refuse, its reason is the one a person understands.
-    odd = measure_shape(image).oddity()
+    shape = measure_shape(image)
+    odd = shape.oddity()
     if odd is None and score >= reject.threshold:
         return None
     guess = _guess(labels, probabilities)
@@ -63,7 +65,7 @@ def refusal(
             f"{guess}, but {UNSURE} ({reject.rule.replace('_', ' ')} {shown}, under the "
             f"{needed} a digit needs)"
         )
-    return NotADigit(f"{NOT_A_DIGIT}: {reason}{_row_hint(image)}.")
+    return NotADigit(f"{NOT_A_DIGIT}: {reason}{_row_hint(shape, odd)}.")
 
 
 def _apart(score: float, threshold: float) -> tuple[str, str]:
@@ -76,12 +78,13 @@ def _apart(score: float, threshold: float) -> tuple[str, str]:
     return shown, needed
 
 
-def _row_hint(image: np.ndarray) -> str:
-    """What to do about a number: several digits sent as one image, which the sender can fix."""
-    characters = characters_in_a_row(image)
-    if characters < 2:
+def _row_hint(shape: Shape, odd: str | None) -> str:
+    """What to do about a number: several digits sent as one image, which the sender can fix
+    (said once: the shape's oddity may already be that it is one)."""
+    if shape.in_a_row < 2:
         return ""
-    return f"; it looks like {characters} characters side by side: send one digit per image"
+    words = shape.row_words()
+    return ROW_ADVICE if odd == words else f"; {words}{ROW_ADVICE}"
 
 
 def _guess(labels: Sequence[str], probabilities: np.ndarray) -> str:
