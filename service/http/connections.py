@@ -21,7 +21,7 @@ from typing import Any
 import httptools
 
 from service.errors import Overloaded, ServiceError
-from service.http.body_budget import STALLED_MESSAGE, BodyBudget, Holding
+from service.http.body_budget import BodyBudget, Holding
 from service.http.coalescing import HeldHead
 from service.http.guard import (
     APP,
@@ -235,7 +235,7 @@ class GuardedProtocol(RefusingProtocol):
         """Bodies stalled for a second cut (408) to make room for this one; whether any was."""
         cut = self.holding.make_room(guard.connections)
         for connection in cut:
-            guard.refused("slow_request", connection.client, STALLED_MESSAGE)
+            guard.refused("slow_request", connection.client, guard.bodies.stalled_message())
         return bool(cut)
 
     def on_chunk_header(self) -> None:

@@ -34,7 +34,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from service.errors import Overloaded, PayloadTooLarge, ServiceError
-from service.http.body_budget import BodyBudget, Holding
+from service.http.body_budget import BodyBudget, Holder
 from service.http.unread import Unread
 from service.http.v2.errors import error_body
 from service.logs import Throttled, request_id
@@ -81,8 +81,9 @@ class ConnectionLimits:
 HEAD, BODY, APP, IDLE = "head", "body", "app", "idle"
 
 
-class Guarded(Protocol):
-    """A connection under the guard (service/http/connections.py's GuardedProtocol)."""
+class Guarded(Holder, Protocol):
+    """A connection under the guard (service/http/connections.py's GuardedProtocol); as a
+    Holder, it has a share of the body budget (body_budget.py)."""
 
     transport: asyncio.Transport
     unread: Unread
@@ -91,16 +92,10 @@ class Guarded(Protocol):
     spoke: bool  # has the client sent anything at all
     body_bytes: int
     body_at: float  # when the body last made progress (or began)
-    holding: Holding  # its bodies' share of the process's budget (body_budget.py)
-
-    @property
-    def client(self) -> tuple[str, int] | None: ...
 
     def check_deadline(self, now: float, limits: ConnectionLimits) -> None: ...
 
     def waiting_for_request(self) -> bool: ...
-
-    def cut_short(self, error: ServiceError) -> None: ...
 
     def give_way(self, error: ServiceError) -> None: ...
 
@@ -112,7 +107,7 @@ class ConnectionGuard:
         self.limits = limits
         self.metrics = metrics
         self.connections: set[Guarded] = set()
-        self.bodies = BodyBudget(limits.max_body_bytes_in_flight)
+        self.bodies = BodyBudget(limits.max_body_bytes_in_flight, limits.min_body_rate)
         # Closed to make room and not yet gone: uvicorn counts them until their
         # connection_lost, which comes after every connection accepted with the new one.
         self.making_room: set[Guarded] = set()
