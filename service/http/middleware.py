@@ -65,9 +65,7 @@ class BodyLimit:
                 # Refused when its route reads it, before any of it is read: answered before
                 # routing, a V2 infer's 413 was counted and logged as route "<unmatched>".
                 # The connection closes: the client is still sending what nobody will read.
-                error = PayloadTooLarge.body(limit, declared)
-                error.headers["Connection"] = "close"
-                raise error
+                raise PayloadTooLarge.body(limit, declared)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
@@ -76,7 +74,19 @@ class BodyLimit:
                     raise PayloadTooLarge.body(limit)
             return message
 
-        await self.app(scope, counting_receive, send)
+        if declared <= limit:
+            await self.app(scope, counting_receive, send)
+            return
+
+        async def closing_send(message: Message) -> None:
+            # Whatever answers it (its route's 413, a 404 or 405 that never reads it), the
+            # connection closes: the client is still sending what nobody will read.
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ()) if k != b"connection"]
+                message["headers"] = [*headers, (b"connection", b"close")]
+            await send(message)
+
+        await self.app(scope, counting_receive, closing_send)
 
 
 class Observability:

@@ -1286,3 +1286,24 @@ def test_a_body_queued_behind_answers_is_never_cut_for_room(tiny_onnx: Path) -> 
         statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", _read_all(pipelined))]
         assert statuses == [200] * 6 + [400], statuses  # the POST answered, as itself
         _predict_works(server)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/no-such-path", "/v2/models/lenet5/infer"])
+def test_a_body_declared_over_the_limit_closes_the_connection_whatever_answers(
+    server: RunningService, path: str
+) -> None:
+    """Refused when its route reads it, such a body went unrefused on a route that never does
+    (a 405, a 404): the answer kept the connection open, and the server read and dropped the
+    declared 50 MB (a review)."""
+    with _connect(server) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 50000000\r\n\r\n".encode()
+            + b"0" * 1000
+        )
+        started = time.monotonic()
+        answer = _read_all(sock)  # until the server closes
+    head = answer.partition(b"\r\n\r\n")[0].lower()
+    assert b"\r\nconnection: close" in head, answer[:300]
+    assert time.monotonic() - started < 5
+    _predict_works(server)
