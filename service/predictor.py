@@ -209,6 +209,7 @@ class Predictor:
         try:
             images = [upload.data for upload in uploads]
             if explain:  # an image a frame, each in its turn (service/workers/explaining.py)
+                self.pool.check_room(len(images))  # 503 for the whole request, as below
                 chunks = [Chunk(1, self._explained(image, flags, trace)) for image in images]
             else:
                 chunks = self.pool.classify_many(images, flags, trace)

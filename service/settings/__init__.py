@@ -166,8 +166,9 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
         32,
         ge=0,
         description="With several workers, the last one shares a core with the event loop: "
-        "it gets images only while every other worker has at least this many waiting (bulk "
-        "traffic: /predict/batch, V2 batches), so that single-image traffic, where the event "
+        "it gets images only while every other worker has at least this much load waiting, "
+        "its images and an image more per 8 KB of them (bulk traffic: /predict/batch, V2 "
+        "batches, large uploads), so that single-image traffic, where the event "
         "loop needs its whole core, never competes with it. 0 = every worker alike.",
     )
     overflow_wait_ms: float = Field(

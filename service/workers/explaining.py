@@ -6,10 +6,10 @@ up to DIGITS_BATCH_MAX_SIZE spread over every worker, a 64-image ``?explain=true
 each worker for a whole frame, and the plain requests behind it on that worker waited for
 all of it: with one client sending explained batches, plain ``/predict`` p50 went from
 4 ms to about half a second, with three to about 3 s (docs/performance.md, "Explanations
-beside plain requests"). So an explained image goes alone in its frame, and at most half the
-workers (at least one) hold one at a time: a plain request waits for at most one explained
-image, and the other workers never hold any. Explained images take turns in the order they
-arrived, across requests.
+beside plain requests"). So an explained image goes alone in its frame, and only half the
+workers' number (at least one) are in the workers at once: a plain request waits behind at
+most that many (one, on two workers), wherever the pool sends it. Explained images take turns
+in the order they arrived, across requests.
 """
 
 from __future__ import annotations

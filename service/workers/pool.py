@@ -1,16 +1,14 @@
 """The worker pool, as the server sees it: images in, class probabilities out, as futures.
 
-Why processes: decoding and normalising an image is mostly Python and numpy glue that holds
-the GIL, and a model-running thread beside the event loop would wait for the GIL several
-times per batch. So the server process keeps one thread, the event loop, which only moves
-bytes; each worker process (service/workers/process.py) decodes its images and runs its own
-ONNX Runtime session on the batches it takes. The event loop's share of an image is one
-frame written, one frame parsed and one future. Keeping the processes alive is the
-supervisor's job (service/workers/supervisor.py).
+Why processes: decoding an image is mostly Python and numpy glue that holds the GIL, which a
+model thread beside the event loop would wait for several times per batch. So the server
+keeps one thread, the event loop, which only moves bytes; each worker process (process.py)
+decodes its images and runs its own ONNX Runtime session on the batches it takes, and the
+supervisor (supervisor.py) keeps them alive. The loop's share of an image: one frame written,
+one parsed and one future.
 
-Admission: the pool counts the images sent and not yet answered; past ``max_queue_images`` a
-request is refused at once (Overloaded: 503 + Retry-After) before anything is sent, so an
-overloaded service neither queues without bound nor decodes what it will refuse.
+Admission: past ``max_queue_images`` sent and not yet answered, a request is refused at once
+(503 + Retry-After) before anything is sent: no queue without bound, no decoding for nothing.
 """
 
 from __future__ import annotations
@@ -100,15 +98,14 @@ class WorkerPool:
         self._in_flight = 0  # images sent and not yet answered
 
     @property
-    def pids(self) -> list[int]:
-        """The live workers' process ids (for operators and tests)."""
+    def pids(self) -> list[int]:  # the live workers' process ids (for operators and tests)
         return [w.process.pid for w in self._supervisor.workers if not w.retired]
 
     def serving(self) -> bool:  # a worker of the current generation has its model open
         return any(w.ready and not w.retired for w in self._supervisor.workers)
 
     @property
-    def queued_images(self) -> int:
+    def queued_images(self) -> int:  # admitted and not yet answered
         return self._in_flight
 
     async def start(self) -> ModelInfo:
@@ -224,11 +221,16 @@ class WorkerPool:
     # --- sending -------------------------------------------------------------------------
 
     def _admit(self, count: int) -> None:
+        self.check_room(count)
+        self._in_flight += count
+
+    def check_room(self, count: int) -> None:
+        """Raise NotReady or Overloaded (counted) unless ``count`` more images fit now (for a
+        request whose images are sent later: explained ones)."""
         if self._supervisor.closed:
             raise NotReady("the service is shutting down")
         limit = self.options.max_queue_images
         if self._in_flight + count <= limit:
-            self._in_flight += count
             return
         if self.metrics is not None:
             self.metrics.rejected.labels("overloaded").inc(count)
@@ -280,11 +282,11 @@ class WorkerPool:
             worker.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def _pick(self) -> WorkerConnection:
-        """The least busy worker, the overflow worker (the last) only when every other one
-        has ``overflow_backlog_images`` waiting or has left a frame waiting
-        ``overflow_wait_seconds``: at full single-image load the event loop needs a whole core
-        and a worker on it slows every request; bulk work and large photos leave the loop
-        mostly idle, and the overflow worker adds a core to it (docs/performance.md)."""
+        """The least busy worker (by images, and by bytes: connection.py's track), the overflow
+        worker (the last) only when every other one has ``overflow_backlog_images`` of load or
+        a frame waiting ``overflow_wait_seconds``: at full single-image load the event loop
+        needs a whole core; bulk work and large photos leave it mostly idle, and the overflow
+        worker adds a core to it (docs/performance.md)."""
         workers, backlog = self._supervisor.workers, self.options.overflow_backlog_images
         primaries = workers[:-1] if backlog and len(workers) > 1 else workers
         worker = min(primaries, key=_load)

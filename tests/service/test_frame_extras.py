@@ -96,6 +96,9 @@ class OnePool:
     def __init__(self, results: wire.ImageResults) -> None:
         self.results = results
 
+    def check_room(self, count: int) -> None:
+        """Room for any request."""
+
     def classify(self, data: bytes, flags: int = 0, trace: bytes | None = None) -> Any:
         future = asyncio.get_running_loop().create_future()
         future.set_result(self.results)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.errors import InvalidImage, NotReady
+from service.errors import InvalidImage, NotReady, Overloaded
 from service.metrics import Metrics
 from service.predictor import Predictor, Upload
 from service.workers import protocol as wire
@@ -116,9 +116,14 @@ class TimedPool:
 
     options = SimpleNamespace(workers=4)  # two explained images at a time
 
-    def __init__(self) -> None:
+    def __init__(self, room: int = 1000) -> None:
         self.explaining = self.most_explaining = 0
         self.sent: list[bytes] = []
+        self.room = room  # images the queue takes
+
+    def check_room(self, count: int) -> None:
+        if count > self.room:
+            raise Overloaded(f"inference queue full; {count} images do not fit")
 
     def classify(self, data: bytes, flags: int = 0, trace: bytes | None = None) -> Any:
         loop = asyncio.get_running_loop()
@@ -158,3 +163,15 @@ def test_explained_images_take_turns_and_plain_requests_pass_them() -> None:
     assert plain["digit"] == 3 and not batch_done_first  # not queued behind the batch
     assert pool.most_explaining == 2
     assert sorted(pool.sent) == sorted([bytes([i]) for i in range(8)] + [b"plain"])
+
+
+def test_an_explained_batch_that_does_not_fit_the_queue_is_refused_whole() -> None:
+    """Explained images are sent in turns, each admitted as it goes: with the queue full, a
+    batch was answered 200 with an 'overloaded' error per image (a client's CLI took them for
+    bad files) where a plain batch is a 503 with Retry-After (a review)."""
+    pool = TimedPool(room=3)
+    predictor = Predictor(pool, Metrics())  # type: ignore[arg-type]
+    uploads = [Upload(bytes([i]), f"{i}.png") for i in range(4)]
+    with pytest.raises(Overloaded):
+        asyncio.run(predictor.predict_batch(uploads, explain=True))
+    assert pool.sent == []

@@ -42,7 +42,7 @@ FORMATS = frozenset({"PNG", "JPEG"})
 MAX_PIXELS = 10_000_000
 SLEEP = b"SLEEP"  # images starting with this make the test worker sleep...
 SPIN = b"SPIN"  # ...or spin forever
-CRAWL = b"CRAWL"  # ...or, for SLEEP_S, work a quarter of the time: a worker starved of CPU
+CRAWL = b"CRAWL"  # ...or, for SLEEP_S, work a tenth of the time: a worker starved of CPU
 SLEEP_S = 1.0
 STARTED = b"@"  # SLEEP + STARTED + a path: the worker writes its pid there as it starts to sleep
 START_TIMEOUT_S = 30.0
@@ -65,10 +65,10 @@ def slow_or_real(data: bytes, *, allowed_formats: Collection[str], max_pixels: i
     elif data.startswith(CRAWL):
         end = time.monotonic() + SLEEP_S
         while time.monotonic() < end:
-            busy_until = time.thread_time() + 0.01
+            busy_until = time.thread_time() + 0.005
             while time.thread_time() < busy_until:
                 pass
-            time.sleep(0.03)
+            time.sleep(0.045)
     else:
         steps = preprocess_steps(data, allowed_formats=allowed_formats, max_pixels=max_pixels)
         return (yield from steps)
@@ -504,7 +504,7 @@ def test_an_image_starved_of_cpu_is_not_taken_for_one_that_hangs(make_pool: Any)
     """On a machine short of CPU a valid 40-megapixel image took its worker past the timeout
     by the clock while using far less CPU: answered 400 invalid_image, its worker killed. A
     worker past the timeout by the clock but not by its CPU, its CPU time still moving, is
-    left to finish (here working a quarter of the time for twice the timeout)."""
+    left to finish (here working a tenth of the time for twice the timeout)."""
     timeout = SLEEP_S / 2
 
     async def scenario() -> tuple[wire.ImageResults, list[int], list[int]]:
