@@ -22,6 +22,7 @@ from pathlib import Path
 from service.workers.connection import WorkerConnection
 from service.workers.progress import IDLE, Progress
 
+IDLE_STANDSTILL_S = 1.0
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -58,18 +59,27 @@ class HangWatch:
         )
 
     def overdue(self, worker: WorkerConnection, progress: Progress, now: float) -> bool:
-        """Whether ``worker`` is past the timeout on the image ``progress`` names."""
-        if progress.since == IDLE:
-            self._watched.pop(worker, None)
-            return False
-        image, cpu = (progress.request_id, progress.index), cpu_seconds(worker.process.pid)
+        """Whether ``worker`` is past the timeout on the image ``progress`` names, or, idle
+        with frames waiting for it, has not taken them (stopped while idle: its images were
+        never begun, so never judged, and waited for ever while /readyz said ready)."""
+        image, since = (progress.request_id, progress.index), progress.since
+        if since == IDLE:
+            oldest = next(iter(worker.outstanding.values()), None)
+            if oldest is None:
+                self._watched.pop(worker, None)
+                return False
+            image, since = (-1, oldest.request_id), oldest.created
+        cpu = cpu_seconds(worker.process.pid)
         watched = self._watched.get(worker)
         if watched is None or watched.image != image:
             watched = self._watched[worker] = _Watched(image, now, cpu, now, cpu)
         elif cpu > watched.cpu_at_move:
             watched.moved, watched.cpu_at_move = now, cpu
-        if now - progress.since <= self.timeout_s:
+        if now - since <= self.timeout_s:
             return False
+        if image[0] == -1:  # waiting, not decoding: only a standstill is a hang, and taking
+            # a frame costs less CPU than one clock tick: a second at least, to see one
+            return now - watched.moved > max(self.timeout_s, IDLE_STANDSTILL_S)
         # Before it was first seen (under a sweep's interval), the clock counts as CPU.
-        used = (watched.first_seen - progress.since) + (cpu - watched.cpu_at_first)
+        used = (watched.first_seen - since) + (cpu - watched.cpu_at_first)
         return used > self.timeout_s or now - watched.moved > self.timeout_s

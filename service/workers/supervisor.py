@@ -287,7 +287,7 @@ class Supervisor:
             if not self._hangs.overdue(worker, progress, now):  # by its CPU (hangs.py)
                 continue
             logger.warning("worker %s timed out on an image; restarting", worker.process.pid)
-            self._dispatcher.replaced("hung", now - progress.since)
+            self._dispatcher.replaced("hung", now - progress.since if progress.since else None)
             self._replace(
                 worker, InvalidImage(f"the image took longer than {timeout:g} s to decode")
             )

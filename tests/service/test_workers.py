@@ -543,6 +543,29 @@ def test_a_worker_whose_cpu_stands_still_past_the_timeout_is_replaced(make_pool:
     assert before != after
 
 
+def test_a_worker_stopped_while_idle_is_replaced_and_its_images_answered(
+    make_pool: Any,
+) -> None:
+    """A worker stopped between images (SIGSTOP) never began the ones sent to it, so none was
+    ever past the timeout: they waited for ever while readiness said ready (a probe)."""
+    timeout = 0.5
+
+    async def scenario() -> tuple[Answer, int, list[int]]:
+        pool = make_pool(workers=1, timeout_seconds=timeout)
+        await pool.start()
+        try:
+            await _one(pool.classify(GOOD[0]))
+            (stopped,) = pool.pids
+            os.kill(stopped, signal.SIGSTOP)
+            answer = await asyncio.wait_for(_one(pool.classify(GOOD[1])), 30 * timeout)
+            return answer, stopped, pool.pids
+        finally:
+            pool.close()
+
+    answer, stopped, now = _run(scenario())
+    assert answer[0].shape == (10,) and stopped not in now  # sent again to its successor
+
+
 def test_an_image_that_hangs_its_worker_fails_alone_in_its_frame(make_pool: Any) -> None:
     """A frame of a batch request holds several images: the one named by the progress slot
     fails, and the rest of the frame is answered by the replacement worker."""
