@@ -63,12 +63,13 @@ class HangWatch:
         with frames waiting for it, has not taken them (stopped while idle: its images were
         never begun, so never judged, and waited for ever while /readyz said ready)."""
         image, since = (progress.request_id, progress.index), progress.since
-        if since == IDLE:
+        waiting = since == IDLE  # for a frame it was sent, not decoding
+        if waiting:
             oldest = next(iter(worker.outstanding.values()), None)
             if oldest is None:
                 self._watched.pop(worker, None)
                 return False
-            image, since = (-1, oldest.request_id), oldest.created
+            image, since = (-1, oldest.request_id), oldest.created  # -1: no image begun
         cpu = cpu_seconds(worker.process.pid)
         watched = self._watched.get(worker)
         if watched is None or watched.image != image:
@@ -77,8 +78,8 @@ class HangWatch:
             watched.moved, watched.cpu_at_move = now, cpu
         if now - since <= self.timeout_s:
             return False
-        if image[0] == -1:  # waiting, not decoding: only a standstill is a hang, and taking
-            # a frame costs less CPU than one clock tick: a second at least, to see one
+        if waiting:  # only a standstill is a hang, and taking a frame costs less CPU than
+            # one clock tick: a second at least, to see one
             return now - watched.moved > max(self.timeout_s, IDLE_STANDSTILL_S)
         # Before it was first seen (under a sweep's interval), the clock counts as CPU.
         used = (watched.first_seen - since) + (cpu - watched.cpu_at_first)
