@@ -116,7 +116,7 @@ class Holding:
         ]
         for connection in stalled:
             connection.cut_short(RequestTimeout(message))
-        # One still owing answers to requests before the stalled one is left alone.
+        # Those the refusal freed (one already refused or closing was not cut again).
         return [connection for connection in stalled if not connection.holding.requests]
 
     def refusal(self, size: int) -> str:
