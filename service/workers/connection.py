@@ -18,12 +18,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
+from service import logs
 from service.contract import ModelInfo, ModelLoadError
 from service.errors import ServiceError
 from service.workers import protocol as wire
 from service.workers.exits import describe, exit_status
 from service.workers.native_output import StderrRelay
-from service.workers.progress import ProgressSlot
+from service.workers.progress import IDLE, ProgressSlot
 from service.workers.protocol import ReplyHead
 
 # The worker's first statements: ignore the signals before the slow imports, then serve.
@@ -62,6 +63,9 @@ class Pending:
     killed_under: set[int] = field(default_factory=set)
     created: float = field(default_factory=time.monotonic)  # how long it has waited, from here
     load: int = 0  # what it adds to its worker's load while tracked (WorkerConnection.track)
+    # The X-Request-ID of the request whose task made the frame: a log line that blames one
+    # of its images names the request, whose access line says what its client was told.
+    http_id: str | None = field(default_factory=logs.request_id.get)
 
 
 class Listener(Protocol):
@@ -120,6 +124,21 @@ class WorkerConnection(asyncio.Protocol):
         if request is not None:
             self.images -= request.load
         return request
+
+    def blamed_request(self) -> dict[str, str]:
+        """The id of the request whose image this worker is decoding, as a log record's
+        ``extra``; empty when it decodes none or the frame was made outside a request."""
+        progress = self.slot.read()
+        request = self.outstanding.get(progress.request_id) if progress.since != IDLE else None
+        if request is None or request.http_id is None:
+            return {}
+        return {"request_id": request.http_id}
+
+    def why_not_started(self) -> str:
+        """What its announcement said, for the log line of a worker that died starting."""
+        if not self.announced.done() or self.announced.cancelled():
+            return "no announcement"
+        return str(self.announced.exception() or "it announced a model, then died")
 
     def write(self, data: bytes) -> None:
         if self._transport is None:

@@ -167,13 +167,14 @@ class Supervisor:
         status, pid = exit_status(worker.process), worker.process.pid
         if worker.ready:
             self._dispatcher.replaced("crashed" if crashed(status) else "killed")
-            logger.warning("worker %s died (%s); restarting", pid, describe(status))
+            blamed = worker.blamed_request()
+            logger.warning("worker %s died (%s); restarting", pid, describe(status), extra=blamed)
         elif self.started:
             self._dispatcher.replaced("failed_to_start")
-            why, wait = _reason(worker.announced), RESTART_BACKOFF_S
+            why, wait = worker.why_not_started(), RESTART_BACKOFF_S
             logger.warning("worker %s failed to start (%s); restarting in %g s", pid, why, wait)
         else:  # ``start`` fails with it (a load refused, or the service does not start)
-            logger.warning("worker %s failed to start (%s)", pid, _reason(worker.announced))
+            logger.warning("worker %s failed to start (%s)", pid, worker.why_not_started())
         culprit = InvalidImage("the image crashed the decoder")
         self._replace(worker, culprit, blame_at_once=crashed(status))
 
@@ -286,15 +287,12 @@ class Supervisor:
             progress = worker.slot.read()
             if not self._hangs.overdue(worker, progress, now):  # by its CPU (hangs.py)
                 continue
-            logger.warning("worker %s timed out on an image; restarting", worker.process.pid)
+            blamed = worker.blamed_request()
+            logger.warning(
+                "worker %s timed out on an image; restarting", worker.process.pid, extra=blamed
+            )
             self._dispatcher.replaced("hung", now - progress.since if progress.since else None)
             self._replace(
                 worker, InvalidImage(f"the image took longer than {timeout:g} s to decode")
             )
         self._schedule_watch()
-
-
-def _reason(announced: asyncio.Future[ModelInfo]) -> str:
-    if not announced.done() or announced.cancelled():
-        return "no announcement"
-    return str(announced.exception() or "it announced a model, then died")

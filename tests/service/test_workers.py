@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import io
+import json
 import logging
 import os
 import shutil
@@ -21,6 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from service import logs
 from service.app import create_app
 from service.contract import ModelLoadError
 from service.errors import NotReady, Overloaded, ServiceError
@@ -28,6 +30,7 @@ from service.http import state as http_state
 from service.http.state import app_state
 from service.imaging import encode_png, preprocess_image, preprocess_steps
 from service.imaging.pipeline import Steps
+from service.logs import JsonFormatter
 from service.metrics import Metrics
 from service.model import DigitClassifier
 from service.predictor import pool_options
@@ -498,6 +501,52 @@ def test_a_spinning_worker_hits_the_timeout_and_the_pool_keeps_serving(make_pool
     while not _gone(stuck) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert _gone(stuck)
+
+
+def _as_request(request_id: str, send: Any) -> Any:
+    """``send()`` as a request with that X-Request-ID would call it (the id in its context)."""
+    token = logs.request_id.set(request_id)
+    try:
+        return send()
+    finally:
+        logs.request_id.reset(token)
+
+
+def _lines_saying(caplog: pytest.LogCaptureFixture, words: str) -> list[dict[str, Any]]:
+    """The JSON log lines whose message has ``words``, as an operator reads them."""
+    records = [record for record in caplog.records if words in record.getMessage()]
+    return [json.loads(JsonFormatter().format(record)) for record in records]
+
+
+@pytest.mark.parametrize("how", ["timeout", "crash"])
+def test_the_line_of_a_worker_replaced_under_an_image_names_its_request(
+    make_pool: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """ "worker 123 timed out on an image" (or died under one) named no request, so an
+    operator could not tell which client's image it was: the line carries the X-Request-ID
+    of the request whose image it was, the one its access line has."""
+    caplog.set_level(logging.WARNING, logger="service.workers")
+
+    async def scenario() -> None:
+        pool = make_pool(workers=1, timeout_seconds=0.5)
+        await pool.start()
+        try:
+            await pool.classify(GOOD[0])
+            pool.classify(GOOD[1])  # made outside any request: no id to carry
+            marker = tmp_path / "a"
+            image = SPIN if how == "timeout" else sleeping(marker)
+            answer = _as_request("the-culprit", lambda: pool.classify(image))
+            if how == "crash":
+                await begun(marker)
+                os.kill(int(marker.read_text()), signal.SIGSEGV)
+            await asyncio.gather(asyncio.wait_for(answer, 15), return_exceptions=True)
+        finally:
+            pool.close()
+
+    _run(scenario())
+    words = "timed out on an image" if how == "timeout" else "died"
+    (line,) = _lines_saying(caplog, words)
+    assert line["request_id"] == "the-culprit", line
 
 
 def test_an_image_starved_of_cpu_is_not_taken_for_one_that_hangs(make_pool: Any) -> None:
