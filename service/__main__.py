@@ -15,14 +15,17 @@ import sys
 from dataclasses import asdict
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from service.contract import ModelLoadError
+from service.feedback.corrections import open_store
 from service.logs import configure_logging
 from service.predictor import model_spec, shadow_spec
 from service.repository import gate
 from service.repository.gate import GateRequest
-from service.server import exit_zero_on_sigterm, run_server
-from service.settings import Settings, describe
+from service.server import exit_zero_on_sigterm, listening_problem, run_server
+from service.settings import Settings
+from service.settings.messages import ConfigurationError, describe
 
 logger = logging.getLogger("service")
 EXIT_BAD_CONFIG = 2
@@ -96,13 +99,23 @@ def _start() -> None:
     except ValidationError as exc:
         logger.error("invalid configuration: %s", describe(exc))
         sys.exit(EXIT_BAD_CONFIG)
+    except SettingsError as exc:  # a value its field's type cannot even be parsed from
+        logger.error("invalid configuration: %s", exc)
+        sys.exit(EXIT_BAD_CONFIG)
     configure_logging(settings.log_level)
     # Fail before binding the port, with one line instead of a lifespan traceback.
     problem = model_problem(settings)
     if problem is not None:
         logger.error("cannot serve the model: %s", problem)
         sys.exit(EXIT_BAD_CONFIG)
-    run_server(settings)
+    try:
+        open_store(settings)
+        if (problem := listening_problem(settings)) is not None:
+            raise ConfigurationError(problem)
+        run_server(settings)  # its folder for several front ends' metrics may be refused
+    except ConfigurationError as exc:
+        logger.error("cannot start: %s", exc)
+        sys.exit(EXIT_BAD_CONFIG)
 
 
 if __name__ == "__main__":

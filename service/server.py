@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -28,11 +30,14 @@ from service.app import DigitsApp, create_app
 from service.http.connections import GuardedProtocol
 from service.logs import configure_logging
 from service.settings import Settings
+from service.settings.messages import ConfigurationError
 
 SERVICE_APP = "service.server:served_app"
 # prometheus_client's multiprocess mode: a front end chooses its value store from this
 # variable when it first imports the library, so it is set before any front end starts.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# What prometheus_client writes there: {counter,histogram,summary,gauge_<mode>}_<pid>.db
+_METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 
 logger = logging.getLogger("service.server")
 HUP_PING_S = 2.0  # a serving front end answers uvicorn's health ping within this
@@ -129,12 +134,53 @@ def _shared_metrics(settings: Settings) -> Iterator[None]:
     temporary = folder is None
     if folder is None:
         folder = Path(tempfile.mkdtemp(prefix="digits-metrics-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*.db"):  # a previous run's values would be added to ours
-        stale.unlink()
+    _clear_metrics_folder(folder)
     os.environ[MULTIPROC_ENV] = os.environ["DIGITS_METRICS_DIR"] = str(folder)
     try:
         yield
     finally:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _clear_metrics_folder(folder: Path) -> None:
+    """A previous run's values would be added to ours: its files go. Every ``*.db`` in the
+    folder is read as metrics, so one the service did not write (a backup.db) is refused,
+    not deleted (it was, in silence)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        found = list(folder.glob("*.db"))
+        foreign = sorted(path.name for path in found if not _METRICS_FILE.fullmatch(path.name))
+        if foreign:
+            raise ConfigurationError(
+                f"DIGITS_METRICS_DIR {folder} holds files the service did not write "
+                f"({', '.join(foreign[:3])}): give the front ends a folder of their own"
+            )
+        for stale in found:
+            stale.unlink()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"DIGITS_METRICS_DIR {folder} cannot be used: {exc.strerror or exc}"
+        ) from None
+
+
+def listening_problem(settings: Settings) -> str | None:
+    """Why the port cannot be listened on (taken, or a host that is no address here), in
+    one line naming the variables, before the workers start; None when it can. uvicorn's
+    own message named neither, after a traceback-free exit 3. Bound as asyncio binds: an
+    empty host is every interface, an IPv6 socket takes IPv6 alone."""
+    host = settings.host
+    shown = f"[{host}]" if ":" in host else host
+    where = f"{shown}:{settings.port} (DIGITS_HOST, DIGITS_PORT)"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror among them
+        return f"cannot listen on {where}: {exc.strerror or exc}"
+    return None

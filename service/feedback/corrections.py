@@ -10,12 +10,28 @@ from service.feedback.store import CorrectionStore
 from service.logs import iso_utc
 from service.metrics import Metrics
 from service.settings import Settings
+from service.settings.messages import ConfigurationError
 
 NOT_A_DIGIT = "not_a_digit"
 
 
-class FeedbackStoreError(RuntimeError):
+class FeedbackStoreError(ConfigurationError):
     """The corrections folder cannot be used; the message names it and why."""
+
+
+def open_store(settings: Settings) -> CorrectionStore | None:
+    """The corrections folder, created and a write tried; None when feedback is off. Start-up
+    calls it before the port is bound too, to stop with one line (exit 2), not a lifespan's
+    traceback (exit 3)."""
+    folder = settings.feedback_dir
+    if folder is None:
+        return None
+    try:
+        return CorrectionStore(folder, settings.feedback_max_records)
+    except OSError as exc:
+        raise FeedbackStoreError(
+            f"DIGITS_FEEDBACK_DIR {folder} cannot be written: {exc.strerror or exc}"
+        ) from exc
 
 
 class Feedback:
@@ -29,15 +45,9 @@ class Feedback:
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics) -> Feedback | None:
         """None when feedback is off (no DIGITS_FEEDBACK_DIR)."""
-        folder = settings.feedback_dir
-        if folder is None:
+        store = open_store(settings)
+        if store is None:
             return None
-        try:
-            store = CorrectionStore(folder, settings.feedback_max_records)
-        except OSError as exc:
-            raise FeedbackStoreError(
-                f"DIGITS_FEEDBACK_DIR {folder} cannot be written: {exc.strerror or exc}"
-            ) from exc
         recent = RecentAnswers(settings.feedback_recent_answers, settings.feedback_window_seconds)
         metrics.prepare_corrections([*(str(digit) for digit in range(10)), NOT_A_DIGIT])
         return cls(recent, store, metrics)

@@ -10,17 +10,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import (
-    AliasChoices,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.resources import available_cpus, resolve_model_path
 from service.settings.fields import (
@@ -29,6 +22,7 @@ from service.settings.fields import (
     ConnectionFields,
     FeedbackFields,
     ModelLifecycleFields,
+    format_names,
 )
 
 DEFAULT_MODEL = Path("models") / "lenet5.onnx"
@@ -118,10 +112,10 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
         description="Most images in one V2 inference request (the model config's "
         "max_batch_size); unset: 1024, or the queue when it is smaller.",
     )
-    allowed_image_formats: frozenset[str] = Field(
+    allowed_image_formats: Annotated[frozenset[str], NoDecode] = Field(
         frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"}),
         description="Image formats (Pillow names) accepted; others are 415. In the "
-        'environment a JSON list, e.g. \'["PNG","JPEG"]\'.',
+        'environment separated by commas, PNG,JPEG (or a JSON list, \'["PNG","JPEG"]\').',
     )
     batch_max_size: int = Field(
         32,
@@ -196,6 +190,11 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
     log_level: LogLevel = Field("INFO", description="Log level of the JSON logs on stderr.")
     access_log: bool = Field(True, description="One JSON access-log line per request.")
 
+    @field_validator("allowed_image_formats", mode="before")
+    @classmethod
+    def _format_list(cls, value: object) -> object:
+        return format_names(value) if isinstance(value, str) else value
+
     @field_validator("allowed_image_formats", mode="after")
     @classmethod
     def _known_formats(cls, value: frozenset[str]) -> frozenset[str]:
@@ -241,6 +240,13 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
                 "answer in the memory of the front end that gave it, and several front ends "
                 "share a port"
             )
+        if self.front_ends > self.resolved_preprocess_workers:
+            raise ValueError(
+                f"DIGITS_FRONT_ENDS ({self.front_ends}) must not exceed the worker processes "
+                f"({self.resolved_preprocess_workers}, DIGITS_PREPROCESS_WORKERS or one per "
+                "core): each front end has workers of its own, so more front ends would start "
+                "more workers than that"
+            )
         upload_body = base64_length(self.max_model_bytes) + UPLOAD_ENVELOPE_BYTES
         if self.admin_token is not None and upload_body > self.max_body_bytes:
             raise ValueError(
@@ -282,19 +288,3 @@ class Settings(ConnectionFields, ModelLifecycleFields, FeedbackFields, AnswerFie
         if self.model_card_path is not None:
             return resolve_model_path(self.model_card_path)
         return self.resolved_model_path.with_suffix(".json")
-
-
-def describe(exc: ValidationError) -> str:
-    """What is wrong with the configuration, naming each environment variable as it is set:
-    ``DIGITS_<FIELD>``, a field's own alias (``DIGITS_PORT``) as it is, and a check across
-    fields by its message alone."""
-    problems = []
-    for error in exc.errors():
-        name = "_".join(str(part) for part in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        if not name:
-            problems.append(message)
-        else:
-            variable = name if name.isupper() else f"DIGITS_{name.upper()}"
-            problems.append(f"{variable}: {message}")
-    return "; ".join(problems)

@@ -3,6 +3,7 @@ __init__.py) is the one class that has them all, read from the DIGITS_* environm
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -56,7 +57,10 @@ class ConnectionFields(BaseModel):
         "under many large uploads at once.",
     )
     keep_alive_seconds: float = Field(
-        5.0, gt=0, description="How long an idle keep-alive connection stays open."
+        5.0,
+        gt=0,
+        allow_inf_nan=False,  # uvicorn takes whole seconds
+        description="How long an idle keep-alive connection stays open.",
     )
     max_connections: int = Field(
         1024,
@@ -165,3 +169,17 @@ class AnswerFields(BaseModel):
         if not 0.0 <= number <= 1.0:
             raise ValueError(f"a threshold is a number in [0, 1], got {number}")
         return repr(number)
+
+
+def format_names(text: str) -> list[str]:
+    """DIGITS_ALLOWED_IMAGE_FORMATS as an operator writes it: ``PNG,JPEG`` (or ``PNG``), or
+    the JSON list it once had to be (a plain name gave a 40-line traceback)."""
+    if text.lstrip().startswith("["):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list ({exc.msg}); or write PNG,JPEG") from None
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise ValueError("a JSON list of format names, or PNG,JPEG")
+        return names
+    return [name.strip() for name in text.split(",") if name.strip()]

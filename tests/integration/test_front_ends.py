@@ -110,7 +110,12 @@ def test_a_front_end_that_dies_leaves_nothing_in_flight(tiny_onnx: Path, tmp_pat
     mark its live gauges dead: its file kept digits_http_requests_in_flight at 1 for good.
     The parent marks it dead when it starts the front end's replacement."""
     folder = tmp_path / "metrics"
-    env = {**tiny_model_env(tiny_onnx), "DIGITS_FRONT_ENDS": "2", "DIGITS_METRICS_DIR": str(folder)}
+    env = {
+        **tiny_model_env(tiny_onnx),
+        "DIGITS_FRONT_ENDS": "2",
+        "DIGITS_PREPROCESS_WORKERS": "2",
+        "DIGITS_METRICS_DIR": str(folder),
+    }
     with running_service(env) as server:
         wait_for(lambda: server.log().count(READY_LINE) == 2, server, READY_TIMEOUT_S)
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as upload:

@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from service.resources import available_cpus
-from service.settings import Settings, describe
+from service.settings import Settings
+from service.settings.messages import describe
 from tests.conftest import REPO_ROOT
 
 
