@@ -113,3 +113,19 @@ def batch_dependent(path: Path) -> Path:
 def guessing(path: Path) -> Path:
     """A valid model that has learnt nothing: the accuracy floor must refuse it."""
     return build_onnx_model(path, metadata={"name": "lenet5", "version": "0.0.0-untrained"})
+
+
+def with_metadata(path: Path, changes: dict[str, str | None], source: Path = SHIPPED_MODEL) -> Path:
+    """``source`` with metadata entries replaced (a value) or removed (None)."""
+    import onnx
+
+    model = onnx.load(source)
+    kept = [entry for entry in model.metadata_props if entry.key not in changes]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in changes.items():
+        if value is not None:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+    onnx.save(model, path)
+    return path

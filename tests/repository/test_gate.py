@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from service.repository.gate import GateRequest, inspect, load_check_digits, out
 from service.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.repository.conftest import Files
-from tests.repository.models import batch_dependent
+from tests.repository.models import batch_dependent, with_metadata
 
 CHECK_DIGITS = Settings().resolved_check_digits_path
 
@@ -49,6 +50,45 @@ def test_the_shipped_model_passes(shipped_model: Path) -> None:
 def test_bad_files_are_refused_with_the_reason(files: Files, name: str, reason: str) -> None:
     with pytest.raises(ModelLoadError, match=reason.replace("?", r"\?")):
         inspect(request(getattr(files, name)))
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"name": None, "version": None}, "its metadata has no 'name'"),
+        ({"version": ""}, "its metadata has no 'version'"),
+        ({"not_a_digit": "[1,2"}, "its 'not_a_digit' metadata is not a JSON object"),
+        ({"not_a_digit": '{"rule": "vibes", "threshold": 0.5}'}, "'not_a_digit' metadata"),
+        ({"not_a_digit": '{"rule": "certainty", "threshold": 7}'}, "'not_a_digit' metadata"),
+        ({"labels": "not json"}, "its 'labels' metadata is not a JSON list of 10 labels"),
+        ({"normalization": "{"}, "its 'normalization' metadata is not a JSON object"),
+    ],
+    ids=[
+        "a plain export",
+        "no version",
+        "rule unreadable",
+        "no such rule",
+        "threshold 7",
+        "labels",
+        "normalization",
+    ],
+)
+def test_metadata_the_service_would_misread_is_refused(
+    shipped_model: Path, tmp_path: Path, changes: dict[str, str | None], reason: str
+) -> None:
+    """A plain export (no metadata) was served as "main_graph", version 9223372036854775807,
+    its V2 routes moved while readiness said 200; a broken not-a-digit rule served as none,
+    every refusal off. A load (and start-up) refuses them, saying which entry is wrong."""
+    path = with_metadata(tmp_path / "edited.onnx", changes, shipped_model)
+    with pytest.raises(ModelLoadError, match=re.escape(reason)):
+        inspect(request(path))
+
+
+def test_metadata_left_out_is_served_as_the_defaults(shipped_model: Path, tmp_path: Path) -> None:
+    """No rule (every image answered), no labels (0-9), no normalisation said: still served."""
+    changes: dict[str, str | None] = {"not_a_digit": None, "labels": None, "normalization": None}
+    report = inspect(request(with_metadata(tmp_path / "plain.onnx", changes, shipped_model)))
+    assert report["info"]["labels"] == [str(digit) for digit in range(10)]
 
 
 def test_a_batch_dependent_model_is_refused(tmp_path: Path) -> None:
