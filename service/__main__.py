@@ -23,7 +23,12 @@ from service.logs import configure_logging
 from service.predictor import model_spec, shadow_spec
 from service.repository import gate
 from service.repository.gate import GateRequest
-from service.server import exit_zero_on_sigterm, listening_problem, run_server
+from service.server import (
+    exit_zero_on_sigterm,
+    ignore_sighup_until_serving,
+    listening_problem,
+    run_server,
+)
 from service.settings import Settings
 from service.settings.messages import ConfigurationError, describe
 
@@ -86,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     ignored, and ``--help`` started a server)."""
     no_arguments(sys.argv[1:] if argv is None else argv, USAGE)
     exit_zero_on_sigterm()  # a stop while it starts is a stop, not a failure (exit 143)
+    ignore_sighup_until_serving()
     try:
         _start()
     except KeyboardInterrupt:  # Ctrl-C while it starts: no traceback

@@ -123,6 +123,21 @@ def exit_zero_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
 
 
+def ignore_sighup_until_serving() -> None:
+    """SIGHUP's default action ends the process: one sent while the service started (a
+    reloader firing as a pod restarts) killed it with exit status 129 and no line, its
+    model's private copy left behind. Until the lifespan reloads on it (and once it has
+    stopped), a SIGHUP is logged and ignored."""
+    signal.signal(signal.SIGHUP, _sighup_while_not_serving)
+
+
+def _sighup_while_not_serving(_signum: int, _frame: object) -> None:
+    logger.warning(
+        "SIGHUP while the service is not serving: ignored (starting, it opens "
+        "DIGITS_MODEL_PATH as it finds it; send SIGHUP again once it is ready to be sure)"
+    )
+
+
 @contextmanager
 def _shared_metrics(settings: Settings) -> Iterator[None]:
     """With several front ends, the folder they share their metrics in, named in the

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from service.contract import ModelInfo, ModelLoadError, ModelSpec, v2_version
 from service.errors import NotReady, quoted
@@ -30,6 +32,8 @@ from service.repository import gate
 from service.repository.gate import GateRequest
 from service.repository.staging import Staging
 from service.workers.pool import WorkerPool
+
+SignalHandler = Callable[[int, FrameType | None], Any] | int | None  # signal.getsignal's
 
 logger = logging.getLogger("service.repository")
 
@@ -111,6 +115,7 @@ class ModelLoader:
         self._lock = asyncio.Lock()
         self._signal_tasks: set[asyncio.Task[None]] = set()
         self._signal_queued = False  # a SIGHUP waits for the running load
+        self._handler_before: SignalHandler = None  # SIGHUP's, before install_signal
         self.current: ModelInfo | None = None
         # Why the latest load was refused, until one succeeds (the index shows it: a SIGHUP
         # has no answer to carry it).
@@ -227,14 +232,20 @@ class ModelLoader:
         """Reload on SIGHUP (whose default action would kill the process); False where
         signals cannot be handled here (not the main thread, as under a test client)."""
         try:
+            before = signal.getsignal(signal.SIGHUP)
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         except (ValueError, RuntimeError, NotImplementedError):
             return False
+        self._handler_before = before
         return True
 
     def remove_signal(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The handler found at install back: the loop's removal sets SIGHUP's default,
+        which ends the process, while it drains its last requests."""
         try:
             loop.remove_signal_handler(signal.SIGHUP)
+            if self._handler_before is not None:
+                signal.signal(signal.SIGHUP, self._handler_before)
         except (ValueError, RuntimeError, NotImplementedError):
             pass
 

@@ -4,8 +4,12 @@ is dropped or refused, every answer comes from exactly one model, the one the ti
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -18,10 +22,12 @@ import httpx
 import numpy as np
 import pytest
 
-from bench.server import RunningService, running_service
+from bench.server import RunningService, free_port, running_service
 from service.imaging import preprocess_image
 from service.model import DigitClassifier
 from service.settings import Settings
+from tests.conftest import REPO_ROOT, tiny_model_env
+from tests.integration.processes import descendants
 from tests.repository.conftest import AUTH, LOAD, TOKEN, upload_body
 from tests.repository.models import guessing, no_softmax, variant
 from tests.service.images import mnist_like
@@ -305,3 +311,46 @@ def test_a_sighup_during_a_load_reloads_after_it(tmp_path: Path, shipped_model: 
         while served_version(server.url) != "3.0.0" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert served_version(server.url) == "3.0.0", server.log()[-2000:]
+
+
+def test_a_sighup_while_starting_is_ignored_with_a_line(tiny_onnx: Path) -> None:
+    """SIGHUP's default action ends a process: one sent while the service started (a
+    reloader firing as a pod restarts) killed it with exit status 129 and no line. From
+    main() on (its model check's child process shows it has begun) it is logged and ignored."""
+    port = free_port()
+    env = {
+        **os.environ,
+        **tiny_model_env(tiny_onnx),
+        "DIGITS_HOST": "127.0.0.1",
+        "DIGITS_PORT": str(port),
+    }
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + SWITCH_TIMEOUT_S
+            while not descendants(process.pid) and process.poll() is None:
+                assert time.monotonic() < deadline, _tail(log)
+                time.sleep(0.01)
+            process.send_signal(signal.SIGHUP)  # during the model check, before uvicorn
+            while not _ready(port) and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert process.poll() is None and _ready(port), _tail(log)
+        finally:
+            process.terminate()
+            process.wait(SWITCH_TIMEOUT_S)
+        said = _tail(log)
+    assert "SIGHUP while the service is not serving: ignored" in said, said
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _tail(log: Any) -> str:
+    log.seek(0)
+    return str(log.read()[-4000:].decode(errors="replace"))
