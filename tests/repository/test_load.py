@@ -22,7 +22,7 @@ from service.repository.loader import LoadRefused, ModelLoader
 from service.repository.staging import Staging
 from service.settings import Settings
 from tests.repository.conftest import AUTH, LOAD, TOKEN, Files, upload_body
-from tests.repository.models import renamed
+from tests.repository.models import renamed, variant
 from tests.service.images import draw_digit, png
 from tests.service.test_metrics import scrape, value
 
@@ -75,6 +75,25 @@ def test_an_uploaded_model_serves_from_the_next_request(admin: TestClient, files
     (series,) = model_info_series(admin)  # the old model's series is gone
     assert (series["version"], series["sha256"]) == ("2.0.0", sha256)
     assert admin.get("/readyz").status_code == 200
+
+
+def test_v2_answers_of_two_versions_of_one_major_are_told_apart(
+    admin: TestClient, tmp_path: Path, shipped_model: Path
+) -> None:
+    """V2 names a version by its major: after 1.0.0 gave way to 1.1.0, every V2 answer and
+    the metadata said "1" as before, and only the probabilities differed. The model's own
+    version is in their ``parameters`` (the metadata's with the file's sha256)."""
+    before = admin.post("/v2/models/lenet5/infer", json={"inputs": [TENSOR]}).json()
+    assert (before["model_version"], before["parameters"]) == ("1", {"model_version": "1.0.0"})
+    minor = variant(tmp_path / "v1_1.onnx", "1.1.0", 0.9, shipped_model)
+    assert admin.post(LOAD, headers=AUTH, json=upload_body(minor)).status_code == 200
+    after = admin.post("/v2/models/lenet5/infer", json={"inputs": [TENSOR]}).json()
+    assert (after["model_version"], after["parameters"]) == ("1", {"model_version": "1.1.0"})
+    metadata = admin.get("/v2/models/lenet5").json()
+    assert metadata["versions"] == ["1"]
+    sha256 = hashlib.sha256(minor.read_bytes()).hexdigest()
+    assert metadata["parameters"]["model_version"] == "1.1.0"
+    assert metadata["parameters"]["sha256"] == sha256
 
 
 @pytest.mark.parametrize(

@@ -49,4 +49,5 @@ def test_a_swapped_model_brings_its_own_rule(
     status, answer = _predict(admin)
     assert status == 200 and answer["model"]["version"] == "3.0.0"
     assert admin.get("/model").json()["not_a_digit"] is None
-    assert "parameters" not in admin.get("/v2/models/lenet5").json()
+    parameters = admin.get("/v2/models/lenet5").json()["parameters"]
+    assert parameters["model_version"] == "3.0.0" and "not_a_digit_rule" not in parameters

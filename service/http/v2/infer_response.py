@@ -19,11 +19,15 @@ def encode_infer_response(
     *,
     model_name: str,
     model_version: str,
+    release: str,
     request: InferRequest,
     results: dict[str, np.ndarray],
     labels: list[str],
 ) -> tuple[bytes, int | None]:
-    """The response body, and the JSON header's length when binary tensors follow it."""
+    """The response body, and the JSON header's length when binary tensors follow it.
+    ``model_version`` is the V2 (integer) version, a major; ``release`` the model's own
+    version, in the response's ``parameters`` (the protocol's place for what it does not
+    name): V2 answers of 1.0.0 and of 1.1.0 were otherwise alike."""
     tensors: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for output in request.outputs:
@@ -38,6 +42,7 @@ def encode_infer_response(
     document: dict[str, Any] = {
         "model_name": model_name,
         "model_version": model_version,
+        "parameters": {"model_version": release},
         "outputs": tensors,
     }
     if request.request_id is not None:

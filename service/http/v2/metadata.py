@@ -37,6 +37,7 @@ class ServedModel:
     name: str
     version: str  # the V2 (integer) version, in every V2 answer
     model_version: str  # the model's own version (metadata), also accepted in V2 paths
+    sha256: str  # of the model file
     input: TensorSignature
     output: TensorSignature
     labels: list[str]
@@ -50,6 +51,7 @@ def served_model(info: ModelInfo, settings: Settings) -> ServedModel:
         name=info.name,
         version=v2_version(info.version),
         model_version=info.version,
+        sha256=info.sha256,
         input=TensorSignature(info.input_name, tuple(int(d) for d in info.input_shape[1:])),
         output=TensorSignature(info.output_name, tuple(int(d) for d in info.output_shape[1:])),
         labels=list(info.labels),
@@ -84,13 +86,16 @@ def model_metadata(model: ServedModel) -> dict[str, Any]:
         "inputs": [_tensor_metadata(model.input)],
         "outputs": [_tensor_metadata(model.output)],
     }
+    # The model's own version and file: "versions" names only the major (V2's integer).
+    parameters: dict[str, Any] = {"model_version": model.model_version, "sha256": model.sha256}
     if model.not_a_digit is not None:
         rule = model.not_a_digit
-        answer["parameters"] = {
+        parameters |= {
             "not_a_digit_rule": rule["rule"],
             "not_a_digit_threshold": rule["threshold"],
             "not_a_digit_refused_when": rule["refused_when"],
         }
+    answer["parameters"] = parameters
     return answer
 
 

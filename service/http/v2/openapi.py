@@ -69,8 +69,9 @@ class TensorMetadata(BaseModel):
 
 
 class ModelMetadata(BaseModel):
-    """GET /v2/models/{name}: ``parameters`` publishes the not-a-digit rule that /predict
-    applies, for tensor clients that want it too."""
+    """GET /v2/models/{name}: ``parameters`` names the model's own version and its file's
+    sha256 (``versions`` has only the major) and publishes the not-a-digit rule that
+    /predict applies, for tensor clients that want it too."""
 
     name: str
     versions: list[str]

@@ -116,6 +116,7 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
     body, header_length = encode_infer_response(
         model_name=source.name if source else model.name,
         model_version=v2_version(source.version) if source else model.version,
+        release=source.version if source else model.model_version,
         request=parsed,
         results={model.output.name: result.probabilities},
         labels=model.labels,
