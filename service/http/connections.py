@@ -51,7 +51,7 @@ class GuardedProtocol(RefusingProtocol):
         self.holding = Holding(self.guard.bodies if self.guard is not None else BodyBudget(None))
         self.phase, self.since = HEAD, 0.0
         self.head_received = 0  # raw bytes since the request's first byte, while in its head
-        self.head_size = 0  # the parsed head: URL and header lines
+        self.head_size = 0  # the parsed head, as its bytes: request line, header lines
         self.body_bytes = 0
         self.body_at = 0.0  # when the body last made progress (or began)
         self.messages = self.framing = self.chunks = 0  # requests begun; this body's framing
@@ -85,10 +85,9 @@ class GuardedProtocol(RefusingProtocol):
 
     def _record_abandoned(self, queued: list[tuple[Any, Any]]) -> None:
         """Requests queued behind the one being answered when the client left never reached
-        the app: they were in no metric and no access line. Each now runs through the app,
-        one after another, as a request whose client has gone: its route finds the
-        disconnect when it reads the body (every POST route reads its body before it acts),
-        and the middleware records it, with its route, as 499."""
+        the app, so no metric or access line had them. Each now runs through the app in turn
+        as a request whose client has gone: its route finds the disconnect as it reads the
+        body (every POST route reads it first), and the middleware records it as 499."""
 
         async def run() -> None:
             for cycle, app in queued:
@@ -187,6 +186,8 @@ class GuardedProtocol(RefusingProtocol):
         if self.stopped:
             return
         guard = self.guard
+        # The rest of the request line (method, spaces, version) and the blank line after it.
+        self.head_size += len(self.parser.get_method() + b"  HTTP/1.1\r\n\r\n")
         if guard is not None and self.head_size > guard.limits.max_head_bytes:
             self._refuse_head(guard)
             return

@@ -25,6 +25,7 @@ from bench.server import RunningService, running_service
 from service.http.body_budget import STALLED_S
 from service.http.guard import REFUSAL_LINES_PER_S, ROOM_AGE_S
 from service.http.unread import Unread
+from service.settings import Settings
 from tests.conftest import tiny_model_env
 from tests.service.images import draw_digit, encode, png
 
@@ -278,6 +279,24 @@ def test_many_header_lines_over_the_cap_get_431(server: RunningService) -> None:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + lines + b"\r\n")
         status, _ = _status_and_body(_read_all(sock))
     assert status == 431
+
+
+@pytest.mark.parametrize("method", ["GET", "OPTIONS"])
+def test_the_head_limit_counts_every_byte_of_the_head(server: RunningService, method: str) -> None:
+    """DIGITS_MAX_HEADER_BYTES is the head's size in bytes, request line and blank line
+    included: the count left out the method, the version and the line ends, so a head of
+    the limit plus 17 bytes was answered (plus 21 for OPTIONS), and the same head got 431
+    when it came in two reads, where every byte is counted."""
+    limit = Settings().max_header_bytes
+    start = f"{method} /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: ".encode()
+    statuses = []
+    for size in (limit, limit + 1):
+        head = start + b"p" * (size - len(start) - 4) + b"\r\n\r\n"
+        assert len(head) == size
+        with _connect(server) as sock:
+            sock.sendall(head)
+            statuses.append(int(_read_all(sock).split(b" ")[1]))
+    assert statuses[0] != 431 and statuses[1] == 431, statuses
 
 
 def test_a_stalled_request_head_is_closed_within_its_deadline(server: RunningService) -> None:
