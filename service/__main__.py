@@ -24,6 +24,7 @@ from service.predictor import model_spec, shadow_spec
 from service.repository import gate
 from service.repository.gate import GateRequest
 from service.server import (
+    EXIT_INTERRUPTED,
     exit_zero_on_sigterm,
     ignore_sighup_until_serving,
     listening_problem,
@@ -34,7 +35,6 @@ from service.settings.messages import ConfigurationError, describe
 
 logger = logging.getLogger("service")
 EXIT_BAD_CONFIG = 2
-EXIT_INTERRUPTED = 130  # as a shell reports a Ctrl-C
 USAGE = """usage: digits-serve  (or: python -m service)
 
 Serves the digit classifier on DIGITS_HOST:DIGITS_PORT (127.0.0.1:8000 by default).

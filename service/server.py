@@ -24,6 +24,7 @@ from pathlib import Path
 
 import uvicorn
 from prometheus_client.multiprocess import mark_process_dead
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from service.app import DigitsApp, create_app
@@ -40,6 +41,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 
 logger = logging.getLogger("service.server")
+EXIT_INTERRUPTED = 130  # as a shell reports a Ctrl-C
 HUP_PING_S = 2.0  # a serving front end answers uvicorn's health ping within this
 
 
@@ -107,11 +109,26 @@ def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> None:
     with _shared_metrics(settings):
         if settings.front_ends == 1:
             exit_zero_on_sigterm()
-            uvicorn.run(app_factory, **options)  # type: ignore[arg-type]
+            _serve_one(uvicorn.Config(app_factory, **options))  # type: ignore[arg-type]
             return
         # What uvicorn.run does with workers > 1, with our process manager.
         config = uvicorn.Config(app_factory, **options)  # type: ignore[arg-type]
         FrontEnds(config, sockets=[config.bind_socket()]).run()
+
+
+def _serve_one(config: uvicorn.Config) -> None:
+    """What uvicorn.run does with one process, and a status for a forced stop: a second
+    Ctrl-C during the drain drops the requests in flight and skips the lifespan's shutdown,
+    and exited 0 as a graceful stop does."""
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # the one Ctrl-C, raised again once the drain is done
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+    if server.force_exit:
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def exit_zero_on_sigterm() -> None:

@@ -177,3 +177,24 @@ def _children(pid: int) -> list[str]:
         return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return []
+
+
+@pytest.mark.parametrize(("interrupts", "status"), [(1, 0), (2, 130)])
+def test_a_forced_stop_says_so_in_its_exit_status(
+    tiny_onnx: Path, interrupts: int, status: int
+) -> None:
+    """A second Ctrl-C during the drain drops the requests in flight and skips the
+    lifespan's shutdown: it exited 0, as a graceful stop does. It exits 130 now; one Ctrl-C
+    still drains and exits 0."""
+    env = {**tiny_model_env(tiny_onnx), "DIGITS_BODY_TIMEOUT_SECONDS": "60"}
+    with running_service(env) as stopping:
+        with socket.create_connection(("127.0.0.1", stopping.port), timeout=30) as upload:
+            upload.sendall(  # a body still arriving: the drain waits for it
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(SEVEN), SEVEN[:40])
+            )
+            time.sleep(0.5)
+            for _ in range(interrupts):
+                stopping.process.send_signal(signal.SIGINT)
+                time.sleep(0.5)
+            assert stopping.process.wait(timeout=30) == status, stopping.log()[-3000:]
