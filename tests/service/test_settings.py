@@ -107,8 +107,24 @@ def test_worker_count_respects_a_container_cpu_quota(
     cores = len(os.sched_getaffinity(0))
     path = tmp_path / "cpu.max"
     path.write_text(cpu_max)
-    assert available_cpus(path) == (cores if expected is None else min(cores, expected))
-    assert available_cpus(tmp_path / "missing") == cores  # no cgroup v2: the affinity mask
+    no_v1 = (tmp_path / "no-v1",)
+    assert available_cpus(path, no_v1) == (cores if expected is None else min(cores, expected))
+    assert available_cpus(tmp_path / "missing", no_v1) == cores  # no cgroup: the affinity mask
+
+
+@pytest.mark.parametrize(
+    ("quota", "expected"), [("-1", None), ("100000", 1), ("150000", 2), ("50000", 1)]
+)
+def test_a_cgroup_v1_cpu_quota_counts_too(tmp_path: Path, quota: str, expected: int | None) -> None:
+    """Only cgroup v2's cpu.max was read: on a cgroup v1 host `--cpus=1` (or `--cpus=0.5`) on
+    two cores started two workers, and a 1-CPU pod on a large node one per node core."""
+    cores = len(os.sched_getaffinity(0))
+    v1 = tmp_path / "cpu,cpuacct"
+    v1.mkdir()
+    (v1 / "cpu.cfs_quota_us").write_text(quota + "\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    found = available_cpus(tmp_path / "no-cpu.max", (tmp_path / "cpu", v1))
+    assert found == (cores if expected is None else min(cores, expected))
 
 
 def test_explicit_worker_count_wins() -> None:
