@@ -23,6 +23,7 @@ from service.logs import configure_logging
 from service.predictor import model_spec, shadow_spec
 from service.repository import gate
 from service.repository.gate import GateRequest
+from service.repository.staging import Staging
 from service.server import (
     EXIT_INTERRUPTED,
     exit_zero_on_sigterm,
@@ -115,11 +116,12 @@ def _start() -> None:
         logger.error("cannot serve the model: %s", problem)
         sys.exit(EXIT_BAD_CONFIG)
     try:
+        Staging().close()  # the served model's private copy: a read-only /tmp refuses it
         open_store(settings)
         if (problem := listening_problem(settings)) is not None:
             raise ConfigurationError(problem)
         run_server(settings)  # its folder for several front ends' metrics may be refused
-    except ConfigurationError as exc:
+    except (ConfigurationError, ModelLoadError) as exc:
         logger.error("cannot start: %s", exc)
         sys.exit(EXIT_BAD_CONFIG)
 

@@ -118,3 +118,23 @@ def test_image_formats_are_read_as_operators_write_them(
 ) -> None:
     monkeypatch.setenv("DIGITS_ALLOWED_IMAGE_FORMATS", value)
     assert Settings().allowed_image_formats == formats
+
+
+def test_no_writable_temporary_folder_is_named(tmp_path: Path) -> None:
+    """A read-only root with no tmpfs at /tmp (Docker's --read-only) failed in the lifespan:
+    exit 3 after a traceback. The private copy's folder is tried before the port is bound.
+    (Python's own fallbacks, /var/tmp and the working directory, are set aside here.)"""
+    gone = tmp_path / "read-only-root" / "tmp"
+    code = f"import runpy, tempfile; tempfile.tempdir = {str(gone)!r}; "
+    code += "runpy.run_module('service', run_name='__main__')"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": "", "DIGITS_HOST": "127.0.0.1", "DIGITS_PORT": str(free_port())},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = _the_one_line(result)
+    assert said.startswith("cannot start: no writable temporary directory"), said
+    assert "mount a tmpfs at /tmp or point TMPDIR" in said
