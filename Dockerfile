@@ -49,7 +49,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin \
     DIGITS_HOST=0.0.0.0 \
-    DIGITS_MODEL_PATH=/app/models/lenet5.onnx
+    DIGITS_MODEL_PATH=/app/models/lenet5.onnx \
+    DIGITS_GRACEFUL_SHUTDOWN_SECONDS=6 \
+    HOME=/tmp
 WORKDIR /app
 # Root owns the code and model; the service user can only read them.
 COPY service/ ./service/
@@ -61,7 +63,10 @@ EXPOSE 8000
 # Readiness, not liveness: healthy means the model is loaded and warmed up (/readyz 200).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % (os.environ.get('DIGITS_PORT') or os.environ.get('PORT') or '8000'), timeout=2)"]
-# One process per container: scale with replicas. uvicorn drains requests on SIGTERM;
-# SIGHUP reloads the model file (checked first; README, "Swapping the model").
+# One process per container: scale with replicas. uvicorn drains requests on SIGTERM, 6 s
+# here, so that the drain and the workers' stop (2 s) fit the 10 s a plain `docker stop` or
+# `podman stop` waits before SIGKILL (at 10 s a slow upload's stop was killed: exit 137);
+# SIGHUP reloads the model file (checked first; README, "Swapping the model"). HOME: ONNX
+# Runtime keeps a file there (the service user's /nonexistent: a warning on every start).
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "service"]

@@ -14,10 +14,12 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from service.workers.supervisor import SHUTDOWN_GRACE_S
 from tests.conftest import REPO_ROOT
 from tests.deploy.tools import DOCKERFILE, venv_tool
 
 LOCK = REPO_ROOT / "requirements" / "serve.lock"
+ENGINE_STOP_TIMEOUT_S = 10.0  # docker stop's and podman stop's default wait before SIGKILL
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -84,6 +86,16 @@ def test_runtime_stage_is_non_root_with_readiness_healthcheck() -> None:
     assert "DIGITS_HOST=0.0.0.0" in env and "DIGITS_PORT" not in env
     assert "os.environ.get('PORT')" in healthcheck
     assert ("CMD", '["python", "-m", "service"]') in stage
+
+
+def test_a_plain_stop_leaves_the_drain_and_the_workers_time() -> None:
+    """`docker stop` and `podman stop` wait 10 s, then SIGKILL: with the service's 10 s
+    drain, a stop during a slow upload was killed (exit 137, the client's pipe broken) where
+    the README promises a drain and exit 0."""
+    env = " ".join(args for keyword, args in runtime_stage() if keyword == "ENV")
+    found = re.search(r"DIGITS_GRACEFUL_SHUTDOWN_SECONDS=([\d.]+)", env)
+    assert found is not None, env
+    assert float(found.group(1)) + SHUTDOWN_GRACE_S < ENGINE_STOP_TIMEOUT_S
 
 
 def test_runtime_stage_copies_only_the_assembled_filesystem_service_and_models() -> None:
