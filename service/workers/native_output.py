@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 
 from service.logs import Throttled
@@ -22,6 +23,8 @@ MAX_LINE_CHARS = 500  # a library's line quoting a client's bytes stays short
 # A line without its end held no longer: a worker's JSON line with a traceback is a few KB.
 MAX_HELD_BYTES = 64 * 1024
 logger = logging.getLogger("service.native")
+# Terminal colours: ONNX Runtime colours its warnings, which a JSON log showed as \u001b[0;93m.
+_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class StderrRelay(asyncio.Protocol):
@@ -51,7 +54,7 @@ class StderrRelay(asyncio.Protocol):
         self._lines.flush(force=True)
 
     def _relay(self, raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace").rstrip()
+        text = _COLOURS.sub("", raw.decode("utf-8", "replace")).rstrip()
         if text.startswith("{"):  # the worker's own log line, JSON already
             sys.stderr.write(text + "\n")
             sys.stderr.flush()

@@ -92,3 +92,16 @@ def test_output_without_line_ends_is_not_hoarded(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.WARNING, logger="service.native"):
         _in_a_loop(endless)
     assert all(len(message) <= 600 for message in _native(caplog))
+
+
+def test_a_librarys_terminal_colours_are_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    """ONNX Runtime colours its warnings: the JSON log carried "\\u001b[0;93m...\\u001b[m"."""
+
+    def coloured(relay: StderrRelay) -> None:
+        relay.data_received(
+            b"\x1b[0;93m2026-12-07 [W:onnxruntime:Default] Removing initializer\x1b[m\n"
+        )
+
+    with caplog.at_level(logging.WARNING, logger="service.native"):
+        _in_a_loop(coloured)
+    assert _native(caplog) == ["worker 7: 2026-12-07 [W:onnxruntime:Default] Removing initializer"]
