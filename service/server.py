@@ -118,17 +118,30 @@ def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> None:
 
 def _serve_one(config: uvicorn.Config) -> None:
     """What uvicorn.run does with one process, and a status for a forced stop: a second
-    Ctrl-C during the drain drops the requests in flight and skips the lifespan's shutdown,
-    and exited 0 as a graceful stop does."""
+    signal during the drain (Ctrl-C twice, or once during a `docker stop`) drops the
+    requests in flight and skips the lifespan's shutdown, and exited 0 as a graceful stop
+    does. uvicorn raises the signals it caught again once it has stopped, under the
+    handlers it found: SIGTERM's says which it was."""
     server = uvicorn.Server(config)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(_exit_status(server)))
     try:
         server.run()
     except KeyboardInterrupt:  # the one Ctrl-C, raised again once the drain is done
         pass
     if not server.started:
         sys.exit(STARTUP_FAILURE)
-    if server.force_exit:
-        sys.exit(EXIT_INTERRUPTED)
+    if status := _exit_status(server):
+        sys.exit(status)
+
+
+def _exit_status(server: uvicorn.Server) -> int:
+    """130 when a second signal cut the stop short (the lifespan's shutdown never ran to
+    its end; one that came after it had is no forced stop), else 0."""
+    lifespan = getattr(server, "lifespan", None)
+    shut_down = (
+        lifespan is not None and lifespan.shutdown_event.is_set() and not lifespan.error_occurred
+    )
+    return EXIT_INTERRUPTED if server.force_exit and not shut_down else 0
 
 
 def exit_zero_on_sigterm() -> None:
