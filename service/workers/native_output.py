@@ -54,11 +54,13 @@ class StderrRelay(asyncio.Protocol):
         self._lines.flush(force=True)
 
     def _relay(self, raw: bytes) -> None:
-        text = _COLOURS.sub("", raw.decode("utf-8", "replace")).rstrip()
+        text = raw.decode("utf-8", "replace").rstrip()
         if text.startswith("{"):  # the worker's own log line, JSON already
             sys.stderr.write(text + "\n")
             sys.stderr.flush()
-        elif text:
+            return
+        text = _COLOURS.sub("", text)
+        if text:
             self._lines.warning("native", "worker %d: %s", self._pid, text[:MAX_LINE_CHARS])
             if self._flush_due is None:  # the count of lines held back, once their second ends
                 self._flush_due = asyncio.get_running_loop().call_later(1.0, self._flush)

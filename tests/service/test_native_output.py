@@ -100,8 +100,12 @@ def test_a_librarys_terminal_colours_are_left_out(caplog: pytest.LogCaptureFixtu
     def coloured(relay: StderrRelay) -> None:
         relay.data_received(
             b"\x1b[0;93m2026-12-07 [W:onnxruntime:Default] Removing initializer\x1b[m\n"
+            b"\x1b[0;93m{a library line in braces}\x1b[m\n"  # not the worker's JSON
         )
 
     with caplog.at_level(logging.WARNING, logger="service.native"):
         _in_a_loop(coloured)
-    assert _native(caplog) == ["worker 7: 2026-12-07 [W:onnxruntime:Default] Removing initializer"]
+    assert _native(caplog) == [
+        "worker 7: 2026-12-07 [W:onnxruntime:Default] Removing initializer",
+        "worker 7: {a library line in braces}",
+    ]
