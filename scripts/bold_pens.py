@@ -4,8 +4,8 @@ and left: a pen too broad for the digit").
 
     .venv/bin/python scripts/bold_pens.py [--count 1000] [--model models/lenet5.onnx]
 
-Each digit is enlarged four times (bicubic), its strokes widened by a disc of the given
-diameter (at that scale: 8 is about 2 pixels of the 28x28 image), framed in paper and sent
+Each digit is enlarged four times (bicubic), its strokes widened by a disc (a disc of 9
+pixels widens them by 8 at that scale, 2 pixels of the 28x28 image), framed in paper and sent
 as a dark-on-white PNG through ``preprocess_image``; the model's top answer is compared
 with the label. Needs the dev environment (the MNIST files under ../shared or
 $DIGITS_DATA_DIR).
@@ -32,7 +32,7 @@ from training.data import load_split  # noqa: E402
 
 SCALE = 4
 FRAME = 40  # paper round the enlarged digit, in pixels
-DISCS = (0, 9, 17, 25, 33)  # widening, in pixels of the enlarged image
+DISCS = (0, 9, 17, 25, 33)  # disc diameters, in pixels of the enlarged image
 
 
 def with_pen(digit: np.ndarray, disc: int) -> bytes:
@@ -69,7 +69,7 @@ def main() -> None:
         answers, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
         right = answers == labels
         sys.stdout.write(
-            f"{disc / SCALE:>24.1f} | {100 * right.mean():>10.2f} | "
+            f"{max(disc - 1, 0) / SCALE:>24.0f} | {100 * right.mean():>10.2f} | "
             f"{int(((~right) & (confidence >= 0.9)).sum()):>26} | {confidence.mean():.3f}\n"
         )
 

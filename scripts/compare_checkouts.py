@@ -1,5 +1,5 @@
-"""Two checkouts side by side: /predict throughput at c=16 (each served in turn, the
-tutorial peer with two processes between them, in alternating rounds) and the preprocessing
+"""Two checkouts side by side: /predict throughput at c=16 (each served in turn, their order
+reversed every other round, then the tutorial peer with two processes) and the preprocessing
 time of the benchmark's PNG in each (docs/performance.md, "/predict slower since 96e44ec").
 
     git worktree add ../old 96e44ec
@@ -65,8 +65,8 @@ def main() -> None:
 
     rates: dict[str, list[float]] = {str(path): [] for path in checkouts}
     rates["peer"] = []
-    for _ in range(args.rounds):
-        for path in checkouts:
+    for round_ in range(args.rounds):
+        for path in checkouts if round_ % 2 == 0 else checkouts[::-1]:  # neither always first
             with running_service({}, cwd=path) as service:
                 rates[str(path)].append(throughput(service.url))
         with running_peer("bench.peers.tutorial:app", 2, peer_env) as peer:
