@@ -108,7 +108,6 @@ def run_server(settings: Settings, app_factory: str = SERVICE_APP) -> None:
     }
     with _shared_metrics(settings):
         if settings.front_ends == 1:
-            exit_zero_on_sigterm()
             _serve_one(uvicorn.Config(app_factory, **options))  # type: ignore[arg-type]
             return
         # What uvicorn.run does with workers > 1, with our process manager.
