@@ -117,18 +117,17 @@ def reject_rule(metadata: dict[str, str], setting: str) -> RejectRule | None:
     if setting == THRESHOLD_OFF:
         return None
     try:
-        published = json.loads(metadata.get(REJECT_METADATA_KEY, ""))
-    except ValueError:
-        published = None
-    rule = published.get("rule") if isinstance(published, dict) else None
+        published = published_rule(metadata)
+    except MetadataError:
+        published = None  # the gate refuses such a file; a file opened without it: no rule
     if setting == THRESHOLD_FROM_MODEL:
-        threshold = float_or_none(published.get("threshold")) if rule else None
-        if rule not in REJECT_RULES or threshold is None:
+        if published is None:
             logger.warning("the model publishes no not_a_digit rule: every image is answered")
             return None
-        return RejectRule(rule, threshold, "model")
+        return RejectRule(*published, "model")
     # A number from the settings: the model's rule if it names one, else the top probability.
-    return RejectRule(rule if rule in REJECT_RULES else REJECT_RULES[0], float(setting), "setting")
+    rule = published[0] if published is not None else REJECT_RULES[0]
+    return RejectRule(rule, float(setting), "setting")
 
 
 def read_card(path: Path) -> dict[str, Any] | None:
@@ -146,12 +145,78 @@ def read_card(path: Path) -> dict[str, Any] | None:
 def labels_of(metadata: dict[str, str]) -> tuple[str, ...]:
     """The label set from the model's ``labels`` metadata (a JSON list of ten), else 0..9."""
     try:
-        labels = json.loads(metadata.get("labels", ""))
-    except ValueError:
+        return published_labels(metadata) or DEFAULT_LABELS
+    except MetadataError:
         return DEFAULT_LABELS
-    if isinstance(labels, list) and len(labels) == NUM_CLASSES:
-        return tuple(str(label) for label in labels)
-    return DEFAULT_LABELS
+
+
+class MetadataError(ValueError):
+    """A metadata entry the service needs is there but cannot be read; the message says
+    what it should be."""
+
+
+def published_rule(metadata: dict[str, str]) -> tuple[str, float] | None:
+    """The not-a-digit rule and threshold the model publishes; None when it publishes none."""
+    if REJECT_METADATA_KEY not in metadata:
+        return None
+    value = _json_entry(metadata, REJECT_METADATA_KEY, _RULE_FORM)
+    rule = value.get("rule") if isinstance(value, dict) else None
+    threshold = float_or_none(value.get("threshold")) if isinstance(value, dict) else None
+    if rule not in REJECT_RULES or threshold is None or not 0.0 <= threshold <= 1.0:
+        raise _unreadable(metadata, REJECT_METADATA_KEY, _RULE_FORM)
+    return rule, threshold
+
+
+def published_labels(metadata: dict[str, str]) -> tuple[str, ...] | None:
+    """The label set the model publishes; None when it publishes none."""
+    if "labels" not in metadata:
+        return None
+    value = _json_entry(metadata, "labels", _LABELS_FORM)
+    if not isinstance(value, list) or len(value) != NUM_CLASSES:
+        raise _unreadable(metadata, "labels", _LABELS_FORM)
+    return tuple(str(label) for label in value)
+
+
+def check_metadata(metadata: dict[str, str]) -> None:
+    """Raises MetadataError for a file whose metadata the service would misread: without a
+    name it took its ONNX graph's (a plain export's "main_graph", version
+    9223372036854775807) and its V2 routes moved while readiness stayed 200; a name or a
+    version that is no URL path segment ("digits/v2", "../x") names routes nobody can
+    reach; an unreadable not-a-digit rule, label set or normalisation was served as none
+    at all, the first turning every refusal off. Entries left out are the defaults."""
+    for key in ("name", "version"):
+        value = metadata.get(key, "")
+        if not value.strip():
+            raise MetadataError(
+                f"its metadata has no {key!r}: answers, the V2 routes and the metrics are "
+                "named by it (`python -m training export` writes it)"
+            )
+        if not _PATH_SEGMENT.fullmatch(value):
+            raise _unreadable(metadata, key, _SEGMENT_FORM)
+    published_rule(metadata)
+    published_labels(metadata)
+    if "normalization" in metadata:
+        if not isinstance(_json_entry(metadata, "normalization", "a JSON object"), dict):
+            raise _unreadable(metadata, "normalization", "a JSON object")
+
+
+# Letters, digits and . _ + - (semantic versions, "lenet5"), not starting with a dot: what
+# a URL path segment carries unquoted and no client or proxy rewrites.
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}")
+_SEGMENT_FORM = "up to 128 letters, digits, '.', '_', '+' or '-', not starting with '.'"
+_RULE_FORM = 'a JSON object {"rule": ..., "threshold": 0..1}'
+_LABELS_FORM = f"a JSON list of {NUM_CLASSES} labels"
+
+
+def _json_entry(metadata: dict[str, str], key: str, expected: str) -> Any:
+    try:
+        return json.loads(metadata[key])
+    except ValueError:
+        raise _unreadable(metadata, key, expected) from None
+
+
+def _unreadable(metadata: dict[str, str], key: str, expected: str) -> MetadataError:
+    return MetadataError(f"its {key!r} metadata is not {expected}: {metadata[key][:80]!r}")
 
 
 def float_or_none(value: Any) -> float | None:

@@ -27,12 +27,11 @@ import numpy as np
 from service.contract import (
     INPUT_SHAPE,
     NUM_CLASSES,
-    REJECT_METADATA_KEY,
-    REJECT_RULES,
     THRESHOLD_OFF,
+    MetadataError,
     ModelLoadError,
     ModelSpec,
-    float_or_none,
+    check_metadata,
 )
 
 SUM_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; a missing softmax is far off
@@ -92,45 +91,6 @@ def check_probabilities(probabilities: np.ndarray, count: int) -> None:
         )
 
 
-def check_metadata(metadata: dict[str, str]) -> None:
-    """Refuse a file whose metadata the service would misread: without a name it took its
-    ONNX graph's (a plain export's "main_graph", version 9223372036854775807) and its V2
-    routes moved while readiness stayed 200; an unreadable not-a-digit rule, label set or
-    normalisation was served as none at all, the first turning every refusal off with a
-    warning that said the model published no rule."""
-    for key in ("name", "version"):
-        if not metadata.get(key, "").strip():
-            raise ModelLoadError(
-                f"its metadata has no {key!r}: answers, the V2 routes and the metrics are "
-                "named by it (`python -m training export` writes it)"
-            )
-    checks = {
-        REJECT_METADATA_KEY: (_is_rule, 'a JSON object {"rule": ..., "threshold": 0..1}'),
-        "labels": (_is_label_set, f"a JSON list of {NUM_CLASSES} labels"),
-        "normalization": (lambda value: isinstance(value, dict), "a JSON object"),
-    }
-    for key, (valid, expected) in checks.items():
-        if key not in metadata:
-            continue  # not given: no rule (every image answered), digits 0-9, none said
-        try:
-            value = json.loads(metadata[key])
-        except ValueError:
-            value = None
-        if not valid(value):
-            raise ModelLoadError(f"its {key!r} metadata is not {expected}: {metadata[key][:80]!r}")
-
-
-def _is_rule(value: Any) -> bool:
-    if not isinstance(value, dict) or value.get("rule") not in REJECT_RULES:
-        return False
-    threshold = float_or_none(value.get("threshold"))  # as the workers read it
-    return threshold is not None and 0.0 <= threshold <= 1.0
-
-
-def _is_label_set(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == NUM_CLASSES
-
-
 def inspect(request: GateRequest) -> dict[str, Any]:
     """The checks above; what the server logs and answers about the file."""
     from service.model import DigitClassifier  # ONNX Runtime: only in this child process
@@ -153,7 +113,10 @@ def inspect(request: GateRequest) -> dict[str, Any]:
             f"accuracy on the {len(labels)} check digits is {accuracy:.1%}, below the floor "
             f"of {request.min_accuracy:.1%} (DIGITS_MODEL_MIN_ACCURACY)"
         )
-    check_metadata(model.info.metadata)
+    try:
+        check_metadata(model.info.metadata)
+    except MetadataError as exc:
+        raise ModelLoadError(str(exc)) from None
     return {"info": json.loads(model.info.to_json()), "accuracy": accuracy, "digits": len(labels)}
 
 

@@ -57,6 +57,9 @@ def test_bad_files_are_refused_with_the_reason(files: Files, name: str, reason: 
     [
         ({"name": None, "version": None}, "its metadata has no 'name'"),
         ({"version": ""}, "its metadata has no 'version'"),
+        ({"name": "digits/v2"}, "its 'name' metadata is not up to 128 letters, digits"),
+        ({"version": "../../etc"}, "its 'version' metadata is not up to 128 letters, digits"),
+        ({"name": "lenet5 "}, "its 'name' metadata is not up to 128 letters"),
         ({"not_a_digit": "[1,2"}, "its 'not_a_digit' metadata is not a JSON object"),
         ({"not_a_digit": '{"rule": "vibes", "threshold": 0.5}'}, "'not_a_digit' metadata"),
         ({"not_a_digit": '{"rule": "certainty", "threshold": 7}'}, "'not_a_digit' metadata"),
@@ -66,6 +69,9 @@ def test_bad_files_are_refused_with_the_reason(files: Files, name: str, reason: 
     ids=[
         "a plain export",
         "no version",
+        "a name with a slash",
+        "a version with dots and slashes",
+        "a name with a space",
         "rule unreadable",
         "no such rule",
         "threshold 7",
@@ -77,8 +83,9 @@ def test_metadata_the_service_would_misread_is_refused(
     shipped_model: Path, tmp_path: Path, changes: dict[str, str | None], reason: str
 ) -> None:
     """A plain export (no metadata) was served as "main_graph", version 9223372036854775807,
-    its V2 routes moved while readiness said 200; a broken not-a-digit rule served as none,
-    every refusal off. A load (and start-up) refuses them, saying which entry is wrong."""
+    its V2 routes moved while readiness said 200; a name with a slash was served under
+    routes no URL reaches; a broken not-a-digit rule served as none, every refusal off. A
+    load (and start-up) refuses them, saying which entry is wrong."""
     path = with_metadata(tmp_path / "edited.onnx", changes, shipped_model)
     with pytest.raises(ModelLoadError, match=re.escape(reason)):
         inspect(request(path))
