@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from service.imaging.histograms import PixelHistogram
+from service.imaging.statistics import BRIGHTEST, DARKEST, MIN_CONTRAST
 
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # a pixel's four neighbours
 # Levels between a keyed drawing's fringe and its core: what tells the luminance carries the
@@ -35,8 +36,10 @@ def flatten_alpha(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
     When few pixels are opaque they are the strokes (a canvas that draws ink only through
     alpha), so the background is chosen against their colour. When most are opaque they
-    include the paper, and transparency takes the paper's colour. A drawing whose paper was
-    keyed out (``_keyed_paper``) is put back on that paper.
+    include the paper, and transparency takes the paper's colour, unless they are one flat
+    colour: a plate the drawing is cut out of (a stencil, a knockout), whose holes show
+    whatever lies behind, and are given a colour against the plate's too. A drawing whose
+    paper was keyed out (``_keyed_paper``) is put back on that paper.
     """
     if alpha.min() == OPAQUE:
         return luminance.astype(np.float32)
@@ -50,7 +53,7 @@ def flatten_alpha(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         return np.zeros(luminance.shape, np.float32)  # fully transparent: nothing drawn
     opaque = weight > 0.5
     background = _keyed_paper(luminance, alpha, opaque)
-    if background is None and opaque.mean() >= 0.5:
+    if background is None and opaque.mean() >= 0.5 and not _one_colour(luminance, alpha):
         background = float(np.median(luminance[opaque]))
     flattened = luminance.astype(np.float32)
     flattened *= weight
@@ -89,6 +92,17 @@ def _keyed_paper(luminance: np.ndarray, alpha: np.ndarray, opaque: np.ndarray) -
     if level > inside:
         return max(hidden, float(fringe.brightest()))
     return min(hidden, float(fringe.darkest()))
+
+
+def _one_colour(luminance: np.ndarray, alpha: np.ndarray) -> bool:
+    """Whether the fully opaque pixels are all one colour, bar a few specks: they hold no
+    shape of their own, so the drawing is in the alpha. (A cut-out's soft edge is partly
+    transparent, and holds whatever lay under the hole.)"""
+    solid = _histogram(luminance, cv2.inRange(alpha, OPAQUE, OPAQUE))
+    if not solid.total:
+        return False
+    low, high = solid.percentiles((DARKEST, BRIGHTEST))
+    return high - low < MIN_CONTRAST
 
 
 def _histogram(pixels: np.ndarray, mask: np.ndarray) -> PixelHistogram:

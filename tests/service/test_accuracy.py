@@ -178,6 +178,29 @@ def test_digits_saved_with_their_paper_transparent_read_as_the_grey_ones(
         assert answers.lost_points(labels) <= MAX_LOST_POINTS
 
 
+@pytest.mark.parametrize("plate", [(0, 0, 0), (30, 80, 200), (255, 255, 255)])
+def test_digits_cut_out_of_a_plate_read_as_the_grey_ones(
+    accuracy_client: TestClient, mnist_sample: tuple, plate: tuple[int, int, int]
+) -> None:
+    """A stencil or a knockout: an opaque plate with the digit cut out, transparent. Its
+    transparency took the plate's colour (opaque pixels were taken for paper), and every
+    one was refused as no_ink on a black or a blue plate. Behind the holes is now a colour
+    against the plate's, as a viewer shows them."""
+    images, labels = mnist_sample
+    grey = [Image.fromarray(255 - digit).resize((112, 112), Image.BILINEAR) for digit in images]
+    read_grey = served_answers(accuracy_client, [png(image) for image in grey]).digits == labels
+    stencils = []
+    for image in grey:
+        rgba = np.empty((112, 112, 4), np.uint8)
+        rgba[..., :3] = plate
+        rgba[..., 3] = np.asarray(image)  # the ink (dark) is where the plate is cut away
+        stencils.append(png(Image.fromarray(rgba, mode="RGBA")))
+    answers = served_answers(accuracy_client, stencils)
+    read = (answers.digits == labels).mean()
+    assert read >= read_grey.mean() - MAX_DROP_POINTS / 100, f"{plate}: {read:.4f}"
+    assert answers.lost_points(labels) <= MAX_LOST_POINTS
+
+
 def test_sklearn_digits_by_other_writers(accuracy_client: TestClient) -> None:
     from sklearn.datasets import load_digits
 
