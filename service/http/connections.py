@@ -23,19 +23,10 @@ import httptools
 from service.errors import Overloaded, ServiceError
 from service.http.body_budget import BodyBudget, Holding
 from service.http.coalescing import HeldHead
-from service.http.guard import (
-    APP,
-    BODY,
-    GUARD,
-    HEAD,
-    IDLE,
-    REFUSED,
-    ConnectionGuard,
-    framing_over,
-)
+from service.http.guard import APP, BODY, GUARD, HEAD, IDLE, REFUSED, ConnectionGuard, framing_over
 from service.http.lane import LANE, DirectLane, Exchange
 from service.http.observability import CLIENT_CLOSED
-from service.http.offers import head_without_offer, unknown_coding
+from service.http.offers import head_problem, head_without_offer
 from service.http.refusals import RefusingProtocol
 from service.http.unread import Unread
 
@@ -193,9 +184,10 @@ class GuardedProtocol(RefusingProtocol):
             return
         if self.parser.should_upgrade():  # parsed again without the offer once this one stops
             return
-        if coding := unknown_coding(self.headers):  # llhttp reads past it to the chunks
-            self.send_400_response(f"transfer coding {coding!r} is not supported; use chunked")
+        if problem := head_problem(self.headers, version := self.parser.get_http_version()):
+            self.send_400_response(problem)
             return
+        self.expect_100_continue &= version != "1.0"  # an HTTP/1.0 client waits for no 100
         self._enter(BODY)
         self.holding.begin()
         self.body_bytes, self.body_at = 0, self.since

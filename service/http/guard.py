@@ -224,7 +224,7 @@ def _body_too_slow(
     head are under the minimum rate once the grace period is over."""
     received = connection.body_bytes
     if stopped > limits.body_grace_s:
-        return f"no request body arrived for {limits.body_grace_s:g} s"
+        return f"no more of the request body arrived for {limits.body_grace_s:g} s"
     if elapsed > limits.body_grace_s and received < limits.min_body_rate * elapsed:
         return (
             f"the request body arrived at {received / elapsed:.0f} bytes/s, under the minimum "

@@ -1,5 +1,5 @@
 """An offer to switch protocols, declined: the request's head as it would be without it; and
-a transfer coding the server does not know, which llhttp lets through.
+the heads llhttp lets through that a server must refuse (``head_problem``).
 
 A server may ignore ``Upgrade`` and answer in HTTP/1.1 (RFC 9110 section 7.8). Java's
 HttpClient and Spring's RestClient offer h2c with every request to an http:// URL; httptools
@@ -15,15 +15,34 @@ from collections.abc import Iterable
 OFFER_HEADERS = frozenset({b"upgrade", b"http2-settings"})
 
 
-def unknown_coding(headers: Iterable[tuple[bytes, bytes]]) -> str:
-    """A transfer coding of the request other than chunked ("" when none): llhttp takes
-    ``gzip, chunked`` and drops the gzip, so the body would reach the app still coded. A
-    server should refuse a coding it does not know (RFC 9112 section 6.1)."""
+def head_problem(headers: Iterable[tuple[bytes, bytes]], version: str) -> str:
+    """Why a parsed request head must be refused ("" when it need not), each of which llhttp
+    lets through: a request line without HTTP/1.x (none at all, HTTP/0.9's, or "HTTP/2.0"
+    was answered as HTTP/1.1); a transfer coding other than chunked (llhttp takes ``gzip,
+    chunked`` and drops the gzip, so the body would reach the app still coded: RFC 9112
+    section 6.1); Host or Content-Type sent twice, which a proxy in front may have read the
+    other way (RFC 9112 section 3.2 for Host)."""
+    if version not in ("1.0", "1.1"):
+        shown = "none" if version == "0.9" else f"HTTP/{version}"
+        return f"the request line's HTTP version ({shown}) is not served here: send HTTP/1.1"
+    counts = dict.fromkeys(_SINGLETONS, 0)
     for name, value in headers:
-        if name.lower() == b"transfer-encoding":
-            for token in value.split(b","):
-                if (coding := token.strip().lower()) and coding != b"chunked":
-                    return coding.decode("latin-1")
+        field = name.lower()
+        if field in counts:
+            counts[field] += 1
+        if field == b"transfer-encoding" and (coding := _unknown_coding(value)):
+            return f"transfer coding {coding!r} is not supported; use chunked"
+    repeated = [field.decode() for field, count in counts.items() if count > 1]
+    return f"the {repeated[0]} header is sent more than once: send it once" if repeated else ""
+
+
+_SINGLETONS = (b"host", b"content-type")
+
+
+def _unknown_coding(value: bytes) -> str:
+    for token in value.split(b","):
+        if (coding := token.strip().lower()) and coding != b"chunked":
+            return coding.decode("latin-1")
     return ""
 
 
