@@ -144,11 +144,10 @@ def _exit_status(server: uvicorn.Server) -> int:
 
 
 def exit_zero_on_sigterm() -> None:
-    """uvicorn drains on SIGTERM, then raises the signal again under the handler it found:
-    the default one made a clean stop exit 143 (docker shows "Exited (143)", Kubernetes
-    "Error"), where several front ends' manager exits 0. Under this one it exits 0, and a
-    SIGTERM before uvicorn is up (service/__main__.py installs it first thing) stops the
-    process with 0 too."""
+    """A SIGTERM while the service starts (service/__main__.py installs this first thing,
+    before uvicorn is up) is a stop, not a failure: under the default action it exited 143
+    (docker shows "Exited (143)", Kubernetes "Error"). Once serving, ``_serve_one``'s
+    handler (one front end) or the front ends' manager decides the exit status."""
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
 
 
