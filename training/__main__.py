@@ -213,10 +213,11 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace, started: float) -> int:
     import torch
 
+    from training.artifact import ship
     from training.augment import AugmentConfig
+    from training.checkpoints import save_best, training_config
     from training.data import download, load_split
     from training.extra_data import load_extra
-    from training.pipeline import save_best, ship, training_config
     from training.train import fit
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -267,7 +268,8 @@ def _train(args: argparse.Namespace, started: float) -> int:
 
 
 def _export(args: argparse.Namespace, started: float) -> int:
-    from training.pipeline import load_best, ship
+    from training.artifact import ship
+    from training.checkpoints import load_best
 
     check_out(args.out)
     result, training_config = load_best(args.checkpoint)
@@ -337,8 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "evaluate":
             return _evaluate(args)
+        from training.checkpoints import CheckpointError
         from training.export import ExportError
-        from training.pipeline import CheckpointError
         from training.run import ResumeError
         from training.train import Diverged
 

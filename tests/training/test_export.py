@@ -11,11 +11,12 @@ import onnxruntime as ort
 import pytest
 
 from training import export as export_module
+from training.artifact import ship
 from training.augment import AugmentConfig
+from training.checkpoints import load_best, save_best, training_config
 from training.config import TrainConfig
 from training.data import MnistSplit
 from training.export import ExportError, export_onnx, file_sha256
-from training.pipeline import load_best, save_best, ship, training_config
 from training.run import TrainResult
 
 DESIGN_METADATA_KEYS = {
