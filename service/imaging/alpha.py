@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from service.imaging.histograms import PixelHistogram
-from service.imaging.statistics import BRIGHTEST, DARKEST, MIN_CONTRAST
+from service.imaging.measurement import BRIGHTEST, DARKEST, MIN_CONTRAST
 
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # a pixel's four neighbours
 # Levels between a keyed drawing's fringe and its core: what tells the luminance carries the

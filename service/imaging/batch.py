@@ -18,8 +18,8 @@ import numpy as np
 from service.errors import ImageTooLarge, InternalError, ServiceError
 from service.imaging.geometry import SIZE
 from service.imaging.header import read_header
+from service.imaging.measurement import Measurement, measure
 from service.imaging.pipeline import Measure, Steps, StepsFactory, preprocess_steps
-from service.imaging.statistics import Measurement, measure
 
 logger = logging.getLogger("service.imaging")
 

@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 from service.imaging.decode import open_image
+from service.imaging.measurement import MIN_CONTRAST
 from service.imaging.resampling import WORK_SIDE, shrink_to
-from service.imaging.statistics import MIN_CONTRAST
 
 logger = logging.getLogger("service.imaging")
 

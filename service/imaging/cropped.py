@@ -24,7 +24,7 @@ import math
 import cv2
 import numpy as np
 
-from service.imaging.statistics import BORDER_SHARE, MIN_CONTRAST, Measurement, pixel_histogram
+from service.imaging.measurement import BORDER_SHARE, MIN_CONTRAST, Measurement, pixel_histogram
 
 # The band measured is BORDER_SHARE of the shorter side; a frame twice as wide holds it whole.
 FRAME_SHARE = 2 * BORDER_SHARE

@@ -25,6 +25,7 @@ from PIL import Image, ImageFile, ImageOps
 from service.errors import InvalidImage, ServiceError
 from service.imaging.alpha import OPAQUE, flatten_alpha, luminance_and_alpha
 from service.imaging.header import MAX_MESSAGE, read_header
+from service.imaging.measurement import MIN_INK_PIXELS
 from service.imaging.resampling import WORK_SIDE
 from service.imaging.segments import (
     MAX_JPEG_SCANS,
@@ -34,7 +35,6 @@ from service.imaging.segments import (
     png_chunk_kinds,
     segment_count,
 )
-from service.imaging.statistics import MIN_INK_PIXELS
 
 logger = logging.getLogger("service.imaging")
 

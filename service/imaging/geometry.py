@@ -12,8 +12,8 @@ from service.contract import SIDE
 from service.errors import NoInk
 from service.imaging.dots import MAX_DIGIT_PIECES, MAX_DOTS, as_dot_grid
 from service.imaging.histograms import median
+from service.imaging.measurement import MIN_CONTRAST, border_pixels
 from service.imaging.resampling import resize_lanczos
-from service.imaging.statistics import MIN_CONTRAST, border_pixels
 from service.imaging.strokes import at_least
 
 SIZE = SIDE  # model input side

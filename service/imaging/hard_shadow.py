@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from service.imaging.histograms import median
-from service.imaging.statistics import BRIGHTEST, MIN_CONTRAST, NOISE_SIGMAS, pixel_histogram
+from service.imaging.measurement import BRIGHTEST, MIN_CONTRAST, NOISE_SIGMAS, pixel_histogram
 
 SHADOW_MIN_SIDE = 64  # pixels: a smaller image is a digit's crop or icon, not a photo
 SHADOW_KERNEL_SHARE = 0.125  # of the shorter side: wider than any stroke of a framed digit

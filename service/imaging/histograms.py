@@ -194,7 +194,7 @@ class PixelHistograms:
 
     Why: for one 28x28 image the statistics are a dozen numpy calls on 256 numbers, so their
     cost is the calls; a worker measures a whole batch's images together
-    (``service.imaging.statistics.measure``).
+    (``service.imaging.measurement.measure``).
     """
 
     __slots__ = ("counts", "cumulative", "total", "_flat")

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from service.imaging.histograms import median
+from service.imaging.measurement import MAD_TO_SIGMA, MIN_CONTRAST, border_indices
 from service.imaging.resampling import shrink_to
-from service.imaging.statistics import MAD_TO_SIGMA, MIN_CONTRAST, border_indices
 
 LIGHTING_SIDE = 64  # uneven lighting is estimated on a copy this small: it varies slowly
 UNEVEN_SPREAD = 6.0  # border spread (robust sigma, of 255) above which lighting is looked at

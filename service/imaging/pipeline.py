@@ -11,7 +11,7 @@ the order they run (``_normalize_steps``):
    at most ``WORK_SIDE`` on its longer side (resampling.py); a 1-bit halftone's dots smoothed
    to grey (halftone.py).
 3. Measure: the paper's level and noise from a band along the border, the polarity, the
-   stretch from paper to ink (statistics.py; batch.py measures a batch's images together).
+   stretch from paper to ink (measurement.py; batch.py measures a batch's images together).
 4. A 28x28 image that is already MNIST's convention goes through as it is
    (``geometry.already_mnist``).
 5. A sheet on a surround of another shade: the sheet is the image (sheet.py), measured again.
@@ -62,9 +62,9 @@ from service.imaging.geometry import (
 from service.imaging.halftone import smooth_halftone
 from service.imaging.hard_shadow import lift_hard_shadow
 from service.imaging.lighting import flatten_lighting
+from service.imaging.measurement import Measurement, ink_table, measure
 from service.imaging.resampling import WORK_SIDE, shrink_to
 from service.imaging.sheet import find_sheet
-from service.imaging.statistics import Measurement, ink_table, measure
 from service.imaging.strokes import keep_strokes
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from service.imaging.statistics import (
+from service.imaging.measurement import (
     MIN_CONTRAST,
     MIN_INK_PIXELS,
     Measurement,

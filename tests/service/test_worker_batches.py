@@ -314,7 +314,7 @@ def test_an_image_read_in_colour_is_the_same_in_a_batch() -> None:
 
 @pytest.mark.parametrize("one_size", [True, False])
 def test_a_full_batch_measured_together_gives_the_one_by_one_images(one_size: bool) -> None:
-    """32 images: the batch's statistics are measured together (service.imaging.statistics.
+    """32 images: the batch's statistics are measured together (service.imaging.measurement.
     measure; all of one size, or not), and each image is bit for bit the one it gets alone."""
     images = _full_batch(one_size)
     prepared = prepare_batch(

@@ -17,8 +17,8 @@ from service.imaging.decode import (
     to_grayscale,
 )
 from service.imaging.histograms import PixelHistogram, PixelHistograms
+from service.imaging.measurement import measure
 from service.imaging.resampling import WORK_SIDE, resize_lanczos
-from service.imaging.statistics import measure
 from tests.service.images import draw_digit, encode
 
 FORMATS = frozenset({"PNG", "JPEG"})
