@@ -281,6 +281,47 @@ def test_digits_printed_in_dots(accuracy_client: TestClient) -> None:
     assert served_answers(accuracy_client, [png(ring)]).digits[0] == -1
 
 
+# The segments of each digit on a seven-segment display: a top, b upper right, c lower
+# right, d bottom, e lower left, f upper left, g middle.
+SEGMENTS = {2: "abged", 3: "abgcd", 5: "afgcd", 8: "abcdefg", 9: "abcdfg"}
+
+
+def _seven_segment(digit: int, thickness: int, slant: float) -> bytes:
+    """A display's digit, dark segments on a light face, each segment apart from the next."""
+    width, height, gap, x0, y0 = 120, 200, 4, 40, 30
+    t, mid = thickness, y0 + height // 2
+    bars = {  # (left, top, right, bottom) of each segment
+        "a": (x0 + t + gap, y0, x0 + width - t - gap, y0 + t),
+        "g": (x0 + t + gap, mid - t // 2, x0 + width - t - gap, mid + t // 2),
+        "d": (x0 + t + gap, y0 + height - t, x0 + width - t - gap, y0 + height),
+        "f": (x0, y0 + t + gap, x0 + t, mid - gap),
+        "e": (x0, mid + gap, x0 + t, y0 + height - t - gap),
+        "b": (x0 + width - t, y0 + t + gap, x0 + width, mid - gap),
+        "c": (x0 + width - t, mid + gap, x0 + width, y0 + height - t - gap),
+    }
+    face = Image.new("L", (width + 80, height + 60), 232)
+    draw = ImageDraw.Draw(face)
+    for segment in SEGMENTS[digit]:
+        left, top, right, bottom = bars[segment]
+        corners = [(left, top), (right, top), (right, bottom), (left, bottom)]
+        draw.polygon([(x + slant * (y0 + height - y), y) for x, y in corners], fill=24)
+    return png(face)
+
+
+def test_a_seven_segment_displays_bottom_bar_is_kept(accuracy_client: TestClient) -> None:
+    """A meter's or a clock's digits: the bottom bar is a thin straight piece under the rest,
+    apart from it, and was dropped as a form's rule; every 3 was then read as 7 (0.998). A
+    rule under a digit is about as wide as the digit or wider; this bar lies between the
+    upright bars."""
+    digits = [digit for digit in SEGMENTS for _ in range(4)]
+    images = [
+        _seven_segment(digit, thickness, slant)
+        for digit in SEGMENTS
+        for thickness, slant in ((12, 0.0), (18, 0.0), (12, 0.1), (18, 0.1))
+    ]
+    assert list(served_answers(accuracy_client, images).digits) == digits
+
+
 def drawing_app_screenshot(digit: np.ndarray, rng: np.random.Generator, buttons: bool) -> bytes:
     """A phone screenshot of a drawing app: status bar, a blue app bar, the digit drawn on
     the white canvas, and a light "Clear" and a blue "Send" button under it."""
