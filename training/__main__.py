@@ -24,7 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from training.config import DEFAULT_OUT, DEFAULT_RUN_DIR, TrainConfig, default_data_dir
+from training.config import (
+    CARD_SUFFIX,
+    DEFAULT_OUT,
+    DEFAULT_RUN_DIR,
+    REPORT_SUFFIXES,
+    TrainConfig,
+    default_data_dir,
+)
 from training.data import DataError
 
 logger = logging.getLogger("training")
@@ -70,6 +77,11 @@ def check_out(path: Path) -> None:
         raise OutputError(f"--out {path}: the model file's name must end in .onnx")
     if path.is_dir():
         raise OutputError(f"--out {path}: is a folder; name the .onnx file to write")
+    for suffix in (CARD_SUFFIX, *REPORT_SUFFIXES.values()):  # written beside it, at the end
+        if (beside := path.with_suffix(suffix)).is_dir():
+            raise OutputError(
+                f"--out {path}: {beside} is a folder, where its card or a report goes"
+            )
     check_writable(path.parent, "--out")
 
 
@@ -153,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         type=NON_NEGATIVE,
         default=DEFAULTS.outlier_weight,
         help="weight of the loss that pulls 'not a digit' examples (generated non-digits, "
-        "corrections) towards a uniform answer (outlier exposure); 0 leaves the corrections out",
+        "corrections) towards a uniform answer (outlier exposure); 0 turns it off",
     )
     train.add_argument(
         "--flagged-ones",
@@ -242,10 +254,12 @@ def _train(args: argparse.Namespace, started: float) -> int:
     augment_config = AugmentConfig()
     extra = load_extra(args.extra_data) if args.extra_data else None
     if extra is not None:
+        left_out = " (left out: --outlier-weight 0)" if config.outlier_weight <= 0 else ""
         logger.info(
-            "extra data: %d digits and %d outliers from %s",
+            "extra data: %d digits and %d outliers%s from %s",
             extra.digits,
             extra.outliers,
+            left_out,
             ", ".join(str(folder) for folder in args.extra_data),
         )
     train_split = load_split(args.data_dir, train=True)

@@ -20,6 +20,7 @@ import torch
 from training.batches import standardise, to_tensor
 from training.calibrate import ECE_BINS, Reliability, fit_temperature, reliability
 from training.config import (
+    CARD_SUFFIX,
     IMAGE_SIDE,
     LABELS,
     MNIST_MEAN,
@@ -27,6 +28,7 @@ from training.config import (
     MODEL_NAME,
     MODEL_VERSION,
     OPSET,
+    REPORT_SUFFIXES,
 )
 from training.data import data_checksums, load_split
 from training.evaluate import (
@@ -50,6 +52,7 @@ from training.validation import ValidationSets, validation_sets
 
 logger = logging.getLogger("training")
 
+_DRAWN = ("confusion", "curves", "reliability")  # _reports' share; the rejection curve is its own
 INPUT_CONVENTION = "mnist: float32 0..1, white on black, 20x20 box centred by mass in 28x28"
 
 
@@ -79,7 +82,7 @@ def _reject_rule(
     }.items():
         _, lost, caught = curve(choice.rule, probs, truth, nondigits)
         curves[f"{name} vs held-out non-digits"] = (lost, caught)
-    path = out.with_suffix(".rejection.png")
+    path = out.with_suffix(REPORT_SUFFIXES["rejection"])
     rejection_png(
         curves,
         (choice.digit_false_rejection, choice.nondigit_rejection),
@@ -107,11 +110,7 @@ def _reports(
     out: Path, evaluation: Evaluation, result: TrainResult, tables: dict[str, Reliability]
 ) -> dict[str, Path]:
     """The confusion matrix, learning curves and reliability diagram beside ``out``."""
-    paths = {
-        "confusion": out.with_suffix(".confusion.png"),
-        "curves": out.with_suffix(".curves.png"),
-        "reliability": out.with_suffix(".reliability.png"),
-    }
+    paths = {name: out.with_suffix(REPORT_SUFFIXES[name]) for name in _DRAWN}
     confusion_png(evaluation.confusion, evaluation.accuracy, paths["confusion"])
     curves_png(result.history, result.best_epoch, paths["curves"])
     reliability_png(tables, paths["reliability"])
@@ -194,6 +193,7 @@ def ship(
         },
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["N", len(LABELS)]},
         "best_epoch": result.best_epoch,
+        "val_images": int(len(sets.digits.labels)),  # val_size is the most it may hold
         "test_images": evaluation.images,
         "test_errors": int(evaluation.confusion.sum() - evaluation.confusion.trace()),
         "per_class_accuracy": per_class_table(evaluation.confusion),
@@ -210,7 +210,7 @@ def ship(
         "wall_time_seconds": round(time.monotonic() - started, 1),
         "reports": {name: path.name for name, path in reports.items()},
     }
-    card_path = out.with_suffix(".json")
+    card_path = out.with_suffix(CARD_SUFFIX)
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     logger.info("wrote %s, %s and %d reports", out, card_path, len(card["reports"]))
     return card

@@ -59,6 +59,8 @@ def save_best(run_dir: Path, result: TrainResult, recipe: dict[str, Any]) -> Pat
 
 def load_best(path: Path) -> tuple[TrainResult, dict[str, Any]]:
     """(result, training config incl. augmentation) from a file written by save_best."""
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; name the checkpoint in it ({BEST_NAME})")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found (run `python -m training train`)")
     try:

@@ -28,6 +28,14 @@ DEFAULT_RUN_DIR = Path("runs/lenet5")
 MODEL_NAME = "lenet5"
 MODEL_VERSION = "1.0.0"
 OPSET = 18
+# What ships beside the model file (the card, its reports), by suffix in place of ".onnx".
+CARD_SUFFIX = ".json"
+REPORT_SUFFIXES = {
+    "confusion": ".confusion.png",
+    "curves": ".curves.png",
+    "reliability": ".reliability.png",
+    "rejection": ".rejection.png",
+}
 
 
 def default_data_dir() -> Path:

@@ -56,7 +56,7 @@ def locate(data_dir: Path, stem: str) -> Path:
             return candidate
     raise DataError(
         f"{data_dir / (stem + '.gz')}: missing (neither {stem}.gz nor {stem} is in {data_dir}; "
-        "pass --data-dir, set DIGITS_DATA_DIR, or use --download)"
+        "pass --data-dir or set DIGITS_DATA_DIR; `train --download` fetches them)"
     )
 
 

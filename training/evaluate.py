@@ -31,6 +31,8 @@ class Evaluation:
 
 
 def open_session(model_path: Path) -> ort.InferenceSession:
+    if model_path.is_dir():
+        raise ModelFileError(f"{model_path}: is a folder; name the .onnx file in it")
     if not model_path.is_file():
         raise ModelFileError(f"{model_path}: model file not found")
     try:

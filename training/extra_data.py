@@ -23,6 +23,7 @@ from training.config import IMAGE_SIDE, NUM_CLASSES
 from training.data import DataError
 
 INDEX = "index.jsonl"
+IMAGES = "images"  # where the service keeps the PNGs the index names (docs/design.md section 7)
 OUTLIER = -1  # the label of a "not a digit" example
 
 
@@ -70,9 +71,10 @@ def _label(raw: object, where: str) -> int:
 def load_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[object], dict[str, object]]:
     """(images, labels, what was predicted, a summary) of one corrections folder."""
     index = folder / INDEX
-    if not index.is_file():
+    if not index.is_file() and not (folder / IMAGES).is_dir():
         raise DataError(f"{index}: missing (is {folder} a corrections folder?)")
-    content = index.read_bytes()
+    # The service makes the folder and images/ at start, the index with the first correction.
+    content = index.read_bytes() if index.is_file() else b""
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:

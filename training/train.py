@@ -234,7 +234,10 @@ def batch_maker(
         printed=printed_digits(config.font_fraction),
         font_fraction=config.font_fraction,
         printed_ones_weight=config.printed_ones_weight,
-        outliers=nondigit_source(config.outlier_fraction, config.seed),
+        # Weight 0 turns outlier exposure off: no non-digits drawn for a loss that is zero.
+        outliers=nondigit_source(config.outlier_fraction, config.seed)
+        if config.outlier_weight > 0
+        else None,
         outlier_fraction=config.outlier_fraction,
         augment_config=augment,
         flagged_ones=config.flagged_ones if config.augment else 0.0,

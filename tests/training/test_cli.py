@@ -49,9 +49,10 @@ def test_train_with_missing_data_subprocess(tmp_path: Path) -> None:
 def test_evaluate_reads_data_dir_from_environment(tmp_path: Path) -> None:
     result = _run("evaluate", env_data_dir=str(tmp_path))
     assert result.returncode == 1
-    assert _only_error_line(result.stderr).startswith(
-        f"error: {tmp_path / 't10k-images-idx3-ubyte.gz'}: missing"
-    )
+    line = _only_error_line(result.stderr)
+    assert line.startswith(f"error: {tmp_path / 't10k-images-idx3-ubyte.gz'}: missing")
+    # It said "or use --download", which only train takes: evaluate refused it (exit 2).
+    assert line.endswith("`train --download` fetches them)"), line
 
 
 def test_corrupt_data_file(
@@ -98,6 +99,16 @@ def test_evaluating_a_model_of_other_shapes_is_one_line(
     model = build_onnx_model(tmp_path / "other.onnx", **shape)
     assert main(["evaluate", "--model", str(model), "--data-dir", str(tmp_path)]) == 1
     assert says in _only_error_line(capsys.readouterr().err)
+
+
+def test_a_folder_given_for_a_file_is_named_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder given as the checkpoint or the model was "not found"."""
+    assert main(["export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "x.onnx")]) == 1
+    assert "is a folder; name the checkpoint in it" in _only_error_line(capsys.readouterr().err)
+    assert main(["evaluate", "--model", str(tmp_path), "--data-dir", str(tmp_path)]) == 1
+    assert "is a folder; name the .onnx file in it" in _only_error_line(capsys.readouterr().err)
 
 
 def test_export_without_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,6 +191,21 @@ def test_an_out_that_is_no_onnx_file_is_refused_before_training(tmp_path: Path, 
         result = _run(*command, "--out", str(out))
         assert result.returncode == 1
         assert _only_error_line(result.stderr).startswith(f"error: --out {out}: ")
+
+
+@pytest.mark.parametrize("beside", [".json", ".curves.png"])
+def test_a_folder_where_the_card_or_a_report_goes_is_refused_before_training(
+    tmp_path: Path, beside: str
+) -> None:
+    """m.json made a folder: the run trained and exported, then ended in an
+    IsADirectoryError traceback, leaving an ONNX file without its card."""
+    out = tmp_path / "m.onnx"
+    out.with_suffix(beside).mkdir()
+    for command in (["train", "--data-dir", str(tmp_path)], ["export"]):
+        result = _run(*command, "--out", str(out))
+        assert result.returncode == 1
+        line = _only_error_line(result.stderr)
+        assert line.startswith(f"error: --out {out}: {out.with_suffix(beside)} is a folder"), line
 
 
 def test_a_run_without_its_data_leaves_no_folders(

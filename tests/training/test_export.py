@@ -112,6 +112,7 @@ def test_ship_writes_metadata_card_and_reports(
     assert np.trace(matrix) / 10_000 == pytest.approx(on_disk["test_accuracy"], abs=1e-6)
     assert on_disk["test_accuracy"] > 0.8
     assert on_disk["parity"]["images"] == 10_000
+    assert on_disk["val_images"] == 5_000  # the split measured; val_size says at most
     assert set(on_disk["reports"]) == {"confusion", "curves", "reliability", "rejection"}
     for name in on_disk["reports"].values():
         assert (out.parent / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -34,6 +34,20 @@ def test_a_service_written_record_with_the_model_hash_is_read(tmp_path: Path) ->
     assert np.array_equal(images[0], images[1])
 
 
+def test_a_folder_the_service_has_just_made_holds_no_corrections(tmp_path: Path) -> None:
+    """The service makes the folder and images/ when it starts, the index with the first
+    correction: such a folder was refused ("index.jsonl: missing"), where an empty index was
+    read as no corrections."""
+    folder = tmp_path / "corrections"
+    CorrectionStore(folder, max_records=10)
+    assert not (folder / "index.jsonl").exists()  # as the service leaves it until then
+    images, labels, _, summary = load_folder(folder)
+    assert len(images) == len(labels) == 0
+    assert (summary["digits"], summary["outliers"]) == (0, 0)
+    with pytest.raises(DataError, match="a corrections folder"):
+        load_folder(tmp_path)  # neither an index nor images/: no corrections folder
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares ``width`` x ``height`` and holds no pixels: its size is in the
     header, read before anything is decoded."""

@@ -229,3 +229,12 @@ def test_late_outlier_exposure_ships_an_exposed_epoch(
     assert first > second  # the digits-only epoch scored higher...
     assert result.best_epoch == 2 and result.val_accuracy == second  # ...and is not shipped
     assert result.nondigits
+
+
+def test_outlier_weight_zero_draws_no_nondigits(train_split: MnistSplit, tmp_path: Path) -> None:
+    """Weight 0 turns outlier exposure off (--help says so): its non-digits were still drawn
+    into every batch for a loss multiplied by 0, and the card listed their pool."""
+    config = TrainConfig(
+        epochs=1, batch_size=64, limit_train=600, val_size=100, seed=5, outlier_weight=0.0
+    )
+    assert fit(config, train_split, tmp_path, progress=False).nondigits == {}
