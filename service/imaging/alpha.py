@@ -36,9 +36,10 @@ def flatten_alpha(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
     When few pixels are opaque they are the strokes (a canvas that draws ink only through
     alpha), so the background is chosen against their colour. When most are opaque they
-    include the paper, and transparency takes the paper's colour, unless they are one flat
-    colour: a plate the drawing is cut out of (a stencil, a knockout), whose holes show
-    whatever lies behind, and are given a colour against the plate's too. A drawing whose
+    include the paper, and transparency takes the paper's colour, unless it is holes cut in
+    a plate of one flat colour, away from the frame (a stencil, a knockout): they show
+    whatever lies behind, and are given a colour against the plate's too. Transparent
+    corners, margins or strips reach the frame: they are the paper's. A drawing whose
     paper was keyed out (``_keyed_paper``) is put back on that paper.
     """
     if alpha.min() == OPAQUE:
@@ -53,7 +54,7 @@ def flatten_alpha(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         return np.zeros(luminance.shape, np.float32)  # fully transparent: nothing drawn
     opaque = weight > 0.5
     background = _keyed_paper(luminance, alpha, opaque)
-    if background is None and opaque.mean() >= 0.5 and not _one_colour(luminance, alpha):
+    if background is None and opaque.mean() >= 0.5 and not _holes_in_a_plate(luminance, alpha):
         background = float(np.median(luminance[opaque]))
     flattened = luminance.astype(np.float32)
     flattened *= weight
@@ -94,10 +95,13 @@ def _keyed_paper(luminance: np.ndarray, alpha: np.ndarray, opaque: np.ndarray) -
     return min(hidden, float(fringe.darkest()))
 
 
-def _one_colour(luminance: np.ndarray, alpha: np.ndarray) -> bool:
-    """Whether the fully opaque pixels are all one colour, bar a few specks: they hold no
-    shape of their own, so the drawing is in the alpha. (A cut-out's soft edge is partly
-    transparent, and holds whatever lay under the hole.)"""
+def _holes_in_a_plate(luminance: np.ndarray, alpha: np.ndarray) -> bool:
+    """Whether the transparency lies inside the image, its frame all opaque, and the fully
+    opaque pixels are one colour, bar a few specks: they hold no shape of their own, so
+    the drawing is in the alpha. (A cut-out's soft edge is partly transparent, and holds
+    whatever lay under the hole.)"""
+    if min(alpha[0].min(), alpha[-1].min(), alpha[:, 0].min(), alpha[:, -1].min()) < OPAQUE:
+        return False
     solid = _histogram(luminance, cv2.inRange(alpha, OPAQUE, OPAQUE))
     if not solid.total:
         return False

@@ -182,18 +182,20 @@ def test_digits_saved_with_their_paper_transparent_read_as_the_grey_ones(
 def test_digits_cut_out_of_a_plate_read_as_the_grey_ones(
     accuracy_client: TestClient, mnist_sample: tuple, plate: tuple[int, int, int]
 ) -> None:
-    """A stencil or a knockout: an opaque plate with the digit cut out, transparent. Its
-    transparency took the plate's colour (opaque pixels were taken for paper), and every
-    one was refused as no_ink on a black or a blue plate. Behind the holes is now a colour
-    against the plate's, as a viewer shows them."""
+    """A stencil or a knockout: an opaque plate with the digit cut out inside it,
+    transparent. Its transparency took the plate's colour (opaque pixels were taken for
+    paper), and every one was refused as no_ink on a black or a blue plate. Behind the
+    holes is now a colour against the plate's, as a viewer shows them. (Holes that reach
+    the frame are taken for transparent paper: a few MNIST digits touch their frame, so
+    each sits in a margin of plate.)"""
     images, labels = mnist_sample
     grey = [Image.fromarray(255 - digit).resize((112, 112), Image.BILINEAR) for digit in images]
     read_grey = served_answers(accuracy_client, [png(image) for image in grey]).digits == labels
     stencils = []
     for image in grey:
-        rgba = np.empty((112, 112, 4), np.uint8)
+        rgba = np.empty((128, 128, 4), np.uint8)
         rgba[..., :3] = plate
-        rgba[..., 3] = np.asarray(image)  # the ink (dark) is where the plate is cut away
+        rgba[..., 3] = np.pad(np.asarray(image), 8, constant_values=255)  # ink: cut away
         stencils.append(png(Image.fromarray(rgba, mode="RGBA")))
     answers = served_answers(accuracy_client, stencils)
     read = (answers.digits == labels).mean()
