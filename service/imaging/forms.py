@@ -17,8 +17,7 @@ from service.imaging.lines import TILT_MAX, line_slope, line_thickness
 
 RULE_ASPECT = 4.0  # a separate line this many times wider than high, below the digit,...
 RULE_THICKNESS = 0.25  # ...at most this share of the digit's height,...
-RULE_FILL = 0.5  # ...and straight (filling this share of its bounding box),...
-RULE_WIDTH = 0.9  # ...as wide as this share of the other ink at least, is a form's rule
+RULE_FILL = 0.5  # ...and straight (filling this share of its bounding box) is a form's rule
 RULE_SLANT = math.tan(math.radians(TILT_MAX))  # ...less the rise across it of a form turned
 OUTLINE_BAND = 0.12  # of a frame's shorter side: how close to its box edges its ink lies...
 OUTLINE_SHARE = 0.85  # ...for this share of its pixels
@@ -49,12 +48,10 @@ def without_form_lines(kept: np.ndarray, labels: np.ndarray, stats: np.ndarray) 
     # Reaching past the rest on both sides, and holding it from below: a box round the
     # digit, or a comb field's cell (a baseline and a tick either side); enclosing it: a
     # box or a ring.
-    ink_left, ink_right = _others_min(left), -_others_min(-right)
-    wider = (left < ink_left) & (right > ink_right)
+    wider = (left < _others_min(left)) & (-right < _others_min(-right))
     cups = wider & (bottom > ink_bottom)
     encloses = cups & (top < ink_top)
-    rules = _are_rules(boxes, ink_top, ink_bottom, wider, ink_right - ink_left)
-    drop = rules | _facing_lines(labels, kept, boxes)
+    drop = _are_rules(boxes, ink_top, ink_bottom, wider) | _facing_lines(labels, kept, boxes)
     for i in np.flatnonzero(cups & ~drop).tolist():  # at most one holds all the others
         component = int(kept[i])
         inside = int(ink_bottom[i] - ink_top[i])
@@ -77,26 +74,19 @@ def _others_min(values: np.ndarray) -> np.ndarray:
 
 
 def _are_rules(
-    boxes: np.ndarray,
-    ink_top: np.ndarray,
-    ink_bottom: np.ndarray,
-    wider: np.ndarray,
-    ink_width: np.ndarray,
+    boxes: np.ndarray, ink_top: np.ndarray, ink_bottom: np.ndarray, wider: np.ndarray
 ) -> np.ndarray:
     """Which components are a straight line under the rest of the ink, thin beside the
-    digit's height and about as wide as it or wider: a form's rule, level or photographed a
-    few degrees turned. (A 5's or a 2's separate bottom stroke is curved or thick; a
-    seven-segment display's bottom bar lies between the upright bars, narrower than the
-    digit.) A line reaching past the rest on both sides (``wider``) is judged by its own
-    thickness, not its box's height: turned, a long line's box is as high as it rises
-    across the image. A 5's flat foot is never wider."""
+    digit's height: a form's rule, level or photographed a few degrees turned. (A 5's or a
+    2's separate bottom stroke is curved or thick.) A line reaching past the rest on both
+    sides (``wider``) is judged by its own thickness, not its box's height: turned, a long
+    line's box is as high as it rises across the image. A 5's flat foot is never wider."""
     top, width = boxes[:, cv2.CC_STAT_TOP], boxes[:, cv2.CC_STAT_WIDTH]
     height, area = boxes[:, cv2.CC_STAT_HEIGHT], boxes[:, cv2.CC_STAT_AREA]
     thickest = RULE_THICKNESS * (ink_bottom - ink_top)
     return (
         (top >= ink_bottom)
         & (width >= RULE_ASPECT * height)
-        & (width >= RULE_WIDTH * ink_width)
         & ((height <= thickest) | (wider & (area <= thickest * width)))
         & (area >= RULE_FILL * width * (height - RULE_SLANT * width))
     )
