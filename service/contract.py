@@ -180,10 +180,11 @@ def published_labels(metadata: dict[str, str]) -> tuple[str, ...] | None:
 def check_metadata(metadata: dict[str, str]) -> None:
     """Raises MetadataError for a file whose metadata the service would misread: without a
     name it took its ONNX graph's (a plain export's "main_graph", version
-    9223372036854775807) and its V2 routes moved while readiness stayed 200; a name or a
-    version that is no URL path segment ("digits/v2", "../x") names routes nobody can
-    reach; an unreadable not-a-digit rule, label set or normalisation was served as none
-    at all, the first turning every refusal off. Entries left out are the defaults."""
+    9223372036854775807) and its V2 routes moved while readiness stayed 200; a name no
+    URL path segment can carry ("digits/v2", "..") names routes nobody can reach; an
+    unreadable not-a-digit rule, label set or normalisation was served as none at all, the
+    first turning every refusal off. Entries left out are the defaults. (The V2 routes
+    name a version by its major number: any version text is reachable.)"""
     for key in ("name", "version"):
         value = metadata.get(key, "")
         if not value.strip():
@@ -191,8 +192,8 @@ def check_metadata(metadata: dict[str, str]) -> None:
                 f"its metadata has no {key!r}: answers, the V2 routes and the metrics are "
                 "named by it (`python -m training export` writes it)"
             )
-        if not _PATH_SEGMENT.fullmatch(value):
-            raise _unreadable(metadata, key, _SEGMENT_FORM)
+    if not _routable(metadata["name"]):
+        raise _unreadable(metadata, "name", _NAME_FORM)
     published_rule(metadata)
     published_labels(metadata)
     if "normalization" in metadata:
@@ -200,12 +201,17 @@ def check_metadata(metadata: dict[str, str]) -> None:
             raise _unreadable(metadata, "normalization", "a JSON object")
 
 
-# Letters, digits and . _ + - (semantic versions, "lenet5"), not starting with a dot: what
-# a URL path segment carries unquoted and no client or proxy rewrites.
-_PATH_SEGMENT = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}")
-_SEGMENT_FORM = "up to 128 letters, digits, '.', '_', '+' or '-', not starting with '.'"
+# What no URL path segment carries: a slash (either way), a control character.
+_UNROUTABLE = re.compile(r"[/\\\x00-\x1f\x7f]")
+_NAME_FORM = "a URL path segment (no slash or control character, not '.' or '..')"
 _RULE_FORM = 'a JSON object {"rule": ..., "threshold": 0..1}'
 _LABELS_FORM = f"a JSON list of {NUM_CLASSES} labels"
+
+
+def _routable(name: str) -> bool:
+    """Whether a URL's path segment can name it: "." and ".." are resolved away by clients
+    and proxies, and a space round a name makes another name than the one clients ask for."""
+    return not _UNROUTABLE.search(name) and name not in (".", "..") and name == name.strip()
 
 
 def _json_entry(metadata: dict[str, str], key: str, expected: str) -> Any:
