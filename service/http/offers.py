@@ -20,23 +20,25 @@ def head_problem(headers: Iterable[tuple[bytes, bytes]], version: str) -> str:
     lets through: a request line without HTTP/1.x (none at all, HTTP/0.9's, or "HTTP/2.0"
     was answered as HTTP/1.1); a transfer coding other than chunked (llhttp takes ``gzip,
     chunked`` and drops the gzip, so the body would reach the app still coded: RFC 9112
-    section 6.1); Host or Content-Type sent twice, which a proxy in front may have read the
-    other way (RFC 9112 section 3.2 for Host)."""
+    section 6.1); Host sent twice (RFC 9112 section 3.2), or Content-Type twice with
+    different types, which a proxy in front may have read the other way."""
     if version not in ("1.0", "1.1"):
         shown = "none" if version == "0.9" else f"HTTP/{version}"
         return f"the request line's HTTP version ({shown}) is not served here: send HTTP/1.1"
-    counts = dict.fromkeys(_SINGLETONS, 0)
+    hosts, types = [], set()
     for name, value in headers:
         field = name.lower()
-        if field in counts:
-            counts[field] += 1
-        if field == b"transfer-encoding" and (coding := _unknown_coding(value)):
+        if field == b"host":
+            hosts.append(value)
+        elif field == b"content-type":
+            types.add(value.strip().lower())
+        elif field == b"transfer-encoding" and (coding := _unknown_coding(value)):
             return f"transfer coding {coding!r} is not supported; use chunked"
-    repeated = [field.decode() for field, count in counts.items() if count > 1]
-    return f"the {repeated[0]} header is sent more than once: send it once" if repeated else ""
-
-
-_SINGLETONS = (b"host", b"content-type")
+    if len(hosts) > 1:
+        return "the Host header is sent more than once: send it once"
+    if len(types) > 1:
+        return "the Content-Type header is sent twice, with different types: send it once"
+    return ""
 
 
 def _unknown_coding(value: bytes) -> str:

@@ -758,6 +758,19 @@ def test_an_answer_instead_of_100_continue_closes_the_connection(server: Running
     assert answer.startswith(b"HTTP/1.1 404") and answer.count(b"HTTP/1.1 ") == 1, answer
 
 
+def test_the_same_content_type_sent_twice_is_served(server: RunningService) -> None:
+    """Java's HttpURLConnection.addRequestProperty called twice sends the header twice:
+    the same type twice is no ambiguity, and is served."""
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Content-Type: image/png\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(SEVEN), SEVEN)
+        )
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
 def test_an_http_1_0_client_gets_no_100_continue(server: RunningService) -> None:
     """RFC 9110 section 10.1.1: a server must ignore 100-continue from an HTTP/1.0 client,
     which may not expect an interim answer; it got "HTTP/1.1 100 Continue" first."""
