@@ -73,6 +73,10 @@ def load_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[object], dic
     index = folder / INDEX
     if not index.is_file() and not (folder / IMAGES).is_dir():
         raise DataError(f"{index}: missing (is {folder} a corrections folder?)")
+    if not index.is_file() and any((folder / IMAGES).iterdir()):
+        raise DataError(
+            f"{index}: missing, while {folder / IMAGES} holds images: their labels are lost"
+        )
     # The service makes the folder and images/ at start, the index with the first correction.
     content = index.read_bytes() if index.is_file() else b""
     try:

@@ -46,6 +46,9 @@ def test_a_folder_the_service_has_just_made_holds_no_corrections(tmp_path: Path)
     assert (summary["digits"], summary["outliers"]) == (0, 0)
     with pytest.raises(DataError, match="a corrections folder"):
         load_folder(tmp_path)  # neither an index nor images/: no corrections folder
+    (folder / "images" / "a.png").write_bytes(b"")  # images whose index was deleted
+    with pytest.raises(DataError, match="holds images: their labels are lost"):
+        load_folder(folder)
 
 
 def _png_header_only(width: int, height: int) -> bytes:
