@@ -150,9 +150,10 @@ def labels_of(metadata: dict[str, str]) -> tuple[str, ...]:
         return DEFAULT_LABELS
 
 
-class MetadataError(ValueError):
+class MetadataError(ModelLoadError):
     """A metadata entry the service needs is there but cannot be read; the message says
-    what it should be."""
+    what it should be. A load refuses such a file (the gate); a worker that opens one
+    anyway falls back to the defaults."""
 
 
 def published_rule(metadata: dict[str, str]) -> tuple[str, float] | None:

@@ -28,7 +28,6 @@ from service.contract import (
     INPUT_SHAPE,
     NUM_CLASSES,
     THRESHOLD_OFF,
-    MetadataError,
     ModelLoadError,
     ModelSpec,
     check_metadata,
@@ -113,10 +112,7 @@ def inspect(request: GateRequest) -> dict[str, Any]:
             f"accuracy on the {len(labels)} check digits is {accuracy:.1%}, below the floor "
             f"of {request.min_accuracy:.1%} (DIGITS_MODEL_MIN_ACCURACY)"
         )
-    try:
-        check_metadata(model.info.metadata)
-    except MetadataError as exc:
-        raise ModelLoadError(str(exc)) from None
+    check_metadata(model.info.metadata)
     return {"info": json.loads(model.info.to_json()), "accuracy": accuracy, "digits": len(labels)}
 
 
