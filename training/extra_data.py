@@ -71,14 +71,17 @@ def _label(raw: object, where: str) -> int:
 def load_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[object], dict[str, object]]:
     """(images, labels, what was predicted, a summary) of one corrections folder."""
     index = folder / INDEX
-    if not index.is_file() and not (folder / IMAGES).is_dir():
-        raise DataError(f"{index}: missing (is {folder} a corrections folder?)")
-    if not index.is_file() and any((folder / IMAGES).iterdir()):
-        raise DataError(
-            f"{index}: missing, while {folder / IMAGES} holds images: their labels are lost"
-        )
-    # The service makes the folder and images/ at start, the index with the first correction.
-    content = index.read_bytes() if index.is_file() else b""
+    if index.is_file():
+        content = index.read_bytes()
+    else:  # the service makes the folder and images/ at start, the index with a correction
+        pictures = folder / IMAGES
+        if not pictures.is_dir():
+            raise DataError(f"{index}: missing (is {folder} a corrections folder?)")
+        if any(pictures.iterdir()):
+            raise DataError(
+                f"{index}: missing, while {pictures} holds images: their labels are lost"
+            )
+        content = b""
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
