@@ -52,7 +52,6 @@ from training.validation import ValidationSets, validation_sets
 
 logger = logging.getLogger("training")
 
-_DRAWN = ("confusion", "curves", "reliability")  # _reports' share; the rejection curve is its own
 INPUT_CONVENTION = "mnist: float32 0..1, white on black, 20x20 box centred by mass in 28x28"
 
 
@@ -110,7 +109,11 @@ def _reports(
     out: Path, evaluation: Evaluation, result: TrainResult, tables: dict[str, Reliability]
 ) -> dict[str, Path]:
     """The confusion matrix, learning curves and reliability diagram beside ``out``."""
-    paths = {name: out.with_suffix(REPORT_SUFFIXES[name]) for name in _DRAWN}
+    paths = {
+        name: out.with_suffix(suffix)
+        for name, suffix in REPORT_SUFFIXES.items()
+        if name != "rejection"  # _reject_rule draws it
+    }
     confusion_png(evaluation.confusion, evaluation.accuracy, paths["confusion"])
     curves_png(result.history, result.best_epoch, paths["curves"])
     reliability_png(tables, paths["reliability"])
